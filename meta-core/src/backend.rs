@@ -1,0 +1,101 @@
+//! The backend contract: what a database must provide to hold a volume.
+
+use std::fmt::Debug;
+use std::ops::Range;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::op::{Op, OpOutput};
+use crate::types::{Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice, Statfs};
+
+/// Static facts about a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendInfo {
+    /// URL scheme, e.g. `"rocksdb"`, `"memory"`.
+    pub scheme: &'static str,
+    /// Most ops one [`Backend::apply`] call accepts; the batcher never sends more.
+    pub max_batch_ops: usize,
+    /// True when data survives the process (false for the in-memory backend).
+    pub durable: bool,
+}
+
+/// A database that stores one volume's metadata.
+///
+/// Implementations: `meta-core`'s in-memory reference backend and [`crate::kv::KvBackend`]
+/// (any ordered key-value store), `meta-rocks`, `meta-redis`, `meta-sql`, `meta-tikv`. The shared
+/// conformance suite (`meta-conformance`) checks that an implementation follows this contract.
+///
+/// Reads return `NotFound` for a missing inode; they see every op whose `apply` returned.
+#[async_trait]
+pub trait Backend: Send + Sync + Debug + 'static {
+    /// Scheme, capabilities and batch limit.
+    fn info(&self) -> BackendInfo;
+
+    /// Writes the format record and creates the root directory (ino 1, mode 0777, owned by
+    /// root) and the counters. Idempotent: formatting an already formatted volume with the same
+    /// name is a no-op that keeps the stored record. Errors: `AlreadyExists` when it holds a
+    /// volume of another name and `force` is false; with `force` the old volume is erased first.
+    async fn format(&self, setting: &Setting, force: bool) -> Result<()>;
+
+    /// Reads the format record. Errors: `NotFound` when the volume was never formatted,
+    /// `Corrupted` when undecodable, `Unsupported` when written by a newer format version.
+    async fn load(&self) -> Result<Setting>;
+
+    /// Applies `ops` in order. Each op is atomic and independent: it takes full effect or none,
+    /// and op *i* sees the effects of ops before it. Returns exactly `ops.len()` results,
+    /// positionally. The outer `Err` means the whole batch failed: `Unavailable` or `Conflict`
+    /// mean nothing was applied; `Indeterminate` means an unknown subset may have been applied.
+    async fn apply(&self, ops: &[Op]) -> Result<Vec<Result<OpOutput>>>;
+
+    /// Atomically advances the counter of `kind` by `n` (n ≥ 1) and returns the reserved range
+    /// `[old, old + n)`. Unique across every client of the volume and durable before it returns.
+    async fn reserve_ids(&self, kind: IdKind, n: u64) -> Result<Range<u64>>;
+
+    /// Resolves `name` in directory `parent`; returns the inode and its attributes.
+    /// Errors: `NotFound`, `NotADirectory` when `parent` is not a directory.
+    async fn lookup(&self, parent: Ino, name: &[u8]) -> Result<(Ino, Attr)>;
+
+    /// Attributes of `ino`; `NotFound` if it does not exist.
+    async fn get_attr(&self, ino: Ino) -> Result<Attr>;
+
+    /// Entries of directory `ino` in byte order of their names, starting strictly after the
+    /// name `after` (the cursor; `None` from the start), at most `limit` entries, with
+    /// attributes when `plus`. `.` and `..` are not listed. Errors: `NotFound`, `NotADirectory`.
+    async fn read_dir(
+        &self,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>>;
+
+    /// Slices of chunk `indx` of `ino`, in write order (later shadow earlier). An inode listed
+    /// as pending deletion can still be read. Empty if the chunk has no slices.
+    async fn read_chunk(&self, ino: Ino, indx: u32) -> Result<Vec<Slice>>;
+
+    /// The target of symlink `ino`. Errors: `NotFound`, `InvalidArgument` (not a symlink).
+    async fn read_link(&self, ino: Ino) -> Result<Vec<u8>>;
+
+    /// Value of xattr `name` of `ino`. Errors: `NotFound` (inode), `NoData` (attribute).
+    async fn get_xattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>>;
+
+    /// Names of the xattrs of `ino`, in byte order. Errors: `NotFound`.
+    async fn list_xattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>>;
+
+    /// Volume usage from the counters and the format record's limits.
+    async fn statfs(&self) -> Result<Statfs>;
+
+    /// Current value of a counter.
+    async fn get_counter(&self, counter: Counter) -> Result<i64>;
+
+    /// Live inodes with numbers strictly greater than `after`, in increasing order, at most
+    /// `limit` (for fsck and dump).
+    async fn scan_inodes(&self, after: Ino, limit: usize) -> Result<Vec<(Ino, Attr)>>;
+
+    /// Every chunk of `ino` with its slices, by increasing chunk index.
+    async fn list_chunks(&self, ino: Ino) -> Result<Vec<(u32, Vec<Slice>)>>;
+
+    /// Records of data waiting for deletion (see [`Pending`]), at most `limit`.
+    async fn list_pending(&self, limit: usize) -> Result<Vec<Pending>>;
+}

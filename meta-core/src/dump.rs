@@ -1,0 +1,280 @@
+//! Dump and load a whole volume as streaming JSON Lines.
+//!
+//! Line 1 is a [`Header`] (format record, counters); every further line is one [`InodeRecord`]:
+//! directories first, parents before children, then every other inode with all the entries that
+//! name it. Names, symlink targets and xattr values are bytes: they appear as a JSON string when
+//! they are valid UTF-8, else as an array of byte values. `load` of a dump into an empty store,
+//! then `dump` again, gives the same text.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Backend;
+use crate::error::{Error, ErrorKind, Result};
+use crate::op::{Op, RestoreRecord};
+use crate::types::{Attr, Counter, FileType, IdKind, Ino, Setting, Slice};
+
+/// Version of the dump format this build writes and reads.
+pub const DUMP_VERSION: u32 = 1;
+/// Entries fetched per readdir call while dumping; inodes restored per `apply` when loading.
+const PAGE: usize = 1000;
+
+/// Bytes in a dump: a string when valid UTF-8, else the raw byte values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Bytes {
+    /// Valid UTF-8.
+    Text(String),
+    /// Anything else.
+    Raw(Vec<u8>),
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Bytes {
+        match String::from_utf8(v) {
+            Ok(s) => Bytes::Text(s),
+            Err(e) => Bytes::Raw(e.into_bytes()),
+        }
+    }
+}
+
+impl Bytes {
+    /// The bytes.
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            Bytes::Text(s) => s.into_bytes(),
+            Bytes::Raw(v) => v,
+        }
+    }
+}
+
+/// First line of a dump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Dump format version ([`DUMP_VERSION`]).
+    pub dump_version: u32,
+    /// The volume's format record.
+    pub setting: Setting,
+    /// Counter values by stored name (`nextInode`, `nextChunk`, `usedSpace`, `totalInodes`).
+    pub counters: BTreeMap<String, i64>,
+}
+
+/// One inode of a dump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InodeRecord {
+    /// Inode number.
+    pub ino: Ino,
+    /// Attributes.
+    pub attr: Attr,
+    /// `(parent, name)` of each entry naming it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<(Ino, Bytes)>,
+    /// Symlink target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Bytes>,
+    /// Extended attributes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<(Bytes, Bytes)>,
+    /// Chunks: index and slices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<(u32, Vec<Slice>)>,
+}
+
+/// Counts of a finished dump or load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DumpStats {
+    /// Inode records written or read.
+    pub inodes: u64,
+    /// Directory entries (links) written or read.
+    pub entries: u64,
+}
+
+fn io_err(what: &str, e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Unavailable, what.to_string()).with_source(e)
+}
+
+fn json_line<T: Serialize>(out: &mut dyn Write, v: &T) -> Result<()> {
+    serde_json::to_writer(&mut *out, v)
+        .map_err(|e| Error::new(ErrorKind::Internal, "encode dump record").with_source(e))?;
+    out.write_all(b"\n").map_err(|e| io_err("write dump", e))
+}
+
+/// Writes the whole volume to `out`; `progress` is called with the number of inodes written so
+/// far. Errors: those of the backend reads, `Unavailable` when `out` fails.
+pub async fn dump(backend: &dyn Backend, out: &mut dyn Write, progress: &mut dyn FnMut(u64)) -> Result<DumpStats> {
+    let setting = backend.load().await?;
+    let mut counters = BTreeMap::new();
+    for c in Counter::ALL {
+        counters.insert(c.name().to_string(), backend.get_counter(c).await?);
+    }
+    json_line(
+        out,
+        &Header {
+            dump_version: DUMP_VERSION,
+            setting,
+            counters,
+        },
+    )?;
+    // Walk directories breadth-first so parents come before children; remember every link.
+    let mut links: BTreeMap<Ino, Vec<(Ino, Vec<u8>)>> = BTreeMap::new();
+    let mut dirs = vec![Ino::ROOT];
+    let mut i = 0;
+    while i < dirs.len() {
+        let dir = dirs[i];
+        i += 1;
+        let mut cursor: Option<Vec<u8>> = None;
+        loop {
+            let page = backend.read_dir(dir, cursor.as_deref(), PAGE, false).await?;
+            let n = page.len();
+            for e in page {
+                if e.typ == FileType::Directory {
+                    dirs.push(e.ino);
+                }
+                links.entry(e.ino).or_default().push((dir, e.name.clone()));
+                cursor = Some(e.name);
+            }
+            if n < PAGE {
+                break;
+            }
+        }
+    }
+    let mut stats = DumpStats::default();
+    let emit = async |ino: Ino, out: &mut dyn Write, stats: &mut DumpStats| -> Result<()> {
+        let attr = backend.get_attr(ino).await?;
+        let l = links.get(&ino).cloned().unwrap_or_default();
+        stats.entries += l.len() as u64;
+        let target = if attr.typ == FileType::Symlink {
+            Some(Bytes::from(backend.read_link(ino).await?))
+        } else {
+            None
+        };
+        let mut xattrs = Vec::new();
+        for name in backend.list_xattr(ino).await? {
+            let v = backend.get_xattr(ino, &name).await?;
+            xattrs.push((Bytes::from(name), Bytes::from(v)));
+        }
+        let chunks = if attr.typ == FileType::Regular {
+            backend.list_chunks(ino).await?
+        } else {
+            Vec::new()
+        };
+        json_line(
+            out,
+            &InodeRecord {
+                ino,
+                attr,
+                links: l.into_iter().map(|(p, n)| (p, Bytes::from(n))).collect(),
+                target,
+                xattrs,
+                chunks,
+            },
+        )?;
+        stats.inodes += 1;
+        Ok(())
+    };
+    for &dir in &dirs {
+        emit(dir, out, &mut stats).await?;
+        progress(stats.inodes);
+    }
+    let dir_set: std::collections::HashSet<Ino> = dirs.iter().copied().collect();
+    let others: Vec<Ino> = links
+        .iter()
+        .filter(|(ino, _)| !dir_set.contains(ino))
+        .map(|(ino, _)| *ino)
+        .collect();
+    for ino in others {
+        emit(ino, out, &mut stats).await?;
+        progress(stats.inodes);
+    }
+    out.flush().map_err(|e| io_err("write dump", e))?;
+    Ok(stats)
+}
+
+fn bad_line(n: usize, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::new(ErrorKind::InvalidArgument, format!("dump line {n} is malformed")).with_source(e)
+}
+
+/// Loads a dump from `input` into the empty store `backend` (formatted from the dump's record;
+/// `force` erases whatever the store held). Inodes are restored in batches of up to 1000 ops.
+/// Errors: `InvalidArgument` naming the line for malformed input, `AlreadyExists` when the
+/// store holds a volume and `force` is false, and backend errors.
+pub async fn load(
+    backend: &dyn Backend,
+    input: &mut dyn BufRead,
+    force: bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<DumpStats> {
+    let mut lines = input.lines().enumerate();
+    let header: Header = match lines.next() {
+        Some((_, Ok(l))) => serde_json::from_str(&l).map_err(|e| bad_line(1, e))?,
+        Some((_, Err(e))) => return Err(io_err("read dump", e)),
+        None => return Err(Error::new(ErrorKind::InvalidArgument, "dump is empty")),
+    };
+    if header.dump_version > DUMP_VERSION {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("dump version {} is newer than {DUMP_VERSION}", header.dump_version),
+        ));
+    }
+    header.setting.validate()?;
+    if !force && backend.load().await.is_ok() {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            "the target already holds a volume; load into an empty one or use force",
+        ));
+    }
+    backend.format(&header.setting, force).await?;
+    let mut stats = DumpStats::default();
+    let mut batch: Vec<Op> = Vec::with_capacity(PAGE);
+    let mut batch_lines: Vec<usize> = Vec::with_capacity(PAGE);
+    let flush = async |batch: &mut Vec<Op>, batch_lines: &mut Vec<usize>| -> Result<()> {
+        let results = backend.apply(batch).await?;
+        for (r, line) in results.into_iter().zip(batch_lines.iter()) {
+            r.map_err(|e| e.context_prefix(format!("dump line {line}")))?;
+        }
+        batch.clear();
+        batch_lines.clear();
+        Ok(())
+    };
+    for (i, line) in lines {
+        let line = line.map_err(|e| io_err("read dump", e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec: InodeRecord = serde_json::from_str(&line).map_err(|e| bad_line(i + 1, e))?;
+        stats.inodes += 1;
+        stats.entries += rec.links.len() as u64;
+        batch.push(Op::Restore(Box::new(RestoreRecord {
+            ino: rec.ino,
+            attr: rec.attr,
+            links: rec.links.into_iter().map(|(p, n)| (p, n.into_vec())).collect(),
+            target: rec.target.map(Bytes::into_vec).unwrap_or_default(),
+            xattrs: rec
+                .xattrs
+                .into_iter()
+                .map(|(n, v)| (n.into_vec(), v.into_vec()))
+                .collect(),
+            chunks: rec.chunks,
+        })));
+        batch_lines.push(i + 1);
+        if batch.len() >= PAGE.min(backend.info().max_batch_ops) {
+            flush(&mut batch, &mut batch_lines).await?;
+            progress(stats.inodes);
+        }
+    }
+    if !batch.is_empty() {
+        flush(&mut batch, &mut batch_lines).await?;
+        progress(stats.inodes);
+    }
+    // Bring the ID counters to the dumped values.
+    for (kind, c) in [(IdKind::Inode, Counter::NextInode), (IdKind::Chunk, Counter::NextChunk)] {
+        let want = header.counters.get(c.name()).copied().unwrap_or(0);
+        let have = backend.get_counter(c).await?;
+        if want > have {
+            backend.reserve_ids(kind, (want - have) as u64).await?;
+        }
+    }
+    Ok(stats)
+}

@@ -1,0 +1,187 @@
+//! fsck: checks a whole volume through the [`Backend`] read API.
+//!
+//! Rules checked: every entry points to an existing inode of the stated type; every inode is
+//! reachable from the root; a directory's nlink is 2 + its subdirectories and its `parent` is
+//! the directory holding it; a non-directory's nlink equals the number of entries naming it;
+//! a symlink has a target; `usedSpace` and `totalInodes` equal the recomputed sums; the ID
+//! counters are above every inode and slice ID in use.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::types::{Attr, Counter, FileType, Ino, Pending, show_name};
+
+/// Entries fetched per readdir call while walking.
+const PAGE: usize = 1000;
+
+/// What fsck found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FsckReport {
+    /// Live inodes scanned.
+    pub inodes: u64,
+    /// Directory entries walked.
+    pub entries: u64,
+    /// Inconsistencies, one sentence each.
+    pub problems: Vec<String>,
+}
+
+impl FsckReport {
+    /// True when no problem was found.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks the volume held by `backend`. Returns the report; `Err` only when reading fails.
+pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
+    let mut rep = FsckReport::default();
+    let mut attrs: BTreeMap<Ino, Attr> = BTreeMap::new();
+    let mut after = Ino::ZERO;
+    loop {
+        let page = backend.scan_inodes(after, PAGE).await?;
+        let Some(&(last, _)) = page.last() else { break };
+        after = last;
+        attrs.extend(page);
+    }
+    rep.inodes = attrs.len() as u64;
+    let Some(root) = attrs.get(&Ino::ROOT) else {
+        rep.problems.push("root inode 1 is missing".into());
+        return Ok(rep);
+    };
+    if root.typ != FileType::Directory {
+        rep.problems.push("root inode 1 is not a directory".into());
+        return Ok(rep);
+    }
+
+    // Walk the tree from the root.
+    let mut links: HashMap<Ino, u32> = HashMap::new();
+    let mut subdirs: HashMap<Ino, u32> = HashMap::new();
+    let mut seen_dir: HashMap<Ino, Ino> = HashMap::new();
+    let mut stack = vec![Ino::ROOT];
+    seen_dir.insert(Ino::ROOT, Ino::ROOT);
+    while let Some(dir) = stack.pop() {
+        let mut cursor: Option<Vec<u8>> = None;
+        loop {
+            let page = backend.read_dir(dir, cursor.as_deref(), PAGE, false).await?;
+            let n = page.len();
+            for e in page {
+                rep.entries += 1;
+                let path = format!("{dir}/{}", show_name(&e.name));
+                match attrs.get(&e.ino) {
+                    None => rep.problems.push(format!(
+                        "entry {path} points to missing inode {}",
+                        e.ino
+                    )),
+                    Some(a) if a.typ != e.typ => rep.problems.push(format!(
+                        "entry {path} says {} but inode {} is a {}",
+                        e.typ.name(),
+                        e.ino,
+                        a.typ.name()
+                    )),
+                    Some(a) => {
+                        *links.entry(e.ino).or_default() += 1;
+                        if a.typ == FileType::Directory {
+                            *subdirs.entry(dir).or_default() += 1;
+                            if let Some(first) = seen_dir.insert(e.ino, dir) {
+                                rep.problems.push(format!(
+                                    "directory {} is named in both {first} and {dir}",
+                                    e.ino
+                                ));
+                            } else {
+                                stack.push(e.ino);
+                            }
+                            if a.parent != dir {
+                                rep.problems.push(format!(
+                                    "directory {} lies in {dir} but its parent field says {}",
+                                    e.ino, a.parent
+                                ));
+                            }
+                        }
+                    }
+                }
+                cursor = Some(e.name);
+            }
+            if n < PAGE {
+                break;
+            }
+        }
+    }
+
+    let mut space: i64 = 0;
+    let mut max_slice: u64 = 0;
+    for (&ino, a) in &attrs {
+        space += a.space() as i64;
+        if ino != Ino::ROOT && !links.contains_key(&ino) {
+            rep.problems
+                .push(format!("inode {ino} ({}) is not reachable from the root", a.typ.name()));
+            continue;
+        }
+        match a.typ {
+            FileType::Directory => {
+                let want = 2 + subdirs.get(&ino).copied().unwrap_or(0);
+                if a.nlink != want {
+                    rep.problems.push(format!(
+                        "directory {ino} has nlink {} but 2 + {} subdirectories = {want}",
+                        a.nlink,
+                        want - 2
+                    ));
+                }
+            }
+            _ => {
+                let want = links.get(&ino).copied().unwrap_or(0);
+                if a.nlink != want {
+                    rep.problems.push(format!(
+                        "inode {ino} has nlink {} but {want} entries name it",
+                        a.nlink
+                    ));
+                }
+            }
+        }
+        if a.typ == FileType::Symlink
+            && let Err(e) = backend.read_link(ino).await
+        {
+            rep.problems.push(format!("symlink {ino} has no readable target: {e}"));
+        }
+        if a.typ == FileType::Regular {
+            for (_, slices) in backend.list_chunks(ino).await? {
+                max_slice = max_slice.max(slices.iter().map(|s| s.id).max().unwrap_or(0));
+            }
+        }
+    }
+    for p in backend.list_pending(usize::MAX).await? {
+        if let Pending::Slice { id, .. } = p {
+            max_slice = max_slice.max(id);
+        }
+    }
+
+    let counter = |c| async move { backend.get_counter(c).await };
+    let used = counter(Counter::UsedSpace).await?;
+    if used != space {
+        rep.problems
+            .push(format!("usedSpace counter is {used} but the inodes use {space} bytes"));
+    }
+    let total = counter(Counter::TotalInodes).await?;
+    if total != attrs.len() as i64 {
+        rep.problems.push(format!(
+            "totalInodes counter is {total} but {} inodes exist",
+            attrs.len()
+        ));
+    }
+    let max_ino = attrs.keys().next_back().map(|i| i.0).unwrap_or(1);
+    let next_ino = counter(Counter::NextInode).await?;
+    if next_ino <= max_ino as i64 {
+        rep.problems.push(format!(
+            "nextInode counter {next_ino} is not above the largest inode {max_ino}"
+        ));
+    }
+    let next_chunk = counter(Counter::NextChunk).await?;
+    if max_slice > 0 && next_chunk <= max_slice as i64 {
+        rep.problems.push(format!(
+            "nextChunk counter {next_chunk} is not above the largest slice ID {max_slice}"
+        ));
+    }
+    Ok(rep)
+}

@@ -1,0 +1,524 @@
+//! [`Meta`]: the API a filesystem calls. Every mutating call becomes an [`Op`] that goes
+//! through the batcher and awaits its own result, so the caller sees exactly the semantics of
+//! an unbatched call.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use prometheus::Registry;
+
+use crate::backend::Backend;
+use crate::batch::{BatchLimits, Batcher, DeferredErrors, apply_recorded};
+use crate::error::{Error, ErrorKind, Result};
+use crate::idpool::{IdPool, PoolCounters, PoolStats};
+use crate::metrics::Metrics;
+use crate::op::{
+    Caller, Op, OpOutput, RenameFlags, SetAttrMask, SetAttrValues, XattrFlags,
+};
+use crate::options::MetaOptions;
+use crate::types::{
+    Attr, DirEntry, FileType, IdKind, Ino, Pending, Setting, Slice, Statfs, Timespec,
+    validate_name,
+};
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    setting: Setting,
+    opts: MetaOptions,
+    metrics: Arc<Metrics>,
+    inodes: IdPool,
+    chunks: IdPool,
+    batcher: Option<Batcher>,
+    deferred: Arc<Mutex<DeferredErrors>>,
+    max_ops: usize,
+}
+
+/// A volume opened for use: the engine in front of a [`Backend`]. Cheap to clone; clones share
+/// the batcher and the ID pools. Must be created inside a tokio runtime.
+#[derive(Clone)]
+pub struct Meta {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Meta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meta")
+            .field("volume", &self.inner.setting.name)
+            .field("backend", &self.inner.backend)
+            .field("options", &self.inner.opts)
+            .finish()
+    }
+}
+
+fn unexpected(op: &str, out: &OpOutput) -> Error {
+    Error::new(
+        ErrorKind::Internal,
+        format!("{op}: unexpected backend output {out:?}"),
+    )
+}
+
+impl Meta {
+    /// Formats `backend` with `setting` (see [`Backend::format`]).
+    pub async fn format(backend: &dyn Backend, setting: &Setting, force: bool) -> Result<()> {
+        backend.format(setting, force).await
+    }
+
+    /// Opens the volume held by `backend`: loads its format record and starts the batcher and
+    /// the ID pools. Metrics go into `registry` when given (else into a private registry).
+    /// Errors: `NotFound` for an unformatted volume, `Unsupported` for a newer format,
+    /// `ConfigInvalid` when the metrics are already registered in `registry`.
+    pub async fn open(
+        backend: Arc<dyn Backend>,
+        opts: MetaOptions,
+        registry: Option<&Registry>,
+    ) -> Result<Meta> {
+        let setting = backend.load().await?;
+        let own;
+        let registry = match registry {
+            Some(r) => r,
+            None => {
+                own = Registry::new();
+                &own
+            }
+        };
+        let metrics = Arc::new(Metrics::new(registry)?);
+        let pool = |kind, batch, wm, served: &prometheus::IntCounter, calls: &prometheus::IntCounter, pre: &prometheus::IntCounter| {
+            IdPool::new(
+                kind,
+                backend.clone(),
+                batch,
+                wm,
+                opts.metaprime,
+                PoolCounters {
+                    served: served.clone(),
+                    prime_calls: calls.clone(),
+                    prefetch_async: pre.clone(),
+                    prime_errors: metrics.prime_errors.clone(),
+                },
+            )
+        };
+        let inodes = pool(
+            IdKind::Inode,
+            opts.inode_batch,
+            opts.inode_low_watermark,
+            &metrics.inode_served,
+            &metrics.inode_prime_calls,
+            &metrics.inode_prefetch_async,
+        );
+        let chunks = pool(
+            IdKind::Chunk,
+            opts.chunk_batch,
+            opts.chunk_low_watermark,
+            &metrics.chunk_served,
+            &metrics.chunk_prime_calls,
+            &metrics.chunk_prefetch_async,
+        );
+        let max_ops = opts.batch_size.min(backend.info().max_batch_ops).max(1);
+        let deferred = Arc::new(Mutex::new(DeferredErrors::default()));
+        let batcher = opts.batchwrite.then(|| {
+            Batcher::start(
+                backend.clone(),
+                BatchLimits {
+                    ops: max_ops,
+                    bytes: opts.batch_bytes,
+                    interval: opts.batch_interval,
+                    inflight: opts.max_inflight,
+                    queue: opts.max_queue,
+                },
+                metrics.clone(),
+                deferred.clone(),
+            )
+        });
+        Ok(Meta {
+            inner: Arc::new(Inner {
+                backend,
+                setting,
+                opts,
+                metrics,
+                inodes,
+                chunks,
+                batcher,
+                deferred,
+                max_ops,
+            }),
+        })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// The format record read at open.
+    pub fn setting(&self) -> &Setting {
+        &self.inner.setting
+    }
+
+    /// The engine options in force.
+    pub fn options(&self) -> &MetaOptions {
+        &self.inner.opts
+    }
+
+    /// The metrics of this instance.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Counters of the inode and chunk ID pools, in that order.
+    pub fn pool_stats(&self) -> (PoolStats, PoolStats) {
+        (self.inner.inodes.stats(), self.inner.chunks.stats())
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Submitting ops
+
+    /// Applies one op: through the batcher, or directly when `batchwrite=0`.
+    pub async fn submit(&self, op: Op) -> Result<OpOutput> {
+        match &self.inner.batcher {
+            Some(b) => b.submit(op).await,
+            None => {
+                let started = Instant::now();
+                let name = op.name();
+                let r = apply_recorded(&*self.inner.backend, &self.inner.metrics, std::slice::from_ref(&op))
+                    .await
+                    .pop()
+                    .unwrap_or_else(|| Err(Error::new(ErrorKind::Internal, "no result")));
+                self.inner
+                    .metrics
+                    .record_op(name, &r, started.elapsed().as_secs_f64());
+                r
+            }
+        }
+    }
+
+    /// Deferred mode (opt-in): queues `op` and returns as soon as it is queued, without its
+    /// result. The op stays atomic, and it is applied before any op queued after it; its error,
+    /// if any, is returned by the next [`Meta::flush`] — like `write()` vs `fsync()`. The risk:
+    /// a caller that never flushes never learns of a failure. With `batchwrite=0` the op is
+    /// applied before this returns, and an error is still held for `flush`.
+    pub async fn enqueue(&self, op: Op) -> Result<()> {
+        match &self.inner.batcher {
+            Some(b) => b.enqueue(op).await,
+            None => {
+                if let Err(e) = self.submit(op).await {
+                    self.inner.deferred_lock().record(e);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Barrier: returns when every op queued before it (by any clone of this `Meta`) has a
+    /// result. Returns the first error of deferred ops since the last flush, naming how many
+    /// failed.
+    pub async fn flush(&self) -> Result<()> {
+        if let Some(b) = &self.inner.batcher {
+            b.barrier().await?;
+        }
+        let mut d = self.inner.deferred_lock();
+        let count = std::mem::take(&mut d.count);
+        match d.first.take() {
+            Some(e) => Err(e.context_prefix(format!("{count} deferred op(s) failed; first"))),
+            None => Ok(()),
+        }
+    }
+
+    /// The explicit batch API (bulk import, `rm -r`): applies `ops` in order, in as few
+    /// `apply` calls as the batch limits allow (chunks of `batch_size`, one after another), so
+    /// an op may depend on an earlier one (mkdir, then create inside). Returns one result per
+    /// op, positionally; a batch-level failure is the error of every op of that chunk.
+    pub async fn apply_batch(&self, ops: Vec<Op>) -> Vec<Result<OpOutput>> {
+        let mut out = Vec::with_capacity(ops.len());
+        for chunk in ops.chunks(self.inner.max_ops) {
+            let started = Instant::now();
+            let results = apply_recorded(&*self.inner.backend, &self.inner.metrics, chunk).await;
+            let secs = started.elapsed().as_secs_f64();
+            for (op, r) in chunk.iter().zip(&results) {
+                self.inner.metrics.record_op(op.name(), r, secs);
+            }
+            out.extend(results);
+        }
+        out
+    }
+
+    /// A new inode number from the pool.
+    pub async fn new_ino(&self) -> Result<Ino> {
+        Ok(Ino(self.inner.inodes.next().await?))
+    }
+
+    /// A new slice (chunk) ID from the pool, for [`Meta::write`].
+    pub async fn new_slice_id(&self) -> Result<u64> {
+        self.inner.chunks.next().await
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Namespace
+
+    /// Creates an inode of type `typ` named `name` in `parent` (mknod(2)), owned by `caller`.
+    /// `mode` is the permission bits (umask applied by the caller). Returns the new inode and
+    /// its attributes. Errors: ENOENT, ENOTDIR, EEXIST, EINVAL, ENAMETOOLONG, ENOSPC.
+    pub async fn mknod(
+        &self,
+        caller: Caller,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+    ) -> Result<(Ino, Attr)> {
+        self.create_inode(caller, parent, name, typ, mode, rdev, Vec::new())
+            .await
+    }
+
+    /// mkdir(2): a directory (nlink 2; the parent's nlink grows by one).
+    pub async fn mkdir(&self, caller: Caller, parent: Ino, name: &[u8], mode: u16) -> Result<(Ino, Attr)> {
+        self.mknod(caller, parent, name, FileType::Directory, mode, 0).await
+    }
+
+    /// creat(2): an empty regular file.
+    pub async fn create(&self, caller: Caller, parent: Ino, name: &[u8], mode: u16) -> Result<(Ino, Attr)> {
+        self.mknod(caller, parent, name, FileType::Regular, mode, 0).await
+    }
+
+    /// symlink(2): a symlink to `target` (1..=4096 bytes), mode 0777.
+    pub async fn symlink(&self, caller: Caller, parent: Ino, name: &[u8], target: &[u8]) -> Result<(Ino, Attr)> {
+        crate::types::validate_symlink_target(target)?;
+        self.create_inode(caller, parent, name, FileType::Symlink, 0o777, 0, target.to_vec())
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_inode(
+        &self,
+        caller: Caller,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+        target: Vec<u8>,
+    ) -> Result<(Ino, Attr)> {
+        validate_name(name)?;
+        let ino = self.new_ino().await?;
+        let op = Op::Mknod {
+            parent,
+            name: name.to_vec(),
+            ino,
+            typ,
+            mode,
+            uid: caller.uid,
+            gid: caller.gid,
+            rdev,
+            target,
+            time: Timespec::now(),
+        };
+        match self.submit(op).await? {
+            OpOutput::Entry { ino, attr, .. } => Ok((ino, attr)),
+            other => Err(unexpected("mknod", &other)),
+        }
+    }
+
+    /// link(2): a new name for `ino`. Returns its attributes. EPERM for a directory.
+    pub async fn link(&self, ino: Ino, parent: Ino, name: &[u8]) -> Result<Attr> {
+        let op = Op::Link {
+            ino,
+            parent,
+            name: name.to_vec(),
+            time: Timespec::now(),
+        };
+        match self.submit(op).await? {
+            OpOutput::Entry { attr, .. } => Ok(attr),
+            other => Err(unexpected("link", &other)),
+        }
+    }
+
+    /// unlink(2). Errors: ENOENT, EISDIR, EPERM (sticky directory).
+    pub async fn unlink(&self, caller: Caller, parent: Ino, name: &[u8]) -> Result<()> {
+        self.submit(Op::Unlink {
+            parent,
+            name: name.to_vec(),
+            caller,
+            time: Timespec::now(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// rmdir(2). Errors: ENOENT, ENOTDIR, ENOTEMPTY, EPERM (sticky directory).
+    pub async fn rmdir(&self, caller: Caller, parent: Ino, name: &[u8]) -> Result<()> {
+        self.submit(Op::Rmdir {
+            parent,
+            name: name.to_vec(),
+            caller,
+            time: Timespec::now(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// rename(2) / renameat2(2) with `RENAME_NOREPLACE` or `RENAME_EXCHANGE`. Returns the moved
+    /// inode and its attributes. Errors: ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, EINVAL
+    /// (into own subtree, bad flags), EPERM (sticky).
+    pub async fn rename(
+        &self,
+        caller: Caller,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<(Ino, Attr)> {
+        let op = Op::Rename {
+            parent,
+            name: name.to_vec(),
+            new_parent,
+            new_name: new_name.to_vec(),
+            flags,
+            caller,
+            time: Timespec::now(),
+        };
+        match self.submit(op).await? {
+            OpOutput::Renamed { ino, attr, .. } => Ok((ino, attr)),
+            other => Err(unexpected("rename", &other)),
+        }
+    }
+
+    /// Changes the fields of `ino` selected by `mask`; ctime becomes now. `SIZE` truncates
+    /// (regular files only: EISDIR for directories, EINVAL otherwise).
+    pub async fn setattr(&self, ino: Ino, mask: SetAttrMask, values: SetAttrValues) -> Result<Attr> {
+        self.attr_op(Op::SetAttr {
+            ino,
+            mask,
+            values,
+            time: Timespec::now(),
+        })
+        .await
+    }
+
+    /// truncate(2): sets the length of a regular file, in bytes.
+    pub async fn truncate(&self, ino: Ino, length: u64) -> Result<Attr> {
+        self.attr_op(Op::Truncate {
+            ino,
+            length,
+            time: Timespec::now(),
+        })
+        .await
+    }
+
+    /// Records that `slice` was written to chunk `indx` of regular file `ino` (the data is
+    /// already stored under the slice's ID). Extends the length when the write ends past it.
+    /// Errors: ENOENT, EISDIR, EINVAL (slice passes the 64 MiB chunk end), ENOSPC.
+    pub async fn write(&self, ino: Ino, indx: u32, slice: Slice) -> Result<Attr> {
+        self.attr_op(Op::Write {
+            ino,
+            indx,
+            slice,
+            time: Timespec::now(),
+        })
+        .await
+    }
+
+    async fn attr_op(&self, op: Op) -> Result<Attr> {
+        let name = op.name();
+        match self.submit(op).await? {
+            OpOutput::Attr { attr, .. } => Ok(attr),
+            other => Err(unexpected(name, &other)),
+        }
+    }
+
+    /// setxattr(2). Errors: ENOENT, EEXIST (CREATE), ENODATA (REPLACE), ERANGE (name), E2BIG.
+    pub async fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], flags: XattrFlags) -> Result<()> {
+        self.submit(Op::SetXattr {
+            ino,
+            name: name.to_vec(),
+            value: value.to_vec(),
+            flags,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// removexattr(2). Errors: ENOENT, ENODATA.
+    pub async fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
+        self.submit(Op::RemoveXattr {
+            ino,
+            name: name.to_vec(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Forgets a deleted file's chunks after the data layer deleted its objects.
+    pub async fn clear_pending_file(&self, ino: Ino) -> Result<()> {
+        self.submit(Op::ClearPendingFile { ino }).await.map(drop)
+    }
+
+    /// Forgets a dropped slice after the data layer deleted its object.
+    pub async fn clear_pending_slice(&self, id: u64) -> Result<()> {
+        self.submit(Op::ClearPendingSlice { id }).await.map(drop)
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Reads (straight to the backend)
+
+    /// lookup: `name` in `parent` (`.` and `..` resolve too). ENOENT, ENOTDIR.
+    pub async fn lookup(&self, parent: Ino, name: &[u8]) -> Result<(Ino, Attr)> {
+        self.inner.backend.lookup(parent, name).await
+    }
+
+    /// getattr. ENOENT.
+    pub async fn getattr(&self, ino: Ino) -> Result<Attr> {
+        self.inner.backend.get_attr(ino).await
+    }
+
+    /// readdir: entries after the cursor name `after`, at most `limit`, with attributes when
+    /// `plus`. See [`Backend::read_dir`].
+    pub async fn readdir(&self, ino: Ino, after: Option<&[u8]>, limit: usize, plus: bool) -> Result<Vec<DirEntry>> {
+        self.inner.backend.read_dir(ino, after, limit, plus).await
+    }
+
+    /// readlink(2). EINVAL when not a symlink.
+    pub async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        self.inner.backend.read_link(ino).await
+    }
+
+    /// The slices of chunk `indx` of `ino`, in write order.
+    pub async fn read(&self, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
+        self.inner.backend.read_chunk(ino, indx).await
+    }
+
+    /// getxattr(2). ENOENT, ENODATA.
+    pub async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        self.inner.backend.get_xattr(ino, name).await
+    }
+
+    /// listxattr(2): names in byte order.
+    pub async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        self.inner.backend.list_xattr(ino).await
+    }
+
+    /// statfs(2) numbers, in bytes and inodes.
+    pub async fn statfs(&self) -> Result<Statfs> {
+        self.inner.backend.statfs().await
+    }
+
+    /// Data awaiting deletion by the data layer, at most `limit` records.
+    pub async fn list_pending(&self, limit: usize) -> Result<Vec<Pending>> {
+        self.inner.backend.list_pending(limit).await
+    }
+
+    /// Resolves a `/`-separated path from the root (no symlink following). ENOENT, ENOTDIR.
+    pub async fn resolve(&self, path: &[u8]) -> Result<(Ino, Attr)> {
+        let mut cur = (Ino::ROOT, self.getattr(Ino::ROOT).await?);
+        for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+            cur = self.lookup(cur.0, part).await?;
+        }
+        Ok(cur)
+    }
+}
+
+impl Inner {
+    fn deferred_lock(&self) -> std::sync::MutexGuard<'_, DeferredErrors> {
+        self.deferred.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

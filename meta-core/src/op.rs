@@ -1,0 +1,395 @@
+//! Mutating operations ([`Op`]) and their results ([`OpOutput`]).
+//!
+//! An `Op` carries everything a backend needs to apply it atomically: new inode numbers are
+//! allocated (from the ID pool) and times are taken *before* the op is queued, so applying the
+//! same op on two backends gives the same result.
+
+use crate::types::{Attr, FileType, Ino, Slice, Timespec};
+
+/// The caller of an operation: the user and group that own new inodes and that sticky-bit
+/// rules are checked against. `uid` 0 (root) bypasses the sticky-bit rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Caller {
+    /// Effective user ID.
+    pub uid: u32,
+    /// Effective group ID.
+    pub gid: u32,
+}
+
+impl Caller {
+    /// The superuser (uid 0, gid 0).
+    pub const ROOT: Caller = Caller { uid: 0, gid: 0 };
+}
+
+/// Flags of rename(2) (`renameat2`): at most one of the two may be set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct RenameFlags(pub u32);
+
+impl RenameFlags {
+    /// No flag: replace the destination if the POSIX rules allow it.
+    pub const NONE: RenameFlags = RenameFlags(0);
+    /// `RENAME_NOREPLACE` (1): fail with EEXIST if the destination exists.
+    pub const NOREPLACE: RenameFlags = RenameFlags(1);
+    /// `RENAME_EXCHANGE` (2): atomically swap source and destination; both must exist.
+    pub const EXCHANGE: RenameFlags = RenameFlags(2);
+
+    /// True if every bit of `other` is set.
+    pub fn contains(self, other: RenameFlags) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+}
+
+/// Flags of setxattr(2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct XattrFlags(pub u32);
+
+impl XattrFlags {
+    /// Create or replace.
+    pub const NONE: XattrFlags = XattrFlags(0);
+    /// `XATTR_CREATE` (1): fail with EEXIST if the attribute exists.
+    pub const CREATE: XattrFlags = XattrFlags(1);
+    /// `XATTR_REPLACE` (2): fail with ENODATA if the attribute does not exist.
+    pub const REPLACE: XattrFlags = XattrFlags(2);
+}
+
+/// Which fields a [`Op::SetAttr`] changes (bits may be or-ed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct SetAttrMask(pub u32);
+
+impl SetAttrMask {
+    /// Set the permission bits (`chmod`).
+    pub const MODE: SetAttrMask = SetAttrMask(1);
+    /// Set the owner (`chown`).
+    pub const UID: SetAttrMask = SetAttrMask(2);
+    /// Set the group (`chown`).
+    pub const GID: SetAttrMask = SetAttrMask(4);
+    /// Set the access time to `atime`.
+    pub const ATIME: SetAttrMask = SetAttrMask(8);
+    /// Set the modification time to `mtime`.
+    pub const MTIME: SetAttrMask = SetAttrMask(16);
+    /// Set the access time to the op's time (`UTIME_NOW`).
+    pub const ATIME_NOW: SetAttrMask = SetAttrMask(32);
+    /// Set the modification time to the op's time (`UTIME_NOW`).
+    pub const MTIME_NOW: SetAttrMask = SetAttrMask(64);
+    /// Change the length (`truncate`): regular files only.
+    pub const SIZE: SetAttrMask = SetAttrMask(128);
+
+    /// True if every bit of `other` is set.
+    pub fn contains(self, other: SetAttrMask) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+}
+
+impl std::ops::BitOr for SetAttrMask {
+    type Output = SetAttrMask;
+    fn bitor(self, rhs: SetAttrMask) -> SetAttrMask {
+        SetAttrMask(self.0 | rhs.0)
+    }
+}
+
+/// New values for [`Op::SetAttr`]; only the fields selected by the mask are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SetAttrValues {
+    /// Permission bits (12 bits).
+    pub mode: u16,
+    /// Owner user ID.
+    pub uid: u32,
+    /// Owner group ID.
+    pub gid: u32,
+    /// Access time.
+    pub atime: Timespec,
+    /// Modification time.
+    pub mtime: Timespec,
+    /// New length in bytes.
+    pub size: u64,
+}
+
+/// One mutating operation. Each is atomic: it takes full effect or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Op {
+    /// Create an inode of any type under `parent` (mknod(2), mkdir(2), creat(2), symlink(2)).
+    /// Errors: ENOENT (no parent), ENOTDIR (parent not a dir), EEXIST (name taken), EINVAL /
+    /// ENAMETOOLONG (bad name or target), ENOSPC (inode or space limit).
+    Mknod {
+        /// Directory to create in.
+        parent: Ino,
+        /// New entry name.
+        name: Vec<u8>,
+        /// The new inode number, allocated beforehand from the inode pool.
+        ino: Ino,
+        /// Type of the new inode.
+        typ: FileType,
+        /// Permission bits (umask already applied by the caller).
+        mode: u16,
+        /// Owner.
+        uid: u32,
+        /// Group. (A setgid parent directory's group wins, as on Linux.)
+        gid: u32,
+        /// Device number for devices, else 0.
+        rdev: u32,
+        /// Symlink target (symlinks only; empty otherwise).
+        target: Vec<u8>,
+        /// Time stamp for the new inode and the parent's mtime/ctime.
+        time: Timespec,
+    },
+    /// Add a hard link `parent/name` to `ino` (link(2)). EPERM for a directory.
+    Link {
+        /// Existing inode.
+        ino: Ino,
+        /// Directory of the new name.
+        parent: Ino,
+        /// New name.
+        name: Vec<u8>,
+        /// ctime of the inode, mtime/ctime of the parent.
+        time: Timespec,
+    },
+    /// Remove a non-directory entry (unlink(2)). EISDIR for a directory.
+    Unlink {
+        /// Directory holding the entry.
+        parent: Ino,
+        /// Entry name.
+        name: Vec<u8>,
+        /// Caller, for the sticky-bit rule.
+        caller: Caller,
+        /// Time stamp.
+        time: Timespec,
+    },
+    /// Remove an empty directory (rmdir(2)). ENOTDIR, ENOTEMPTY.
+    Rmdir {
+        /// Directory holding the entry.
+        parent: Ino,
+        /// Entry name.
+        name: Vec<u8>,
+        /// Caller, for the sticky-bit rule.
+        caller: Caller,
+        /// Time stamp.
+        time: Timespec,
+    },
+    /// Rename `parent/name` to `new_parent/new_name` (rename(2), renameat2(2) flags).
+    Rename {
+        /// Source directory.
+        parent: Ino,
+        /// Source name.
+        name: Vec<u8>,
+        /// Destination directory.
+        new_parent: Ino,
+        /// Destination name.
+        new_name: Vec<u8>,
+        /// `NOREPLACE` or `EXCHANGE`.
+        flags: RenameFlags,
+        /// Caller, for the sticky-bit rule.
+        caller: Caller,
+        /// Time stamp.
+        time: Timespec,
+    },
+    /// Change attributes (chmod, chown, utimens, truncate through setattr).
+    SetAttr {
+        /// Inode to change.
+        ino: Ino,
+        /// Which fields to change.
+        mask: SetAttrMask,
+        /// New values.
+        values: SetAttrValues,
+        /// ctime (and the `*_NOW` times).
+        time: Timespec,
+    },
+    /// Append a slice to chunk `indx` of a regular file; extends the length if it ends past it.
+    Write {
+        /// Regular file.
+        ino: Ino,
+        /// Chunk index (`offset >> 26`).
+        indx: u32,
+        /// The slice; `pos + len` must not exceed 64 MiB.
+        slice: Slice,
+        /// New mtime/ctime.
+        time: Timespec,
+    },
+    /// Set the length of a regular file; slices past the new end are dropped or trimmed and
+    /// recorded as pending deletion.
+    Truncate {
+        /// Regular file.
+        ino: Ino,
+        /// New length in bytes.
+        length: u64,
+        /// New mtime/ctime.
+        time: Timespec,
+    },
+    /// Set an extended attribute (setxattr(2)).
+    SetXattr {
+        /// Inode.
+        ino: Ino,
+        /// Attribute name, 1..=255 bytes.
+        name: Vec<u8>,
+        /// Value, at most 64 KiB.
+        value: Vec<u8>,
+        /// `CREATE` / `REPLACE`.
+        flags: XattrFlags,
+    },
+    /// Remove an extended attribute (removexattr(2)); ENODATA if absent.
+    RemoveXattr {
+        /// Inode.
+        ino: Ino,
+        /// Attribute name.
+        name: Vec<u8>,
+    },
+    /// Forget a deleted file's chunks once the data layer has deleted its objects.
+    ClearPendingFile {
+        /// The deleted inode listed by `Backend::list_pending`.
+        ino: Ino,
+    },
+    /// Forget a dropped slice once the data layer has deleted its object.
+    ClearPendingSlice {
+        /// The slice ID listed by `Backend::list_pending`.
+        id: u64,
+    },
+    /// Write one inode's records verbatim (used by `load` to restore a dump): its attributes,
+    /// the entries that name it, its symlink target, xattrs and chunks. No POSIX checks beyond
+    /// "each link's parent exists and the name is free"; `used_space` and `total_inodes` are
+    /// adjusted. Overwrites the attributes of an existing inode (the root).
+    Restore(Box<RestoreRecord>),
+}
+
+/// The payload of [`Op::Restore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreRecord {
+    /// Inode number to restore.
+    pub ino: Ino,
+    /// Its attributes, stored as they are.
+    pub attr: Attr,
+    /// `(parent, name)` of every entry naming this inode (empty for the root).
+    pub links: Vec<(Ino, Vec<u8>)>,
+    /// Symlink target (symlinks only).
+    pub target: Vec<u8>,
+    /// Extended attributes `(name, value)`.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Chunks `(index, slices)`.
+    pub chunks: Vec<(u32, Vec<Slice>)>,
+}
+
+impl Op {
+    /// A stable lower-case name for metrics and messages, e.g. `"mknod"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Mknod { .. } => "mknod",
+            Op::Link { .. } => "link",
+            Op::Unlink { .. } => "unlink",
+            Op::Rmdir { .. } => "rmdir",
+            Op::Rename { .. } => "rename",
+            Op::SetAttr { .. } => "setattr",
+            Op::Write { .. } => "write",
+            Op::Truncate { .. } => "truncate",
+            Op::SetXattr { .. } => "setxattr",
+            Op::RemoveXattr { .. } => "removexattr",
+            Op::ClearPendingFile { .. } => "clear_pending_file",
+            Op::ClearPendingSlice { .. } => "clear_pending_slice",
+            Op::Restore(_) => "restore",
+        }
+    }
+
+    /// Every op name, for pre-creating metric series.
+    pub const NAMES: [&'static str; 13] = [
+        "mknod",
+        "link",
+        "unlink",
+        "rmdir",
+        "rename",
+        "setattr",
+        "write",
+        "truncate",
+        "setxattr",
+        "removexattr",
+        "clear_pending_file",
+        "clear_pending_slice",
+        "restore",
+    ];
+
+    /// Approximate encoded size in bytes, used for the `batch_bytes` limit.
+    pub fn size_hint(&self) -> usize {
+        64 + match self {
+            Op::Mknod { name, target, .. } => name.len() + target.len(),
+            Op::Link { name, .. } | Op::Unlink { name, .. } | Op::Rmdir { name, .. } => name.len(),
+            Op::Rename { name, new_name, .. } => name.len() + new_name.len(),
+            Op::SetXattr { name, value, .. } => name.len() + value.len(),
+            Op::RemoveXattr { name, .. } => name.len(),
+            Op::Restore(r) => {
+                r.target.len()
+                    + r.links.iter().map(|(_, n)| n.len() + 8).sum::<usize>()
+                    + r.xattrs.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+                    + r.chunks.iter().map(|(_, s)| 4 + 24 * s.len()).sum::<usize>()
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// The result of one successful [`Op`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpOutput {
+    /// Mknod and Link: the inode now at the name, and the parent directory's new attributes.
+    Entry {
+        /// The (new or linked) inode.
+        ino: Ino,
+        /// Its attributes after the op.
+        attr: Attr,
+        /// The parent directory's attributes after the op.
+        parent: Attr,
+    },
+    /// Unlink and Rmdir: the parent's new attributes, and the inode's when links remain.
+    Removed {
+        /// The removed inode.
+        ino: Ino,
+        /// Its attributes when it still has links, `None` when it is gone.
+        attr: Option<Attr>,
+        /// The parent directory's attributes after the op.
+        parent: Attr,
+    },
+    /// Rename: the moved inode and both directories' new attributes.
+    Renamed {
+        /// The moved inode.
+        ino: Ino,
+        /// Its attributes after the op.
+        attr: Attr,
+        /// The source directory after the op.
+        parent: Attr,
+        /// The destination directory after the op (equal to `parent` for a rename in place).
+        new_parent: Attr,
+        /// The inode that was at the destination: replaced (`attr` `None` if it is gone) or,
+        /// with EXCHANGE, moved to the source name.
+        replaced: Option<(Ino, Option<Attr>)>,
+    },
+    /// SetAttr, Write, Truncate: the inode's new attributes.
+    Attr {
+        /// The changed inode.
+        ino: Ino,
+        /// Its attributes after the op.
+        attr: Attr,
+    },
+    /// Ops without a payload (xattrs, clearing pending deletions).
+    Done,
+}
+
+impl OpOutput {
+    /// The primary inode's attributes, where the output has them.
+    pub fn attr(&self) -> Option<&Attr> {
+        match self {
+            OpOutput::Entry { attr, .. }
+            | OpOutput::Renamed { attr, .. }
+            | OpOutput::Attr { attr, .. } => Some(attr),
+            OpOutput::Removed { attr, .. } => attr.as_ref(),
+            OpOutput::Done => None,
+        }
+    }
+
+    /// The primary inode, where the output has one.
+    pub fn ino(&self) -> Option<Ino> {
+        match self {
+            OpOutput::Entry { ino, .. }
+            | OpOutput::Removed { ino, .. }
+            | OpOutput::Renamed { ino, .. }
+            | OpOutput::Attr { ino, .. } => Some(*ino),
+            OpOutput::Done => None,
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Volume URLs and engine options.
+//!
+//! A volume is opened from a URL such as `rocksdb:///var/lib/meta/vol1?sync=true&batch_size=256`.
+//! [`parse_url`] takes out the engine options (names follow the JuiceFS/rueidis convention) and
+//! leaves the rest for the backend, which must call [`VolumeUrl::finish`] so that an unknown
+//! parameter is an error naming it. Passwords never appear in `Debug` or `Display` output.
+
+use std::fmt;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Engine options: batching and ID priming. Defaults follow DESIGN.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaOptions {
+    /// `metaprime` (default on): take IDs from locally primed pools; off = one increment per ID.
+    pub metaprime: bool,
+    /// `inode_batch` (default 1024): inode IDs reserved per refill.
+    pub inode_batch: u64,
+    /// `chunk_batch` (default 4096): chunk/slice IDs reserved per refill.
+    pub chunk_batch: u64,
+    /// `inode_low_watermark` (percent, default 25): prefetch when fewer remain; 0 disables.
+    pub inode_low_watermark: u8,
+    /// `chunk_low_watermark` (percent, default 25).
+    pub chunk_low_watermark: u8,
+    /// `batchwrite` (alias `batch`, default on): group concurrent ops into batches; off = every
+    /// op is its own `apply` call (the benchmark baseline).
+    pub batchwrite: bool,
+    /// `batch_size` (default 512): most ops per batch.
+    pub batch_size: usize,
+    /// `batch_bytes` (default 262144): most approximate bytes per batch.
+    pub batch_bytes: usize,
+    /// `batch_interval` (default `0ms`): how long a batch may wait to fill once started;
+    /// 0 = no artificial delay (group commit only).
+    pub batch_interval: Duration,
+    /// `max_inflight` (default 4): batches applied concurrently (pipeline depth).
+    pub max_inflight: usize,
+    /// `max_queue` (default 100000): queued ops before callers wait (backpressure).
+    pub max_queue: usize,
+}
+
+impl Default for MetaOptions {
+    fn default() -> Self {
+        MetaOptions {
+            metaprime: true,
+            inode_batch: 1024,
+            chunk_batch: 4096,
+            inode_low_watermark: 25,
+            chunk_low_watermark: 25,
+            batchwrite: true,
+            batch_size: 512,
+            batch_bytes: 256 * 1024,
+            batch_interval: Duration::ZERO,
+            max_inflight: 4,
+            max_queue: 100_000,
+        }
+    }
+}
+
+/// Names of the engine options [`parse_url`] recognizes.
+pub const ENGINE_PARAMS: &[&str] = &[
+    "metaprime",
+    "inode_batch",
+    "chunk_batch",
+    "inode_low_watermark",
+    "chunk_low_watermark",
+    "batchwrite",
+    "batch",
+    "batch_size",
+    "batch_bytes",
+    "batch_interval",
+    "max_inflight",
+    "max_queue",
+];
+
+fn bad(name: &str, value: &str, want: &str) -> Error {
+    Error::new(
+        ErrorKind::ConfigInvalid,
+        format!("URL parameter {name}={value:?}: expected {want}"),
+    )
+}
+
+/// Parses a boolean option value: `1/0`, `true/false`, `yes/no`, `on/off`.
+pub fn parse_bool(name: &str, value: &str) -> Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(bad(name, value, "a boolean (1/0, true/false)")),
+    }
+}
+
+/// Parses an integer option value within `min..=max`.
+pub fn parse_int(name: &str, value: &str, min: u64, max: u64) -> Result<u64> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| bad(name, value, &format!("an integer in {min}..={max}")))
+}
+
+/// Parses a duration option value such as `0ms`, `5ms`, `1s` (humantime syntax).
+pub fn parse_duration(name: &str, value: &str) -> Result<Duration> {
+    humantime::parse_duration(value).map_err(|_| bad(name, value, "a duration like 5ms or 1s"))
+}
+
+impl MetaOptions {
+    /// Applies one engine option; `Ok(false)` when `name` is not an engine option.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<bool> {
+        const MAX: u64 = 1 << 32;
+        match name {
+            "metaprime" => self.metaprime = parse_bool(name, value)?,
+            "inode_batch" => self.inode_batch = parse_int(name, value, 1, MAX)?,
+            "chunk_batch" => self.chunk_batch = parse_int(name, value, 1, MAX)?,
+            "inode_low_watermark" => self.inode_low_watermark = parse_int(name, value, 0, 100)? as u8,
+            "chunk_low_watermark" => self.chunk_low_watermark = parse_int(name, value, 0, 100)? as u8,
+            "batchwrite" | "batch" => self.batchwrite = parse_bool(name, value)?,
+            "batch_size" => self.batch_size = parse_int(name, value, 1, 1 << 20)? as usize,
+            "batch_bytes" => self.batch_bytes = parse_int(name, value, 1, 1 << 30)? as usize,
+            "batch_interval" => self.batch_interval = parse_duration(name, value)?,
+            "max_inflight" => self.max_inflight = parse_int(name, value, 1, 1024)? as usize,
+            "max_queue" => self.max_queue = parse_int(name, value, 1, 1 << 30)? as usize,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// A parsed volume URL minus the engine options; the backend takes its own parameters from it.
+#[derive(Clone)]
+pub struct VolumeUrl {
+    url: Url,
+    params: Vec<(String, String)>,
+}
+
+impl VolumeUrl {
+    /// The scheme, e.g. `rocksdb`.
+    pub fn scheme(&self) -> &str {
+        self.url.scheme()
+    }
+
+    /// The URL without its query string (password included: never log it, use `Display`).
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// For file-based schemes: the path the URL names. `rocksdb:///abs/dir` → `/abs/dir`,
+    /// `rocksdb://./dir` and `rocksdb://dir` → relative paths `./dir`, `dir`.
+    pub fn file_path(&self) -> String {
+        let host = self.url.host_str().unwrap_or("");
+        let path = percent_decode(self.url.path());
+        if host.is_empty() {
+            path
+        } else {
+            format!("{host}{path}")
+        }
+    }
+
+    /// Removes and returns the backend parameter `name`.
+    pub fn take_param(&mut self, name: &str) -> Option<String> {
+        let i = self.params.iter().position(|(k, _)| k == name)?;
+        Some(self.params.remove(i).1)
+    }
+
+    /// Fails with `ConfigInvalid` naming the first parameter nobody took.
+    pub fn finish(self) -> Result<()> {
+        match self.params.first() {
+            None => Ok(()),
+            Some((k, _)) => Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                format!(
+                    "unknown URL parameter {k:?} for scheme {}; engine parameters are: {}",
+                    self.url.scheme(),
+                    ENGINE_PARAMS.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// The URL with the password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redact(&self.url)
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("p={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
+}
+
+fn redact(url: &Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    u.to_string()
+}
+
+impl fmt::Debug for VolumeUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VolumeUrl")
+            .field("url", &self.redacted())
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+impl fmt::Display for VolumeUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Removes any password from a URL-like string for messages (best effort on malformed input).
+pub fn redact_url(s: &str) -> String {
+    match Url::parse(s) {
+        Ok(u) => redact(&u),
+        Err(_) => match (s.find("://"), s.rfind('@')) {
+            (Some(a), Some(b)) if b > a => format!("{}***{}", &s[..a + 3], &s[b..]),
+            _ => s.to_string(),
+        },
+    }
+}
+
+/// Parses a volume URL into the backend part and the engine options.
+/// Errors (`ConfigInvalid`): an unparsable URL, a malformed engine option value, an option
+/// given twice.
+pub fn parse_url(s: &str) -> Result<(VolumeUrl, MetaOptions)> {
+    let mut url = Url::parse(s).map_err(|e| {
+        Error::new(
+            ErrorKind::ConfigInvalid,
+            format!("cannot parse volume URL {}", redact_url(s)),
+        )
+        .with_source(e)
+    })?;
+    let mut opts = MetaOptions::default();
+    let mut params = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (k, v) in url.query_pairs() {
+        let canonical = if k == "batch" { "batchwrite" } else { &*k };
+        if !seen.insert(canonical.to_string()) {
+            return Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                format!("URL parameter {k:?} given twice"),
+            ));
+        }
+        if !opts.set(&k, &v)? {
+            params.push((k.into_owned(), v.into_owned()));
+        }
+    }
+    url.set_query(None);
+    Ok((VolumeUrl { url, params }, opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_engine_params() {
+        let (u, o) = parse_url("rocksdb:///tmp/x?sync=false&batch=0&inode_batch=7&batch_interval=5ms").unwrap();
+        assert!(!o.batchwrite);
+        assert_eq!(o.inode_batch, 7);
+        assert_eq!(o.batch_interval, Duration::from_millis(5));
+        assert_eq!(o.batch_size, 512);
+        assert_eq!(u.file_path(), "/tmp/x");
+        let mut u = u;
+        assert_eq!(u.take_param("sync").as_deref(), Some("false"));
+        u.finish().unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_parameter() {
+        let e = parse_url("memory://?batch_size=zero").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
+        assert!(e.to_string().contains("batch_size"), "{e}");
+        let (u, _) = parse_url("memory://?bogus=1").unwrap();
+        let e = u.finish().unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        assert!(parse_url("memory://?batch=1&batchwrite=0").is_err());
+        assert!(parse_url("memory://?inode_low_watermark=101").is_err());
+        assert!(parse_url("not a url").is_err());
+    }
+
+    #[test]
+    fn relative_paths_and_passwords() {
+        let (u, _) = parse_url("rocksdb://./meta-data").unwrap();
+        assert_eq!(u.file_path(), "./meta-data");
+        let (u, _) = parse_url("postgres://bob:s3cret@h:5432/db?table_prefix=v_").unwrap();
+        assert!(!format!("{u:?}").contains("s3cret"));
+        assert!(!u.to_string().contains("s3cret"));
+        let e = parse_url("postgres://bob:s3cret@h:99999999/db").unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+}
