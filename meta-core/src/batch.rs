@@ -277,11 +277,17 @@ pub(crate) async fn apply_recorded(
                     ops.len()
                 ),
             );
-            metrics.batch_errors.with_label_values(&[e.kind().label()]).inc();
+            metrics
+                .batch_errors
+                .with_label_values(&[e.kind().label()])
+                .inc();
             vec![Err(e); ops.len()]
         }
         Err(e) => {
-            metrics.batch_errors.with_label_values(&[e.kind().label()]).inc();
+            metrics
+                .batch_errors
+                .with_label_values(&[e.kind().label()])
+                .inc();
             vec![Err(e); ops.len()]
         }
     }

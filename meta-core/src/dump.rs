@@ -103,7 +103,11 @@ fn json_line<T: Serialize>(out: &mut dyn Write, v: &T) -> Result<()> {
 
 /// Writes the whole volume to `out`; `progress` is called with the number of inodes written so
 /// far. Errors: those of the backend reads, `Unavailable` when `out` fails.
-pub async fn dump(backend: &dyn Backend, out: &mut dyn Write, progress: &mut dyn FnMut(u64)) -> Result<DumpStats> {
+pub async fn dump(
+    backend: &dyn Backend,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(u64),
+) -> Result<DumpStats> {
     let setting = backend.load().await?;
     let mut counters = BTreeMap::new();
     for c in Counter::ALL {
@@ -126,7 +130,9 @@ pub async fn dump(backend: &dyn Backend, out: &mut dyn Write, progress: &mut dyn
         i += 1;
         let mut cursor: Option<Vec<u8>> = None;
         loop {
-            let page = backend.read_dir(dir, cursor.as_deref(), PAGE, false).await?;
+            let page = backend
+                .read_dir(dir, cursor.as_deref(), PAGE, false)
+                .await?;
             let n = page.len();
             for e in page {
                 if e.typ == FileType::Directory {
@@ -193,7 +199,11 @@ pub async fn dump(backend: &dyn Backend, out: &mut dyn Write, progress: &mut dyn
 }
 
 fn bad_line(n: usize, e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::new(ErrorKind::InvalidArgument, format!("dump line {n} is malformed")).with_source(e)
+    Error::new(
+        ErrorKind::InvalidArgument,
+        format!("dump line {n} is malformed"),
+    )
+    .with_source(e)
 }
 
 /// Loads a dump from `input` into the empty store `backend` (formatted from the dump's record;
@@ -215,7 +225,10 @@ pub async fn load(
     if header.dump_version > DUMP_VERSION {
         return Err(Error::new(
             ErrorKind::Unsupported,
-            format!("dump version {} is newer than {DUMP_VERSION}", header.dump_version),
+            format!(
+                "dump version {} is newer than {DUMP_VERSION}",
+                header.dump_version
+            ),
         ));
     }
     header.setting.validate()?;
@@ -249,7 +262,11 @@ pub async fn load(
         batch.push(Op::Restore(Box::new(RestoreRecord {
             ino: rec.ino,
             attr: rec.attr,
-            links: rec.links.into_iter().map(|(p, n)| (p, n.into_vec())).collect(),
+            links: rec
+                .links
+                .into_iter()
+                .map(|(p, n)| (p, n.into_vec()))
+                .collect(),
             target: rec.target.map(Bytes::into_vec).unwrap_or_default(),
             xattrs: rec
                 .xattrs
@@ -269,7 +286,10 @@ pub async fn load(
         progress(stats.inodes);
     }
     // Bring the ID counters to the dumped values.
-    for (kind, c) in [(IdKind::Inode, Counter::NextInode), (IdKind::Chunk, Counter::NextChunk)] {
+    for (kind, c) in [
+        (IdKind::Inode, Counter::NextInode),
+        (IdKind::Chunk, Counter::NextChunk),
+    ] {
         let want = header.counters.get(c.name()).copied().unwrap_or(0);
         let have = backend.get_counter(c).await?;
         if want > have {

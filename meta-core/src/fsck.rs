@@ -65,16 +65,17 @@ pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
     while let Some(dir) = stack.pop() {
         let mut cursor: Option<Vec<u8>> = None;
         loop {
-            let page = backend.read_dir(dir, cursor.as_deref(), PAGE, false).await?;
+            let page = backend
+                .read_dir(dir, cursor.as_deref(), PAGE, false)
+                .await?;
             let n = page.len();
             for e in page {
                 rep.entries += 1;
                 let path = format!("{dir}/{}", show_name(&e.name));
                 match attrs.get(&e.ino) {
-                    None => rep.problems.push(format!(
-                        "entry {path} points to missing inode {}",
-                        e.ino
-                    )),
+                    None => rep
+                        .problems
+                        .push(format!("entry {path} points to missing inode {}", e.ino)),
                     Some(a) if a.typ != e.typ => rep.problems.push(format!(
                         "entry {path} says {} but inode {} is a {}",
                         e.typ.name(),
@@ -115,8 +116,10 @@ pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
     for (&ino, a) in &attrs {
         space += a.space() as i64;
         if ino != Ino::ROOT && !links.contains_key(&ino) {
-            rep.problems
-                .push(format!("inode {ino} ({}) is not reachable from the root", a.typ.name()));
+            rep.problems.push(format!(
+                "inode {ino} ({}) is not reachable from the root",
+                a.typ.name()
+            ));
             continue;
         }
         match a.typ {
@@ -143,7 +146,8 @@ pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
         if a.typ == FileType::Symlink
             && let Err(e) = backend.read_link(ino).await
         {
-            rep.problems.push(format!("symlink {ino} has no readable target: {e}"));
+            rep.problems
+                .push(format!("symlink {ino} has no readable target: {e}"));
         }
         if a.typ == FileType::Regular {
             for (_, slices) in backend.list_chunks(ino).await? {
@@ -160,8 +164,9 @@ pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
     let counter = |c| async move { backend.get_counter(c).await };
     let used = counter(Counter::UsedSpace).await?;
     if used != space {
-        rep.problems
-            .push(format!("usedSpace counter is {used} but the inodes use {space} bytes"));
+        rep.problems.push(format!(
+            "usedSpace counter is {used} but the inodes use {space} bytes"
+        ));
     }
     let total = counter(Counter::TotalInodes).await?;
     if total != attrs.len() as i64 {

@@ -144,9 +144,7 @@ impl<'a> Reader<'a> {
                 buf: &buf[1..],
                 what,
             }),
-            Some(v) => Err(err::corrupted(format!(
-                "{what}: unknown value version {v}"
-            ))),
+            Some(v) => Err(err::corrupted(format!("{what}: unknown value version {v}"))),
             None => Err(err::corrupted(format!("{what}: empty value"))),
         }
     }
@@ -166,18 +164,25 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_be_bytes(self.take(2)?.try_into().map_err(|_| self.bad())?))
+        Ok(u16::from_be_bytes(
+            self.take(2)?.try_into().map_err(|_| self.bad())?,
+        ))
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().map_err(|_| self.bad())?))
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().map_err(|_| self.bad())?,
+        ))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().map_err(|_| self.bad())?))
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().map_err(|_| self.bad())?,
+        ))
     }
     fn time(&mut self) -> Result<Timespec> {
         let sec = self.u64()? as i64;
         let nsec = self.u32()?;
-        Timespec::new(sec, nsec).map_err(|_| err::corrupted(format!("{}: bad nanoseconds", self.what)))
+        Timespec::new(sec, nsec)
+            .map_err(|_| err::corrupted(format!("{}: bad nanoseconds", self.what)))
     }
     fn bad(&self) -> Error {
         err::corrupted(format!("{}: bad value", self.what))
@@ -388,7 +393,8 @@ pub trait KvRead: Send + Sync {
     /// The value of `key`, or `None`.
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Pairs with `start <= key < end`, in key order, at most `limit`.
-    async fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    async fn scan(&self, start: &[u8], end: &[u8], limit: usize)
+    -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 }
 
 /// A synchronous ordered KV store with atomic multi-key commits: what [`KvBackend`] needs.
@@ -420,7 +426,12 @@ impl<S: KvStore + ?Sized> KvRead for SyncRead<'_, S> {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.0.get(key)
     }
-    async fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    async fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.0.scan(start, end, limit)
     }
 }
@@ -469,7 +480,12 @@ impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
     }
 
     /// Scans `[start, end)` through the overlay, at most `limit` pairs.
-    pub async fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub async fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if limit == 0 || start >= end {
             return Ok(Vec::new());
         }
@@ -510,7 +526,12 @@ impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
         Ok(merged.into_iter().take(limit).collect())
     }
 
-    async fn scan_prefix(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    async fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let start = match after {
             Some(a) => {
                 let mut s = prefix.to_vec();
@@ -558,7 +579,12 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
         self.set(entry_key(parent, name), None);
         Ok(())
     }
-    async fn scan_entries(&mut self, parent: Ino, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Entry)>> {
+    async fn scan_entries(
+        &mut self,
+        parent: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Entry)>> {
         let prefix = entry_prefix(parent);
         self.scan_prefix(&prefix, after, limit)
             .await?
@@ -644,7 +670,10 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
     }
     async fn add_counter(&mut self, counter: Counter, delta: i64) -> Result<()> {
         let n = self.get_counter(counter).await?;
-        self.set(counter_key(counter), Some(encode_counter(n.saturating_add(delta))));
+        self.set(
+            counter_key(counter),
+            Some(encode_counter(n.saturating_add(delta))),
+        );
         Ok(())
     }
     async fn put_pending(&mut self, pending: Pending) -> Result<()> {
@@ -890,7 +919,13 @@ impl<S: KvStore> Backend for KvBackend<S> {
             .await
     }
 
-    async fn read_dir(&self, ino: Ino, after: Option<&[u8]>, limit: usize, plus: bool) -> Result<Vec<DirEntry>> {
+    async fn read_dir(
+        &self,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>> {
         let after = after.map(<[u8]>::to_vec);
         self.read(move |t| {
             Box::pin(async move { logic::read_dir(t, ino, after.as_deref(), limit, plus).await })
@@ -950,7 +985,8 @@ impl<S: KvStore> Backend for KvBackend<S> {
                 for (k, v) in &page {
                     if k.len() == 10 && k[9] == b'I' {
                         let ino = key_ino(k).ok_or_else(|| err::corrupted("attr key"))?;
-                        let attr = decode_attr(v).map_err(|e| e.context_prefix(format!("inode {ino}")))?;
+                        let attr =
+                            decode_attr(v).map_err(|e| e.context_prefix(format!("inode {ino}")))?;
                         out.push((ino, attr));
                         if out.len() == limit {
                             break;
@@ -1018,7 +1054,10 @@ mod tests {
             gid: 100,
             rdev: 7,
             atime: Timespec { sec: -5, nsec: 1 },
-            mtime: Timespec { sec: 1_700_000_000, nsec: 999_999_999 },
+            mtime: Timespec {
+                sec: 1_700_000_000,
+                nsec: 999_999_999,
+            },
             ctime: Timespec { sec: 0, nsec: 0 },
             nlink: 3,
             length: u64::MAX,
@@ -1038,15 +1077,39 @@ mod tests {
     #[test]
     fn chunk_entry_counter_pending_round_trip() {
         let s = vec![
-            Slice { pos: 0, id: 1, size: 10, off: 0, len: 10 },
-            Slice { pos: u32::MAX, id: u64::MAX, size: 3, off: 1, len: 2 },
+            Slice {
+                pos: 0,
+                id: 1,
+                size: 10,
+                off: 0,
+                len: 10,
+            },
+            Slice {
+                pos: u32::MAX,
+                id: u64::MAX,
+                size: 3,
+                off: 1,
+                len: 2,
+            },
         ];
         assert_eq!(decode_chunk(&encode_chunk(&s)).unwrap(), s);
-        let e = Entry { ino: Ino(9), typ: FileType::Fifo };
+        let e = Entry {
+            ino: Ino(9),
+            typ: FileType::Fifo,
+        };
         assert_eq!(decode_entry(&encode_entry(e)).unwrap(), e);
         assert_eq!(decode_counter(&encode_counter(-3)).unwrap(), -3);
-        for p in [Pending::File { ino: Ino(5), length: 77 }, Pending::Slice { id: 8, size: 9 }] {
-            assert_eq!(decode_pending(&pending_key(p), &encode_pending(p)).unwrap(), p);
+        for p in [
+            Pending::File {
+                ino: Ino(5),
+                length: 77,
+            },
+            Pending::Slice { id: 8, size: 9 },
+        ] {
+            assert_eq!(
+                decode_pending(&pending_key(p), &encode_pending(p)).unwrap(),
+                p
+            );
         }
         assert_eq!(decode_bytes(&encode_bytes(b"xyz"), "t").unwrap(), b"xyz");
     }
@@ -1071,15 +1134,39 @@ mod tests {
             [encode_attr(&attr()), vec![0]].concat(),
         ];
         for c in &cases {
-            assert_eq!(decode_attr(c).unwrap_err().kind(), ErrorKind::Corrupted, "{c:?}");
-            assert_eq!(decode_entry(c).unwrap_err().kind(), ErrorKind::Corrupted, "{c:?}");
-            assert_eq!(decode_counter(c).unwrap_err().kind(), ErrorKind::Corrupted, "{c:?}");
+            assert_eq!(
+                decode_attr(c).unwrap_err().kind(),
+                ErrorKind::Corrupted,
+                "{c:?}"
+            );
+            assert_eq!(
+                decode_entry(c).unwrap_err().kind(),
+                ErrorKind::Corrupted,
+                "{c:?}"
+            );
+            assert_eq!(
+                decode_counter(c).unwrap_err().kind(),
+                ErrorKind::Corrupted,
+                "{c:?}"
+            );
         }
-        assert_eq!(decode_chunk(&[VALUE_VERSION, 1, 2]).unwrap_err().kind(), ErrorKind::Corrupted);
-        assert_eq!(decode_pending(b"D1", &[VALUE_VERSION]).unwrap_err().kind(), ErrorKind::Corrupted);
-        assert_eq!(decode_setting(&[VALUE_VERSION, b'{']).unwrap_err().kind(), ErrorKind::Corrupted);
+        assert_eq!(
+            decode_chunk(&[VALUE_VERSION, 1, 2]).unwrap_err().kind(),
+            ErrorKind::Corrupted
+        );
+        assert_eq!(
+            decode_pending(b"D1", &[VALUE_VERSION]).unwrap_err().kind(),
+            ErrorKind::Corrupted
+        );
+        assert_eq!(
+            decode_setting(&[VALUE_VERSION, b'{']).unwrap_err().kind(),
+            ErrorKind::Corrupted
+        );
         // An entry pointing at inode 0, a bad nanosecond field, an unknown type.
-        let mut e = encode_entry(Entry { ino: Ino(1), typ: FileType::Regular });
+        let mut e = encode_entry(Entry {
+            ino: Ino(1),
+            typ: FileType::Regular,
+        });
         e[9] = 0;
         assert_eq!(decode_entry(&e).unwrap_err().kind(), ErrorKind::Corrupted);
         let mut a = encode_attr(&attr());

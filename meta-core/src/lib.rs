@@ -12,6 +12,7 @@
 //! - [`memory`]: the in-memory reference backend.
 //! - [`Meta`]: the high-level API with the batcher and the ID pools.
 //! - [`fsck`] and [`dump`]: consistency check and JSON dump/load of a whole volume.
+//! - [`testing`]: a latency-adding, call-counting backend wrapper for tests and benchmarks.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -45,6 +46,7 @@ mod meta;
 pub mod metrics;
 pub mod op;
 pub mod options;
+pub mod testing;
 pub mod types;
 
 pub use backend::{Backend, BackendInfo};

@@ -486,16 +486,16 @@ async fn link<V: TxnView + ?Sized>(
     validate_name(name)?;
     let mut attr = existing_attr(v, ino).await?;
     if attr.typ == FileType::Directory {
-        return Err(err::not_permitted(format!(
-            "hard link to directory {ino}"
-        )));
+        return Err(err::not_permitted(format!("hard link to directory {ino}")));
     }
     let pattr = dir_attr(v, parent).await?;
     if v.get_entry(parent, name).await?.is_some() {
         return Err(err::exists(format!("{parent}/{}", show_name(name))));
     }
     if attr.nlink == u32::MAX {
-        return Err(err::not_permitted(format!("inode {ino} has too many links")));
+        return Err(err::not_permitted(format!(
+            "inode {ino} has too many links"
+        )));
     }
     attr.nlink += 1;
     attr.ctime = time;
@@ -725,8 +725,13 @@ async fn rename<V: TxnView + ?Sized>(
             dattr.ctime = time;
             v.put_attr(sentry.ino, &sattr).await?;
             v.put_attr(d.ino, &dattr).await?;
-            let (p, np) = update_both(v, (parent, &spattr, dsrc), (new_parent, &dpattr, ddst), time)
-                .await?;
+            let (p, np) = update_both(
+                v,
+                (parent, &spattr, dsrc),
+                (new_parent, &dpattr, ddst),
+                time,
+            )
+            .await?;
             return Ok(OpOutput::Renamed {
                 ino: sentry.ino,
                 attr: sattr,
@@ -764,7 +769,13 @@ async fn rename<V: TxnView + ?Sized>(
     }
     sattr.ctime = time;
     v.put_attr(sentry.ino, &sattr).await?;
-    let (p, np) = update_both(v, (parent, &spattr, dsrc), (new_parent, &dpattr, ddst), time).await?;
+    let (p, np) = update_both(
+        v,
+        (parent, &spattr, dsrc),
+        (new_parent, &dpattr, ddst),
+        time,
+    )
+    .await?;
     Ok(OpOutput::Renamed {
         ino: sentry.ino,
         attr: sattr,
@@ -1015,7 +1026,11 @@ async fn restore<V: TxnView + ?Sized>(v: &mut V, rec: &RestoreRecord) -> Result<
 /// lookup: resolves `name` in `parent`. `.` is the directory itself and `..` its parent (the
 /// root's `..` is the root). Errors: `NotFound`, `NotADirectory`, bad names as in
 /// [`validate_name`] (except `.`/`..`).
-pub async fn lookup<V: TxnView + ?Sized>(v: &mut V, parent: Ino, name: &[u8]) -> Result<(Ino, Attr)> {
+pub async fn lookup<V: TxnView + ?Sized>(
+    v: &mut V,
+    parent: Ino,
+    name: &[u8],
+) -> Result<(Ino, Attr)> {
     let pattr = dir_attr(v, parent).await?;
     let ino = match name {
         b"." => parent,
@@ -1034,10 +1049,9 @@ pub async fn lookup<V: TxnView + ?Sized>(v: &mut V, parent: Ino, name: &[u8]) ->
                 .ino
         }
     };
-    let attr = v
-        .get_attr(ino)
-        .await?
-        .ok_or_else(|| err::not_found(format!("inode {ino} named by {parent}/{}", show_name(name))))?;
+    let attr = v.get_attr(ino).await?.ok_or_else(|| {
+        err::not_found(format!("inode {ino} named by {parent}/{}", show_name(name)))
+    })?;
     Ok((ino, attr))
 }
 

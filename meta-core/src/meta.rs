@@ -12,13 +12,10 @@ use crate::batch::{BatchLimits, Batcher, DeferredErrors, apply_recorded};
 use crate::error::{Error, ErrorKind, Result};
 use crate::idpool::{IdPool, PoolCounters, PoolStats};
 use crate::metrics::Metrics;
-use crate::op::{
-    Caller, Op, OpOutput, RenameFlags, SetAttrMask, SetAttrValues, XattrFlags,
-};
+use crate::op::{Caller, Op, OpOutput, RenameFlags, SetAttrMask, SetAttrValues, XattrFlags};
 use crate::options::MetaOptions;
 use crate::types::{
-    Attr, DirEntry, FileType, IdKind, Ino, Pending, Setting, Slice, Statfs, Timespec,
-    validate_name,
+    Attr, DirEntry, FileType, IdKind, Ino, Pending, Setting, Slice, Statfs, Timespec, validate_name,
 };
 
 struct Inner {
@@ -82,7 +79,12 @@ impl Meta {
             }
         };
         let metrics = Arc::new(Metrics::new(registry)?);
-        let pool = |kind, batch, wm, served: &prometheus::IntCounter, calls: &prometheus::IntCounter, pre: &prometheus::IntCounter| {
+        let pool = |kind,
+                    batch,
+                    wm,
+                    served: &prometheus::IntCounter,
+                    calls: &prometheus::IntCounter,
+                    pre: &prometheus::IntCounter| {
             IdPool::new(
                 kind,
                 backend.clone(),
@@ -179,10 +181,14 @@ impl Meta {
             None => {
                 let started = Instant::now();
                 let name = op.name();
-                let r = apply_recorded(&*self.inner.backend, &self.inner.metrics, std::slice::from_ref(&op))
-                    .await
-                    .pop()
-                    .unwrap_or_else(|| Err(Error::new(ErrorKind::Internal, "no result")));
+                let r = apply_recorded(
+                    &*self.inner.backend,
+                    &self.inner.metrics,
+                    std::slice::from_ref(&op),
+                )
+                .await
+                .pop()
+                .unwrap_or_else(|| Err(Error::new(ErrorKind::Internal, "no result")));
                 self.inner
                     .metrics
                     .record_op(name, &r, started.elapsed().as_secs_f64());
@@ -271,20 +277,48 @@ impl Meta {
     }
 
     /// mkdir(2): a directory (nlink 2; the parent's nlink grows by one).
-    pub async fn mkdir(&self, caller: Caller, parent: Ino, name: &[u8], mode: u16) -> Result<(Ino, Attr)> {
-        self.mknod(caller, parent, name, FileType::Directory, mode, 0).await
+    pub async fn mkdir(
+        &self,
+        caller: Caller,
+        parent: Ino,
+        name: &[u8],
+        mode: u16,
+    ) -> Result<(Ino, Attr)> {
+        self.mknod(caller, parent, name, FileType::Directory, mode, 0)
+            .await
     }
 
     /// creat(2): an empty regular file.
-    pub async fn create(&self, caller: Caller, parent: Ino, name: &[u8], mode: u16) -> Result<(Ino, Attr)> {
-        self.mknod(caller, parent, name, FileType::Regular, mode, 0).await
+    pub async fn create(
+        &self,
+        caller: Caller,
+        parent: Ino,
+        name: &[u8],
+        mode: u16,
+    ) -> Result<(Ino, Attr)> {
+        self.mknod(caller, parent, name, FileType::Regular, mode, 0)
+            .await
     }
 
     /// symlink(2): a symlink to `target` (1..=4096 bytes), mode 0777.
-    pub async fn symlink(&self, caller: Caller, parent: Ino, name: &[u8], target: &[u8]) -> Result<(Ino, Attr)> {
+    pub async fn symlink(
+        &self,
+        caller: Caller,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+    ) -> Result<(Ino, Attr)> {
         crate::types::validate_symlink_target(target)?;
-        self.create_inode(caller, parent, name, FileType::Symlink, 0o777, 0, target.to_vec())
-            .await
+        self.create_inode(
+            caller,
+            parent,
+            name,
+            FileType::Symlink,
+            0o777,
+            0,
+            target.to_vec(),
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -385,7 +419,12 @@ impl Meta {
 
     /// Changes the fields of `ino` selected by `mask`; ctime becomes now. `SIZE` truncates
     /// (regular files only: EISDIR for directories, EINVAL otherwise).
-    pub async fn setattr(&self, ino: Ino, mask: SetAttrMask, values: SetAttrValues) -> Result<Attr> {
+    pub async fn setattr(
+        &self,
+        ino: Ino,
+        mask: SetAttrMask,
+        values: SetAttrValues,
+    ) -> Result<Attr> {
         self.attr_op(Op::SetAttr {
             ino,
             mask,
@@ -427,7 +466,13 @@ impl Meta {
     }
 
     /// setxattr(2). Errors: ENOENT, EEXIST (CREATE), ENODATA (REPLACE), ERANGE (name), E2BIG.
-    pub async fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], flags: XattrFlags) -> Result<()> {
+    pub async fn setxattr(
+        &self,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: XattrFlags,
+    ) -> Result<()> {
         self.submit(Op::SetXattr {
             ino,
             name: name.to_vec(),
@@ -473,7 +518,13 @@ impl Meta {
 
     /// readdir: entries after the cursor name `after`, at most `limit`, with attributes when
     /// `plus`. See [`Backend::read_dir`].
-    pub async fn readdir(&self, ino: Ino, after: Option<&[u8]>, limit: usize, plus: bool) -> Result<Vec<DirEntry>> {
+    pub async fn readdir(
+        &self,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>> {
         self.inner.backend.read_dir(ino, after, limit, plus).await
     }
 

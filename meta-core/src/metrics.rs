@@ -80,14 +80,21 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(0.00005, 2.0, 18).map_err(reg_err)?),
             )
             .map_err(reg_err)?,
-            queue_depth: IntGauge::new("meta_batch_queue_depth", "Operations waiting in the batch queue")
-                .map_err(reg_err)?,
+            queue_depth: IntGauge::new(
+                "meta_batch_queue_depth",
+                "Operations waiting in the batch queue",
+            )
+            .map_err(reg_err)?,
             batch_errors: IntCounterVec::new(
-                Opts::new("meta_batch_errors_total", "Whole-batch failures by error kind"),
+                Opts::new(
+                    "meta_batch_errors_total",
+                    "Whole-batch failures by error kind",
+                ),
                 &["kind"],
             )
             .map_err(reg_err)?,
-            inode_served: counter("meta_inode_ids_served_total", "Inode IDs handed out").map_err(reg_err)?,
+            inode_served: counter("meta_inode_ids_served_total", "Inode IDs handed out")
+                .map_err(reg_err)?,
             inode_prime_calls: counter("meta_inode_prime_calls_total", "Inode ID reservations")
                 .map_err(reg_err)?,
             inode_prefetch_async: counter(
@@ -95,7 +102,8 @@ impl Metrics {
                 "Inode ID reservations made asynchronously ahead of need",
             )
             .map_err(reg_err)?,
-            chunk_served: counter("meta_chunk_ids_served_total", "Chunk IDs handed out").map_err(reg_err)?,
+            chunk_served: counter("meta_chunk_ids_served_total", "Chunk IDs handed out")
+                .map_err(reg_err)?,
             chunk_prime_calls: counter("meta_chunk_prime_calls_total", "Chunk ID reservations")
                 .map_err(reg_err)?,
             chunk_prefetch_async: counter(
@@ -103,7 +111,8 @@ impl Metrics {
                 "Chunk ID reservations made asynchronously ahead of need",
             )
             .map_err(reg_err)?,
-            prime_errors: counter("meta_prime_errors_total", "Failed ID reservations").map_err(reg_err)?,
+            prime_errors: counter("meta_prime_errors_total", "Failed ID reservations")
+                .map_err(reg_err)?,
         };
         for c in [
             Box::new(m.ops_total.clone()) as Box<dyn prometheus::core::Collector>,

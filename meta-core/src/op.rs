@@ -315,8 +315,14 @@ impl Op {
             Op::Restore(r) => {
                 r.target.len()
                     + r.links.iter().map(|(_, n)| n.len() + 8).sum::<usize>()
-                    + r.xattrs.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
-                    + r.chunks.iter().map(|(_, s)| 4 + 24 * s.len()).sum::<usize>()
+                    + r.xattrs
+                        .iter()
+                        .map(|(n, v)| n.len() + v.len())
+                        .sum::<usize>()
+                    + r.chunks
+                        .iter()
+                        .map(|(_, s)| 4 + 24 * s.len())
+                        .sum::<usize>()
             }
             _ => 0,
         }

@@ -113,8 +113,12 @@ impl MetaOptions {
             "metaprime" => self.metaprime = parse_bool(name, value)?,
             "inode_batch" => self.inode_batch = parse_int(name, value, 1, MAX)?,
             "chunk_batch" => self.chunk_batch = parse_int(name, value, 1, MAX)?,
-            "inode_low_watermark" => self.inode_low_watermark = parse_int(name, value, 0, 100)? as u8,
-            "chunk_low_watermark" => self.chunk_low_watermark = parse_int(name, value, 0, 100)? as u8,
+            "inode_low_watermark" => {
+                self.inode_low_watermark = parse_int(name, value, 0, 100)? as u8
+            }
+            "chunk_low_watermark" => {
+                self.chunk_low_watermark = parse_int(name, value, 0, 100)? as u8
+            }
             "batchwrite" | "batch" => self.batchwrite = parse_bool(name, value)?,
             "batch_size" => self.batch_size = parse_int(name, value, 1, 1 << 20)? as usize,
             "batch_bytes" => self.batch_bytes = parse_int(name, value, 1, 1 << 30)? as usize,
@@ -261,7 +265,9 @@ mod tests {
 
     #[test]
     fn defaults_and_engine_params() {
-        let (u, o) = parse_url("rocksdb:///tmp/x?sync=false&batch=0&inode_batch=7&batch_interval=5ms").unwrap();
+        let (u, o) =
+            parse_url("rocksdb:///tmp/x?sync=false&batch=0&inode_batch=7&batch_interval=5ms")
+                .unwrap();
         assert!(!o.batchwrite);
         assert_eq!(o.inode_batch, 7);
         assert_eq!(o.batch_interval, Duration::from_millis(5));

@@ -122,7 +122,9 @@ impl FileType {
 }
 
 /// A point in time: seconds since the Unix epoch and nanoseconds (0..1e9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Timespec {
     /// Seconds since 1970-01-01T00:00:00Z (may be negative).
     pub sec: i64,

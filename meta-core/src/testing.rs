@@ -1,0 +1,154 @@
+//! Test and benchmark helpers: [`DelayBackend`] wraps any backend, counts its calls and adds
+//! a fixed latency to each `apply` and `reserve_ids` (a stand-in for a network round trip),
+//! and can hold `apply` calls at a gate to test backpressure.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::backend::{Backend, BackendInfo};
+use crate::error::{Error, ErrorKind, Result};
+use crate::op::{Op, OpOutput};
+use crate::types::{Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice, Statfs};
+
+/// A backend wrapper that counts calls and delays them.
+#[derive(Debug)]
+pub struct DelayBackend {
+    inner: Arc<dyn Backend>,
+    delay: Duration,
+    apply_calls: AtomicU64,
+    applied_ops: AtomicU64,
+    reserve_calls: AtomicU64,
+    gate: Option<tokio::sync::Semaphore>,
+}
+
+impl DelayBackend {
+    /// Wraps `inner`; every `apply` and `reserve_ids` first waits `delay` (measured with a
+    /// blocking sleep on tokio's blocking pool, so sub-millisecond delays are honoured).
+    pub fn new(inner: Arc<dyn Backend>, delay: Duration) -> Self {
+        DelayBackend {
+            inner,
+            delay,
+            apply_calls: AtomicU64::new(0),
+            applied_ops: AtomicU64::new(0),
+            reserve_calls: AtomicU64::new(0),
+            gate: None,
+        }
+    }
+
+    /// Like [`DelayBackend::new`], but every `apply` waits for a permit released with
+    /// [`DelayBackend::open_gate`] (a closed gate holds batches in flight).
+    pub fn gated(inner: Arc<dyn Backend>) -> Self {
+        let mut d = Self::new(inner, Duration::ZERO);
+        d.gate = Some(tokio::sync::Semaphore::new(0));
+        d
+    }
+
+    /// Lets `n` more `apply` calls through the gate.
+    pub fn open_gate(&self, n: usize) {
+        if let Some(g) = &self.gate {
+            g.add_permits(n);
+        }
+    }
+
+    /// Number of `apply` calls so far.
+    pub fn apply_calls(&self) -> u64 {
+        self.apply_calls.load(Ordering::SeqCst)
+    }
+
+    /// Number of ops passed to `apply` so far.
+    pub fn applied_ops(&self) -> u64 {
+        self.applied_ops.load(Ordering::SeqCst)
+    }
+
+    /// Number of `reserve_ids` calls so far.
+    pub fn reserve_calls(&self) -> u64 {
+        self.reserve_calls.load(Ordering::SeqCst)
+    }
+
+    async fn pause(&self) -> Result<()> {
+        if self.delay.is_zero() {
+            return Ok(());
+        }
+        let d = self.delay;
+        tokio::task::spawn_blocking(move || std::thread::sleep(d))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, "delay task").with_source(e))
+    }
+}
+
+#[async_trait]
+impl Backend for DelayBackend {
+    fn info(&self) -> BackendInfo {
+        self.inner.info()
+    }
+    async fn format(&self, setting: &Setting, force: bool) -> Result<()> {
+        self.inner.format(setting, force).await
+    }
+    async fn load(&self) -> Result<Setting> {
+        self.inner.load().await
+    }
+    async fn apply(&self, ops: &[Op]) -> Result<Vec<Result<OpOutput>>> {
+        self.apply_calls.fetch_add(1, Ordering::SeqCst);
+        self.applied_ops
+            .fetch_add(ops.len() as u64, Ordering::SeqCst);
+        if let Some(g) = &self.gate {
+            g.acquire()
+                .await
+                .map_err(|e| Error::new(ErrorKind::Internal, "gate closed").with_source(e))?
+                .forget();
+        }
+        self.pause().await?;
+        self.inner.apply(ops).await
+    }
+    async fn reserve_ids(&self, kind: IdKind, n: u64) -> Result<Range<u64>> {
+        self.reserve_calls.fetch_add(1, Ordering::SeqCst);
+        self.pause().await?;
+        self.inner.reserve_ids(kind, n).await
+    }
+    async fn lookup(&self, parent: Ino, name: &[u8]) -> Result<(Ino, Attr)> {
+        self.inner.lookup(parent, name).await
+    }
+    async fn get_attr(&self, ino: Ino) -> Result<Attr> {
+        self.inner.get_attr(ino).await
+    }
+    async fn read_dir(
+        &self,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>> {
+        self.inner.read_dir(ino, after, limit, plus).await
+    }
+    async fn read_chunk(&self, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
+        self.inner.read_chunk(ino, indx).await
+    }
+    async fn read_link(&self, ino: Ino) -> Result<Vec<u8>> {
+        self.inner.read_link(ino).await
+    }
+    async fn get_xattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        self.inner.get_xattr(ino, name).await
+    }
+    async fn list_xattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        self.inner.list_xattr(ino).await
+    }
+    async fn statfs(&self) -> Result<Statfs> {
+        self.inner.statfs().await
+    }
+    async fn get_counter(&self, counter: Counter) -> Result<i64> {
+        self.inner.get_counter(counter).await
+    }
+    async fn scan_inodes(&self, after: Ino, limit: usize) -> Result<Vec<(Ino, Attr)>> {
+        self.inner.scan_inodes(after, limit).await
+    }
+    async fn list_chunks(&self, ino: Ino) -> Result<Vec<(u32, Vec<Slice>)>> {
+        self.inner.list_chunks(ino).await
+    }
+    async fn list_pending(&self, limit: usize) -> Result<Vec<Pending>> {
+        self.inner.list_pending(limit).await
+    }
+}
