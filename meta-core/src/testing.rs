@@ -23,6 +23,7 @@ pub struct DelayBackend {
     applied_ops: AtomicU64,
     reserve_calls: AtomicU64,
     gate: Option<tokio::sync::Semaphore>,
+    serial: Option<tokio::sync::Mutex<()>>,
 }
 
 impl DelayBackend {
@@ -36,7 +37,18 @@ impl DelayBackend {
             applied_ops: AtomicU64::new(0),
             reserve_calls: AtomicU64::new(0),
             gate: None,
+            serial: None,
         }
+    }
+
+    /// Like [`DelayBackend::new`], but calls take turns: one `apply` or `reserve_ids` (delay
+    /// included) at a time, as over a single connection or a single writer whose commit costs
+    /// `delay`. With [`DelayBackend::new`] concurrent calls overlap their delays, as over many
+    /// connections.
+    pub fn serialized(inner: Arc<dyn Backend>, delay: Duration) -> Self {
+        let mut d = Self::new(inner, delay);
+        d.serial = Some(tokio::sync::Mutex::new(()));
+        d
     }
 
     /// Like [`DelayBackend::new`], but every `apply` waits for a permit released with
@@ -101,11 +113,19 @@ impl Backend for DelayBackend {
                 .map_err(|e| Error::new(ErrorKind::Internal, "gate closed").with_source(e))?
                 .forget();
         }
+        let _turn = match &self.serial {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        };
         self.pause().await?;
         self.inner.apply(ops).await
     }
     async fn reserve_ids(&self, kind: IdKind, n: u64) -> Result<Range<u64>> {
         self.reserve_calls.fetch_add(1, Ordering::SeqCst);
+        let _turn = match &self.serial {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        };
         self.pause().await?;
         self.inner.reserve_ids(kind, n).await
     }
