@@ -61,3 +61,8 @@ pub use types::{
     Attr, CHUNK_SIZE, Counter, DirEntry, Entry, FileType, IdKind, Ino, Pending, Setting, Slice,
     Statfs, Timespec,
 };
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
