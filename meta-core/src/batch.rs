@@ -38,6 +38,8 @@ enum Msg {
     Op(Request),
     /// Replies once every op queued before it has a result.
     Barrier(oneshot::Sender<()>),
+    /// Like `Barrier`, then the dispatcher stops.
+    Close(oneshot::Sender<()>),
 }
 
 /// Limits of the batcher (from [`crate::MetaOptions`] and the backend's `max_batch_ops`).
@@ -68,6 +70,7 @@ impl DeferredErrors {
 #[derive(Debug, Clone)]
 pub(crate) struct Batcher {
     tx: mpsc::Sender<Msg>,
+    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 fn closed() -> Error {
@@ -90,8 +93,11 @@ impl Batcher {
             slots: Arc::new(Semaphore::new(limits.inflight.max(1))),
             deferred,
         };
-        tokio::spawn(d.run());
-        Batcher { tx }
+        let task = tokio::spawn(d.run());
+        Batcher {
+            tx,
+            task: Arc::new(Mutex::new(Some(task))),
+        }
     }
 
     /// Queues `op` and waits for its result.
@@ -114,6 +120,22 @@ impl Batcher {
             queued: Instant::now(),
         };
         self.tx.send(Msg::Op(req)).await.map_err(|_| closed())
+    }
+
+    /// Applies everything queued, stops the dispatcher and waits until it (and every batch it
+    /// started) is done. Later calls fail with `Internal` ("batcher stopped").
+    pub async fn close(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = task {
+            t.await.map_err(|e| {
+                Error::new(ErrorKind::Internal, "batch dispatcher failed").with_source(e)
+            })?;
+        }
+        Ok(())
     }
 
     /// Returns when every op queued before the call has a result.
@@ -154,6 +176,15 @@ impl Dispatcher {
                     let _ = done.send(());
                     continue;
                 }
+                Msg::Close(done) => {
+                    self.rx.close();
+                    if let Ok(p) = self.slots.acquire_many(all).await {
+                        drop(p);
+                    }
+                    let _ = done.send(());
+                    // Ops that raced the close get "batcher stopped" when their reply drops.
+                    break;
+                }
                 Msg::Op(r) => r,
             };
             // Wait for a free slot before collecting: ops queue up meanwhile.
@@ -185,7 +216,7 @@ impl Dispatcher {
                         has_deferred |= matches!(r.reply, Reply::Deferred);
                         batch.push(r);
                     }
-                    barrier @ Msg::Barrier(_) => {
+                    barrier @ (Msg::Barrier(_) | Msg::Close(_)) => {
                         held = Some(barrier);
                         break;
                     }

@@ -5,7 +5,7 @@
 //! one range (gaps are harmless in a 64-bit space).
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus::IntCounter;
@@ -55,6 +55,7 @@ struct Inner {
     refill: tokio::sync::Mutex<()>,
     counters: PoolCounters,
     sync_refills: AtomicU64,
+    closed: AtomicBool,
 }
 
 /// A pool of IDs of one kind. Cheap to clone (shared state).
@@ -87,6 +88,7 @@ impl IdPool {
                 refill: tokio::sync::Mutex::new(()),
                 counters,
                 sync_refills: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
             }),
         }
     }
@@ -125,6 +127,21 @@ impl IdPool {
         }
     }
 
+    /// Stops starting prefetches and waits for one in flight to finish (used by
+    /// [`crate::Meta::close`], so no task holds the backend afterwards).
+    pub(crate) async fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        loop {
+            let _g = self.inner.refill.lock().await;
+            if !self.lock().prefetching {
+                return;
+            }
+            drop(_g);
+            // A prefetch task was spawned but has not taken the refill lock yet.
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     /// Counters of this pool.
     pub fn stats(&self) -> PoolStats {
         let c = &self.inner.counters;
@@ -148,12 +165,16 @@ impl IdPool {
         let id = s.cur.start;
         s.cur.start += 1;
         let left = s.cur.end - s.cur.start;
-        if self.inner.low > 0 && left <= self.inner.low && s.next.is_none() && !s.prefetching {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                s.prefetching = true;
-                let pool = self.clone();
-                handle.spawn(async move { pool.prefetch().await });
-            }
+        if self.inner.low > 0
+            && left <= self.inner.low
+            && s.next.is_none()
+            && !s.prefetching
+            && !self.inner.closed.load(Ordering::Acquire)
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            s.prefetching = true;
+            let pool = self.clone();
+            handle.spawn(async move { pool.prefetch().await });
         }
         Some(id)
     }

@@ -400,7 +400,8 @@ pub trait KvRead: Send + Sync {
 /// A synchronous ordered KV store with atomic multi-key commits: what [`KvBackend`] needs.
 ///
 /// Implementations must make `commit` all-or-nothing and durable as configured, and report
-/// failures with a classified [`ErrorKind`] (`Unavailable` when nothing was written).
+/// failures with a classified [`ErrorKind`]: `Unavailable` when nothing was written,
+/// `Indeterminate` when the write may have reached the disk (e.g. a WAL I/O error).
 pub trait KvStore: Send + Sync + Debug + 'static {
     /// The value of `key`, or `None`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
@@ -415,6 +416,52 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     }
     /// Static facts: scheme, batch limit, durability.
     fn info(&self) -> BackendInfo;
+    /// A consistent read-only view for reads that touch several keys (readdir with attributes,
+    /// lookup). The default reads the live store, which is consistent only for stores whose
+    /// calls do not block ([`KvStore::is_blocking`] false): [`KvBackend`] holds its writer lock
+    /// around their reads. Stores with snapshots (RocksDB) should return one.
+    fn snapshot(&self) -> Result<Box<dyn KvSnapshot + '_>> {
+        Ok(Box::new(LiveView(self)))
+    }
+}
+
+/// A read-only, point-in-time view of a [`KvStore`].
+pub trait KvSnapshot: Send + Sync {
+    /// The value of `key`, or `None`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Pairs with `start <= key < end`, in key order, at most `limit`.
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+}
+
+/// The live store seen as a [`KvSnapshot`] (the default of [`KvStore::snapshot`]).
+#[derive(Debug)]
+pub struct LiveView<'a, S: ?Sized>(pub &'a S);
+
+impl<S: KvStore + ?Sized> KvSnapshot for LiveView<'_, S> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.0.get(key)
+    }
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.0.scan(start, end, limit)
+    }
+}
+
+/// Adapts a [`KvSnapshot`] to [`KvRead`].
+pub struct SnapRead<'a>(pub &'a dyn KvSnapshot);
+
+#[async_trait]
+impl KvRead for SnapRead<'_> {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.0.get(key)
+    }
+    async fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.0.scan(start, end, limit)
+    }
 }
 
 /// Adapts a [`KvStore`] to [`KvRead`].
@@ -764,18 +811,21 @@ impl<S: KvStore> KvBackend<S> {
         }
     }
 
-    /// Runs a read through the generic logic on a fresh view.
+    /// Runs a read through the generic logic on a consistent view: a store snapshot, or the
+    /// live store under the writer lock for stores that do not block.
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: for<'a> FnOnce(
-                &'a mut KvTxn<'a, SyncRead<'a, S>>,
+                &'a mut KvTxn<'a, SnapRead<'a>>,
             ) -> futures::future::BoxFuture<'a, Result<T>>
             + Send
             + 'static,
     {
-        self.run(move |store, _| {
-            let reader = SyncRead(store);
+        self.run(move |store, writer| {
+            let _g = (!store.is_blocking()).then(|| lock_writer(writer));
+            let snap = store.snapshot()?;
+            let reader = SnapRead(&*snap);
             let mut txn = KvTxn::new(&reader);
             futures::executor::block_on(f(&mut txn))
         })

@@ -229,6 +229,20 @@ impl Meta {
         }
     }
 
+    /// Flushes, then stops the batcher and the ID-pool prefetch and waits for their tasks, so
+    /// that once every clone of this `Meta` is dropped nothing holds the backend any more (an
+    /// embedded database can then be reopened at once). Returns the flush's error, if any.
+    /// After `close`, mutating calls on any clone fail with `Internal` ("batcher stopped").
+    pub async fn close(&self) -> Result<()> {
+        let flushed = self.flush().await;
+        if let Some(b) = &self.inner.batcher {
+            b.close().await?;
+        }
+        self.inner.inodes.close().await;
+        self.inner.chunks.close().await;
+        flushed
+    }
+
     /// The explicit batch API (bulk import, `rm -r`): applies `ops` in order, in as few
     /// `apply` calls as the batch limits allow (chunks of `batch_size`, one after another), so
     /// an op may depend on an earlier one (mkdir, then create inside). Returns one result per

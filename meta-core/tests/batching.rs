@@ -393,3 +393,35 @@ async fn metaprime_off_reserves_one_id_per_call() {
     }
     assert_eq!(b.reserve_calls(), 100);
 }
+
+/// `close()` applies what is queued and stops every task, so dropping the `Meta` releases the
+/// backend at once (an embedded database can be reopened right away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_releases_the_backend() {
+    let b = delayed(Duration::from_micros(200)).await;
+    let m = open(b.clone(), MetaOptions::default()).await;
+    for _ in 0..800 {
+        m.new_ino().await.expect("ino"); // past the watermark: a prefetch is under way
+    }
+    m.enqueue(Op::SetXattr {
+        ino: Ino::ROOT,
+        name: b"user.last".to_vec(),
+        value: vec![1],
+        flags: meta_core::XattrFlags::NONE,
+    })
+    .await
+    .expect("enqueue");
+    m.close().await.expect("close");
+    assert_eq!(
+        b.applied_ops(),
+        1,
+        "queued op applied before close returned"
+    );
+    let late = m
+        .create(ME, Ino::ROOT, b"late", 0o644)
+        .await
+        .expect_err("closed");
+    assert_eq!(late.kind(), ErrorKind::Internal);
+    drop(m);
+    assert_eq!(Arc::strong_count(&b), 1, "a task still holds the backend");
+}

@@ -8,13 +8,20 @@ use meta_core::{Caller, ErrorKind, Ino, Meta, MetaOptions, Setting};
 #[tokio::test]
 async fn metrics_are_registered_in_the_callers_registry() {
     let b = Arc::new(memory_backend());
-    Meta::format(&*b, &Setting::new("m"), false).await.expect("format");
+    Meta::format(&*b, &Setting::new("m"), false)
+        .await
+        .expect("format");
     let registry = prometheus::Registry::new();
     let m = Meta::open(b.clone(), MetaOptions::default(), Some(&registry))
         .await
         .expect("open");
-    m.create(Caller::ROOT, Ino::ROOT, b"a", 0o644).await.expect("create");
-    let e = m.create(Caller::ROOT, Ino::ROOT, b"a", 0o644).await.expect_err("EEXIST");
+    m.create(Caller::ROOT, Ino::ROOT, b"a", 0o644)
+        .await
+        .expect("create");
+    let e = m
+        .create(Caller::ROOT, Ino::ROOT, b"a", 0o644)
+        .await
+        .expect_err("EEXIST");
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
     m.new_slice_id().await.expect("slice id");
 
@@ -39,7 +46,11 @@ async fn metrics_are_registered_in_the_callers_registry() {
     let ops = &m.metrics().ops_total;
     assert_eq!(ops.with_label_values(&["mknod", "ok"]).get(), 1);
     assert_eq!(ops.with_label_values(&["mknod", "already_exists"]).get(), 1);
-    assert_eq!(m.metrics().inode_served.get(), 2, "both creates took an inode");
+    assert_eq!(
+        m.metrics().inode_served.get(),
+        2,
+        "both creates took an inode"
+    );
     assert_eq!(m.metrics().chunk_served.get(), 1);
     assert_eq!(m.metrics().batch_size.get_sample_count(), 2);
 
