@@ -1,8 +1,8 @@
 //! Dump and load a whole volume as streaming JSON Lines.
 //!
-//! Line 1 is a [`Header`] (format record, counters); every further line is one [`InodeRecord`]:
+//! Line 1 is a [`Header`] (format record, counters); then one [`InodeRecord`] per line:
 //! directories first, parents before children, then every other inode with all the entries that
-//! name it. Names, symlink targets and xattr values are bytes: they appear as a JSON string when
+//! name it; last, one [`PendingRecord`] per record of data awaiting deletion. Names, symlink targets and xattr values are bytes: they appear as a JSON string when
 //! they are valid UTF-8, else as an array of byte values. `load` of a dump into an empty store,
 //! then `dump` again, gives the same text.
 
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::error::{Error, ErrorKind, Result};
 use crate::op::{Op, RestoreRecord};
-use crate::types::{Attr, Counter, FileType, IdKind, Ino, Setting, Slice};
+use crate::types::{Attr, Counter, FileType, IdKind, Ino, Pending, Setting, Slice};
 
 /// Version of the dump format this build writes and reads.
 pub const DUMP_VERSION: u32 = 1;
@@ -89,13 +89,26 @@ pub struct DumpStats {
     pub inodes: u64,
     /// Directory entries (links) written or read.
     pub entries: u64,
+    /// Pending-deletion records written or read.
+    pub pending: u64,
+}
+
+/// A pending-deletion record of a dump (after every inode): the record and, for a deleted
+/// file, its chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRecord {
+    /// The record.
+    pub pending: Pending,
+    /// Chunks of a pending file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<(u32, Vec<Slice>)>,
 }
 
 fn io_err(what: &str, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Unavailable, what.to_string()).with_source(e)
 }
 
-fn json_line<T: Serialize>(out: &mut dyn Write, v: &T) -> Result<()> {
+fn json_line<T: Serialize>(out: &mut (dyn Write + Send), v: &T) -> Result<()> {
     serde_json::to_writer(&mut *out, v)
         .map_err(|e| Error::new(ErrorKind::Internal, "encode dump record").with_source(e))?;
     out.write_all(b"\n").map_err(|e| io_err("write dump", e))
@@ -105,8 +118,8 @@ fn json_line<T: Serialize>(out: &mut dyn Write, v: &T) -> Result<()> {
 /// far. Errors: those of the backend reads, `Unavailable` when `out` fails.
 pub async fn dump(
     backend: &dyn Backend,
-    out: &mut dyn Write,
-    progress: &mut dyn FnMut(u64),
+    out: &mut (dyn Write + Send),
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<DumpStats> {
     let setting = backend.load().await?;
     let mut counters = BTreeMap::new();
@@ -147,39 +160,40 @@ pub async fn dump(
         }
     }
     let mut stats = DumpStats::default();
-    let emit = async |ino: Ino, out: &mut dyn Write, stats: &mut DumpStats| -> Result<()> {
-        let attr = backend.get_attr(ino).await?;
-        let l = links.get(&ino).cloned().unwrap_or_default();
-        stats.entries += l.len() as u64;
-        let target = if attr.typ == FileType::Symlink {
-            Some(Bytes::from(backend.read_link(ino).await?))
-        } else {
-            None
+    let emit =
+        async |ino: Ino, out: &mut (dyn Write + Send), stats: &mut DumpStats| -> Result<()> {
+            let attr = backend.get_attr(ino).await?;
+            let l = links.get(&ino).cloned().unwrap_or_default();
+            stats.entries += l.len() as u64;
+            let target = if attr.typ == FileType::Symlink {
+                Some(Bytes::from(backend.read_link(ino).await?))
+            } else {
+                None
+            };
+            let mut xattrs = Vec::new();
+            for name in backend.list_xattr(ino).await? {
+                let v = backend.get_xattr(ino, &name).await?;
+                xattrs.push((Bytes::from(name), Bytes::from(v)));
+            }
+            let chunks = if attr.typ == FileType::Regular {
+                backend.list_chunks(ino).await?
+            } else {
+                Vec::new()
+            };
+            json_line(
+                out,
+                &InodeRecord {
+                    ino,
+                    attr,
+                    links: l.into_iter().map(|(p, n)| (p, Bytes::from(n))).collect(),
+                    target,
+                    xattrs,
+                    chunks,
+                },
+            )?;
+            stats.inodes += 1;
+            Ok(())
         };
-        let mut xattrs = Vec::new();
-        for name in backend.list_xattr(ino).await? {
-            let v = backend.get_xattr(ino, &name).await?;
-            xattrs.push((Bytes::from(name), Bytes::from(v)));
-        }
-        let chunks = if attr.typ == FileType::Regular {
-            backend.list_chunks(ino).await?
-        } else {
-            Vec::new()
-        };
-        json_line(
-            out,
-            &InodeRecord {
-                ino,
-                attr,
-                links: l.into_iter().map(|(p, n)| (p, Bytes::from(n))).collect(),
-                target,
-                xattrs,
-                chunks,
-            },
-        )?;
-        stats.inodes += 1;
-        Ok(())
-    };
     for &dir in &dirs {
         emit(dir, out, &mut stats).await?;
         progress(stats.inodes);
@@ -193,6 +207,15 @@ pub async fn dump(
     for ino in others {
         emit(ino, out, &mut stats).await?;
         progress(stats.inodes);
+    }
+    // Data awaiting deletion by the data layer: without it the objects would leak.
+    for pending in backend.list_pending(usize::MAX).await? {
+        let chunks = match pending {
+            Pending::File { ino, .. } => backend.list_chunks(ino).await?,
+            Pending::Slice { .. } => Vec::new(),
+        };
+        json_line(out, &PendingRecord { pending, chunks })?;
+        stats.pending += 1;
     }
     out.flush().map_err(|e| io_err("write dump", e))?;
     Ok(stats)
@@ -212,9 +235,9 @@ fn bad_line(n: usize, e: impl std::error::Error + Send + Sync + 'static) -> Erro
 /// store holds a volume and `force` is false, and backend errors.
 pub async fn load(
     backend: &dyn Backend,
-    input: &mut dyn BufRead,
+    input: &mut (dyn BufRead + Send),
     force: bool,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<DumpStats> {
     let mut lines = input.lines().enumerate();
     let header: Header = match lines.next() {
@@ -256,25 +279,38 @@ pub async fn load(
         if line.trim().is_empty() {
             continue;
         }
-        let rec: InodeRecord = serde_json::from_str(&line).map_err(|e| bad_line(i + 1, e))?;
-        stats.inodes += 1;
-        stats.entries += rec.links.len() as u64;
-        batch.push(Op::Restore(Box::new(RestoreRecord {
-            ino: rec.ino,
-            attr: rec.attr,
-            links: rec
-                .links
-                .into_iter()
-                .map(|(p, n)| (p, n.into_vec()))
-                .collect(),
-            target: rec.target.map(Bytes::into_vec).unwrap_or_default(),
-            xattrs: rec
-                .xattrs
-                .into_iter()
-                .map(|(n, v)| (n.into_vec(), v.into_vec()))
-                .collect(),
-            chunks: rec.chunks,
-        })));
+        let value: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| bad_line(i + 1, e))?;
+        let op = if value.get("pending").is_some() {
+            let rec: PendingRecord =
+                serde_json::from_value(value).map_err(|e| bad_line(i + 1, e))?;
+            stats.pending += 1;
+            Op::RestorePending {
+                pending: rec.pending,
+                chunks: rec.chunks,
+            }
+        } else {
+            let rec: InodeRecord = serde_json::from_value(value).map_err(|e| bad_line(i + 1, e))?;
+            stats.inodes += 1;
+            stats.entries += rec.links.len() as u64;
+            Op::Restore(Box::new(RestoreRecord {
+                ino: rec.ino,
+                attr: rec.attr,
+                links: rec
+                    .links
+                    .into_iter()
+                    .map(|(p, n)| (p, n.into_vec()))
+                    .collect(),
+                target: rec.target.map(Bytes::into_vec).unwrap_or_default(),
+                xattrs: rec
+                    .xattrs
+                    .into_iter()
+                    .map(|(n, v)| (n.into_vec(), v.into_vec()))
+                    .collect(),
+                chunks: rec.chunks,
+            }))
+        };
+        batch.push(op);
         batch_lines.push(i + 1);
         if batch.len() >= PAGE.min(backend.info().max_batch_ops) {
             flush(&mut batch, &mut batch_lines).await?;

@@ -306,6 +306,22 @@ pub async fn apply_op<V: TxnView + ?Sized>(
             Ok(OpOutput::Done)
         }
         Op::Restore(rec) => restore(v, rec).await,
+        Op::RestorePending { pending, chunks } => {
+            if let Pending::File { ino, .. } = pending {
+                if v.get_attr(*ino).await?.is_some() {
+                    return Err(err::exists(format!(
+                        "inode {ino} is live; it cannot be pending deletion"
+                    )));
+                }
+                for (indx, slices) in chunks {
+                    v.put_chunk(*ino, *indx, slices).await?;
+                }
+            } else if !chunks.is_empty() {
+                return Err(err::invalid("a pending slice carries no chunks"));
+            }
+            v.put_pending(*pending).await?;
+            Ok(OpOutput::Done)
+        }
     };
     r.map_err(|e| {
         if e.kind().is_batch_fatal() {
@@ -637,10 +653,15 @@ async fn check_not_below<V: TxnView + ?Sized>(v: &mut V, dir: Ino, moving: Ino) 
     )))
 }
 
-/// The new `parent` field of an inode moved from `from` to `to`.
+/// The new `parent` field of an inode whose entry moves from directory `from` to `to`
+/// (`from != to`). A directory follows its entry. A non-directory whose links all lived in
+/// `from` (parent == from) follows too if this was its only link; with other links left in
+/// `from` it is now named in two directories, so its parent becomes 0. A parent of 0 stays 0.
 fn moved_parent(attr: &Attr, from: Ino, to: Ino) -> Ino {
-    if attr.typ == FileType::Directory || attr.parent == from {
+    if attr.typ == FileType::Directory {
         to
+    } else if attr.parent == from {
+        if attr.nlink > 1 { Ino::ZERO } else { to }
     } else {
         attr.parent
     }

@@ -9,7 +9,10 @@ use crate::backend::BackendInfo;
 use crate::error::Result;
 use crate::kv::{KvBackend, KvStore, WriteSet};
 
-/// An ordered map in memory. Cloning shares the map (two backends on one store see one volume).
+/// An ordered map in memory. Cloning shares the map, so a second `KvBackend` over a clone sees
+/// the same volume (a "reopen"). Concurrent writers must share one `KvBackend`: each backend
+/// value has its own writer lock, and two of them writing at once would interleave their
+/// read-modify-writes.
 #[derive(Debug, Clone, Default)]
 pub struct MemStore {
     map: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,

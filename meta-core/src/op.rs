@@ -248,6 +248,15 @@ pub enum Op {
     /// "each link's parent exists and the name is free"; `used_space` and `total_inodes` are
     /// adjusted. Overwrites the attributes of an existing inode (the root).
     Restore(Box<RestoreRecord>),
+    /// Write a pending-deletion record verbatim (used by `load`): for `Pending::File`, also the
+    /// deleted inode's chunks, which stay readable until the data layer clears the record.
+    /// `AlreadyExists` when a `Pending::File` names a live inode.
+    RestorePending {
+        /// The record.
+        pending: crate::types::Pending,
+        /// Chunks of a pending file (empty for a pending slice).
+        chunks: Vec<(u32, Vec<Slice>)>,
+    },
 }
 
 /// The payload of [`Op::Restore`].
@@ -284,11 +293,12 @@ impl Op {
             Op::ClearPendingFile { .. } => "clear_pending_file",
             Op::ClearPendingSlice { .. } => "clear_pending_slice",
             Op::Restore(_) => "restore",
+            Op::RestorePending { .. } => "restore_pending",
         }
     }
 
     /// Every op name, for pre-creating metric series.
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 14] = [
         "mknod",
         "link",
         "unlink",
@@ -302,6 +312,7 @@ impl Op {
         "clear_pending_file",
         "clear_pending_slice",
         "restore",
+        "restore_pending",
     ];
 
     /// Approximate encoded size in bytes, used for the `batch_bytes` limit.
@@ -323,6 +334,9 @@ impl Op {
                         .iter()
                         .map(|(_, s)| 4 + 24 * s.len())
                         .sum::<usize>()
+            }
+            Op::RestorePending { chunks, .. } => {
+                chunks.iter().map(|(_, s)| 4 + 24 * s.len()).sum::<usize>()
             }
             _ => 0,
         }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use meta_core::memory::memory_backend;
 use meta_core::{
-    Attr, CHUNK_SIZE, Caller, Counter, ErrorKind, FileType, Ino, Meta, MetaOptions, Pending,
-    RenameFlags, Result, SetAttrMask, SetAttrValues, Setting, Slice, XattrFlags,
+    Attr, Backend, CHUNK_SIZE, Caller, Counter, ErrorKind, FileType, Ino, Meta, MetaOptions,
+    Pending, RenameFlags, Result, SetAttrMask, SetAttrValues, Setting, Slice, XattrFlags,
 };
 
 const ME: Caller = Caller {
@@ -188,6 +188,16 @@ async fn hard_links_and_nlink() {
         ErrorKind::NotFound
     );
     assert_eq!(kind(m.link(f, f, b"y").await), ErrorKind::NotADirectory);
+    // Two links in one directory, one renamed away: now in two directories → parent 0.
+    let (k, _) = m.create(ME, d1, b"k", 0o644).await.unwrap();
+    assert_eq!(m.link(k, d1, b"k2").await.unwrap().parent, d1);
+    let (_, ka) = m
+        .rename(ME, d1, b"k2", d2, b"k2", RenameFlags::NONE)
+        .await
+        .unwrap();
+    assert_eq!(ka.parent, Ino::ZERO);
+    m.unlink(ME, d1, b"k").await.unwrap();
+    m.unlink(ME, d2, b"k2").await.unwrap();
     assert_eq!(
         m.getattr(d1).await.unwrap().nlink,
         2,
@@ -735,6 +745,16 @@ async fn dump_load_round_trip() {
         .unwrap();
     let id = m.new_slice_id().await.unwrap();
     m.write(f, 2, slice(id, 10, 20)).await.unwrap();
+    // Pending deletions travel too: a deleted file with data, a dropped slice.
+    let (gone, _) = m.create(ME, d, b"gone", 0o644).await.unwrap();
+    let gid = m.new_slice_id().await.unwrap();
+    m.write(gone, 0, slice(gid, 0, 5)).await.unwrap();
+    m.unlink(ME, d, b"gone").await.unwrap();
+    let tid = m.new_slice_id().await.unwrap();
+    m.write(f, 3, slice(tid, 0, 7)).await.unwrap();
+    m.truncate(f, 3 * CHUNK_SIZE).await.unwrap();
+    let pending = m.list_pending(10).await.unwrap();
+    assert_eq!(pending.len(), 2, "{pending:?}");
     let mut first = Vec::new();
     meta_core::dump::dump(&**m.backend(), &mut first, &mut |_| {})
         .await
@@ -753,6 +773,11 @@ async fn dump_load_round_trip() {
     );
     let rep = meta_core::fsck::fsck(&target).await.unwrap();
     assert!(rep.is_clean(), "{:?}", rep.problems);
+    assert_eq!(target.list_pending(10).await.unwrap(), pending);
+    assert_eq!(
+        target.read_chunk(gone, 0).await.unwrap(),
+        vec![slice(gid, 0, 5)]
+    );
     // Loading into a formatted store without force is refused; malformed input names the line.
     assert_eq!(
         kind(meta_core::dump::load(&target, &mut first.as_slice(), false, &mut |_| {}).await),
