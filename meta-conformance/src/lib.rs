@@ -1,1 +1,263 @@
-//! Placeholder: filled by a later issue.
+//! # meta-conformance
+//!
+//! The shared conformance suite of **meta** backends. Every case is a plain
+//! `pub async fn case(ctx: &TestCtx) -> anyhow::Result<()>` (see [`cases`]), listed once in
+//! [`CASES`]. A backend crate gets the whole suite as one `#[test]` per case with a ten-line
+//! `tests/conformance.rs`:
+//!
+//! ```ignore
+//! //! Runs the shared conformance suite on my backend.
+//! meta_conformance::conformance_tests!(my_backend::testing::MyFactory::from_env());
+//! ```
+//!
+//! The factory ([`Factory`]) hands every test a fresh, isolated volume ([`TestVolume`]); a
+//! backend whose server is not configured answers [`Fresh::Skip`], and the test then prints a
+//! loud `SKIP` line and passes — unless `META_CONFORMANCE_REQUIRE=1`, which turns every skip
+//! into a failure (`cargo xtask conformance` sets it).
+//!
+//! Test names are `group::case` (e.g. `rename::exchange`): `cargo test -- rename::` runs one
+//! group, and `cargo xtask conformance` builds its backend × group matrix from the prefix.
+//!
+//! Environment:
+//! - `META_CONFORMANCE_REQUIRE=1`: a skipped backend fails instead of passing.
+//! - `META_CONFORMANCE_SEED=N`: seed of the model-based randomized test (default fixed).
+//! - `META_CONFORMANCE_MODEL_BATCHES=N`: length of the randomized run (default 300 batches).
+//! - `META_CONFORMANCE_DEFER=1`: the generated tests pass at once without running (set by
+//!   `cargo xtask test` for its workspace run; it runs the matrix separately).
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub mod cases;
+mod ctx;
+mod factory;
+pub mod util;
+
+pub use async_trait::async_trait;
+pub use ctx::{ExtraVolume, TestCtx};
+pub use factory::{
+    Factory, Fresh, HandleCache, MemoryFactory, MemoryVolume, RawTarget, TestVolume, kv_key,
+};
+
+/// Name of the environment variable that turns a skipped backend into a failure.
+pub const REQUIRE_ENV: &str = "META_CONFORMANCE_REQUIRE";
+/// Name of the environment variable that sets the seed of the randomized model test.
+pub const SEED_ENV: &str = "META_CONFORMANCE_SEED";
+/// Name of the environment variable that makes every generated test return at once:
+/// `cargo xtask test` sets it for its `cargo test --workspace` run because it runs the
+/// conformance matrix itself afterwards (with servers and `META_CONFORMANCE_REQUIRE=1`).
+pub const DEFER_ENV: &str = "META_CONFORMANCE_DEFER";
+
+/// The future a case returns (`Send`, so a runner may spawn it).
+pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+
+/// One case of the suite.
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// Its group, e.g. `"rename"` (the module in [`cases`]).
+    pub group: &'static str,
+    /// Its name inside the group, e.g. `"exchange"`.
+    pub name: &'static str,
+    /// Runs the case on a prepared context.
+    pub run: for<'a> fn(&'a TestCtx) -> CaseFuture<'a>,
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}::{}", self.group, self.name)
+    }
+}
+
+/// The one list of cases: `group: [case, ...]`, each naming `cases::group::case`.
+///
+/// It feeds both [`CASES`] and [`conformance_tests!`]; add a case here and every backend runs
+/// it. (Internal: `__case_list!(@mode args)` calls `__case_list_apply!` with the list.)
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __case_list {
+    ($($mode:tt)*) => {
+        $crate::__case_list_apply! { ($($mode)*)
+            errno: [
+                mknod, link, unlink, rmdir, rename, setattr, write_truncate, xattr, reads,
+                sticky_bit, enospc_inodes, enospc_capacity,
+            ],
+            rename: [
+                same_dir, across_dirs, overwrite_file, overwrite_hardlinked_file,
+                overwrite_empty_dir, overwrite_nonempty_dir, type_mismatch, noreplace, exchange,
+                exchange_across_dirs, cycles, same_inode_noop,
+            ],
+            links: [nlink_counts, parent_field, dir_nlink, dot_and_dotdot, parent_times],
+            symlink: [readlink_and_length, target_limits],
+            setattr: [mode_owner_ctime, times, size, setgid_inheritance],
+            readdir: [pagination_10k, pagination_10k_plus, cursor_semantics],
+            data: [
+                write_read_order, chunk_boundaries, truncate_drops_slices, unlink_pending_file,
+                rename_over_pending_file, holes,
+            ],
+            xattr: [set_get_list_remove, flags, limits, deleted_with_inode],
+            statfs: [counters, limits_shown],
+            batch: [
+                positional_results, order_and_dependencies, failing_op_leaves_no_trace,
+                partial_writes_rolled_back, empty_batch, apply_batch_chunks, batcher_routes_results,
+            ],
+            ids: [reserve_ranges, two_meta_unique, metaprime_off],
+            concurrency: [
+                churn_64_tasks, churn_64_tasks_unbatched, race_same_name_32,
+                race_same_name_two_meta, race_rename_noreplace, mkdir_rmdir_nlink,
+                rename_cycle_race, link_unlink_race,
+            ],
+            bad_input: [
+                names, inode_zero, missing_inode, invalid_flags, corrupted_records,
+                corrupted_setting,
+            ],
+            persistence: [reopen_keeps_volume, reopen_ids_keep_growing],
+            dump: [round_trip_same_backend, across_backends, keeps_pending, load_refuses_formatted],
+            format: [contract],
+            model: [randomized_vs_memory],
+        }
+    };
+}
+
+/// Expands the case list for one mode (internal).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __case_list_apply {
+    ((@tests) $($group:ident: [$($case:ident),* $(,)?]),* $(,)?) => {
+        $(
+            #[allow(non_snake_case, missing_docs)]
+            mod $group {
+                $(
+                    #[test]
+                    fn $case() {
+                        $crate::run_case(
+                            super::__meta_conformance_factory,
+                            stringify!($group),
+                            stringify!($case),
+                        );
+                    }
+                )*
+            }
+        )*
+    };
+    ((@consts) $($group:ident: [$($case:ident),* $(,)?]),* $(,)?) => {
+        /// Every case of the suite, in list order (the same list the macro expands).
+        pub const CASES: &[$crate::Case] = &[
+            $($(
+                $crate::Case {
+                    group: stringify!($group),
+                    name: stringify!($case),
+                    run: |ctx| ::std::boxed::Box::pin($crate::cases::$group::$case(ctx)),
+                },
+            )*)*
+        ];
+    };
+}
+
+__case_list!(@consts);
+
+/// Expands to one `#[test]` per case of the suite, each running the case on a fresh volume
+/// from the given factory (an expression of a type implementing [`Factory`], evaluated inside
+/// the test's tokio runtime once per test).
+///
+/// Each test builds a multi-threaded tokio runtime with 4 workers (the equivalent of
+/// `#[tokio::test(flavor = "multi_thread", worker_threads = 4)]`, without requiring tokio's
+/// macros in the calling crate). Tests are named `group::case`. Invoke it once per module; to
+/// run the suite on two factories in one test file, put each invocation in its own `mod`.
+///
+/// ```ignore
+/// meta_conformance::conformance_tests!(meta_conformance::MemoryFactory);
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr $(,)?) => {
+        #[allow(dead_code)]
+        fn __meta_conformance_factory() -> impl $crate::Factory {
+            $factory
+        }
+        $crate::__case_list!(@tests);
+    };
+}
+
+/// Looks a case up by group and name.
+pub fn find_case(group: &str, name: &str) -> Option<&'static Case> {
+    CASES.iter().find(|c| c.group == group && c.name == name)
+}
+
+/// True when `META_CONFORMANCE_REQUIRE` is set to something other than `0`/empty.
+pub fn skips_are_failures() -> bool {
+    std::env::var(REQUIRE_ENV)
+        .map(|v| !v.is_empty() && v != "0")
+        .unwrap_or(false)
+}
+
+/// What [`run_case_async`] did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The case ran and passed.
+    Passed,
+    /// The backend is not configured: the factory's reason.
+    Skipped(String),
+}
+
+/// Runs one case (by group and name) on a fresh volume of `factory`: creates the volume,
+/// formats it, opens the context, runs the case, then closes the context and cleans the
+/// volume up. A skip is reported as [`Outcome::Skipped`], whatever `META_CONFORMANCE_REQUIRE`
+/// says (the caller decides).
+pub async fn run_case_async(
+    factory: std::sync::Arc<dyn Factory>,
+    case: &Case,
+) -> anyhow::Result<Outcome> {
+    let ctx = match TestCtx::new(factory).await? {
+        Ok(ctx) => ctx,
+        Err(reason) => return Ok(Outcome::Skipped(reason)),
+    };
+    let result = (case.run)(&ctx).await;
+    let closed = ctx.close().await;
+    result?;
+    closed?;
+    Ok(Outcome::Passed)
+}
+
+/// The body of every test `conformance_tests!` generates: builds a 4-worker runtime, makes
+/// the factory, runs the case and panics with the full error chain when it fails. A skip
+/// prints a loud `SKIP` line on stderr and passes, or panics under
+/// `META_CONFORMANCE_REQUIRE=1`. Under `META_CONFORMANCE_DEFER=1` it returns at once.
+pub fn run_case<F: Factory>(make_factory: impl FnOnce() -> F, group: &str, name: &str) {
+    if std::env::var(DEFER_ENV).is_ok_and(|v| !v.is_empty() && v != "0") {
+        return;
+    }
+    let case = match find_case(group, name) {
+        Some(c) => *c,
+        None => panic!("no conformance case {group}::{name}"),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("cannot build the tokio runtime: {e}"),
+    };
+    let result = rt.block_on(async move {
+        let factory: std::sync::Arc<dyn Factory> = std::sync::Arc::new(make_factory());
+        let backend = factory.name().to_string();
+        (backend, run_case_async(factory, &case).await)
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(10));
+    match result {
+        (_, Ok(Outcome::Passed)) => {}
+        (backend, Ok(Outcome::Skipped(reason))) => {
+            if skips_are_failures() {
+                panic!(
+                    "conformance {group}::{name} on {backend}: the backend is not configured \
+                     ({reason}) and {REQUIRE_ENV}=1 forbids skipping"
+                );
+            }
+            eprintln!(
+                "SKIP conformance {group}::{name} on {backend}: {reason} \
+                 (set {REQUIRE_ENV}=1 to make this a failure)"
+            );
+        }
+        (backend, Err(e)) => panic!("conformance {group}::{name} on {backend} failed: {e:#}"),
+    }
+}
