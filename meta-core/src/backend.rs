@@ -32,6 +32,15 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// Scheme, capabilities and batch limit.
     fn info(&self) -> BackendInfo;
 
+    /// How many batches it pays to have in flight at once (the batcher's default
+    /// `max_inflight`). A backend that applies one batch at a time (a single writer) should
+    /// answer 1: further batches would only queue behind it, and batches would form smaller.
+    /// One that overlaps requests (a connection pool, a pipelined connection) keeps the
+    /// default, 4.
+    fn preferred_inflight(&self) -> usize {
+        4
+    }
+
     /// Writes the format record and creates the root directory (ino 1, mode 0777, owned by
     /// root) and the counters. Idempotent: formatting an already formatted volume with the same
     /// name is a no-op that keeps the stored record. Errors: `AlreadyExists` when it holds a

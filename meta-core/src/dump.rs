@@ -109,8 +109,13 @@ fn io_err(what: &str, e: std::io::Error) -> Error {
 }
 
 fn json_line<T: Serialize>(out: &mut (dyn Write + Send), v: &T) -> Result<()> {
-    serde_json::to_writer(&mut *out, v)
-        .map_err(|e| Error::new(ErrorKind::Internal, "encode dump record").with_source(e))?;
+    serde_json::to_writer(&mut *out, v).map_err(|e| {
+        if e.is_io() {
+            Error::new(ErrorKind::Unavailable, "write dump").with_source(e)
+        } else {
+            Error::new(ErrorKind::Internal, "encode dump record").with_source(e)
+        }
+    })?;
     out.write_all(b"\n").map_err(|e| io_err("write dump", e))
 }
 

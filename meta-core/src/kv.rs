@@ -856,6 +856,11 @@ impl<S: KvStore> Backend for KvBackend<S> {
         self.store.info()
     }
 
+    /// One: batches are applied by a single writer, one at a time.
+    fn preferred_inflight(&self) -> usize {
+        1
+    }
+
     async fn format(&self, setting: &Setting, force: bool) -> Result<()> {
         setting.validate()?;
         let setting = setting.clone();

@@ -124,7 +124,11 @@ impl Meta {
                     ops: max_ops,
                     bytes: opts.batch_bytes,
                     interval: opts.batch_interval,
-                    inflight: opts.max_inflight,
+                    inflight: if opts.max_inflight == 0 {
+                        backend.preferred_inflight().max(1)
+                    } else {
+                        opts.max_inflight
+                    },
                     queue: opts.max_queue,
                 },
                 metrics.clone(),

@@ -35,7 +35,9 @@ pub struct MetaOptions {
     /// `batch_interval` (default `0ms`): how long a batch may wait to fill once started;
     /// 0 = no artificial delay (group commit only).
     pub batch_interval: Duration,
-    /// `max_inflight` (default 4): batches applied concurrently (pipeline depth).
+    /// `max_inflight` (default 0 = the backend's preference, [`crate::Backend::preferred_inflight`]:
+    /// 1 for single-writer backends such as RocksDB, 4 otherwise): batches applied concurrently
+    /// (pipeline depth).
     pub max_inflight: usize,
     /// `max_queue` (default 100000): queued ops before callers wait (backpressure).
     pub max_queue: usize,
@@ -53,7 +55,7 @@ impl Default for MetaOptions {
             batch_size: 512,
             batch_bytes: 256 * 1024,
             batch_interval: Duration::ZERO,
-            max_inflight: 4,
+            max_inflight: 0,
             max_queue: 100_000,
         }
     }
@@ -123,7 +125,7 @@ impl MetaOptions {
             "batch_size" => self.batch_size = parse_int(name, value, 1, 1 << 20)? as usize,
             "batch_bytes" => self.batch_bytes = parse_int(name, value, 1, 1 << 30)? as usize,
             "batch_interval" => self.batch_interval = parse_duration(name, value)?,
-            "max_inflight" => self.max_inflight = parse_int(name, value, 1, 1024)? as usize,
+            "max_inflight" => self.max_inflight = parse_int(name, value, 0, 1024)? as usize,
             "max_queue" => self.max_queue = parse_int(name, value, 1, 1 << 30)? as usize,
             _ => return Ok(false),
         }

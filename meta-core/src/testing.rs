@@ -97,6 +97,10 @@ impl Backend for DelayBackend {
     fn info(&self) -> BackendInfo {
         self.inner.info()
     }
+    /// 1 when calls take turns ([`DelayBackend::serialized`]), else 4 (calls overlap).
+    fn preferred_inflight(&self) -> usize {
+        if self.serial.is_some() { 1 } else { 4 }
+    }
     async fn format(&self, setting: &Setting, force: bool) -> Result<()> {
         self.inner.format(setting, force).await
     }
