@@ -1,1 +1,372 @@
-fn main() {}
+//! `meta`: the command-line tool of the meta filesystem-metadata engine.
+//!
+//! Formats volumes, imports real directory trees through the batch API, browses a volume
+//! (`ls`, `stat`, `tree`, `du`), checks it (`fsck`), dumps and loads it as JSON Lines, and
+//! benchmarks a backend (`bench`). See `meta --help` and this crate's README.
+
+mod admin;
+mod bench;
+mod browse;
+mod import;
+mod util;
+mod volume;
+
+use std::ffi::OsString;
+use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::volume::{Access, DEFAULT_URL};
+
+/// meta: filesystem metadata on the database you already run.
+#[derive(Debug, Parser)]
+#[command(name = "meta", version, about, long_about = None)]
+struct Cli {
+    /// Volume URL, e.g. rocksdb:///var/lib/meta/vol?sync=false, rocksdb://./dir, memory://
+    /// (engine options such as batchwrite=0 or batch_size=256 go in the query string).
+    /// Default: rocksdb://./meta-data.
+    #[arg(long, global = true, env = "META_URL", value_name = "URL")]
+    url: Option<String>,
+
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Format a volume (idempotent for the same name; --force erases an existing volume).
+    Format {
+        /// Volume name.
+        #[arg(long, default_value = "meta")]
+        name: String,
+        /// Capacity in bytes (suffixes K, M, G, T, P allowed); 0 = unlimited.
+        #[arg(long, value_parser = util::parse_size, default_value = "0")]
+        capacity: u64,
+        /// Inode limit (suffixes k, m allowed); 0 = unlimited.
+        #[arg(long, value_parser = util::parse_count, default_value = "0")]
+        inodes: u64,
+        /// Erase whatever the volume holds first.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Replicate a real directory tree's metadata into the volume (no symlink following).
+    Import {
+        /// The directory to import (its contents go into --to).
+        dir: PathBuf,
+        /// Directory of the volume receiving the contents (created if missing).
+        #[arg(long, default_value = "/", value_name = "PATH")]
+        to: OsString,
+        /// Ops per batch: one apply call (one commit, one fsync with sync=true) each; capped
+        /// by the backend's limit (RocksDB: 4096).
+        #[arg(long, default_value_t = 4096)]
+        batch: usize,
+        /// Do not copy extended attributes.
+        #[arg(long)]
+        no_xattrs: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a directory of the volume.
+    Ls {
+        /// Long listing: mode, links, owner, size, mtime, symlink target.
+        #[arg(short = 'l')]
+        long: bool,
+        /// Path inside the volume.
+        #[arg(default_value = "/")]
+        path: OsString,
+    },
+    /// Show the attributes of one inode of the volume.
+    Stat {
+        /// Path inside the volume.
+        path: OsString,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the tree under a directory of the volume.
+    Tree {
+        /// Path inside the volume.
+        #[arg(default_value = "/")]
+        path: OsString,
+        /// Descend at most this many levels.
+        #[arg(long, short = 'L')]
+        depth: Option<usize>,
+    },
+    /// Count files, dirs, symlinks, others and bytes under a path, like find(1).
+    Du {
+        /// Print JSON: {"files","dirs","symlinks","others","bytes"}.
+        #[arg(long)]
+        json: bool,
+        /// Path inside the volume.
+        #[arg(default_value = "/")]
+        path: OsString,
+    },
+    /// Format record, statfs numbers and counters of the volume.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the volume's consistency; exit status 1 when a problem is found.
+    Fsck {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the whole volume as JSON Lines to FILE or stdout (-).
+    Dump {
+        /// Output file; `-` or none = stdout.
+        file: Option<PathBuf>,
+    },
+    /// Load a dump from FILE or stdin (-) into an empty volume.
+    Load {
+        /// Input file; `-` or none = stdin.
+        file: Option<PathBuf>,
+        /// Erase whatever the volume holds first.
+        #[arg(long)]
+        force: bool,
+    },
+    /// mdtest-like benchmark: mkdir, create, stat, readdir, rename, unlink, rmdir.
+    /// Without --url (or META_URL) it runs on a fresh temporary RocksDB volume.
+    Bench {
+        /// Files to create.
+        #[arg(long, default_value = "10000", value_parser = util::parse_count)]
+        files: u64,
+        /// Directories the files are spread over.
+        #[arg(long, default_value_t = 10)]
+        dirs: u64,
+        /// Concurrent tasks.
+        #[arg(long, default_value_t = 16)]
+        tasks: usize,
+        /// Disable batching (URL option batchwrite=0): every op is its own apply call.
+        #[arg(long, conflicts_with = "compare")]
+        no_batch: bool,
+        /// Run batched and unbatched on fresh volumes and print the ratio per phase.
+        #[arg(long)]
+        compare: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Serve Prometheus /metrics on this address while running, e.g. 127.0.0.1:9100.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<SocketAddr>,
+    },
+}
+
+/// How a command ended.
+enum Outcome {
+    Ok,
+    /// Exit status 1 without an error message (fsck found problems; they were printed).
+    Fail,
+}
+
+fn url_or_default(url: &Option<String>) -> &str {
+    url.as_deref().unwrap_or(DEFAULT_URL)
+}
+
+fn bytes(s: &OsString) -> Vec<u8> {
+    util::os_bytes(s).to_vec()
+}
+
+async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
+    let url = url_or_default(&cli.url).to_string();
+    match cli.cmd {
+        Cmd::Format {
+            name,
+            capacity,
+            inodes,
+            force,
+        } => {
+            let o = volume::open_backend(&url, Access::Create).await?;
+            admin::format(
+                &o,
+                &admin::FormatOpts {
+                    name,
+                    capacity,
+                    inodes,
+                    force,
+                },
+                out,
+            )
+            .await?;
+        }
+        Cmd::Import {
+            dir,
+            to,
+            batch,
+            no_xattrs,
+            json,
+        } => {
+            let mut o = volume::open_backend(&url, Access::Write).await?;
+            // The explicit batch API sends at most `batch_size` ops per apply call.
+            o.opts.batch_size = batch.max(1);
+            let meta = volume::open_meta_on(&o, Access::Write, None).await?;
+            let s = import::import(
+                &meta,
+                &import::ImportOpts {
+                    src: dir,
+                    to: bytes(&to),
+                    batch_ops: batch,
+                    xattrs: !no_xattrs,
+                },
+            )
+            .await?;
+            if json {
+                serde_json::to_writer_pretty(&mut *out, &s)?;
+                out.write_all(b"\n")?;
+            } else {
+                s.print(out)?;
+            }
+            if s.errors > 0 {
+                out.flush()?;
+                anyhow::bail!(
+                    "import finished with {} error(s); the rest was imported",
+                    s.errors
+                );
+            }
+        }
+        Cmd::Ls { long, path } => {
+            let (meta, _) = volume::open_meta(&url, Access::Read, None).await?;
+            browse::ls(&meta, &bytes(&path), long, out).await?;
+        }
+        Cmd::Stat { path, json } => {
+            let (meta, _) = volume::open_meta(&url, Access::Read, None).await?;
+            browse::stat(&meta, &bytes(&path), json, out).await?;
+        }
+        Cmd::Tree { path, depth } => {
+            let (meta, _) = volume::open_meta(&url, Access::Read, None).await?;
+            browse::tree(&meta, &bytes(&path), depth, out).await?;
+        }
+        Cmd::Du { json, path } => {
+            let (meta, _) = volume::open_meta(&url, Access::Read, None).await?;
+            browse::du(&meta, &bytes(&path), json, out).await?;
+        }
+        Cmd::Stats { json } => {
+            let (meta, o) = volume::open_meta(&url, Access::Read, None).await?;
+            admin::stats(&meta, &o, json, out).await?;
+        }
+        Cmd::Fsck { json } => {
+            let o = volume::open_backend(&url, Access::Read).await?;
+            if !admin::fsck(&o, json, out).await? {
+                return Ok(Outcome::Fail);
+            }
+        }
+        Cmd::Dump { file } => {
+            let o = volume::open_backend(&url, Access::Read).await?;
+            admin::dump(&o, file.as_deref()).await?;
+        }
+        Cmd::Load { file, force } => {
+            let o = volume::open_backend(&url, Access::Create).await?;
+            admin::load(&o, file.as_deref(), force, out).await?;
+        }
+        Cmd::Bench {
+            files,
+            dirs,
+            tasks,
+            no_batch,
+            compare,
+            json,
+            metrics_addr,
+        } => {
+            let report = bench::bench(&bench::BenchOpts {
+                files,
+                dirs,
+                tasks,
+                no_batch,
+                compare,
+                metrics_addr,
+                url: cli.url.clone(),
+            })
+            .await?;
+            if json {
+                serde_json::to_writer_pretty(&mut *out, &report)?;
+                out.write_all(b"\n")?;
+            } else {
+                report.print(out)?;
+            }
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+/// One line for an error chain. A `meta_core::Error` already shows its source and errno name,
+/// so the chain stops there; an `io::Error` gets its errno name.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            parts.push(util::io_error_line(io));
+            break;
+        }
+        parts.push(cause.to_string());
+        if cause.downcast_ref::<meta_core::Error>().is_some() {
+            break;
+        }
+    }
+    parts.join(": ")
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(c);
+        while let Some(err) = cur {
+            let pipe = err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                || err
+                    .downcast_ref::<serde_json::Error>()
+                    .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe));
+            if pipe {
+                return true;
+            }
+            cur = err.source();
+        }
+        false
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!(
+                "meta: cannot start the runtime: {}",
+                util::io_error_line(&e)
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let result = rt
+        .block_on(run(cli, &mut out))
+        .and_then(|o| out.flush().context("write to stdout").map(|_| o));
+    drop(out);
+    // Let background tasks (batcher, prefetches) stop without waiting on blocking threads.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Fail) => ExitCode::from(1),
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(141),
+        Err(e) => {
+            eprintln!("meta: {}", error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Opening a volume from its URL: the one place that maps a URL scheme to a backend.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use meta_core::{Backend, Error, ErrorKind, Meta, MetaOptions, Setting, VolumeUrl, parse_url};
+use prometheus::Registry;
+
+/// The URL used when neither `--url` nor `META_URL` is given.
+pub const DEFAULT_URL: &str = "rocksdb://./meta-data";
+
+/// Every scheme some meta backend opens, with the cargo feature of this crate that builds it in.
+const KNOWN: &[(&str, &str)] = &[
+    ("rocksdb", "rocksdb"),
+    ("sqlite", "sqlite"),
+    ("postgres", "postgres"),
+    ("postgresql", "postgres"),
+    ("mysql", "mysql"),
+    ("redis", "redis"),
+    ("rediss", "redis"),
+    ("redis+cluster", "redis"),
+    ("rediss+cluster", "redis"),
+    ("unix", "redis"),
+    ("tikv", "tikv"),
+];
+
+/// The URL schemes this build can open.
+pub fn available_schemes() -> Vec<&'static str> {
+    #[allow(unused_mut)]
+    let mut v = vec!["memory"];
+    #[cfg(feature = "rocksdb")]
+    v.push("rocksdb");
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+    v.extend(meta_sql::schemes());
+    #[cfg(feature = "redis")]
+    v.extend(["redis", "rediss", "redis+cluster", "rediss+cluster", "unix"]);
+    v
+}
+
+/// Whether a command may create and format the volume, or only read an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Create the store if missing and format it (name "meta") when unformatted.
+    Write,
+    /// The volume must exist and be formatted; nothing is created.
+    Read,
+    /// Create the store if missing but leave formatting to the caller (`format`, `load`).
+    Create,
+}
+
+/// A backend opened from a URL, with the engine options the URL carried.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The backend.
+    pub backend: Arc<dyn Backend>,
+    /// Engine options (batching, ID priming) from the URL's query.
+    pub opts: MetaOptions,
+    /// The URL for messages (password redacted).
+    pub display: String,
+}
+
+fn config_err(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::ConfigInvalid, msg)
+}
+
+/// Rewrites what `meta_core::parse_url` cannot take as it is (a Redis Cluster URL with several
+/// hosts) into the form the backend expects.
+fn normalize(url: &str) -> String {
+    #[cfg(feature = "redis")]
+    if url.starts_with("redis") {
+        return meta_redis::normalize_url(url);
+    }
+    url.to_string()
+}
+
+/// Parses `url` and opens its backend. The only place that dispatches on the scheme: an
+/// unknown scheme, or one whose backend is not compiled in, is a `ConfigInvalid` error that
+/// lists the schemes this build supports. With `Access::Read` a file-based volume that does not
+/// exist is `NotFound` (nothing is created).
+pub async fn open_backend(url: &str, access: Access) -> Result<Opened> {
+    let (vurl, opts) = match parse_url(&normalize(url)) {
+        Ok(v) => v,
+        Err(e) => {
+            let hint = if url.starts_with('/') || url.starts_with('.') {
+                format!(" (a path? try rocksdb://{url})")
+            } else {
+                String::new()
+            };
+            return Err(anyhow::Error::new(e).context(format!(
+                "bad volume URL{hint}; schemes in this build: {}",
+                available_schemes().join(", ")
+            )));
+        }
+    };
+    let display = vurl.redacted();
+    let backend = backend_for(vurl, access).await?;
+    Ok(Opened {
+        backend,
+        opts,
+        display,
+    })
+}
+
+async fn backend_for(vurl: VolumeUrl, access: Access) -> Result<Arc<dyn Backend>> {
+    let scheme = vurl.scheme().to_string();
+    let available = available_schemes();
+    if scheme == "memory" {
+        vurl.finish()?;
+        return Ok(Arc::new(meta_core::memory::memory_backend()));
+    }
+    if !available.contains(&scheme.as_str()) {
+        let list = available.join(", ");
+        return Err(match KNOWN.iter().find(|(s, _)| *s == scheme) {
+            Some((_, feature)) => config_err(format!(
+                "URL scheme {scheme:?} is not available: this build of meta lacks the cargo \
+                 feature `{feature}` of meta-cli; schemes in this build: {list}"
+            )),
+            None => config_err(format!(
+                "unknown URL scheme {scheme:?}; schemes in this build: {list}"
+            )),
+        }
+        .into());
+    }
+    match scheme.as_str() {
+        #[cfg(feature = "rocksdb")]
+        "rocksdb" => {
+            check_path(&vurl.file_path(), access)?;
+            let display = vurl.redacted();
+            let b = meta_rocks::open(vurl).with_context(|| format!("open {display}"))?;
+            Ok(Arc::new(b))
+        }
+        #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+        "sqlite" | "postgres" | "postgresql" | "mysql" => {
+            if scheme == "sqlite" {
+                check_path(&vurl.file_path(), access)?;
+            }
+            let display = vurl.redacted();
+            let b = meta_sql::open(vurl).with_context(|| format!("open {display}"))?;
+            Ok(Arc::new(b))
+        }
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" | "unix" => {
+            let display = vurl.redacted();
+            let b = meta_redis::open(vurl)
+                .await
+                .with_context(|| format!("open {display}"))?;
+            Ok(Arc::new(b))
+        }
+        _ => {
+            let _ = access;
+            Err(config_err(format!(
+                "URL scheme {scheme:?} has no backend in this build"
+            ))
+            .into())
+        }
+    }
+}
+
+/// For file-based volumes: refuses to create a missing store for read-only commands, and
+/// creates the parent directories for writing ones.
+#[cfg_attr(not(any(feature = "rocksdb", feature = "sqlite")), allow(dead_code))]
+fn check_path(path: &str, access: Access) -> Result<()> {
+    let p = Path::new(path);
+    if path.is_empty() {
+        return Err(
+            config_err("the volume URL names no path (e.g. rocksdb:///var/lib/meta/vol)").into(),
+        );
+    }
+    match access {
+        Access::Read => {
+            if !p.exists() {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("no volume at {path} (create one with `meta format` or `meta import`)"),
+                )
+                .into());
+            }
+        }
+        Access::Write | Access::Create => {
+            if let Some(parent) = p.parent().filter(|q| !q.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("create directory {}", parent.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Formats the volume with the name "meta" if it is not formatted yet; returns its record.
+pub async fn ensure_formatted(backend: &dyn Backend) -> Result<Setting> {
+    match backend.load().await {
+        Ok(s) => Ok(s),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            Meta::format(backend, &Setting::new("meta"), false).await?;
+            Ok(backend.load().await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The volume's format record; a clear error when it was never formatted.
+pub async fn require_formatted(o: &Opened) -> Result<Setting> {
+    match o.backend.load().await {
+        Ok(s) => Ok(s),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let note = if o.backend.info().durable {
+                ""
+            } else {
+                "; a memory:// volume lives only inside one meta process"
+            };
+            Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "volume {} is not formatted (run `meta format` or `meta import`){note}",
+                    o.display
+                ),
+            )
+            .into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens `url` for a command: the backend, then (formatted as `access` says) the [`Meta`].
+pub async fn open_meta(
+    url: &str,
+    access: Access,
+    registry: Option<&Registry>,
+) -> Result<(Meta, Opened)> {
+    let o = open_backend(url, access).await?;
+    open_meta_on(&o, access, registry).await.map(|m| (m, o))
+}
+
+/// Opens a [`Meta`] on an already opened backend.
+pub async fn open_meta_on(o: &Opened, access: Access, registry: Option<&Registry>) -> Result<Meta> {
+    match access {
+        Access::Write => {
+            ensure_formatted(&*o.backend).await?;
+        }
+        Access::Read | Access::Create => {
+            require_formatted(o).await?;
+        }
+    }
+    Ok(Meta::open(o.backend.clone(), o.opts.clone(), registry).await?)
+}

@@ -1,0 +1,145 @@
+//! The key layout of a volume (documented in the crate README, "Data layout").
+//!
+//! Every key starts with `{prefix}`: the braces make `prefix` the Redis Cluster hash tag, so
+//! all keys of a volume live in one slot and a script may declare any of them in `KEYS`.
+//! Inode numbers and chunk indexes are written in decimal.
+
+use meta_core::{Counter, Ino};
+
+/// Longest volume prefix accepted, in bytes.
+pub const MAX_PREFIX_LEN: usize = 64;
+
+/// Builds the keys of one volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// `{prefix}`, braces included.
+    tag: String,
+}
+
+/// True when `prefix` is a valid volume prefix: 1 to 64 characters of `A-Z a-z 0-9 _ . : -`
+/// (no braces, which would change the hash tag, and no glob characters, so that a `SCAN
+/// MATCH {prefix}*` finds exactly the volume's keys).
+pub fn valid_prefix(prefix: &str) -> bool {
+    !prefix.is_empty()
+        && prefix.len() <= MAX_PREFIX_LEN
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+impl Layout {
+    /// The layout of the volume with key prefix `prefix` (checked by the caller with
+    /// [`valid_prefix`]).
+    pub fn new(prefix: &str) -> Layout {
+        Layout {
+            tag: format!("{{{prefix}}}"),
+        }
+    }
+
+    /// `{prefix}`: the hash tag every key starts with.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// The `SCAN MATCH` pattern of every key of the volume: `{prefix}*`.
+    pub fn pattern(&self) -> String {
+        format!("{}*", self.tag)
+    }
+
+    fn ino_key(&self, tag: char, ino: Ino) -> String {
+        format!("{}{tag}{}", self.tag, ino.0)
+    }
+
+    /// `{prefix}i{ino}`: attributes (73 bytes, `meta_core::kv::encode_attr`).
+    pub fn attr(&self, ino: Ino) -> String {
+        self.ino_key('i', ino)
+    }
+
+    /// The prefix of attribute keys, `{prefix}i` (read scripts append the inode number).
+    pub fn attr_prefix(&self) -> String {
+        format!("{}i", self.tag)
+    }
+
+    /// `{prefix}d{ino}`: the entries of a directory, a ZSET of `name \0 entry` members with
+    /// score 0 (entry = 10 bytes, `meta_core::kv::encode_entry`).
+    pub fn entries(&self, ino: Ino) -> String {
+        self.ino_key('d', ino)
+    }
+
+    /// `{prefix}s{ino}`: symlink target (version byte + target).
+    pub fn symlink(&self, ino: Ino) -> String {
+        self.ino_key('s', ino)
+    }
+
+    /// `{prefix}x{ino}`: xattrs, a hash name → version byte + value.
+    pub fn xattrs(&self, ino: Ino) -> String {
+        self.ino_key('x', ino)
+    }
+
+    /// `{prefix}c{ino}_{indx}`: slices of a chunk (version byte + 24 bytes per slice).
+    pub fn chunk(&self, ino: Ino, indx: u32) -> String {
+        format!("{}c{}_{indx}", self.tag, ino.0)
+    }
+
+    /// `{prefix}k{ino}`: the indexes of an inode's chunks, a ZSET (member = decimal index,
+    /// score = index).
+    pub fn chunk_index(&self, ino: Ino) -> String {
+        self.ino_key('k', ino)
+    }
+
+    /// `{prefix}inodes`: live inode numbers, a ZSET of 8-byte big-endian members with score 0
+    /// (for `scan_inodes`, in numeric order).
+    pub fn inodes(&self) -> String {
+        format!("{}inodes", self.tag)
+    }
+
+    /// `{prefix}pendingFiles`: deleted files whose data awaits deletion, a hash 8-byte inode →
+    /// 8-byte length.
+    pub fn pending_files(&self) -> String {
+        format!("{}pendingFiles", self.tag)
+    }
+
+    /// `{prefix}pendingSlices`: slices dropped by truncate, a hash 8-byte ID → 4-byte size.
+    pub fn pending_slices(&self) -> String {
+        format!("{}pendingSlices", self.tag)
+    }
+
+    /// `{prefix}setting`: the format record (version byte + JSON).
+    pub fn setting(&self) -> String {
+        format!("{}setting", self.tag)
+    }
+
+    /// `{prefix}limits`: `"{capacity} {inodes}"` from the format record, read by scripts.
+    pub fn limits(&self) -> String {
+        format!("{}limits", self.tag)
+    }
+
+    /// `{prefix}{name}`: a counter (decimal integer): `nextInode`, `nextChunk`, `usedSpace`,
+    /// `totalInodes`.
+    pub fn counter(&self, c: Counter) -> String {
+        format!("{}{}", self.tag, c.name())
+    }
+
+    /// `{prefix}t{token}`: the sequence token of one round of a batch (short-lived).
+    pub fn token(&self, token: u64) -> String {
+        format!("{}t{token:016x}", self.tag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let l = Layout::new("vol1");
+        assert_eq!(l.attr(Ino(42)), "{vol1}i42");
+        assert_eq!(l.chunk(Ino(7), 3), "{vol1}c7_3");
+        assert_eq!(l.counter(Counter::NextInode), "{vol1}nextInode");
+        assert_eq!(l.pattern(), "{vol1}*");
+        assert!(valid_prefix("a-b_c.d:e9"));
+        for bad in ["", "a{b", "a}b", "a*", "a?", "a[b]", "a b", &"x".repeat(65)] {
+            assert!(!valid_prefix(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The command count, from the server's own statistics (`INFO commandstats`): N creates in
+//! one batch cost N `EVALSHA` calls in one pipeline, with no WATCH/MULTI/EXEC; N unlinks cost
+//! N reads of the entries (one pipeline) plus N `EVALSHA`. A flushed script cache is
+//! reloaded transparently. This file holds one test so that no other test of this crate
+//! runs on the server meanwhile (cargo runs test binaries one at a time); it needs a
+//! standalone server (`META_TEST_REDIS_URL`) that nothing else uses during the test.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use anyhow::ensure;
+use common::{STANDALONE_ENV, open, unique_prefix};
+use meta_core::{Backend, Caller, FileType, Ino, Meta, Op, Setting, Timespec};
+use meta_redis::RedisBackend;
+use redis::Value;
+
+const N: u64 = 200;
+
+/// `cmdstat_<name>` → calls, from `INFO commandstats`.
+async fn stats(b: &RedisBackend) -> anyhow::Result<BTreeMap<String, u64>> {
+    let v = b.query(redis::cmd("INFO").arg("commandstats")).await?;
+    let text = match v {
+        Value::BulkString(t) => String::from_utf8_lossy(&t).into_owned(),
+        Value::VerbatimString { text, .. } => text,
+        other => anyhow::bail!("INFO: {other:?}"),
+    };
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("cmdstat_")
+            && let Some((name, fields)) = rest.split_once(':')
+            && let Some(calls) = fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))
+                .and_then(|c| c.parse().ok())
+        {
+            out.insert(name.to_string(), calls);
+        }
+    }
+    Ok(out)
+}
+
+async fn reset(b: &RedisBackend) -> anyhow::Result<()> {
+    b.query(redis::cmd("CONFIG").arg("RESETSTAT")).await?;
+    Ok(())
+}
+
+/// The calls since the last reset, without the INFO call that read them.
+fn calls(s: &BTreeMap<String, u64>, name: &str) -> u64 {
+    s.get(name).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn n_creates_in_one_batch_cost_n_evalsha() -> anyhow::Result<()> {
+    let Ok(url) = std::env::var(STANDALONE_ENV) else {
+        if meta_conformance::skips_are_failures() {
+            panic!("{STANDALONE_ENV} is not set and META_CONFORMANCE_REQUIRE=1");
+        }
+        eprintln!("SKIP meta-redis commandstats: {STANDALONE_ENV} is not set");
+        return Ok(());
+    };
+    let b = open(&url, &unique_prefix("n")).await?;
+    Meta::format(&b, &Setting::new("commandstats"), false).await?;
+    let me = Caller {
+        uid: 1000,
+        gid: 1000,
+    };
+    let time = Timespec {
+        sec: 1_900_000_000,
+        nsec: 0,
+    };
+    let creates: Vec<Op> = (0..N)
+        .map(|i| Op::Mknod {
+            parent: Ino::ROOT,
+            name: format!("f{i}").into_bytes(),
+            ino: Ino(100 + i),
+            typ: FileType::Regular,
+            mode: 0o644,
+            uid: me.uid,
+            gid: me.gid,
+            rdev: 0,
+            target: Vec::new(),
+            time,
+        })
+        .collect();
+
+    reset(&b).await?;
+    let r = b.apply(&creates).await?;
+    ensure!(r.iter().all(|r| r.is_ok()), "creates failed: {r:?}");
+    let s = stats(&b).await?;
+    eprintln!("{N} creates in one batch: {s:?}");
+    ensure!(
+        calls(&s, "evalsha") == N,
+        "{N} creates: {} EVALSHA",
+        calls(&s, "evalsha")
+    );
+    for t in ["watch", "multi", "exec", "eval", "script|load"] {
+        ensure!(calls(&s, t) == 0, "{N} creates used {t}: {s:?}");
+    }
+    // Commands the client sent (scripts' inner commands are counted too, under their own
+    // names; the client sent only EVALSHA).
+    eprintln!(
+        "per create: 1 EVALSHA; commands run inside the script: {:.1}",
+        s.iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "evalsha" | "config|resetstat"))
+            .map(|(_, v)| *v)
+            .sum::<u64>() as f64
+            / N as f64
+    );
+
+    let unlinks: Vec<Op> = (0..N)
+        .map(|i| Op::Unlink {
+            parent: Ino::ROOT,
+            name: format!("f{i}").into_bytes(),
+            caller: me,
+            time,
+        })
+        .collect();
+    reset(&b).await?;
+    let r = b.apply(&unlinks).await?;
+    ensure!(r.iter().all(|r| r.is_ok()), "unlinks failed: {r:?}");
+    let s = stats(&b).await?;
+    eprintln!("{N} unlinks in one batch: {s:?}");
+    ensure!(calls(&s, "evalsha") == N, "{N} unlinks: {s:?}");
+    // The entry reads: ZRANGEBYLEX by the client (N) + one inside each script (N).
+    ensure!(calls(&s, "zrangebylex") == 2 * N, "{N} unlinks: {s:?}");
+    for t in ["watch", "multi", "exec"] {
+        ensure!(calls(&s, t) == 0, "{N} unlinks used {t}: {s:?}");
+    }
+
+    // A flushed script cache: the next batch gets NOSCRIPT, reloads, and succeeds.
+    b.query(redis::cmd("SCRIPT").arg("FLUSH")).await?;
+    reset(&b).await?;
+    let r = b.apply(&creates[..3]).await?;
+    ensure!(r.iter().all(|r| r.is_ok()), "after SCRIPT FLUSH: {r:?}");
+    let s = stats(&b).await?;
+    ensure!(
+        calls(&s, "script|load") > 0,
+        "no SCRIPT LOAD after a flush: {s:?}"
+    );
+    ensure!(b.lookup(Ino::ROOT, b"f2").await.is_ok());
+    b.erase().await?;
+    Ok(())
+}

@@ -1,0 +1,468 @@
+//! What is specific to the Redis backend: URLs and options, how a lost or refused
+//! connection is reported (through a fault-injecting proxy), Cluster detection, batches with
+//! in-batch dependencies (several rounds), racing directory renames (the ancestor chain is
+//! re-checked by the script), erase. Server tests use `META_TEST_REDIS_URL` (and
+//! `META_TEST_REDIS_CLUSTER_URL` for the Cluster ones) and skip loudly when unset.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, bail, ensure};
+use common::proxy::{Mode, Proxy};
+use common::{CLUSTER_ENV, STANDALONE_ENV, open, unique_prefix, with_prefix};
+use meta_core::{
+    Backend, Caller, ErrorKind, FileType, Ino, Meta, MetaOptions, Op, OpOutput, RenameFlags,
+    Setting, Timespec,
+};
+use meta_redis::{RedisBackend, normalize_url, parse_url};
+
+/// The URL of `var`, or `None` after printing a SKIP line (a failure under
+/// `META_CONFORMANCE_REQUIRE=1`).
+fn server(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if meta_conformance::skips_are_failures() {
+                panic!("{test}: {var} is not set and META_CONFORMANCE_REQUIRE=1");
+            }
+            eprintln!("SKIP meta-redis {test}: {var} is not set");
+            None
+        }
+    }
+}
+
+async fn open_err(url: &str) -> meta_core::Error {
+    let r = match parse_url(url) {
+        Ok((u, _)) => meta_redis::open(u).await,
+        Err(e) => Err(e),
+    };
+    match r {
+        Ok(b) => panic!("{url}: opened {b:?}"),
+        Err(e) => e,
+    }
+}
+
+const ME: Caller = Caller {
+    uid: 1000,
+    gid: 1000,
+};
+
+fn t(sec: i64) -> Timespec {
+    Timespec {
+        sec: 1_900_000_000 + sec,
+        nsec: 0,
+    }
+}
+
+fn mknod(parent: Ino, name: &[u8], ino: Ino, typ: FileType) -> Op {
+    Op::Mknod {
+        parent,
+        name: name.to_vec(),
+        ino,
+        typ,
+        mode: 0o755,
+        uid: ME.uid,
+        gid: ME.gid,
+        rdev: 0,
+        target: Vec::new(),
+        time: t(0),
+    }
+}
+
+fn rename(parent: Ino, name: &[u8], new_parent: Ino, new_name: &[u8]) -> Op {
+    Op::Rename {
+        parent,
+        name: name.to_vec(),
+        new_parent,
+        new_name: new_name.to_vec(),
+        flags: RenameFlags::NONE,
+        caller: ME,
+        time: t(1),
+    }
+}
+
+/// A fresh, formatted volume on the server of `url`.
+async fn fresh(url: &str) -> anyhow::Result<(RedisBackend, String)> {
+    let prefix = unique_prefix("r");
+    let b = open(url, &prefix).await?;
+    Meta::format(&b, &Setting::new("redis-test"), false).await?;
+    Ok((b, prefix))
+}
+
+fn host_port(url: &str) -> anyhow::Result<SocketAddr> {
+    let u = url::Url::parse(&normalize_url(url))?;
+    let host = u.host_str().context("no host")?;
+    let port = u.port().unwrap_or(6379);
+    Ok(format!("{host}:{port}").parse()?)
+}
+
+#[test]
+fn multi_host_cluster_urls_are_normalized() {
+    assert_eq!(
+        normalize_url("redis+cluster://h1:7000,h2:7001,h3:7002/0"),
+        "redis+cluster://h1:7000/0?nodes=h2:7001,h3:7002"
+    );
+    assert_eq!(
+        normalize_url("redis+cluster://u:p@h1:7000,h2:7001?prefix=v1&timeout=1s"),
+        "redis+cluster://u:p@h1:7000?prefix=v1&timeout=1s&nodes=h2:7001"
+    );
+    assert_eq!(
+        normalize_url("redis://h:6379/2?prefix=x"),
+        "redis://h:6379/2?prefix=x"
+    );
+    let (u, o) = parse_url("redis+cluster://h1:7000,h2:7001/0?batch=0").unwrap();
+    assert!(!o.batchwrite);
+    assert_eq!(u.scheme(), "redis+cluster");
+}
+
+#[tokio::test]
+async fn url_errors_name_the_problem_and_hide_the_password() {
+    let e = open_err("redis://127.0.0.1:1/0?bogus=1").await;
+    assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
+    assert!(e.to_string().contains("bogus"), "{e}");
+    let e = open_err("redis://127.0.0.1:1/0?prefix=a%7Bb").await;
+    assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
+    assert!(e.to_string().contains("prefix"), "{e}");
+    let e = open_err("redis://127.0.0.1:1/0?timeout=soon").await;
+    assert!(e.to_string().contains("timeout"), "{e}");
+    let e = open_err("redis://127.0.0.1:1/x").await;
+    assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
+    let e = open_err("redis+cluster://127.0.0.1:1/3").await;
+    assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
+    assert!(e.to_string().contains("database 0"), "{e}");
+    let e = open_err("rocksdb:///tmp/x").await;
+    assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
+    if !cfg!(feature = "tls") {
+        let e = open_err("rediss://u:s3cret@127.0.0.1:1/0").await;
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+    // Nothing listens on port 1: refused, reported as Unavailable, password hidden.
+    let e = open_err("redis://bob:s3cret@127.0.0.1:1/0").await;
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    assert!(!format!("{e:?}").contains("s3cret"), "{e:?}");
+    let e = open_err("redis+cluster://bob:s3cret@127.0.0.1:1,127.0.0.1:2").await;
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    let e = open_err("unix:///nonexistent/redis.sock?db=1").await;
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+}
+
+#[tokio::test]
+async fn wrong_password_is_config_invalid_and_hidden() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "wrong_password") else {
+        return Ok(());
+    };
+    let a = host_port(&url)?;
+    let e = open_err(&format!("redis://nobody:s3cret@{a}/0")).await;
+    assert_eq!(e.kind(), ErrorKind::ConfigInvalid, "{e}");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    assert!(!format!("{e:?}").contains("s3cret"), "{e:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn debug_shows_no_password() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "debug_shows_no_password") else {
+        return Ok(());
+    };
+    // The default user accepts any username/password pair only when it has no password; use
+    // the URL as given and check what Debug shows.
+    let (b, _) = fresh(&url).await?;
+    let d = format!("{b:?}");
+    assert!(d.contains("RedisBackend") && d.contains("prefix"), "{d}");
+    b.erase().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn lost_connection_is_indeterminate_refused_is_unavailable() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "lost_connection") else {
+        return Ok(());
+    };
+    let upstream = host_port(&url)?;
+    let proxy = Proxy::start(upstream).await?;
+    let prefix = unique_prefix("p");
+    let direct = open(&url, &prefix).await?;
+    Meta::format(&direct, &Setting::new("proxy"), false).await?;
+    let via = open(&format!("redis://{}/0", proxy.addr), &prefix).await?;
+    let r = via
+        .apply(&[mknod(Ino::ROOT, b"a", Ino(100), FileType::Regular)])
+        .await?;
+    ensure!(r[0].is_ok(), "through the proxy: {:?}", r[0]);
+
+    // The server runs the scripts, the replies never arrive: Indeterminate, and indeed applied.
+    proxy.set_mode(Mode::CutAfterRequest);
+    let ops = [
+        mknod(Ino::ROOT, b"b", Ino(101), FileType::Regular),
+        mknod(Ino::ROOT, b"c", Ino(102), FileType::Regular),
+    ];
+    match via.apply(&ops).await {
+        Err(e) if e.kind() == ErrorKind::Indeterminate => {}
+        other => bail!("a batch whose replies were lost: expected Indeterminate, got {other:?}"),
+    }
+    ensure!(
+        direct.lookup(Ino::ROOT, b"b").await.is_ok()
+            && direct.lookup(Ino::ROOT, b"c").await.is_ok(),
+        "the lost batch should have been applied by the server"
+    );
+
+    // Nothing listens any more: connection refused, nothing applied -> Unavailable.
+    proxy.shutdown();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut last = None;
+    for _ in 0..3 {
+        match via
+            .apply(&[mknod(Ino::ROOT, b"d", Ino(103), FileType::Regular)])
+            .await
+        {
+            Err(e) if e.kind() == ErrorKind::Unavailable => {
+                last = None;
+                break;
+            }
+            other => last = Some(format!("{other:?}")),
+        }
+    }
+    if let Some(o) = last {
+        bail!("a refused connection: expected Unavailable, got {o}");
+    }
+    match via.get_attr(Ino::ROOT).await {
+        Err(e) if e.kind() == ErrorKind::Unavailable => {}
+        other => bail!("a read on a refused connection: expected Unavailable, got {other:?}"),
+    }
+    ensure!(
+        direct.lookup(Ino::ROOT, b"d").await.is_err(),
+        "an Unavailable batch was applied"
+    );
+    direct.erase().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn timeout_is_indeterminate() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "timeout_is_indeterminate") else {
+        return Ok(());
+    };
+    let proxy = Proxy::start(host_port(&url)?).await?;
+    let prefix = unique_prefix("s");
+    let direct = open(&url, &prefix).await?;
+    Meta::format(&direct, &Setting::new("stall"), false).await?;
+    let (u, _) = parse_url(&with_prefix(
+        &format!("redis://{}/0?timeout=300ms", proxy.addr),
+        &prefix,
+    ))?;
+    let via = meta_redis::open(u).await?;
+    proxy.set_mode(Mode::Stall);
+    match via
+        .apply(&[mknod(Ino::ROOT, b"x", Ino(200), FileType::Regular)])
+        .await
+    {
+        Err(e) if e.kind() == ErrorKind::Indeterminate => {}
+        other => bail!("a batch without reply: expected Indeterminate, got {other:?}"),
+    }
+    match via.get_attr(Ino::ROOT).await {
+        Err(e) if e.kind() == ErrorKind::Unavailable => {}
+        other => bail!("a read without reply: expected Unavailable, got {other:?}"),
+    }
+    direct.erase().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cluster_mode_is_detected_from_a_redis_url() -> anyhow::Result<()> {
+    let Some(url) = server(CLUSTER_ENV, "cluster_mode_is_detected") else {
+        return Ok(());
+    };
+    let node = host_port(&url)?;
+    let prefix = unique_prefix("d");
+    let b = open(&format!("redis://{node}/0"), &prefix).await?;
+    ensure!(b.is_cluster(), "redis://{node} is a cluster node: {b:?}");
+    ensure!(b.info().scheme == "redis+cluster");
+    Meta::format(&b, &Setting::new("detected"), false).await?;
+    let r = b
+        .apply(&[mknod(Ino::ROOT, b"f", Ino(10), FileType::Regular)])
+        .await?;
+    ensure!(r[0].is_ok(), "{:?}", r[0]);
+    b.erase().await?;
+    let e = open_err(&with_prefix(&format!("redis://{node}/2"), &prefix)).await;
+    ensure!(e.kind() == ErrorKind::ConfigInvalid, "{e}");
+    Ok(())
+}
+
+/// Ops that depend on earlier ops of the same batch (a rename of a name created in the
+/// batch, an unlink of it, a directory moved into one created in the batch) need keys that
+/// could not be read beforehand: the backend runs them in further rounds, in order, and
+/// leaves no round token behind.
+async fn dependent_batch(url: &str) -> anyhow::Result<()> {
+    let (b, _) = fresh(url).await?;
+    let ids = b.reserve_ids(meta_core::IdKind::Inode, 20).await?;
+    ensure!(ids.start <= 10 && ids.end > 13, "{ids:?}");
+    let ops = vec![
+        mknod(Ino::ROOT, b"d", Ino(10), FileType::Directory),
+        mknod(Ino(10), b"a", Ino(11), FileType::Regular),
+        rename(Ino(10), b"a", Ino(10), b"b"),
+        mknod(Ino::ROOT, b"e", Ino(12), FileType::Directory),
+        rename(Ino::ROOT, b"d", Ino(12), b"d"),
+        rename(Ino::ROOT, b"e", Ino(10), b"e"), // e would go below itself: EINVAL
+        Op::Unlink {
+            parent: Ino(10),
+            name: b"b".to_vec(),
+            caller: ME,
+            time: t(2),
+        },
+        mknod(Ino(10), b"b", Ino(13), FileType::Regular),
+        Op::Rmdir {
+            parent: Ino(12),
+            name: b"d".to_vec(),
+            caller: ME,
+            time: t(3),
+        }, // not empty: ENOTEMPTY
+    ];
+    let r = b.apply(&ops).await?;
+    let kinds: Vec<Option<ErrorKind>> = r
+        .iter()
+        .map(|r| r.as_ref().err().map(|e| e.kind()))
+        .collect();
+    let want = vec![
+        None,
+        None,
+        None,
+        None,
+        None,
+        Some(ErrorKind::InvalidArgument),
+        None,
+        None,
+        Some(ErrorKind::NotEmpty),
+    ];
+    ensure!(kinds == want, "results {r:?}");
+    match &r[6] {
+        Ok(OpOutput::Removed {
+            ino, attr: None, ..
+        }) if *ino == Ino(11) => {}
+        other => bail!("unlink of the renamed file: {other:?}"),
+    }
+    ensure!(b.lookup(Ino(12), b"d").await?.0 == Ino(10));
+    ensure!(b.lookup(Ino(10), b"b").await?.0 == Ino(13));
+    let rep = meta_core::fsck::fsck(&b).await?;
+    ensure!(rep.is_clean(), "{:?}", rep.problems);
+    let keys = b
+        .query(
+            redis::cmd("SCAN")
+                .arg(0)
+                .arg("MATCH")
+                .arg(b.layout().pattern())
+                .arg("COUNT")
+                .arg(100_000),
+        )
+        .await?;
+    let tag = b.layout().tag().to_string();
+    let tokens: Vec<String> = format!("{keys:?}")
+        .split('"')
+        .filter(|k| {
+            k.strip_prefix(tag.as_str())
+                .and_then(|r| r.strip_prefix('t'))
+                .is_some_and(|r| r.len() == 16 && r.bytes().all(|c| c.is_ascii_hexdigit()))
+        })
+        .map(str::to_string)
+        .collect();
+    ensure!(tokens.is_empty(), "round tokens left behind: {tokens:?}");
+    b.erase().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn batch_with_in_batch_dependencies() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "batch_with_in_batch_dependencies") else {
+        return Ok(());
+    };
+    dependent_batch(&url).await
+}
+
+#[tokio::test]
+async fn batch_with_in_batch_dependencies_cluster() -> anyhow::Result<()> {
+    let Some(url) = server(CLUSTER_ENV, "batch_with_in_batch_dependencies_cluster") else {
+        return Ok(());
+    };
+    dependent_batch(&url).await
+}
+
+/// Two clients move two directories into each other over and over. Each rename checks the
+/// destination's ancestors (read beforehand, re-checked by the script): whatever the
+/// interleaving, no directory ends up below itself and the tree stays consistent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_directory_moves_never_make_a_loop() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "racing_directory_moves") else {
+        return Ok(());
+    };
+    let (b, prefix) = fresh(&url).await?;
+    let m = Meta::open(Arc::new(b.clone()), MetaOptions::default(), None).await?;
+    let (a, _) = m.mkdir(ME, Ino::ROOT, b"a", 0o755).await?;
+    let (c, _) = m.mkdir(ME, Ino::ROOT, b"c", 0o755).await?;
+    let mut tasks = Vec::new();
+    for (me, other, name) in [(a, c, &b"a"[..]), (c, a, &b"c"[..])] {
+        let b2 = Arc::new(open(&url, &prefix).await?);
+        let m2 = Meta::open(b2, MetaOptions::default(), None).await?;
+        let name = name.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let mut moved = 0;
+            for _ in 0..150 {
+                // Move `me` under `other` (from wherever it is), then back to the root.
+                let here = m2.getattr(me).await?.parent;
+                let r = m2
+                    .rename(ME, here, &name, other, &name, RenameFlags::NONE)
+                    .await;
+                match r {
+                    Ok(_) => moved += 1,
+                    Err(e)
+                        if matches!(e.kind(), ErrorKind::InvalidArgument | ErrorKind::NotFound) => {
+                    }
+                    Err(e) => return Err(anyhow::Error::from(e)),
+                }
+                let here = m2.getattr(me).await?.parent;
+                if here != Ino::ROOT {
+                    let _ = m2
+                        .rename(ME, here, &name, Ino::ROOT, &name, RenameFlags::NONE)
+                        .await;
+                }
+            }
+            anyhow::Ok(moved)
+        }));
+    }
+    let mut moved = 0;
+    for t in tasks {
+        moved += t.await??;
+    }
+    ensure!(moved > 0, "no rename ever succeeded");
+    let rep = meta_core::fsck::fsck(&b).await?;
+    ensure!(rep.is_clean(), "after racing moves: {:?}", rep.problems);
+    drop(m);
+    b.erase().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn erase_removes_every_key_of_the_volume_only() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "erase") else {
+        return Ok(());
+    };
+    let (b, _) = fresh(&url).await?;
+    let (other, _) = fresh(&url).await?;
+    let m = Meta::open(Arc::new(b.clone()), MetaOptions::default(), None).await?;
+    let (d, _) = m.mkdir(ME, Ino::ROOT, b"d", 0o755).await?;
+    let (f, _) = m.create(ME, d, b"f", 0o644).await?;
+    m.setxattr(f, b"user.x", b"1", Default::default()).await?;
+    m.symlink(ME, d, b"l", b"f").await?;
+    drop(m);
+    let n = b.erase().await?;
+    ensure!(n >= 10, "erased only {n} keys");
+    ensure!(b.erase().await? == 0, "a second erase found keys");
+    ensure!(
+        other.get_attr(Ino::ROOT).await.is_ok(),
+        "erase touched another volume"
+    );
+    other.erase().await?;
+    Ok(())
+}

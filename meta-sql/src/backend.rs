@@ -1,0 +1,908 @@
+//! [`SqlBackend`]: the [`Backend`] of every dialect — pools, schema migrations, the retry
+//! loop, one transaction per batch, and the reads.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::ops::Range;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use meta_core::backend::BackendInfo;
+use meta_core::logic::{self, Limits};
+use meta_core::{
+    Attr, Backend, Counter, DirEntry, Error, ErrorKind, IdKind, Ino, Op, OpOutput, Pending, Result,
+    Setting, Slice, Statfs, Timespec,
+};
+use rand::Rng;
+
+use crate::codec::{self, NODE_TYS};
+use crate::error::{Stage, classify};
+use crate::exec::{Arg, Exec, Stmt, Ty, Val};
+use crate::sql::{Dialect, RENAME_LOCK, Sql, TABLES};
+use crate::txn::{SqlTxn, Stats};
+
+/// Most ops one `apply` call accepts (the batcher never sends more).
+pub const MAX_BATCH_OPS: usize = 1024;
+
+/// Attempts of a batch (or any transaction) that lost a race before `Conflict` is returned.
+pub const MAX_ATTEMPTS: u32 = 24;
+
+/// The schema version this build creates and understands.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The embedded migrations of a dialect: `(version, description, SQL)`.
+fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
+    match d {
+        Dialect::Sqlite => &[(
+            1,
+            "initial schema",
+            include_str!("../migrations/sqlite/0001_init.sql"),
+        )],
+        Dialect::Postgres => &[(
+            1,
+            "initial schema",
+            include_str!("../migrations/postgres/0001_init.sql"),
+        )],
+        Dialect::MySql => &[(
+            1,
+            "initial schema",
+            include_str!("../migrations/mysql/0001_init.sql"),
+        )],
+    }
+}
+
+/// Connection pools of one volume.
+pub(crate) enum Pools {
+    /// SQLite: one writer connection (writes are serialized in-process; `BEGIN IMMEDIATE`
+    /// and `busy_timeout` serialize them across processes), and reader connections (WAL
+    /// lets them read while the writer writes).
+    #[cfg(feature = "sqlite")]
+    Sqlite {
+        writer: sqlx::SqlitePool,
+        reader: sqlx::SqlitePool,
+    },
+    /// PostgreSQL.
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+    /// MySQL / MariaDB.
+    #[cfg(feature = "mysql")]
+    MySql(sqlx::MySqlPool),
+}
+
+/// Counters of the work a [`SqlBackend`] sent to its database since it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SqlStats {
+    /// `apply` calls with at least one op.
+    pub batches: u64,
+    /// Ops in those calls.
+    pub ops: u64,
+    /// Transactions started (batches, their retries, format, migrations).
+    pub transactions: u64,
+    /// Transactions committed.
+    pub commits: u64,
+    /// Statements sent, `BEGIN`/`COMMIT`/`ROLLBACK` and autocommitted reads included. On
+    /// PostgreSQL and MySQL each is one network round trip (prepared statements are cached
+    /// per connection; a statement's first use on a connection costs one more to prepare).
+    pub statements: u64,
+    /// Transactions re-run after losing a race (serialization failure, deadlock, busy,
+    /// unique violation, a row changed since read).
+    pub retries: u64,
+    /// Reads the prefetch did not anticipate (one extra SELECT each).
+    pub misses: u64,
+}
+
+/// A volume in a SQL database: SQLite, PostgreSQL or MySQL/MariaDB. See the crate docs.
+pub struct SqlBackend {
+    pub(crate) pools: Pools,
+    pub(crate) sql: Sql,
+    pub(crate) display: String,
+    pub(crate) stats: Stats,
+    /// The schema was checked (and created or upgraded) by this backend.
+    schema_ok: AtomicBool,
+    schema_lock: tokio::sync::Mutex<()>,
+    limits: RwLock<Option<Limits>>,
+}
+
+impl fmt::Debug for SqlBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlBackend")
+            .field("dialect", &self.sql.d)
+            .field("url", &self.display)
+            .field("table_prefix", &self.sql.prefix())
+            .finish()
+    }
+}
+
+/// Runs `$body` (an expression using `$c: &mut dyn Exec`) in one transaction on `$pool`,
+/// committing when it returns `Ok`, rolling back otherwise. Evaluates to `Result<T>`.
+macro_rules! run_txn {
+    ($self:expr, $pool:expr, $begin:expr, |$c:ident| $body:expr) => {{
+        let d = $self.sql.d;
+        let stats = &$self.stats;
+        Stats::add(&stats.transactions, 1);
+        // A pooled connection whose server went away fails at BEGIN, before anything was
+        // sent; sqlx discards it when it returns to the pool, so try a few fresh ones.
+        let mut tries = 0;
+        let mut tx = loop {
+            Stats::add(&stats.statements, 1);
+            match $pool.begin_with($begin).await {
+                Ok(tx) => break tx,
+                Err(e @ (sqlx::Error::Io(_) | sqlx::Error::Protocol(_))) if tries < 3 => {
+                    tries += 1;
+                    tracing::debug!(
+                        "{}: BEGIN failed ({e}); retrying on another connection",
+                        d.scheme()
+                    );
+                }
+                // No connection at all (server down, pool exhausted): "cannot connect".
+                Err(e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)) => {
+                    return Err(classify(e, Stage::Connect, d));
+                }
+                Err(e) => return Err(classify(e, Stage::Begin, d)),
+            }
+        };
+        let r: Result<_> = {
+            let $c: &mut dyn Exec = &mut *tx;
+            $body
+        };
+        Stats::add(&stats.statements, 1);
+        match r {
+            Ok(v) => {
+                tx.commit()
+                    .await
+                    .map_err(|e| classify(e, Stage::Commit, d))?;
+                Stats::add(&stats.commits, 1);
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }};
+}
+
+/// `run_txn!` on the volume's writer pool. Evaluates to `Result<T>`.
+macro_rules! txn {
+    ($self:expr, $begin:expr, |$c:ident| $body:expr) => {
+        async {
+            match &$self.pools {
+                #[cfg(feature = "sqlite")]
+                Pools::Sqlite { writer, .. } => run_txn!($self, writer, $begin, |$c| $body),
+                #[cfg(feature = "postgres")]
+                Pools::Postgres(p) => run_txn!($self, p, $begin, |$c| $body),
+                #[cfg(feature = "mysql")]
+                Pools::MySql(p) => run_txn!($self, p, $begin, |$c| $body),
+            }
+        }
+        .await
+    };
+}
+
+/// Runs `$body` on a pooled connection without a transaction (`reader` or `writer` pool
+/// for SQLite; the one pool elsewhere). Evaluates to `Result<T>`.
+macro_rules! conn {
+    ($self:expr, $which:ident, |$c:ident| $body:expr) => {
+        async {
+            let d = $self.sql.d;
+            match &$self.pools {
+                #[cfg(feature = "sqlite")]
+                Pools::Sqlite { $which, .. } => {
+                    let mut pc = $which
+                        .acquire()
+                        .await
+                        .map_err(|e| classify(e, Stage::Connect, d))?;
+                    let $c: &mut dyn Exec = &mut *pc;
+                    $body
+                }
+                #[cfg(feature = "postgres")]
+                Pools::Postgres(p) => {
+                    let mut pc = p
+                        .acquire()
+                        .await
+                        .map_err(|e| classify(e, Stage::Connect, d))?;
+                    let $c: &mut dyn Exec = &mut *pc;
+                    $body
+                }
+                #[cfg(feature = "mysql")]
+                Pools::MySql(p) => {
+                    let mut pc = p
+                        .acquire()
+                        .await
+                        .map_err(|e| classify(e, Stage::Connect, d))?;
+                    let $c: &mut dyn Exec = &mut *pc;
+                    $body
+                }
+            }
+        }
+        .await
+    };
+}
+
+/// Re-runs `$attempt` (a `Result<T>` expression) while it fails with `Conflict`, with
+/// exponential backoff and jitter, at most [`MAX_ATTEMPTS`] times.
+macro_rules! retry {
+    ($self:expr, $attempt:expr) => {{
+        let mut n = 0u32;
+        loop {
+            let r: Result<_> = $attempt;
+            match r {
+                Err(e) if e.kind() == ErrorKind::Conflict && n + 1 < MAX_ATTEMPTS => {
+                    n += 1;
+                    Stats::add(&$self.stats.retries, 1);
+                    backoff(n).await;
+                }
+                r => break r,
+            }
+        }
+    }};
+}
+
+/// Sleeps before retry `n` (1-based): 1 ms doubling up to 256 ms, times a random factor in
+/// [0.5, 1.5) so racing clients spread out.
+async fn backoff(n: u32) {
+    let base = Duration::from_millis(1u64 << n.min(8));
+    let f: f64 = rand::rng().random_range(0.5..1.5);
+    tokio::time::sleep(base.mul_f64(f)).await;
+}
+
+fn not_formatted() -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        "volume is not formatted (no format record)",
+    )
+}
+
+impl SqlBackend {
+    pub(crate) fn new(pools: Pools, sql: Sql, display: String) -> SqlBackend {
+        SqlBackend {
+            pools,
+            sql,
+            display,
+            stats: Stats::default(),
+            schema_ok: AtomicBool::new(false),
+            schema_lock: tokio::sync::Mutex::new(()),
+            limits: RwLock::new(None),
+        }
+    }
+
+    /// The dialect of the database.
+    pub fn dialect(&self) -> Dialect {
+        self.sql.d
+    }
+
+    /// The table prefix (lower-cased), e.g. `"vol1_"`.
+    pub fn table_prefix(&self) -> &str {
+        self.sql.prefix()
+    }
+
+    /// Counters of what this backend sent to the database since it was opened.
+    pub fn stats(&self) -> SqlStats {
+        let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        SqlStats {
+            batches: g(&self.stats.batches),
+            ops: g(&self.stats.ops),
+            transactions: g(&self.stats.transactions),
+            commits: g(&self.stats.commits),
+            statements: g(&self.stats.statements),
+            retries: g(&self.stats.retries),
+            misses: g(&self.stats.misses),
+        }
+    }
+
+    /// Closes the connection pools and waits for their connections to close. Later calls
+    /// fail with `Unavailable`.
+    pub async fn close(&self) {
+        match &self.pools {
+            #[cfg(feature = "sqlite")]
+            Pools::Sqlite { writer, reader } => {
+                reader.close().await;
+                writer.close().await;
+            }
+            #[cfg(feature = "postgres")]
+            Pools::Postgres(p) => p.close().await,
+            #[cfg(feature = "mysql")]
+            Pools::MySql(p) => p.close().await,
+        }
+    }
+
+    /// Drops every table of this volume (the data is gone for good). For tests and for
+    /// decommissioning a volume; the next call recreates an empty, unformatted schema.
+    pub async fn drop_tables(&self) -> Result<()> {
+        let r: Result<()> = conn!(self, writer, |c| {
+            let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+            for table in TABLES.iter().rev() {
+                t.run(self.sql.drop_table(table)).await?;
+            }
+            Ok(())
+        });
+        r?;
+        // The next call creates an empty schema again.
+        self.schema_ok.store(false, Ordering::SeqCst);
+        *self.limits.write().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(())
+    }
+
+    /// Runs one statement written against this volume's tables, for tests and manual
+    /// repairs: `{p}` in `sql` is replaced by the table prefix and each `?` by the next
+    /// parameter (`$n` on PostgreSQL). Returns the rows it matched. Not part of the stable
+    /// API.
+    #[doc(hidden)]
+    pub async fn raw_execute(&self, sql: &str, params: Vec<RawParam>) -> Result<u64> {
+        self.ready().await?;
+        let mut text = String::with_capacity(sql.len());
+        let mut n = 0;
+        for ch in sql.replace("{p}", self.sql.prefix()).chars() {
+            if ch == '?' && self.sql.d == Dialect::Postgres {
+                n += 1;
+                text.push_str(&format!("${n}"));
+            } else {
+                text.push(ch);
+            }
+        }
+        let args = params
+            .into_iter()
+            .map(|p| match p {
+                RawParam::Int(i) => Arg::Int(i),
+                RawParam::Bytes(b) => Arg::Bytes(b),
+                RawParam::Text(s) => Arg::Text(s),
+            })
+            .collect();
+        let stmt = Stmt {
+            sql: text.into(),
+            args,
+        };
+        conn!(self, writer, |c| {
+            let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+            t.run(stmt).await
+        })
+    }
+
+    /// Creates or upgrades the schema once per backend (every call starts with this).
+    pub(crate) async fn ready(&self) -> Result<()> {
+        if self.schema_ok.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _g = self.schema_lock.lock().await;
+        if self.schema_ok.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        retry!(
+            self,
+            txn!(self, self.sql.d.begin(), |c| migrate(
+                c,
+                &self.sql,
+                &self.stats
+            )
+            .await)
+        )?;
+        self.schema_ok.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn cached_limits(&self) -> Option<Limits> {
+        *self.limits.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_limits(&self, s: &Setting) {
+        *self.limits.write().unwrap_or_else(|p| p.into_inner()) = Some(Limits::from(s));
+    }
+
+    async fn limits(&self) -> Result<Limits> {
+        match self.cached_limits() {
+            Some(l) => Ok(l),
+            None => Ok(Limits::from(&self.load().await?)),
+        }
+    }
+}
+
+/// A parameter of [`SqlBackend::raw_execute`].
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub enum RawParam {
+    /// BIGINT.
+    Int(i64),
+    /// BLOB / BYTEA / VARBINARY.
+    Bytes(Vec<u8>),
+    /// Text.
+    Text(String),
+}
+
+/// Creates the tables (migrations newer than the stored version), under the dialect's
+/// migration lock. `Unsupported` when the database holds a newer schema than this build.
+async fn migrate(c: &mut dyn Exec, sql: &Sql, stats: &Stats) -> Result<()> {
+    let mut t = SqlTxn::new(c, sql, stats, false);
+    if let Some(lock) = sql.migration_lock() {
+        if sql.d == Dialect::MySql {
+            let got = t.rows(lock, &[Ty::Int]).await?;
+            if got.first().and_then(|r| r.first()) != Some(&Val::Int(1)) {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    "mysql: another client holds the schema migration lock for 60 s",
+                ));
+            }
+        } else {
+            t.run(lock).await?;
+        }
+    }
+    let r = async {
+        t.run(sql.version_table()).await?;
+        let v = t.rows(sql.version_get(), &[Ty::Int]).await?;
+        let have = match v.first().and_then(|r| r.first()) {
+            Some(Val::Int(i)) => *i,
+            _ => 0,
+        };
+        if have > SCHEMA_VERSION {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{}: the tables of prefix {:?} have schema version {have}, newer than this \
+                     build understands ({SCHEMA_VERSION}); upgrade meta",
+                    sql.d.scheme(),
+                    sql.prefix()
+                ),
+            ));
+        }
+        for (version, description, text) in migrations(sql.d) {
+            if *version <= have {
+                continue;
+            }
+            for stmt in sql.script(text) {
+                t.run(stmt).await?;
+            }
+            t.run(sql.version_put(*version, description, Timespec::now().sec))
+                .await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Some(unlock) = sql.migration_unlock() {
+        let _ = t.rows(unlock, &[Ty::Int]).await;
+    }
+    r.map_err(|e| {
+        if e.kind() == ErrorKind::Internal {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("{}: cannot create the schema: {e}", sql.d.scheme()),
+            )
+        } else {
+            e
+        }
+    })
+}
+
+/// The body of `format` inside its transaction; returns the record now in force.
+async fn format_in(
+    c: &mut dyn Exec,
+    sql: &Sql,
+    stats: &Stats,
+    setting: &Setting,
+    force: bool,
+) -> Result<Setting> {
+    let mut t = SqlTxn::new(c, sql, stats, true);
+    let rows = t.rows(sql.setting_get(true), &[Ty::Text]).await?;
+    if let Some(r) = rows.first()
+        && !force
+    {
+        let old = Setting::from_json(codec::text(&r[0], "format record")?.as_bytes())?;
+        if old.name == setting.name {
+            return Ok(old);
+        }
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "the tables hold volume {:?}; format with force to erase it",
+                old.name
+            ),
+        ));
+    }
+    for table in TABLES.iter().filter(|t| **t != "schema_version") {
+        t.run(sql.erase(table)).await?;
+    }
+    let now = Timespec::now();
+    let root = logic::root_attr(now);
+    t.run(sql.setting_put(String::from_utf8_lossy(&setting.to_json()).into_owned()))
+        .await?;
+    let node_cols: Vec<(&str, Ty)> = codec::NODE_COLS.iter().map(|c| (*c, Ty::Int)).collect();
+    for s in sql.insert(
+        "node",
+        &node_cols,
+        1,
+        vec![codec::node_args(Ino::ROOT, &root)],
+        false,
+    ) {
+        t.run(s).await?;
+    }
+    let counters = vec![
+        (Counter::NextInode.name(), 2),
+        (Counter::NextChunk.name(), 1),
+        (Counter::UsedSpace.name(), root.space() as i64),
+        (Counter::TotalInodes.name(), 1),
+        (RENAME_LOCK, 0),
+    ]
+    .into_iter()
+    .map(|(n, v)| vec![Arg::Text(n.to_string()), Arg::Int(v)])
+    .collect();
+    for s in sql.insert(
+        "counter",
+        &[("name", Ty::Text), ("value", Ty::Int)],
+        1,
+        counters,
+        false,
+    ) {
+        t.run(s).await?;
+    }
+    Ok(setting.clone())
+}
+
+/// `reserve_ids` in one autocommitted statement; returns the counter's new value.
+async fn reserve_in(
+    c: &mut dyn Exec,
+    sql: &Sql,
+    stats: &Stats,
+    name: &str,
+    n: u64,
+) -> Result<Option<i64>> {
+    Stats::add(&stats.statements, 1);
+    let stmt = sql.reserve(name, n as i64);
+    if sql.d == Dialect::MySql {
+        let d = c
+            .run(stmt)
+            .await
+            .map_err(|e| classify(e, Stage::AutoCommit, sql.d))?;
+        return Ok((d.rows > 0).then_some(d.last_id as i64));
+    }
+    let rows = c
+        .rows(stmt, &[Ty::Int])
+        .await
+        .map_err(|e| classify(e, Stage::AutoCommit, sql.d))?;
+    match rows.first() {
+        Some(r) => Ok(Some(codec::int(&r[0], &format!("counter {name}"))?)),
+        None => Ok(None),
+    }
+}
+
+#[async_trait]
+impl Backend for SqlBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo {
+            scheme: self.sql.d.scheme(),
+            max_batch_ops: MAX_BATCH_OPS,
+            durable: true,
+        }
+    }
+
+    async fn format(&self, setting: &Setting, force: bool) -> Result<()> {
+        setting.validate()?;
+        self.ready().await?;
+        let s = retry!(
+            self,
+            txn!(self, self.sql.d.begin(), |c| format_in(
+                c,
+                &self.sql,
+                &self.stats,
+                setting,
+                force
+            )
+            .await)
+        )?;
+        self.set_limits(&s);
+        Ok(())
+    }
+
+    async fn load(&self) -> Result<Setting> {
+        self.ready().await?;
+        let s = retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                let rows = t.rows(self.sql.setting_get(false), &[Ty::Text]).await?;
+                match rows.first() {
+                    Some(r) => Setting::from_json(codec::text(&r[0], "format record")?.as_bytes()),
+                    None => Err(not_formatted()),
+                }
+            })
+        )?;
+        self.set_limits(&s);
+        Ok(s)
+    }
+
+    async fn apply(&self, ops: &[Op]) -> Result<Vec<Result<OpOutput>>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ready().await?;
+        let limits = self.limits().await?;
+        Stats::add(&self.stats.batches, 1);
+        Stats::add(&self.stats.ops, ops.len() as u64);
+        let mut hints: BTreeSet<Ino> = BTreeSet::new();
+        let mut n = 0u32;
+        let fast = self.sql.d == Dialect::Postgres && SqlTxn::lock_free(ops);
+        loop {
+            let mut learned = Vec::new();
+            let r = if fast && hints.is_empty() {
+                // Creates only: no BEGIN/COMMIT, two statements (see SqlTxn::set_autocommit).
+                Stats::add(&self.stats.transactions, 1);
+                conn!(self, writer, |c| {
+                    let mut t = SqlTxn::new(c, &self.sql, &self.stats, true);
+                    t.set_autocommit();
+                    t.prefetch(ops, &limits, &hints).await?;
+                    let out = logic::apply_ops(&mut t, ops, &limits).await?;
+                    t.flush().await?;
+                    Ok::<_, Error>(out)
+                })
+            } else {
+                txn!(self, self.sql.d.begin(), |c| {
+                    let mut t = SqlTxn::new(c, &self.sql, &self.stats, true);
+                    let r = async {
+                        t.prefetch(ops, &limits, &hints).await?;
+                        let out = logic::apply_ops(&mut t, ops, &limits).await?;
+                        t.flush().await?;
+                        Ok::<_, Error>(out)
+                    }
+                    .await;
+                    learned = std::mem::take(&mut t.hints);
+                    r
+                })
+            };
+            match r {
+                Err(e) if e.kind() == ErrorKind::Conflict && n + 1 < MAX_ATTEMPTS => {
+                    hints.extend(learned);
+                    n += 1;
+                    Stats::add(&self.stats.retries, 1);
+                    backoff(n).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn reserve_ids(&self, kind: IdKind, n: u64) -> Result<Range<u64>> {
+        if n == 0 || n > i64::MAX as u64 / 2 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("cannot reserve {n} IDs"),
+            ));
+        }
+        self.ready().await?;
+        let c = kind.counter();
+        let end = retry!(
+            self,
+            conn!(self, writer, |conn| reserve_in(
+                conn,
+                &self.sql,
+                &self.stats,
+                c.name(),
+                n
+            )
+            .await)
+        )?;
+        let Some(end) = end else {
+            // No counter row: an unformatted volume (NotFound), else a damaged one.
+            self.load().await?;
+            return Err(codec::corrupted(format!(
+                "counter {} is missing or NULL",
+                c.name()
+            )));
+        };
+        let start = end
+            .checked_sub(n as i64)
+            .filter(|&s| s > 0)
+            .ok_or_else(|| {
+                codec::corrupted(format!("counter {} is {}", c.name(), end - n as i64))
+            })?;
+        Ok(start as u64..end as u64)
+    }
+
+    async fn lookup(&self, parent: Ino, name: &[u8]) -> Result<(Ino, Attr)> {
+        self.ready().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                if name == b"." || name == b".." {
+                    t.fetch_nodes(&BTreeSet::from([parent]), false).await?;
+                } else {
+                    t.fetch_lookup(parent, name).await?;
+                }
+                logic::lookup(&mut t, parent, name).await
+            })
+        )
+    }
+
+    async fn get_attr(&self, ino: Ino) -> Result<Attr> {
+        self.ready().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                t.fetch_nodes(&BTreeSet::from([ino]), false).await?;
+                logic::get_attr(&mut t, ino).await
+            })
+        )
+    }
+
+    async fn read_dir(
+        &self,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>> {
+        self.ready().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                t.fetch_nodes(&BTreeSet::from([ino]), false).await?;
+                if limit > 0 {
+                    t.fetch_listing(ino, after, limit, plus).await?;
+                }
+                logic::read_dir(&mut t, ino, after, limit, plus).await
+            })
+        )
+    }
+
+    async fn read_chunk(&self, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
+        self.ready().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                meta_core::logic::TxnView::get_chunk(&mut t, ino, indx).await
+            })
+        )
+    }
+
+    async fn read_link(&self, ino: Ino) -> Result<Vec<u8>> {
+        self.ready().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                t.fetch_nodes(&BTreeSet::from([ino]), false).await?;
+                t.fetch_symlinks(&[ino]).await?;
+                logic::read_link(&mut t, ino).await
+            })
+        )
+    }
+
+    async fn get_xattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        self.ready().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                t.fetch_nodes(&BTreeSet::from([ino]), false).await?;
+                if meta_core::types::validate_xattr(name, None).is_ok() {
+                    t.fetch_xattrs(&BTreeSet::from([(ino, name.to_vec())]))
+                        .await?;
+                }
+                logic::get_xattr(&mut t, ino, name).await
+            })
+        )
+    }
+
+    async fn list_xattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        self.ready().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                t.fetch_nodes(&BTreeSet::from([ino]), false).await?;
+                logic::list_xattr(&mut t, ino).await
+            })
+        )
+    }
+
+    async fn statfs(&self) -> Result<Statfs> {
+        self.ready().await?;
+        let limits = self.limits().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                t.fetch_counters(&[Counter::UsedSpace, Counter::TotalInodes])
+                    .await?;
+                let used =
+                    meta_core::logic::TxnView::get_counter(&mut t, Counter::UsedSpace).await?;
+                let inodes =
+                    meta_core::logic::TxnView::get_counter(&mut t, Counter::TotalInodes).await?;
+                Ok(logic::statfs_from(used, inodes, &limits))
+            })
+        )
+    }
+
+    async fn get_counter(&self, counter: Counter) -> Result<i64> {
+        self.ready().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                meta_core::logic::TxnView::get_counter(&mut t, counter).await
+            })
+        )
+    }
+
+    async fn scan_inodes(&self, after: Ino, limit: usize) -> Result<Vec<(Ino, Attr)>> {
+        self.ready().await?;
+        if limit == 0 || after.0 >= i64::MAX as u64 {
+            return Ok(Vec::new());
+        }
+        let lim = i64::try_from(limit).unwrap_or(i64::MAX);
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                let rows = t
+                    .rows(self.sql.node_range(after.0 as i64, lim), &NODE_TYS)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        let ino = codec::node_ino(r)
+                            .ok_or_else(|| codec::corrupted("node row without inode"))?;
+                        Ok((ino, codec::node_attr(r)?))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+        )
+    }
+
+    async fn list_chunks(&self, ino: Ino) -> Result<Vec<(u32, Vec<Slice>)>> {
+        self.ready().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                let mut out = Vec::new();
+                for s in self.sql.chunks_of(vec![ino.0 as i64]) {
+                    for r in t.rows(s, &[Ty::Int, Ty::Int, Ty::Bytes]).await? {
+                        let indx: u32 = codec::num(&r[1], &format!("chunk index of inode {ino}"))?;
+                        let what = format!("chunk {indx} of inode {ino}");
+                        out.push((indx, codec::decode_slices(&r[2], &what)?));
+                    }
+                }
+                Ok(out)
+            })
+        )
+    }
+
+    async fn list_pending(&self, limit: usize) -> Result<Vec<Pending>> {
+        self.ready().await?;
+        let lim = i64::try_from(limit).unwrap_or(i64::MAX);
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                let mut out = Vec::new();
+                if limit == 0 {
+                    return Ok(out);
+                }
+                for r in t
+                    .rows(self.sql.pending(true, lim), &[Ty::Int, Ty::Int])
+                    .await?
+                {
+                    out.push(Pending::File {
+                        ino: Ino(codec::id_of(codec::int(&r[0], "pending file")?)),
+                        length: codec::num(&r[1], "pending file length")?,
+                    });
+                }
+                let left = lim - out.len() as i64;
+                if left > 0 {
+                    for r in t
+                        .rows(self.sql.pending(false, left), &[Ty::Int, Ty::Int])
+                        .await?
+                    {
+                        out.push(Pending::Slice {
+                            id: codec::id_of(codec::int(&r[0], "pending slice")?),
+                            size: codec::num(&r[1], "pending slice size")?,
+                        });
+                    }
+                }
+                Ok(out)
+            })
+        )
+    }
+}

@@ -1,0 +1,309 @@
+//! Rows ↔ meta-core types. Integers are BIGINT columns; `u64` values (inode numbers, slice
+//! IDs) are stored as their two's-complement `i64` bit pattern, so every ID the counters hand
+//! out (≤ `i64::MAX`) reads the same in SQL. Anything a decoder cannot accept (an unknown
+//! type code, a NULL where a value is required, an out-of-range field, a slice list whose
+//! length is not a multiple of 24) is a `Corrupted` error naming the record.
+
+use meta_core::types::{MAX_SYMLINK_LEN, MAX_XATTR_VALUE_LEN};
+use meta_core::{Attr, Entry, Error, ErrorKind, FileType, Ino, Result, Slice, Timespec};
+
+use crate::exec::{Arg, Ty, Val};
+
+/// Columns of the `node` table, in the order every statement uses.
+pub(crate) const NODE_COLS: [&str; 16] = [
+    "ino",
+    "type",
+    "mode",
+    "uid",
+    "gid",
+    "rdev",
+    "atime_sec",
+    "atime_nsec",
+    "mtime_sec",
+    "mtime_nsec",
+    "ctime_sec",
+    "ctime_nsec",
+    "nlink",
+    "length",
+    "parent",
+    "flags",
+];
+
+/// Result types of the node columns.
+pub(crate) const NODE_TYS: [Ty; 16] = [Ty::Int; 16];
+
+/// Encoded size of one slice in a `chunk.slices` value, in bytes.
+pub(crate) const SLICE_BYTES: usize = 24;
+
+pub(crate) fn corrupted(what: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Corrupted, what)
+}
+
+/// `ino` as stored.
+pub(crate) fn ino_arg(ino: Ino) -> Arg {
+    Arg::Int(ino.0 as i64)
+}
+
+/// An `i64` as read back into a `u64` ID.
+pub(crate) fn id_of(v: i64) -> u64 {
+    v as u64
+}
+
+/// The integer in `v`; `Corrupted` for NULL or another type.
+pub(crate) fn int(v: &Val, what: &str) -> Result<i64> {
+    match v {
+        Val::Int(i) => Ok(*i),
+        Val::Null => Err(corrupted(format!("{what} is NULL"))),
+        other => Err(corrupted(format!("{what}: unexpected value {other:?}"))),
+    }
+}
+
+/// The integer in `v` converted to `T` (range-checked).
+pub(crate) fn num<T: TryFrom<i64>>(v: &Val, what: &str) -> Result<T> {
+    let i = int(v, what)?;
+    T::try_from(i).map_err(|_| corrupted(format!("{what} = {i} is out of range")))
+}
+
+/// The bytes in `v`; `Corrupted` for NULL.
+pub(crate) fn bytes(v: &Val, what: &str) -> Result<Vec<u8>> {
+    match v {
+        Val::Bytes(b) => Ok(b.clone()),
+        Val::Text(s) => Ok(s.as_bytes().to_vec()),
+        Val::Null => Err(corrupted(format!("{what} is NULL"))),
+        Val::Int(_) => Err(corrupted(format!("{what}: unexpected integer"))),
+    }
+}
+
+/// The text in `v`; `Corrupted` for NULL.
+pub(crate) fn text(v: &Val, what: &str) -> Result<String> {
+    match v {
+        Val::Text(s) => Ok(s.clone()),
+        Val::Bytes(b) => {
+            String::from_utf8(b.clone()).map_err(|_| corrupted(format!("{what} is not UTF-8")))
+        }
+        Val::Null => Err(corrupted(format!("{what} is NULL"))),
+        Val::Int(_) => Err(corrupted(format!("{what}: unexpected integer"))),
+    }
+}
+
+fn file_type(v: &Val, what: &str) -> Result<FileType> {
+    let code: u8 = num(v, what)?;
+    FileType::from_code(code).map_err(|e| e.context_prefix(what))
+}
+
+fn time(sec: &Val, nsec: &Val, what: &str) -> Result<Timespec> {
+    Timespec::new(int(sec, what)?, num(nsec, what)?)
+        .map_err(|_| corrupted(format!("{what}: nanoseconds out of range")))
+}
+
+/// The 16 column values of a node row.
+pub(crate) fn node_args(ino: Ino, a: &Attr) -> Vec<Arg> {
+    vec![
+        ino_arg(ino),
+        Arg::Int(i64::from(a.typ.code())),
+        Arg::Int(i64::from(a.mode)),
+        Arg::Int(i64::from(a.uid)),
+        Arg::Int(i64::from(a.gid)),
+        Arg::Int(i64::from(a.rdev)),
+        Arg::Int(a.atime.sec),
+        Arg::Int(i64::from(a.atime.nsec)),
+        Arg::Int(a.mtime.sec),
+        Arg::Int(i64::from(a.mtime.nsec)),
+        Arg::Int(a.ctime.sec),
+        Arg::Int(i64::from(a.ctime.nsec)),
+        Arg::Int(i64::from(a.nlink)),
+        Arg::Int(a.length as i64),
+        ino_arg(a.parent),
+        Arg::Int(i64::from(a.flags)),
+    ]
+}
+
+/// The inode number of a node row (its first column); `None` when NULL (an outer join
+/// without a match).
+pub(crate) fn node_ino(v: &[Val]) -> Option<Ino> {
+    match v.first() {
+        Some(Val::Int(i)) => Some(Ino(id_of(*i))),
+        _ => None,
+    }
+}
+
+/// Decodes the 16 columns of a node row (the inode number is not checked here).
+pub(crate) fn node_attr(v: &[Val]) -> Result<Attr> {
+    if v.len() < NODE_COLS.len() {
+        return Err(corrupted("node row: too few columns"));
+    }
+    let ino = node_ino(v).map_or(0, |i| i.0);
+    let what = |c: &str| format!("inode {ino}: {c}");
+    let mode: u16 = num(&v[2], &what("mode"))?;
+    if mode > 0o7777 {
+        return Err(corrupted(what("mode has bits beyond 0o7777")));
+    }
+    let length: i64 = int(&v[13], &what("length"))?;
+    if length < 0 {
+        return Err(corrupted(what("negative length")));
+    }
+    Ok(Attr {
+        typ: file_type(&v[1], &what("type"))?,
+        mode,
+        uid: num(&v[3], &what("uid"))?,
+        gid: num(&v[4], &what("gid"))?,
+        rdev: num(&v[5], &what("rdev"))?,
+        atime: time(&v[6], &v[7], &what("atime"))?,
+        mtime: time(&v[8], &v[9], &what("mtime"))?,
+        ctime: time(&v[10], &v[11], &what("ctime"))?,
+        nlink: num(&v[12], &what("nlink"))?,
+        length: length as u64,
+        parent: Ino(id_of(int(&v[14], &what("parent"))?)),
+        flags: num(&v[15], &what("flags"))?,
+    })
+}
+
+/// Decodes an entry from its `(ino, type)` columns; `None` when `ino` is NULL (no match).
+pub(crate) fn entry(ino: &Val, typ: &Val, what: &str) -> Result<Option<Entry>> {
+    if *ino == Val::Null {
+        return Ok(None);
+    }
+    let i = Ino(id_of(int(ino, what)?));
+    if i == Ino::ZERO {
+        return Err(corrupted(format!("{what}: points to inode 0")));
+    }
+    Ok(Some(Entry {
+        ino: i,
+        typ: file_type(typ, what)?,
+    }))
+}
+
+/// Encodes slices as stored in `chunk.slices`: 24 bytes each, big-endian
+/// `pos:u32 id:u64 size:u32 off:u32 len:u32`, in write order.
+pub(crate) fn encode_slices(slices: &[Slice]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SLICE_BYTES * slices.len());
+    for s in slices {
+        meta_core::kv::encode_slice(&mut out, s);
+    }
+    out
+}
+
+fn be32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(b);
+    u32::from_be_bytes(a)
+}
+
+/// Decodes a `chunk.slices` value.
+pub(crate) fn decode_slices(v: &Val, what: &str) -> Result<Vec<Slice>> {
+    let b = bytes(v, what)?;
+    if b.len() % SLICE_BYTES != 0 {
+        return Err(corrupted(format!(
+            "{what}: {} bytes is not a multiple of {SLICE_BYTES}",
+            b.len()
+        )));
+    }
+    Ok(b.chunks_exact(SLICE_BYTES)
+        .map(|c| {
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&c[4..12]);
+            Slice {
+                pos: be32(&c[0..4]),
+                id: u64::from_be_bytes(id),
+                size: be32(&c[12..16]),
+                off: be32(&c[16..20]),
+                len: be32(&c[20..24]),
+            }
+        })
+        .collect())
+}
+
+/// Decodes a symlink target (NULL or longer than 4096 bytes is corrupted).
+pub(crate) fn symlink_target(v: &Val, ino: Ino) -> Result<Vec<u8>> {
+    let what = format!("symlink target of inode {ino}");
+    let b = bytes(v, &what)?;
+    if b.len() > MAX_SYMLINK_LEN {
+        return Err(corrupted(format!("{what}: {} bytes", b.len())));
+    }
+    Ok(b)
+}
+
+/// Decodes an xattr value (NULL or larger than 64 KiB is corrupted).
+pub(crate) fn xattr_value(v: &Val, ino: Ino) -> Result<Vec<u8>> {
+    let what = format!("xattr value of inode {ino}");
+    let b = bytes(v, &what)?;
+    if b.len() > MAX_XATTR_VALUE_LEN {
+        return Err(corrupted(format!("{what}: {} bytes", b.len())));
+    }
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_round_trip_and_garbage() {
+        let a = Attr {
+            typ: FileType::Symlink,
+            mode: 0o4755,
+            uid: u32::MAX,
+            gid: 7,
+            rdev: 9,
+            atime: Timespec { sec: -5, nsec: 1 },
+            mtime: Timespec {
+                sec: 1_700_000_000,
+                nsec: 999_999_999,
+            },
+            ctime: Timespec::default(),
+            nlink: 3,
+            length: 1 << 54,
+            parent: Ino(u64::MAX),
+            flags: 1,
+        };
+        let vals: Vec<Val> = node_args(Ino(u64::MAX - 1), &a)
+            .into_iter()
+            .map(|x| match x {
+                Arg::Int(i) => Val::Int(i),
+                _ => Val::Null,
+            })
+            .collect();
+        assert_eq!(node_ino(&vals), Some(Ino(u64::MAX - 1)));
+        assert_eq!(node_attr(&vals).unwrap(), a);
+        for (col, bad) in [(1, 99), (2, 0o17777), (3, -1), (7, 1_000_000_000), (13, -1)] {
+            let mut v = vals.clone();
+            v[col] = Val::Int(bad);
+            assert_eq!(
+                node_attr(&v).unwrap_err().kind(),
+                ErrorKind::Corrupted,
+                "{col}"
+            );
+        }
+        let mut v = vals;
+        v[12] = Val::Null;
+        assert_eq!(node_attr(&v).unwrap_err().kind(), ErrorKind::Corrupted);
+    }
+
+    #[test]
+    fn slices_round_trip_and_garbage() {
+        let s = vec![
+            Slice {
+                pos: 1,
+                id: u64::MAX,
+                size: 3,
+                off: 4,
+                len: 5,
+            },
+            Slice {
+                pos: 0,
+                id: 0,
+                size: 0,
+                off: 0,
+                len: 0,
+            },
+        ];
+        let b = encode_slices(&s);
+        assert_eq!(b.len(), 48);
+        assert_eq!(decode_slices(&Val::Bytes(b), "c").unwrap(), s);
+        assert!(decode_slices(&Val::Bytes(vec![1; 25]), "c").is_err());
+        assert!(decode_slices(&Val::Null, "c").is_err());
+        assert!(entry(&Val::Int(0), &Val::Int(1), "e").is_err());
+        assert!(entry(&Val::Int(5), &Val::Int(99), "e").is_err());
+        assert_eq!(entry(&Val::Null, &Val::Null, "e").unwrap(), None);
+    }
+}

@@ -1,0 +1,261 @@
+#![doc = include_str!("../README.md")]
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+compile_error!("meta-sql needs at least one of the cargo features sqlite, postgres, mysql");
+
+mod backend;
+mod codec;
+mod error;
+mod exec;
+mod sql;
+mod txn;
+
+use std::time::Duration;
+
+use meta_core::options::{parse_bool, parse_duration, parse_int};
+use meta_core::{Error, ErrorKind, Result, VolumeUrl};
+
+pub use backend::{MAX_ATTEMPTS, MAX_BATCH_OPS, RawParam, SCHEMA_VERSION, SqlBackend, SqlStats};
+pub use sql::{Dialect, validate_prefix};
+
+/// The URL schemes this crate opens (those of the dialects compiled in).
+pub fn schemes() -> Vec<&'static str> {
+    [
+        ("sqlite", cfg!(feature = "sqlite")),
+        ("postgres", cfg!(feature = "postgres")),
+        ("postgresql", cfg!(feature = "postgres")),
+        ("mysql", cfg!(feature = "mysql")),
+    ]
+    .into_iter()
+    .filter(|(_, built)| *built)
+    .map(|(s, _)| s)
+    .collect()
+}
+
+/// Backend options, from the volume URL's query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlOptions {
+    /// `table_prefix` (default empty): prepended to every table name, so several volumes
+    /// share one database. ASCII letters, digits and `_`, at most 32; folded to lower case.
+    pub table_prefix: String,
+    /// `max_connections`: size of the connection pool (PostgreSQL/MySQL, default 16) or of
+    /// the SQLite reader pool (default 4; SQLite always has one writer connection).
+    pub max_connections: u32,
+    /// `acquire_timeout` (default `30s`): how long a call waits for a pooled connection
+    /// (connecting included) before failing with `Unavailable`.
+    pub acquire_timeout: Duration,
+    /// SQLite `sync` (default `true`): `synchronous=FULL`, every commit is fsync'd; `false`:
+    /// `synchronous=NORMAL`, a commit survives a process crash but maybe not a power loss.
+    pub sync: bool,
+    /// SQLite `busy_timeout` (default `5s`): how long a writer waits for another process's
+    /// write lock before the batch is retried.
+    pub busy_timeout: Duration,
+}
+
+impl SqlOptions {
+    /// The defaults for `dialect`.
+    pub fn new(dialect: Dialect) -> SqlOptions {
+        SqlOptions {
+            table_prefix: String::new(),
+            max_connections: if dialect == Dialect::Sqlite { 4 } else { 16 },
+            acquire_timeout: Duration::from_secs(30),
+            sync: true,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+fn config(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::ConfigInvalid, msg)
+}
+
+/// The dialect of a URL scheme.
+pub fn dialect_of(scheme: &str) -> Option<Dialect> {
+    match scheme {
+        "sqlite" => Some(Dialect::Sqlite),
+        "postgres" | "postgresql" => Some(Dialect::Postgres),
+        "mysql" => Some(Dialect::MySql),
+        _ => None,
+    }
+}
+
+/// Opens the volume a URL names, without connecting yet: the first call (usually
+/// `format` or `load`) connects and creates or upgrades the tables.
+///
+/// ```text
+/// sqlite:///var/lib/meta/vol1.db?sync=true&busy_timeout=5s
+/// sqlite://./relative.db
+/// postgres://user:pass@host:5432/db?table_prefix=vol1_&max_connections=16&acquire_timeout=30s
+/// mysql://user:pass@host:3306/db?table_prefix=vol1_
+/// ```
+///
+/// Must be called inside a tokio runtime (the pools start their maintenance tasks).
+/// Errors (`ConfigInvalid`, naming the problem, never the password): another scheme, a
+/// dialect not compiled in, a missing SQLite path, a malformed option value, an unknown
+/// parameter, a bad table prefix; no tokio runtime.
+pub fn open(mut url: VolumeUrl) -> Result<SqlBackend> {
+    let scheme = url.scheme().to_string();
+    let dialect = dialect_of(&scheme).ok_or_else(|| {
+        config(format!(
+            "meta-sql opens sqlite://, postgres:// and mysql:// URLs, not {scheme}://"
+        ))
+    })?;
+    let mut o = SqlOptions::new(dialect);
+    if let Some(p) = url.take_param("table_prefix") {
+        o.table_prefix = validate_prefix(&p)?;
+    }
+    if let Some(v) = url.take_param("max_connections") {
+        o.max_connections = parse_int("max_connections", &v, 1, 1024)? as u32;
+    }
+    if let Some(v) = url.take_param("acquire_timeout") {
+        o.acquire_timeout = parse_duration("acquire_timeout", &v)?;
+    }
+    if dialect == Dialect::Sqlite {
+        if let Some(v) = url.take_param("sync") {
+            o.sync = parse_bool("sync", &v)?;
+        }
+        if let Some(v) = url.take_param("busy_timeout") {
+            o.busy_timeout = parse_duration("busy_timeout", &v)?;
+        }
+    }
+    url.clone().finish()?;
+    open_with(&url, o)
+}
+
+/// [`open`] with options given as a struct (`url`'s own parameters are ignored).
+pub fn open_with(url: &VolumeUrl, o: SqlOptions) -> Result<SqlBackend> {
+    let dialect = dialect_of(url.scheme())
+        .ok_or_else(|| config(format!("meta-sql cannot open {}:// URLs", url.scheme())))?;
+    let prefix = validate_prefix(&o.table_prefix)?;
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(config(
+            "meta-sql: open the volume inside a tokio runtime (the connection pools need one)",
+        ));
+    }
+    let display = url.redacted();
+    let sql = sql::Sql::new(dialect, prefix);
+    let pools = match dialect {
+        Dialect::Sqlite => sqlite_pools(url, &o)?,
+        Dialect::Postgres => postgres_pool(url, &o)?,
+        Dialect::MySql => mysql_pool(url, &o)?,
+    };
+    Ok(SqlBackend::new(pools, sql, display))
+}
+
+#[allow(dead_code)]
+fn not_built(d: Dialect) -> Error {
+    config(format!(
+        "meta-sql was built without the `{}` cargo feature; schemes in this build: {}",
+        d.scheme(),
+        schemes().join(", ")
+    ))
+}
+
+/// Prepared statements cached per connection: enough for every statement shape of a batch.
+#[allow(dead_code)]
+const STATEMENT_CACHE: usize = 512;
+
+#[cfg(feature = "sqlite")]
+fn sqlite_pools(url: &VolumeUrl, o: &SqlOptions) -> Result<backend::Pools> {
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+    let path = url.file_path();
+    if path.is_empty() {
+        return Err(config(format!(
+            "URL {url} names no file; use sqlite:///abs/path.db or sqlite://./rel.db"
+        )));
+    }
+    let opts = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(if o.sync {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        })
+        .busy_timeout(o.busy_timeout)
+        .foreign_keys(false)
+        .statement_cache_capacity(STATEMENT_CACHE);
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .test_before_acquire(false)
+        .acquire_timeout(o.acquire_timeout)
+        .connect_lazy_with(opts.clone());
+    let reader = SqlitePoolOptions::new()
+        .max_connections(o.max_connections)
+        .min_connections(0)
+        .test_before_acquire(false)
+        .acquire_timeout(o.acquire_timeout)
+        .connect_lazy_with(opts);
+    Ok(backend::Pools::Sqlite { writer, reader })
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn sqlite_pools(_: &VolumeUrl, _: &SqlOptions) -> Result<backend::Pools> {
+    Err(not_built(Dialect::Sqlite))
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_pool(url: &VolumeUrl, o: &SqlOptions) -> Result<backend::Pools> {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let opts: PgConnectOptions = url.url().as_str().parse().map_err(|_| {
+        config(format!(
+            "cannot parse the PostgreSQL URL {url} (expected postgres://user:pass@host:port/db)"
+        ))
+    })?;
+    let opts = opts
+        .statement_cache_capacity(STATEMENT_CACHE)
+        .application_name("meta")
+        // Our prepared statements are planned once per connection: every one is a
+        // primary-key lookup or an UNNEST of array parameters, whose generic plan is the
+        // custom plan, and re-planning them at every execution cost more than running them.
+        .options([("plan_cache_mode", "force_generic_plan")]);
+    let pool = PgPoolOptions::new()
+        .max_connections(o.max_connections)
+        .min_connections(0)
+        .test_before_acquire(false)
+        .acquire_timeout(o.acquire_timeout)
+        .connect_lazy_with(opts);
+    Ok(backend::Pools::Postgres(pool))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_pool(_: &VolumeUrl, _: &SqlOptions) -> Result<backend::Pools> {
+    Err(not_built(Dialect::Postgres))
+}
+
+#[cfg(feature = "mysql")]
+fn mysql_pool(url: &VolumeUrl, o: &SqlOptions) -> Result<backend::Pools> {
+    use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+    let opts: MySqlConnectOptions = url.url().as_str().parse().map_err(|_| {
+        config(format!(
+            "cannot parse the MySQL URL {url} (expected mysql://user:pass@host:port/db)"
+        ))
+    })?;
+    let opts = opts.statement_cache_capacity(STATEMENT_CACHE);
+    let pool = MySqlPoolOptions::new()
+        .max_connections(o.max_connections)
+        .min_connections(0)
+        .test_before_acquire(false)
+        .acquire_timeout(o.acquire_timeout)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // READ COMMITTED: no gap locks on absent keys (creates in one directory do
+                // not block each other), and each statement sees what committed before it.
+                sqlx::raw_sql("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect_lazy_with(opts);
+    Ok(backend::Pools::MySql(pool))
+}
+
+#[cfg(not(feature = "mysql"))]
+fn mysql_pool(_: &VolumeUrl, _: &SqlOptions) -> Result<backend::Pools> {
+    Err(not_built(Dialect::MySql))
+}

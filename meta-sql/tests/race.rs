@@ -1,0 +1,303 @@
+//! Cross-client races on one volume: two `Meta` instances, each with its own backend and
+//! connection pools (as two processes would have), hammer the same rows. What must hold:
+//! exactly one winner per name, exact nlink and counters (no lost update on any row), no
+//! rename cycle, no entry in a removed directory, fsck clean.
+//!
+//! SQLite runs always (two pools on one file: `BEGIN IMMEDIATE` + `busy_timeout`);
+//! PostgreSQL and MySQL run when `META_TEST_POSTGRES_URL` / `META_TEST_MYSQL_URL` are set.
+
+mod common;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail, ensure};
+use common::{SqlFactory, SqlVolume};
+use meta_core::{Backend, Caller, ErrorKind, Ino, Meta, MetaOptions, RenameFlags, Setting, Slice};
+use meta_sql::SqlBackend;
+
+const ME: Caller = Caller { uid: 0, gid: 0 };
+
+/// Two clients on one fresh volume.
+struct Two {
+    vol: SqlVolume,
+    b1: Arc<SqlBackend>,
+    m1: Meta,
+    m2: Meta,
+}
+
+impl Two {
+    async fn new(f: SqlFactory) -> Result<Option<Two>> {
+        if let Err(reason) = f.server_url() {
+            if meta_conformance::skips_are_failures() {
+                bail!("{reason} and META_CONFORMANCE_REQUIRE=1 forbids skipping");
+            }
+            eprintln!("SKIP race test on {}: {reason}", f.dialect.scheme());
+            return Ok(None);
+        }
+        let vol = f.fresh("").map_err(anyhow::Error::msg)?;
+        let b1 = vol.backend()?;
+        Meta::format(&*b1, &Setting::new("race"), false).await?;
+        let m1 = Meta::open(b1.clone(), MetaOptions::default(), None).await?;
+        let b2 = vol.backend()?;
+        let m2 = Meta::open(b2, MetaOptions::default(), None).await?;
+        Ok(Some(Two { vol, b1, m1, m2 }))
+    }
+
+    fn meta(&self, i: usize) -> Meta {
+        if i.is_multiple_of(2) {
+            self.m1.clone()
+        } else {
+            self.m2.clone()
+        }
+    }
+
+    async fn fsck(&self, what: &str) -> Result<()> {
+        let rep = meta_core::fsck::fsck(&*self.b1).await?;
+        ensure!(rep.is_clean(), "{what}: fsck: {:?}", rep.problems);
+        Ok(())
+    }
+
+    async fn close(self) -> Result<()> {
+        self.m1.close().await?;
+        self.m2.close().await?;
+        if self.vol.dialect != meta_sql::Dialect::Sqlite {
+            self.b1.drop_tables().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Every name in `dir`.
+async fn names(b: &dyn Backend, dir: Ino) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = b.read_dir(dir, after.as_deref(), 500, false).await?;
+        let n = page.len();
+        for e in page {
+            after = Some(e.name.clone());
+            out.push(e.name);
+        }
+        if n < 500 {
+            return Ok(out);
+        }
+    }
+}
+
+async fn one_name(f: SqlFactory) -> Result<()> {
+    let Some(t) = Two::new(f).await? else {
+        return Ok(());
+    };
+    for round in 0..40 {
+        let name = format!("n{round}");
+        let (a, b) = tokio::join!(
+            t.m1.create(ME, Ino::ROOT, name.as_bytes(), 0o644),
+            t.m2.create(ME, Ino::ROOT, name.as_bytes(), 0o644)
+        );
+        match (&a, &b) {
+            (Ok(_), Err(e)) | (Err(e), Ok(_)) if e.kind() == ErrorKind::AlreadyExists => {}
+            _ => bail!("round {round}: expected one winner, got {a:?} and {b:?}"),
+        }
+    }
+    ensure!(names(&*t.b1, Ino::ROOT).await?.len() == 40, "40 names");
+    let st = t.b1.statfs().await?;
+    ensure!(st.used_inodes == 41, "used inodes {}", st.used_inodes);
+    t.fsck("one name").await?;
+    t.close().await
+}
+
+async fn creates_2x32(f: SqlFactory) -> Result<()> {
+    let Some(t) = Two::new(f).await? else {
+        return Ok(());
+    };
+    let (d, _) = t.m1.mkdir(ME, Ino::ROOT, b"d", 0o755).await?;
+    let mut tasks = Vec::new();
+    for i in 0..64usize {
+        let m = t.meta(i);
+        tasks.push(tokio::spawn(async move {
+            for j in 0..8 {
+                m.create(ME, d, format!("f{i}_{j}").as_bytes(), 0o644)
+                    .await?;
+            }
+            m.mkdir(ME, d, format!("d{i}").as_bytes(), 0o755).await?;
+            Ok::<_, meta_core::Error>(())
+        }));
+    }
+    for h in tasks {
+        h.await.context("task")??;
+    }
+    let n = names(&*t.b1, d).await?.len();
+    ensure!(n == 64 * 9, "{n} entries, want {}", 64 * 9);
+    let a = t.b1.get_attr(d).await?;
+    ensure!(a.nlink == 2 + 64, "dir nlink {}, want 66", a.nlink);
+    let st = t.b1.statfs().await?;
+    ensure!(
+        st.used_inodes == 2 + 64 * 9,
+        "used inodes {}",
+        st.used_inodes
+    );
+    ensure!(
+        st.used_space == 4096 * (2 + 64 * 9),
+        "used space {}",
+        st.used_space
+    );
+    t.fsck("2 x 32 creates").await?;
+    t.close().await
+}
+
+async fn links_2x16(f: SqlFactory) -> Result<()> {
+    let Some(t) = Two::new(f).await? else {
+        return Ok(());
+    };
+    let (file, _) = t.m1.create(ME, Ino::ROOT, b"f", 0o644).await?;
+    let (d, _) = t.m1.mkdir(ME, Ino::ROOT, b"d", 0o755).await?;
+    let mut tasks = Vec::new();
+    for i in 0..32usize {
+        let m = t.meta(i);
+        tasks.push(tokio::spawn(async move {
+            m.link(file, d, format!("l{i}").as_bytes()).await.map(drop)
+        }));
+    }
+    for h in tasks {
+        h.await.context("task")??;
+    }
+    let a = t.b1.get_attr(file).await?;
+    ensure!(a.nlink == 33, "nlink after 32 links: {}", a.nlink);
+    let mut tasks = Vec::new();
+    for i in 0..32usize {
+        let m = t.meta(i);
+        tasks.push(tokio::spawn(async move {
+            m.unlink(ME, d, format!("l{i}").as_bytes()).await
+        }));
+    }
+    for h in tasks {
+        h.await.context("task")??;
+    }
+    let a = t.b1.get_attr(file).await?;
+    ensure!(a.nlink == 1, "nlink after unlinking them: {}", a.nlink);
+    t.fsck("links").await?;
+    t.close().await
+}
+
+async fn writes_2x16(f: SqlFactory) -> Result<()> {
+    let Some(t) = Two::new(f).await? else {
+        return Ok(());
+    };
+    let (file, _) = t.m1.create(ME, Ino::ROOT, b"f", 0o644).await?;
+    let mut tasks = Vec::new();
+    for i in 0..32u32 {
+        let m = t.meta(i as usize);
+        tasks.push(tokio::spawn(async move {
+            let id = m.new_slice_id().await?;
+            let s = Slice {
+                pos: i * 10_000,
+                id,
+                size: 10_000,
+                off: 0,
+                len: 10_000,
+            };
+            m.write(file, 0, s).await.map(drop)
+        }));
+    }
+    for h in tasks {
+        h.await.context("task")??;
+    }
+    let a = t.b1.get_attr(file).await?;
+    ensure!(a.length == 320_000, "length {}", a.length);
+    let slices = t.b1.read_chunk(file, 0).await?;
+    ensure!(slices.len() == 32, "{} slices, want 32", slices.len());
+    let st = t.b1.statfs().await?;
+    ensure!(
+        st.used_space == 4096 + 320_000u64.div_ceil(4096) * 4096,
+        "used space {}",
+        st.used_space
+    );
+    t.fsck("writes").await?;
+    t.close().await
+}
+
+async fn rename_cycles(f: SqlFactory) -> Result<()> {
+    let Some(t) = Two::new(f).await? else {
+        return Ok(());
+    };
+    let (a, _) = t.m1.mkdir(ME, Ino::ROOT, b"a", 0o755).await?;
+    let (b, _) = t.m1.mkdir(ME, Ino::ROOT, b"b", 0o755).await?;
+    let (c, _) = t.m1.mkdir(ME, b, b"c", 0o755).await?;
+    for round in 0..25 {
+        // a -> b/c/a  and  b -> a/b, concurrently: at most one may succeed.
+        let (x, y) = tokio::join!(
+            t.m1.rename(ME, Ino::ROOT, b"a", c, b"a", RenameFlags::NONE),
+            t.m2.rename(ME, Ino::ROOT, b"b", a, b"b", RenameFlags::NONE)
+        );
+        ensure!(
+            !(x.is_ok() && y.is_ok()),
+            "round {round}: both renames succeeded (a cycle)"
+        );
+        for r in [&x, &y] {
+            if let Err(e) = r {
+                ensure!(
+                    matches!(e.kind(), ErrorKind::InvalidArgument | ErrorKind::NotFound),
+                    "round {round}: {e}"
+                );
+            }
+        }
+        t.fsck(&format!("rename round {round}")).await?;
+        // Put them back.
+        if x.is_ok() {
+            t.m1.rename(ME, c, b"a", Ino::ROOT, b"a", RenameFlags::NONE)
+                .await?;
+        }
+        if y.is_ok() {
+            t.m1.rename(ME, a, b"b", Ino::ROOT, b"b", RenameFlags::NONE)
+                .await?;
+        }
+    }
+    t.close().await
+}
+
+async fn rmdir_vs_create(f: SqlFactory) -> Result<()> {
+    let Some(t) = Two::new(f).await? else {
+        return Ok(());
+    };
+    for round in 0..25 {
+        let name = format!("d{round}");
+        let (d, _) = t.m1.mkdir(ME, Ino::ROOT, name.as_bytes(), 0o755).await?;
+        let (x, y) = tokio::join!(
+            t.m1.create(ME, d, b"x", 0o644),
+            t.m2.rmdir(ME, Ino::ROOT, name.as_bytes())
+        );
+        match (&x, &y) {
+            (Ok(_), Err(e)) if e.kind() == ErrorKind::NotEmpty => {}
+            (Err(e), Ok(())) if e.kind() == ErrorKind::NotFound => {}
+            _ => bail!("round {round}: create {x:?}, rmdir {y:?}"),
+        }
+        t.fsck(&format!("rmdir round {round}")).await?;
+    }
+    t.close().await
+}
+
+macro_rules! dialect_tests {
+    ($($m:ident => $f:expr),* $(,)?) => {$(
+        mod $m {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn one_name_two_clients() -> Result<()> { one_name($f).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn creates_2x32_one_dir() -> Result<()> { creates_2x32($f).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn links_2x16_one_file() -> Result<()> { links_2x16($f).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn writes_2x16_one_file() -> Result<()> { writes_2x16($f).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn rename_cycles_two_clients() -> Result<()> { rename_cycles($f).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn rmdir_vs_create_two_clients() -> Result<()> { rmdir_vs_create($f).await }
+        }
+    )*};
+}
+
+dialect_tests! {
+    sqlite => SqlFactory::sqlite(),
+    postgres => SqlFactory::postgres(),
+    mysql => SqlFactory::mysql(),
+}

@@ -1,0 +1,374 @@
+//! What is specific to the SQL backend: how many statements (round trips) a batch costs,
+//! names stored as exact bytes, table prefixes, the schema version check, URL options and
+//! errors. SQLite always; PostgreSQL/MySQL when their server URLs are set.
+
+mod common;
+
+use anyhow::{Result, bail, ensure};
+use common::{SqlFactory, SqlVolume};
+use meta_core::{
+    Backend, Caller, ErrorKind, FileType, IdKind, Ino, Meta, MetaOptions, Op, Setting, Timespec,
+    parse_url,
+};
+use meta_sql::{Dialect, RawParam, SqlStats};
+
+const ME: Caller = Caller { uid: 0, gid: 0 };
+
+fn fresh(f: SqlFactory, extra: &str) -> Result<Option<SqlVolume>> {
+    match f.fresh(extra) {
+        Ok(v) => Ok(Some(v)),
+        Err(reason) => {
+            if meta_conformance::skips_are_failures() {
+                bail!("{reason} and META_CONFORMANCE_REQUIRE=1 forbids skipping");
+            }
+            eprintln!("SKIP on {}: {reason}", f.dialect.scheme());
+            Ok(None)
+        }
+    }
+}
+
+async fn cleanup(v: &SqlVolume) -> Result<()> {
+    if v.dialect != Dialect::Sqlite {
+        let b = v.backend()?;
+        b.drop_tables().await?;
+        b.close().await;
+    }
+    Ok(())
+}
+
+fn delta(a: SqlStats, b: SqlStats) -> SqlStats {
+    SqlStats {
+        batches: b.batches - a.batches,
+        ops: b.ops - a.ops,
+        transactions: b.transactions - a.transactions,
+        commits: b.commits - a.commits,
+        statements: b.statements - a.statements,
+        retries: b.retries - a.retries,
+        misses: b.misses - a.misses,
+    }
+}
+
+fn mknod(parent: Ino, name: String, ino: u64, typ: FileType) -> Op {
+    Op::Mknod {
+        parent,
+        name: name.into_bytes(),
+        ino: Ino(ino),
+        typ,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        target: Vec::new(),
+        time: Timespec::now(),
+    }
+}
+
+/// A batch of 64 creates costs a constant number of statements (each one round trip on
+/// PostgreSQL/MySQL). MySQL/SQLite: BEGIN, one prefetch SELECT (entries + inodes), INSERT
+/// node, INSERT edge, the directory's commutative UPDATE, the counters' UPDATE, COMMIT (7).
+/// PostgreSQL: the prefetch and one autocommitted statement with every write (2). So do 64
+/// unlinks and 64 creates spread over 64 directories.
+async fn statements_per_batch(f: SqlFactory) -> Result<()> {
+    let Some(v) = fresh(f, "")? else {
+        return Ok(());
+    };
+    let b = v.backend()?;
+    Meta::format(&*b, &Setting::new("count"), false).await?;
+    b.load().await?;
+
+    let ids = b.reserve_ids(IdKind::Inode, 64 + 64 + 64).await?;
+    let mut next = ids.start;
+    let mut id = || {
+        next += 1;
+        next - 1
+    };
+    let s0 = b.stats();
+    let ops: Vec<Op> = (0..64)
+        .map(|i| mknod(Ino::ROOT, format!("f{i}"), id(), FileType::Regular))
+        .collect();
+    let res = b.apply(&ops).await?;
+    ensure!(res.iter().all(|r| r.is_ok()), "creates failed: {res:?}");
+    let d = delta(s0, b.stats());
+    eprintln!("{}: 64 creates: {d:?}", f.dialect.scheme());
+    ensure!(d.commits == 1 && d.retries == 0, "64 creates: {d:?}");
+    ensure!(
+        d.statements <= 8,
+        "64 creates took {} statements",
+        d.statements
+    );
+    if f.dialect == Dialect::Postgres {
+        // Creates need no row lock: one prefetch SELECT and one autocommitted statement
+        // holding every write (no BEGIN/COMMIT).
+        ensure!(d.statements == 2, "64 creates on PostgreSQL: {d:?}");
+    }
+    ensure!(d.misses == 0, "64 creates missed the prefetch: {d:?}");
+
+    // 64 directories, then one create in each: the directory updates stay one statement.
+    let dirs: Vec<Op> = (0..64)
+        .map(|i| mknod(Ino::ROOT, format!("d{i}"), id(), FileType::Directory))
+        .collect();
+    let dir_inos: Vec<Ino> = dirs
+        .iter()
+        .map(|o| match o {
+            Op::Mknod { ino, .. } => *ino,
+            _ => Ino::ZERO,
+        })
+        .collect();
+    b.apply(&dirs).await?;
+    let s1 = b.stats();
+    let ops: Vec<Op> = dir_inos
+        .iter()
+        .map(|&d| mknod(d, "x".into(), id(), FileType::Regular))
+        .collect();
+    let res = b.apply(&ops).await?;
+    ensure!(res.iter().all(|r| r.is_ok()), "creates failed: {res:?}");
+    let d = delta(s1, b.stats());
+    eprintln!("{}: 64 creates in 64 dirs: {d:?}", f.dialect.scheme());
+    ensure!(d.statements <= 8, "64 creates in 64 dirs: {d:?}");
+
+    // 64 unlinks: BEGIN, entries FOR UPDATE, their inodes FOR UPDATE, the parent, DELETE
+    // entries, DELETE inodes, the directory's UPDATE, the counters' UPDATE, COMMIT.
+    let s2 = b.stats();
+    let ops: Vec<Op> = (0..64)
+        .map(|i| Op::Unlink {
+            parent: Ino::ROOT,
+            name: format!("f{i}").into_bytes(),
+            caller: ME,
+            time: Timespec::now(),
+        })
+        .collect();
+    let res = b.apply(&ops).await?;
+    ensure!(res.iter().all(|r| r.is_ok()), "unlinks failed: {res:?}");
+    let d = delta(s2, b.stats());
+    eprintln!("{}: 64 unlinks: {d:?}", f.dialect.scheme());
+    ensure!(d.statements <= 10 && d.misses == 0, "64 unlinks: {d:?}");
+    let rep = meta_core::fsck::fsck(&*b).await?;
+    ensure!(rep.is_clean(), "fsck: {:?}", rep.problems);
+    b.close().await;
+    cleanup(&v).await
+}
+
+/// Names are bytes: any byte but `/` and NUL round-trips, is stored verbatim (the row is
+/// found by its exact bytes) and sorts by bytes.
+async fn names_are_bytes(f: SqlFactory) -> Result<()> {
+    let Some(v) = fresh(f, "")? else {
+        return Ok(());
+    };
+    let b = v.backend()?;
+    Meta::format(&*b, &Setting::new("bytes"), false).await?;
+    let m = Meta::open(b.clone(), MetaOptions::default(), None).await?;
+    let odd: Vec<u8> = vec![0xff, 0xfe, b'a', 0x01, 0x80];
+    let long = vec![0xc3; 255];
+    m.create(ME, Ino::ROOT, &odd, 0o644).await?;
+    m.create(ME, Ino::ROOT, &long, 0o644).await?;
+    m.create(ME, Ino::ROOT, b"A", 0o644).await?;
+    ensure!(
+        m.lookup(Ino::ROOT, &odd).await.is_ok(),
+        "lookup of a binary name"
+    );
+    let names: Vec<Vec<u8>> = b
+        .read_dir(Ino::ROOT, None, 10, false)
+        .await?
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    ensure!(
+        names == vec![b"A".to_vec(), long.clone(), odd.clone()],
+        "byte order: {names:?}"
+    );
+    let n = v
+        .raw(
+            "UPDATE {p}edge SET type = type WHERE parent = ? AND name = ?",
+            vec![RawParam::Int(1), RawParam::Bytes(odd)],
+        )
+        .await?;
+    ensure!(n == 1, "the stored name is not the exact bytes ({n} rows)");
+    m.close().await?;
+    b.close().await;
+    cleanup(&v).await
+}
+
+/// Two table prefixes in one database are two volumes.
+async fn prefixes_isolate(f: SqlFactory) -> Result<()> {
+    let (Some(v1), Some(v2)) = (fresh(f, "")?, fresh(f, "")?) else {
+        return Ok(());
+    };
+    // For SQLite put both prefixes into one file.
+    let (u1, u2) = if f.dialect == Dialect::Sqlite {
+        (
+            format!("{}?table_prefix=one_", v1.url),
+            format!("{}?table_prefix=two_", v1.url),
+        )
+    } else {
+        (v1.url.clone(), v2.url.clone())
+    };
+    let b1 = meta_sql::open(parse_url(&u1)?.0)?;
+    let b2 = meta_sql::open(parse_url(&u2)?.0)?;
+    Meta::format(&b1, &Setting::new("one"), false).await?;
+    Meta::format(&b2, &Setting::new("two"), false).await?;
+    ensure!(b1.load().await?.name == "one" && b2.load().await?.name == "two");
+    let m1 = Meta::open(std::sync::Arc::new(b1), MetaOptions::default(), None).await?;
+    m1.create(ME, Ino::ROOT, b"only-in-one", 0o644).await?;
+    ensure!(
+        matches!(
+            b2.lookup(Ino::ROOT, b"only-in-one").await,
+            Err(e) if e.kind() == ErrorKind::NotFound
+        ),
+        "a file leaked across prefixes"
+    );
+    m1.close().await?;
+    if f.dialect == Dialect::Sqlite {
+        b2.drop_tables().await?;
+    }
+    cleanup(&v1).await?;
+    cleanup(&v2).await
+}
+
+/// Tables written by a newer schema version refuse to open.
+async fn newer_schema_refused(f: SqlFactory) -> Result<()> {
+    let Some(v) = fresh(f, "")? else {
+        return Ok(());
+    };
+    let b = v.backend()?;
+    Meta::format(&*b, &Setting::new("v"), false).await?;
+    b.raw_execute(
+        "INSERT INTO {p}schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+        vec![
+            RawParam::Int(meta_sql::SCHEMA_VERSION + 1),
+            RawParam::Text("from the future".into()),
+            RawParam::Int(0),
+        ],
+    )
+    .await?;
+    let b2 = v.backend()?;
+    match b2.load().await {
+        Err(e) if e.kind() == ErrorKind::Unsupported => {}
+        other => bail!("load over a newer schema: {other:?}"),
+    }
+    b.close().await;
+    b2.close().await;
+    cleanup(&v).await
+}
+
+macro_rules! dialect_tests {
+    ($($m:ident => $f:expr),* $(,)?) => {$(
+        mod $m {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn statements_per_64_op_batch() -> Result<()> { statements_per_batch($f).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn binary_names() -> Result<()> { names_are_bytes($f).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn table_prefixes_isolate() -> Result<()> { prefixes_isolate($f).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn newer_schema_is_unsupported() -> Result<()> { newer_schema_refused($f).await }
+        }
+    )*};
+}
+
+dialect_tests! {
+    sqlite => SqlFactory::sqlite(),
+    postgres => SqlFactory::postgres(),
+    mysql => SqlFactory::mysql(),
+}
+
+fn open_err(url: &str) -> meta_core::Error {
+    match parse_url(url).and_then(|(u, _)| meta_sql::open(u)) {
+        Ok(b) => panic!("{url} opened: {b:?}"),
+        Err(e) => e,
+    }
+}
+
+#[tokio::test]
+async fn url_errors_name_the_problem_and_hide_passwords() {
+    let e = open_err("sqlite://");
+    assert_eq!(e.kind(), ErrorKind::ConfigInvalid, "{e}");
+    let e = open_err("sqlite:///tmp/x.db?bogus=1");
+    assert!(e.to_string().contains("bogus"), "{e}");
+    let e = open_err("postgres://bob:s3cret@127.0.0.1:1/db?table_prefix=a-b");
+    assert!(e.to_string().contains("table_prefix"), "{e}");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    let e = open_err("postgres://bob:s3cret@127.0.0.1:1/db?sync=false");
+    assert!(e.to_string().contains("sync"), "sync is SQLite's: {e}");
+    let e = open_err("mysql://bob:s3cret@127.0.0.1:1/db?max_connections=0");
+    assert!(e.to_string().contains("max_connections"), "{e}");
+    let e = open_err("redis://127.0.0.1/");
+    assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
+}
+
+#[tokio::test]
+async fn unreachable_server_is_unavailable_without_password() {
+    for url in [
+        "postgres://bob:s3cret@127.0.0.1:1/db?acquire_timeout=1s",
+        "mysql://bob:s3cret@127.0.0.1:1/db?acquire_timeout=1s",
+    ] {
+        let b = meta_sql::open(parse_url(url).unwrap().0).unwrap();
+        assert!(!format!("{b:?}").contains("s3cret"));
+        let e = b.load().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{url}: {e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+}
+
+#[test]
+fn open_outside_a_runtime_is_an_error_not_a_panic() {
+    let (u, _) = parse_url("sqlite:///tmp/meta-sql-no-runtime.db").unwrap();
+    assert_eq!(
+        meta_sql::open(u).unwrap_err().kind(),
+        ErrorKind::ConfigInvalid
+    );
+}
+
+#[tokio::test]
+async fn sqlite_relative_path_and_reopen() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let prev = std::env::current_dir()?;
+    let path = dir.path().join("rel.db");
+    // An absolute path with three slashes, and the same file through a relative one.
+    let b = meta_sql::open(parse_url(&format!("sqlite://{}", path.display()))?.0)?;
+    Meta::format(&b, &Setting::new("rel"), false).await?;
+    b.close().await;
+    std::env::set_current_dir(dir.path())?;
+    let r = async {
+        let b = meta_sql::open(parse_url("sqlite://./rel.db")?.0)?;
+        let name = b.load().await?.name;
+        b.close().await;
+        Ok::<_, anyhow::Error>(name)
+    }
+    .await;
+    std::env::set_current_dir(prev)?;
+    ensure!(r? == "rel");
+    Ok(())
+}
+
+/// PostgreSQL runs create-only batches as one autocommitted statement whose row-count checks
+/// sit inside it: a shortfall aborts the statement (nothing commits) and is a retryable
+/// `Conflict`.
+#[tokio::test]
+async fn postgres_guarded_statement_commits_nothing_on_shortfall() -> Result<()> {
+    let Some(v) = fresh(SqlFactory::postgres(), "")? else {
+        return Ok(());
+    };
+    let b = v.backend()?;
+    Meta::format(&*b, &Setting::new("guard"), false).await?;
+    let e = b
+        .raw_execute(
+            "WITH w0 AS (INSERT INTO {p}counter (name, value) VALUES ('guard', 1) RETURNING 1), \
+             w1 AS (UPDATE {p}node SET nlink = nlink + 1 WHERE ino = ? RETURNING 1) \
+             SELECT (SELECT count(*) FROM w0), \
+             (SELECT count(*) FROM w1) / ((SELECT count(*) FROM w1) >= ?)::int",
+            vec![RawParam::Int(-5), RawParam::Int(1)],
+        )
+        .await
+        .unwrap_err();
+    ensure!(e.kind() == ErrorKind::Conflict, "{e}");
+    let n = b
+        .raw_execute(
+            "UPDATE {p}counter SET value = value WHERE name = ?",
+            vec![RawParam::Text("guard".into())],
+        )
+        .await?;
+    ensure!(n == 0, "the aborted statement committed its insert");
+    b.close().await;
+    cleanup(&v).await
+}
