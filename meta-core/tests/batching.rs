@@ -75,6 +75,40 @@ async fn concurrent_creates_share_apply_calls() {
     assert_eq!(hist, calls, "one batch_size sample per apply call");
 }
 
+/// Closed loop: 16 callers that each submit their next create as soon as the previous one
+/// returns, on a backend taking one 1 ms call at a time. Callers woken by a batch must make it
+/// into the next one (mean batch ≈ 16), not leave it to the batch after (≈ 8 each, which is
+/// what a dispatcher running ahead of its woken callers forms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_callers_fill_the_next_batch() {
+    let b = Arc::new(DelayBackend::serialized(
+        formatted().await,
+        Duration::from_millis(1),
+    ));
+    let m = open(b.clone(), MetaOptions::default()).await;
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let m = m.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..30 {
+                m.create(ME, Ino::ROOT, format!("t{t}-{i}").as_bytes(), 0o644)
+                    .await?;
+            }
+            Ok::<_, meta_core::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("create");
+    }
+    assert_eq!(b.applied_ops(), 480);
+    let mean = b.applied_ops() as f64 / b.apply_calls() as f64;
+    assert!(
+        mean >= 12.0,
+        "mean batch {mean:.1} ops for 16 closed-loop callers ({} calls)",
+        b.apply_calls()
+    );
+}
+
 /// With `batchwrite=0` every op is its own apply call (the baseline).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unbatched_is_one_call_per_op() {

@@ -2,13 +2,14 @@
 //! commits each costs per 1,000 creates.
 //!
 //! ```text
-//! cargo run --release -p meta-sql --example sql_bench -- URL [FILES] [TASKS] [EXTRA_QUERY]
+//! cargo run --release -p meta-sql --example sql_bench -- URL [FILES] [TASKS] [EXTRA_QUERY] [DIRS]
 //! cargo run --release -p meta-sql --example sql_bench -- postgres://postgres@127.0.0.1:5432/postgres 20000 16
 //! ```
 //!
 //! Each mode runs on a fresh volume (a new table prefix, or a new SQLite file next to the
-//! given one), which is dropped afterwards. TASKS tasks create FILES empty files in one
-//! directory, each awaiting one create at a time (so TASKS ops are in flight).
+//! given one), which is dropped afterwards. TASKS tasks create FILES empty files in DIRS
+//! directories (default 1; task `t` uses directory `t % DIRS`), each awaiting one create at a
+//! time (so TASKS ops are in flight). EXTRA_QUERY is appended to the URL (`-` for none).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,7 +31,14 @@ struct Run {
     apply_batches: u64,
 }
 
-async fn run(url: &str, files: u64, tasks: u64, batched: bool, extra: &str) -> anyhow::Result<Run> {
+async fn run(
+    url: &str,
+    files: u64,
+    tasks: u64,
+    dirs: u64,
+    batched: bool,
+    extra: &str,
+) -> anyhow::Result<Run> {
     let tag = format!(
         "b{}_{}_",
         std::process::id(),
@@ -57,12 +65,19 @@ async fn run(url: &str, files: u64, tasks: u64, batched: bool, extra: &str) -> a
     Meta::format(&*backend, &Setting::new("bench"), false).await?;
     let meta = Meta::open(backend.clone(), opts, None).await?;
     let me = Caller::ROOT;
-    let (dir, _) = meta.mkdir(me, Ino::ROOT, b"bench", 0o755).await?;
+    let mut dir_inos = Vec::new();
+    for d in 0..dirs.max(1) {
+        let (dir, _) = meta
+            .mkdir(me, Ino::ROOT, format!("bench{d}").as_bytes(), 0o755)
+            .await?;
+        dir_inos.push(dir);
+    }
     let s0 = backend.stats();
     let t0 = Instant::now();
     let mut hs = Vec::new();
     for t in 0..tasks {
         let m = meta.clone();
+        let dir = dir_inos[(t % dir_inos.len() as u64) as usize];
         hs.push(tokio::spawn(async move {
             let mut i = t;
             while i < files {
@@ -86,7 +101,10 @@ async fn run(url: &str, files: u64, tasks: u64, batched: bool, extra: &str) -> a
         retries: s1.retries - s0.retries,
         misses: s1.misses - s0.misses,
     };
-    let n = meta.readdir(dir, None, usize::MAX, false).await?.len() as u64;
+    let mut n = 0;
+    for dir in &dir_inos {
+        n += meta.readdir(*dir, None, usize::MAX, false).await?.len() as u64;
+    }
     anyhow::ensure!(n == files, "{n} files listed, {files} created");
     meta.close().await?;
     drop(meta);
@@ -105,11 +123,16 @@ async fn run(url: &str, files: u64, tasks: u64, batched: bool, extra: &str) -> a
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let Some(url) = args.get(1) else {
-        anyhow::bail!("usage: sql_bench URL [FILES] [TASKS] [EXTRA_QUERY]");
+        anyhow::bail!("usage: sql_bench URL [FILES] [TASKS] [EXTRA_QUERY] [DIRS]");
     };
     let files: u64 = args.get(2).map_or(Ok(10_000), |s| s.parse())?;
     let tasks: u64 = args.get(3).map_or(Ok(16), |s| s.parse())?;
-    let extra = args.get(4).cloned().unwrap_or_default();
+    let extra = args
+        .get(4)
+        .filter(|s| s.as_str() != "-")
+        .cloned()
+        .unwrap_or_default();
+    let dirs: u64 = args.get(5).map_or(Ok(1), |s| s.parse())?;
     let scheme = parse_url(url)?.0.scheme().to_string();
     println!(
         "| dialect | mode | creates/s | statements / 1,000 creates | commits / 1,000 creates | mean ops per batch | retries |"
@@ -117,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|");
     let mut rates = Vec::new();
     for batched in [true, false] {
-        let r = run(url, files, tasks, batched, &extra).await?;
+        let r = run(url, files, tasks, dirs, batched, &extra).await?;
         let k = 1000.0 / files as f64;
         let rate = files as f64 / r.secs;
         rates.push(rate);
@@ -132,7 +155,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "\n{scheme}: batched / batch=0 = {:.1}x ({files} creates, {tasks} tasks{})",
+        "\n{scheme}: batched / batch=0 = {:.1}x ({files} creates, {tasks} tasks, {dirs} dirs{})",
         rates[0] / rates[1],
         if extra.is_empty() {
             String::new()
