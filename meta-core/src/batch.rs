@@ -3,8 +3,11 @@
 //! Group commit with no artificial delay: a dispatcher takes an op from the queue, waits for an
 //! in-flight slot (`max_inflight`), then drains whatever else is queued (up to `batch_size` ops
 //! and `batch_bytes`), and sends it all as one batch. When nothing is in flight an op goes at
-//! once (latency = one round trip); while all slots are busy new ops accumulate. Every caller
-//! awaits its own op's result. A full queue (`max_queue`) makes callers wait (backpressure).
+//! once (latency = one round trip); while all slots are busy new ops accumulate. A batch that
+//! takes the last free slot first yields to the scheduler until the callers woken by the batch
+//! that freed it have resubmitted (microseconds; see `Dispatcher::gather`), so closed-loop
+//! callers share one batch instead of alternating between two. Every caller awaits its own
+//! op's result. A full queue (`max_queue`) makes callers wait (backpressure).
 //!
 //! Deferred ops (see [`crate::Meta::enqueue`]) return when queued; a batch holding one runs
 //! alone (it takes every in-flight slot), so deferred ops and the ops after them are applied in
@@ -159,18 +162,26 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Lets callers that are about to submit join the batch being formed.
+    /// Lets callers that are about to submit join the batch being formed, when it takes the
+    /// last free slot.
     ///
     /// The batch that freed the slot has just woken its callers; most of them submit their next
     /// op within microseconds, but the dispatcher is woken last and, left alone, would run
     /// first (tokio runs the most recently woken task next) and send a batch without them:
-    /// with one slot and N callers, batches then alternate at about N/2 ops. Yielding to the
-    /// scheduler until the queue stops growing (at most [`GATHER_YIELDS`] times, a few
-    /// microseconds each) brings them in; an op arriving while nothing is in flight pays one
-    /// or two yields of latency.
+    /// with one slot and N callers, batches then alternate at about N/2 ops. When this batch
+    /// takes the last slot, an op that misses it waits a whole batch turnaround, so yielding
+    /// to the scheduler until the queue stops growing (at most [`GATHER_YIELDS`] times, a few
+    /// microseconds each) is worth it; an op arriving while nothing is in flight on a
+    /// one-slot batcher pays one or two yields of latency.
     async fn gather(&self) {
         let mut seen = self.rx.len();
         let mut idle = 0;
+        if self.slots.available_permits() > 0 {
+            // Another slot is free: an op that misses this batch can leave in the next one at
+            // once, and two batches in flight overlap (better than one bigger batch on a
+            // pipelined backend).
+            return;
+        }
         for _ in 0..GATHER_YIELDS {
             if seen >= self.limits.ops {
                 break;

@@ -574,6 +574,16 @@ impl Backend for SqlBackend {
         }
     }
 
+    /// 1: every batch that creates or deletes updates the same `counter` rows (used space,
+    /// inode count) and usually a shared parent's `node` row, and holds those row locks until
+    /// COMMIT, so a second write batch in flight would only wait for the first (SQLite has a
+    /// single writer anyway). One batch at a time makes batches larger instead: measured on
+    /// PostgreSQL 15 with 16 tasks creating in one directory, 16 ops per batch at one in
+    /// flight vs 4 at four (docs/benchmarks.md).
+    fn preferred_inflight(&self) -> usize {
+        1
+    }
+
     async fn format(&self, setting: &Setting, force: bool) -> Result<()> {
         setting.validate()?;
         self.ready().await?;

@@ -848,6 +848,22 @@ impl Sql {
     // ------------------------------------------------------------------------------------
     // Commutative updates
 
+    /// PostgreSQL: a FROM item `(SELECT key FROM table WHERE key = ANY($n) ORDER BY key FOR
+    /// UPDATE) AS l` that an UPDATE of several hot rows joins on its key, so that the rows are
+    /// locked in key order whatever join order the planner picks. Without it the order follows
+    /// the plan (e.g. a sequential scan meets the rows' newest versions in page order, which
+    /// changes as they are updated): two batches updating the same two counter rows then
+    /// deadlock (40P01, retried, but measured at 76 retries and 7× fewer creates/s with 16
+    /// unbatched tasks in 16 directories).
+    fn pg_lock_in_order(&self, b: &mut B, table: &str, key: &str, keys: Arg, ty: Ty) {
+        b.s(&format!(
+            "(SELECT {key} FROM {} WHERE {key} = ANY(",
+            self.t(table)
+        ));
+        b.arr(keys, ty);
+        b.s(&format!(") ORDER BY {key} FOR UPDATE) AS l"));
+    }
+
     /// `nlink += delta` and mtime/ctime raised to `(sec, nsec)` for each `(ino, delta, sec,
     /// nsec)` row (distinct inodes), without reading the rows first. MySQL evaluates a
     /// single-table UPDATE's assignments left to right, so each `*_nsec` is assigned before
@@ -874,13 +890,17 @@ impl Sql {
                 raise("mtime"),
                 raise("ctime")
             ));
-            for (i, a) in columns(rows, &[Ty::Int; 4]).into_iter().enumerate() {
+            let cols = columns(rows, &[Ty::Int; 4]);
+            let inos = cols[0].clone();
+            for (i, a) in cols.into_iter().enumerate() {
                 if i > 0 {
                     b.s(", ");
                 }
                 b.arr(a, Ty::Int);
             }
-            b.s(") AS d(ino, dn, s, ns) WHERE n.ino = d.ino");
+            b.s(") AS d(ino, dn, s, ns), ");
+            self.pg_lock_in_order(&mut b, "node", "ino", inos, Ty::Int);
+            b.s(" WHERE n.ino = d.ino AND l.ino = n.ino");
             return vec![b.done()];
         }
         let keys = rows
@@ -945,9 +965,11 @@ impl Sql {
                 "UPDATE {} AS c SET value = c.value + d.dv FROM UNNEST(",
                 self.t("counter")
             ));
-            b.arr(Arg::Texts(names), Ty::Text).s(", ");
+            b.arr(Arg::Texts(names.clone()), Ty::Text).s(", ");
             b.arr(Arg::Ints(deltas), Ty::Int);
-            b.s(") AS d(name, dv) WHERE c.name = d.name");
+            b.s(") AS d(name, dv), ");
+            self.pg_lock_in_order(&mut b, "counter", "name", Arg::Texts(names), Ty::Text);
+            b.s(" WHERE c.name = d.name AND l.name = c.name");
             return vec![b.done()];
         }
         b.s(&format!(
@@ -1192,15 +1214,18 @@ mod tests {
             ],
             &[None, Some(1)],
         );
-        assert_eq!(m.args.len(), 5);
+        assert_eq!(m.args.len(), 6);
         assert!(
-            m.sql.contains("$3::text[]") && m.sql.contains("$4::int8[]"),
+            m.sql.contains("$3::text[]")
+                && m.sql.contains("$4::int8[]")
+                && m.sql
+                    .contains("name = ANY($5::text[]) ORDER BY name FOR UPDATE"),
             "{}",
             m.sql
         );
         assert!(
             m.sql
-                .ends_with("(SELECT count(*) FROM w1) / ((SELECT count(*) FROM w1) >= $5)::int"),
+                .ends_with("(SELECT count(*) FROM w1) / ((SELECT count(*) FROM w1) >= $6)::int"),
             "{}",
             m.sql
         );
