@@ -21,7 +21,7 @@ use meta_core::{
 };
 use redis::{Pipeline, Value, pipe};
 
-use crate::error::{Stage, classify, classify_script_error, did_not_run};
+use crate::error::{Stage, classify, classify_script_error, did_not_run, refuses_undeclared_key};
 use crate::scripts::Lua;
 use crate::{Inner, bytes, ino8, internal, list, split_member, time12};
 
@@ -29,6 +29,9 @@ use crate::{Inner, bytes, ino8, internal, list, split_member, time12};
 /// asked for a retry, i.e. other clients keep changing what it read) before the remaining
 /// ops fail with `Conflict`.
 const MAX_STALLS: u32 = 16;
+
+/// Deepest directory chain walked before a rename (as `MAX_DEPTH` in `lua/lib.lua`).
+const MAX_DEPTH: usize = 100_000;
 
 /// What the reads before a round found for one op.
 #[derive(Debug, Default, Clone)]
@@ -394,7 +397,8 @@ enum Slot {
     Chain(usize),
 }
 
-fn entry_read(p: &mut Pipeline, key: String, name: &[u8]) {
+/// Adds the read of directory entry `name` (a ZRANGEBYLEX on the entry ZSET `key`) to `p`.
+pub(crate) fn entry_read(p: &mut Pipeline, key: String, name: &[u8]) {
     let mut min = Vec::with_capacity(name.len() + 2);
     min.push(b'[');
     min.extend_from_slice(name);
@@ -417,8 +421,11 @@ fn entry_read(p: &mut Pipeline, key: String, name: &[u8]) {
 /// same record and reports it.
 async fn preread(inner: &Inner, ops: &[Op], pending: &[usize]) -> Result<Vec<Known>> {
     let l = &inner.layout;
-    for attempt in 0..2 {
+    for attempt in 0..3 {
+        let strict = inner.strict();
         let mut known = vec![Known::default(); pending.len()];
+        // Declared keys only: chains are walked with plain GETs after the pipeline.
+        let mut walks: Vec<(usize, Ino)> = Vec::new();
         let mut p = pipe();
         p.ignore_errors();
         let mut slots = Vec::new();
@@ -455,11 +462,17 @@ async fn preread(inner: &Inner, ops: &[Op], pending: &[usize]) -> Result<Vec<Kno
                     entry_read(&mut p, l.entries(*new_parent), new_name);
                     slots.push(Slot::Dst(k));
                     if parent != new_parent {
-                        chain_read(&mut p, *new_parent);
-                        slots.push(Slot::Chain(k));
+                        let mut chains = vec![*new_parent];
                         if flags.contains(RenameFlags::EXCHANGE) {
-                            chain_read(&mut p, *parent);
-                            slots.push(Slot::Chain(k));
+                            chains.push(*parent);
+                        }
+                        for dir in chains {
+                            if strict {
+                                walks.push((k, dir));
+                            } else {
+                                chain_read(&mut p, dir);
+                                slots.push(Slot::Chain(k));
+                            }
                         }
                     }
                 }
@@ -480,17 +493,31 @@ async fn preread(inner: &Inner, ops: &[Op], pending: &[usize]) -> Result<Vec<Kno
                 _ => {}
             }
         }
+        for (k, dir) in walks {
+            for ino in walk_ancestors(inner, dir).await? {
+                if !known[k].chain.contains(&ino) {
+                    known[k].chain.push(ino);
+                }
+            }
+        }
         if slots.is_empty() {
             return Ok(known);
         }
         let replies = inner.read_pipe(&p).await?;
         let mut noscript = false;
+        let mut refused = false;
         for (slot, v) in slots.into_iter().zip(replies) {
-            if let Value::ServerError(e) = &v
-                && e.code() == "NOSCRIPT"
-            {
-                noscript = true;
-                continue;
+            if let Value::ServerError(e) = &v {
+                if e.code() == "NOSCRIPT" {
+                    noscript = true;
+                    continue;
+                }
+                let msg = e.details().unwrap_or(e.code()).to_string();
+                if matches!(slot, Slot::Chain(_)) && refuses_undeclared_key(&msg) {
+                    inner.go_strict(inner.scripts.ancestors.name, &msg);
+                    refused = true;
+                    continue;
+                }
             }
             let items = list(v, "pre-read").unwrap_or_default();
             let first_entry = |items: Vec<Value>| -> Option<Entry> {
@@ -521,6 +548,10 @@ async fn preread(inner: &Inner, ops: &[Op], pending: &[usize]) -> Result<Vec<Kno
                 }
             }
         }
+        if refused {
+            // Read again, walking the chains with plain commands.
+            continue;
+        }
         if !noscript {
             return Ok(known);
         }
@@ -529,6 +560,35 @@ async fn preread(inner: &Inner, ops: &[Op], pending: &[usize]) -> Result<Vec<Kno
         }
     }
     Err(internal("ancestors.lua: NOSCRIPT after loading"))
+}
+
+/// What `ancestors.lua` answers, with plain GETs (one round trip per level): `dir` and the
+/// directories above it up to (excluding) the root, following the attributes' parent fields;
+/// stops at the root, inode 0, a missing or undecodable attribute, or a loop. Used when the
+/// server forbids undeclared keys; the rename script re-checks the chain either way.
+async fn walk_ancestors(inner: &Inner, dir: Ino) -> Result<Vec<Ino>> {
+    let mut out = Vec::new();
+    let mut cur = dir;
+    for _ in 0..MAX_DEPTH {
+        if cur == Ino::ROOT || cur == Ino::ZERO || out.contains(&cur) {
+            break;
+        }
+        out.push(cur);
+        let v = inner
+            .conn
+            .cmd(redis::cmd("GET").arg(inner.layout.attr(cur)))
+            .await
+            .map_err(|e| classify(e, Stage::Read, &inner.target))?;
+        match bytes(v, "ancestors")
+            .ok()
+            .flatten()
+            .map(|b| decode_attr(&b))
+        {
+            Some(Ok(a)) => cur = a.parent,
+            _ => break,
+        }
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -31,6 +31,16 @@ impl Stage {
     }
 }
 
+/// Whether a server refused a script because it touched a key not declared in `KEYS`.
+/// Redis itself allows it (in the script's own Cluster slot); some Redis-compatible servers
+/// forbid it by default ("script tried accessing undeclared key"), and a Cluster node answers
+/// "non local key" for a key of another slot. The backend then reads with plain commands
+/// (see `RedisOptions::strict_keys`).
+pub(crate) fn refuses_undeclared_key(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("undeclared") || m.contains("non local key")
+}
+
 /// Classifies a driver error raised at `stage` while talking to `target` (a redacted URL).
 pub(crate) fn classify(e: RedisError, stage: Stage, target: &str) -> Error {
     let at = format!("redis: cannot {} {target}", stage.verb());
@@ -128,4 +138,25 @@ pub(crate) fn did_not_run(e: &ServerError) -> bool {
             | "ASK"
             | "NOPERM"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuses_undeclared_key;
+
+    #[test]
+    fn undeclared_key_refusals_are_recognized() {
+        // Wordings of servers that forbid undeclared keys / keys of another slot.
+        assert!(refuses_undeclared_key(
+            "ERR Error running script: script tried accessing undeclared key, key: {m}i5"
+        ));
+        assert!(refuses_undeclared_key(
+            "ERR Script attempted to access a non local key in a cluster node"
+        ));
+        // Errors that must not switch the mode.
+        assert!(!refuses_undeclared_key("NOSCRIPT No matching script"));
+        assert!(!refuses_undeclared_key(
+            "WRONGTYPE Operation against a key holding the wrong kind of value"
+        ));
+    }
 }

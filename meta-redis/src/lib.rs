@@ -12,12 +12,13 @@ pub use redis;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use meta_core::backend::BackendInfo;
 use meta_core::kv::{decode_attr, decode_bytes, decode_chunk, decode_entry, decode_setting};
-use meta_core::options::{parse_duration, parse_int};
+use meta_core::options::{parse_bool, parse_duration, parse_int};
 use meta_core::types::{validate_name, validate_xattr};
 use meta_core::{
     Attr, Backend, Counter, DirEntry, Entry, Error, ErrorKind, FileType, IdKind, Ino, Op, OpOutput,
@@ -26,7 +27,7 @@ use meta_core::{
 use redis::{Value, cmd, pipe};
 
 use crate::conn::Conn;
-use crate::error::{Stage, classify};
+use crate::error::{Stage, classify, refuses_undeclared_key};
 use crate::layout::{Layout, valid_prefix};
 use crate::scripts::{Lua, Scripts};
 
@@ -54,6 +55,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connect timeout used when the URL has no `connect_timeout=`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many times a plain readdir-plus reads a page again when entries vanish between its two
+/// round trips (declared keys only) before it fails with `Conflict`.
+const PLAIN_READDIR_TRIES: usize = 8;
+
 /// Entries one `readdir_plus.lua` call returns at most (bounds the time one script blocks
 /// the server).
 const READDIR_PLUS_PAGE: usize = 1024;
@@ -73,6 +78,16 @@ pub struct RedisOptions {
     pub timeout: Duration,
     /// How long connecting may take (URL `connect_timeout`, default 5 s).
     pub connect_timeout: Duration,
+    /// Declared keys only (URL `strict_keys`, default false). The read-only scripts
+    /// (`lookup.lua`, `readdir_plus.lua`, `ancestors.lua`) build the keys of the inodes they
+    /// find from the values they read, in the volume's slot but not in `KEYS`. Servers that
+    /// forbid undeclared keys (some Redis-compatible servers do by default) refuse that;
+    /// with `strict_keys=true` those reads are made of plain commands instead: a lookup and
+    /// a readdir-plus page take two round trips, a rename across directories one round trip
+    /// per ancestor level before its script (which re-checks the chain, as always). Without
+    /// the option the backend switches to this mode by itself the first time a server
+    /// answers a read script with an "undeclared key" error.
+    pub strict_keys: bool,
 }
 
 impl Default for RedisOptions {
@@ -81,6 +96,7 @@ impl Default for RedisOptions {
             prefix: DEFAULT_PREFIX.to_string(),
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            strict_keys: false,
         }
     }
 }
@@ -100,6 +116,8 @@ pub(crate) struct Inner {
     pub(crate) scripts: Scripts,
     /// The URL with its password redacted, for messages.
     pub(crate) target: String,
+    /// Reads touch declared keys only (see [`RedisOptions::strict_keys`]).
+    pub(crate) strict: AtomicBool,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -208,8 +226,9 @@ fn parse_host_port(s: &str, what: &str) -> Result<(String, u16)> {
 /// - `redis+cluster://[user[:password]@]host:port[/0][?nodes=host:port,...]` — a Cluster,
 ///   seeded by every listed node (a multi-host authority works through [`parse_url`]).
 ///
-/// Parameters: `prefix` (default `meta`), `timeout`, `connect_timeout` (e.g. `500ms`, `10s`);
-/// Cluster: `nodes`; `unix://`: `db`.
+/// Parameters: `prefix` (default `meta`), `timeout`, `connect_timeout` (e.g. `500ms`, `10s`),
+/// `strict_keys` (`true`/`false`, see [`RedisOptions::strict_keys`]); Cluster: `nodes`;
+/// `unix://`: `db`.
 ///
 /// Errors: `ConfigInvalid` for another scheme, a malformed or unknown parameter (named in the
 /// message), a bad prefix, a database other than 0 on a Cluster, or wrong credentials;
@@ -232,6 +251,9 @@ pub async fn open(mut url: VolumeUrl) -> Result<RedisBackend> {
     }
     if let Some(t) = url.take_param("connect_timeout") {
         opts.connect_timeout = parse_duration("connect_timeout", &t)?;
+    }
+    if let Some(v) = url.take_param("strict_keys") {
+        opts.strict_keys = parse_bool("strict_keys", &v)?;
     }
     let shown = url.redacted();
     let u = url.url().clone();
@@ -328,10 +350,128 @@ impl RedisBackend {
                 layout: Layout::new(&opts.prefix),
                 scripts: Scripts::new(),
                 target: shown,
+                strict: AtomicBool::new(opts.strict_keys),
             }),
         };
         b.inner.load_scripts().await?;
         Ok(b)
+    }
+
+    /// What `lookup.lua` answers (`[dir attr, entry member, child attr]`, nil where absent)
+    /// with plain commands, for servers that forbid undeclared keys: the directory's
+    /// attributes and the entry in one round trip, then the attributes of the inode found.
+    async fn lookup_plain(&self, parent: Ino, name: &[u8], mode: &[u8]) -> Result<Vec<Value>> {
+        let inner = &self.inner;
+        let l = &inner.layout;
+        let by_name = mode == b"name";
+        let mut p = pipe();
+        p.ignore_errors();
+        p.cmd("GET").arg(l.attr(parent));
+        if by_name {
+            apply::entry_read(&mut p, l.entries(parent), name);
+        }
+        let mut v = inner.read_pipe(&p).await?;
+        let pa = take(&mut v);
+        let member = if by_name {
+            list(take(&mut v), "lookup")?
+                .into_iter()
+                .next()
+                .unwrap_or(Value::Nil)
+        } else {
+            Value::Nil
+        };
+        let child = match mode {
+            b"dot" => return Ok(vec![pa.clone(), Value::Nil, pa]),
+            b"dotdot" => bytes(pa.clone(), "lookup")?
+                .and_then(|b| decode_attr(&b).ok())
+                .map(|a| {
+                    if a.parent == Ino::ZERO {
+                        Ino::ROOT
+                    } else {
+                        a.parent
+                    }
+                }),
+            _ => bytes(member.clone(), "lookup")?
+                .and_then(|m| split_member(&m).ok())
+                .map(|(_, e)| e.ino),
+        };
+        let attr = match child {
+            Some(c) => inner
+                .conn
+                .cmd(cmd("GET").arg(l.attr(c)))
+                .await
+                .map_err(|e| classify(e, Stage::Read, &inner.target))?,
+            None => Value::Nil,
+        };
+        Ok(vec![pa, member, attr])
+    }
+
+    /// Fills in the attributes of `entries` (listed from directory `dir`; `members` are their
+    /// ZSET members) with MGETs in one round trip, for servers that forbid undeclared keys.
+    /// Returns false when an inode had no attributes and its entry is gone by now (unlinked
+    /// meanwhile: the caller reads the page again). Errors: `Corrupted` when the entry is
+    /// still there.
+    async fn attach_attrs(
+        &self,
+        dir: Ino,
+        entries: &mut [DirEntry],
+        members: &[Vec<u8>],
+    ) -> Result<bool> {
+        if entries.is_empty() {
+            return Ok(true);
+        }
+        let inner = &self.inner;
+        let l = &inner.layout;
+        let mut p = pipe();
+        p.ignore_errors();
+        for part in entries.chunks(READDIR_PLUS_PAGE) {
+            let mut c = cmd("MGET");
+            for e in part {
+                c.arg(l.attr(e.ino));
+            }
+            p.add_command(c);
+        }
+        let mut attrs = Vec::with_capacity(entries.len());
+        for r in inner.read_pipe(&p).await? {
+            attrs.extend(list(r, "readdir")?);
+        }
+        if attrs.len() != entries.len() {
+            return Err(internal(format!(
+                "redis: MGET gave {} attributes for {} entries",
+                attrs.len(),
+                entries.len()
+            )));
+        }
+        let mut missing = Vec::new();
+        for (i, (e, a)) in entries.iter_mut().zip(attrs).enumerate() {
+            match attr_of(a, e.ino)? {
+                Some(a) => e.attr = Some(a),
+                None => missing.push(i),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(true);
+        }
+        let mut p = pipe();
+        p.ignore_errors();
+        for &i in &missing {
+            p.cmd("ZSCORE").arg(l.entries(dir)).arg(&members[i]);
+        }
+        let still = inner.read_pipe(&p).await?;
+        for (&i, v) in missing.iter().zip(still) {
+            if !matches!(v, Value::Nil) {
+                let e = &entries[i];
+                return Err(Error::new(
+                    ErrorKind::Corrupted,
+                    format!(
+                        "entry {dir}/{} points to missing inode {}",
+                        meta_core::types::show_name(&e.name),
+                        e.ino
+                    ),
+                ));
+            }
+        }
+        Ok(false)
     }
 
     /// The key layout of this volume.
@@ -637,7 +777,29 @@ impl Inner {
     }
 
     /// Runs a read-only script, reloading the scripts once on `NOSCRIPT`.
-    async fn eval_read(&self, lua: &Lua, keys: &[String], args: &[&[u8]]) -> Result<Value> {
+    /// Whether reads must touch declared keys only ([`RedisOptions::strict_keys`]).
+    pub(crate) fn strict(&self) -> bool {
+        self.strict.load(Ordering::Relaxed)
+    }
+
+    /// Switches reads to declared keys only, after `script` was refused for an undeclared key.
+    pub(crate) fn go_strict(&self, script: &str, message: &str) {
+        if !self.strict.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: "meta_redis",
+                "{}: {script} was refused ({message}); reads switch to plain commands \
+                 (as with strict_keys=true)",
+                self.target
+            );
+        }
+    }
+
+    /// Runs a read-only script. `Ok(None)` when reads must use declared keys only: already
+    /// so, or the server just refused the script for an undeclared key.
+    async fn eval_read(&self, lua: &Lua, keys: &[String], args: &[&[u8]]) -> Result<Option<Value>> {
+        if self.strict() {
+            return Ok(None);
+        }
         let mut c = cmd("EVALSHA");
         c.arg(&lua.sha).arg(keys.len());
         for k in keys {
@@ -648,9 +810,13 @@ impl Inner {
         }
         for attempt in 0..2 {
             match self.conn.cmd(&c).await {
-                Ok(v) => return Ok(v),
+                Ok(v) => return Ok(Some(v)),
                 Err(e) if attempt == 0 && e.code() == Some("NOSCRIPT") => {
                     self.load_scripts().await?;
+                }
+                Err(e) if refuses_undeclared_key(&e.to_string()) => {
+                    self.go_strict(lua.name, &e.to_string());
+                    return Ok(None);
                 }
                 Err(e) => return Err(classify(e, Stage::Read, &self.target)),
             }
@@ -879,14 +1045,17 @@ impl Backend for RedisBackend {
             _ => b"name",
         };
         let prefix = inner.layout.attr_prefix();
-        let v = inner
+        let scripted = inner
             .eval_read(
                 &inner.scripts.lookup,
                 &[inner.layout.attr(parent), inner.layout.entries(parent)],
                 &[name, prefix.as_bytes(), mode],
             )
             .await?;
-        let mut items = list(v, "lookup")?;
+        let mut items = match scripted {
+            Some(v) => list(v, "lookup")?,
+            None => self.lookup_plain(parent, name, mode).await?,
+        };
         let pattr = attr_of(take(&mut items), parent)?
             .ok_or_else(|| not_found(format!("inode {parent}")))?;
         if pattr.typ != FileType::Directory {
@@ -958,49 +1127,73 @@ impl Backend for RedisBackend {
             m
         };
         let mut min = after.map(min_after).unwrap_or_else(|| b"-".to_vec());
-        if !plus {
-            let mut p = pipe();
-            p.ignore_errors();
-            p.cmd("GET").arg(l.attr(ino));
-            if limit > 0 {
-                p.cmd("ZRANGEBYLEX")
-                    .arg(l.entries(ino))
-                    .arg(&min)
-                    .arg("+")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(i64::try_from(limit).unwrap_or(i64::MAX));
+        if !plus || inner.strict() {
+            // Plain commands; with `plus` (declared keys only) the attributes follow in a
+            // second round trip, and the page is read again if an inode vanished in between.
+            for _ in 0..PLAIN_READDIR_TRIES {
+                let mut p = pipe();
+                p.ignore_errors();
+                p.cmd("GET").arg(l.attr(ino));
+                if limit > 0 {
+                    p.cmd("ZRANGEBYLEX")
+                        .arg(l.entries(ino))
+                        .arg(&min)
+                        .arg("+")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(i64::try_from(limit).unwrap_or(i64::MAX));
+                }
+                let mut v = inner.read_pipe(&p).await?;
+                check_dir(take(&mut v))?;
+                if limit == 0 {
+                    return Ok(Vec::new());
+                }
+                let mut out = Vec::new();
+                let mut members = Vec::new();
+                for m in list(take(&mut v), "readdir")? {
+                    let m = bytes(m, "readdir")?.unwrap_or_default();
+                    let (name, e) = split_member(&m)?;
+                    out.push(DirEntry {
+                        name,
+                        ino: e.ino,
+                        typ: e.typ,
+                        attr: None,
+                    });
+                    members.push(m);
+                }
+                if !plus || self.attach_attrs(ino, &mut out, &members).await? {
+                    return Ok(out);
+                }
             }
-            let mut v = inner.read_pipe(&p).await?;
-            check_dir(take(&mut v))?;
-            if limit == 0 {
-                return Ok(Vec::new());
-            }
-            let mut out = Vec::new();
-            for m in list(take(&mut v), "readdir")? {
-                let m = bytes(m, "readdir")?.unwrap_or_default();
-                let (name, e) = split_member(&m)?;
-                out.push(DirEntry {
-                    name,
-                    ino: e.ino,
-                    typ: e.typ,
-                    attr: None,
-                });
-            }
-            return Ok(out);
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "directory {ino}: entries kept disappearing while their attributes were \
+                     read ({PLAIN_READDIR_TRIES} tries)"
+                ),
+            ));
         }
         let prefix = l.attr_prefix();
         let mut out: Vec<DirEntry> = Vec::new();
         loop {
             let want = (limit - out.len()).min(READDIR_PLUS_PAGE);
             let want_s = want.to_string();
-            let v = inner
+            let scripted = inner
                 .eval_read(
                     &inner.scripts.readdir_plus,
                     &[l.attr(ino), l.entries(ino)],
                     &[&min, want_s.as_bytes(), prefix.as_bytes()],
                 )
                 .await?;
+            let Some(v) = scripted else {
+                // Refused for undeclared keys: the rest with plain commands.
+                let after = out.last().map(|e| e.name.clone());
+                let rest = self
+                    .read_dir(ino, after.as_deref(), limit - out.len(), true)
+                    .await?;
+                out.extend(rest);
+                return Ok(out);
+            };
             let mut items = list(v, "readdir")?.into_iter();
             check_dir(items.next().unwrap_or(Value::Nil))?;
             if want == 0 {

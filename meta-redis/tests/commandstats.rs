@@ -59,7 +59,8 @@ async fn n_creates_in_one_batch_cost_n_evalsha() -> anyhow::Result<()> {
         eprintln!("SKIP meta-redis commandstats: {STANDALONE_ENV} is not set");
         return Ok(());
     };
-    let b = open(&url, &unique_prefix("n")).await?;
+    let prefix = unique_prefix("n");
+    let b = open(&url, &prefix).await?;
     Meta::format(&b, &Setting::new("commandstats"), false).await?;
     let me = Caller {
         uid: 1000,
@@ -139,6 +140,82 @@ async fn n_creates_in_one_batch_cost_n_evalsha() -> anyhow::Result<()> {
         "no SCRIPT LOAD after a flush: {s:?}"
     );
     ensure!(b.lookup(Ino::ROOT, b"f2").await.is_ok());
+
+    // strict_keys=true: lookups, readdir-plus and the ancestor walk before a rename across
+    // directories run no script (the read scripts are the ones touching undeclared keys);
+    // only the rename itself is an EVALSHA. Same answers as the scripted reads.
+    let strict = open(&format!("{url}?strict_keys=true"), &prefix).await?;
+    let mkdir = |parent: Ino, name: &str, ino: u64| Op::Mknod {
+        parent,
+        name: name.as_bytes().to_vec(),
+        ino: Ino(ino),
+        typ: FileType::Directory,
+        mode: 0o755,
+        uid: me.uid,
+        gid: me.gid,
+        rdev: 0,
+        target: Vec::new(),
+        time,
+    };
+    let r = b
+        .apply(&[
+            mkdir(Ino::ROOT, "a", 900),
+            mkdir(Ino(900), "b", 901),
+            mkdir(Ino::ROOT, "c", 902),
+        ])
+        .await?;
+    ensure!(r.iter().all(|r| r.is_ok()), "mkdirs: {r:?}");
+    reset(&b).await?;
+    let lookups = [
+        (Ino::ROOT, "f0"),
+        (Ino::ROOT, "f1"),
+        (Ino::ROOT, "nope"),
+        (Ino(900), "b"),
+        (Ino(900), "."),
+        (Ino(901), ".."),
+    ];
+    for (dir, name) in lookups {
+        let (x, y) = (
+            strict.lookup(dir, name.as_bytes()).await,
+            b.lookup(dir, name.as_bytes()).await,
+        );
+        ensure!(
+            format!("{x:?}") == format!("{y:?}"),
+            "lookup {name}: strict {x:?} vs scripted {y:?}"
+        );
+    }
+    let x = strict.read_dir(Ino::ROOT, None, 1000, true).await?;
+    let y = b.read_dir(Ino::ROOT, None, 1000, true).await?;
+    ensure!(
+        x.len() == 5 && format!("{x:?}") == format!("{y:?}"),
+        "readdir-plus: {x:?} vs {y:?}"
+    );
+    let s = stats(&b).await?;
+    // The scripted half: 6 lookups (1 EVALSHA each, "." too) and one readdir-plus page.
+    ensure!(calls(&s, "evalsha") == 7, "scripted reads: {s:?}");
+    reset(&b).await?;
+    for (dir, name) in lookups {
+        strict.lookup(dir, name.as_bytes()).await.ok();
+    }
+    strict.read_dir(Ino::ROOT, None, 1000, true).await?;
+    let r = strict
+        .apply(&[Op::Rename {
+            parent: Ino(900),
+            name: b"b".to_vec(),
+            new_parent: Ino(902),
+            new_name: b"b".to_vec(),
+            flags: meta_core::RenameFlags::NONE,
+            caller: me,
+            time,
+        }])
+        .await?;
+    ensure!(r.iter().all(|r| r.is_ok()), "rename: {r:?}");
+    let s = stats(&b).await?;
+    ensure!(
+        calls(&s, "evalsha") == 1,
+        "strict reads ran scripts (only the rename should): {s:?}"
+    );
+    ensure!(strict.lookup(Ino(902), b"b").await?.0 == Ino(901));
     b.erase().await?;
     Ok(())
 }

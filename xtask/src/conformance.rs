@@ -60,6 +60,13 @@ pub const BACKENDS: &[Backend] = &[
         needs_env: None,
     },
     Backend {
+        name: "redis-strict",
+        krate: "meta-redis",
+        test: "conformance_strict",
+        service: Some(Kind::Redis),
+        needs_env: None,
+    },
+    Backend {
         name: "redis-cluster",
         krate: "meta-redis",
         test: "conformance_cluster",

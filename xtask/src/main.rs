@@ -29,7 +29,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   services up|down [--backend LIST] [--state FILE]     throw-away servers (prints export lines)
   services exec [--backend LIST] -- CMD [ARGS]         run CMD with servers up, then stop them
   bench [--matrix] [-- ARGS]                           `meta bench` on the embedded default
-backends: memory, rocks, sqlite, redis, redis-cluster, postgres, mysql, tikv";
+backends: memory, rocks, sqlite, redis, redis-strict, redis-cluster, postgres, mysql, tikv";
 
 /// Parsed flags: `--name value`, `--flag`, and everything after `--`.
 #[derive(Debug, Default)]

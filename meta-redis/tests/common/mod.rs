@@ -23,6 +23,8 @@ pub const CLUSTER_ENV: &str = "META_TEST_REDIS_CLUSTER_URL";
 pub struct RedisFactory {
     env: &'static str,
     name: &'static str,
+    /// URL parameters added to the server's URL (`""` for none).
+    query: &'static str,
 }
 
 impl RedisFactory {
@@ -31,6 +33,17 @@ impl RedisFactory {
         RedisFactory {
             env: STANDALONE_ENV,
             name: "redis",
+            query: "",
+        }
+    }
+
+    /// Volumes on the standalone server of `META_TEST_REDIS_URL`, opened with
+    /// `strict_keys=true`: no script touches a key it does not declare.
+    pub fn standalone_strict() -> Self {
+        RedisFactory {
+            env: STANDALONE_ENV,
+            name: "redis-strict",
+            query: "strict_keys=true",
         }
     }
 
@@ -39,6 +52,7 @@ impl RedisFactory {
         RedisFactory {
             env: CLUSTER_ENV,
             name: "redis-cluster",
+            query: "",
         }
     }
 }
@@ -74,10 +88,18 @@ impl Factory for RedisFactory {
 
     async fn create(&self) -> anyhow::Result<Fresh> {
         match std::env::var(self.env) {
-            Ok(url) if !url.is_empty() => Ok(Fresh::Volume(Box::new(RedisVolume {
-                url,
-                prefix: unique_prefix("c"),
-            }))),
+            Ok(url) if !url.is_empty() => {
+                let url = if self.query.is_empty() {
+                    url
+                } else {
+                    let sep = if url.contains('?') { '&' } else { '?' };
+                    format!("{url}{sep}{}", self.query)
+                };
+                Ok(Fresh::Volume(Box::new(RedisVolume {
+                    url,
+                    prefix: unique_prefix("c"),
+                })))
+            }
             _ => Ok(Fresh::Skip(format!("{} is not set", self.env))),
         }
     }
