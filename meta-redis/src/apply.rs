@@ -568,9 +568,10 @@ async fn preread(inner: &Inner, ops: &[Op], pending: &[usize]) -> Result<Vec<Kno
 /// server forbids undeclared keys; the rename script re-checks the chain either way.
 async fn walk_ancestors(inner: &Inner, dir: Ino) -> Result<Vec<Ino>> {
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut cur = dir;
     for _ in 0..MAX_DEPTH {
-        if cur == Ino::ROOT || cur == Ino::ZERO || out.contains(&cur) {
+        if cur == Ino::ROOT || cur == Ino::ZERO || !seen.insert(cur) {
             break;
         }
         out.push(cur);

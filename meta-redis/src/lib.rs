@@ -1187,7 +1187,10 @@ impl Backend for RedisBackend {
                 .await?;
             let Some(v) = scripted else {
                 // Refused for undeclared keys: the rest with plain commands.
-                let after = out.last().map(|e| e.name.clone());
+                let after = out
+                    .last()
+                    .map(|e| e.name.clone())
+                    .or_else(|| after.map(<[u8]>::to_vec));
                 let rest = self
                     .read_dir(ino, after.as_deref(), limit - out.len(), true)
                     .await?;
