@@ -29,6 +29,8 @@ struct Run {
     secs: f64,
     stats: SqlStats,
     apply_batches: u64,
+    /// Mean time inside `Backend::apply` per batch, milliseconds.
+    apply_ms: f64,
 }
 
 async fn run(
@@ -73,6 +75,8 @@ async fn run(
         dir_inos.push(dir);
     }
     let s0 = backend.stats();
+    let h = &meta.metrics().batch_flush_duration;
+    let (h_sum0, h_n0) = (h.get_sample_sum(), h.get_sample_count());
     let t0 = Instant::now();
     let mut hs = Vec::new();
     for t in 0..tasks {
@@ -92,6 +96,9 @@ async fn run(
     }
     let secs = t0.elapsed().as_secs_f64();
     let s1 = backend.stats();
+    let h = &meta.metrics().batch_flush_duration;
+    let apply_ms =
+        (h.get_sample_sum() - h_sum0) * 1e3 / (h.get_sample_count() - h_n0).max(1) as f64;
     let stats = SqlStats {
         batches: s1.batches - s0.batches,
         ops: s1.ops - s0.ops,
@@ -116,6 +123,7 @@ async fn run(
         secs,
         apply_batches: stats.batches,
         stats,
+        apply_ms,
     })
 }
 
@@ -135,9 +143,9 @@ async fn main() -> anyhow::Result<()> {
     let dirs: u64 = args.get(5).map_or(Ok(1), |s| s.parse())?;
     let scheme = parse_url(url)?.0.scheme().to_string();
     println!(
-        "| dialect | mode | creates/s | statements / 1,000 creates | commits / 1,000 creates | mean ops per batch | retries |"
+        "| dialect | mode | creates/s | statements / 1,000 creates | commits / 1,000 creates | mean ops per batch | ms per apply call | retries |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut rates = Vec::new();
     for batched in [true, false] {
         let r = run(url, files, tasks, dirs, batched, &extra).await?;
@@ -145,12 +153,13 @@ async fn main() -> anyhow::Result<()> {
         let rate = files as f64 / r.secs;
         rates.push(rate);
         println!(
-            "| {scheme} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {} |",
+            "| {scheme} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2} | {} |",
             if batched { "batched" } else { "batch=0" },
             rate,
             r.stats.statements as f64 * k,
             r.stats.commits as f64 * k,
             r.stats.ops as f64 / r.apply_batches.max(1) as f64,
+            r.apply_ms,
             r.stats.retries,
         );
     }
