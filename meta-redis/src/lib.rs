@@ -88,6 +88,10 @@ pub struct RedisOptions {
     /// the option the backend switches to this mode by itself the first time a server
     /// answers a read script with an "undeclared key" error.
     pub strict_keys: bool,
+    /// PEM certificates of the authorities a TLS server's certificate must chain to (URL
+    /// `tls_ca=/path/ca.pem`, `rediss://` only), instead of the public web roots: for servers
+    /// whose certificates come from a private CA.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl Default for RedisOptions {
@@ -97,6 +101,7 @@ impl Default for RedisOptions {
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             strict_keys: false,
+            tls_ca: None,
         }
     }
 }
@@ -227,11 +232,12 @@ fn parse_host_port(s: &str, what: &str) -> Result<(String, u16)> {
 ///   seeded by every listed node (a multi-host authority works through [`parse_url`]).
 ///
 /// Parameters: `prefix` (default `meta`), `timeout`, `connect_timeout` (e.g. `500ms`, `10s`),
-/// `strict_keys` (`true`/`false`, see [`RedisOptions::strict_keys`]); Cluster: `nodes`;
-/// `unix://`: `db`.
+/// `strict_keys` (`true`/`false`, see [`RedisOptions::strict_keys`]); TLS: `tls_ca` (a PEM
+/// file); Cluster: `nodes`; `unix://`: `db`.
 ///
 /// Errors: `ConfigInvalid` for another scheme, a malformed or unknown parameter (named in the
-/// message), a bad prefix, a database other than 0 on a Cluster, or wrong credentials;
+/// message), a bad prefix, a database other than 0 on a Cluster, wrong credentials, or a
+/// `tls_ca` file that cannot be read or is used without TLS;
 /// `Unsupported` for TLS without the `tls` feature; `Unavailable` when the server cannot be
 /// reached.
 pub async fn open(mut url: VolumeUrl) -> Result<RedisBackend> {
@@ -258,6 +264,20 @@ pub async fn open(mut url: VolumeUrl) -> Result<RedisBackend> {
     let shown = url.redacted();
     let u = url.url().clone();
     let tls = scheme == SCHEME_TLS || scheme == SCHEME_CLUSTER_TLS;
+    if let Some(path) = url.take_param("tls_ca") {
+        if !tls {
+            return Err(config(format!(
+                "{shown}: URL parameter tls_ca needs rediss:// or rediss+cluster://"
+            )));
+        }
+        let pem = std::fs::read(&path).map_err(|e| {
+            config(format!(
+                "URL parameter tls_ca={path:?}: cannot read the file"
+            ))
+            .with_source(e)
+        })?;
+        opts.tls_ca = Some(pem);
+    }
     if tls && !cfg!(feature = "tls") {
         return Err(Error::new(
             ErrorKind::Unsupported,
@@ -555,8 +575,24 @@ impl RedisBackend {
     }
 }
 
+/// The TLS trust settings of `opts` (`None`: the driver's defaults, the public web roots).
+#[cfg(feature = "tls")]
+fn tls_certs(opts: &RedisOptions) -> Option<redis::TlsCertificates> {
+    opts.tls_ca.as_ref().map(|pem| redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem.clone()),
+    })
+}
+
 async fn connect_single(u: &str, opts: &RedisOptions, shown: &str) -> Result<Conn> {
-    let client = redis::Client::open(u).map_err(|e| classify(e, Stage::Connect, shown))?;
+    #[cfg(feature = "tls")]
+    let client = match tls_certs(opts) {
+        Some(certs) => redis::Client::build_with_tls(u, certs),
+        None => redis::Client::open(u),
+    };
+    #[cfg(not(feature = "tls"))]
+    let client = redis::Client::open(u);
+    let client = client.map_err(|e| classify(e, Stage::Connect, shown))?;
     let cfg = redis::aio::ConnectionManagerConfig::new()
         .set_number_of_retries(2)
         .set_min_delay(Duration::from_millis(50))
@@ -597,10 +633,16 @@ async fn cluster_seed(conn: &Conn, u: &str, shown: &str) -> Result<Option<String
 async fn connect_cluster(nodes: Vec<String>, opts: &RedisOptions, shown: &str) -> Result<Conn> {
     // No request retries: the cluster client would re-send a whole pipeline of scripts after
     // a broken connection or a redirect, applying ops twice. We report Indeterminate instead.
-    let client = redis::cluster::ClusterClientBuilder::new(nodes)
+    let builder = redis::cluster::ClusterClientBuilder::new(nodes)
         .retries(0)
         .connection_timeout(opts.connect_timeout)
-        .response_timeout(opts.timeout)
+        .response_timeout(opts.timeout);
+    #[cfg(feature = "tls")]
+    let builder = match tls_certs(opts) {
+        Some(certs) => builder.certs(certs),
+        None => builder,
+    };
+    let client = builder
         .build()
         .map_err(|e| classify(e, Stage::Connect, shown))?;
     let c = client
