@@ -174,14 +174,14 @@ impl Dispatcher {
     /// microseconds each) is worth it; an op arriving while nothing is in flight on a
     /// one-slot batcher pays one or two yields of latency.
     async fn gather(&self) {
-        let mut seen = self.rx.len();
-        let mut idle = 0;
         if self.slots.available_permits() > 0 {
             // Another slot is free: an op that misses this batch can leave in the next one at
             // once, and two batches in flight overlap (better than one bigger batch on a
             // pipelined backend).
             return;
         }
+        let mut seen = self.rx.len();
+        let mut idle = 0;
         for _ in 0..GATHER_YIELDS {
             if seen >= self.limits.ops {
                 break;
