@@ -68,10 +68,15 @@ pub fn unique_prefix(tag: &str) -> String {
     )
 }
 
+/// `url` with `param` (`name=value`) added to its query string.
+pub fn with_param(url: &str, param: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}
+
 /// `url` with `prefix=` added to its query string.
 pub fn with_prefix(url: &str, prefix: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}prefix={prefix}")
+    with_param(url, &format!("prefix={prefix}"))
 }
 
 /// Opens the volume `prefix` on the server of `url`.
@@ -92,8 +97,7 @@ impl Factory for RedisFactory {
                 let url = if self.query.is_empty() {
                     url
                 } else {
-                    let sep = if url.contains('?') { '&' } else { '?' };
-                    format!("{url}{sep}{}", self.query)
+                    with_param(&url, self.query)
                 };
                 Ok(Fresh::Volume(Box::new(RedisVolume {
                     url,
