@@ -1,7 +1,9 @@
 //! Create benchmark of the Redis backend: N creates by T concurrent tasks (one directory per
 //! task), batched vs `batch=0`, optionally through a loopback proxy that delays every
 //! request (an injected round trip), and the server's limit: the same create script sent as
-//! raw pipelined `EVALSHA` (512 per pipeline, 4 pipelines in flight), in the same run.
+//! raw pipelined `EVALSHA` (512 per pipeline, 4 pipelines in flight), in the same run. Also
+//! raw `EVALSHA` with as many creates outstanding as there are tasks (one pipeline of TASKS
+//! at a time): what any client with that many callers could reach at this round trip.
 //!
 //! ```text
 //! cargo run --release -p meta-redis --example bench -- \
@@ -55,6 +57,12 @@ fn args() -> anyhow::Result<Args> {
 /// `std::thread::sleep` (≈ 0.1 ms precise) rather than tokio timers (1 ms granularity).
 fn delayed_copy(mut r: std::net::TcpStream, mut w: std::net::TcpStream, delay: Duration) {
     use std::io::{Read, Write};
+    if delay.is_zero() {
+        // No delay: copy on this thread (a hand-off per chunk costs a thread wake-up).
+        let _ = std::io::copy(&mut r, &mut w);
+        let _ = w.shutdown(std::net::Shutdown::Both);
+        return;
+    }
     let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
     std::thread::spawn(move || {
         while let Ok((due, buf)) = rx.recv() {
@@ -166,8 +174,9 @@ async fn creates(url: &str, a: &Args, batched: bool, serial: bool) -> anyhow::Re
     Ok(((per * a.tasks) as f64 / secs, calls))
 }
 
-/// The same create script as raw pipelined EVALSHA: pipelines of 512, 4 in flight.
-async fn raw(url: &str, a: &Args) -> anyhow::Result<f64> {
+/// The same create script as raw pipelined EVALSHA: pipelines of `chunk` creates,
+/// `inflight` pipelines at a time on the one multiplexed connection.
+async fn raw(url: &str, a: &Args, chunk: usize, inflight: usize) -> anyhow::Result<f64> {
     let b = volume(url, "").await?;
     let ids = b.reserve_ids(IdKind::Inode, a.files + 1).await?;
     let dir = Ino(ids.start);
@@ -199,9 +208,9 @@ async fn raw(url: &str, a: &Args) -> anyhow::Result<f64> {
         })
         .collect();
     let start = Instant::now();
-    let done: Vec<meta_core::Result<usize>> = futures::stream::iter(ops.chunks(512))
+    let done: Vec<meta_core::Result<usize>> = futures::stream::iter(ops.chunks(chunk))
         .map(|c| b.bench_raw_pipeline(c))
-        .buffer_unordered(4)
+        .buffer_unordered(inflight)
         .collect()
         .await;
     let secs = start.elapsed().as_secs_f64();
@@ -257,7 +266,9 @@ async fn main() -> anyhow::Result<()> {
     let (batched, bcalls) = creates(&url, &a, true, false).await?;
     let (unbatched, ucalls) = creates(&url, &a, false, false).await?;
     let (serial, scalls) = creates(&url, &a, false, true).await?;
-    let limit = raw(&url, &a).await?;
+    let limit = raw(&url, &a, 512, 4).await?;
+    // As many creates outstanding as there are callers: one pipeline of TASKS at a time.
+    let lockstep = raw(&url, &a, a.tasks.max(1) as usize, 1).await?;
     println!("| mode | creates/s | apply calls |");
     println!("|---|---|---|");
     println!("| batched (default options) | {batched:.0} | {bcalls} |");
@@ -267,12 +278,19 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "| `batch=0`, one call in flight (request/response client) | {serial:.0} | {scalls} |"
     );
-    println!("| raw pipelined EVALSHA (server limit) | {limit:.0} | |");
+    println!("| raw pipelined EVALSHA, 4 × 512 outstanding (server limit) | {limit:.0} | |");
     println!(
-        "batched / batch=0 = {:.1}x; batched / request-response = {:.1}x; batched / raw limit = {:.0}%",
+        "| raw pipelined EVALSHA, one pipeline of {} at a time | {lockstep:.0} | |",
+        a.tasks
+    );
+    println!(
+        "batched / batch=0 = {:.1}x; batched / request-response = {:.1}x; batched / raw limit = {:.0}%; \
+         batched / raw with {} outstanding = {:.0}%",
         batched / unbatched,
         batched / serial,
-        100.0 * batched / limit
+        100.0 * batched / limit,
+        a.tasks,
+        100.0 * batched / lockstep
     );
     Ok(())
 }

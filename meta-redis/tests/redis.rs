@@ -466,3 +466,98 @@ async fn erase_removes_every_key_of_the_volume_only() -> anyhow::Result<()> {
     other.erase().await?;
     Ok(())
 }
+
+/// The round protocol of `lua/lib.lua` (`run_op`), driven directly: a stand-in script whose
+/// body succeeds, fails with a POSIX error or asks for a retry, as ARGV[3] says. Checks which
+/// ops run, which skip, that a middle op claims its turn without dropping the token's
+/// expiry, and that no token outlives a finished or broken round.
+#[tokio::test]
+async fn round_token_orders_ops_and_never_leaks() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "round_token") else {
+        return Ok(());
+    };
+    let (b, _) = fresh(&url).await?;
+    let script = format!(
+        "{}\nreturn run_op(function()\n  if ARGV[3] == 'retry' then retry('again') end\n  \
+         if ARGV[3] == 'err' then fail('NotFound', 'x') end\n  return {{ 'ok' }}\nend)\n",
+        include_str!("../lua/lib.lua")
+    );
+    let token = b.layout().token(rand::random());
+    // One op of a round: its reply status ("ok", "err", "retry", "skip").
+    let op = |seq: usize, n: usize, what: &'static str| {
+        let mut c = redis::cmd("EVAL");
+        c.arg(&script).arg(1).arg(&token).arg(seq).arg(n).arg(what);
+        c
+    };
+    let status = |v: redis::Value| -> anyhow::Result<String> {
+        match v {
+            redis::Value::Array(items) => match items.into_iter().next() {
+                Some(redis::Value::BulkString(s)) => Ok(String::from_utf8(s)?),
+                other => bail!("reply status {other:?}"),
+            },
+            other => bail!("reply {other:?}"),
+        }
+    };
+    let exists = || async {
+        let v = b.query(redis::cmd("PTTL").arg(&token)).await?;
+        anyhow::Ok(match v {
+            redis::Value::Int(ms) => ms,
+            other => bail!("PTTL: {other:?}"),
+        })
+    };
+    let round = |steps: &'static [(&'static str, &'static str)]| {
+        let b = &b;
+        let op = &op;
+        let status = &status;
+        let exists = &exists;
+        async move {
+            let mut got = Vec::new();
+            let mut ttls = Vec::new();
+            for (seq, (what, _)) in steps.iter().enumerate() {
+                got.push(status(b.query(&op(seq, steps.len(), what)).await?)?);
+                ttls.push(exists().await?);
+            }
+            let want: Vec<String> = steps.iter().map(|(_, w)| w.to_string()).collect();
+            ensure!(got == want, "round {steps:?}: replies {got:?}");
+            anyhow::Ok(ttls)
+        }
+    };
+
+    // Every op runs; ops 0 and 1 leave the token with its expiry, the last deletes it.
+    let ttls = round(&[("ok", "ok"), ("err", "err"), ("ok", "ok")]).await?;
+    ensure!(
+        ttls[0] > 0 && ttls[1] > 0 && ttls[1] <= 60_000,
+        "PTTL {ttls:?}"
+    );
+    ensure!(ttls[2] == -2, "token left after the round: PTTL {ttls:?}");
+    // A middle op asks for a retry: it gives its turn back, later ops skip.
+    let ttls = round(&[
+        ("ok", "ok"),
+        ("retry", "retry"),
+        ("ok", "skip"),
+        ("ok", "skip"),
+    ])
+    .await?;
+    ensure!(ttls[1] > 0 && ttls[2] > 0, "PTTL {ttls:?}");
+    ensure!(ttls[3] == -2, "token left after the round: PTTL {ttls:?}");
+    // The first op asks for a retry: no token is made, and skipping ops make none.
+    let ttls = round(&[
+        ("retry", "retry"),
+        ("ok", "skip"),
+        ("ok", "skip"),
+        ("ok", "skip"),
+    ])
+    .await?;
+    ensure!(
+        ttls.iter().all(|&t| t == -2),
+        "token made by a broken round: PTTL {ttls:?}"
+    );
+    // A middle op whose token is gone (expired, or op 0 never ran) skips and leaves nothing.
+    ensure!(status(b.query(&op(1, 3, "ok")).await?)? == "skip");
+    ensure!(
+        exists().await? == -2,
+        "a skipping op left a token without expiry"
+    );
+    b.erase().await?;
+    Ok(())
+}
