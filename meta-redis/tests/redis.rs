@@ -498,7 +498,8 @@ async fn round_token_orders_ops_and_never_leaks() -> anyhow::Result<()> {
             other => bail!("reply {other:?}"),
         }
     };
-    let exists = || async {
+    // The token's time to live in ms: -2 when there is no token, -1 for one without expiry.
+    let pttl = || async {
         let v = b.query(redis::cmd("PTTL").arg(&token)).await?;
         anyhow::Ok(match v {
             redis::Value::Int(ms) => ms,
@@ -509,13 +510,13 @@ async fn round_token_orders_ops_and_never_leaks() -> anyhow::Result<()> {
         let b = &b;
         let op = &op;
         let status = &status;
-        let exists = &exists;
+        let pttl = &pttl;
         async move {
             let mut got = Vec::new();
             let mut ttls = Vec::new();
             for (seq, (what, _)) in steps.iter().enumerate() {
                 got.push(status(b.query(&op(seq, steps.len(), what)).await?)?);
-                ttls.push(exists().await?);
+                ttls.push(pttl().await?);
             }
             let want: Vec<String> = steps.iter().map(|(_, w)| w.to_string()).collect();
             ensure!(got == want, "round {steps:?}: replies {got:?}");
@@ -555,7 +556,7 @@ async fn round_token_orders_ops_and_never_leaks() -> anyhow::Result<()> {
     // A middle op whose token is gone (expired, or op 0 never ran) skips and leaves nothing.
     ensure!(status(b.query(&op(1, 3, "ok")).await?)? == "skip");
     ensure!(
-        exists().await? == -2,
+        pttl().await? == -2,
         "a skipping op left a token without expiry"
     );
     b.erase().await?;
