@@ -664,51 +664,31 @@ fn plan<'a>(inner: &'a Inner, op: &Op, k: &Known) -> Option<Call<'a>> {
             name,
             caller,
             time,
-        } => {
-            let t = k.src.map(|e| e.ino).unwrap_or(Ino::ZERO);
-            Call {
-                lua: &s.unlink,
-                keys: vec![
-                    l.attr(*parent),
-                    l.entries(*parent),
-                    l.attr(t),
-                    l.symlink(t),
-                    l.xattrs(t),
-                    l.inodes(),
-                    l.pending_files(),
-                    l.counter(meta_core::Counter::UsedSpace),
-                    l.counter(meta_core::Counter::TotalInodes),
-                ],
-                args: vec![
-                    ino8(*parent),
-                    name.clone(),
-                    caller.uid.to_be_bytes().to_vec(),
-                    time12(*time),
-                    ino8(t),
-                ],
-            }
         }
-        Op::Rmdir {
+        | Op::Rmdir {
             parent,
             name,
             caller,
             time,
         } => {
             let t = k.src.map(|e| e.ino).unwrap_or(Ino::ZERO);
+            let rmdir = matches!(op, Op::Rmdir { .. });
+            let mut keys = vec![l.attr(*parent), l.entries(*parent), l.attr(t)];
+            if rmdir {
+                // The directory's own entries: rmdir.lua checks them empty and deletes them.
+                keys.push(l.entries(t));
+            }
+            keys.extend([
+                l.symlink(t),
+                l.xattrs(t),
+                l.inodes(),
+                l.pending_files(),
+                l.counter(meta_core::Counter::UsedSpace),
+                l.counter(meta_core::Counter::TotalInodes),
+            ]);
             Call {
-                lua: &s.rmdir,
-                keys: vec![
-                    l.attr(*parent),
-                    l.entries(*parent),
-                    l.attr(t),
-                    l.entries(t),
-                    l.symlink(t),
-                    l.xattrs(t),
-                    l.inodes(),
-                    l.pending_files(),
-                    l.counter(meta_core::Counter::UsedSpace),
-                    l.counter(meta_core::Counter::TotalInodes),
-                ],
+                lua: if rmdir { &s.rmdir } else { &s.unlink },
+                keys,
                 args: vec![
                     ino8(*parent),
                     name.clone(),

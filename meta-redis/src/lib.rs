@@ -866,6 +866,22 @@ impl Inner {
         Err(internal(format!("{}: NOSCRIPT after loading", lua.name)))
     }
 
+    /// The attributes of `ino` and the reply to `c`, in one pipeline (one round trip).
+    /// Errors: `InvalidArgument` for inode 0, `NotFound` when the inode does not exist,
+    /// `Corrupted` for undecodable attributes.
+    async fn attr_and(&self, ino: Ino, c: redis::Cmd) -> Result<(Attr, Value)> {
+        if ino == Ino::ZERO {
+            return Err(zero_inode());
+        }
+        let mut p = pipe();
+        p.ignore_errors();
+        p.cmd("GET").arg(self.layout.attr(ino));
+        p.add_command(c);
+        let mut v = self.read_pipe(&p).await?;
+        let a = attr_of(take(&mut v), ino)?.ok_or_else(|| not_found(format!("inode {ino}")))?;
+        Ok((a, take(&mut v)))
+    }
+
     /// Sends a read-only pipeline.
     pub(crate) async fn read_pipe(&self, p: &redis::Pipeline) -> Result<Vec<Value>> {
         let v = self
@@ -1289,23 +1305,17 @@ impl Backend for RedisBackend {
     }
 
     async fn read_link(&self, ino: Ino) -> Result<Vec<u8>> {
-        if ino == Ino::ZERO {
-            return Err(zero_inode());
-        }
         let inner = &self.inner;
-        let mut p = pipe();
-        p.ignore_errors();
-        p.cmd("GET").arg(inner.layout.attr(ino));
-        p.cmd("GET").arg(inner.layout.symlink(ino));
-        let mut v = inner.read_pipe(&p).await?;
-        let a = attr_of(take(&mut v), ino)?.ok_or_else(|| not_found(format!("inode {ino}")))?;
+        let mut c = cmd("GET");
+        c.arg(inner.layout.symlink(ino));
+        let (a, t) = inner.attr_and(ino, c).await?;
         if a.typ != FileType::Symlink {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 format!("inode {ino} is not a symlink"),
             ));
         }
-        let t = bytes(take(&mut v), "symlink")?.ok_or_else(|| {
+        let t = bytes(t, "symlink")?.ok_or_else(|| {
             Error::new(ErrorKind::Corrupted, format!("symlink {ino} has no target"))
         })?;
         decode_bytes(&t, "symlink").map_err(|e| e.context_prefix(format!("inode {ino}")))
@@ -1313,17 +1323,11 @@ impl Backend for RedisBackend {
 
     async fn get_xattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         validate_xattr(name, None)?;
-        if ino == Ino::ZERO {
-            return Err(zero_inode());
-        }
         let inner = &self.inner;
-        let mut p = pipe();
-        p.ignore_errors();
-        p.cmd("GET").arg(inner.layout.attr(ino));
-        p.cmd("HGET").arg(inner.layout.xattrs(ino)).arg(name);
-        let mut v = inner.read_pipe(&p).await?;
-        attr_of(take(&mut v), ino)?.ok_or_else(|| not_found(format!("inode {ino}")))?;
-        let x = bytes(take(&mut v), "xattr")?.ok_or_else(|| {
+        let mut c = cmd("HGET");
+        c.arg(inner.layout.xattrs(ino)).arg(name);
+        let (_, x) = inner.attr_and(ino, c).await?;
+        let x = bytes(x, "xattr")?.ok_or_else(|| {
             Error::new(
                 ErrorKind::NoData,
                 format!("xattr {} of {ino}", meta_core::types::show_name(name)),
@@ -1333,18 +1337,12 @@ impl Backend for RedisBackend {
     }
 
     async fn list_xattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
-        if ino == Ino::ZERO {
-            return Err(zero_inode());
-        }
         let inner = &self.inner;
-        let mut p = pipe();
-        p.ignore_errors();
-        p.cmd("GET").arg(inner.layout.attr(ino));
-        p.cmd("HKEYS").arg(inner.layout.xattrs(ino));
-        let mut v = inner.read_pipe(&p).await?;
-        attr_of(take(&mut v), ino)?.ok_or_else(|| not_found(format!("inode {ino}")))?;
+        let mut c = cmd("HKEYS");
+        c.arg(inner.layout.xattrs(ino));
+        let (_, v) = inner.attr_and(ino, c).await?;
         let mut names = Vec::new();
-        for n in list(take(&mut v), "listxattr")? {
+        for n in list(v, "listxattr")? {
             names.push(bytes(n, "listxattr")?.unwrap_or_default());
         }
         names.sort();
