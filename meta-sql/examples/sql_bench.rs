@@ -99,15 +99,7 @@ async fn run(
     let h = &meta.metrics().batch_flush_duration;
     let apply_ms =
         (h.get_sample_sum() - h_sum0) * 1e3 / (h.get_sample_count() - h_n0).max(1) as f64;
-    let stats = SqlStats {
-        batches: s1.batches - s0.batches,
-        ops: s1.ops - s0.ops,
-        transactions: s1.transactions - s0.transactions,
-        commits: s1.commits - s0.commits,
-        statements: s1.statements - s0.statements,
-        retries: s1.retries - s0.retries,
-        misses: s1.misses - s0.misses,
-    };
+    let stats = s1.since(&s0);
     let mut n = 0;
     for dir in &dir_inos {
         n += meta.readdir(*dir, None, usize::MAX, false).await?.len() as u64;

@@ -93,6 +93,22 @@ pub struct SqlStats {
     pub misses: u64,
 }
 
+impl SqlStats {
+    /// The work done between two snapshots: `self` minus `earlier`, field by field (each
+    /// counter only grows, so `earlier` must be the older snapshot; a smaller field gives 0).
+    pub fn since(&self, earlier: &SqlStats) -> SqlStats {
+        SqlStats {
+            batches: self.batches.saturating_sub(earlier.batches),
+            ops: self.ops.saturating_sub(earlier.ops),
+            transactions: self.transactions.saturating_sub(earlier.transactions),
+            commits: self.commits.saturating_sub(earlier.commits),
+            statements: self.statements.saturating_sub(earlier.statements),
+            retries: self.retries.saturating_sub(earlier.retries),
+            misses: self.misses.saturating_sub(earlier.misses),
+        }
+    }
+}
+
 /// A volume in a SQL database: SQLite, PostgreSQL or MySQL/MariaDB. See the crate docs.
 pub struct SqlBackend {
     pub(crate) pools: Pools,

@@ -724,13 +724,15 @@ impl Sql {
 
     /// Chunk indexes of one inode, increasing.
     pub(crate) fn chunk_indexes(&self, ino: i64) -> Stmt {
+        self.column_of("chunk", "indx", ino)
+    }
+
+    /// Column `col` of every row of `table` that belongs to inode `ino`, ordered by `col`.
+    fn column_of(&self, table: &str, col: &str, ino: i64) -> Stmt {
         let mut b = self.b();
-        b.s(&format!(
-            "SELECT indx FROM {} WHERE ino = ",
-            self.t("chunk")
-        ));
+        b.s(&format!("SELECT {col} FROM {} WHERE ino = ", self.t(table)));
         b.p(Arg::Int(ino));
-        b.s(" ORDER BY indx");
+        b.s(&format!(" ORDER BY {col}"));
         b.done()
     }
 
@@ -765,14 +767,7 @@ impl Sql {
 
     /// Xattr names of one inode, in byte order.
     pub(crate) fn xattr_names(&self, ino: i64) -> Stmt {
-        let mut b = self.b();
-        b.s(&format!(
-            "SELECT name FROM {} WHERE ino = ",
-            self.t("xattr")
-        ));
-        b.p(Arg::Int(ino));
-        b.s(" ORDER BY name");
-        b.done()
+        self.column_of("xattr", "name", ino)
     }
 
     /// Pending-file rows `(ino)` of `inos`.

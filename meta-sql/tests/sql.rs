@@ -10,7 +10,7 @@ use meta_core::{
     Backend, Caller, ErrorKind, FileType, IdKind, Ino, Meta, MetaOptions, Op, Setting, Timespec,
     parse_url,
 };
-use meta_sql::{Dialect, RawParam, SqlStats};
+use meta_sql::{Dialect, RawParam};
 
 const ME: Caller = Caller { uid: 0, gid: 0 };
 
@@ -34,18 +34,6 @@ async fn cleanup(v: &SqlVolume) -> Result<()> {
         b.close().await;
     }
     Ok(())
-}
-
-fn delta(a: SqlStats, b: SqlStats) -> SqlStats {
-    SqlStats {
-        batches: b.batches - a.batches,
-        ops: b.ops - a.ops,
-        transactions: b.transactions - a.transactions,
-        commits: b.commits - a.commits,
-        statements: b.statements - a.statements,
-        retries: b.retries - a.retries,
-        misses: b.misses - a.misses,
-    }
 }
 
 fn mknod(parent: Ino, name: String, ino: u64, typ: FileType) -> Op {
@@ -88,7 +76,7 @@ async fn statements_per_batch(f: SqlFactory) -> Result<()> {
         .collect();
     let res = b.apply(&ops).await?;
     ensure!(res.iter().all(|r| r.is_ok()), "creates failed: {res:?}");
-    let d = delta(s0, b.stats());
+    let d = b.stats().since(&s0);
     eprintln!("{}: 64 creates: {d:?}", f.dialect.scheme());
     ensure!(d.commits == 1 && d.retries == 0, "64 creates: {d:?}");
     ensure!(
@@ -122,7 +110,7 @@ async fn statements_per_batch(f: SqlFactory) -> Result<()> {
         .collect();
     let res = b.apply(&ops).await?;
     ensure!(res.iter().all(|r| r.is_ok()), "creates failed: {res:?}");
-    let d = delta(s1, b.stats());
+    let d = b.stats().since(&s1);
     eprintln!("{}: 64 creates in 64 dirs: {d:?}", f.dialect.scheme());
     ensure!(d.statements <= 8, "64 creates in 64 dirs: {d:?}");
 
@@ -139,7 +127,7 @@ async fn statements_per_batch(f: SqlFactory) -> Result<()> {
         .collect();
     let res = b.apply(&ops).await?;
     ensure!(res.iter().all(|r| r.is_ok()), "unlinks failed: {res:?}");
-    let d = delta(s2, b.stats());
+    let d = b.stats().since(&s2);
     eprintln!("{}: 64 unlinks: {d:?}", f.dialect.scheme());
     ensure!(d.statements <= 10 && d.misses == 0, "64 unlinks: {d:?}");
     let rep = meta_core::fsck::fsck(&*b).await?;
