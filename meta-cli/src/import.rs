@@ -258,30 +258,30 @@ fn read_xattrs(path: &Path) -> (Xattrs, Vec<String>) {
             }
         }
         Err(e) if unsupported(&e) => {}
-        Err(e) => warns.push(format!(
-            "{}: cannot list xattrs: {}",
-            path.display(),
-            io_error_line(&e)
-        )),
+        Err(e) => warns.push(io_warning(path, "cannot list xattrs", &e)),
     }
     (out, warns)
+}
+
+/// The warning line for an I/O failure `e` while doing `what` on `p`: `path: what: error`.
+fn io_warning(p: &Path, what: &str, e: &std::io::Error) -> String {
+    format!("{}: {what}: {}", p.display(), io_error_line(e))
 }
 
 /// Walks `root` depth-first; a directory's item is sent before its contents. Returns false
 /// when the receiver went away.
 fn walk(root: &Path, xattrs: bool, tx: &mpsc::Sender<Msg>) -> bool {
     let send = |m: Msg| tx.blocking_send(m).is_ok();
+    // Reports an I/O failure as a warning; false when the receiver went away.
+    let warn_io =
+        |p: &Path, what: &str, e: &std::io::Error| send(Msg::Warn(io_warning(p, what, e)));
     let mut stack: Vec<(PathBuf, usize)> = vec![(root.to_path_buf(), 0)];
     let mut next_dir = 1usize;
     while let Some((dir, idx)) = stack.pop() {
         let rd = match std::fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) => {
-                if !send(Msg::Warn(format!(
-                    "{}: cannot read directory: {}",
-                    dir.display(),
-                    io_error_line(&e)
-                ))) {
+                if !warn_io(&dir, "cannot read directory", &e) {
                     return false;
                 }
                 continue;
@@ -291,11 +291,7 @@ fn walk(root: &Path, xattrs: bool, tx: &mpsc::Sender<Msg>) -> bool {
             let ent = match ent {
                 Ok(ent) => ent,
                 Err(e) => {
-                    if !send(Msg::Warn(format!(
-                        "{}: cannot read directory: {}",
-                        dir.display(),
-                        io_error_line(&e)
-                    ))) {
+                    if !warn_io(&dir, "cannot read directory", &e) {
                         return false;
                     }
                     break;
@@ -305,11 +301,7 @@ fn walk(root: &Path, xattrs: bool, tx: &mpsc::Sender<Msg>) -> bool {
             let md = match std::fs::symlink_metadata(&path) {
                 Ok(md) => md,
                 Err(e) => {
-                    if !send(Msg::Warn(format!(
-                        "{}: cannot stat: {}",
-                        path.display(),
-                        io_error_line(&e)
-                    ))) {
+                    if !warn_io(&path, "cannot stat", &e) {
                         return false;
                     }
                     continue;
@@ -327,11 +319,7 @@ fn walk(root: &Path, xattrs: bool, tx: &mpsc::Sender<Msg>) -> bool {
                 match std::fs::read_link(&path) {
                     Ok(t) => Kind::Symlink(t.into_os_string().into_vec()),
                     Err(e) => {
-                        if !send(Msg::Warn(format!(
-                            "{}: cannot read symlink: {}",
-                            path.display(),
-                            io_error_line(&e)
-                        ))) {
+                        if !warn_io(&path, "cannot read symlink", &e) {
                             return false;
                         }
                         continue;
