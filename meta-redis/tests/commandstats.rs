@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use anyhow::ensure;
 use common::{STANDALONE_ENV, open, unique_prefix};
-use meta_core::{Backend, Caller, FileType, Ino, Meta, Op, Setting, Timespec};
+use meta_conformance::util::{ME, mknod_op};
+use meta_core::{Backend, FileType, Ino, Meta, Op, Setting, Timespec};
 use meta_redis::RedisBackend;
 use redis::Value;
 
@@ -62,26 +63,19 @@ async fn n_creates_in_one_batch_cost_n_evalsha() -> anyhow::Result<()> {
     let prefix = unique_prefix("n");
     let b = open(&url, &prefix).await?;
     Meta::format(&b, &Setting::new("commandstats"), false).await?;
-    let me = Caller {
-        uid: 1000,
-        gid: 1000,
-    };
     let time = Timespec {
         sec: 1_900_000_000,
         nsec: 0,
     };
     let creates: Vec<Op> = (0..N)
-        .map(|i| Op::Mknod {
-            parent: Ino::ROOT,
-            name: format!("f{i}").into_bytes(),
-            ino: Ino(100 + i),
-            typ: FileType::Regular,
-            mode: 0o644,
-            uid: me.uid,
-            gid: me.gid,
-            rdev: 0,
-            target: Vec::new(),
-            time,
+        .map(|i| {
+            mknod_op(
+                Ino::ROOT,
+                format!("f{i}").as_bytes(),
+                Ino(100 + i),
+                FileType::Regular,
+                time,
+            )
         })
         .collect();
 
@@ -113,7 +107,7 @@ async fn n_creates_in_one_batch_cost_n_evalsha() -> anyhow::Result<()> {
         .map(|i| Op::Unlink {
             parent: Ino::ROOT,
             name: format!("f{i}").into_bytes(),
-            caller: me,
+            caller: ME,
             time,
         })
         .collect();
@@ -145,17 +139,8 @@ async fn n_creates_in_one_batch_cost_n_evalsha() -> anyhow::Result<()> {
     // directories run no script (the read scripts are the ones touching undeclared keys);
     // only the rename itself is an EVALSHA. Same answers as the scripted reads.
     let strict = open(&format!("{url}?strict_keys=true"), &prefix).await?;
-    let mkdir = |parent: Ino, name: &str, ino: u64| Op::Mknod {
-        parent,
-        name: name.as_bytes().to_vec(),
-        ino: Ino(ino),
-        typ: FileType::Directory,
-        mode: 0o755,
-        uid: me.uid,
-        gid: me.gid,
-        rdev: 0,
-        target: Vec::new(),
-        time,
+    let mkdir = |parent: Ino, name: &str, ino: u64| {
+        mknod_op(parent, name.as_bytes(), Ino(ino), FileType::Directory, time)
     };
     let r = b
         .apply(&[
@@ -205,7 +190,7 @@ async fn n_creates_in_one_batch_cost_n_evalsha() -> anyhow::Result<()> {
             new_parent: Ino(902),
             new_name: b"b".to_vec(),
             flags: meta_core::RenameFlags::NONE,
-            caller: me,
+            caller: ME,
             time,
         }])
         .await?;

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, ensure};
 use common::{STANDALONE_ENV, open};
-use meta_core::{Backend, Caller, FileType, Ino, Meta, MetaOptions, Op, Setting, Slice, Timespec};
+use meta_conformance::util::{ME, mknod_op};
+use meta_core::{Backend, FileType, Ino, Meta, MetaOptions, Op, Setting, Slice, Timespec};
 use meta_redis::RedisBackend;
 use redis::Value;
 
@@ -42,14 +43,10 @@ async fn bytes_per_file_100k() -> anyhow::Result<()> {
     let b = open(&url, &prefix).await?;
     Meta::format(&b, &Setting::new("memory"), false).await?;
     let m = Meta::open(Arc::new(b.clone()), MetaOptions::default(), None).await?;
-    let me = Caller {
-        uid: 1000,
-        gid: 1000,
-    };
     let mut dirs = Vec::new();
     for d in 0..DIRS {
         dirs.push(
-            m.mkdir(me, Ino::ROOT, format!("dir{d}").as_bytes(), 0o755)
+            m.mkdir(ME, Ino::ROOT, format!("dir{d}").as_bytes(), 0o755)
                 .await?
                 .0,
         );
@@ -62,18 +59,13 @@ async fn bytes_per_file_100k() -> anyhow::Result<()> {
         for i in 0..PER_DIR {
             let ino = m.new_ino().await?;
             files.push(ino);
-            ops.push(Op::Mknod {
-                parent: dir,
-                name: format!("file-{i:06}.dat").into_bytes(),
+            ops.push(mknod_op(
+                dir,
+                format!("file-{i:06}.dat").as_bytes(),
                 ino,
-                typ: FileType::Regular,
-                mode: 0o644,
-                uid: me.uid,
-                gid: me.gid,
-                rdev: 0,
-                target: Vec::new(),
+                FileType::Regular,
                 time,
-            });
+            ));
         }
         for r in m.apply_batch(ops).await {
             r?;
