@@ -740,9 +740,8 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
         Ok(())
     }
     async fn release_savepoint(&mut self) -> Result<()> {
-        let op = std::mem::take(&mut self.op);
-        self.batch.extend(op);
-        Ok(())
+        // Keeping the op's writes is the same step as starting the next op: merge its layer.
+        self.savepoint().await
     }
     async fn rollback_to_savepoint(&mut self) -> Result<()> {
         self.op.clear();

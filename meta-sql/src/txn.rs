@@ -1688,9 +1688,8 @@ impl TxnView for SqlTxn<'_> {
     }
 
     async fn release_savepoint(&mut self) -> Result<()> {
-        let op = std::mem::take(&mut self.op);
-        self.batch.fold(op);
-        Ok(())
+        // Keeping the op's writes is the same step as starting the next op: fold its layer.
+        self.savepoint().await
     }
 
     async fn rollback_to_savepoint(&mut self) -> Result<()> {
