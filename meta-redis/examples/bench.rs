@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use meta_conformance::util::{ME, mknod_op};
 use meta_core::testing::DelayBackend;
-use meta_core::{Backend, Caller, FileType, IdKind, Ino, Meta, MetaOptions, Op, Setting, Timespec};
+use meta_core::{Backend, FileType, IdKind, Ino, Meta, MetaOptions, Op, Setting, Timespec};
 use meta_redis::RedisBackend;
 
 struct Args {
@@ -121,11 +122,6 @@ async fn volume(url: &str, extra: &str) -> anyhow::Result<RedisBackend> {
     Ok(b)
 }
 
-const ME: Caller = Caller {
-    uid: 1000,
-    gid: 1000,
-};
-
 /// N creates by T tasks through `Meta`; returns (creates/s, apply calls). `serial`: one
 /// `apply` in flight at a time.
 async fn creates(url: &str, a: &Args, batched: bool, serial: bool) -> anyhow::Result<(f64, u64)> {
@@ -181,29 +177,18 @@ async fn raw(url: &str, a: &Args, chunk: usize, inflight: usize) -> anyhow::Resu
     let ids = b.reserve_ids(IdKind::Inode, a.files + 1).await?;
     let dir = Ino(ids.start);
     let time = Timespec::now();
-    let mk = |parent: Ino, name: Vec<u8>, ino: Ino, typ: FileType| Op::Mknod {
-        parent,
-        name,
-        ino,
-        typ,
-        mode: 0o755,
-        uid: ME.uid,
-        gid: ME.gid,
-        rdev: 0,
-        target: Vec::new(),
-        time,
-    };
-    b.apply(&[mk(Ino::ROOT, b"raw".to_vec(), dir, FileType::Directory)])
+    b.apply(&[mknod_op(Ino::ROOT, b"raw", dir, FileType::Directory, time)])
         .await?
         .pop()
         .transpose()?;
     let ops: Vec<Op> = (0..a.files)
         .map(|i| {
-            mk(
+            mknod_op(
                 dir,
-                format!("f{i}").into_bytes(),
+                format!("f{i}").as_bytes(),
                 Ino(ids.start + 1 + i),
                 FileType::Regular,
+                time,
             )
         })
         .collect();
