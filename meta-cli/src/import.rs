@@ -539,6 +539,7 @@ async fn entry_ops(meta: &Meta, item: &Item, parent: Ino, ino: Ino) -> Result<Ve
         rdev,
         target,
         time: st.mtime,
+        opened_by: None,
     }];
     if typ == FileType::Regular {
         let chunks = st.size.div_ceil(CHUNK_SIZE);

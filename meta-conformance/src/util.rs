@@ -93,6 +93,7 @@ pub fn mknod_op(parent: Ino, name: &[u8], ino: Ino, typ: FileType, time: Timespe
             Vec::new()
         },
         time,
+        opened_by: None,
     }
 }
 
@@ -368,6 +369,7 @@ pub async fn build_rich_tree(meta: &Meta) -> anyhow::Result<usize> {
             rdev: 0,
             target: Vec::new(),
             time: t(i64::from(i), i),
+            opened_by: None,
         });
     }
     for r in meta.apply_batch(ops).await {

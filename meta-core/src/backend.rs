@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::op::{Op, OpOutput};
+use crate::session::{InodeLocks, Session, SessionHoldings, Sid};
 use crate::types::{Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice, Statfs};
 
 /// Static facts about a backend.
@@ -107,4 +108,16 @@ pub trait Backend: Send + Sync + Debug + 'static {
 
     /// Records of data waiting for deletion (see [`Pending`]), at most `limit`.
     async fn list_pending(&self, limit: usize) -> Result<Vec<Pending>>;
+
+    /// Every session of the volume (expired ones not yet cleaned up included), by
+    /// increasing ID.
+    async fn list_sessions(&self) -> Result<Vec<Session>>;
+
+    /// What session `sid` holds: its open inodes and its locks. Errors: `NotFound` when the
+    /// session does not exist.
+    async fn session_holdings(&self, sid: Sid) -> Result<SessionHoldings>;
+
+    /// The flocks and byte-range locks on `ino`, by owner (what fcntl(2) `F_GETLK` is
+    /// answered from). Errors: `NotFound` when the inode does not exist.
+    async fn list_locks(&self, ino: Ino) -> Result<InodeLocks>;
 }

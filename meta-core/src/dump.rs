@@ -2,7 +2,12 @@
 //!
 //! Line 1 is a [`Header`] (format record, counters); then one [`InodeRecord`] per line:
 //! directories first, parents before children, then every other inode with all the entries that
-//! name it; last, one [`PendingRecord`] per record of data awaiting deletion. Names, symlink targets and xattr values are bytes: they appear as a JSON string when
+//! name it; last, one [`PendingRecord`] per record of data awaiting deletion.
+//!
+//! Sessions, open files and locks are not dumped: they belong to the clients of the dumped
+//! volume, not to its content. A sustained inode (unlinked while open) is dumped as what it
+//! becomes once its sessions end: a regular file with data becomes a pending-deletion record
+//! with its chunks (so the data layer still deletes its objects), anything else is left out. Names, symlink targets and xattr values are bytes: they appear as a JSON string when
 //! they are valid UTF-8, else as an array of byte values. `load` of a dump into an empty store,
 //! then `dump` again, gives the same text.
 
@@ -213,8 +218,31 @@ pub async fn dump(
         emit(ino, out, &mut stats).await?;
         progress(stats.inodes);
     }
-    // Data awaiting deletion by the data layer: without it the objects would leak.
-    for pending in backend.list_pending(usize::MAX).await? {
+    // Data awaiting deletion by the data layer: without it the objects would leak. Sustained
+    // regular files with data go the same way (see the module doc).
+    let mut pendings = backend.list_pending(usize::MAX).await?;
+    let mut sustained = std::collections::BTreeSet::new();
+    for s in backend.list_sessions().await? {
+        match backend.session_holdings(s.info.sid).await {
+            Ok(h) => sustained.extend(h.open),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for ino in sustained {
+        match backend.get_attr(ino).await {
+            Ok(a) if a.nlink == 0 && a.typ == FileType::Regular && a.length > 0 => {
+                pendings.push(Pending::File {
+                    ino,
+                    length: a.length,
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for pending in pendings {
         let chunks = match pending {
             Pending::File { ino, .. } => backend.list_chunks(ino).await?,
             Pending::Slice { .. } => Vec::new(),
@@ -327,10 +355,8 @@ pub async fn load(
         progress(stats.inodes);
     }
     // Bring the ID counters to the dumped values.
-    for (kind, c) in [
-        (IdKind::Inode, Counter::NextInode),
-        (IdKind::Chunk, Counter::NextChunk),
-    ] {
+    for kind in [IdKind::Inode, IdKind::Chunk, IdKind::Session] {
+        let c = kind.counter();
         let want = header.counters.get(c.name()).copied().unwrap_or(0);
         let have = backend.get_counter(c).await?;
         if want > have {

@@ -35,6 +35,10 @@ pub enum ErrorKind {
     OutOfRange,
     /// E2BIG: an xattr value is larger than 64 KiB (setxattr(2)).
     TooBig,
+    /// EAGAIN: a non-blocking lock request conflicts with a lock another owner holds
+    /// (flock(2) `LOCK_NB`: EWOULDBLOCK, the same number as EAGAIN; fcntl(2) `F_SETLK`), or
+    /// another client holds the lease asked for. Unlike `Conflict` it concerns one op only.
+    WouldBlock,
     /// EAGAIN: a transaction lost a race after the retry budget; nothing was applied.
     Conflict,
     /// EIO: the database could not be reached (connection refused, timeout); nothing was applied.
@@ -90,7 +94,7 @@ impl ErrorKind {
             ErrorKind::NoData => ENODATA,
             ErrorKind::OutOfRange => ERANGE,
             ErrorKind::TooBig => E2BIG,
-            ErrorKind::Conflict => EAGAIN,
+            ErrorKind::Conflict | ErrorKind::WouldBlock => EAGAIN,
             ErrorKind::Unavailable
             | ErrorKind::Indeterminate
             | ErrorKind::Corrupted
@@ -115,7 +119,7 @@ impl ErrorKind {
             ErrorKind::NoData => "ENODATA",
             ErrorKind::OutOfRange => "ERANGE",
             ErrorKind::TooBig => "E2BIG",
-            ErrorKind::Conflict => "EAGAIN",
+            ErrorKind::Conflict | ErrorKind::WouldBlock => "EAGAIN",
             ErrorKind::Unsupported => "ENOTSUP",
             ErrorKind::Unavailable
             | ErrorKind::Indeterminate
@@ -141,6 +145,7 @@ impl ErrorKind {
             ErrorKind::OutOfRange => "out_of_range",
             ErrorKind::TooBig => "too_big",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::WouldBlock => "would_block",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Indeterminate => "indeterminate",
             ErrorKind::Corrupted => "corrupted",
@@ -181,6 +186,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::OutOfRange => "xattr name out of range",
             ErrorKind::TooBig => "xattr value too large",
             ErrorKind::Conflict => "transaction conflict, retry budget exhausted",
+            ErrorKind::WouldBlock => "resource temporarily unavailable (lock held)",
             ErrorKind::Unavailable => "backend unavailable",
             ErrorKind::Indeterminate => "outcome unknown",
             ErrorKind::Corrupted => "corrupted metadata",
@@ -293,7 +299,7 @@ pub(crate) mod err {
         not_found => NotFound, exists => AlreadyExists, not_dir => NotADirectory,
         is_dir => IsADirectory, not_empty => NotEmpty, invalid => InvalidArgument,
         not_permitted => NotPermitted, no_space => NoSpace, no_data => NoData,
-        corrupted => Corrupted,
+        corrupted => Corrupted, would_block => WouldBlock,
     }
 }
 

@@ -10,7 +10,8 @@
 //! - [`logic`]: the POSIX rules, once, over the [`logic::TxnView`] transaction view.
 //! - [`kv`]: the key schema and codec of the KV backends, and [`kv::KvBackend`].
 //! - [`memory`]: the in-memory reference backend.
-//! - [`Meta`]: the high-level API with the batcher and the ID pools.
+//! - [`Meta`]: the high-level API with the batcher, the ID pools and the session.
+//! - [`session`]: sessions, open files (sustained inodes) and locks.
 //! - [`fsck`] and [`dump`]: consistency check and JSON dump/load of a whole volume.
 //! - [`testing`]: a latency-adding, call-counting backend wrapper for tests and benchmarks.
 //!
@@ -46,17 +47,22 @@ mod meta;
 pub mod metrics;
 pub mod op;
 pub mod options;
+pub mod session;
 pub mod testing;
 pub mod types;
 
 pub use backend::{Backend, BackendInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use idpool::PoolStats;
-pub use meta::Meta;
+pub use meta::{Meta, PlockRequest};
 pub use op::{
     Caller, Op, OpOutput, RenameFlags, RestoreRecord, SetAttrMask, SetAttrValues, XattrFlags,
 };
 pub use options::{MetaOptions, VolumeUrl, parse_url};
+pub use session::{
+    InodeLocks, LockKind, LockOwner, LockType, PlockRange, Session, SessionHoldings, SessionInfo,
+    Sid,
+};
 pub use types::{
     Attr, CHUNK_SIZE, Counter, DirEntry, Entry, FileType, IdKind, Ino, Pending, Setting, Slice,
     Statfs, Timespec,

@@ -37,6 +37,14 @@ pub struct Metrics {
     pub chunk_prefetch_async: IntCounter,
     /// `meta_prime_errors_total`: failed reservations.
     pub prime_errors: IntCounter,
+    /// `meta_sessions`: sessions of the volume (expired ones not yet cleaned up included), as
+    /// listed at this client's last heartbeat.
+    pub sessions: IntGauge,
+    /// `meta_open_files`: inodes this client holds open.
+    pub open_files: IntGauge,
+    /// `meta_lock_waits_total`: lock requests that found a conflict and waited to retry
+    /// (the blocking helpers `flock_wait` / `setlk_wait`), one per retry.
+    pub lock_waits: IntCounter,
 }
 
 fn reg_err(e: prometheus::Error) -> Error {
@@ -113,6 +121,18 @@ impl Metrics {
             .map_err(reg_err)?,
             prime_errors: counter("meta_prime_errors_total", "Failed ID reservations")
                 .map_err(reg_err)?,
+            sessions: IntGauge::new(
+                "meta_sessions",
+                "Sessions of the volume at this client's last heartbeat",
+            )
+            .map_err(reg_err)?,
+            open_files: IntGauge::new("meta_open_files", "Inodes this client holds open")
+                .map_err(reg_err)?,
+            lock_waits: counter(
+                "meta_lock_waits_total",
+                "Lock requests that found a conflict and waited to retry",
+            )
+            .map_err(reg_err)?,
         };
         for c in [
             Box::new(m.ops_total.clone()) as Box<dyn prometheus::core::Collector>,
@@ -128,6 +148,9 @@ impl Metrics {
             Box::new(m.chunk_prime_calls.clone()),
             Box::new(m.chunk_prefetch_async.clone()),
             Box::new(m.prime_errors.clone()),
+            Box::new(m.sessions.clone()),
+            Box::new(m.open_files.clone()),
+            Box::new(m.lock_waits.clone()),
         ] {
             registry.register(c).map_err(reg_err)?;
         }

@@ -4,6 +4,7 @@
 //! allocated (from the ID pool) and times are taken *before* the op is queued, so applying the
 //! same op on two backends gives the same result.
 
+use crate::session::{LockOwner, LockType, SessionInfo, Sid};
 use crate::types::{Attr, FileType, Ino, Slice, Timespec};
 
 /// The caller of an operation: the user and group that own new inodes and that sticky-bit
@@ -132,6 +133,10 @@ pub enum Op {
         target: Vec<u8>,
         /// Time stamp for the new inode and the parent's mtime/ctime.
         time: Timespec,
+        /// Open the new inode for this session in the same op (FUSE `create`, open(2) with
+        /// `O_CREAT`), as [`Op::Open`] would; `None` for a plain create. ENOENT when the
+        /// session does not exist.
+        opened_by: Option<Sid>,
     },
     /// Add a hard link `parent/name` to `ino` (link(2)). EPERM for a directory.
     Link {
@@ -248,6 +253,88 @@ pub enum Op {
     /// "each link's parent exists and the name is free"; `used_space` and `total_inodes` are
     /// adjusted. Overwrites the attributes of an existing inode (the root).
     Restore(Box<RestoreRecord>),
+    /// Register a session (see [`crate::session`]): store its description and expiry.
+    /// EEXIST when the ID is taken.
+    OpenSession {
+        /// The description; `info.sid` is the new session's ID (from `nextSession`).
+        info: Box<SessionInfo>,
+        /// When it expires unless refreshed.
+        expire: Timespec,
+    },
+    /// Move a session's expiry on (the heartbeat). ENOENT when the session is gone (another
+    /// client cleaned it up after it expired).
+    Heartbeat {
+        /// The session.
+        sid: Sid,
+        /// The new expiry.
+        expire: Timespec,
+    },
+    /// End a session: release every inode it holds open (a sustained inode no other session
+    /// holds is deleted, its data becoming pending deletion), drop its locks and its record.
+    /// ENOENT when the session does not exist.
+    CloseSession {
+        /// The session.
+        sid: Sid,
+        /// Cleanup of another client's session: only if it expired before this time (checked
+        /// inside the op; EAGAIN when it has not, e.g. a heartbeat came in meanwhile). `None`
+        /// closes unconditionally (a client closing its own session).
+        expired_before: Option<Timespec>,
+    },
+    /// Claim the cleanup of expired sessions: succeeds (and records `now_ms`) when no client
+    /// claimed it in the last `every_ms` milliseconds, else EAGAIN. Keeps the cleanup to
+    /// one client at a time per volume.
+    ClaimCleanup {
+        /// Now, in milliseconds since the Unix epoch.
+        now_ms: i64,
+        /// The lease length in milliseconds.
+        every_ms: i64,
+    },
+    /// Record that session `sid` holds `ino` open (open(2)). ENOENT when the inode or the
+    /// session does not exist. Idempotent.
+    Open {
+        /// The session.
+        sid: Sid,
+        /// The inode (any type).
+        ino: Ino,
+    },
+    /// Forget that session `sid` holds `ino` open (the last close(2) of the session). The
+    /// session's locks on the inode go too. A sustained inode (nlink 0) no other session
+    /// holds open is deleted. ENOENT when the session does not hold it open.
+    Release {
+        /// The session.
+        sid: Sid,
+        /// The inode.
+        ino: Ino,
+    },
+    /// BSD flock(2), non-blocking (`LOCK_NB`): set `owner`'s lock on `ino` to `typ`.
+    /// EAGAIN when another owner holds a conflicting lock; ENOENT when the inode or the
+    /// session does not exist. Unlock of a lock not held succeeds.
+    Flock {
+        /// The inode.
+        ino: Ino,
+        /// Who locks.
+        owner: LockOwner,
+        /// `Read` (`LOCK_SH`), `Write` (`LOCK_EX`) or `Unlock` (`LOCK_UN`).
+        typ: LockType,
+    },
+    /// POSIX byte-range lock, fcntl(2) `F_SETLK` (non-blocking): set `owner`'s locks over
+    /// `start..=end` to `typ`, splitting and merging its ranges as fcntl(2) describes.
+    /// EAGAIN when another owner holds a conflicting range; EINVAL when `start > end`;
+    /// ENOENT when the inode or the session does not exist.
+    Setlk {
+        /// The inode.
+        ino: Ino,
+        /// Who locks.
+        owner: LockOwner,
+        /// `Read`, `Write` or `Unlock`.
+        typ: LockType,
+        /// First byte, inclusive.
+        start: u64,
+        /// Last byte, inclusive (`u64::MAX`: to the end of the file).
+        end: u64,
+        /// The process, reported by `F_GETLK`.
+        pid: u32,
+    },
     /// Write a pending-deletion record verbatim (used by `load`): for `Pending::File`, also the
     /// deleted inode's chunks, which stay readable until the data layer clears the record.
     /// `AlreadyExists` when a `Pending::File` names a live inode.
@@ -294,11 +381,19 @@ impl Op {
             Op::ClearPendingSlice { .. } => "clear_pending_slice",
             Op::Restore(_) => "restore",
             Op::RestorePending { .. } => "restore_pending",
+            Op::OpenSession { .. } => "open_session",
+            Op::Heartbeat { .. } => "heartbeat",
+            Op::CloseSession { .. } => "close_session",
+            Op::ClaimCleanup { .. } => "claim_cleanup",
+            Op::Open { .. } => "open",
+            Op::Release { .. } => "release",
+            Op::Flock { .. } => "flock",
+            Op::Setlk { .. } => "setlk",
         }
     }
 
     /// Every op name, for pre-creating metric series.
-    pub const NAMES: [&'static str; 14] = [
+    pub const NAMES: [&'static str; 22] = [
         "mknod",
         "link",
         "unlink",
@@ -313,6 +408,14 @@ impl Op {
         "clear_pending_slice",
         "restore",
         "restore_pending",
+        "open_session",
+        "heartbeat",
+        "close_session",
+        "claim_cleanup",
+        "open",
+        "release",
+        "flock",
+        "setlk",
     ];
 
     /// Approximate encoded size in bytes, used for the `batch_bytes` limit.
@@ -338,6 +441,7 @@ impl Op {
             Op::RestorePending { chunks, .. } => {
                 chunks.iter().map(|(_, s)| 4 + 24 * s.len()).sum::<usize>()
             }
+            Op::OpenSession { info, .. } => info.host.len() + info.label.len() + 64,
             _ => 0,
         }
     }

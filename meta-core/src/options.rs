@@ -41,6 +41,19 @@ pub struct MetaOptions {
     pub max_inflight: usize,
     /// `max_queue` (default 100000): queued ops before callers wait (backpressure).
     pub max_queue: usize,
+    /// `session` (default on): register a session (see [`crate::session`]) so this client
+    /// can open files and take locks, refreshed by a heartbeat and ended by
+    /// [`crate::Meta::close`]. Off for tools that only read or administer a volume (`meta ls`,
+    /// `meta fsck`, ...): `open`, locks and the session cleanup are then refused with
+    /// `Unsupported`.
+    pub session: bool,
+    /// `heartbeat` (default `12s`, at least 10 ms): how often the session's expiry is moved
+    /// on. A session expires after five missed heartbeats (`5 × heartbeat` after the last
+    /// one); any other client then cleans it up, checking at each of its own heartbeats.
+    pub heartbeat: Duration,
+    /// `session_label` (default empty): free text stored with the session (e.g. the mount
+    /// point), shown by `meta status`.
+    pub session_label: String,
 }
 
 impl Default for MetaOptions {
@@ -57,9 +70,19 @@ impl Default for MetaOptions {
             batch_interval: Duration::ZERO,
             max_inflight: 0,
             max_queue: 100_000,
+            session: true,
+            heartbeat: Duration::from_secs(12),
+            session_label: String::new(),
         }
     }
 }
+
+/// Shortest heartbeat interval accepted (`heartbeat` option).
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+/// Longest heartbeat interval accepted (`heartbeat` option).
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
+/// A session expires after this many heartbeat intervals without a heartbeat.
+pub const MISSED_HEARTBEATS: u32 = 5;
 
 /// Names of the engine options [`parse_url`] recognizes.
 pub const ENGINE_PARAMS: &[&str] = &[
@@ -75,6 +98,9 @@ pub const ENGINE_PARAMS: &[&str] = &[
     "batch_interval",
     "max_inflight",
     "max_queue",
+    "session",
+    "heartbeat",
+    "session_label",
 ];
 
 fn bad(name: &str, value: &str, want: &str) -> Error {
@@ -127,6 +153,15 @@ impl MetaOptions {
             "batch_interval" => self.batch_interval = parse_duration(name, value)?,
             "max_inflight" => self.max_inflight = parse_int(name, value, 0, 1024)? as usize,
             "max_queue" => self.max_queue = parse_int(name, value, 1, 1 << 30)? as usize,
+            "session" => self.session = parse_bool(name, value)?,
+            "heartbeat" => {
+                let d = parse_duration(name, value)?;
+                if d < MIN_HEARTBEAT || d > MAX_HEARTBEAT {
+                    return Err(bad(name, value, "a duration from 10ms to 1h"));
+                }
+                self.heartbeat = d;
+            }
+            "session_label" => self.session_label = value.to_string(),
             _ => return Ok(false),
         }
         Ok(true)
@@ -274,7 +309,13 @@ mod tests {
         assert_eq!(o.inode_batch, 7);
         assert_eq!(o.batch_interval, Duration::from_millis(5));
         assert_eq!(o.batch_size, 512);
+        assert!(o.session);
+        assert_eq!(o.heartbeat, Duration::from_secs(12));
         assert_eq!(u.file_path(), "/tmp/x");
+        let (_, o) = parse_url("memory://?session=0&heartbeat=100ms").unwrap();
+        assert!(!o.session);
+        assert_eq!(o.heartbeat, Duration::from_millis(100));
+        assert!(parse_url("memory://?heartbeat=1ms").is_err());
         let mut u = u;
         assert_eq!(u.take_param("sync").as_deref(), Some("false"));
         u.finish().unwrap();

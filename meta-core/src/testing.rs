@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use crate::backend::{Backend, BackendInfo};
 use crate::error::{Error, ErrorKind, Result};
 use crate::op::{Op, OpOutput};
+use crate::session::{InodeLocks, Session, SessionHoldings, Sid};
 use crate::types::{Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice, Statfs};
 
 /// A backend wrapper that counts calls and delays them.
@@ -174,5 +175,14 @@ impl Backend for DelayBackend {
     }
     async fn list_pending(&self, limit: usize) -> Result<Vec<Pending>> {
         self.inner.list_pending(limit).await
+    }
+    async fn list_sessions(&self) -> Result<Vec<Session>> {
+        self.inner.list_sessions().await
+    }
+    async fn session_holdings(&self, sid: Sid) -> Result<SessionHoldings> {
+        self.inner.session_holdings(sid).await
+    }
+    async fn list_locks(&self, ino: Ino) -> Result<InodeLocks> {
+        self.inner.list_locks(ino).await
     }
 }

@@ -361,30 +361,54 @@ pub enum Counter {
     UsedSpace,
     /// Number of live inodes.
     TotalInodes,
+    /// The next session ID to reserve (sessions: see [`crate::session`]).
+    NextSession,
+    /// When (milliseconds since the Unix epoch) a client last claimed the cleanup of expired
+    /// sessions ([`crate::Op::ClaimCleanup`]). Not in [`Counter::ALL`]: it is a lease, not
+    /// volume content, so dumps do not carry it.
+    CleanupLease,
 }
 
 impl Counter {
-    /// Every counter.
-    pub const ALL: [Counter; 4] = [
+    /// Every counter that is volume content (what `dump` carries and `fsck` checks); the
+    /// cleanup lease ([`Counter::CleanupLease`]) is not among them.
+    pub const ALL: [Counter; 5] = [
         Counter::NextInode,
         Counter::NextChunk,
         Counter::UsedSpace,
         Counter::TotalInodes,
+        Counter::NextSession,
     ];
 
-    /// The stored name (as in JuiceFS): `nextInode`, `nextChunk`, `usedSpace`, `totalInodes`.
+    /// The stored name (as in JuiceFS where it has one): `nextInode`, `nextChunk`,
+    /// `usedSpace`, `totalInodes`, `nextSession`, `cleanupLease`.
     pub fn name(self) -> &'static str {
         match self {
             Counter::NextInode => "nextInode",
             Counter::NextChunk => "nextChunk",
             Counter::UsedSpace => "usedSpace",
             Counter::TotalInodes => "totalInodes",
+            Counter::NextSession => "nextSession",
+            Counter::CleanupLease => "cleanupLease",
+        }
+    }
+
+    /// The value a counter has in a freshly formatted volume (before the root's usage is
+    /// added): 2 for `nextInode` (1 is the root), 1 for the other ID counters, 0 otherwise.
+    pub fn initial(self) -> i64 {
+        match self {
+            Counter::NextInode => 2,
+            Counter::NextChunk | Counter::NextSession => 1,
+            Counter::UsedSpace | Counter::TotalInodes | Counter::CleanupLease => 0,
         }
     }
 
     /// Inverse of [`Counter::name`].
     pub fn from_name(name: &str) -> Option<Counter> {
-        Counter::ALL.into_iter().find(|c| c.name() == name)
+        Counter::ALL
+            .into_iter()
+            .chain([Counter::CleanupLease])
+            .find(|c| c.name() == name)
     }
 }
 
@@ -395,6 +419,8 @@ pub enum IdKind {
     Inode,
     /// Chunk/slice IDs (counter `nextChunk`).
     Chunk,
+    /// Session IDs (counter `nextSession`).
+    Session,
 }
 
 impl IdKind {
@@ -403,6 +429,7 @@ impl IdKind {
         match self {
             IdKind::Inode => Counter::NextInode,
             IdKind::Chunk => Counter::NextChunk,
+            IdKind::Session => Counter::NextSession,
         }
     }
 }

@@ -25,7 +25,13 @@ async fn delayed(delay: Duration) -> Arc<DelayBackend> {
     Arc::new(DelayBackend::new(formatted().await, delay))
 }
 
+/// A `Meta` without a session: these tests count the backend calls of the batcher and the ID
+/// pools alone (a session adds its registration and heartbeats).
 async fn open(b: Arc<DelayBackend>, opts: MetaOptions) -> Meta {
+    let opts = MetaOptions {
+        session: false,
+        ..opts
+    };
     Meta::open(b, opts, None).await.expect("open")
 }
 
@@ -155,6 +161,7 @@ async fn failing_op_leaves_no_trace() {
         rdev: 0,
         target: vec![],
         time: t,
+        opened_by: None,
     };
     let mut ids = Vec::new();
     for _ in 0..5 {
@@ -243,6 +250,7 @@ async fn flush_waits_for_queued_ops_and_reports_deferred_errors() {
             rdev: 0,
             target: vec![],
             time: Timespec::now(),
+            opened_by: None,
         })
         .await
         .expect("enqueue");
@@ -279,6 +287,7 @@ async fn deferred_ops_apply_in_order() {
             rdev: 0,
             target: vec![],
             time: Timespec::now(),
+            opened_by: None,
         })
         .await
         .expect("enqueue");
@@ -299,7 +308,7 @@ async fn backpressure_holds_when_queue_is_full() {
         max_inflight: 1,
         ..Default::default()
     };
-    let m = Meta::open(b.clone(), opts, None).await.expect("open");
+    let m = open(b.clone(), opts).await;
     let xattr = |i: u64| Op::SetXattr {
         ino: Ino::ROOT,
         name: format!("user.k{i}").into_bytes(),

@@ -624,6 +624,7 @@ async fn readdir_pagination_over_10k_entries() {
             rdev: 0,
             target: vec![],
             time: meta_core::Timespec::now(),
+            opened_by: None,
         });
     }
     for r in m.apply_batch(ops).await {

@@ -68,6 +68,7 @@ fn mknod(parent: Ino, name: &[u8], ino: Ino, typ: FileType) -> Op {
         rdev: 0,
         target: Vec::new(),
         time: t(0),
+        opened_by: None,
     }
 }
 

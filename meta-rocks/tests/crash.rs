@@ -286,6 +286,7 @@ async fn setup(volume: &Path) -> anyhow::Result<()> {
             rdev: 0,
             target: Vec::new(),
             time: t,
+            opened_by: None,
         })
         .collect();
     for r in b.apply(&ops).await? {

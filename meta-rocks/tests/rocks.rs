@@ -280,6 +280,7 @@ fn mknod(parent: Ino, name: &str, ino: u64, typ: FileType, t: Timespec) -> Op {
         rdev: 0,
         target: Vec::new(),
         time: t,
+        opened_by: None,
     }
 }
 

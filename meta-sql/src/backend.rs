@@ -30,26 +30,47 @@ pub const MAX_BATCH_OPS: usize = 1024;
 pub const MAX_ATTEMPTS: u32 = 24;
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The embedded migrations of a dialect: `(version, description, SQL)`.
 fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
     match d {
-        Dialect::Sqlite => &[(
-            1,
-            "initial schema",
-            include_str!("../migrations/sqlite/0001_init.sql"),
-        )],
-        Dialect::Postgres => &[(
-            1,
-            "initial schema",
-            include_str!("../migrations/postgres/0001_init.sql"),
-        )],
-        Dialect::MySql => &[(
-            1,
-            "initial schema",
-            include_str!("../migrations/mysql/0001_init.sql"),
-        )],
+        Dialect::Sqlite => &[
+            (
+                1,
+                "initial schema",
+                include_str!("../migrations/sqlite/0001_init.sql"),
+            ),
+            (
+                2,
+                "sessions, open files, locks",
+                include_str!("../migrations/sqlite/0002_sessions.sql"),
+            ),
+        ],
+        Dialect::Postgres => &[
+            (
+                1,
+                "initial schema",
+                include_str!("../migrations/postgres/0001_init.sql"),
+            ),
+            (
+                2,
+                "sessions, open files, locks",
+                include_str!("../migrations/postgres/0002_sessions.sql"),
+            ),
+        ],
+        Dialect::MySql => &[
+            (
+                1,
+                "initial schema",
+                include_str!("../migrations/mysql/0001_init.sql"),
+            ),
+            (
+                2,
+                "sessions, open files, locks",
+                include_str!("../migrations/mysql/0002_sessions.sql"),
+            ),
+        ],
     }
 }
 
@@ -531,14 +552,18 @@ async fn format_in(
     ) {
         t.run(s).await?;
     }
-    let counters = vec![
-        (Counter::NextInode.name(), 2),
-        (Counter::NextChunk.name(), 1),
-        (Counter::UsedSpace.name(), root.space() as i64),
-        (Counter::TotalInodes.name(), 1),
-        (RENAME_LOCK, 0),
-    ]
-    .into_iter()
+    let counters = Counter::ALL
+        .into_iter()
+        .chain([Counter::CleanupLease])
+        .map(|c| {
+            let v = match c {
+                Counter::UsedSpace => root.space() as i64,
+                Counter::TotalInodes => 1,
+                c => c.initial(),
+            };
+            (c.name(), v)
+        })
+        .chain([(RENAME_LOCK, 0)])
     .map(|(n, v)| vec![Arg::Text(n.to_string()), Arg::Int(v)])
     .collect();
     for s in sql.insert(

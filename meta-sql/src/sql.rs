@@ -66,7 +66,7 @@ impl Dialect {
 }
 
 /// Every table of a volume, in creation order (`schema_version` last).
-pub(crate) const TABLES: [&str; 10] = [
+pub(crate) const TABLES: [&str; 14] = [
     "setting",
     "counter",
     "node",
@@ -76,6 +76,10 @@ pub(crate) const TABLES: [&str; 10] = [
     "xattr",
     "delfile",
     "delslice",
+    "session",
+    "openfile",
+    "flock",
+    "plock",
     "schema_version",
 ];
 

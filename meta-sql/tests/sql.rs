@@ -48,6 +48,7 @@ fn mknod(parent: Ino, name: String, ino: u64, typ: FileType) -> Op {
         rdev: 0,
         target: Vec::new(),
         time: Timespec::now(),
+        opened_by: None,
     }
 }
 

@@ -314,6 +314,7 @@ impl Gen {
                     },
                     target,
                     time,
+                    opened_by: None,
                 }
             }
             25..=31 => Op::Link {

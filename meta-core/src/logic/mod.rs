@@ -4,6 +4,11 @@
 //!
 //! Sources of the rules: link(2), unlink(2), rmdir(2), rename(2) (incl. `renameat2` flags),
 //! setxattr(2), truncate(2), and Linux's handling of directory nlink and parent times.
+//! Sessions, open files and locks: [`session`] (flock(2), fcntl(2)).
+
+mod session;
+
+pub use session::{list_locks, session_holdings};
 
 use async_trait::async_trait;
 
@@ -11,6 +16,7 @@ use crate::error::{Error, ErrorKind, Result, err};
 use crate::op::{
     Caller, Op, OpOutput, RenameFlags, RestoreRecord, SetAttrMask, SetAttrValues, XattrFlags,
 };
+use crate::session::{LockKind, LockOwner, LockType, PlockRange, Session, Sid};
 use crate::types::{
     Attr, CHUNK_BITS, CHUNK_SIZE, Counter, DirEntry, Entry, FileType, Ino, MAX_FILE_LEN, Pending,
     Setting, Slice, Timespec, align_space, show_name, validate_name, validate_symlink_target,
@@ -115,6 +121,34 @@ pub trait TxnView: Send {
     /// Removes a pending record (matched as in [`TxnView::has_pending`]).
     async fn delete_pending(&mut self, pending: Pending) -> Result<()>;
 
+    /// The session `sid`, or `None`. In a write transaction the backend must keep the
+    /// session's record from being deleted until the transaction ends when the op adds a
+    /// record that belongs to the session (SQL: a shared row lock, see meta-sql).
+    async fn get_session(&mut self, sid: Sid) -> Result<Option<Session>>;
+    /// Stores a session (insert or replace).
+    async fn put_session(&mut self, session: &Session) -> Result<()>;
+    /// Removes a session's record (no error if absent).
+    async fn delete_session(&mut self, sid: Sid) -> Result<()>;
+    /// Every session, by increasing ID.
+    async fn list_sessions(&mut self) -> Result<Vec<Session>>;
+    /// The sessions holding `ino` open, increasing.
+    async fn openers(&mut self, ino: Ino) -> Result<Vec<Sid>>;
+    /// Records (`open`) or forgets (`!open`) that session `sid` holds `ino` open.
+    async fn set_open(&mut self, sid: Sid, ino: Ino, open: bool) -> Result<()>;
+    /// The inodes session `sid` holds open, increasing.
+    async fn session_opens(&mut self, sid: Sid) -> Result<Vec<Ino>>;
+    /// The flocks on `ino`, by owner.
+    async fn get_flocks(&mut self, ino: Ino) -> Result<Vec<(LockOwner, LockType)>>;
+    /// Sets `owner`'s flock on `ino` (`Unlock` removes the record).
+    async fn set_flock(&mut self, ino: Ino, owner: LockOwner, typ: LockType) -> Result<()>;
+    /// The byte-range locks on `ino`, by owner (owners without ranges are not listed).
+    async fn get_plocks(&mut self, ino: Ino) -> Result<Vec<(LockOwner, Vec<PlockRange>)>>;
+    /// Replaces `owner`'s ranges on `ino` (an empty list removes the record).
+    async fn set_plocks(&mut self, ino: Ino, owner: LockOwner, ranges: &[PlockRange])
+    -> Result<()>;
+    /// Every lock record of session `sid`: inode, kind and owner.
+    async fn session_locks(&mut self, sid: Sid) -> Result<Vec<(Ino, LockKind, u64)>>;
+
     /// "Add `nlink_delta` to directory `dir`'s nlink and raise its mtime/ctime to `time`", where
     /// `current` is the directory's attributes as read in this transaction. Returns the new
     /// attributes. The default is a read-modify-write; SQL overrides it with one commutative
@@ -193,6 +227,7 @@ pub async fn apply_op<V: TxnView + ?Sized>(
             rdev,
             target,
             time,
+            opened_by,
         } => {
             let new = NewInode {
                 ino: *ino,
@@ -203,6 +238,7 @@ pub async fn apply_op<V: TxnView + ?Sized>(
                 rdev: *rdev,
                 target,
                 time: *time,
+                opened_by: *opened_by,
             };
             mknod(v, *parent, name, new, limits).await
         }
@@ -322,6 +358,26 @@ pub async fn apply_op<V: TxnView + ?Sized>(
             v.put_pending(*pending).await?;
             Ok(OpOutput::Done)
         }
+        Op::OpenSession { info, expire } => session::open_session(v, info, *expire).await,
+        Op::Heartbeat { sid, expire } => session::heartbeat(v, *sid, *expire).await,
+        Op::CloseSession {
+            sid,
+            expired_before,
+        } => session::close_session(v, *sid, *expired_before).await,
+        Op::ClaimCleanup { now_ms, every_ms } => {
+            session::claim_cleanup(v, *now_ms, *every_ms).await
+        }
+        Op::Open { sid, ino } => session::open(v, *sid, *ino).await,
+        Op::Release { sid, ino } => session::release(v, *sid, *ino).await,
+        Op::Flock { ino, owner, typ } => session::flock(v, *ino, *owner, *typ).await,
+        Op::Setlk {
+            ino,
+            owner,
+            typ,
+            start,
+            end,
+            pid,
+        } => session::setlk(v, *ino, *owner, *typ, (*start, *end), *pid).await,
     };
     r.map_err(|e| {
         if e.kind().is_batch_fatal() {
@@ -412,6 +468,7 @@ struct NewInode<'a> {
     rdev: u32,
     target: &'a [u8],
     time: Timespec,
+    opened_by: Option<Sid>,
 }
 
 async fn mknod<V: TxnView + ?Sized>(
@@ -467,6 +524,10 @@ async fn mknod<V: TxnView + ?Sized>(
     };
     let space = attr.space() as i64;
     check_quota(v, limits, space, 1).await?;
+    if let Some(sid) = n.opened_by {
+        session::live_session(v, sid).await?;
+        v.set_open(sid, n.ino, true).await?;
+    }
     v.put_attr(n.ino, &attr).await?;
     v.put_entry(
         parent,
@@ -504,6 +565,12 @@ async fn link<V: TxnView + ?Sized>(
     if attr.typ == FileType::Directory {
         return Err(err::not_permitted(format!("hard link to directory {ino}")));
     }
+    if attr.nlink == 0 {
+        // link(2) of an unlinked file still open (through /proc/self/fd): ENOENT on Linux.
+        return Err(err::not_found(format!(
+            "inode {ino} has no links left (unlinked while open)"
+        )));
+    }
     let pattr = dir_attr(v, parent).await?;
     if v.get_entry(parent, name).await?.is_some() {
         return Err(err::exists(format!("{parent}/{}", show_name(name))));
@@ -530,8 +597,8 @@ async fn link<V: TxnView + ?Sized>(
 }
 
 /// Drops one link of a non-directory inode whose entry is already gone. Returns the remaining
-/// attributes, or `None` when it was the last link (the inode is deleted, its data recorded as
-/// pending deletion).
+/// attributes (nlink 0 for a sustained inode, see [`remove_inode`]), or `None` when it was the
+/// last link and the inode is deleted (its data recorded as pending deletion).
 async fn drop_link<V: TxnView + ?Sized>(
     v: &mut V,
     ino: Ino,
@@ -544,12 +611,35 @@ async fn drop_link<V: TxnView + ?Sized>(
         v.put_attr(ino, &attr).await?;
         return Ok(Some(attr));
     }
+    remove_inode(v, ino, attr, time).await
+}
+
+/// The last link of `ino` is gone. When some session holds it open it is kept ("sustained"):
+/// nlink 0, ctime `time`, in no directory, counted by statfs; the last [`Op::Release`] (or the
+/// cleanup of the last session holding it) deletes it. Otherwise it is deleted now. Returns
+/// the sustained inode's attributes, or `None` when deleted.
+async fn remove_inode<V: TxnView + ?Sized>(
+    v: &mut V,
+    ino: Ino,
+    mut attr: Attr,
+    time: Timespec,
+) -> Result<Option<Attr>> {
+    if !v.openers(ino).await?.is_empty() {
+        attr.nlink = 0;
+        attr.ctime = time;
+        v.put_attr(ino, &attr).await?;
+        return Ok(Some(attr));
+    }
     delete_inode(v, ino, &attr).await?;
     Ok(None)
 }
 
 /// Deletes an inode's records and accounts for it; regular files with data become pending.
-async fn delete_inode<V: TxnView + ?Sized>(v: &mut V, ino: Ino, attr: &Attr) -> Result<()> {
+pub(crate) async fn delete_inode<V: TxnView + ?Sized>(
+    v: &mut V,
+    ino: Ino,
+    attr: &Attr,
+) -> Result<()> {
     v.delete_inode(ino).await?;
     if attr.typ == FileType::Regular && attr.length > 0 {
         v.put_pending(Pending::File {
@@ -620,11 +710,11 @@ async fn rmdir<V: TxnView + ?Sized>(
         return Err(err::not_empty(format!("{parent}/{}", show_name(name))));
     }
     v.delete_entry(parent, name).await?;
-    delete_inode(v, entry.ino, &attr).await?;
+    let sustained = remove_inode(v, entry.ino, attr, time).await?;
     let parent_attr = v.update_dir(parent, &pattr, -1, time).await?;
     Ok(OpOutput::Removed {
         ino: entry.ino,
-        attr: None,
+        attr: sustained,
         parent: parent_attr,
     })
 }
@@ -771,9 +861,9 @@ async fn rename<V: TxnView + ?Sized>(
             if v.has_entries(d.ino).await? {
                 return Err(err::not_empty(dst_path));
             }
-            delete_inode(v, d.ino, &dattr).await?;
+            let left = remove_inode(v, d.ino, dattr, time).await?;
             ddst -= 1;
-            replaced = Some((d.ino, None));
+            replaced = Some((d.ino, left));
         } else {
             let left = drop_link(v, d.ino, dattr, time).await?;
             replaced = Some((d.ino, left));

@@ -1,6 +1,11 @@
 //! [`Meta`]: the API a filesystem calls. Every mutating call becomes an [`Op`] that goes
 //! through the batcher and awaits its own result, so the caller sees exactly the semantics of
-//! an unbatched call.
+//! an unbatched call. Sessions, open files and locks: [`session`].
+
+mod session;
+
+pub use session::PlockRequest;
+use session::SessionState;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -28,6 +33,8 @@ struct Inner {
     batcher: Option<Batcher>,
     deferred: Arc<Mutex<DeferredErrors>>,
     max_ops: usize,
+    /// The session, when `opts.session` (see [`session`]).
+    session: Option<SessionState>,
 }
 
 /// A volume opened for use: the engine in front of a [`Backend`]. Cheap to clone; clones share
@@ -135,7 +142,8 @@ impl Meta {
                 deferred.clone(),
             )
         });
-        Ok(Meta {
+        let session = opts.session.then(SessionState::default);
+        let meta = Meta {
             inner: Arc::new(Inner {
                 backend,
                 setting,
@@ -146,8 +154,16 @@ impl Meta {
                 batcher,
                 deferred,
                 max_ops,
+                session,
             }),
-        })
+        };
+        if meta.inner.session.is_some()
+            && let Err(e) = meta.start_session().await
+        {
+            let _ = meta.close().await;
+            return Err(e.context_prefix("register the session"));
+        }
+        Ok(meta)
     }
 
     /// The backend.
@@ -233,12 +249,18 @@ impl Meta {
         }
     }
 
-    /// Flushes, then stops the batcher and the ID-pool prefetch and waits for their tasks, so
-    /// that once every clone of this `Meta` is dropped nothing holds the backend any more (an
-    /// embedded database can then be reopened at once). Returns the flush's error, if any.
-    /// After `close`, mutating calls on any clone fail with `Internal` ("batcher stopped").
+    /// Flushes, ends the session (its open files are released and its locks dropped, see
+    /// [`Meta::close_session`]), then stops the batcher and the ID-pool prefetch and waits
+    /// for their tasks, so that once every clone of this `Meta` is dropped nothing holds the
+    /// backend any more (an embedded database can then be reopened at once). Returns the
+    /// flush's error, else the session's, if any. After `close`, mutating calls on any clone
+    /// fail with `Internal` ("batcher stopped").
     pub async fn close(&self) -> Result<()> {
-        let flushed = self.flush().await;
+        let mut flushed = self.flush().await;
+        let ended = self.end_session().await;
+        if flushed.is_ok() {
+            flushed = ended;
+        }
         if let Some(b) = &self.inner.batcher {
             b.close().await?;
         }
@@ -350,6 +372,20 @@ impl Meta {
         rdev: u32,
         target: Vec<u8>,
     ) -> Result<(Ino, Attr)> {
+        self.make_inode(caller, parent, name, (typ, mode, rdev), target, None)
+            .await
+    }
+
+    /// Builds and submits a Mknod; `opened_by` opens the new inode for that session.
+    async fn make_inode(
+        &self,
+        caller: Caller,
+        parent: Ino,
+        name: &[u8],
+        (typ, mode, rdev): (FileType, u16, u32),
+        target: Vec<u8>,
+        opened_by: Option<crate::session::Sid>,
+    ) -> Result<(Ino, Attr)> {
         validate_name(name)?;
         let ino = self.new_ino().await?;
         let op = Op::Mknod {
@@ -363,6 +399,7 @@ impl Meta {
             rdev,
             target,
             time: Timespec::now(),
+            opened_by,
         };
         match self.submit(op).await? {
             OpOutput::Entry { ino, attr, .. } => Ok((ino, attr)),

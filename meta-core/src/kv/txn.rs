@@ -1,0 +1,382 @@
+//! [`KvTxn`]: the generic op logic's transaction view over any [`KvRead`].
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::error::{Result, err};
+use crate::kv::codec::*;
+use crate::kv::schema::*;
+use crate::kv::store::{KvRead, WriteSet};
+use crate::kv::VALUE_VERSION;
+use crate::logic::TxnView;
+use crate::session::{LockKind, LockOwner, LockType, PlockRange, Session, Sid};
+use crate::types::{Attr, Counter, Entry, Ino, Pending, Slice};
+
+/// The generic op logic's view over a [`KvRead`]: reads see the underlying store overlaid by
+/// the writes of earlier ops of the batch and of the current op; writes are buffered. Each op's
+/// writes live in their own layer until `release_savepoint` folds them into the batch layer, or
+/// `rollback_to_savepoint` drops them.
+pub struct KvTxn<'a, R: KvRead + ?Sized> {
+    reader: &'a R,
+    batch: WriteSet,
+    op: WriteSet,
+}
+
+impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
+    /// A transaction with no writes yet.
+    pub fn new(reader: &'a R) -> Self {
+        KvTxn {
+            reader,
+            batch: WriteSet::new(),
+            op: WriteSet::new(),
+        }
+    }
+
+    /// The writes of every released op (what to commit).
+    pub fn into_writes(mut self) -> WriteSet {
+        let op = std::mem::take(&mut self.op);
+        self.batch.extend(op);
+        self.batch
+    }
+
+    /// Reads a key through the overlay.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(v) = self.op.get(key) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.batch.get(key) {
+            return Ok(v.clone());
+        }
+        self.reader.get(key).await
+    }
+
+    /// Buffers a write (`None` deletes).
+    pub fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.op.insert(key, value);
+    }
+
+    /// Scans `[start, end)` through the overlay, at most `limit` pairs.
+    pub async fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if limit == 0 || start >= end {
+            return Ok(Vec::new());
+        }
+        let range = (
+            std::ops::Bound::Included(start.to_vec()),
+            std::ops::Bound::Excluded(end.to_vec()),
+        );
+        let mut overlay: BTreeMap<&[u8], &Option<Vec<u8>>> = BTreeMap::new();
+        for (k, v) in self.batch.range::<Vec<u8>, _>(range.clone()) {
+            overlay.insert(k, v);
+        }
+        for (k, v) in self.op.range::<Vec<u8>, _>(range) {
+            overlay.insert(k, v);
+        }
+        // Fetching `limit + deletes` underlying pairs guarantees `limit` survivors when they
+        // exist, and every survivor among the first `limit` merged pairs was fetched.
+        let deletes = overlay.values().filter(|v| v.is_none()).count();
+        let base = self
+            .reader
+            .scan(start, end, limit.saturating_add(deletes))
+            .await?;
+        let base_full = base.len() == limit.saturating_add(deletes);
+        let last_base = base.last().map(|(k, _)| k.clone());
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = base.into_iter().collect();
+        for (k, v) in overlay {
+            if base_full && last_base.as_deref().is_some_and(|l| k > l) {
+                continue;
+            }
+            match v {
+                Some(v) => {
+                    merged.insert(k.to_vec(), v.clone());
+                }
+                None => {
+                    merged.remove(k);
+                }
+            }
+        }
+        Ok(merged.into_iter().take(limit).collect())
+    }
+
+    async fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let start = match after {
+            Some(a) => {
+                let mut s = prefix.to_vec();
+                s.extend_from_slice(a);
+                s.push(0);
+                s
+            }
+            None => prefix.to_vec(),
+        };
+        self.scan(&start, &prefix_end(prefix), limit).await
+    }
+}
+
+#[async_trait]
+impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
+    async fn get_attr(&mut self, ino: Ino) -> Result<Option<Attr>> {
+        self.get(&attr_key(ino))
+            .await?
+            .map(|v| decode_attr(&v).map_err(|e| e.context_prefix(format!("inode {ino}"))))
+            .transpose()
+    }
+    async fn put_attr(&mut self, ino: Ino, attr: &Attr) -> Result<()> {
+        self.set(attr_key(ino), Some(encode_attr(attr)));
+        Ok(())
+    }
+    async fn delete_inode(&mut self, ino: Ino) -> Result<()> {
+        self.set(attr_key(ino), None);
+        self.set(symlink_key(ino), None);
+        for name in TxnView::list_xattr(self, ino).await? {
+            self.set(xattr_key(ino, &name), None);
+        }
+        Ok(())
+    }
+    async fn get_entry(&mut self, parent: Ino, name: &[u8]) -> Result<Option<Entry>> {
+        self.get(&entry_key(parent, name))
+            .await?
+            .map(|v| decode_entry(&v))
+            .transpose()
+    }
+    async fn put_entry(&mut self, parent: Ino, name: &[u8], entry: Entry) -> Result<()> {
+        self.set(entry_key(parent, name), Some(encode_entry(entry)));
+        Ok(())
+    }
+    async fn delete_entry(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
+        self.set(entry_key(parent, name), None);
+        Ok(())
+    }
+    async fn scan_entries(
+        &mut self,
+        parent: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Entry)>> {
+        let prefix = entry_prefix(parent);
+        self.scan_prefix(&prefix, after, limit)
+            .await?
+            .into_iter()
+            .map(|(k, v)| Ok((k[prefix.len()..].to_vec(), decode_entry(&v)?)))
+            .collect()
+    }
+    async fn get_chunk(&mut self, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
+        match self.get(&chunk_key(ino, indx)).await? {
+            Some(v) => decode_chunk(&v),
+            None => Ok(Vec::new()),
+        }
+    }
+    async fn put_chunk(&mut self, ino: Ino, indx: u32, slices: &[Slice]) -> Result<()> {
+        let v = (!slices.is_empty()).then(|| encode_chunk(slices));
+        self.set(chunk_key(ino, indx), v);
+        Ok(())
+    }
+    async fn append_slice(&mut self, ino: Ino, indx: u32, slice: Slice) -> Result<()> {
+        let key = chunk_key(ino, indx);
+        let mut v = match self.get(&key).await? {
+            Some(v) => {
+                decode_chunk(&v)?;
+                v
+            }
+            None => vec![VALUE_VERSION],
+        };
+        encode_slice(&mut v, &slice);
+        self.set(key, Some(v));
+        Ok(())
+    }
+    async fn chunk_indexes(&mut self, ino: Ino) -> Result<Vec<u32>> {
+        let prefix = chunk_prefix(ino);
+        self.scan_prefix(&prefix, None, usize::MAX)
+            .await?
+            .into_iter()
+            .map(|(k, _)| {
+                k[prefix.len()..]
+                    .try_into()
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| err::corrupted(format!("chunk key of inode {ino}")))
+            })
+            .collect()
+    }
+    async fn get_symlink(&mut self, ino: Ino) -> Result<Option<Vec<u8>>> {
+        self.get(&symlink_key(ino))
+            .await?
+            .map(|v| decode_bytes(&v, "symlink"))
+            .transpose()
+    }
+    async fn put_symlink(&mut self, ino: Ino, target: &[u8]) -> Result<()> {
+        self.set(symlink_key(ino), Some(encode_bytes(target)));
+        Ok(())
+    }
+    async fn get_xattr(&mut self, ino: Ino, name: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get(&xattr_key(ino, name))
+            .await?
+            .map(|v| decode_bytes(&v, "xattr"))
+            .transpose()
+    }
+    async fn put_xattr(&mut self, ino: Ino, name: &[u8], value: &[u8]) -> Result<()> {
+        self.set(xattr_key(ino, name), Some(encode_bytes(value)));
+        Ok(())
+    }
+    async fn delete_xattr(&mut self, ino: Ino, name: &[u8]) -> Result<()> {
+        self.set(xattr_key(ino, name), None);
+        Ok(())
+    }
+    async fn list_xattr(&mut self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        let prefix = xattr_prefix(ino);
+        Ok(self
+            .scan_prefix(&prefix, None, usize::MAX)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k[prefix.len()..].to_vec())
+            .collect())
+    }
+    async fn get_counter(&mut self, counter: Counter) -> Result<i64> {
+        match self.get(&counter_key(counter)).await? {
+            Some(v) => decode_counter(&v),
+            None => Ok(0),
+        }
+    }
+    async fn add_counter(&mut self, counter: Counter, delta: i64) -> Result<()> {
+        let n = self.get_counter(counter).await?;
+        self.set(
+            counter_key(counter),
+            Some(encode_counter(n.saturating_add(delta))),
+        );
+        Ok(())
+    }
+    async fn put_pending(&mut self, pending: Pending) -> Result<()> {
+        self.set(pending_key(pending), Some(encode_pending(pending)));
+        Ok(())
+    }
+    async fn has_pending(&mut self, pending: Pending) -> Result<bool> {
+        Ok(self.get(&pending_key(pending)).await?.is_some())
+    }
+    async fn delete_pending(&mut self, pending: Pending) -> Result<()> {
+        self.set(pending_key(pending), None);
+        Ok(())
+    }
+    async fn get_session(&mut self, sid: Sid) -> Result<Option<Session>> {
+        self.get(&session_key(sid))
+            .await?
+            .map(|v| decode_session(&v).map_err(|e| e.context_prefix(format!("session {sid}"))))
+            .transpose()
+    }
+    async fn put_session(&mut self, session: &Session) -> Result<()> {
+        self.set(session_key(session.info.sid), Some(encode_session(session)));
+        Ok(())
+    }
+    async fn delete_session(&mut self, sid: Sid) -> Result<()> {
+        self.set(session_key(sid), None);
+        Ok(())
+    }
+    async fn list_sessions(&mut self) -> Result<Vec<Session>> {
+        self.scan_prefix(&[SESSION_TAG], None, usize::MAX)
+            .await?
+            .into_iter()
+            .map(|(k, v)| {
+                decode_session(&v).map_err(|e| e.context_prefix(format!("session key {k:?}")))
+            })
+            .collect()
+    }
+    async fn openers(&mut self, ino: Ino) -> Result<Vec<Sid>> {
+        self.scan_prefix(&open_prefix(ino), None, usize::MAX)
+            .await?
+            .into_iter()
+            .map(|(k, _)| {
+                parse_open_key(&k)
+                    .map(|(_, sid)| sid)
+                    .ok_or_else(|| err::corrupted(format!("open-file key {k:?}")))
+            })
+            .collect()
+    }
+    async fn set_open(&mut self, sid: Sid, ino: Ino, open: bool) -> Result<()> {
+        self.set(open_key(ino, sid), open.then(|| vec![VALUE_VERSION]));
+        Ok(())
+    }
+    async fn session_opens(&mut self, sid: Sid) -> Result<Vec<Ino>> {
+        let mut out = Vec::new();
+        for (k, _) in self.scan_prefix(&[OPEN_TAG], None, usize::MAX).await? {
+            let (ino, s) =
+                parse_open_key(&k).ok_or_else(|| err::corrupted(format!("open-file key {k:?}")))?;
+            if s == sid {
+                out.push(ino);
+            }
+        }
+        Ok(out)
+    }
+    async fn get_flocks(&mut self, ino: Ino) -> Result<Vec<(LockOwner, LockType)>> {
+        self.scan_prefix(&lock_prefix(LockKind::Flock, ino), None, usize::MAX)
+            .await?
+            .into_iter()
+            .map(|(k, v)| {
+                let (_, owner) = parse_lock_key(LockKind::Flock, &k)
+                    .ok_or_else(|| err::corrupted(format!("flock key {k:?}")))?;
+                let body = decode_bytes(&v, "flock")?;
+                Ok((owner, crate::session::decode_flock(&body)?))
+            })
+            .collect()
+    }
+    async fn set_flock(&mut self, ino: Ino, owner: LockOwner, typ: LockType) -> Result<()> {
+        let v = (typ != LockType::Unlock).then(|| encode_bytes(&[typ.code()]));
+        self.set(lock_key(LockKind::Flock, ino, owner), v);
+        Ok(())
+    }
+    async fn get_plocks(&mut self, ino: Ino) -> Result<Vec<(LockOwner, Vec<PlockRange>)>> {
+        self.scan_prefix(&lock_prefix(LockKind::Plock, ino), None, usize::MAX)
+            .await?
+            .into_iter()
+            .map(|(k, v)| {
+                let (_, owner) = parse_lock_key(LockKind::Plock, &k)
+                    .ok_or_else(|| err::corrupted(format!("plock key {k:?}")))?;
+                let body = decode_bytes(&v, "plock")?;
+                Ok((owner, crate::session::decode_plocks(&body)?))
+            })
+            .collect()
+    }
+    async fn set_plocks(
+        &mut self,
+        ino: Ino,
+        owner: LockOwner,
+        ranges: &[PlockRange],
+    ) -> Result<()> {
+        let v = (!ranges.is_empty()).then(|| encode_bytes(&crate::session::encode_plocks(ranges)));
+        self.set(lock_key(LockKind::Plock, ino, owner), v);
+        Ok(())
+    }
+    async fn session_locks(&mut self, sid: Sid) -> Result<Vec<(Ino, LockKind, u64)>> {
+        let mut out = Vec::new();
+        for kind in [LockKind::Flock, LockKind::Plock] {
+            for (k, _) in self.scan_prefix(&[kind.tag()], None, usize::MAX).await? {
+                let (ino, o) = parse_lock_key(kind, &k)
+                    .ok_or_else(|| err::corrupted(format!("lock key {k:?}")))?;
+                if o.sid == sid {
+                    out.push((ino, kind, o.owner));
+                }
+            }
+        }
+        Ok(out)
+    }
+    async fn savepoint(&mut self) -> Result<()> {
+        let op = std::mem::take(&mut self.op);
+        self.batch.extend(op);
+        Ok(())
+    }
+    async fn release_savepoint(&mut self) -> Result<()> {
+        // Keeping the op's writes is the same step as starting the next op: merge its layer.
+        self.savepoint().await
+    }
+    async fn rollback_to_savepoint(&mut self) -> Result<()> {
+        self.op.clear();
+        Ok(())
+    }
+}
+

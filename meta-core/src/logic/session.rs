@@ -1,0 +1,259 @@
+//! The ops of sessions, open files and locks (see [`crate::session`] for the model), over the
+//! same transaction view as the namespace ops, so every backend that runs Rust-side logic
+//! decides them inside its atomic batch. Sources: flock(2), fcntl(2) (`F_SETLK`, `F_GETLK`),
+//! unlink(2) ("if any process still has the file open, the file will remain in existence
+//! until the last file descriptor referring to it is closed").
+
+use super::{TxnView, delete_inode, existing_attr};
+use crate::error::{Result, err};
+use crate::op::OpOutput;
+use crate::session::{
+    LockKind, LockOwner, LockType, Session, SessionHoldings, SessionInfo, Sid, check_range,
+    flock_conflict, plock_conflict, plock_update,
+};
+use crate::types::{Counter, Ino, Timespec};
+
+/// The session `sid`; ENOENT when it does not exist (never registered, closed, or cleaned up
+/// after it expired).
+pub(super) async fn live_session<V: TxnView + ?Sized>(v: &mut V, sid: Sid) -> Result<Session> {
+    v.get_session(sid).await?.ok_or_else(|| {
+        err::not_found(format!(
+            "session {sid} does not exist (closed, or cleaned up after it expired)"
+        ))
+    })
+}
+
+pub(super) async fn open_session<V: TxnView + ?Sized>(
+    v: &mut V,
+    info: &SessionInfo,
+    expire: Timespec,
+) -> Result<OpOutput> {
+    if info.sid == 0 {
+        return Err(err::invalid("session 0 is never valid"));
+    }
+    if v.get_session(info.sid).await?.is_some() {
+        return Err(err::exists(format!("session {} exists", info.sid)));
+    }
+    v.put_session(&Session {
+        info: info.clone(),
+        expire,
+    })
+    .await?;
+    Ok(OpOutput::Done)
+}
+
+pub(super) async fn heartbeat<V: TxnView + ?Sized>(
+    v: &mut V,
+    sid: Sid,
+    expire: Timespec,
+) -> Result<OpOutput> {
+    let mut s = live_session(v, sid).await?;
+    s.expire = expire;
+    v.put_session(&s).await?;
+    Ok(OpOutput::Done)
+}
+
+/// Deletes a sustained inode (nlink 0) once no session holds it open any more.
+async fn delete_if_unheld<V: TxnView + ?Sized>(v: &mut V, ino: Ino) -> Result<()> {
+    if let Some(attr) = v.get_attr(ino).await?
+        && attr.nlink == 0
+        && v.openers(ino).await?.is_empty()
+    {
+        delete_inode(v, ino, &attr).await?;
+    }
+    Ok(())
+}
+
+/// Drops every lock session `sid` holds on `ino` (no open file of the session is left, so
+/// no descriptor can hold one; also what fcntl(2) does at the last close).
+async fn drop_locks_on<V: TxnView + ?Sized>(v: &mut V, sid: Sid, ino: Ino) -> Result<()> {
+    for (o, _) in v.get_flocks(ino).await? {
+        if o.sid == sid {
+            v.set_flock(ino, o, LockType::Unlock).await?;
+        }
+    }
+    for (o, _) in v.get_plocks(ino).await? {
+        if o.sid == sid {
+            v.set_plocks(ino, o, &[]).await?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn close_session<V: TxnView + ?Sized>(
+    v: &mut V,
+    sid: Sid,
+    expired_before: Option<Timespec>,
+) -> Result<OpOutput> {
+    let s = live_session(v, sid).await?;
+    if let Some(t) = expired_before
+        && s.expire >= t
+    {
+        return Err(err::would_block(format!(
+            "session {sid} has not expired (it expires at {}.{:09})",
+            s.expire.sec, s.expire.nsec
+        )));
+    }
+    for ino in v.session_opens(sid).await? {
+        v.set_open(sid, ino, false).await?;
+        delete_if_unheld(v, ino).await?;
+    }
+    for (ino, kind, owner) in v.session_locks(sid).await? {
+        let o = LockOwner { sid, owner };
+        match kind {
+            LockKind::Flock => v.set_flock(ino, o, LockType::Unlock).await?,
+            LockKind::Plock => v.set_plocks(ino, o, &[]).await?,
+        }
+    }
+    v.delete_session(sid).await?;
+    Ok(OpOutput::Done)
+}
+
+pub(super) async fn claim_cleanup<V: TxnView + ?Sized>(
+    v: &mut V,
+    now_ms: i64,
+    every_ms: i64,
+) -> Result<OpOutput> {
+    if every_ms <= 0 {
+        return Err(err::invalid(format!("cleanup lease of {every_ms} ms")));
+    }
+    let last = v.get_counter(Counter::CleanupLease).await?;
+    if last > now_ms.saturating_sub(every_ms) {
+        return Err(err::would_block(format!(
+            "another client claimed the session cleanup {} ms ago",
+            now_ms.saturating_sub(last)
+        )));
+    }
+    v.add_counter(Counter::CleanupLease, now_ms - last).await?;
+    Ok(OpOutput::Done)
+}
+
+pub(super) async fn open<V: TxnView + ?Sized>(v: &mut V, sid: Sid, ino: Ino) -> Result<OpOutput> {
+    let attr = existing_attr(v, ino).await?;
+    live_session(v, sid).await?;
+    if !v.openers(ino).await?.contains(&sid) {
+        v.set_open(sid, ino, true).await?;
+    }
+    Ok(OpOutput::Attr { ino, attr })
+}
+
+pub(super) async fn release<V: TxnView + ?Sized>(
+    v: &mut V,
+    sid: Sid,
+    ino: Ino,
+) -> Result<OpOutput> {
+    if !v.openers(ino).await?.contains(&sid) {
+        return Err(err::not_found(format!(
+            "session {sid} does not hold inode {ino} open"
+        )));
+    }
+    v.set_open(sid, ino, false).await?;
+    drop_locks_on(v, sid, ino).await?;
+    delete_if_unheld(v, ino).await?;
+    Ok(OpOutput::Done)
+}
+
+pub(super) async fn flock<V: TxnView + ?Sized>(
+    v: &mut V,
+    ino: Ino,
+    owner: LockOwner,
+    typ: LockType,
+) -> Result<OpOutput> {
+    existing_attr(v, ino).await?;
+    live_session(v, owner.sid).await?;
+    let held = v.get_flocks(ino).await?;
+    if let Some((o, t)) = flock_conflict(&held, owner, typ) {
+        return Err(err::would_block(format!(
+            "flock of inode {ino}: session {} owner {} holds a {} lock",
+            o.sid,
+            o.owner,
+            t.name()
+        )));
+    }
+    let mine = held.iter().find(|(o, _)| *o == owner).map(|(_, t)| *t);
+    let want = (typ != LockType::Unlock).then_some(typ);
+    if mine != want {
+        v.set_flock(ino, owner, typ).await?;
+    }
+    Ok(OpOutput::Done)
+}
+
+pub(super) async fn setlk<V: TxnView + ?Sized>(
+    v: &mut V,
+    ino: Ino,
+    owner: LockOwner,
+    typ: LockType,
+    (start, end): (u64, u64),
+    pid: u32,
+) -> Result<OpOutput> {
+    check_range(start, end)?;
+    existing_attr(v, ino).await?;
+    live_session(v, owner.sid).await?;
+    let held = v.get_plocks(ino).await?;
+    if let Some((o, r)) = plock_conflict(&held, owner, typ, start, end) {
+        return Err(err::would_block(format!(
+            "lock {}..={} of inode {ino}: session {} owner {} (pid {}) holds {}..={} {}",
+            start,
+            end,
+            o.sid,
+            o.owner,
+            r.pid,
+            r.start,
+            r.end,
+            r.typ.name()
+        )));
+    }
+    let mine: &[_] = held
+        .iter()
+        .find(|(o, _)| *o == owner)
+        .map(|(_, r)| r.as_slice())
+        .unwrap_or(&[]);
+    let new = plock_update(mine, typ, start, end, pid);
+    if new != mine {
+        v.set_plocks(ino, owner, &new).await?;
+    }
+    Ok(OpOutput::Done)
+}
+
+/// The locks on `ino` (for `F_GETLK` and inspection): flocks and byte-range locks by owner.
+/// ENOENT when the inode does not exist.
+pub async fn list_locks<V: TxnView + ?Sized>(
+    v: &mut V,
+    ino: Ino,
+) -> Result<crate::session::InodeLocks> {
+    existing_attr(v, ino).await?;
+    Ok(crate::session::InodeLocks {
+        flocks: v.get_flocks(ino).await?,
+        plocks: v.get_plocks(ino).await?,
+    })
+}
+
+/// What session `sid` holds: open inodes and locks. ENOENT when the session does not exist.
+pub async fn session_holdings<V: TxnView + ?Sized>(
+    v: &mut V,
+    sid: Sid,
+) -> Result<SessionHoldings> {
+    live_session(v, sid).await?;
+    let mut h = SessionHoldings {
+        open: v.session_opens(sid).await?,
+        ..SessionHoldings::default()
+    };
+    for (ino, kind, owner) in v.session_locks(sid).await? {
+        let o = LockOwner { sid, owner };
+        match kind {
+            LockKind::Flock => {
+                if let Some((_, t)) = v.get_flocks(ino).await?.into_iter().find(|(x, _)| *x == o)
+                {
+                    h.flocks.push((ino, owner, t));
+                }
+            }
+            LockKind::Plock => {
+                if let Some((_, r)) = v.get_plocks(ino).await?.into_iter().find(|(x, _)| *x == o)
+                {
+                    h.plocks.push((ino, owner, r));
+                }
+            }
+        }
+    }
+    Ok(h)
+}
