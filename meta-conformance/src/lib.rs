@@ -113,6 +113,11 @@ macro_rules! __case_list {
             persistence: [reopen_keeps_volume, reopen_ids_keep_growing],
             dump: [round_trip_same_backend, across_backends, keeps_pending, load_refuses_formatted],
             format: [contract],
+            session: [
+                unlink_open_file, rename_over_and_rmdir_open, two_clients_unlink_while_open,
+                crashed_session_is_cleaned_up, lifecycle_and_errors, flock_matrix,
+                plock_split_merge_getlk, lock_race_16x2,
+            ],
             model: [randomized_vs_memory],
         }
     };

@@ -10,8 +10,8 @@ use meta_conformance::{
     run_case_async,
 };
 use meta_core::{
-    Attr, Backend, BackendInfo, Counter, DirEntry, IdKind, Ino, Op, OpOutput, Pending, RenameFlags,
-    Result, Setting, Slice, Statfs, Timespec,
+    Attr, Backend, BackendInfo, Counter, DirEntry, IdKind, Ino, InodeLocks, LockType, Op, OpOutput,
+    Pending, RenameFlags, Result, Session, SessionHoldings, Setting, Sid, Slice, Statfs, Timespec,
 };
 
 /// One planted bug.
@@ -31,6 +31,14 @@ enum Bug {
     ResultsRotated,
     /// setattr keeps the old ctime (the op's time is replaced by the epoch).
     SetattrTimeLost,
+    /// Opens are not recorded (an open becomes a heartbeat, a create-and-open a create).
+    OpenForgotten,
+    /// Exclusive flocks are taken as shared ones.
+    FlockAlwaysShared,
+    /// A byte-range lock covers only its first byte.
+    PlockFirstByteOnly,
+    /// list_sessions answers nothing.
+    SessionsHidden,
 }
 
 /// Calls so far, and the last inode and chunk ranges handed out.
@@ -89,6 +97,49 @@ impl Backend for Mutant {
                     mask,
                     values,
                     time: Timespec::default(),
+                },
+                (Bug::OpenForgotten, Op::Open { sid, .. }) => Op::Heartbeat {
+                    sid,
+                    expire: Timespec {
+                        sec: i64::MAX / 2,
+                        nsec: 0,
+                    },
+                },
+                (Bug::OpenForgotten, mut op @ Op::Mknod { .. }) => {
+                    if let Op::Mknod { opened_by, .. } = &mut op {
+                        *opened_by = None;
+                    }
+                    op
+                }
+                (
+                    Bug::FlockAlwaysShared,
+                    Op::Flock {
+                        ino,
+                        owner,
+                        typ: LockType::Write,
+                    },
+                ) => Op::Flock {
+                    ino,
+                    owner,
+                    typ: LockType::Read,
+                },
+                (
+                    Bug::PlockFirstByteOnly,
+                    Op::Setlk {
+                        ino,
+                        owner,
+                        typ,
+                        start,
+                        pid,
+                        ..
+                    },
+                ) => Op::Setlk {
+                    ino,
+                    owner,
+                    typ,
+                    start,
+                    end: start,
+                    pid,
                 },
                 (_, op) => op,
             })
@@ -183,6 +234,18 @@ impl Backend for Mutant {
     async fn list_pending(&self, limit: usize) -> Result<Vec<Pending>> {
         self.inner.list_pending(limit).await
     }
+    async fn list_sessions(&self) -> Result<Vec<Session>> {
+        if self.bug == Bug::SessionsHidden {
+            return Ok(Vec::new());
+        }
+        self.inner.list_sessions().await
+    }
+    async fn session_holdings(&self, sid: Sid) -> Result<SessionHoldings> {
+        self.inner.session_holdings(sid).await
+    }
+    async fn list_locks(&self, ino: Ino) -> Result<InodeLocks> {
+        self.inner.list_locks(ino).await
+    }
 }
 
 struct MutantFactory(Bug);
@@ -276,6 +339,33 @@ const KILLERS: &[(Bug, &[(&str, &str)])] = &[
             ("model", "randomized_vs_memory"),
         ],
     ),
+    (
+        Bug::OpenForgotten,
+        &[
+            ("session", "unlink_open_file"),
+            ("session", "rename_over_and_rmdir_open"),
+            ("session", "two_clients_unlink_while_open"),
+            ("session", "crashed_session_is_cleaned_up"),
+            ("session", "lifecycle_and_errors"),
+            ("model", "randomized_vs_memory"),
+        ],
+    ),
+    (
+        Bug::FlockAlwaysShared,
+        &[
+            ("session", "flock_matrix"),
+            ("session", "crashed_session_is_cleaned_up"),
+            ("session", "lock_race_16x2"),
+        ],
+    ),
+    (
+        Bug::PlockFirstByteOnly,
+        &[
+            ("session", "plock_split_merge_getlk"),
+            ("model", "randomized_vs_memory"),
+        ],
+    ),
+    (Bug::SessionsHidden, &[("session", "lifecycle_and_errors")]),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -355,7 +355,7 @@ pub async fn load(
         progress(stats.inodes);
     }
     // Bring the ID counters to the dumped values.
-    for kind in [IdKind::Inode, IdKind::Chunk, IdKind::Session] {
+    for kind in [IdKind::Inode, IdKind::Chunk] {
         let c = kind.counter();
         let want = header.counters.get(c.name()).copied().unwrap_or(0);
         let have = backend.get_counter(c).await?;

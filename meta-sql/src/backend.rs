@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use meta_core::backend::BackendInfo;
-use meta_core::logic::{self, Limits};
+use meta_core::logic::{self, Limits, TxnView};
 use meta_core::{
-    Attr, Backend, Counter, DirEntry, Error, ErrorKind, IdKind, Ino, Op, OpOutput, Pending, Result,
-    Setting, Slice, Statfs, Timespec,
+    Attr, Backend, Counter, DirEntry, Error, ErrorKind, IdKind, Ino, InodeLocks, Op, OpOutput,
+    Pending, Result, Session, SessionHoldings, Setting, Sid, Slice, Statfs, Timespec,
 };
 use rand::Rng;
 
@@ -554,7 +554,7 @@ async fn format_in(
     }
     let counters = Counter::ALL
         .into_iter()
-        .chain([Counter::CleanupLease])
+        .chain(Counter::SESSIONS)
         .map(|c| {
             let v = match c {
                 Counter::UsedSpace => root.space() as i64,
@@ -916,6 +916,39 @@ impl Backend for SqlBackend {
                     }
                 }
                 Ok(out)
+            })
+        )
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<Session>> {
+        self.ready().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                TxnView::list_sessions(&mut t).await
+            })
+        )
+    }
+
+    async fn session_holdings(&self, sid: Sid) -> Result<SessionHoldings> {
+        self.ready().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                logic::session_holdings(&mut t, sid).await
+            })
+        )
+    }
+
+    async fn list_locks(&self, ino: Ino) -> Result<InodeLocks> {
+        self.ready().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                logic::list_locks(&mut t, ino).await
             })
         )
     }

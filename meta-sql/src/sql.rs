@@ -108,8 +108,20 @@ pub fn validate_prefix(prefix: &str) -> Result<String> {
     Ok(prefix.to_ascii_lowercase())
 }
 
+/// The row lock a `SELECT` takes in a write transaction (nothing on SQLite, whose writers
+/// are serialized).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockMode {
+    /// A plain read.
+    None,
+    /// `FOR SHARE` (MySQL/MariaDB: `LOCK IN SHARE MODE`): others may share, not update.
+    Share,
+    /// `FOR UPDATE`.
+    Update,
+}
+
 /// Statement builder: SQL text plus arguments, with the dialect's placeholders.
-struct B {
+pub(crate) struct B {
     d: Dialect,
     s: String,
     args: Vec<Arg>,
@@ -123,12 +135,12 @@ impl B {
             args: Vec::new(),
         }
     }
-    fn s(&mut self, text: &str) -> &mut Self {
+    pub(crate) fn s(&mut self, text: &str) -> &mut Self {
         self.s.push_str(text);
         self
     }
     /// A placeholder bound to `a`.
-    fn p(&mut self, a: Arg) -> &mut Self {
+    pub(crate) fn p(&mut self, a: Arg) -> &mut Self {
         self.args.push(a);
         if self.d == Dialect::Postgres {
             let _ = write!(self.s, "${}", self.args.len());
@@ -147,7 +159,7 @@ impl B {
         });
         self
     }
-    fn done(self) -> Stmt {
+    pub(crate) fn done(self) -> Stmt {
         Stmt {
             sql: Arc::from(self.s),
             args: self.args,
@@ -245,15 +257,21 @@ impl Sql {
         format!("{}{table}", self.prefix)
     }
 
-    fn b(&self) -> B {
+    pub(crate) fn b(&self) -> B {
         B::new(self.d)
     }
 
     fn lock_suffix(&self, lock: bool) -> &'static str {
-        if lock && self.d.row_locks() {
-            " FOR UPDATE"
-        } else {
-            ""
+        self.lock_mode(if lock { LockMode::Update } else { LockMode::None })
+    }
+
+    /// The clause that takes `mode`'s row locks in this dialect.
+    pub(crate) fn lock_mode(&self, mode: LockMode) -> &'static str {
+        match (mode, self.d) {
+            (LockMode::None, _) | (_, Dialect::Sqlite) => "",
+            (LockMode::Update, _) => " FOR UPDATE",
+            (LockMode::Share, Dialect::MySql) => " LOCK IN SHARE MODE",
+            (LockMode::Share, Dialect::Postgres) => " FOR SHARE",
         }
     }
 
@@ -322,6 +340,20 @@ impl Sql {
         tail: &str,
         lock: bool,
     ) -> Vec<Stmt> {
+        let mode = if lock { LockMode::Update } else { LockMode::None };
+        self.select_keys_mode(table, out, kcols, keys, tail, mode)
+    }
+
+    /// [`Sql::select_keys`] with any row lock mode.
+    pub(crate) fn select_keys_mode(
+        &self,
+        table: &str,
+        out: &str,
+        kcols: &[(&str, Ty)],
+        keys: Vec<Vec<Arg>>,
+        tail: &str,
+        mode: LockMode,
+    ) -> Vec<Stmt> {
         let lists = if self.d == Dialect::Postgres {
             vec![keys]
         } else {
@@ -335,7 +367,7 @@ impl Sql {
                 b.s(&format!("SELECT {out} FROM {} WHERE ", self.t(table)));
                 self.where_keys(&mut b, "", kcols, keys);
                 b.s(tail);
-                b.s(self.lock_suffix(lock));
+                b.s(self.lock_mode(mode));
                 b.done()
             })
             .collect()
@@ -375,14 +407,44 @@ impl Sql {
         rows: Vec<Vec<Arg>>,
         upsert: bool,
     ) -> Vec<Stmt> {
+        self.insert_with(table, cols, nkey, rows, upsert, false)
+    }
+
+    /// `INSERT` of rows that are all key (e.g. `openfile`): a row whose key exists is
+    /// skipped (`ON CONFLICT DO NOTHING`, MySQL's `INSERT IGNORE`).
+    pub(crate) fn insert_or_ignore(
+        &self,
+        table: &str,
+        cols: &[(&str, Ty)],
+        rows: Vec<Vec<Arg>>,
+    ) -> Vec<Stmt> {
+        self.insert_with(table, cols, cols.len(), rows, false, true)
+    }
+
+    fn insert_with(
+        &self,
+        table: &str,
+        cols: &[(&str, Ty)],
+        nkey: usize,
+        rows: Vec<Vec<Arg>>,
+        upsert: bool,
+        ignore: bool,
+    ) -> Vec<Stmt> {
         if rows.is_empty() {
             return Vec::new();
         }
         let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
-        let head = format!("INSERT INTO {} ({}) ", self.t(table), names.join(", "));
+        let verb = if ignore && self.d == Dialect::MySql {
+            "INSERT IGNORE"
+        } else {
+            "INSERT"
+        };
+        let head = format!("{verb} INTO {} ({}) ", self.t(table), names.join(", "));
         let keys = names[..nkey].join(", ");
         let rest = &names[nkey..];
-        let conflict = if !upsert {
+        let conflict = if ignore && self.d != Dialect::MySql {
+            format!(" ON CONFLICT ({keys}) DO NOTHING")
+        } else if !upsert {
             String::new()
         } else if self.d == Dialect::MySql {
             let set: Vec<String> = rest.iter().map(|c| format!("{c} = VALUES({c})")).collect();

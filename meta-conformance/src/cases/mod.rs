@@ -15,6 +15,7 @@ pub mod model;
 pub mod persistence;
 pub mod readdir;
 pub mod rename;
+pub mod session;
 pub mod setattr;
 pub mod statfs;
 pub mod symlink;

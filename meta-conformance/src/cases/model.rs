@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use meta_core::memory::memory_backend;
-use meta_core::{CHUNK_SIZE, DirEntry, IdKind};
+use meta_core::{CHUNK_SIZE, DirEntry, IdKind, LockOwner, LockType, SessionInfo, Sid};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -26,6 +26,9 @@ pub const DEFAULT_BATCHES: usize = 300;
 const CHECK_EVERY: usize = 25;
 /// Reopen the volume under test every this many batches.
 const REOPEN_EVERY: usize = 60;
+/// Session IDs of the model's own sessions start here (far above the counter, which the
+/// clients of the test context draw from: their sessions are not part of the model).
+const MODEL_SID: Sid = 1 << 40;
 
 const NAMES: [&[u8]; 6] = [b"a", b"b", b"c", b"d", b"e", b"f"];
 const XNAMES: [&[u8]; 3] = [b"user.a", b"user.b", b"trusted.c"];
@@ -78,6 +81,22 @@ struct View {
     other_entries: Vec<(Ino, Vec<u8>)>,
     files: Vec<Ino>,
     pending: Vec<Pending>,
+    /// The model's sessions, and the inodes they hold open.
+    sessions: Vec<Sid>,
+    opens: Vec<(Sid, Ino)>,
+}
+
+/// The model's sessions (IDs from [`MODEL_SID`] on) and what they hold, for comparison.
+async fn model_sessions(b: &dyn Backend) -> Result<Vec<(meta_core::Session, String)>> {
+    let mut out = Vec::new();
+    for s in b.list_sessions().await? {
+        if s.info.sid < MODEL_SID {
+            continue;
+        }
+        let h = b.session_holdings(s.info.sid).await?;
+        out.push((s, format!("{h:?}")));
+    }
+    Ok(out)
 }
 
 async fn view_of(b: &dyn Backend) -> Result<View> {
@@ -100,6 +119,13 @@ async fn view_of(b: &dyn Backend) -> Result<View> {
         v.live.push((ino, attr));
     }
     v.pending = b.list_pending(usize::MAX).await?;
+    for (s, _) in model_sessions(b).await? {
+        let sid = s.info.sid;
+        v.sessions.push(sid);
+        for ino in b.session_holdings(sid).await?.open {
+            v.opens.push((sid, ino));
+        }
+    }
     Ok(v)
 }
 
@@ -110,6 +136,7 @@ struct Gen {
     next_slice: u64,
     dead: Vec<Ino>,
     clock: i64,
+    next_sid: Sid,
 }
 
 impl Gen {
@@ -232,6 +259,97 @@ impl Gen {
         (self.dir(view), self.name(view))
     }
 
+    /// A session of the model most of the time, else one that does not exist.
+    fn sid(&mut self, view: &View) -> Sid {
+        if self.pct(90)
+            && let Some(s) = self.pick(&view.sessions)
+        {
+            return s;
+        }
+        self.next_sid + 1000
+    }
+
+    fn lock_owner(&mut self, view: &View) -> LockOwner {
+        LockOwner {
+            sid: self.sid(view),
+            owner: self.rng.random_range(0..3),
+        }
+    }
+
+    fn lock_type(&mut self) -> LockType {
+        [LockType::Read, LockType::Write, LockType::Unlock][self.rng.random_range(0..3)]
+    }
+
+    /// An op of the session family: register, beat, close, open, release, locks.
+    fn session_op(&mut self, view: &View, time: Timespec) -> Op {
+        let later = Timespec {
+            sec: time.sec + 1000,
+            nsec: time.nsec,
+        };
+        match self.rng.random_range(0..100) {
+            0..=9 => {
+                self.next_sid += 1;
+                let sid = if self.pct(5) { Sid::MIN } else { self.next_sid };
+                Op::OpenSession {
+                    info: Box::new(SessionInfo {
+                        sid,
+                        host: "model".into(),
+                        pid: 1,
+                        version: "model".into(),
+                        started: time,
+                        label: String::new(),
+                    }),
+                    expire: later,
+                }
+            }
+            10..=14 => Op::Heartbeat {
+                sid: self.sid(view),
+                expire: if self.pct(50) { later } else { time },
+            },
+            15..=19 => Op::CloseSession {
+                sid: self.sid(view),
+                expired_before: if self.pct(50) { None } else { Some(time) },
+            },
+            20..=44 => Op::Open {
+                sid: self.sid(view),
+                ino: self.inode(view),
+            },
+            45..=64 => match self.pick(&view.opens) {
+                Some((sid, ino)) if self.pct(90) => Op::Release { sid, ino },
+                _ => Op::Release {
+                    sid: self.sid(view),
+                    ino: self.inode(view),
+                },
+            },
+            65..=79 => Op::Flock {
+                ino: self.file(view),
+                owner: self.lock_owner(view),
+                typ: self.lock_type(),
+            },
+            _ => {
+                let a = self.rng.random_range(0..20);
+                let b = if self.pct(10) {
+                    u64::MAX
+                } else {
+                    self.rng.random_range(0..20)
+                };
+                let (start, end) = if self.pct(95) {
+                    (a.min(b), a.max(b))
+                } else {
+                    (a.max(b), a.min(b))
+                };
+                Op::Setlk {
+                    ino: self.file(view),
+                    owner: self.lock_owner(view),
+                    typ: self.lock_type(),
+                    start,
+                    end,
+                    pid: self.rng.random_range(1..5),
+                }
+            }
+        }
+    }
+
     fn slice(&mut self) -> Slice {
         let pos = [
             0u32,
@@ -264,6 +382,9 @@ impl Gen {
 
     fn op(&mut self, view: &View) -> Op {
         let time = self.time();
+        if self.pct(12) {
+            return self.session_op(view, time);
+        }
         match self.rng.random_range(0..100) {
             0..=24 => {
                 let typ = match self.rng.random_range(0..20) {
@@ -314,7 +435,11 @@ impl Gen {
                     },
                     target,
                     time,
-                    opened_by: None,
+                    opened_by: if typ == FileType::Regular && self.pct(20) {
+                        Some(self.sid(view))
+                    } else {
+                        None
+                    },
                 }
             }
             25..=31 => Op::Link {
@@ -485,6 +610,21 @@ async fn compare_state(tested: &dyn Backend, reference: &dyn Backend, when: &str
             c.name()
         );
     }
+    let (st, sr) = (
+        model_sessions(tested).await?,
+        model_sessions(reference).await?,
+    );
+    ensure!(
+        st == sr,
+        "{when}: sessions differ:\n  reference {sr:?}\n  backend   {st:?}"
+    );
+    for (ino, _) in all_inodes(reference).await? {
+        let (lt, lr) = (tested.list_locks(ino).await?, reference.list_locks(ino).await?);
+        ensure!(
+            lt == lr,
+            "{when}: locks of inode {ino} differ:\n  reference {lr:?}\n  backend   {lt:?}"
+        );
+    }
     Ok(())
 }
 
@@ -522,6 +662,7 @@ async fn run_model(ctx: &TestCtx, seed: u64, batches: usize) -> Result<()> {
         next_slice: rc.start,
         dead: Vec::new(),
         clock: 0,
+        next_sid: MODEL_SID,
     };
     let root_times = Op::SetAttr {
         ino: ROOT,

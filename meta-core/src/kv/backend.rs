@@ -166,7 +166,7 @@ impl<S: KvStore> Backend for KvBackend<S> {
             let root = logic::root_attr(now);
             writes.insert(SETTING_KEY.to_vec(), Some(encode_setting(&setting)));
             writes.insert(attr_key(Ino::ROOT), Some(encode_attr(&root)));
-            for c in Counter::ALL {
+            for c in Counter::ALL.into_iter().chain(Counter::SESSIONS) {
                 let v = match c {
                     Counter::UsedSpace => root.space() as i64,
                     Counter::TotalInodes => 1,

@@ -405,6 +405,16 @@ async fn dir_attr<V: TxnView + ?Sized>(v: &mut V, ino: Ino) -> Result<Attr> {
     Ok(a)
 }
 
+/// [`dir_attr`] of a directory that is to receive a new entry: ENOENT when it was removed
+/// while open (nlink 0), as Linux answers a create in a deleted working directory.
+async fn live_dir_attr<V: TxnView + ?Sized>(v: &mut V, ino: Ino) -> Result<Attr> {
+    let a = dir_attr(v, ino).await?;
+    if a.nlink == 0 {
+        return Err(err::not_found(format!("directory {ino} was removed")));
+    }
+    Ok(a)
+}
+
 async fn regular_file<V: TxnView + ?Sized>(v: &mut V, ino: Ino, what: &str) -> Result<Attr> {
     let a = existing_attr(v, ino).await?;
     match a.typ {
@@ -487,7 +497,7 @@ async fn mknod<V: TxnView + ?Sized>(
     if n.ino == Ino::ZERO || n.ino == Ino::ROOT {
         return Err(err::invalid(format!("inode {} cannot be created", n.ino)));
     }
-    let pattr = dir_attr(v, parent).await?;
+    let pattr = live_dir_attr(v, parent).await?;
     if v.get_entry(parent, name).await?.is_some() {
         return Err(err::exists(format!("{parent}/{}", show_name(name))));
     }
@@ -571,7 +581,7 @@ async fn link<V: TxnView + ?Sized>(
             "inode {ino} has no links left (unlinked while open)"
         )));
     }
-    let pattr = dir_attr(v, parent).await?;
+    let pattr = live_dir_attr(v, parent).await?;
     if v.get_entry(parent, name).await?.is_some() {
         return Err(err::exists(format!("{parent}/{}", show_name(name))));
     }
@@ -776,7 +786,7 @@ async fn rename<V: TxnView + ?Sized>(
     let dpattr = if new_parent == parent {
         spattr
     } else {
-        dir_attr(v, new_parent).await?
+        live_dir_attr(v, new_parent).await?
     };
     let src_path = format!("{parent}/{}", show_name(name));
     let dst_path = format!("{new_parent}/{}", show_name(new_name));

@@ -19,6 +19,8 @@
 //!    updates of parent directories and the `value = value + δ` counter updates as the last
 //!    statements, so the hot rows are locked only from there to COMMIT.
 
+mod session;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -26,8 +28,8 @@ use async_trait::async_trait;
 use meta_core::logic::{self, Limits, TxnView};
 use meta_core::types::validate_name;
 use meta_core::{
-    Attr, Counter, Entry, Error, ErrorKind, FileType, Ino, Op, Pending, Result, SetAttrMask, Slice,
-    Timespec,
+    Attr, Counter, Entry, Error, ErrorKind, FileType, Ino, LockKind, LockOwner, LockType, Op,
+    Pending, PlockRange, Result, Session, SetAttrMask, Sid, Slice, Timespec,
 };
 
 use crate::codec::{self, NODE_TYS, corrupted, ino_arg};
@@ -93,6 +95,7 @@ struct Base {
     xattrs: HashMap<(Ino, Vec<u8>), Cached<Vec<u8>>>,
     counters: HashMap<Counter, Result<i64>>,
     pend: HashMap<PKey, bool>,
+    sess: session::SessBase,
 }
 
 const WIPE_XATTR: u8 = 1;
@@ -127,6 +130,7 @@ struct Layer {
     counters: BTreeMap<Counter, i64>,
     /// Inodes whose xattrs / symlink / chunks below this layer are all gone.
     wiped: BTreeMap<Ino, u8>,
+    sess: session::SessLayer,
 }
 
 impl Layer {
@@ -183,6 +187,7 @@ impl Layer {
         for (c, d) in op.counters {
             *self.counters.entry(c).or_default() += d;
         }
+        self.sess.fold(op.sess);
     }
 }
 
@@ -233,9 +238,18 @@ impl<'a> SqlTxn<'a> {
         self.autocommit = true;
     }
 
-    /// True when `ops` need no row lock and can run autocommitted: creates only.
+    /// True when `ops` need no row lock and can run autocommitted: plain creates only (a
+    /// create that opens the new inode takes a share lock on its session row).
     pub(crate) fn lock_free(ops: &[Op]) -> bool {
-        ops.iter().all(|o| matches!(o, Op::Mknod { .. }))
+        ops.iter().all(|o| {
+            matches!(
+                o,
+                Op::Mknod {
+                    opened_by: None,
+                    ..
+                }
+            )
+        })
     }
 
     fn err(&self, e: sqlx::Error) -> Error {
@@ -581,6 +595,7 @@ impl<'a> SqlTxn<'a> {
         // Removals per directory (sizes the listings of directories that may be removed).
         let mut removals: HashMap<Ino, i64> = HashMap::new();
         let mut cross_rename = false;
+        let mut sess = session::SessNeeds::default();
         let name = |p: Ino, n: &[u8], keys: &mut BTreeSet<(Ino, Vec<u8>)>| {
             if validate_name(n).is_ok() {
                 keys.insert((p, n.to_vec()));
@@ -590,6 +605,9 @@ impl<'a> SqlTxn<'a> {
             }
         };
         for op in ops {
+            if sess.add(op) {
+                continue;
+            }
             match op {
                 Op::Mknod {
                     parent,
@@ -676,6 +694,9 @@ impl<'a> SqlTxn<'a> {
                 _ => {}
             }
         }
+        // Session rows first (see the session module), and the inodes closing sessions hold.
+        self.prefetch_sessions(&mut sess).await?;
+        lock.extend(sess.lock.iter().copied());
         lock.remove(&Ino::ZERO);
         plain.remove(&Ino::ZERO);
 
@@ -695,6 +716,9 @@ impl<'a> SqlTxn<'a> {
         for k in &target_keys {
             if let Some(Ok(Some(e))) = self.base.edges.get(k) {
                 lock.insert(e.ino);
+                // Whether the inode is held open decides if removing its last link
+                // deletes it.
+                sess.openers.insert(e.ino);
                 if e.typ == FileType::Directory {
                     dirs_removed.insert(e.ino);
                 }
@@ -811,7 +835,7 @@ impl<'a> SqlTxn<'a> {
             self.fetch_counters(&[Counter::UsedSpace, Counter::TotalInodes])
                 .await?;
         }
-        Ok(())
+        self.prefetch_records(&sess).await
     }
 
     // ------------------------------------------------------------------------------------
@@ -1151,6 +1175,7 @@ impl<'a> SqlTxn<'a> {
                 (PKey::Slice(id), None) => ps_del.push(vec![Arg::Int(id as i64)]),
             }
         }
+        let (sess_deletes, sess_puts) = session::flush_statements(sql, w.sess);
         let counters: Vec<(String, i64)> = w
             .counters
             .into_iter()
@@ -1212,6 +1237,7 @@ impl<'a> SqlTxn<'a> {
             &[("id", Ty::Int)],
             ps_del,
         )));
+        plan.push(Group::new(sess_deletes));
         plan.push(Group::new(sql.insert(
             "node",
             &node_cols,
@@ -1275,6 +1301,7 @@ impl<'a> SqlTxn<'a> {
             ps_put,
             true,
         )));
+        plan.push(Group::new(sess_puts));
         let dirs = dir_rows.len() as u64;
         plan.push(Group::new(sql.dir_deltas(dir_rows)).expect(
             dirs,
@@ -1679,6 +1706,64 @@ impl TxnView for SqlTxn<'_> {
         let e = self.op.nodes.entry(dir).or_default();
         e.delta = add_delta(e.delta, Some((nlink_delta, time)));
         Ok(logic::bump_dir(current, nlink_delta, time))
+    }
+
+    async fn get_session(&mut self, sid: Sid) -> Result<Option<Session>> {
+        self.sess_get(sid).await
+    }
+
+    async fn put_session(&mut self, session: &Session) -> Result<()> {
+        self.sess_put(session);
+        Ok(())
+    }
+
+    async fn delete_session(&mut self, sid: Sid) -> Result<()> {
+        self.sess_delete(sid);
+        Ok(())
+    }
+
+    async fn list_sessions(&mut self) -> Result<Vec<Session>> {
+        self.sess_list().await
+    }
+
+    async fn openers(&mut self, ino: Ino) -> Result<Vec<Sid>> {
+        self.sess_openers(ino).await
+    }
+
+    async fn set_open(&mut self, sid: Sid, ino: Ino, open: bool) -> Result<()> {
+        self.sess_set_open(sid, ino, open);
+        Ok(())
+    }
+
+    async fn session_opens(&mut self, sid: Sid) -> Result<Vec<Ino>> {
+        self.sess_opens_of(sid).await
+    }
+
+    async fn get_flocks(&mut self, ino: Ino) -> Result<Vec<(LockOwner, LockType)>> {
+        self.sess_flocks(ino).await
+    }
+
+    async fn set_flock(&mut self, ino: Ino, owner: LockOwner, typ: LockType) -> Result<()> {
+        self.sess_set_flock(ino, owner, typ);
+        Ok(())
+    }
+
+    async fn get_plocks(&mut self, ino: Ino) -> Result<Vec<(LockOwner, Vec<PlockRange>)>> {
+        self.sess_plocks(ino).await
+    }
+
+    async fn set_plocks(
+        &mut self,
+        ino: Ino,
+        owner: LockOwner,
+        ranges: &[PlockRange],
+    ) -> Result<()> {
+        self.sess_set_plocks(ino, owner, ranges);
+        Ok(())
+    }
+
+    async fn session_locks(&mut self, sid: Sid) -> Result<Vec<(Ino, LockKind, u64)>> {
+        self.sess_locks_of(sid).await
     }
 
     async fn savepoint(&mut self) -> Result<()> {
