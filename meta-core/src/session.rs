@@ -326,6 +326,68 @@ pub fn plock_update(
     merged
 }
 
+/// What a flock request does to `owner`'s lock on `ino`, given the flocks held there
+/// (the rule of [`crate::Op::Flock`], decided once for every backend): `Ok(None)` when
+/// nothing changes, `Ok(Some(t))` to store `t` (`Unlock` removes the record). Errors:
+/// `WouldBlock` naming the conflicting owner.
+pub fn flock_decision(
+    held: &[(LockOwner, LockType)],
+    ino: crate::types::Ino,
+    owner: LockOwner,
+    typ: LockType,
+) -> Result<Option<LockType>> {
+    if let Some((o, t)) = flock_conflict(held, owner, typ) {
+        return Err(Error::new(
+            ErrorKind::WouldBlock,
+            format!(
+                "flock of inode {ino}: session {} owner {} holds a {} lock",
+                o.sid,
+                o.owner,
+                t.name()
+            ),
+        ));
+    }
+    let mine = held.iter().find(|(o, _)| *o == owner).map(|(_, t)| *t);
+    let want = (typ != LockType::Unlock).then_some(typ);
+    Ok((mine != want).then_some(typ))
+}
+
+/// What an `F_SETLK` request does to `owner`'s ranges on `ino`, given the ranges held there
+/// (the rule of [`crate::Op::Setlk`]): `Ok(None)` when nothing changes, `Ok(Some(r))` to
+/// store `r` (empty removes the record). Errors: `InvalidArgument` when `start > end`,
+/// `WouldBlock` naming the conflicting range.
+pub fn setlk_decision(
+    held: &[(LockOwner, Vec<PlockRange>)],
+    ino: crate::types::Ino,
+    owner: LockOwner,
+    typ: LockType,
+    (start, end): (u64, u64),
+    pid: u32,
+) -> Result<Option<Vec<PlockRange>>> {
+    check_range(start, end)?;
+    if let Some((o, r)) = plock_conflict(held, owner, typ, start, end) {
+        return Err(Error::new(
+            ErrorKind::WouldBlock,
+            format!(
+                "lock {start}..={end} of inode {ino}: session {} owner {} (pid {}) holds {}..={} {}",
+                o.sid,
+                o.owner,
+                r.pid,
+                r.start,
+                r.end,
+                r.typ.name()
+            ),
+        ));
+    }
+    let mine: &[PlockRange] = held
+        .iter()
+        .find(|(o, _)| *o == owner)
+        .map(|(_, r)| r.as_slice())
+        .unwrap_or(&[]);
+    let new = plock_update(mine, typ, start, end, pid);
+    Ok((new != mine).then_some(new))
+}
+
 /// Version byte of an encoded range list.
 const PLOCK_VERSION: u8 = 1;
 /// Encoded size of one range: start u64, end u64, type u8, pid u32.

@@ -168,6 +168,13 @@ local function dir_attr(key, ino8)
   return a
 end
 
+-- logic::live_dir_attr: a directory that is to receive an entry must not be removed.
+local function live_dir_attr(key, ino8)
+  local a = dir_attr(key, ino8)
+  if a.nlink == 0 then fail('NotFound', 'directory ' .. dec(ino8) .. ' was removed') end
+  return a
+end
+
 -- logic::regular_file.
 local function regular_file(key, ino8, what)
   local a = existing_attr(key, ino8)
@@ -355,6 +362,40 @@ local function truncate_apply(t, plan, time)
   t.a.mtime = time
   t.a.ctime = time
   if plan.delta ~= 0 then redis.call('INCRBY', t.kused, num(plan.delta)) end
+end
+
+-- Sessions, open files, locks (meta_core::logic::session) -------------------------------------
+
+-- logic::session::live_session: the session's record must exist.
+local function live_session(ksessions, sid8)
+  if redis.call('HEXISTS', ksessions, sid8) == 0 then
+    fail('NotFound', 'session ' .. dec(sid8) .. ' does not exist (closed, or cleaned up after it expired)')
+  end
+end
+
+-- Whether some session holds an inode open (its openers SET is not empty). A check-phase
+-- read: a wrong-type key fails here, before any write.
+local function is_open(kopeners)
+  return redis.call('SCARD', kopeners) > 0
+end
+
+-- logic::remove_inode, sustained case: the last link went while the inode is open; it stays
+-- with nlink 0 and ctime `time`. Returns the encoded attributes.
+local function sustain_inode(kattr, a, time)
+  a.nlink = 0
+  a.ctime = time
+  local v = enc_attr(a)
+  redis.call('SET', kattr, v)
+  return v
+end
+
+-- The fields of a lock hash that belong to session `sid8` (fields are sid8 .. owner8).
+local function session_fields(klocks, sid8)
+  local out = {}
+  for _, f in ipairs(redis.call('HKEYS', klocks)) do
+    if string.sub(f, 1, 8) == sid8 then out[#out + 1] = f end
+  end
+  return out
 end
 
 -- The round protocol ----------------------------------------------------------------------

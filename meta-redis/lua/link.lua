@@ -6,7 +6,10 @@ return run_op(function()
   local ino8, parent8, name, time = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
   local a = existing_attr(KEYS[2], ino8)
   if a.typ == T_DIR then fail('NotPermitted', 'hard link to directory ' .. dec(ino8)) end
-  local pa = dir_attr(KEYS[3], parent8)
+  if a.nlink == 0 then
+    fail('NotFound', 'inode ' .. dec(ino8) .. ' has no links left (unlinked while open)')
+  end
+  local pa = live_dir_attr(KEYS[3], parent8)
   if get_entry(KEYS[4], name) then
     fail('AlreadyExists', dec(parent8) .. '/' .. show(name))
   end

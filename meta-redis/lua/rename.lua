@@ -6,7 +6,8 @@
 -- outside the chain, asks for a retry.
 -- KEYS: 1 token, 2 source dir attr, 3 source dir entries, 4 dest dir attr, 5 dest dir
 --       entries, 6 source attr, 7 dest attr, 8 dest entries, 9 dest symlink, 10 dest xattrs,
---       11 live-inode index, 12 pending files, 13 usedSpace, 14 totalInodes, 15.. chain attrs
+--       11 live-inode index, 12 pending files, 13 usedSpace, 14 totalInodes, 15 dest
+--       openers (a replaced inode some session holds open is kept), 16.. chain attrs
 -- ARGV: 3 parent ino8, 4 name, 5 new parent ino8, 6 new name, 7 flags, 8 caller uid4,
 --       9 time12, 10 expected source ino8, 11 expected dest ino8 (zero: none), 12 chain
 --       length m, 13..12+m chain inode numbers (ino8)
@@ -18,7 +19,7 @@ return run_op(function()
   local noreplace, exchange = flags == 1, flags == 2
   local same_dir = parent8 == np8
   local chain = {}
-  for i = 1, tonumber(ARGV[12]) do chain[ARGV[12 + i]] = KEYS[14 + i] end
+  for i = 1, tonumber(ARGV[12]) do chain[ARGV[12 + i]] = KEYS[15 + i] end
 
   -- logic::check_not_below over the chain read beforehand.
   local function check_not_below(dir, moving)
@@ -37,7 +38,7 @@ return run_op(function()
 
   local spa = dir_attr(KEYS[2], parent8)
   local dpa = spa
-  if not same_dir then dpa = dir_attr(KEYS[4], np8) end
+  if not same_dir then dpa = live_dir_attr(KEYS[4], np8) end
   local src = dec(parent8) .. '/' .. show(name)
   local dst = dec(np8) .. '/' .. show(new_name)
   local se = get_entry(KEYS[3], name)
@@ -73,7 +74,7 @@ return run_op(function()
     return a, b
   end
 
-  local da, d_is_dir, drop
+  local da, d_is_dir, drop, sustain
   if de then
     da = existing_attr(KEYS[7], de.ino)
     check_sticky(dpa, da, caller, 'rename')
@@ -108,14 +109,21 @@ return run_op(function()
     else
       drop = da.nlink <= 1
     end
-    if drop then can_delete_inode(k.used, k.total) end
+    if drop then
+      sustain = is_open(KEYS[15])
+      if not sustain then can_delete_inode(k.used, k.total) end
+    end
   end
   -- Writes.
   if de then
     redis.call('ZREM', KEYS[5], de.member)
     rep_ino = de.ino
     if drop then
-      delete_inode(k, de.ino, da)
+      if sustain then
+        rep_attr = sustain_inode(KEYS[7], da, time)
+      else
+        delete_inode(k, de.ino, da)
+      end
       if d_is_dir then
         redis.call('DEL', KEYS[8])
         ddst = ddst - 1

@@ -2,7 +2,8 @@
 -- client beforehand (ARGV[7], its keys KEYS[4..6]); if the entry now names another inode the
 -- op asks for a retry.
 -- KEYS: 1 token, 2 parent attr, 3 parent entries, 4 target attr, 5 target symlink,
---       6 target xattrs, 7 live-inode index, 8 pending files, 9 usedSpace, 10 totalInodes
+--       6 target xattrs, 7 live-inode index, 8 pending files, 9 usedSpace, 10 totalInodes,
+--       11 target openers (an inode some session holds open is kept: logic::remove_inode)
 -- ARGV: 3 parent ino8, 4 name, 5 caller uid4, 6 time12, 7 expected target ino8 (or zero)
 -- Reply: {'ok', target ino8, target attr or nil when gone, parent attr}
 return run_op(function()
@@ -16,7 +17,11 @@ return run_op(function()
   if a then check_sticky(pa, a, caller, 'unlink') end
   local k = { attr = KEYS[4], symlink = KEYS[5], xattr = KEYS[6], inodes = KEYS[7],
     pf = KEYS[8], used = KEYS[9], total = KEYS[10] }
-  if a and a.nlink <= 1 then can_delete_inode(k.used, k.total) end
+  local sustain = false
+  if a and a.nlink <= 1 then
+    sustain = is_open(KEYS[11])
+    if not sustain then can_delete_inode(k.used, k.total) end
+  end
   -- Writes.
   redis.call('ZREM', KEYS[3], e.member)
   local left = false
@@ -26,6 +31,8 @@ return run_op(function()
       a.ctime = time
       left = enc_attr(a)
       redis.call('SET', KEYS[4], left)
+    elseif sustain then
+      left = sustain_inode(KEYS[4], a, time)
     else
       delete_inode(k, e.ino, a)
     end

@@ -15,9 +15,12 @@ use meta_core::kv::{decode_attr, encode_attr, encode_slice};
 use meta_core::types::{
     CHUNK_BITS, CHUNK_SIZE, MAX_FILE_LEN, validate_name, validate_symlink_target, validate_xattr,
 };
+use meta_core::session::{
+    check_range, decode_flock, decode_plocks, encode_plocks, flock_decision, setlk_decision,
+};
 use meta_core::{
-    Attr, Entry, Error, ErrorKind, FileType, Ino, Op, OpOutput, Pending, RenameFlags, Result,
-    SetAttrMask, Slice,
+    Attr, Entry, Error, ErrorKind, FileType, Ino, LockKind, LockOwner, LockType, Op, OpOutput,
+    Pending, RenameFlags, Result, SetAttrMask, Slice,
 };
 use redis::{Pipeline, Value, pipe};
 
@@ -44,6 +47,12 @@ struct Known {
     chunks: Vec<u32>,
     /// Ancestor directories (rename across directories).
     chain: Vec<Ino>,
+    /// The inodes a closing session holds open.
+    opens: Vec<Ino>,
+    /// Where a closing session holds locks: `F`/`P` + 8-byte inode.
+    places: Vec<Vec<u8>>,
+    /// The lock hash of the inode a lock op works on: `(field, value)` pairs.
+    fields: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// One script call: which script, its keys after the round token, its arguments after the
@@ -249,6 +258,7 @@ fn kind_from_name(s: &str) -> Option<ErrorKind> {
         "NoData" => NoData,
         "OutOfRange" => OutOfRange,
         "TooBig" => TooBig,
+        "WouldBlock" => WouldBlock,
         "Corrupted" => Corrupted,
         _ => return None,
     })
@@ -336,10 +346,28 @@ fn precheck(op: &Op) -> Result<()> {
             }
             Ok(())
         }
+        Op::OpenSession { info, .. } => {
+            if info.sid == 0 {
+                return Err(invalid("session 0 is never valid"));
+            }
+            Ok(())
+        }
+        Op::ClaimCleanup { every_ms, .. } => {
+            if *every_ms <= 0 {
+                return Err(invalid(format!("cleanup lease of {every_ms} ms")));
+            }
+            Ok(())
+        }
+        Op::Setlk { start, end, .. } => check_range(*start, *end),
         Op::Write { .. }
         | Op::Truncate { .. }
         | Op::ClearPendingFile { .. }
-        | Op::ClearPendingSlice { .. } => Ok(()),
+        | Op::ClearPendingSlice { .. }
+        | Op::Heartbeat { .. }
+        | Op::CloseSession { .. }
+        | Op::Open { .. }
+        | Op::Release { .. }
+        | Op::Flock { .. } => Ok(()),
         other => Err(Error::new(
             ErrorKind::Unsupported,
             format!("meta-redis has no script for op {}", other.name()),
@@ -395,6 +423,9 @@ enum Slot {
     Dst(usize),
     Chunks(usize),
     Chain(usize),
+    Opens(usize),
+    Places(usize),
+    Fields(usize),
 }
 
 /// Adds the read of directory entry `name` (a ZRANGEBYLEX on the entry ZSET `key`) to `p`.
@@ -490,6 +521,20 @@ async fn preread(inner: &Inner, ops: &[Op], pending: &[usize]) -> Result<Vec<Kno
                     chunk_read(&mut p, *ino, 0);
                     slots.push(Slot::Chunks(k));
                 }
+                Op::CloseSession { sid, .. } => {
+                    p.cmd("SMEMBERS").arg(l.session_opens(*sid));
+                    slots.push(Slot::Opens(k));
+                    p.cmd("SMEMBERS").arg(l.session_locks(*sid));
+                    slots.push(Slot::Places(k));
+                }
+                Op::Flock { ino, .. } => {
+                    p.cmd("HGETALL").arg(l.locks(LockKind::Flock, *ino));
+                    slots.push(Slot::Fields(k));
+                }
+                Op::Setlk { ino, .. } => {
+                    p.cmd("HGETALL").arg(l.locks(LockKind::Plock, *ino));
+                    slots.push(Slot::Fields(k));
+                }
                 _ => {}
             }
         }
@@ -533,6 +578,28 @@ async fn preread(inner: &Inner, ops: &[Op], pending: &[usize]) -> Result<Vec<Kno
                         .filter_map(|v| bytes(v, "chunk index").ok().flatten())
                         .filter_map(|b| std::str::from_utf8(&b).ok()?.parse::<u32>().ok())
                         .collect();
+                }
+                Slot::Opens(k) => {
+                    known[k].opens = items
+                        .into_iter()
+                        .filter_map(|v| bytes(v, "open inode").ok().flatten())
+                        .filter_map(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                        .map(|b| Ino(u64::from_be_bytes(b)))
+                        .collect();
+                }
+                Slot::Places(k) => {
+                    known[k].places = items
+                        .into_iter()
+                        .filter_map(|v| bytes(v, "lock place").ok().flatten())
+                        .collect();
+                }
+                Slot::Fields(k) => {
+                    let mut it = items.into_iter();
+                    while let (Some(f), Some(v)) = (it.next(), it.next()) {
+                        if let (Ok(Some(f)), Ok(Some(v))) = (bytes(f, "lock"), bytes(v, "lock")) {
+                            known[k].fields.push((f, v));
+                        }
+                    }
                 }
                 Slot::Chain(k) => {
                     for v in items {
@@ -617,6 +684,7 @@ fn plan<'a>(inner: &'a Inner, op: &Op, k: &Known) -> Option<Call<'a>> {
             rdev,
             target,
             time,
+            opened_by,
         } => {
             let length: u64 = match typ {
                 FileType::Directory => 4096,
@@ -631,6 +699,12 @@ fn plan<'a>(inner: &'a Inner, op: &Op, k: &Known) -> Option<Call<'a>> {
                 l.inodes(),
             ];
             counters(&mut keys);
+            let opener = opened_by.unwrap_or(0);
+            keys.extend([
+                l.sessions(),
+                l.openers(*ino),
+                l.session_opens(opener),
+            ]);
             Call {
                 lua: &s.mknod,
                 keys,
@@ -646,6 +720,7 @@ fn plan<'a>(inner: &'a Inner, op: &Op, k: &Known) -> Option<Call<'a>> {
                     target.clone(),
                     time12(*time),
                     length.to_be_bytes().to_vec(),
+                    opened_by.map(|s| s.to_be_bytes().to_vec()).unwrap_or_default(),
                 ],
             }
         }
@@ -685,6 +760,7 @@ fn plan<'a>(inner: &'a Inner, op: &Op, k: &Known) -> Option<Call<'a>> {
                 l.pending_files(),
                 l.counter(meta_core::Counter::UsedSpace),
                 l.counter(meta_core::Counter::TotalInodes),
+                l.openers(t),
             ]);
             Call {
                 lua: if rmdir { &s.rmdir } else { &s.unlink },
@@ -723,6 +799,7 @@ fn plan<'a>(inner: &'a Inner, op: &Op, k: &Known) -> Option<Call<'a>> {
                 l.pending_files(),
                 l.counter(meta_core::Counter::UsedSpace),
                 l.counter(meta_core::Counter::TotalInodes),
+                l.openers(di),
             ];
             let mut args = vec![
                 ino8(*parent),
@@ -960,8 +1037,189 @@ fn plan<'a>(inner: &'a Inner, op: &Op, k: &Known) -> Option<Call<'a>> {
                 args,
             }
         }
+        Op::OpenSession { info, expire } => Call {
+            lua: &s.open_session,
+            keys: vec![l.sessions()],
+            args: vec![
+                info.sid.to_be_bytes().to_vec(),
+                meta_core::kv::encode_session(&meta_core::Session {
+                    info: (**info).clone(),
+                    expire: *expire,
+                }),
+            ],
+        },
+        Op::Heartbeat { sid, expire } => Call {
+            lua: &s.heartbeat,
+            keys: vec![l.sessions()],
+            args: vec![sid.to_be_bytes().to_vec(), time12(*expire)],
+        },
+        Op::ClaimCleanup { now_ms, every_ms } => Call {
+            lua: &s.claim_cleanup,
+            keys: vec![l.counter(meta_core::Counter::CleanupLease)],
+            args: vec![dec(*now_ms), dec(*every_ms)],
+        },
+        Op::Open { sid, ino } => Call {
+            lua: &s.open,
+            keys: vec![
+                l.attr(*ino),
+                l.sessions(),
+                l.openers(*ino),
+                l.session_opens(*sid),
+            ],
+            args: vec![ino8(*ino), sid.to_be_bytes().to_vec()],
+        },
+        Op::Release { sid, ino } => Call {
+            lua: &s.release,
+            keys: vec![
+                l.attr(*ino),
+                l.openers(*ino),
+                l.session_opens(*sid),
+                l.locks(LockKind::Flock, *ino),
+                l.locks(LockKind::Plock, *ino),
+                l.session_locks(*sid),
+                l.symlink(*ino),
+                l.xattrs(*ino),
+                l.inodes(),
+                l.pending_files(),
+                l.counter(meta_core::Counter::UsedSpace),
+                l.counter(meta_core::Counter::TotalInodes),
+            ],
+            args: vec![ino8(*ino), sid.to_be_bytes().to_vec()],
+        },
+        Op::CloseSession {
+            sid,
+            expired_before,
+        } => {
+            let mut keys = vec![
+                l.sessions(),
+                l.session_opens(*sid),
+                l.session_locks(*sid),
+                l.inodes(),
+                l.pending_files(),
+                l.counter(meta_core::Counter::UsedSpace),
+                l.counter(meta_core::Counter::TotalInodes),
+            ];
+            let mut args = vec![
+                sid.to_be_bytes().to_vec(),
+                expired_before.map(time12).unwrap_or_default(),
+                dec(k.opens.len()),
+                dec(k.places.len()),
+            ];
+            for &ino in &k.opens {
+                keys.extend([l.attr(ino), l.openers(ino), l.symlink(ino), l.xattrs(ino)]);
+                args.push(ino8(ino));
+            }
+            for place in &k.places {
+                let kind = match place.first() {
+                    Some(b'P') => LockKind::Plock,
+                    _ => LockKind::Flock,
+                };
+                let ino = place
+                    .get(1..9)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(|b| Ino(u64::from_be_bytes(b)))
+                    .unwrap_or(Ino::ZERO);
+                keys.push(l.locks(kind, ino));
+                args.push(place.clone());
+            }
+            Call {
+                lua: &s.close_session,
+                keys,
+                args,
+            }
+        }
+        Op::Flock { ino, owner, typ } => {
+            let decision = decode_fields(&k.fields, |v| decode_flock(v)).and_then(|held| {
+                flock_decision(&held, *ino, *owner, *typ).map(|d| {
+                    d.map(|t| (t != LockType::Unlock).then(|| vec![t.code()]))
+                })
+            });
+            lock_call(inner, *ino, *owner, LockKind::Flock, &k.fields, decision)
+        }
+        Op::Setlk {
+            ino,
+            owner,
+            typ,
+            start,
+            end,
+            pid,
+        } => {
+            let decision = decode_fields(&k.fields, decode_plocks).and_then(|held| {
+                setlk_decision(&held, *ino, *owner, *typ, (*start, *end), *pid)
+                    .map(|d| d.map(|r| (!r.is_empty()).then(|| encode_plocks(&r))))
+            });
+            lock_call(inner, *ino, *owner, LockKind::Plock, &k.fields, decision)
+        }
         _ => return None,
     })
+}
+
+/// Decodes a lock hash read before the round: 16-byte fields (session ID + owner) and the
+/// values `decode` reads. Errors: `Corrupted`.
+fn decode_fields<T>(
+    fields: &[(Vec<u8>, Vec<u8>)],
+    decode: impl Fn(&[u8]) -> Result<T>,
+) -> Result<Vec<(LockOwner, T)>> {
+    fields
+        .iter()
+        .map(|(f, v)| {
+            let o = <[u8; 16]>::try_from(f.as_slice()).map_err(|_| {
+                Error::new(ErrorKind::Corrupted, "lock record: bad owner field")
+            })?;
+            let (sid, owner) = o.split_at(8);
+            let owner = LockOwner {
+                sid: u64::from_be_bytes(sid.try_into().unwrap_or_default()),
+                owner: u64::from_be_bytes(owner.try_into().unwrap_or_default()),
+            };
+            Ok((owner, decode(v)?))
+        })
+        .collect()
+}
+
+/// The `lock.lua` call applying `decision` (`Ok(None)`: nothing changes, `Ok(Some(None))`:
+/// remove the owner's record, `Ok(Some(Some(v)))`: store `v`, `Err`: the op's error) if the
+/// lock hash still holds `fields`.
+fn lock_call<'a>(
+    inner: &'a Inner,
+    ino: Ino,
+    owner: LockOwner,
+    kind: LockKind,
+    fields: &[(Vec<u8>, Vec<u8>)],
+    decision: Result<Option<Option<Vec<u8>>>>,
+) -> Call<'a> {
+    let l = &inner.layout;
+    let mut field = owner.sid.to_be_bytes().to_vec();
+    field.extend_from_slice(&owner.owner.to_be_bytes());
+    let mut args = vec![
+        ino8(ino),
+        owner.sid.to_be_bytes().to_vec(),
+        field,
+        vec![kind.tag()],
+        dec(fields.len()),
+    ];
+    for (f, v) in fields {
+        args.push(f.clone());
+        args.push(v.clone());
+    }
+    match decision {
+        Ok(None) => args.push(b"keep".to_vec()),
+        Ok(Some(None)) => args.push(b"del".to_vec()),
+        Ok(Some(Some(v))) => args.extend([b"set".to_vec(), v]),
+        Err(e) => {
+            let [ek, em] = err_args(Some(e));
+            args.extend([b"err".to_vec(), ek, em]);
+        }
+    }
+    Call {
+        lua: &inner.scripts.lock,
+        keys: vec![
+            l.attr(ino),
+            l.sessions(),
+            l.locks(kind, ino),
+            l.session_locks(owner.sid),
+        ],
+        args,
+    }
 }
 
 /// The server's limit, for benchmarks: one pipeline with one script call per op (each its
@@ -1068,6 +1326,10 @@ fn output(op: &Op, items: Vec<Value>) -> Result<OpOutput> {
             ino: rec.ino,
             attr: need(attr_at(&mut it, "attr")?, "attr")?,
         },
+        Op::Open { ino, .. } => OpOutput::Attr {
+            ino: *ino,
+            attr: need(attr_at(&mut it, "attr")?, "attr")?,
+        },
         _ => OpOutput::Done,
     })
 }
@@ -1091,6 +1353,7 @@ mod tests {
             ErrorKind::NoData,
             ErrorKind::OutOfRange,
             ErrorKind::TooBig,
+            ErrorKind::WouldBlock,
             ErrorKind::Corrupted,
         ] {
             assert_eq!(kind_from_name(&kind_name(k)), Some(k));

@@ -4,7 +4,7 @@
 //! all keys of a volume live in one slot and a script may declare any of them in `KEYS`.
 //! Inode numbers and chunk indexes are written in decimal.
 
-use meta_core::{Counter, Ino};
+use meta_core::{Counter, Ino, LockKind, Sid};
 
 /// Longest volume prefix accepted, in bytes.
 pub const MAX_PREFIX_LEN: usize = 64;
@@ -115,9 +115,41 @@ impl Layout {
     }
 
     /// `{prefix}{name}`: a counter (decimal integer): `nextInode`, `nextChunk`, `usedSpace`,
-    /// `totalInodes`.
+    /// `totalInodes`, `nextSession`, `cleanupLease`.
     pub fn counter(&self, c: Counter) -> String {
         format!("{}{}", self.tag, c.name())
+    }
+
+    /// `{prefix}sessions`: the sessions, a hash 8-byte session ID → version byte + expiry
+    /// (12 bytes) + description (JSON), i.e. `meta_core::kv::encode_session`.
+    pub fn sessions(&self) -> String {
+        format!("{}sessions", self.tag)
+    }
+
+    /// `{prefix}o{ino}`: the sessions holding an inode open, a set of 8-byte session IDs.
+    pub fn openers(&self, ino: Ino) -> String {
+        self.ino_key('o', ino)
+    }
+
+    /// `{prefix}so{sid}`: the inodes a session holds open, a set of 8-byte inode numbers.
+    pub fn session_opens(&self, sid: Sid) -> String {
+        format!("{}so{sid}", self.tag)
+    }
+
+    /// `{prefix}lf{ino}` (flocks) or `{prefix}lp{ino}` (byte-range locks): the locks on an
+    /// inode, a hash 16-byte owner (session ID + owner, big-endian) → lock type byte
+    /// (flock) or encoded ranges (`meta_core::session::encode_plocks`).
+    pub fn locks(&self, kind: LockKind, ino: Ino) -> String {
+        let k = match kind {
+            LockKind::Flock => 'f',
+            LockKind::Plock => 'p',
+        };
+        format!("{}l{k}{}", self.tag, ino.0)
+    }
+
+    /// `{prefix}sl{sid}`: where a session holds locks, a set of `F`/`P` + 8-byte inode.
+    pub fn session_locks(&self, sid: Sid) -> String {
+        format!("{}sl{sid}", self.tag)
     }
 
     /// `{prefix}t{token}`: the sequence token of one round of a batch (short-lived).

@@ -5,6 +5,7 @@ mod conn;
 mod error;
 pub mod layout;
 mod scripts;
+mod sessions;
 
 /// The `redis` crate this backend is built on (for [`RedisBackend::query`]).
 pub use redis;
@@ -984,7 +985,7 @@ impl Backend for RedisBackend {
         let root = logic::root_attr(Timespec::now());
         let mut c = cmd("EVALSHA");
         c.arg(&inner.scripts.format.sha)
-            .arg(8)
+            .arg(10)
             .arg(l.setting())
             .arg(l.limits())
             .arg(l.attr(Ino::ROOT))
@@ -993,6 +994,8 @@ impl Backend for RedisBackend {
             .arg(l.counter(Counter::NextChunk))
             .arg(l.counter(Counter::UsedSpace))
             .arg(l.counter(Counter::TotalInodes))
+            .arg(l.counter(Counter::NextSession))
+            .arg(l.counter(Counter::CleanupLease))
             .arg(meta_core::kv::encode_setting(setting))
             .arg(format!("{} {}", setting.capacity, setting.inodes))
             .arg(meta_core::kv::encode_attr(&root))
@@ -1475,6 +1478,18 @@ impl Backend for RedisBackend {
             }
         }
         Ok(out)
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<meta_core::Session>> {
+        self.inner.list_sessions().await
+    }
+
+    async fn session_holdings(&self, sid: meta_core::Sid) -> Result<meta_core::SessionHoldings> {
+        self.inner.session_holdings(sid).await
+    }
+
+    async fn list_locks(&self, ino: Ino) -> Result<meta_core::InodeLocks> {
+        self.inner.list_locks(ino).await
     }
 
     async fn list_pending(&self, limit: usize) -> Result<Vec<Pending>> {

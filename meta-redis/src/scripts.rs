@@ -45,6 +45,13 @@ pub(crate) struct Scripts {
     pub clear_pending_slice: Lua,
     pub restore: Lua,
     pub restore_pending: Lua,
+    pub open_session: Lua,
+    pub heartbeat: Lua,
+    pub close_session: Lua,
+    pub claim_cleanup: Lua,
+    pub open: Lua,
+    pub release: Lua,
+    pub lock: Lua,
     pub format: Lua,
     pub lookup: Lua,
     pub readdir_plus: Lua,
@@ -74,6 +81,13 @@ impl Scripts {
             clear_pending_slice: op_script!("clear_pending_slice"),
             restore: op_script!("restore"),
             restore_pending: op_script!("restore_pending"),
+            open_session: op_script!("open_session"),
+            heartbeat: op_script!("heartbeat"),
+            close_session: op_script!("close_session"),
+            claim_cleanup: op_script!("claim_cleanup"),
+            open: op_script!("open"),
+            release: op_script!("release"),
+            lock: op_script!("lock"),
             format: Lua::new("format", include_str!("../lua/format.lua"), false),
             lookup: op_script!("lookup"),
             readdir_plus: op_script!("readdir_plus"),
@@ -82,7 +96,7 @@ impl Scripts {
     }
 
     /// Every script, for `SCRIPT LOAD`.
-    pub(crate) fn all(&self) -> [&Lua; 18] {
+    pub(crate) fn all(&self) -> [&Lua; 25] {
         [
             &self.mknod,
             &self.link,
@@ -98,6 +112,13 @@ impl Scripts {
             &self.clear_pending_slice,
             &self.restore,
             &self.restore_pending,
+            &self.open_session,
+            &self.heartbeat,
+            &self.close_session,
+            &self.claim_cleanup,
+            &self.open,
+            &self.release,
+            &self.lock,
             &self.format,
             &self.lookup,
             &self.readdir_plus,

@@ -115,8 +115,9 @@ async fn statements_per_batch(f: SqlFactory) -> Result<()> {
     eprintln!("{}: 64 creates in 64 dirs: {d:?}", f.dialect.scheme());
     ensure!(d.statements <= 8, "64 creates in 64 dirs: {d:?}");
 
-    // 64 unlinks: BEGIN, entries FOR UPDATE, their inodes FOR UPDATE, the parent, DELETE
-    // entries, DELETE inodes, the directory's UPDATE, the counters' UPDATE, COMMIT.
+    // 64 unlinks: BEGIN, entries FOR UPDATE, their inodes FOR UPDATE, the parent, whether
+    // a session holds them open (openfile), DELETE entries, DELETE inodes, the directory's
+    // UPDATE, the counters' UPDATE, COMMIT.
     let s2 = b.stats();
     let ops: Vec<Op> = (0..64)
         .map(|i| Op::Unlink {
@@ -130,7 +131,7 @@ async fn statements_per_batch(f: SqlFactory) -> Result<()> {
     ensure!(res.iter().all(|r| r.is_ok()), "unlinks failed: {res:?}");
     let d = b.stats().since(&s2);
     eprintln!("{}: 64 unlinks: {d:?}", f.dialect.scheme());
-    ensure!(d.statements <= 10 && d.misses == 0, "64 unlinks: {d:?}");
+    ensure!(d.statements <= 11 && d.misses == 0, "64 unlinks: {d:?}");
     let rep = meta_core::fsck::fsck(&*b).await?;
     ensure!(rep.is_clean(), "fsck: {:?}", rep.problems);
     b.close().await;

@@ -9,7 +9,7 @@ use crate::error::{Result, err};
 use crate::op::OpOutput;
 use crate::session::{
     LockKind, LockOwner, LockType, Session, SessionHoldings, SessionInfo, Sid, check_range,
-    flock_conflict, plock_conflict, plock_update,
+    flock_decision, setlk_decision,
 };
 use crate::types::{Counter, Ino, Timespec};
 
@@ -162,18 +162,8 @@ pub(super) async fn flock<V: TxnView + ?Sized>(
     existing_attr(v, ino).await?;
     live_session(v, owner.sid).await?;
     let held = v.get_flocks(ino).await?;
-    if let Some((o, t)) = flock_conflict(&held, owner, typ) {
-        return Err(err::would_block(format!(
-            "flock of inode {ino}: session {} owner {} holds a {} lock",
-            o.sid,
-            o.owner,
-            t.name()
-        )));
-    }
-    let mine = held.iter().find(|(o, _)| *o == owner).map(|(_, t)| *t);
-    let want = (typ != LockType::Unlock).then_some(typ);
-    if mine != want {
-        v.set_flock(ino, owner, typ).await?;
+    if let Some(t) = flock_decision(&held, ino, owner, typ)? {
+        v.set_flock(ino, owner, t).await?;
     }
     Ok(OpOutput::Done)
 }
@@ -183,33 +173,14 @@ pub(super) async fn setlk<V: TxnView + ?Sized>(
     ino: Ino,
     owner: LockOwner,
     typ: LockType,
-    (start, end): (u64, u64),
+    range: (u64, u64),
     pid: u32,
 ) -> Result<OpOutput> {
-    check_range(start, end)?;
+    check_range(range.0, range.1)?;
     existing_attr(v, ino).await?;
     live_session(v, owner.sid).await?;
     let held = v.get_plocks(ino).await?;
-    if let Some((o, r)) = plock_conflict(&held, owner, typ, start, end) {
-        return Err(err::would_block(format!(
-            "lock {}..={} of inode {ino}: session {} owner {} (pid {}) holds {}..={} {}",
-            start,
-            end,
-            o.sid,
-            o.owner,
-            r.pid,
-            r.start,
-            r.end,
-            r.typ.name()
-        )));
-    }
-    let mine: &[_] = held
-        .iter()
-        .find(|(o, _)| *o == owner)
-        .map(|(_, r)| r.as_slice())
-        .unwrap_or(&[]);
-    let new = plock_update(mine, typ, start, end, pid);
-    if new != mine {
+    if let Some(new) = setlk_decision(&held, ino, owner, typ, range, pid)? {
         v.set_plocks(ino, owner, &new).await?;
     }
     Ok(OpOutput::Done)
