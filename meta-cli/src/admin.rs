@@ -237,10 +237,13 @@ pub async fn fsck(o: &Opened, json: bool, out: &mut dyn Write) -> Result<bool> {
         }
         writeln!(
             out,
-            "{}: {} inodes, {} entries, {} problem{}",
+            "{}: {} inodes ({} sustained: unlinked, held open by a session), {} entries, {} \
+             session(s), {} problem{}",
             if rep.is_clean() { "clean" } else { "NOT CLEAN" },
             rep.inodes,
+            rep.sustained,
             rep.entries,
+            rep.sessions,
             rep.problems.len(),
             if rep.problems.len() == 1 { "" } else { "s" }
         )?;

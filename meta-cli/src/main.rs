@@ -8,6 +8,7 @@ mod admin;
 mod bench;
 mod browse;
 mod import;
+mod status;
 mod util;
 mod volume;
 
@@ -108,6 +109,17 @@ enum Cmd {
     },
     /// Format record, statfs numbers and counters of the volume.
     Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The sessions of the volume (clients, their open files and locks), like `juicefs
+    /// status`.
+    Status {
+        /// Clean up expired sessions first (their open files are released, their locks
+        /// dropped).
+        #[arg(long)]
+        clean: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -216,6 +228,7 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 },
             )
             .await?;
+            meta.close().await?;
             if json {
                 serde_json::to_writer_pretty(&mut *out, &s)?;
                 out.write_all(b"\n")?;
@@ -249,6 +262,17 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
         Cmd::Stats { json } => {
             let (meta, o) = volume::open_meta(&url, Access::Read, None).await?;
             admin::stats(&meta, &o, json, out).await?;
+        }
+        Cmd::Status { clean, json } => {
+            let (meta, _) = volume::open_meta(&url, Access::Read, None).await?;
+            let s = status::status(&meta, clean).await?;
+            meta.close().await?;
+            if json {
+                serde_json::to_writer_pretty(&mut *out, &s)?;
+                out.write_all(b"\n")?;
+            } else {
+                s.print(out)?;
+            }
         }
         Cmd::Fsck { json } => {
             let o = volume::open_backend(&url, Access::Read).await?;

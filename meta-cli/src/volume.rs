@@ -232,8 +232,10 @@ pub async fn open_meta(
     open_meta_on(&o, access, registry).await.map(|m| (m, o))
 }
 
-/// Opens a [`Meta`] on an already opened backend.
+/// Opens a [`Meta`] on an already opened backend. Commands that only read (`Access::Read`)
+/// open it without a session (`session=0`): they hold no files open and take no locks.
 pub async fn open_meta_on(o: &Opened, access: Access, registry: Option<&Registry>) -> Result<Meta> {
+    let mut opts = o.opts.clone();
     match access {
         Access::Write => {
             ensure_formatted(&*o.backend).await?;
@@ -242,5 +244,8 @@ pub async fn open_meta_on(o: &Opened, access: Access, registry: Option<&Registry
             require_formatted(o).await?;
         }
     }
-    Ok(Meta::open(o.backend.clone(), o.opts.clone(), registry).await?)
+    if access == Access::Read {
+        opts.session = false;
+    }
+    Ok(Meta::open(o.backend.clone(), opts, registry).await?)
 }

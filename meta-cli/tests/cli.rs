@@ -261,6 +261,14 @@ mod rocks {
             assert_eq!(summary["xattrs"], 1, "{summary}");
         }
 
+        // The import ended its session; `status` (which opens none) lists no session.
+        let st: Value =
+            serde_json::from_str(&ok(&meta(&url, &[os("status"), os("--json")]), "status"))
+                .expect("status JSON");
+        assert_eq!(st["sessions"], serde_json::json!([]), "{st}");
+        let text = ok(&meta(&url, &[os("status")]), "status");
+        assert!(text.contains("0 session(s)"), "{text}");
+
         // du equals find.
         let want = find_counts(src.path());
         assert_eq!(du_json(&url, "/"), want);

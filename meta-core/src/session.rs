@@ -98,13 +98,18 @@ pub struct SessionHoldings {
     pub plocks: Vec<(crate::types::Ino, u64, Vec<PlockRange>)>,
 }
 
+/// The flocks on one inode: `Read` (shared) or `Write` (exclusive), by owner.
+pub type FlockHolders = Vec<(LockOwner, LockType)>;
+/// The byte-range locks on one inode, by owner.
+pub type PlockHolders = Vec<(LockOwner, Vec<PlockRange>)>;
+
 /// The locks on one inode (see [`crate::Backend::list_locks`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct InodeLocks {
     /// flock(2) locks by owner: `Read` (shared) or `Write` (exclusive).
-    pub flocks: Vec<(LockOwner, LockType)>,
+    pub flocks: FlockHolders,
     /// Byte-range locks by owner.
-    pub plocks: Vec<(LockOwner, Vec<PlockRange>)>,
+    pub plocks: PlockHolders,
 }
 
 /// Who holds a lock: a session and an owner inside it (FUSE's `lock_owner`: for POSIX locks

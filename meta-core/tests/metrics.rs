@@ -86,7 +86,11 @@ async fn metrics_are_registered_in_the_callers_registry() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(m.metrics().sessions.get(), 1, "the heartbeat counted the session");
+    assert_eq!(
+        m.metrics().sessions.get(),
+        1,
+        "the heartbeat counted the session"
+    );
 
     // A second Meta cannot register the same names into the same registry.
     let e = Meta::open(b, MetaOptions::default(), Some(&registry))

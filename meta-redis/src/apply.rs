@@ -12,11 +12,11 @@
 use std::time::Duration;
 
 use meta_core::kv::{decode_attr, encode_attr, encode_slice};
-use meta_core::types::{
-    CHUNK_BITS, CHUNK_SIZE, MAX_FILE_LEN, validate_name, validate_symlink_target, validate_xattr,
-};
 use meta_core::session::{
     check_range, decode_flock, decode_plocks, encode_plocks, flock_decision, setlk_decision,
+};
+use meta_core::types::{
+    CHUNK_BITS, CHUNK_SIZE, MAX_FILE_LEN, validate_name, validate_symlink_target, validate_xattr,
 };
 use meta_core::{
     Attr, Entry, Error, ErrorKind, FileType, Ino, LockKind, LockOwner, LockType, Op, OpOutput,
@@ -700,11 +700,7 @@ fn plan<'a>(inner: &'a Inner, op: &Op, k: &Known) -> Option<Call<'a>> {
             ];
             counters(&mut keys);
             let opener = opened_by.unwrap_or(0);
-            keys.extend([
-                l.sessions(),
-                l.openers(*ino),
-                l.session_opens(opener),
-            ]);
+            keys.extend([l.sessions(), l.openers(*ino), l.session_opens(opener)]);
             Call {
                 lua: &s.mknod,
                 keys,
@@ -720,7 +716,9 @@ fn plan<'a>(inner: &'a Inner, op: &Op, k: &Known) -> Option<Call<'a>> {
                     target.clone(),
                     time12(*time),
                     length.to_be_bytes().to_vec(),
-                    opened_by.map(|s| s.to_be_bytes().to_vec()).unwrap_or_default(),
+                    opened_by
+                        .map(|s| s.to_be_bytes().to_vec())
+                        .unwrap_or_default(),
                 ],
             }
         }
@@ -1129,10 +1127,9 @@ fn plan<'a>(inner: &'a Inner, op: &Op, k: &Known) -> Option<Call<'a>> {
             }
         }
         Op::Flock { ino, owner, typ } => {
-            let decision = decode_fields(&k.fields, |v| decode_flock(v)).and_then(|held| {
-                flock_decision(&held, *ino, *owner, *typ).map(|d| {
-                    d.map(|t| (t != LockType::Unlock).then(|| vec![t.code()]))
-                })
+            let decision = decode_fields(&k.fields, decode_flock).and_then(|held| {
+                flock_decision(&held, *ino, *owner, *typ)
+                    .map(|d| d.map(|t| (t != LockType::Unlock).then(|| vec![t.code()])))
             });
             lock_call(inner, *ino, *owner, LockKind::Flock, &k.fields, decision)
         }
@@ -1163,9 +1160,8 @@ fn decode_fields<T>(
     fields
         .iter()
         .map(|(f, v)| {
-            let o = <[u8; 16]>::try_from(f.as_slice()).map_err(|_| {
-                Error::new(ErrorKind::Corrupted, "lock record: bad owner field")
-            })?;
+            let o = <[u8; 16]>::try_from(f.as_slice())
+                .map_err(|_| Error::new(ErrorKind::Corrupted, "lock record: bad owner field"))?;
             let (sid, owner) = o.split_at(8);
             let owner = LockOwner {
                 sid: u64::from_be_bytes(sid.try_into().unwrap_or_default()),

@@ -81,7 +81,9 @@ impl Inner {
         let l = &self.layout;
         let mut p = pipe();
         p.ignore_errors();
-        p.cmd("HEXISTS").arg(l.sessions()).arg(&sid.to_be_bytes()[..]);
+        p.cmd("HEXISTS")
+            .arg(l.sessions())
+            .arg(&sid.to_be_bytes()[..]);
         p.cmd("SMEMBERS").arg(l.session_opens(sid));
         p.cmd("SMEMBERS").arg(l.session_locks(sid));
         let mut v = self.read_pipe(&p).await?.into_iter();
@@ -93,15 +95,20 @@ impl Inner {
         }
         let mut h = SessionHoldings::default();
         for m in list(v.next().unwrap_or(Value::Nil), "session opens")? {
-            h.open
-                .push(Ino(u64_of(&bytes(m, "open")?.unwrap_or_default(), "open inode")?));
+            h.open.push(Ino(u64_of(
+                &bytes(m, "open")?.unwrap_or_default(),
+                "open inode",
+            )?));
         }
         h.open.sort_unstable();
         let mut places = Vec::new();
         for m in list(v.next().unwrap_or(Value::Nil), "session locks")? {
             let m = bytes(m, "lock place")?.unwrap_or_default();
             let kind = LockKind::from_tag(*m.first().unwrap_or(&0))?;
-            places.push((kind, Ino(u64_of(m.get(1..).unwrap_or_default(), "lock place")?)));
+            places.push((
+                kind,
+                Ino(u64_of(m.get(1..).unwrap_or_default(), "lock place")?),
+            ));
         }
         places.sort_unstable();
         if places.is_empty() {

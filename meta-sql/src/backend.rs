@@ -564,8 +564,8 @@ async fn format_in(
             (c.name(), v)
         })
         .chain([(RENAME_LOCK, 0)])
-    .map(|(n, v)| vec![Arg::Text(n.to_string()), Arg::Int(v)])
-    .collect();
+        .map(|(n, v)| vec![Arg::Text(n.to_string()), Arg::Int(v)])
+        .collect();
     for s in sql.insert(
         "counter",
         &[("name", Ty::Text), ("value", Ty::Int)],

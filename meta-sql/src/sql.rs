@@ -262,7 +262,11 @@ impl Sql {
     }
 
     fn lock_suffix(&self, lock: bool) -> &'static str {
-        self.lock_mode(if lock { LockMode::Update } else { LockMode::None })
+        self.lock_mode(if lock {
+            LockMode::Update
+        } else {
+            LockMode::None
+        })
     }
 
     /// The clause that takes `mode`'s row locks in this dialect.
@@ -340,7 +344,11 @@ impl Sql {
         tail: &str,
         lock: bool,
     ) -> Vec<Stmt> {
-        let mode = if lock { LockMode::Update } else { LockMode::None };
+        let mode = if lock {
+            LockMode::Update
+        } else {
+            LockMode::None
+        };
         self.select_keys_mode(table, out, kcols, keys, tail, mode)
     }
 

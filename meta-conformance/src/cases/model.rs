@@ -619,7 +619,10 @@ async fn compare_state(tested: &dyn Backend, reference: &dyn Backend, when: &str
         "{when}: sessions differ:\n  reference {sr:?}\n  backend   {st:?}"
     );
     for (ino, _) in all_inodes(reference).await? {
-        let (lt, lr) = (tested.list_locks(ino).await?, reference.list_locks(ino).await?);
+        let (lt, lr) = (
+            tested.list_locks(ino).await?,
+            reference.list_locks(ino).await?,
+        );
         ensure!(
             lt == lr,
             "{when}: locks of inode {ino} differ:\n  reference {lr:?}\n  backend   {lt:?}"

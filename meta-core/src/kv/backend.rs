@@ -7,16 +7,17 @@ use async_trait::async_trait;
 
 use crate::backend::{Backend, BackendInfo};
 use crate::error::{Error, ErrorKind, Result, err};
+use crate::kv::SETTING_KEY;
 use crate::kv::codec::*;
 use crate::kv::schema::*;
 use crate::kv::store::{KvStore, SnapRead, SyncRead, WriteSet};
 use crate::kv::txn::KvTxn;
-use crate::kv::SETTING_KEY;
 use crate::logic::{self, Limits, TxnView};
 use crate::op::{Op, OpOutput};
 use crate::session::{InodeLocks, Session, SessionHoldings, Sid};
-use crate::types::{Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice, Statfs, Timespec};
-
+use crate::types::{
+    Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice, Statfs, Timespec,
+};
 
 /// How many raw keys one page of an inode scan reads.
 const SCAN_PAGE: usize = 1024;
@@ -376,4 +377,3 @@ impl<S: KvStore> Backend for KvBackend<S> {
         .await
     }
 }
-

@@ -5,7 +5,6 @@ use crate::kv::{ATTR_BYTES, SLICE_BYTES, VALUE_VERSION};
 use crate::session::{Session, SessionInfo};
 use crate::types::{Attr, Entry, FileType, Ino, Pending, Setting, Slice, Timespec};
 
-
 struct Reader<'a> {
     buf: &'a [u8],
     what: &'a str,
@@ -254,7 +253,6 @@ pub fn decode_setting(buf: &[u8]) -> Result<Setting> {
     Setting::from_json(&decode_bytes(buf, "setting")?)
 }
 
-
 /// Encodes a session record: version byte, expiry (i64 seconds + u32 nanoseconds), then the
 /// description as JSON.
 pub fn encode_session(s: &Session) -> Vec<u8> {
@@ -431,4 +429,3 @@ mod tests {
         }
     }
 }
-

@@ -3,7 +3,6 @@
 use crate::session::{LockKind, LockOwner, Sid};
 use crate::types::{Counter, Ino, Pending};
 
-
 fn inode_key(ino: Ino, tag: u8, extra: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(10 + extra.len());
     k.push(b'A');

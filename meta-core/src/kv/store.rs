@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use crate::backend::BackendInfo;
 use crate::error::Result;
 
-
 /// A write set: key → new value, or `None` for a delete. Applied atomically by
 /// [`KvStore::commit`].
 pub type WriteSet = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -108,4 +107,3 @@ impl<S: KvStore + ?Sized> KvRead for SyncRead<'_, S> {
         self.0.scan(start, end, limit)
     }
 }
-

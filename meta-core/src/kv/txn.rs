@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::error::{Result, err};
+use crate::kv::VALUE_VERSION;
 use crate::kv::codec::*;
 use crate::kv::schema::*;
 use crate::kv::store::{KvRead, WriteSet};
-use crate::kv::VALUE_VERSION;
 use crate::logic::TxnView;
 use crate::session::{LockKind, LockOwner, LockType, PlockRange, Session, Sid};
 use crate::types::{Attr, Counter, Entry, Ino, Pending, Slice};
@@ -379,4 +379,3 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
         Ok(())
     }
 }
-

@@ -200,10 +200,7 @@ pub async fn list_locks<V: TxnView + ?Sized>(
 }
 
 /// What session `sid` holds: open inodes and locks. ENOENT when the session does not exist.
-pub async fn session_holdings<V: TxnView + ?Sized>(
-    v: &mut V,
-    sid: Sid,
-) -> Result<SessionHoldings> {
+pub async fn session_holdings<V: TxnView + ?Sized>(v: &mut V, sid: Sid) -> Result<SessionHoldings> {
     live_session(v, sid).await?;
     let mut h = SessionHoldings {
         open: v.session_opens(sid).await?,
@@ -213,14 +210,12 @@ pub async fn session_holdings<V: TxnView + ?Sized>(
         let o = LockOwner { sid, owner };
         match kind {
             LockKind::Flock => {
-                if let Some((_, t)) = v.get_flocks(ino).await?.into_iter().find(|(x, _)| *x == o)
-                {
+                if let Some((_, t)) = v.get_flocks(ino).await?.into_iter().find(|(x, _)| *x == o) {
                     h.flocks.push((ino, owner, t));
                 }
             }
             LockKind::Plock => {
-                if let Some((_, r)) = v.get_plocks(ino).await?.into_iter().find(|(x, _)| *x == o)
-                {
+                if let Some((_, r)) = v.get_plocks(ino).await?.into_iter().find(|(x, _)| *x == o) {
                     h.plocks.push((ino, owner, r));
                 }
             }

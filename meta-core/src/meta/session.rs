@@ -190,7 +190,11 @@ impl Meta {
         let inos: Vec<Ino> = lock(&self.state()?.opens).keys().copied().collect();
         for ino in inos {
             if let Err(e) = self.submit(Op::Open { sid, ino }).await {
-                warn!(sid, ino = ino.0, "cannot open again after the session loss: {e}");
+                warn!(
+                    sid,
+                    ino = ino.0,
+                    "cannot open again after the session loss: {e}"
+                );
             }
         }
         Ok(())
@@ -391,7 +395,9 @@ impl Meta {
             return 0;
         };
         let entry = lock(&st.opens).get(&ino).cloned();
-        entry.and_then(|e| e.try_lock().ok().map(|c| *c)).unwrap_or(0)
+        entry
+            .and_then(|e| e.try_lock().ok().map(|c| *c))
+            .unwrap_or(0)
     }
 
     // ------------------------------------------------------------------------------------------

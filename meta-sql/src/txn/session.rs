@@ -12,10 +12,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use meta_core::session::{decode_flock, decode_plocks, encode_plocks};
+use meta_core::session::{FlockHolders, PlockHolders, decode_flock, decode_plocks, encode_plocks};
 use meta_core::{
-    Ino, LockKind, LockOwner, LockType, Op, PlockRange, Result, Session, SessionInfo, Sid,
-    Timespec,
+    Ino, LockKind, LockOwner, LockType, Op, PlockRange, Result, Session, SessionInfo, Sid, Timespec,
 };
 
 use super::{Cached, SqlTxn};
@@ -28,8 +27,8 @@ use crate::sql::{LockMode, Sql};
 pub(super) struct SessBase {
     sessions: HashMap<Sid, Cached<Session>>,
     openers: HashMap<Ino, Result<Vec<Sid>>>,
-    flocks: HashMap<Ino, Result<Vec<(LockOwner, LockType)>>>,
-    plocks: HashMap<Ino, Result<Vec<(LockOwner, Vec<PlockRange>)>>>,
+    flocks: HashMap<Ino, Result<FlockHolders>>,
+    plocks: HashMap<Ino, Result<PlockHolders>>,
 }
 
 /// Buffered writes of one layer.
@@ -210,7 +209,10 @@ impl SqlTxn<'_> {
                     Val::Int(i) => codec::id_of(*i),
                     _ => continue,
                 };
-                self.base.sess.sessions.insert(sid, session_row(&r).map(Some));
+                self.base
+                    .sess
+                    .sessions
+                    .insert(sid, session_row(&r).map(Some));
             }
         }
         for sid in needs.closing.clone() {
@@ -240,7 +242,10 @@ impl SqlTxn<'_> {
             return Ok(());
         }
         let rows = self
-            .rows_all(self.sql.by_ino("openfile", "ino, sid", &inos), &[Ty::Int, Ty::Int])
+            .rows_all(
+                self.sql.by_ino("openfile", "ino, sid", &inos),
+                &[Ty::Int, Ty::Int],
+            )
             .await?;
         let mut found: BTreeMap<Ino, Vec<Sid>> = inos.iter().map(|i| (*i, Vec::new())).collect();
         for r in rows {
@@ -271,7 +276,10 @@ impl SqlTxn<'_> {
         }
         let cols = [Ty::Int, Ty::Int, Ty::Int, Ty::Int];
         let rows = self
-            .rows_all(self.sql.by_ino("flock", "ino, sid, owner, ltype", &inos), &cols)
+            .rows_all(
+                self.sql.by_ino("flock", "ino, sid, owner, ltype", &inos),
+                &cols,
+            )
             .await?;
         let mut found: BTreeMap<Ino, Result<BTreeMap<LockOwner, LockType>>> =
             inos.iter().map(|i| (*i, Ok(BTreeMap::new()))).collect();
@@ -376,7 +384,10 @@ impl SqlTxn<'_> {
                 LockMode::None
             };
             let rows = self
-                .rows_all(self.sql.sessions_of(&BTreeSet::from([sid]), mode), &SESSION_COLS)
+                .rows_all(
+                    self.sql.sessions_of(&BTreeSet::from([sid]), mode),
+                    &SESSION_COLS,
+                )
                 .await?;
             let v = match rows.first() {
                 Some(r) => session_row(r).map(Some),
@@ -523,7 +534,10 @@ impl SqlTxn<'_> {
         let mut set: BTreeSet<(Ino, LockKind, u64)> = BTreeSet::new();
         for (kind, table) in [(LockKind::Flock, "flock"), (LockKind::Plock, "plock")] {
             let rows = self
-                .rows(self.sql.by_sid(table, "ino, owner", sid), &[Ty::Int, Ty::Int])
+                .rows(
+                    self.sql.by_sid(table, "ino, owner", sid),
+                    &[Ty::Int, Ty::Int],
+                )
                 .await?;
             for r in rows {
                 let ino = Ino(codec::id_of(codec::int(&r[0], "lock inode")?));
