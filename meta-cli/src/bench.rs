@@ -96,7 +96,7 @@ pub struct BenchReport {
 }
 
 /// Where each run's volume comes from.
-enum Source {
+pub(crate) enum Source {
     /// A fresh temporary RocksDB volume per run.
     #[cfg(feature = "rocksdb")]
     TempRocks,
@@ -106,15 +106,15 @@ enum Source {
     Shared(Opened),
 }
 
-struct Volume {
-    opened: Opened,
+pub(crate) struct Volume {
+    pub(crate) opened: Opened,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl Volume {
     /// Closes a temporary volume before deleting its directory: waits (up to 10 s) until the
     /// engine's background tasks have let go of the backend, so the database is closed first.
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         let Volume { opened, _dir } = self;
         let Some(dir) = _dir else { return };
         let backend = opened.backend;
@@ -130,7 +130,7 @@ impl Volume {
 }
 
 impl Source {
-    async fn new(url: Option<&str>) -> Result<Source> {
+    pub(crate) async fn new(url: Option<&str>) -> Result<Source> {
         match url {
             None => {
                 #[cfg(feature = "rocksdb")]
@@ -152,7 +152,7 @@ impl Source {
         }
     }
 
-    async fn volume(&self) -> Result<Volume> {
+    pub(crate) async fn volume(&self) -> Result<Volume> {
         match self {
             #[cfg(feature = "rocksdb")]
             Source::TempRocks => {
@@ -245,7 +245,7 @@ async fn serve_metrics(
 const ME: Caller = Caller::ROOT;
 
 /// Runs `f(i)` for i in 0..n on `tasks` concurrent tasks; `f` returns the ops it counted.
-async fn phase<F, Fut>(
+pub(crate) async fn phase<F, Fut>(
     name: &'static str,
     n: u64,
     tasks: usize,
@@ -310,7 +310,7 @@ where
     })
 }
 
-fn name(prefix: &str, i: u64) -> Vec<u8> {
+pub(crate) fn name(prefix: &str, i: u64) -> Vec<u8> {
     format!("{prefix}{i}").into_bytes()
 }
 

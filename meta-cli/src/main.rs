@@ -6,6 +6,7 @@
 
 mod admin;
 mod bench;
+mod bench_sessions;
 mod browse;
 mod import;
 mod status;
@@ -168,6 +169,27 @@ enum Cmd {
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<SocketAddr>,
     },
+    /// What sessions cost: create+write+close with and without open tracking, and lock/unlock
+    /// pairs of two clients on disjoint files and on one contended file. Without --url it
+    /// runs on a fresh temporary RocksDB volume.
+    BenchSessions(BenchSessionsArgs),
+}
+
+/// Options of `meta bench-sessions`.
+#[derive(Debug, clap::Args)]
+struct BenchSessionsArgs {
+    /// Files per open-tracking run.
+    #[arg(long, default_value = "5000", value_parser = util::parse_count)]
+    files: u64,
+    /// Concurrent tasks per client.
+    #[arg(long, default_value_t = 16)]
+    tasks: usize,
+    /// Lock/unlock pairs per task.
+    #[arg(long, default_value = "200", value_parser = util::parse_count)]
+    pairs: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// How a command ended.
@@ -308,6 +330,21 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             })
             .await?;
             if json {
+                serde_json::to_writer_pretty(&mut *out, &report)?;
+                out.write_all(b"\n")?;
+            } else {
+                report.print(out)?;
+            }
+        }
+        Cmd::BenchSessions(a) => {
+            let report = bench_sessions::bench(&bench_sessions::Opts {
+                files: a.files,
+                tasks: a.tasks,
+                pairs: a.pairs,
+                url: cli.url.clone(),
+            })
+            .await?;
+            if a.json {
                 serde_json::to_writer_pretty(&mut *out, &report)?;
                 out.write_all(b"\n")?;
             } else {
