@@ -187,6 +187,9 @@ struct BenchSessionsArgs {
     /// Lock/unlock pairs per task.
     #[arg(long, default_value = "200", value_parser = util::parse_count)]
     pairs: u64,
+    /// Plain/tracked pairs of create+write+close runs, in ABBA order.
+    #[arg(long, default_value_t = 4)]
+    rounds: u32,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -341,6 +344,7 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 files: a.files,
                 tasks: a.tasks,
                 pairs: a.pairs,
+                rounds: a.rounds,
                 url: cli.url.clone(),
             })
             .await?;

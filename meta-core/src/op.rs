@@ -297,14 +297,17 @@ pub enum Op {
         /// The inode (any type).
         ino: Ino,
     },
-    /// Forget that session `sid` holds `ino` open (the last close(2) of the session). The
-    /// session's locks on the inode go too. A sustained inode (nlink 0) no other session
-    /// holds open is deleted. ENOENT when the session does not hold it open.
+    /// Forget that session `sid` holds these inodes open (the last close(2) of each in the
+    /// session). A sustained inode (nlink 0) no other session holds open is deleted. An
+    /// inode the session does not hold open changes nothing (a client queues its releases
+    /// and sends them together, see [`crate::Meta`], so one inode never fails the op).
     Release {
         /// The session.
         sid: Sid,
-        /// The inode.
-        ino: Ino,
+        /// The inodes, each with `drop_locks`: the session may hold locks on it (its client
+        /// took some), dropped too, as no descriptor is left to hold them; `false` saves
+        /// looking for them (locks held anyway stay until the session ends).
+        inos: Vec<(Ino, bool)>,
     },
     /// BSD flock(2), non-blocking (`LOCK_NB`): set `owner`'s lock on `ino` to `typ`.
     /// EAGAIN when another owner holds a conflicting lock; ENOENT when the inode or the
@@ -442,6 +445,7 @@ impl Op {
                 chunks.iter().map(|(_, s)| 4 + 24 * s.len()).sum::<usize>()
             }
             Op::OpenSession { info, .. } => info.host.len() + info.label.len() + 64,
+            Op::Release { inos, .. } => 9 * inos.len(),
             _ => 0,
         }
     }

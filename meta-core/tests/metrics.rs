@@ -79,6 +79,7 @@ async fn metrics_are_registered_in_the_callers_registry() {
     m.release_file(a).await.expect("release");
     assert_eq!(m.metrics().open_files.get(), 1, "still open once");
     m.release_file(a).await.expect("release");
+    m.flush().await.expect("flush the queued release");
     assert_eq!(m.metrics().open_files.get(), 0);
     for _ in 0..200 {
         if m.metrics().sessions.get() == 1 {

@@ -1066,24 +1066,38 @@ fn plan<'a>(inner: &'a Inner, op: &Op, k: &Known) -> Option<Call<'a>> {
             ],
             args: vec![ino8(*ino), sid.to_be_bytes().to_vec()],
         },
-        Op::Release { sid, ino } => Call {
-            lua: &s.release,
-            keys: vec![
-                l.attr(*ino),
-                l.openers(*ino),
+        Op::Release { sid, inos } => {
+            let mut keys = vec![
                 l.session_opens(*sid),
-                l.locks(LockKind::Flock, *ino),
-                l.locks(LockKind::Plock, *ino),
                 l.session_locks(*sid),
-                l.symlink(*ino),
-                l.xattrs(*ino),
                 l.inodes(),
                 l.pending_files(),
                 l.counter(meta_core::Counter::UsedSpace),
                 l.counter(meta_core::Counter::TotalInodes),
-            ],
-            args: vec![ino8(*ino), sid.to_be_bytes().to_vec()],
-        },
+            ];
+            let mut args = vec![sid.to_be_bytes().to_vec(), dec(inos.len())];
+            for &(ino, drop_locks) in inos {
+                keys.extend([
+                    l.attr(ino),
+                    l.openers(ino),
+                    l.locks(LockKind::Flock, ino),
+                    l.locks(LockKind::Plock, ino),
+                    l.symlink(ino),
+                    l.xattrs(ino),
+                ]);
+                args.push(ino8(ino));
+                args.push(if drop_locks {
+                    b"1".to_vec()
+                } else {
+                    Vec::new()
+                });
+            }
+            Call {
+                lua: &s.release,
+                keys,
+                args,
+            }
+        }
         Op::CloseSession {
             sid,
             expired_before,

@@ -315,10 +315,18 @@ impl Gen {
                 ino: self.inode(view),
             },
             45..=64 => match self.pick(&view.opens) {
-                Some((sid, ino)) if self.pct(90) => Op::Release { sid, ino },
+                Some((sid, ino)) if self.pct(90) => {
+                    let mut inos = vec![(ino, self.pct(50))];
+                    if self.pct(30)
+                        && let Some((_, other)) = self.pick(&view.opens)
+                    {
+                        inos.push((other, self.pct(50)));
+                    }
+                    Op::Release { sid, inos }
+                }
                 _ => Op::Release {
                     sid: self.sid(view),
-                    ino: self.inode(view),
+                    inos: vec![(self.inode(view), self.pct(50))],
                 },
             },
             65..=79 => Op::Flock {

@@ -89,8 +89,11 @@ pub async fn unlink_open_file(ctx: &TestCtx) -> Result<()> {
     expect_err(m.lookup(ROOT, b"f").await, NotFound, "lookup after unlink")?;
     check_sustained(&m, f, s, used).await?;
     m.release_file(f).await?;
+    m.flush().await?;
     ensure!(m.getattr(f).await.is_ok(), "one open left: still there");
     m.release_file(f).await?;
+    // The last release is queued; flush waits until it is applied.
+    m.flush().await?;
     expect_err(
         m.getattr(f).await,
         NotFound,
@@ -123,6 +126,7 @@ pub async fn rename_over_and_rmdir_open(ctx: &TestCtx) -> Result<()> {
         .await?;
     check_sustained(&m, old, s, used).await?;
     m.release_file(old).await?;
+    m.flush().await?;
     expect_err(m.getattr(old).await, NotFound, "released after rename over")?;
     // The file renamed over it was opened by create_open: unlinking it sustains it too.
     m.unlink(ME, ROOT, b"old").await?;
@@ -131,6 +135,7 @@ pub async fn rename_over_and_rmdir_open(ctx: &TestCtx) -> Result<()> {
         "create_open's inode sustained"
     );
     m.release_file(new).await?;
+    m.flush().await?;
     expect_err(m.getattr(new).await, NotFound, "released")?;
     // A second link keeps the inode named: unlinking one is an ordinary unlink.
     let (h, _) = m.create(ME, ROOT, b"h1", 0o644).await?;
@@ -139,6 +144,7 @@ pub async fn rename_over_and_rmdir_open(ctx: &TestCtx) -> Result<()> {
     m.unlink(ME, ROOT, b"h1").await?;
     ensure!(m.getattr(h).await?.nlink == 1, "one link left");
     m.release_file(h).await?;
+    m.flush().await?;
     ensure!(
         m.getattr(h).await?.nlink == 1,
         "release of a linked inode keeps it"
@@ -170,6 +176,7 @@ pub async fn rename_over_and_rmdir_open(ctx: &TestCtx) -> Result<()> {
         "rename into a removed directory",
     )?;
     m.release_file(d).await?;
+    m.flush().await?;
     expect_err(m.getattr(d).await, NotFound, "released directory")?;
     counters_exact(&**m.backend(), "end").await?;
     fsck_clean(&**m.backend(), "end").await
@@ -191,6 +198,7 @@ pub async fn two_clients_unlink_while_open(ctx: &TestCtx) -> Result<()> {
         .await?;
     ensure!(holds.open == vec![f], "A's session holds {f}: {holds:?}");
     a.release_file(f).await?;
+    a.flush().await?;
     ensure!(
         pending_file(&b.list_pending(usize::MAX).await?, f),
         "pending after A's release"
@@ -320,7 +328,13 @@ pub async fn lifecycle_and_errors(ctx: &TestCtx) -> Result<()> {
             },
             NotFound,
         ),
-        (Op::Release { sid: own, ino: g }, NotFound),
+        (
+            Op::Open {
+                sid: own,
+                ino: Ino::ZERO,
+            },
+            InvalidArgument,
+        ),
         (
             Op::Flock {
                 ino: g,
@@ -507,6 +521,7 @@ pub async fn plock_split_merge_getlk(ctx: &TestCtx) -> Result<()> {
     // The last release of an open drops the session's locks on the inode.
     b.open_file(f).await?;
     b.release_file(f).await?;
+    b.flush().await?;
     ensure!(
         a.locks(f).await?.plocks.iter().all(|(o, _)| o.sid == sa),
         "B's ranges went with its last release"
@@ -516,6 +531,62 @@ pub async fn plock_split_merge_getlk(ctx: &TestCtx) -> Result<()> {
     ensure!(a.locks(f).await?.plocks.is_empty(), "no locks left");
     b.close().await?;
     Ok(())
+}
+
+/// One client opens and closes four files from 16 tasks (so releases are queued, taken back
+/// by reopens, and sent while other opens come in) while another client unlinks them: an
+/// open fails (ENOENT) only after the unlinks began (a file whose last open was released
+/// after its unlink is gone); once every task has closed and the first client flushed, no
+/// file is left, each is pending deletion, and the volume is consistent.
+pub async fn open_release_churn(ctx: &TestCtx) -> Result<()> {
+    let a = ctx.meta();
+    let b = ctx.open_meta(MetaOptions::default()).await?;
+    let mut files = Vec::new();
+    for i in 0..4u8 {
+        files.push(file_with_data(&a, &[b'f', b'0' + i]).await?.0);
+    }
+    let files = Arc::new(files);
+    let unlinking = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for k in 0..16usize {
+        let (a, files, unlinking) = (a.clone(), files.clone(), unlinking.clone());
+        tasks.push(tokio::spawn(async move {
+            for round in 0..40usize {
+                let f = files[(k + round) % files.len()];
+                match a.open_file(f).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == NotFound && unlinking.load(Ordering::SeqCst) => {
+                        continue;
+                    }
+                    Err(e) => return Err(anyhow::Error::new(e).context("open before unlink")),
+                }
+                if round % 3 == 0 {
+                    tokio::task::yield_now().await;
+                }
+                a.release_file(f).await?;
+            }
+            Ok::<(), anyhow::Error>(())
+        }));
+    }
+    // The unlinks land while the churn runs: an inode still open somewhere is sustained.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    unlinking.store(true, Ordering::SeqCst);
+    for i in 0..4u8 {
+        b.unlink(ME, ROOT, &[b'f', b'0' + i]).await?;
+    }
+    for t in tasks {
+        t.await.context("churn task panicked")??;
+    }
+    a.flush().await?;
+    let pending = b.list_pending(usize::MAX).await?;
+    for &f in files.iter() {
+        expect_err(b.getattr(f).await, NotFound, "a released, unlinked file")?;
+        ensure!(pending_file(&pending, f), "{f} is pending deletion");
+        ensure!(a.open_count(f) == 0, "no open left of {f}");
+    }
+    b.close().await?;
+    counters_exact(&*ctx.backend(), "after the churn").await?;
+    fsck_clean(&*ctx.backend(), "after the churn").await
 }
 
 /// 16 tasks on each of two clients race for one exclusive flock (the blocking helper) and

@@ -21,6 +21,9 @@ pub struct KvTxn<'a, R: KvRead + ?Sized> {
     reader: &'a R,
     batch: WriteSet,
     op: WriteSet,
+    /// Whether the store holds a session (read once per transaction; writes go to the
+    /// layers, which are looked at first).
+    sessions: std::collections::HashMap<Sid, bool>,
 }
 
 impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
@@ -30,6 +33,7 @@ impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
             reader,
             batch: WriteSet::new(),
             op: WriteSet::new(),
+            sessions: std::collections::HashMap::new(),
         }
     }
 
@@ -269,6 +273,19 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
             .await?
             .map(|v| decode_session(&v).map_err(|e| e.context_prefix(format!("session {sid}"))))
             .transpose()
+    }
+    async fn has_session(&mut self, sid: Sid) -> Result<bool> {
+        let key = session_key(sid);
+        if let Some(v) = self.op.get(&key).or_else(|| self.batch.get(&key)) {
+            return Ok(v.is_some());
+        }
+        // Every create-and-open of a batch asks about the same session: read it once.
+        if let Some(&known) = self.sessions.get(&sid) {
+            return Ok(known);
+        }
+        let known = self.reader.get(&key).await?.is_some();
+        self.sessions.insert(sid, known);
+        Ok(known)
     }
     async fn put_session(&mut self, session: &Session) -> Result<()> {
         self.set(session_key(session.info.sid), Some(encode_session(session)));

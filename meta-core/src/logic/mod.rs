@@ -125,6 +125,11 @@ pub trait TxnView: Send {
     /// session's record from being deleted until the transaction ends when the op adds a
     /// record that belongs to the session (SQL: a shared row lock, see meta-sql).
     async fn get_session(&mut self, sid: Sid) -> Result<Option<Session>>;
+    /// Whether session `sid` exists (the same locking duty as [`TxnView::get_session`]);
+    /// stores override it to skip decoding the session's description.
+    async fn has_session(&mut self, sid: Sid) -> Result<bool> {
+        Ok(self.get_session(sid).await?.is_some())
+    }
     /// Stores a session (insert or replace).
     async fn put_session(&mut self, session: &Session) -> Result<()>;
     /// Removes a session's record (no error if absent).
@@ -368,7 +373,7 @@ pub async fn apply_op<V: TxnView + ?Sized>(
             session::claim_cleanup(v, *now_ms, *every_ms).await
         }
         Op::Open { sid, ino } => session::open(v, *sid, *ino).await,
-        Op::Release { sid, ino } => session::release(v, *sid, *ino).await,
+        Op::Release { sid, inos } => session::release(v, *sid, inos).await,
         Op::Flock { ino, owner, typ } => session::flock(v, *ino, *owner, *typ).await,
         Op::Setlk {
             ino,

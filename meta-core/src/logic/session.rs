@@ -13,14 +13,25 @@ use crate::session::{
 };
 use crate::types::{Counter, Ino, Timespec};
 
+fn no_session(sid: Sid) -> crate::error::Error {
+    err::not_found(format!(
+        "session {sid} does not exist (closed, or cleaned up after it expired)"
+    ))
+}
+
 /// The session `sid`; ENOENT when it does not exist (never registered, closed, or cleaned up
 /// after it expired).
-pub(super) async fn live_session<V: TxnView + ?Sized>(v: &mut V, sid: Sid) -> Result<Session> {
-    v.get_session(sid).await?.ok_or_else(|| {
-        err::not_found(format!(
-            "session {sid} does not exist (closed, or cleaned up after it expired)"
-        ))
-    })
+async fn session_record<V: TxnView + ?Sized>(v: &mut V, sid: Sid) -> Result<Session> {
+    v.get_session(sid).await?.ok_or_else(|| no_session(sid))
+}
+
+/// ENOENT unless session `sid` exists (for ops that add a record belonging to it).
+pub(super) async fn live_session<V: TxnView + ?Sized>(v: &mut V, sid: Sid) -> Result<()> {
+    if v.has_session(sid).await? {
+        Ok(())
+    } else {
+        Err(no_session(sid))
+    }
 }
 
 pub(super) async fn open_session<V: TxnView + ?Sized>(
@@ -47,7 +58,7 @@ pub(super) async fn heartbeat<V: TxnView + ?Sized>(
     sid: Sid,
     expire: Timespec,
 ) -> Result<OpOutput> {
-    let mut s = live_session(v, sid).await?;
+    let mut s = session_record(v, sid).await?;
     s.expire = expire;
     v.put_session(&s).await?;
     Ok(OpOutput::Done)
@@ -85,7 +96,7 @@ pub(super) async fn close_session<V: TxnView + ?Sized>(
     sid: Sid,
     expired_before: Option<Timespec>,
 ) -> Result<OpOutput> {
-    let s = live_session(v, sid).await?;
+    let s = session_record(v, sid).await?;
     if let Some(t) = expired_before
         && s.expire >= t
     {
@@ -131,25 +142,25 @@ pub(super) async fn claim_cleanup<V: TxnView + ?Sized>(
 pub(super) async fn open<V: TxnView + ?Sized>(v: &mut V, sid: Sid, ino: Ino) -> Result<OpOutput> {
     let attr = existing_attr(v, ino).await?;
     live_session(v, sid).await?;
-    if !v.openers(ino).await?.contains(&sid) {
-        v.set_open(sid, ino, true).await?;
-    }
+    // Recording an open the session already has changes nothing.
+    v.set_open(sid, ino, true).await?;
     Ok(OpOutput::Attr { ino, attr })
 }
 
 pub(super) async fn release<V: TxnView + ?Sized>(
     v: &mut V,
     sid: Sid,
-    ino: Ino,
+    inos: &[(Ino, bool)],
 ) -> Result<OpOutput> {
-    if !v.openers(ino).await?.contains(&sid) {
-        return Err(err::not_found(format!(
-            "session {sid} does not hold inode {ino} open"
-        )));
+    // Forgetting an open the session does not have changes nothing; the inode is deleted only
+    // if it is sustained (nlink 0) and nobody holds it, which cannot be a live inode.
+    for &(ino, drop_locks) in inos {
+        v.set_open(sid, ino, false).await?;
+        if drop_locks {
+            drop_locks_on(v, sid, ino).await?;
+        }
+        delete_if_unheld(v, ino).await?;
     }
-    v.set_open(sid, ino, false).await?;
-    drop_locks_on(v, sid, ino).await?;
-    delete_if_unheld(v, ino).await?;
     Ok(OpOutput::Done)
 }
 

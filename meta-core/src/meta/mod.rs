@@ -2,6 +2,7 @@
 //! through the batcher and awaits its own result, so the caller sees exactly the semantics of
 //! an unbatched call. Sessions, open files and locks: [`session`].
 
+mod open;
 mod session;
 
 pub use session::PlockRequest;
@@ -235,9 +236,15 @@ impl Meta {
     }
 
     /// Barrier: returns when every op queued before it (by any clone of this `Meta`) has a
-    /// result. Returns the first error of deferred ops since the last flush, naming how many
+    /// result, queued releases of open files included ([`Meta::release_file`]). Returns the
+    /// first error of deferred ops and queued releases since the last flush, naming how many
     /// failed.
     pub async fn flush(&self) -> Result<()> {
+        if let Err(e) = self.flush_releases().await {
+            self.inner
+                .deferred_lock()
+                .record(e.context_prefix("queued releases"));
+        }
         if let Some(b) = &self.inner.batcher {
             b.barrier().await?;
         }

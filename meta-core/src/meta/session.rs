@@ -1,16 +1,7 @@
-//! The session of a [`Meta`]: registration, heartbeat, cleanup of expired sessions, open
-//! files and locks (see [`crate::session`] for the model).
-//!
-//! **Open files cost a round trip only when it matters.** The session keeps a local count of
-//! opens per inode; only the first open of an inode by this client (count 0 → 1) and the last
-//! release (1 → 0) reach the backend, each as one op that shares a batch with whatever else is
-//! in flight, and [`Meta::create_open`] records the open inside the create op itself. So a
-//! file opened by many processes of one client, or reopened while still open, costs nothing
-//! more, and a create + close costs one extra op (the release). The backend must know about
-//! the first open, because another client's unlink decides inside its atomic op whether the
-//! inode is still open somewhere.
+//! The session of a [`Meta`]: registration, heartbeat, cleanup of expired sessions and locks
+//! (see [`crate::session`] for the model); open files are in `open.rs`.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -19,34 +10,44 @@ use tracing::{debug, warn};
 
 use super::{Inner, Meta};
 use crate::error::{Error, ErrorKind, Result};
-use crate::op::{Caller, Op};
+use crate::op::Op;
 use crate::options::MISSED_HEARTBEATS;
 use crate::session::{
     LockOwner, LockType, PlockRange, Session, SessionHoldings, SessionInfo, Sid, check_range,
     plock_conflict,
 };
-use crate::types::{Attr, FileType, IdKind, Ino, Timespec};
+use crate::types::{IdKind, Ino, Timespec};
 
 /// First pause of the blocking lock helpers; it doubles up to [`MAX_LOCK_PAUSE`].
 const FIRST_LOCK_PAUSE: Duration = Duration::from_millis(1);
 /// Longest pause between two attempts of the blocking lock helpers.
 const MAX_LOCK_PAUSE: Duration = Duration::from_millis(100);
 
-/// One inode's local open count, locked while its open or release op is in flight so that the
-/// backend sees this client's opens and releases of the inode in order.
-type OpenCount = Arc<tokio::sync::Mutex<u32>>;
-
 /// The session part of a `Meta`.
-#[derive(Default)]
 pub(super) struct SessionState {
     /// The session ID; 0 until registered.
     sid: AtomicU64,
-    /// Local open counts by inode.
-    opens: Mutex<HashMap<Ino, OpenCount>>,
-    /// Stops the heartbeat task (shared with it: the task holds no strong reference to the
-    /// `Meta` while it sleeps, so dropping every clone stops it too).
-    stop: Arc<tokio::sync::Notify>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Open files (see `open.rs`).
+    pub(super) files: super::open::OpenFiles,
+    /// Inodes this client took a lock on: their last release drops the session's locks
+    /// (`Op::Release`'s `drop_locks`).
+    pub(super) locked: Mutex<HashSet<Ino>>,
+    /// Stops the background tasks (heartbeat, release flusher). They hold no strong
+    /// reference to the `Meta` while they wait, so dropping every clone stops them too.
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Default for SessionState {
+    fn default() -> Self {
+        SessionState {
+            sid: AtomicU64::new(0),
+            files: Default::default(),
+            locked: Mutex::default(),
+            stop: tokio::sync::watch::channel(false).0,
+            tasks: Mutex::default(),
+        }
+    }
 }
 
 /// A byte-range lock request (fcntl(2) `struct flock`, with an inclusive end).
@@ -62,7 +63,7 @@ pub struct PlockRequest {
     pub pid: u32,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -92,7 +93,7 @@ fn now_ms() -> i64 {
 }
 
 impl Meta {
-    fn state(&self) -> Result<&SessionState> {
+    pub(super) fn state(&self) -> Result<&SessionState> {
         self.inner.session.as_ref().ok_or_else(no_session)
     }
 
@@ -102,18 +103,23 @@ impl Meta {
         (sid != 0).then_some(sid)
     }
 
-    fn sid(&self) -> Result<Sid> {
+    pub(super) fn sid(&self) -> Result<Sid> {
         self.session_id().ok_or_else(no_session)
     }
 
-    /// Registers the session and starts the heartbeat.
+    /// Registers the session and starts the heartbeat and the release flusher.
     pub(super) async fn start_session(&self) -> Result<()> {
         self.register().await?;
         let st = self.state()?;
         let weak = Arc::downgrade(&self.inner);
         let period = self.inner.opts.heartbeat;
-        let task = tokio::spawn(heartbeat_loop(weak, st.stop.clone(), period));
-        *lock(&st.task) = Some(task);
+        let beats = tokio::spawn(heartbeat_loop(weak.clone(), st.stop.subscribe(), period));
+        let flusher = tokio::spawn(super::open::flusher_loop(
+            weak,
+            st.stop.subscribe(),
+            st.files.wake.clone(),
+        ));
+        lock(&st.tasks).extend([beats, flusher]);
         Ok(())
     }
 
@@ -187,7 +193,7 @@ impl Meta {
     /// (those that still exist).
     async fn reopen_after_loss(&self) -> Result<()> {
         let sid = self.register().await?;
-        let inos: Vec<Ino> = lock(&self.state()?.opens).keys().copied().collect();
+        let inos = self.state()?.files.held();
         for ino in inos {
             if let Err(e) = self.submit(Op::Open { sid, ino }).await {
                 warn!(
@@ -206,13 +212,14 @@ impl Meta {
         let Some(st) = &self.inner.session else {
             return Ok(());
         };
-        st.stop.notify_one();
-        let task = lock(&st.task).take();
-        if let Some(t) = task {
+        let _ = st.stop.send(true);
+        let tasks = std::mem::take(&mut *lock(&st.tasks));
+        for t in tasks {
             let _ = t.await;
         }
         let sid = st.sid.swap(0, Ordering::AcqRel);
-        lock(&st.opens).clear();
+        // Closing the session releases everything it holds, queued releases included.
+        st.files.clear();
         self.inner.metrics.open_files.set(0);
         if sid == 0 {
             return Ok(());
@@ -270,137 +277,6 @@ impl Meta {
     }
 
     // ------------------------------------------------------------------------------------------
-    // Open files
-
-    /// The local count entry of `ino`, locked, and still the one in the table.
-    async fn open_entry(&self, ino: Ino) -> Result<(OpenCount, tokio::sync::OwnedMutexGuard<u32>)> {
-        let st = self.state()?;
-        loop {
-            let entry = lock(&st.opens).entry(ino).or_default().clone();
-            let guard = entry.clone().lock_owned().await;
-            let current = lock(&st.opens)
-                .get(&ino)
-                .is_some_and(|e| Arc::ptr_eq(e, &entry));
-            if current {
-                return Ok((entry, guard));
-            }
-        }
-    }
-
-    fn forget_entry(&self, ino: Ino, entry: &OpenCount) {
-        if let Some(st) = &self.inner.session {
-            let mut t = lock(&st.opens);
-            if t.get(&ino).is_some_and(|e| Arc::ptr_eq(e, entry)) {
-                t.remove(&ino);
-            }
-            self.inner.metrics.open_files.set(t.len() as i64);
-        }
-    }
-
-    /// open(2) of `ino` (any type) by this client: records in the session that the inode is
-    /// held open, so that removing its last name keeps it ("sustained") until this client
-    /// releases it. Only the first open of an inode by this client costs an op (see the
-    /// module doc). Errors: ENOENT when the inode does not exist, `Unsupported` without a
-    /// session.
-    pub async fn open_file(&self, ino: Ino) -> Result<()> {
-        let sid = self.sid()?;
-        let (entry, mut count) = self.open_entry(ino).await?;
-        if *count == 0 {
-            let r = self.submit(Op::Open { sid, ino }).await;
-            if let Err(e) = r {
-                drop(count);
-                self.forget_entry(ino, &entry);
-                return Err(e);
-            }
-        }
-        *count += 1;
-        drop(count);
-        if let Some(st) = &self.inner.session {
-            self.inner
-                .metrics
-                .open_files
-                .set(lock(&st.opens).len() as i64);
-        }
-        Ok(())
-    }
-
-    /// creat(2) / open(2) with `O_CREAT`: creates a regular file and opens it for this
-    /// client in the same op (FUSE `create`). Errors: those of [`Meta::create`], and
-    /// `Unsupported` without a session.
-    pub async fn create_open(
-        &self,
-        caller: Caller,
-        parent: Ino,
-        name: &[u8],
-        mode: u16,
-    ) -> Result<(Ino, Attr)> {
-        let sid = self.sid()?;
-        let (ino, attr) = self
-            .make_inode(
-                caller,
-                parent,
-                name,
-                (FileType::Regular, mode, 0),
-                Vec::new(),
-                Some(sid),
-            )
-            .await?;
-        let (_, mut count) = self.open_entry(ino).await?;
-        *count += 1;
-        drop(count);
-        if let Some(st) = &self.inner.session {
-            self.inner
-                .metrics
-                .open_files
-                .set(lock(&st.opens).len() as i64);
-        }
-        Ok((ino, attr))
-    }
-
-    /// The last close(2) of one open: when it was this client's last open of `ino`, the
-    /// backend forgets the open (dropping this session's locks on the inode), and a sustained
-    /// inode no other session holds is deleted, its data becoming pending deletion. Errors:
-    /// ENOENT when this client does not hold `ino` open, `Unsupported` without a session.
-    pub async fn release_file(&self, ino: Ino) -> Result<()> {
-        let sid = self.sid()?;
-        let (entry, mut count) = self.open_entry(ino).await?;
-        if *count == 0 {
-            drop(count);
-            self.forget_entry(ino, &entry);
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("release of inode {ino}: this client does not hold it open"),
-            ));
-        }
-        *count -= 1;
-        let r = if *count == 0 {
-            match self.submit(Op::Release { sid, ino }).await {
-                Ok(_) => Ok(()),
-                Err(e) => Err(e.context_prefix(format!("release of inode {ino}"))),
-            }
-        } else {
-            Ok(())
-        };
-        let last = *count == 0;
-        drop(count);
-        if last {
-            self.forget_entry(ino, &entry);
-        }
-        r
-    }
-
-    /// How many opens of `ino` this client holds (0 when none).
-    pub fn open_count(&self, ino: Ino) -> u32 {
-        let Some(st) = &self.inner.session else {
-            return 0;
-        };
-        let entry = lock(&st.opens).get(&ino).cloned();
-        entry
-            .and_then(|e| e.try_lock().ok().map(|c| *c))
-            .unwrap_or(0)
-    }
-
-    // ------------------------------------------------------------------------------------------
     // Locks
 
     /// flock(2) with `LOCK_NB`: sets the lock of `owner` (e.g. FUSE's `lock_owner`) in this
@@ -412,6 +288,7 @@ impl Meta {
             sid: self.sid()?,
             owner,
         };
+        self.note_lock(ino, typ);
         self.submit(Op::Flock { ino, owner, typ }).await.map(drop)
     }
 
@@ -440,6 +317,7 @@ impl Meta {
             sid: self.sid()?,
             owner,
         };
+        self.note_lock(ino, req.typ);
         self.submit(Op::Setlk {
             ino,
             owner,
@@ -489,6 +367,16 @@ impl Meta {
         ))
     }
 
+    /// Remembers that this client may hold a lock on `ino` (noted before the request, so a
+    /// release racing with it errs on the side of looking for locks).
+    fn note_lock(&self, ino: Ino, typ: LockType) {
+        if typ != LockType::Unlock
+            && let Some(st) = &self.inner.session
+        {
+            lock(&st.locked).insert(ino);
+        }
+    }
+
     /// The locks on `ino` (flocks and byte-range locks of every session).
     pub async fn locks(&self, ino: Ino) -> Result<crate::session::InodeLocks> {
         self.inner.backend.list_locks(ino).await
@@ -518,10 +406,14 @@ impl Meta {
 }
 
 /// Beats every `period` until the `Meta` is closed or every clone of it is dropped.
-async fn heartbeat_loop(weak: Weak<Inner>, stop: Arc<tokio::sync::Notify>, period: Duration) {
+async fn heartbeat_loop(
+    weak: Weak<Inner>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    period: Duration,
+) {
     loop {
         tokio::select! {
-            _ = stop.notified() => return,
+            _ = stop.changed() => return,
             _ = tokio::time::sleep(period) => {}
         }
         let Some(inner) = weak.upgrade() else { return };

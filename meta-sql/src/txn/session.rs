@@ -163,11 +163,15 @@ impl SessNeeds {
                 self.lock.insert(*ino);
                 true
             }
-            Op::Release { ino, .. } => {
-                self.openers.insert(*ino);
-                self.flocks.insert(*ino);
-                self.plocks.insert(*ino);
-                self.lock.insert(*ino);
+            Op::Release { inos, .. } => {
+                for &(ino, drop_locks) in inos {
+                    self.openers.insert(ino);
+                    if drop_locks {
+                        self.flocks.insert(ino);
+                        self.plocks.insert(ino);
+                    }
+                    self.lock.insert(ino);
+                }
                 true
             }
             Op::Flock { ino, owner, .. } => {

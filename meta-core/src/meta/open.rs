@@ -1,0 +1,258 @@
+//! Open files of a [`Meta`]'s session.
+//!
+//! **An open or a close costs the backend something only when it matters.** The session
+//! keeps a local count of opens per inode:
+//!
+//! - Only the first open of an inode by this client (count 0 → 1) is an op
+//!   ([`Op::Open`]), because another client's unlink decides, inside its atomic op, whether
+//!   the inode is still open somewhere. [`Meta::create_open`] records the open inside the
+//!   create op itself, so creating and opening a file is one op.
+//! - The last release (1 → 0) is queued, not sent: [`Meta::release_file`] returns at once,
+//!   and a background flusher sends every queued release of the session as one
+//!   [`Op::Release`] (while one is in flight the next ones gather behind it, as the
+//!   batcher does with ops). An inode reopened before its release left is simply taken
+//!   back from the queue: a close followed by an open costs nothing. [`Meta::flush`] waits
+//!   for the queue; a release that failed is reported by it, like a deferred op.
+//!
+//! Until its release reaches the backend, an inode this client closed still counts as open
+//! there, so removing its last name keeps it (sustained) and the release then deletes it:
+//! deletion is at most delayed, never early. Per inode, the open count is guarded by an
+//! async mutex held while the inode's open or release is in flight, so the backend sees one
+//! client's opens and releases of an inode in order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, Weak};
+
+use tracing::warn;
+
+use super::session::lock;
+use super::{Inner, Meta};
+use crate::error::{Error, ErrorKind, Result};
+use crate::op::{Caller, Op};
+use crate::types::{Attr, FileType, Ino};
+
+/// One inode's local open count (see the module doc).
+type OpenCount = Arc<tokio::sync::Mutex<u32>>;
+
+/// The open files of a session.
+#[derive(Default)]
+pub(super) struct OpenFiles {
+    /// Local open counts by inode (count 0: a release is queued or in flight).
+    counts: Mutex<HashMap<Ino, OpenCount>>,
+    /// Releases queued and not sent yet: inode → drop the session's locks on it.
+    queued: Mutex<BTreeMap<Ino, bool>>,
+    /// Wakes the flusher when a release is queued.
+    pub(super) wake: Arc<tokio::sync::Notify>,
+    /// One flush at a time, so releases reach the backend in the order they were queued.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+impl OpenFiles {
+    /// The inodes this client holds open (count > 0 or a release not sent yet).
+    pub(super) fn held(&self) -> Vec<Ino> {
+        lock(&self.counts).keys().copied().collect()
+    }
+
+    /// Forgets everything (the session is closing: its end releases all it holds).
+    pub(super) fn clear(&self) {
+        lock(&self.counts).clear();
+        lock(&self.queued).clear();
+    }
+
+    fn len(&self) -> i64 {
+        lock(&self.counts).len() as i64
+    }
+
+    /// The count entry of `ino`, locked, and still the one in the table.
+    async fn entry(&self, ino: Ino) -> (OpenCount, tokio::sync::OwnedMutexGuard<u32>) {
+        loop {
+            let entry = lock(&self.counts).entry(ino).or_default().clone();
+            let guard = entry.clone().lock_owned().await;
+            let current = lock(&self.counts)
+                .get(&ino)
+                .is_some_and(|e| Arc::ptr_eq(e, &entry));
+            if current {
+                return (entry, guard);
+            }
+        }
+    }
+
+    /// Removes `entry` from the table if it is still there (call with its guard held).
+    fn forget(&self, ino: Ino, entry: &OpenCount) {
+        let mut t = lock(&self.counts);
+        if t.get(&ino).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            t.remove(&ino);
+        }
+    }
+}
+
+impl Meta {
+    fn files(&self) -> Result<&OpenFiles> {
+        Ok(&self.state()?.files)
+    }
+
+    fn count_open_files(&self) {
+        if let Ok(f) = self.files() {
+            self.inner.metrics.open_files.set(f.len());
+        }
+    }
+
+    /// open(2) of `ino` (any type) by this client: records in the session that the inode is
+    /// held open, so that removing its last name keeps it ("sustained") until this client
+    /// releases it. Only the first open of an inode by this client costs an op, and none
+    /// when its release is still queued (see the module doc). Errors: ENOENT when the inode
+    /// does not exist, `Unsupported` without a session.
+    pub async fn open_file(&self, ino: Ino) -> Result<()> {
+        let sid = self.sid()?;
+        let files = self.files()?;
+        let (entry, mut count) = files.entry(ino).await;
+        if *count == 0 {
+            let queued = lock(&files.queued).remove(&ino);
+            match queued {
+                // Taken back from the queue: the backend still has the open.
+                Some(drop_locks) => {
+                    if drop_locks && let Ok(st) = self.state() {
+                        lock(&st.locked).insert(ino);
+                    }
+                }
+                None => {
+                    if let Err(e) = self.submit(Op::Open { sid, ino }).await {
+                        files.forget(ino, &entry);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        *count += 1;
+        drop(count);
+        self.count_open_files();
+        Ok(())
+    }
+
+    /// creat(2) / open(2) with `O_CREAT`: creates a regular file and opens it for this
+    /// client in the same op (FUSE `create`). Errors: those of [`Meta::create`], and
+    /// `Unsupported` without a session.
+    pub async fn create_open(
+        &self,
+        caller: Caller,
+        parent: Ino,
+        name: &[u8],
+        mode: u16,
+    ) -> Result<(Ino, Attr)> {
+        let sid = self.sid()?;
+        let (ino, attr) = self
+            .make_inode(
+                caller,
+                parent,
+                name,
+                (FileType::Regular, mode, 0),
+                Vec::new(),
+                Some(sid),
+            )
+            .await?;
+        let (_, mut count) = self.files()?.entry(ino).await;
+        *count += 1;
+        drop(count);
+        self.count_open_files();
+        Ok((ino, attr))
+    }
+
+    /// The close(2) of one open. When it was this client's last open of `ino`, the release
+    /// is queued and sent in the background (see the module doc): the backend then forgets
+    /// the open (dropping this session's locks on the inode), and a sustained inode no other
+    /// session holds is deleted, its data becoming pending deletion. [`Meta::flush`] waits
+    /// until queued releases are applied. Errors: ENOENT when this client does not hold
+    /// `ino` open, `Unsupported` without a session.
+    pub async fn release_file(&self, ino: Ino) -> Result<()> {
+        self.sid()?;
+        let files = self.files()?;
+        let (entry, mut count) = files.entry(ino).await;
+        if *count == 0 {
+            if !lock(&files.queued).contains_key(&ino) {
+                files.forget(ino, &entry);
+            }
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("release of inode {ino}: this client does not hold it open"),
+            ));
+        }
+        *count -= 1;
+        if *count == 0 {
+            let drop_locks = self.state().is_ok_and(|st| lock(&st.locked).remove(&ino));
+            lock(&files.queued).insert(ino, drop_locks);
+            files.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// How many opens of `ino` this client holds (0 when none, or only a queued release).
+    pub fn open_count(&self, ino: Ino) -> u32 {
+        let Ok(files) = self.files() else { return 0 };
+        let entry = lock(&files.counts).get(&ino).cloned();
+        entry
+            .and_then(|e| e.try_lock().ok().map(|c| *c))
+            .unwrap_or(0)
+    }
+
+    /// Sends every queued release as one op and waits for it (see the module doc).
+    pub(super) async fn flush_releases(&self) -> Result<()> {
+        let Some(st) = &self.inner.session else {
+            return Ok(());
+        };
+        let files = &st.files;
+        let _turn = files.flushing.lock().await;
+        let queued = std::mem::take(&mut *lock(&files.queued));
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let sid = self.sid()?;
+        // Lock each entry (in inode order) and keep those still released: an inode reopened
+        // after the queue was taken has a count again and its open stays.
+        let mut held = Vec::with_capacity(queued.len());
+        let mut inos = Vec::with_capacity(queued.len());
+        for (ino, drop_locks) in queued {
+            let entry = lock(&files.counts).get(&ino).cloned();
+            let Some(entry) = entry else { continue };
+            let guard = entry.clone().lock_owned().await;
+            if *guard == 0 {
+                inos.push((ino, drop_locks));
+                held.push((ino, entry, guard));
+            }
+        }
+        let r = if inos.is_empty() {
+            Ok(())
+        } else {
+            self.submit(Op::Release { sid, inos }).await.map(drop)
+        };
+        for (ino, entry, guard) in held {
+            files.forget(ino, &entry);
+            drop(guard);
+        }
+        self.count_open_files();
+        r
+    }
+}
+
+/// Sends queued releases whenever some are queued, until the `Meta` is closed or every
+/// clone of it is dropped. A failed release is logged and kept for the next
+/// [`Meta::flush`], like a deferred op's error.
+pub(super) async fn flusher_loop(
+    weak: Weak<Inner>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = wake.notified() => {}
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        let meta = Meta { inner };
+        if let Err(e) = meta.flush_releases().await {
+            warn!("queued releases failed: {e}");
+            meta.inner
+                .deferred_lock()
+                .record(e.context_prefix("queued releases"));
+        }
+    }
+}
