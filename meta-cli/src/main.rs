@@ -9,6 +9,7 @@ mod bench;
 mod bench_sessions;
 mod browse;
 mod import;
+mod mount;
 mod status;
 mod util;
 mod volume;
@@ -168,6 +169,47 @@ enum Cmd {
         /// Serve Prometheus /metrics on this address while running, e.g. 127.0.0.1:9100.
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<SocketAddr>,
+    },
+    /// Serve the volume as a filesystem through FUSE (file data as slice files in --data).
+    /// Runs in the background unless --foreground; unmount with `meta umount`, SIGINT or
+    /// SIGTERM.
+    Mount {
+        /// Volume URL, e.g. rocksdb:///var/lib/meta/vol or redis://host:6379/1.
+        #[arg(value_name = "URL")]
+        volume: String,
+        /// Where to mount (an existing directory).
+        mountpoint: PathBuf,
+        /// Directory of the file data (slice files); default for an embedded volume: next
+        /// to it (`<path>-data`). Every mount of one volume must share it.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Serve in this process until unmounted (else a background process serves).
+        #[arg(long, short = 'f')]
+        foreground: bool,
+        /// Mount options, comma-separated: allow_other, default_permissions, ro, nosuid,
+        /// ... (default: default_permissions, and allow_other as root).
+        #[arg(short = 'o', value_name = "OPTS")]
+        options: Vec<String>,
+        /// Seconds the kernel may cache attributes and entries (0: ask every time).
+        #[arg(long, default_value = "0")]
+        attr_timeout: f64,
+        /// Bytes of writes buffered per file before they are committed as a slice.
+        #[arg(long, default_value = "8M", value_parser = util::parse_size)]
+        write_buffer: u64,
+        /// Seconds between passes deleting the data of deleted files.
+        #[arg(long, default_value = "5")]
+        gc_interval: f64,
+        /// Log file of a background mount (default: a file in the temp directory).
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
+    /// Unmount a meta mount (`--lazy` also clears the mount point of a crashed mount).
+    Umount {
+        /// The mount point.
+        mountpoint: PathBuf,
+        /// Detach now, clean up when no longer busy (umount -l).
+        #[arg(long, short = 'l')]
+        lazy: bool,
     },
     /// What sessions cost: create+write+close with and without open tracking, and lock/unlock
     /// pairs of two clients on disjoint files and on one contended file. Without --url it
@@ -339,6 +381,43 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 report.print(out)?;
             }
         }
+        Cmd::Mount {
+            volume: vol,
+            mountpoint,
+            data,
+            foreground,
+            options,
+            attr_timeout,
+            write_buffer,
+            gc_interval,
+            log,
+        } => {
+            let seconds = |name: &str, v: f64| -> Result<std::time::Duration> {
+                std::time::Duration::try_from_secs_f64(v)
+                    .map_err(|_| anyhow::anyhow!("--{name} {v}: expected seconds >= 0 (EINVAL)"))
+            };
+            let o = mount::MountOpts {
+                url: vol,
+                mountpoint,
+                data,
+                options,
+                attr_timeout: seconds("attr-timeout", attr_timeout)?,
+                write_buffer: usize::try_from(write_buffer).unwrap_or(usize::MAX),
+                gc_interval: seconds("gc-interval", gc_interval)?,
+                log,
+            };
+            if foreground {
+                mount::run(&o, out).await?;
+            } else {
+                // Check what can be checked here, then let a child serve the mount.
+                mount::data_dir(&o.url, o.data.as_deref())?;
+                let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+                mount::spawn_background(&o, &args)?;
+            }
+        }
+        Cmd::Umount { mountpoint, lazy } => {
+            mount::umount(&mountpoint, lazy)?;
+        }
         Cmd::BenchSessions(a) => {
             let report = bench_sessions::bench(&bench_sessions::Opts {
                 files: a.files,
@@ -403,6 +482,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -7,10 +7,16 @@
 //! - `services up|down [--backend LIST] [--state FILE]`: throw-away servers for manual work;
 //!   `services exec [--backend LIST] -- CMD ARGS` runs one command with servers up.
 //! - `bench [--matrix] [-- ARGS]`: prerequisites, then `meta bench` (release build).
+//! - `bench-mount`: `tar -x` and `rm -rf` of 10,000 small files through `meta mount`
+//!   (memory, RocksDB, Redis, PostgreSQL) next to the local disk and tmpfs.
+//! - `pjdfstest [--backend LIST|all] [--verbose]`: the POSIX test suite through `meta mount`
+//!   on every backend (servers started as needed); a pass/fail table per backend.
 //!
 //! Child cargo processes get `CARGO_TARGET_DIR` (default `$HOME/.cache/meta-target`).
 
+mod bench_mount;
 mod conformance;
+mod pjdfstest;
 mod prereq;
 mod services;
 mod util;
@@ -29,6 +35,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   services up|down [--backend LIST] [--state FILE]     throw-away servers (prints export lines)
   services exec [--backend LIST] -- CMD [ARGS]         run CMD with servers up, then stop them
   bench [--matrix] [-- ARGS]                           `meta bench` on the embedded default
+  bench-mount                                          tar -x / rm -rf through `meta mount` vs local disk
+  pjdfstest [--backend LIST|all] [--verbose]           pjdfstest through `meta mount` per backend
+                                                       (rocks, sqlite, redis, postgres, mysql)
 backends: memory, rocks, sqlite, redis, redis-strict, redis-cluster, postgres, mysql, tikv";
 
 /// Parsed flags: `--name value`, `--flag`, and everything after `--`.
@@ -117,6 +126,8 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
         "conformance" => cmd_conformance(&Args::parse(rest, &["backend", "tikv-pd"])?),
         "services" => cmd_services(&Args::parse(rest, &["backend", "state"])?),
         "bench" => cmd_bench(&Args::parse(rest, &[])?),
+        "pjdfstest" => cmd_pjdfstest(&Args::parse(rest, &["backend"])?),
+        "bench-mount" => cmd_bench_mount(&Args::parse(rest, &[])?),
         "__watchdog" => {
             let parent: u32 = rest
                 .first()
@@ -451,9 +462,22 @@ fn cmd_test(a: &Args) -> Result<ExitCode> {
         };
         runs.push((b, r));
     }
+    // pjdfstest through `meta mount` on the embedded default and two server backends.
+    let pjd_runs = run_pjdfstest(
+        &pjdfstest::parse_list(Some("rocks,redis,postgres"))?,
+        &env,
+        false,
+    );
     servers.stop()?;
     let (m_passed, m_failed) = print_matrix(&runs);
-    let matrix_bad = runs.iter().any(|(_, r)| r.failure);
+    let (p_passed, p_failed) = match &pjd_runs {
+        Ok(r) => pjdfstest::print_table(r),
+        Err(e) => {
+            println!("pjdfstest could not run (counted as one failure): {e}");
+            (0, 1)
+        }
+    };
+    let matrix_bad = runs.iter().any(|(_, r)| r.failure) || p_failed > 0;
     if !ws_ok {
         println!("cargo test --workspace failed");
     }
@@ -468,14 +492,78 @@ fn cmd_test(a: &Args) -> Result<ExitCode> {
             .count();
     println!(
         "{} passed, {} failed",
-        ws_passed.saturating_sub(deferred) + m_passed,
-        ws_failed + m_failed + broken
+        ws_passed.saturating_sub(deferred) + m_passed + p_passed,
+        ws_failed + m_failed + broken + p_failed
     );
     Ok(if ws_ok && !matrix_bad {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Builds `meta`, installs pjdfstest if needed, and runs it on each backend.
+fn run_pjdfstest(
+    backends: &[&'static pjdfstest::PjdBackend],
+    env: &[(String, String)],
+    verbose: bool,
+) -> Result<Vec<(&'static pjdfstest::PjdBackend, pjdfstest::PjdRun)>> {
+    if !util::is_root() {
+        return Err("pjdfstest mounts FUSE filesystems and switches users: run as root".into());
+    }
+    let meta = pjdfstest::build_meta()?;
+    let pjd = pjdfstest::ensure_binary()?;
+    let mut runs = Vec::new();
+    for &b in backends {
+        eprintln!("xtask: pjdfstest on {}", b.name);
+        runs.push((b, pjdfstest::run_one(b, &meta, &pjd, env, verbose)));
+    }
+    Ok(runs)
+}
+
+fn cmd_pjdfstest(a: &Args) -> Result<ExitCode> {
+    a.only(&["backend", "verbose"])?;
+    prereq::ensure(true, true)?;
+    let backends = pjdfstest::parse_list(a.value("backend"))?;
+    let mut kinds: Vec<Kind> = backends.iter().filter_map(|b| b.service).collect();
+    kinds.sort();
+    kinds.dedup();
+    let mut servers = RunServers::start(&kinds, false)?;
+    let env = servers.env();
+    let runs = run_pjdfstest(&backends, &env, a.has("verbose"));
+    servers.stop()?;
+    let runs = runs?;
+    let (_, failed) = pjdfstest::print_table(&runs);
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn cmd_bench_mount(a: &Args) -> Result<ExitCode> {
+    a.only(&[])?;
+    prereq::ensure(true, true)?;
+    if !util::is_root() {
+        return Err("bench-mount mounts FUSE filesystems: run as root".into());
+    }
+    let mut servers = RunServers::start(&[Kind::Redis, Kind::Postgres], false)?;
+    let env = servers.env();
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut vols = Vec::new();
+    if let Some(u) = get("META_TEST_REDIS_URL") {
+        vols.push(("redis".to_string(), format!("{u}?prefix=benchmount")));
+    }
+    if let Some(u) = get("META_TEST_POSTGRES_URL") {
+        vols.push((
+            "postgres".to_string(),
+            format!("{u}?table_prefix=benchmount_"),
+        ));
+    }
+    let rows = bench_mount::run_bench(&vols);
+    servers.stop()?;
+    bench_mount::print(&rows?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_bench(a: &Args) -> Result<ExitCode> {

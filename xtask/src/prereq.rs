@@ -84,6 +84,21 @@ pub fn missing(servers: bool) -> Vec<Missing> {
                 package: "postgresql",
             });
         }
+        // `meta mount` tests: FUSE, pjdfstest (built against libacl), real programs.
+        for (what, package) in crate::pjdfstest::tools_missing() {
+            out.push(Missing {
+                what: what.into(),
+                package,
+            });
+        }
+        for (bin, package) in [("git", "git"), ("sqlite3", "sqlite3"), ("rsync", "rsync")] {
+            if which(bin).is_none() {
+                out.push(Missing {
+                    what: bin.into(),
+                    package,
+                });
+            }
+        }
     }
     out
 }

@@ -1,0 +1,1064 @@
+//! The FUSE filesystem: every request becomes a task on the tokio runtime that calls the
+//! [`Meta`] API (or the data side, `files.rs`) and answers with the engine's errno.
+//!
+//! - Inode numbers are the engine's (the root is 1 in both). Attributes and entries are
+//!   answered with a TTL (`--attr-timeout`, default 0: the kernel asks again each time, so
+//!   changes made through other mounts show at once).
+//! - Regular files are opened in the engine's session (`open_file` / `create_open` /
+//!   `release_file`), so a file unlinked while open stays readable until its last close.
+//! - Directory listings map FUSE offsets onto the engine's name cursor: each entry sent gets
+//!   a new offset of the open directory handle, remembered with its name, and a listing
+//!   resumes strictly after that name, so entries added or removed meanwhile never make it
+//!   skip or repeat the others.
+//! - POSIX byte-range locks (`getlk` / `setlk`) go to the engine, so they hold across
+//!   mounts; `flock(2)` is left to the kernel (one mount): fuser 0.18 does not tell a flock
+//!   request from a byte-range one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner as FuseLockOwner, OpenFlags, RenameFlags as FuseRenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use meta_core::{
+    Attr, Caller, ErrorKind, FileType, Ino, LockType, Meta, PlockRequest, RenameFlags, Result,
+    SetAttrMask, SetAttrValues, Timespec, XattrFlags,
+};
+
+use super::files::Files;
+
+/// Entries per engine `readdir` call while answering one FUSE readdir.
+const DIR_PAGE: usize = 256;
+
+/// The mount's filesystem.
+pub struct MetaFs {
+    shared: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+    dirs: Mutex<HashMap<u64, Arc<Mutex<DirCursor>>>>,
+    next_fh: AtomicU64,
+}
+
+/// What every request's task works with.
+pub struct Shared {
+    /// The engine.
+    pub meta: Meta,
+    /// The data side.
+    pub files: Arc<Files>,
+    /// Attribute and entry TTL.
+    pub ttl: Duration,
+    /// Inodes on which byte-range locks were taken through this mount: a close drops the
+    /// closing process's locks on them (and costs nothing for the others).
+    locked: Mutex<std::collections::HashSet<u64>>,
+}
+
+/// The offsets handed out by one open directory: offset → the name it follows.
+#[derive(Default)]
+struct DirCursor {
+    names: BTreeMap<u64, Vec<u8>>,
+    next: u64,
+}
+
+/// The errno of an engine error.
+pub fn errno(e: &meta_core::Error) -> Errno {
+    Errno::from_i32(e.kind().errno())
+}
+
+fn time(t: Timespec) -> SystemTime {
+    if t.sec >= 0 {
+        UNIX_EPOCH + Duration::new(t.sec as u64, t.nsec)
+    } else {
+        UNIX_EPOCH
+            .checked_sub(Duration::from_secs(t.sec.unsigned_abs()))
+            .map(|s| s + Duration::from_nanos(u64::from(t.nsec)))
+            .unwrap_or(UNIX_EPOCH)
+    }
+}
+
+fn timespec(t: SystemTime) -> Timespec {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Timespec {
+            sec: d.as_secs() as i64,
+            nsec: d.subsec_nanos(),
+        },
+        Err(e) => {
+            let d = e.duration();
+            let borrow = i64::from(d.subsec_nanos() > 0);
+            Timespec {
+                sec: -(d.as_secs() as i64) - borrow,
+                nsec: (1_000_000_000 - d.subsec_nanos()) % 1_000_000_000,
+            }
+        }
+    }
+}
+
+fn kind(t: FileType) -> fuser::FileType {
+    match t {
+        FileType::Regular => fuser::FileType::RegularFile,
+        FileType::Directory => fuser::FileType::Directory,
+        FileType::Symlink => fuser::FileType::Symlink,
+        FileType::Fifo => fuser::FileType::NamedPipe,
+        FileType::CharDevice => fuser::FileType::CharDevice,
+        FileType::BlockDevice => fuser::FileType::BlockDevice,
+        FileType::Socket => fuser::FileType::Socket,
+    }
+}
+
+/// The engine type of a `st_mode`'s `S_IFMT` bits.
+fn type_of_mode(mode: u32) -> Option<FileType> {
+    Some(match mode & libc::S_IFMT {
+        libc::S_IFREG | 0 => FileType::Regular,
+        libc::S_IFDIR => FileType::Directory,
+        libc::S_IFLNK => FileType::Symlink,
+        libc::S_IFIFO => FileType::Fifo,
+        libc::S_IFCHR => FileType::CharDevice,
+        libc::S_IFBLK => FileType::BlockDevice,
+        libc::S_IFSOCK => FileType::Socket,
+        _ => return None,
+    })
+}
+
+/// FUSE attributes of an engine inode.
+pub fn file_attr(ino: Ino, a: &Attr) -> FileAttr {
+    let blocks = match a.typ {
+        FileType::Regular => a.length.div_ceil(512),
+        FileType::Directory => 8,
+        _ => 0,
+    };
+    FileAttr {
+        ino: INodeNo(ino.0),
+        size: a.length,
+        blocks,
+        atime: time(a.atime),
+        mtime: time(a.mtime),
+        ctime: time(a.ctime),
+        crtime: time(a.ctime),
+        kind: kind(a.typ),
+        perm: a.mode & 0o7777,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+fn name_bytes(name: &OsStr) -> Vec<u8> {
+    name.as_bytes().to_vec()
+}
+
+const GEN: Generation = Generation(0);
+
+impl MetaFs {
+    /// A filesystem over `meta` and `files`, running its requests on `rt`.
+    pub fn new(meta: Meta, files: Arc<Files>, rt: tokio::runtime::Handle, ttl: Duration) -> Self {
+        MetaFs {
+            shared: Arc::new(Shared {
+                meta,
+                files,
+                ttl,
+                locked: Mutex::default(),
+            }),
+            rt,
+            dirs: Mutex::default(),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    /// Runs `f` on the runtime with a clone of the engine, the data side and the TTL.
+    fn run<F, Fut>(&self, f: F)
+    where
+        F: FnOnce(Meta, Arc<Files>, Duration) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let s = &self.shared;
+        self.rt.spawn(f(s.meta.clone(), s.files.clone(), s.ttl));
+    }
+
+    fn locked(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u64>> {
+        self.shared.locked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cursor(&self, fh: u64) -> Option<Arc<Mutex<DirCursor>>> {
+        self.dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh)
+            .cloned()
+    }
+}
+
+/// The attributes of `ino` after committing its buffered writes.
+async fn fresh_attr(meta: &Meta, files: &Files, ino: Ino) -> Result<Attr> {
+    files.flush(ino).await?;
+    meta.getattr(ino).await
+}
+
+fn entry_reply(reply: ReplyEntry, ttl: Duration, r: Result<(Ino, Attr)>) {
+    match r {
+        Ok((ino, a)) => reply.entry(&ttl, &file_attr(ino, &a), GEN),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+fn empty_reply(reply: ReplyEmpty, r: Result<()>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+impl Filesystem for MetaFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Byte-range locks are the engine's (across mounts); everything else as the kernel
+        // offers it.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_POSIX_LOCKS);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = name_bytes(name);
+        self.run(|meta, _, ttl| async move {
+            entry_reply(reply, ttl, meta.lookup(Ino(parent.0), &name).await)
+        });
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.run(|meta, files, ttl| async move {
+            match fresh_attr(&meta, &files, Ino(ino.0)).await {
+                Ok(a) => reply.attr(&ttl, &file_attr(Ino(ino.0), &a)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let mut mask = SetAttrMask::default();
+        let mut v = SetAttrValues::default();
+        if let Some(m) = mode {
+            mask = mask | SetAttrMask::MODE;
+            v.mode = (m & 0o7777) as u16;
+        }
+        if let Some(u) = uid {
+            mask = mask | SetAttrMask::UID;
+            v.uid = u;
+        }
+        if let Some(g) = gid {
+            mask = mask | SetAttrMask::GID;
+            v.gid = g;
+        }
+        if let Some(s) = size {
+            mask = mask | SetAttrMask::SIZE;
+            v.size = s;
+        }
+        match atime {
+            Some(TimeOrNow::Now) => mask = mask | SetAttrMask::ATIME_NOW,
+            Some(TimeOrNow::SpecificTime(t)) => {
+                mask = mask | SetAttrMask::ATIME;
+                v.atime = timespec(t);
+            }
+            None => {}
+        }
+        match mtime {
+            Some(TimeOrNow::Now) => mask = mask | SetAttrMask::MTIME_NOW,
+            Some(TimeOrNow::SpecificTime(t)) => {
+                mask = mask | SetAttrMask::MTIME;
+                v.mtime = timespec(t);
+            }
+            None => {}
+        }
+        self.run(|meta, files, ttl| async move {
+            let ino = Ino(ino.0);
+            let r = async {
+                // Buffered writes land first, so a truncate cuts them too.
+                files.flush(ino).await?;
+                meta.setattr(ino, mask, v).await
+            }
+            .await;
+            match r {
+                Ok(a) => reply.attr(&ttl, &file_attr(ino, &a)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.run(|meta, _, _| async move {
+            match meta.readlink(Ino(ino.0)).await {
+                Ok(t) => reply.data(&t),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let (name, who) = (name_bytes(name), caller(req));
+        let Some(typ) = type_of_mode(mode) else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        let perm = (mode & !umask & 0o7777) as u16;
+        self.run(|meta, _, ttl| async move {
+            let r = meta.mknod(who, Ino(parent.0), &name, typ, perm, rdev).await;
+            entry_reply(reply, ttl, r)
+        });
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let (name, who) = (name_bytes(name), caller(req));
+        let perm = (mode & !umask & 0o7777) as u16;
+        self.run(|meta, _, ttl| async move {
+            entry_reply(
+                reply,
+                ttl,
+                meta.mkdir(who, Ino(parent.0), &name, perm).await,
+            )
+        });
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (name, who) = (name_bytes(name), caller(req));
+        self.run(|meta, _, _| async move {
+            empty_reply(reply, meta.unlink(who, Ino(parent.0), &name).await)
+        });
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (name, who) = (name_bytes(name), caller(req));
+        self.run(|meta, _, _| async move {
+            empty_reply(reply, meta.rmdir(who, Ino(parent.0), &name).await)
+        });
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let (name, who) = (name_bytes(link_name), caller(req));
+        let target = target.as_os_str().as_bytes().to_vec();
+        self.run(|meta, _, ttl| async move {
+            entry_reply(
+                reply,
+                ttl,
+                meta.symlink(who, Ino(parent.0), &name, &target).await,
+            )
+        });
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: FuseRenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (name, newname, who) = (name_bytes(name), name_bytes(newname), caller(req));
+        let flags = if flags.is_empty() {
+            RenameFlags::NONE
+        } else if flags == FuseRenameFlags::RENAME_NOREPLACE {
+            RenameFlags::NOREPLACE
+        } else if flags == FuseRenameFlags::RENAME_EXCHANGE {
+            RenameFlags::EXCHANGE
+        } else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        self.run(|meta, _, _| async move {
+            let r = meta
+                .rename(who, Ino(parent.0), &name, Ino(newparent.0), &newname, flags)
+                .await;
+            empty_reply(reply, r.map(drop))
+        });
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let newname = name_bytes(newname);
+        self.run(|meta, _, ttl| async move {
+            let r = meta.link(Ino(ino.0), Ino(newparent.0), &newname).await;
+            entry_reply(reply, ttl, r.map(|a| (Ino(ino.0), a)))
+        });
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.run(|meta, _, _| async move {
+            match meta.open_file(Ino(ino.0)).await {
+                Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (name, who) = (name_bytes(name), caller(req));
+        if type_of_mode(mode) != Some(FileType::Regular) {
+            reply.error(Errno::EINVAL);
+            return;
+        }
+        let perm = (mode & !umask & 0o7777) as u16;
+        self.run(|meta, _, ttl| async move {
+            match meta.create_open(who, Ino(parent.0), &name, perm).await {
+                Ok((ino, a)) => reply.created(
+                    &ttl,
+                    &file_attr(ino, &a),
+                    GEN,
+                    FileHandle(0),
+                    FopenFlags::empty(),
+                ),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<FuseLockOwner>,
+        reply: ReplyData,
+    ) {
+        self.run(|_, files, _| async move {
+            match files.read(Ino(ino.0), offset, size).await {
+                Ok(d) => reply.data(&d),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<FuseLockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let data = data.to_vec();
+        self.run(|_, files, _| async move {
+            match files.write(Ino(ino.0), offset, &data).await {
+                Ok(()) => reply.written(data.len() as u32),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: FuseLockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let had_locks = self.locked().contains(&ino.0);
+        self.run(|meta, files, _| async move {
+            let ino = Ino(ino.0);
+            let r = async {
+                files.flush(ino).await?;
+                if !had_locks {
+                    return Ok(());
+                }
+                // close(2) drops the closing process's byte-range locks on the file.
+                let unlock = PlockRequest {
+                    typ: LockType::Unlock,
+                    start: 0,
+                    end: u64::MAX,
+                    pid: 0,
+                };
+                match meta.setlk(ino, lock_owner.0, unlock).await {
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                    r => r,
+                }
+            }
+            .await;
+            empty_reply(reply, r)
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<FuseLockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.run(|meta, files, _| async move {
+            let ino = Ino(ino.0);
+            let r = async {
+                files.flush(ino).await?;
+                meta.release_file(ino).await
+            }
+            .await;
+            files.forget(ino);
+            empty_reply(reply, r)
+        });
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.run(|meta, files, _| async move {
+            let r = async {
+                files.fsync(Ino(ino.0)).await?;
+                // The engine's ops are durable when they return (per its backend); queued
+                // releases need not be.
+                meta.flush().await
+            }
+            .await;
+            empty_reply(reply, r)
+        });
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(fh, Arc::default());
+        self.run(|meta, _, _| async move {
+            // The directory must exist and be one.
+            match meta.getattr(Ino(ino.0)).await {
+                Ok(a) if a.typ == FileType::Directory => {
+                    reply.opened(FileHandle(fh), FopenFlags::empty())
+                }
+                Ok(_) => reply.error(Errno::ENOTDIR),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let Some(cursor) = self.cursor(fh.0) else {
+            reply.error(Errno::EBADF);
+            return;
+        };
+        self.run(|meta, _, _| async move {
+            let dir = Ino(ino.0);
+            let mut off = offset;
+            if off == 0 {
+                if reply.add(INodeNo(dir.0), 1, fuser::FileType::Directory, ".") {
+                    reply.ok();
+                    return;
+                }
+                off = 1;
+            }
+            if off == 1 {
+                let parent = match meta.lookup(dir, b"..").await {
+                    Ok((p, _)) => p,
+                    Err(_) => dir,
+                };
+                if reply.add(INodeNo(parent.0), 2, fuser::FileType::Directory, "..") {
+                    reply.ok();
+                    return;
+                }
+                off = 2;
+            }
+            let mut after = if off <= 2 {
+                None
+            } else {
+                match cursor
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .names
+                    .get(&off)
+                {
+                    Some(n) => Some(n.clone()),
+                    None => {
+                        reply.error(Errno::EINVAL);
+                        return;
+                    }
+                }
+            };
+            loop {
+                let page = match meta.readdir(dir, after.as_deref(), DIR_PAGE, false).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        reply.error(errno(&e));
+                        return;
+                    }
+                };
+                let n = page.len();
+                for e in page {
+                    let next = {
+                        let mut c = cursor.lock().unwrap_or_else(|p| p.into_inner());
+                        c.next = c.next.max(3);
+                        let o = c.next;
+                        c.next += 1;
+                        c.names.insert(o, e.name.clone());
+                        o
+                    };
+                    let full = reply.add(
+                        INodeNo(e.ino.0),
+                        next,
+                        kind(e.typ),
+                        OsStr::from_bytes(&e.name),
+                    );
+                    if full {
+                        reply.ok();
+                        return;
+                    }
+                    after = Some(e.name);
+                }
+                if n < DIR_PAGE {
+                    reply.ok();
+                    return;
+                }
+            }
+        });
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let Some(cursor) = self.cursor(fh.0) else {
+            reply.error(Errno::EBADF);
+            return;
+        };
+        self.run(|meta, _, ttl| async move {
+            let dir = Ino(ino.0);
+            let mut off = offset;
+            for (dot, name) in [(1u64, &b"."[..]), (2, &b".."[..])] {
+                if off < dot {
+                    match meta.lookup(dir, name).await {
+                        Ok((i, a)) => {
+                            if reply.add(
+                                INodeNo(i.0),
+                                dot,
+                                OsStr::from_bytes(name),
+                                &ttl,
+                                &file_attr(i, &a),
+                                GEN,
+                            ) {
+                                reply.ok();
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            reply.error(errno(&e));
+                            return;
+                        }
+                    }
+                    off = dot;
+                }
+            }
+            let mut after = if off <= 2 {
+                None
+            } else {
+                match cursor
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .names
+                    .get(&off)
+                {
+                    Some(n) => Some(n.clone()),
+                    None => {
+                        reply.error(Errno::EINVAL);
+                        return;
+                    }
+                }
+            };
+            loop {
+                let page = match meta.readdir(dir, after.as_deref(), DIR_PAGE, true).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        reply.error(errno(&e));
+                        return;
+                    }
+                };
+                let n = page.len();
+                for e in page {
+                    let Some(a) = e.attr else { continue };
+                    let next = {
+                        let mut c = cursor.lock().unwrap_or_else(|p| p.into_inner());
+                        c.next = c.next.max(3);
+                        let o = c.next;
+                        c.next += 1;
+                        c.names.insert(o, e.name.clone());
+                        o
+                    };
+                    let full = reply.add(
+                        INodeNo(e.ino.0),
+                        next,
+                        OsStr::from_bytes(&e.name),
+                        &ttl,
+                        &file_attr(e.ino, &a),
+                        GEN,
+                    );
+                    if full {
+                        reply.ok();
+                        return;
+                    }
+                    after = Some(e.name);
+                }
+                if n < DIR_PAGE {
+                    reply.ok();
+                    return;
+                }
+            }
+        });
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Namespace ops are durable when they return.
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.run(|meta, _, _| async move {
+            match meta.statfs().await {
+                Ok(s) => reply.statfs(
+                    s.total_space / 4096,
+                    s.avail_space / 4096,
+                    s.avail_space / 4096,
+                    s.used_inodes + s.avail_inodes,
+                    s.avail_inodes,
+                    4096,
+                    255,
+                    4096,
+                ),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let (name, value) = (name_bytes(name), value.to_vec());
+        self.run(|meta, _, _| async move {
+            let r = meta
+                .setxattr(Ino(ino.0), &name, &value, XattrFlags(flags as u32))
+                .await;
+            empty_reply(reply, r)
+        });
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let name = name_bytes(name);
+        self.run(|meta, _, _| async move {
+            match meta.getxattr(Ino(ino.0), &name).await {
+                Ok(v) if size == 0 => reply.size(v.len() as u32),
+                Ok(v) if v.len() <= size as usize => reply.data(&v),
+                Ok(_) => reply.error(Errno::ERANGE),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.run(|meta, _, _| async move {
+            match meta.listxattr(Ino(ino.0)).await {
+                Ok(names) => {
+                    let mut buf = Vec::new();
+                    for n in names {
+                        buf.extend_from_slice(&n);
+                        buf.push(0);
+                    }
+                    if size == 0 {
+                        reply.size(buf.len() as u32);
+                    } else if buf.len() <= size as usize {
+                        reply.data(&buf);
+                    } else {
+                        reply.error(Errno::ERANGE);
+                    }
+                }
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name_bytes(name);
+        self.run(|meta, _, _| async move {
+            empty_reply(reply, meta.removexattr(Ino(ino.0), &name).await)
+        });
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // Only called without default_permissions: the inode must exist.
+        self.run(|meta, _, _| async move {
+            empty_reply(reply, meta.getattr(Ino(ino.0)).await.map(drop))
+        });
+    }
+
+    fn getlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: FuseLockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        reply: ReplyLock,
+    ) {
+        let Some(typ) = lock_type(typ) else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        self.run(|meta, _, _| async move {
+            let req = PlockRequest {
+                typ,
+                start,
+                end,
+                pid,
+            };
+            match meta.getlk(Ino(ino.0), lock_owner.0, req).await {
+                Ok(None) => reply.locked(start, end, libc::F_UNLCK, 0),
+                Ok(Some((_, r))) => {
+                    let t = if r.typ == LockType::Write {
+                        libc::F_WRLCK
+                    } else {
+                        libc::F_RDLCK
+                    };
+                    reply.locked(r.start, r.end, t, r.pid)
+                }
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn setlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: FuseLockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let Some(typ) = lock_type(typ) else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        if typ != LockType::Unlock {
+            self.locked().insert(ino.0);
+        }
+        self.run(|meta, _, _| async move {
+            let req = PlockRequest {
+                typ,
+                start,
+                end,
+                pid,
+            };
+            let ino = Ino(ino.0);
+            let r = if sleep {
+                meta.setlk_wait(ino, lock_owner.0, req, None).await
+            } else {
+                meta.setlk(ino, lock_owner.0, req).await
+            };
+            empty_reply(reply, r)
+        });
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        // Mode 0 allocates: the file grows to offset + length (the data layer writes
+        // slices lazily, so space needs no reservation); FALLOC_FL_KEEP_SIZE changes nothing.
+        // Punching holes and the other modes are not supported.
+        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
+            reply.error(Errno::EOPNOTSUPP);
+            return;
+        }
+        let Some(end) = offset.checked_add(length) else {
+            reply.error(Errno::EFBIG);
+            return;
+        };
+        let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        self.run(|meta, files, _| async move {
+            let ino = Ino(ino.0);
+            let r = async {
+                let a = fresh_attr(&meta, &files, ino).await?;
+                if a.typ != FileType::Regular {
+                    return Err(meta_core::Error::new(
+                        ErrorKind::InvalidArgument,
+                        "fallocate of a non-regular file",
+                    ));
+                }
+                if !keep && end > a.length {
+                    meta.truncate(ino, end).await?;
+                }
+                Ok(())
+            }
+            .await;
+            empty_reply(reply, r)
+        });
+    }
+}
+
+fn lock_type(typ: i32) -> Option<LockType> {
+    match typ {
+        libc::F_RDLCK => Some(LockType::Read),
+        libc::F_WRLCK => Some(LockType::Write),
+        libc::F_UNLCK => Some(LockType::Unlock),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_before_and_after_the_epoch() {
+        for t in [
+            Timespec { sec: 0, nsec: 0 },
+            Timespec {
+                sec: 1_700_000_000,
+                nsec: 123,
+            },
+            Timespec { sec: -5, nsec: 1 },
+            Timespec { sec: -1, nsec: 0 },
+        ] {
+            assert_eq!(timespec(time(t)), t, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn modes_map_to_types() {
+        assert_eq!(type_of_mode(libc::S_IFIFO | 0o644), Some(FileType::Fifo));
+        assert_eq!(type_of_mode(0o644), Some(FileType::Regular));
+        assert_eq!(type_of_mode(0o170000), None);
+    }
+}

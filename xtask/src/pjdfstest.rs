@@ -1,0 +1,463 @@
+//! `cargo xtask pjdfstest`: the POSIX file system test suite (the `pjdfstest` crate, the
+//! Rust port of pjdfstest) through `meta mount`, one fresh volume per backend.
+//!
+//! Per backend: format a fresh volume, mount it with `meta mount --foreground` (a child of
+//! xtask), run `pjdfstest` as root inside the mount, unmount, and parse pjdfstest's lines
+//! (`name   ok|failed|skipped`) and its `Summary:` line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::services::Kind;
+use crate::util::{Result, cargo, run, target_dir, wait_for, which};
+
+/// The pjdfstest release installed and run.
+pub const PJDFSTEST_VERSION: &str = "0.2.2";
+
+/// The configuration pjdfstest runs with: every feature a Linux filesystem has (`-l` lists
+/// them; chflags, NFSv4 ACLs and birth times are FreeBSD's), a nap long enough for timestamp
+/// checks, and the users to switch to (`nobody`/`nogroup`, `daemon`/`daemon`: Debian has no
+/// `tests` user).
+pub const CONFIG: &str = "[features]
+posix_fallocate = {}
+rename_ctime = {}
+utimensat = {}
+utime_now = {}
+
+[settings]
+naptime = 0.02
+allow_remount = false
+
+[dummy_auth]
+entries = [[\"nobody\", \"nogroup\"], [\"daemon\", \"daemon\"]]
+";
+
+/// One backend pjdfstest can run on, and the env var naming its server (if any).
+#[derive(Debug, Clone, Copy)]
+pub struct PjdBackend {
+    /// The `--backend` name.
+    pub name: &'static str,
+    /// The server it needs.
+    pub service: Option<Kind>,
+    /// The variable of `cargo xtask services` naming the server's URL.
+    pub env: Option<&'static str>,
+}
+
+/// Every backend, in table order.
+pub const BACKENDS: &[PjdBackend] = &[
+    PjdBackend {
+        name: "rocks",
+        service: None,
+        env: None,
+    },
+    PjdBackend {
+        name: "sqlite",
+        service: None,
+        env: None,
+    },
+    PjdBackend {
+        name: "redis",
+        service: Some(Kind::Redis),
+        env: Some("META_TEST_REDIS_URL"),
+    },
+    PjdBackend {
+        name: "postgres",
+        service: Some(Kind::Postgres),
+        env: Some("META_TEST_POSTGRES_URL"),
+    },
+    PjdBackend {
+        name: "mysql",
+        service: Some(Kind::Mysql),
+        env: Some("META_TEST_MYSQL_URL"),
+    },
+];
+
+/// The result of one backend.
+#[derive(Debug, Default, Clone)]
+pub struct PjdRun {
+    /// Tests by name: `ok`, `failed` or `skipped`.
+    pub tests: BTreeMap<String, String>,
+    /// From the `Summary:` line.
+    pub passed: usize,
+    /// From the `Summary:` line.
+    pub failed: usize,
+    /// From the `Summary:` line.
+    pub skipped: usize,
+    /// Seconds the suite ran.
+    pub seconds: f64,
+    /// Why the run itself failed (mount, install, no summary), if it did.
+    pub error: Option<String>,
+}
+
+/// Parses a list of backend names (`all` or none = every backend).
+pub fn parse_list(list: Option<&str>) -> Result<Vec<&'static PjdBackend>> {
+    match list {
+        None | Some("all") => Ok(BACKENDS.iter().collect()),
+        Some(l) => l
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| {
+                BACKENDS.iter().find(|b| b.name == n).ok_or_else(|| {
+                    let names: Vec<&str> = BACKENDS.iter().map(|b| b.name).collect();
+                    format!(
+                        "unknown pjdfstest backend {n:?} (known: {})",
+                        names.join(", ")
+                    )
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The pjdfstest binary: cached under `$HOME/.cache/meta-pjdfstest`, installed with
+/// `cargo install --locked` when missing.
+pub fn ensure_binary() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    let root = PathBuf::from(home).join(".cache").join("meta-pjdfstest");
+    let bin = root.join("bin").join("pjdfstest");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    eprintln!(
+        "xtask: installing pjdfstest {PJDFSTEST_VERSION} into {}",
+        root.display()
+    );
+    let bin_cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(
+        Command::new(bin_cargo)
+            .args([
+                "install",
+                "--locked",
+                "pjdfstest",
+                "--version",
+                PJDFSTEST_VERSION,
+            ])
+            .arg("--root")
+            .arg(&root)
+            .env_remove("CARGO_TARGET_DIR"),
+        "cargo install pjdfstest (needs libacl1-dev)",
+    )?;
+    Ok(bin)
+}
+
+/// Builds the `meta` binary (debug) and returns its path.
+pub fn build_meta() -> Result<PathBuf> {
+    run(
+        cargo().args(["build", "-p", "meta-cli"]),
+        "cargo build -p meta-cli",
+    )?;
+    Ok(target_dir().join("debug").join("meta"))
+}
+
+fn with_param(url: &str, param: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}
+
+/// The volume URL of `b` inside `work`, or why there is none.
+fn volume_url(b: &PjdBackend, work: &Path, env: &[(String, String)]) -> Result<String> {
+    let tag = format!("pjd{}", std::process::id());
+    Ok(match b.name {
+        "rocks" => format!("rocksdb://{}", work.join("vol").display()),
+        "sqlite" => format!("sqlite://{}", work.join("vol.db").display()),
+        _ => {
+            let var = b.env.unwrap_or("");
+            let server = env
+                .iter()
+                .find(|(k, _)| k == var)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(var).ok())
+                .ok_or_else(|| format!("{var} is not set (no {} server)", b.name))?;
+            if b.name == "redis" {
+                with_param(&server, &format!("prefix={tag}"))
+            } else {
+                with_param(&server, &format!("table_prefix={tag}_"))
+            }
+        }
+    })
+}
+
+fn mounted(mnt: &Path) -> bool {
+    let Ok(target) = std::fs::canonicalize(mnt) else {
+        return false;
+    };
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|m| Path::new(m) == target))
+}
+
+/// Parses pjdfstest's output.
+pub fn parse(out: &str, into: &mut PjdRun) {
+    for line in out.lines() {
+        if let Some(rest) = line.strip_prefix("Summary: ") {
+            // "0 failed, 21 skipped, 377 passed, 0 expected failures, 398 total"
+            for part in rest.split(',') {
+                let mut w = part.split_whitespace();
+                let (Some(n), Some(what)) = (w.next(), w.next()) else {
+                    continue;
+                };
+                let Ok(n) = n.parse::<usize>() else { continue };
+                match what {
+                    "failed" => into.failed = n,
+                    "skipped" => into.skipped = n,
+                    "passed" => into.passed = n,
+                    _ => {}
+                }
+            }
+            continue;
+        }
+        let mut w = line.split_whitespace();
+        if let (Some(name), Some(result), None) = (w.next(), w.next(), w.next())
+            && name.contains("::")
+            && matches!(result, "ok" | "failed" | "skipped")
+        {
+            into.tests.insert(name.to_string(), result.to_string());
+        }
+    }
+}
+
+struct Mount {
+    child: Child,
+    mnt: PathBuf,
+    meta: PathBuf,
+}
+
+impl Mount {
+    fn start(meta: &Path, url: &str, work: &Path) -> Result<Mount> {
+        let mnt = work.join("mnt");
+        std::fs::create_dir_all(&mnt).map_err(|e| format!("mkdir {}: {e}", mnt.display()))?;
+        run(
+            Command::new(meta).args(["--url", url, "format", "--force"]),
+            "meta format",
+        )?;
+        let log =
+            std::fs::File::create(work.join("mount.log")).map_err(|e| format!("mount log: {e}"))?;
+        let err = log.try_clone().map_err(|e| format!("mount log: {e}"))?;
+        let child = Command::new(meta)
+            .arg("mount")
+            .arg(url)
+            .arg(&mnt)
+            .arg("--data")
+            .arg(work.join("data"))
+            .arg("--foreground")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("start meta mount: {e}"))?;
+        let mut m = Mount {
+            child,
+            mnt,
+            meta: meta.to_path_buf(),
+        };
+        let ok = wait_for(
+            "meta mount",
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || {
+                if mounted(&m.mnt) {
+                    return Some(true);
+                }
+                match m.child.try_wait() {
+                    Ok(Some(_)) | Err(_) => Some(false),
+                    Ok(None) => None,
+                }
+            },
+        );
+        match ok {
+            Ok(true) => Ok(m),
+            other => {
+                let log = std::fs::read_to_string(work.join("mount.log")).unwrap_or_default();
+                m.stop();
+                Err(format!(
+                    "the mount did not come up ({other:?}): {}",
+                    log.trim()
+                ))
+            }
+        }
+    }
+
+    /// Unmounts and waits for the mount process (killing it after 30 s).
+    fn stop(&mut self) {
+        let _ = Command::new(&self.meta)
+            .arg("umount")
+            .arg(&self.mnt)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new(&self.meta)
+            .arg("umount")
+            .arg("--lazy")
+            .arg(&self.mnt)
+            .status();
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
+        }
+    }
+}
+
+/// Runs pjdfstest on one backend.
+pub fn run_one(
+    b: &PjdBackend,
+    meta: &Path,
+    pjd: &Path,
+    env: &[(String, String)],
+    verbose: bool,
+) -> PjdRun {
+    let mut r = PjdRun::default();
+    let work =
+        std::env::temp_dir().join(format!("meta-pjdfstest-{}-{}", b.name, std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    if let Err(e) = std::fs::create_dir_all(&work) {
+        r.error = Some(format!("mkdir {}: {e}", work.display()));
+        return r;
+    }
+    let outcome = (|| -> Result<()> {
+        let url = volume_url(b, &work, env)?;
+        let config = work.join("pjdfstest.toml");
+        std::fs::write(&config, CONFIG).map_err(|e| format!("write config: {e}"))?;
+        let mut m = Mount::start(meta, &url, &work)?;
+        let started = Instant::now();
+        let out = Command::new(pjd)
+            .arg("-c")
+            .arg(&config)
+            .arg("-p")
+            .arg(&m.mnt)
+            .current_dir(&m.mnt)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("run pjdfstest: {e}"));
+        r.seconds = started.elapsed().as_secs_f64();
+        m.stop();
+        let out = out?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if verbose {
+            print!("{text}");
+        }
+        parse(&text, &mut r);
+        if !text.contains("Summary: ") {
+            return Err(format!(
+                "pjdfstest printed no summary ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let fsck = run(
+            Command::new(meta).args(["--url", &url, "fsck"]),
+            "meta fsck after pjdfstest",
+        );
+        if let Err(e) = fsck {
+            return Err(format!("the volume is not consistent after the suite: {e}"));
+        }
+        Ok(())
+    })();
+    if let Err(e) = outcome {
+        r.error = Some(e);
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    r
+}
+
+/// Prints the table of runs; returns `(passed, failed)` over every backend (a run that
+/// failed as a whole counts as one failure).
+pub fn print_table(runs: &[(&PjdBackend, PjdRun)]) -> (usize, usize) {
+    println!("\npjdfstest {PJDFSTEST_VERSION} through meta mount");
+    println!(
+        "{:<10} {:>7} {:>7} {:>8} {:>8}  note",
+        "backend", "passed", "failed", "skipped", "seconds"
+    );
+    let (mut passed, mut failed) = (0, 0);
+    for (b, r) in runs {
+        let note = match &r.error {
+            Some(e) => format!("ERROR: {e}"),
+            None if r.failed > 0 => {
+                let names: Vec<&str> = r
+                    .tests
+                    .iter()
+                    .filter(|(_, v)| *v == "failed")
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                format!("failed: {}", names.join(", "))
+            }
+            None => String::new(),
+        };
+        println!(
+            "{:<10} {:>7} {:>7} {:>8} {:>8.1}  {note}",
+            b.name, r.passed, r.failed, r.skipped, r.seconds
+        );
+        passed += r.passed;
+        failed += r.failed + usize::from(r.error.is_some());
+    }
+    // Every backend must give the same answer per test.
+    let mut differ = Vec::new();
+    if let Some((_, first)) = runs.iter().find(|(_, r)| r.error.is_none()) {
+        for (b, r) in runs.iter().filter(|(_, r)| r.error.is_none()) {
+            for (name, res) in &r.tests {
+                if first.tests.get(name) != Some(res) {
+                    differ.push(format!("{} on {}: {res}", name, b.name));
+                }
+            }
+        }
+    }
+    if !differ.is_empty() {
+        println!("results differ between backends: {}", differ.join("; "));
+        failed += 1;
+    }
+    (passed, failed)
+}
+
+/// The tools a pjdfstest run needs, for the prerequisites check.
+pub fn tools_missing() -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    if which("fusermount3").is_none() {
+        out.push(("fusermount3", "fuse3"));
+    }
+    if which("setfacl").is_none() {
+        out.push(("setfacl", "acl"));
+    }
+    if !Path::new("/usr/include/sys/acl.h").exists() {
+        out.push(("sys/acl.h (to build pjdfstest)", "libacl1-dev"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tests_and_summary() {
+        let mut r = PjdRun::default();
+        parse(
+            "chmod::foo                                  ok\n\
+             link::link_count_max                 skipped\n\
+             \tsome explanation line\n\
+             rename::bar::dir                        failed\n\
+             \nSummary: 1 failed, 1 skipped, 1 passed, 0 expected failures, 3 total\n",
+            &mut r,
+        );
+        assert_eq!((r.passed, r.failed, r.skipped), (1, 1, 1));
+        assert_eq!(r.tests.len(), 3);
+        assert_eq!(r.tests["rename::bar::dir"], "failed");
+        assert!(parse_list(Some("rocks,redis")).is_ok());
+        assert!(parse_list(Some("nope")).is_err());
+    }
+}
