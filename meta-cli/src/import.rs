@@ -4,9 +4,11 @@
 //! 1. a **walker** on a blocking thread reads the tree depth-first without following symlinks
 //!    (`symlink_metadata`, `read_dir`, `read_link`, `llistxattr`/`lgetxattr` through the `xattr`
 //!    crate) and sends one item per entry; a directory's item always precedes its contents;
-//! 2. a **builder** turns items into [`Op`]s — `Mknod` (inode numbers preallocated from the pool),
-//!    one `Write` per 64 MiB chunk of a regular file, `SetXattr`, `SetAttr` for mode, owner and
-//!    times, `Link` for a second name of an inode already seen — and groups them into batches;
+//! 2. a **builder** turns items into [`Op`]s — one `Mknod` per inode (inode numbers
+//!    preallocated from the pool) carrying its mode, owner, times, length and first slice
+//!    ([`meta_core::Imported`]), a `Write` per further 64 MiB chunk of a long file (then a
+//!    `SetAttr` putting its times back), `SetXattr`, `Link` for a second name of an inode
+//!    already seen — and groups them into batches;
 //! 3. an **applier** sends each batch with [`Meta::apply_batch`], in order (so a directory's
 //!    `Mknod` is applied before anything inside it), and tallies the results.
 //!
@@ -24,8 +26,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
 use meta_core::{
-    CHUNK_SIZE, Caller, ErrorKind, FileType, Ino, Meta, Op, SetAttrMask, SetAttrValues, Slice,
-    Timespec, XattrFlags,
+    CHUNK_SIZE, Caller, ErrorKind, FileType, Imported, Ino, Meta, Op, SetAttrMask, SetAttrValues,
+    Slice, Timespec, XattrFlags,
 };
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -528,6 +530,45 @@ async fn entry_ops(meta: &Meta, item: &Item, parent: Ino, ino: Ino) -> Result<Ve
             (*t, rdev, Vec::new())
         }
     };
+    // One op makes the whole inode: its recorded times and, for a regular file, its length
+    // and the slice of its first chunk. Directories get their times at the end (after their
+    // children, which change them); a file longer than one chunk gets a Write per further
+    // chunk and then its times again (writes set mtime/ctime).
+    let is_dir = typ == FileType::Directory;
+    let regular = typ == FileType::Regular;
+    let chunks = if regular {
+        st.size.div_ceil(CHUNK_SIZE)
+    } else {
+        0
+    };
+    let mut slices = Vec::new();
+    for c in 0..chunks {
+        let indx =
+            u32::try_from(c).map_err(|_| format!("file of {} bytes is too long", st.size))?;
+        let n = (st.size - c * CHUNK_SIZE).min(CHUNK_SIZE) as u32;
+        let id = meta
+            .new_slice_id()
+            .await
+            .map_err(|e| format!("slice ID: {e}"))?;
+        let slice = Slice {
+            pos: 0,
+            id,
+            size: n,
+            off: 0,
+            len: n,
+        };
+        slices.push((indx, slice));
+    }
+    let mut rest = slices.into_iter();
+    let imported = (!is_dir).then(|| {
+        Box::new(Imported {
+            atime: st.atime,
+            mtime: st.mtime,
+            ctime: st.ctime,
+            length: if regular { st.size } else { 0 },
+            slice: rest.next().map(|(_, s)| s),
+        })
+    });
     let mut ops = vec![Op::Mknod {
         parent,
         name: item.name.clone(),
@@ -540,30 +581,16 @@ async fn entry_ops(meta: &Meta, item: &Item, parent: Ino, ino: Ino) -> Result<Ve
         target,
         time: st.mtime,
         opened_by: None,
+        imported,
     }];
-    if typ == FileType::Regular {
-        let chunks = st.size.div_ceil(CHUNK_SIZE);
-        for c in 0..chunks {
-            let indx =
-                u32::try_from(c).map_err(|_| format!("file of {} bytes is too long", st.size))?;
-            let n = (st.size - c * CHUNK_SIZE).min(CHUNK_SIZE) as u32;
-            let id = meta
-                .new_slice_id()
-                .await
-                .map_err(|e| format!("slice ID: {e}"))?;
-            ops.push(Op::Write {
-                ino,
-                indx,
-                slice: Slice {
-                    pos: 0,
-                    id,
-                    size: n,
-                    off: 0,
-                    len: n,
-                },
-                time: st.mtime,
-            });
-        }
+    let more_chunks = rest.len() > 0;
+    for (indx, slice) in rest {
+        ops.push(Op::Write {
+            ino,
+            indx,
+            slice,
+            time: st.mtime,
+        });
     }
     for (name, value) in &item.xattrs {
         ops.push(Op::SetXattr {
@@ -573,7 +600,7 @@ async fn entry_ops(meta: &Meta, item: &Item, parent: Ino, ino: Ino) -> Result<Ve
             flags: XattrFlags::NONE,
         });
     }
-    if typ != FileType::Directory {
+    if more_chunks {
         ops.push(st.setattr(ino));
     }
     Ok(ops)

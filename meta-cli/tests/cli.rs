@@ -297,6 +297,34 @@ mod rocks {
         let src_md = std::fs::symlink_metadata(src.path().join("a/b/c/big")).expect("stat");
         assert_eq!(st["mtime"]["sec"], src_md.mtime());
         assert_eq!(st["mode"], src_md.mode() & 0o7777);
+        // A one-chunk file is one op: owner, mode, all three times, length and its slice.
+        let st: Value = serde_json::from_str(&ok(
+            &meta(&url, &[os("stat"), os("--json"), os("/a/mib")]),
+            "stat",
+        ))
+        .expect("stat JSON");
+        let md = std::fs::symlink_metadata(src.path().join("a/mib")).expect("stat");
+        assert_eq!(st["length"], 1 << 20, "{st}");
+        assert_eq!(st["chunks"], 1, "{st}");
+        assert_eq!(st["uid"], md.uid(), "{st}");
+        assert_eq!(st["gid"], md.gid(), "{st}");
+        assert_eq!(st["mode"], md.mode() & 0o7777, "{st}");
+        for (field, sec, nsec) in [
+            ("atime", md.atime(), md.atime_nsec()),
+            ("mtime", md.mtime(), md.mtime_nsec()),
+            ("ctime", md.ctime(), md.ctime_nsec()),
+        ] {
+            assert_eq!(st[field]["sec"], sec, "{field}: {st}");
+            assert_eq!(st[field]["nsec"], nsec, "{field}: {st}");
+        }
+        // One op per entry (a Link for the second name of a file), then the directories'
+        // attributes (and the target's), the xattr, and for the 128 MiB file two Writes and
+        // a SetAttr for its further chunks.
+        // (`find` counts the top directory too.)
+        let dirs = want.dirs - 1;
+        let entries = want.files + dirs + want.symlinks + want.others;
+        let xattrs = u64::from(has_xattr);
+        assert_eq!(summary["ops"], entries + dirs + 1 + xattrs + 3, "{summary}");
         let st: Value = serde_json::from_str(&ok(
             &meta(&url, &[os("stat"), os("--json"), os("/a/one")]),
             "stat",

@@ -94,6 +94,7 @@ pub fn mknod_op(parent: Ino, name: &[u8], ino: Ino, typ: FileType, time: Timespe
         },
         time,
         opened_by: None,
+        imported: None,
     }
 }
 
@@ -213,22 +214,12 @@ pub async fn fsck_clean(backend: &dyn Backend, what: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Every live inode with its attributes (via `scan_inodes`).
+/// Every live inode with its attributes (via `scan_inodes`, in small pages so that a scan
+/// spans many calls).
 pub async fn all_inodes(backend: &dyn Backend) -> anyhow::Result<BTreeMap<Ino, Attr>> {
-    let mut out = BTreeMap::new();
-    let mut after = Ino::ZERO;
-    loop {
-        let page = backend
-            .scan_inodes(after, 500)
-            .await
-            .context("scan_inodes")?;
-        let Some(&(last, _)) = page.last() else {
-            return Ok(out);
-        };
-        ensure!(last > after, "scan_inodes went backwards");
-        after = last;
-        out.extend(page);
-    }
+    meta_core::backend::all_inodes(backend, 50)
+        .await
+        .context("scan_inodes")
 }
 
 /// Checks statfs against the live inodes: `used_inodes` is their number and `used_space` the
@@ -370,6 +361,7 @@ pub async fn build_rich_tree(meta: &Meta) -> anyhow::Result<usize> {
             target: Vec::new(),
             time: t(i64::from(i), i),
             opened_by: None,
+            imported: None,
         });
     }
     for r in meta.apply_batch(ops).await {

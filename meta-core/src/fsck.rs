@@ -44,14 +44,7 @@ impl FsckReport {
 /// Checks the volume held by `backend`. Returns the report; `Err` only when reading fails.
 pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
     let mut rep = FsckReport::default();
-    let mut attrs: BTreeMap<Ino, Attr> = BTreeMap::new();
-    let mut after = Ino::ZERO;
-    loop {
-        let page = backend.scan_inodes(after, PAGE).await?;
-        let Some(&(last, _)) = page.last() else { break };
-        after = last;
-        attrs.extend(page);
-    }
+    let attrs: BTreeMap<Ino, Attr> = crate::backend::all_inodes(backend, PAGE).await?;
     rep.inodes = attrs.len() as u64;
     let Some(root) = attrs.get(&Ino::ROOT) else {
         rep.problems.push("root inode 1 is missing".into());

@@ -51,12 +51,13 @@ pub mod session;
 pub mod testing;
 pub mod types;
 
-pub use backend::{Backend, BackendInfo};
+pub use backend::{Backend, BackendInfo, InodePage};
 pub use error::{Error, ErrorKind, Result};
 pub use idpool::PoolStats;
 pub use meta::{Meta, PlockRequest};
 pub use op::{
-    Caller, Op, OpOutput, RenameFlags, RestoreRecord, SetAttrMask, SetAttrValues, XattrFlags,
+    Caller, Imported, Op, OpOutput, RenameFlags, RestoreRecord, SetAttrMask, SetAttrValues,
+    XattrFlags,
 };
 pub use options::{MetaOptions, VolumeUrl, parse_url};
 pub use session::{

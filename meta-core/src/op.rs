@@ -137,6 +137,11 @@ pub enum Op {
         /// `O_CREAT`), as [`Op::Open`] would; `None` for a plain create. ENOENT when the
         /// session does not exist.
         opened_by: Option<Sid>,
+        /// The recorded state of a file being recreated (`meta import`): times, length and
+        /// first slice, so that one op makes the whole inode; `None` for a plain create. With
+        /// it the mode, owner and group are stored exactly as given (no setgid inheritance)
+        /// and the times come from it; `time` still sets the parent's mtime/ctime.
+        imported: Option<Box<Imported>>,
     },
     /// Add a hard link `parent/name` to `ino` (link(2)). EPERM for a directory.
     Link {
@@ -347,6 +352,27 @@ pub enum Op {
         /// Chunks of a pending file (empty for a pending slice).
         chunks: Vec<(u32, Vec<Slice>)>,
     },
+}
+
+/// What [`Op::Mknod`] takes over from a file being recreated (`meta import`).
+///
+/// Checked before anything is read (`InvalidArgument`): only a regular file has a length or
+/// a slice; the length is at most [`crate::types::MAX_FILE_LEN`]; the slice obeys the rules of
+/// [`Op::Write`] in chunk 0 and ends at or before the length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// Last access time (the new inode's atime).
+    pub atime: Timespec,
+    /// Last modification time (mtime).
+    pub mtime: Timespec,
+    /// Last status change time (ctime).
+    pub ctime: Timespec,
+    /// Length in bytes; regular files only (0 for any other type, whose length follows from
+    /// the type as in a plain create).
+    pub length: u64,
+    /// The slice holding the file's first bytes, appended to chunk 0 as [`Op::Write`] would;
+    /// `None` for a file without data (or whose data the caller writes with later ops).
+    pub slice: Option<Slice>,
 }
 
 /// The payload of [`Op::Restore`].

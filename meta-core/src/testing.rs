@@ -167,8 +167,12 @@ impl Backend for DelayBackend {
     async fn get_counter(&self, counter: Counter) -> Result<i64> {
         self.inner.get_counter(counter).await
     }
-    async fn scan_inodes(&self, after: Ino, limit: usize) -> Result<Vec<(Ino, Attr)>> {
-        self.inner.scan_inodes(after, limit).await
+    async fn scan_inodes(
+        &self,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<crate::backend::InodePage> {
+        self.inner.scan_inodes(cursor, limit).await
     }
     async fn list_chunks(&self, ino: Ino) -> Result<Vec<(u32, Vec<Slice>)>> {
         self.inner.list_chunks(ino).await

@@ -162,6 +162,7 @@ async fn failing_op_leaves_no_trace() {
         target: vec![],
         time: t,
         opened_by: None,
+        imported: None,
     };
     let mut ids = Vec::new();
     for _ in 0..5 {
@@ -251,6 +252,7 @@ async fn flush_waits_for_queued_ops_and_reports_deferred_errors() {
             target: vec![],
             time: Timespec::now(),
             opened_by: None,
+            imported: None,
         })
         .await
         .expect("enqueue");
@@ -288,6 +290,7 @@ async fn deferred_ops_apply_in_order() {
             target: vec![],
             time: Timespec::now(),
             opened_by: None,
+            imported: None,
         })
         .await
         .expect("enqueue");

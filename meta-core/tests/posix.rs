@@ -625,6 +625,7 @@ async fn readdir_pagination_over_10k_entries() {
             target: vec![],
             time: meta_core::Timespec::now(),
             opened_by: None,
+            imported: None,
         });
     }
     for r in m.apply_batch(ops).await {

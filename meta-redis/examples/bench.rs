@@ -1,9 +1,8 @@
-//! Create benchmark of the Redis backend: N creates by T concurrent tasks (one directory per
-//! task), batched vs `batch=0`, optionally through a loopback proxy that delays every
-//! request (an injected round trip), and the server's limit: the same create script sent as
-//! raw pipelined `EVALSHA` (512 per pipeline, 4 pipelines in flight), in the same run. Also
-//! raw `EVALSHA` with as many creates outstanding as there are tasks (one pipeline of TASKS
-//! at a time): what any client with that many callers could reach at this round trip.
+//! Create benchmark of the Redis backend, optionally through a loopback proxy that delays
+//! every request (an injected round trip): N creates by T concurrent tasks (one directory per
+//! task), batched vs `batch=0` (concurrent calls pipelined, and one call in flight: a
+//! request/response client); and N creates by one caller through the explicit batch API
+//! (`apply_batch`) and through deferred mode (`enqueue` + `flush`), all in the same run.
 //!
 //! ```text
 //! cargo run --release -p meta-redis --example bench -- \
@@ -14,10 +13,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use meta_conformance::util::{ME, mknod_op};
 use meta_core::testing::DelayBackend;
-use meta_core::{Backend, FileType, IdKind, Ino, Meta, MetaOptions, Op, Setting, Timespec};
+use meta_core::{FileType, Ino, Meta, MetaOptions, Op, Setting, Timespec};
 use meta_redis::RedisBackend;
 
 struct Args {
@@ -170,45 +168,48 @@ async fn creates(url: &str, a: &Args, batched: bool, serial: bool) -> anyhow::Re
     Ok(((per * a.tasks) as f64 / secs, calls))
 }
 
-/// The same create script as raw pipelined EVALSHA: pipelines of `chunk` creates,
-/// `inflight` pipelines at a time on the one multiplexed connection.
-async fn raw(url: &str, a: &Args, chunk: usize, inflight: usize) -> anyhow::Result<f64> {
-    let b = volume(url, "").await?;
-    let ids = b.reserve_ids(IdKind::Inode, a.files + 1).await?;
-    let dir = Ino(ids.start);
+/// The creates of `a` as ops (one directory per task, inode numbers reserved at once).
+async fn create_ops(m: &Meta, a: &Args) -> anyhow::Result<Vec<Op>> {
+    let dir = m.mkdir(ME, Ino::ROOT, b"explicit", 0o755).await?.0;
     let time = Timespec::now();
-    b.apply(&[mknod_op(Ino::ROOT, b"raw", dir, FileType::Directory, time)])
-        .await?
-        .pop()
-        .transpose()?;
-    let ops: Vec<Op> = (0..a.files)
-        .map(|i| {
-            mknod_op(
-                dir,
-                format!("f{i}").as_bytes(),
-                Ino(ids.start + 1 + i),
-                FileType::Regular,
-                time,
-            )
-        })
-        .collect();
+    let mut ops = Vec::with_capacity(a.files as usize);
+    for i in 0..a.files {
+        let ino = m.new_ino().await?;
+        ops.push(mknod_op(
+            dir,
+            format!("f{i}").as_bytes(),
+            ino,
+            FileType::Regular,
+            time,
+        ));
+    }
+    Ok(ops)
+}
+
+/// The creates sent by one caller through the explicit batch API (`Meta::apply_batch`, up
+/// to the backend's batch limit per call, one call at a time) or, `deferred`, queued with
+/// `Meta::enqueue` and waited for with one `Meta::flush`. Returns creates/s.
+async fn one_caller(url: &str, a: &Args, deferred: bool) -> anyhow::Result<f64> {
+    let b = volume(url, "").await?;
+    let m = Meta::open(Arc::new(b.clone()), MetaOptions::default(), None).await?;
+    let ops = create_ops(&m, a).await?;
     let start = Instant::now();
-    let done: Vec<meta_core::Result<usize>> = futures::stream::iter(ops.chunks(chunk))
-        .map(|c| b.bench_raw_pipeline(c))
-        .buffer_unordered(inflight)
-        .collect()
-        .await;
+    if deferred {
+        for op in ops {
+            m.enqueue(op).await?;
+        }
+        m.flush().await?;
+    } else {
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            let chunk: Vec<Op> = ops.by_ref().take(meta_redis::MAX_BATCH_OPS).collect();
+            for r in m.apply_batch(chunk).await {
+                r?;
+            }
+        }
+    }
     let secs = start.elapsed().as_secs_f64();
-    let ok: usize = done
-        .into_iter()
-        .collect::<meta_core::Result<Vec<_>>>()?
-        .iter()
-        .sum();
-    anyhow::ensure!(
-        ok as u64 == a.files,
-        "raw: {ok} of {} creates succeeded",
-        a.files
-    );
+    m.close().await?;
     b.erase().await?;
     Ok(a.files as f64 / secs)
 }
@@ -251,31 +252,33 @@ async fn main() -> anyhow::Result<()> {
     let (batched, bcalls) = creates(&url, &a, true, false).await?;
     let (unbatched, ucalls) = creates(&url, &a, false, false).await?;
     let (serial, scalls) = creates(&url, &a, false, true).await?;
-    let limit = raw(&url, &a, 512, 4).await?;
-    // As many creates outstanding as there are callers: one pipeline of TASKS at a time.
-    let lockstep = raw(&url, &a, a.tasks.max(1) as usize, 1).await?;
+    let explicit = one_caller(&url, &a, false).await?;
+    let deferred = one_caller(&url, &a, true).await?;
     println!("| mode | creates/s | apply calls |");
     println!("|---|---|---|");
-    println!("| batched (default options) | {batched:.0} | {bcalls} |");
     println!(
-        "| `batch=0` (concurrent calls pipelined on the connection) | {unbatched:.0} | {ucalls} |"
+        "| {} tasks, batched (default options) | {batched:.0} | {bcalls} |",
+        a.tasks
+    );
+    println!(
+        "| {} tasks, `batch=0` (concurrent calls pipelined on the connection) | {unbatched:.0} | {ucalls} |",
+        a.tasks
     );
     println!(
         "| `batch=0`, one call in flight (request/response client) | {serial:.0} | {scalls} |"
     );
-    println!("| raw pipelined EVALSHA, 4 × 512 outstanding (server limit) | {limit:.0} | |");
     println!(
-        "| raw pipelined EVALSHA, one pipeline of {} at a time | {lockstep:.0} | |",
-        a.tasks
+        "| one caller, explicit batches (`apply_batch` of {}) | {explicit:.0} | |",
+        meta_redis::MAX_BATCH_OPS
     );
+    println!("| one caller, deferred (`enqueue` + `flush`) | {deferred:.0} | |");
     println!(
-        "batched / batch=0 = {:.1}x; batched / request-response = {:.1}x; batched / raw limit = {:.0}%; \
-         batched / raw with {} outstanding = {:.0}%",
-        batched / unbatched,
+        "batched / request-response = {:.1}x; explicit / request-response = {:.1}x; \
+         deferred / request-response = {:.1}x; batched / batch=0 = {:.1}x",
         batched / serial,
-        100.0 * batched / limit,
-        a.tasks,
-        100.0 * batched / lockstep
+        explicit / serial,
+        deferred / serial,
+        batched / unbatched,
     );
     Ok(())
 }

@@ -122,6 +122,25 @@ pub(crate) fn classify_script_error(e: &ServerError, op: &str) -> Error {
     Error::new(kind, format!("{op}: redis: {code} {detail}"))
 }
 
+/// Classifies a server error that came back in place of a read-only call's reply (`what`
+/// names the call).
+pub(crate) fn classify_read_error(e: &ServerError, what: &str) -> Error {
+    let kind = match e.code() {
+        // A key of the volume holds another Redis type than the layout says.
+        "WRONGTYPE" => ErrorKind::Corrupted,
+        "NOPERM" => ErrorKind::ConfigInvalid,
+        "LOADING" | "MASTERDOWN" | "BUSY" | "TRYAGAIN" | "CLUSTERDOWN" | "MOVED" | "ASK" => {
+            ErrorKind::Unavailable
+        }
+        _ if e.details().is_some_and(|d| d.contains("WRONGTYPE")) => ErrorKind::Corrupted,
+        _ => ErrorKind::Internal,
+    };
+    Error::new(
+        kind,
+        format!("{what}: redis: {} {}", e.code(), e.details().unwrap_or("")),
+    )
+}
+
 /// True for a server error meaning "this script did not run, and nothing after it in the
 /// round will" (the server refused it before executing it).
 pub(crate) fn did_not_run(e: &ServerError) -> bool {

@@ -1,19 +1,21 @@
-//! The command count, from the server's own statistics (`INFO commandstats`): N creates in
-//! one batch cost N `EVALSHA` calls in one pipeline, with no WATCH/MULTI/EXEC; N unlinks cost
-//! N reads of the entries (one pipeline) plus N `EVALSHA`. A flushed script cache is
-//! reloaded transparently. This file holds one test so that no other test of this crate
-//! runs on the server meanwhile (cargo runs test binaries one at a time); it needs a
-//! standalone server (`META_TEST_REDIS_URL`) that nothing else uses during the test.
+//! The command count, from the server's own statistics (`INFO commandstats`), with the
+//! library called as Redis Functions and as scripts: N creates in one batch cost exactly one
+//! library call (`FCALL` or `EVALSHA`), with no WATCH/MULTI/EXEC; so do N unlinks (with
+//! `strict_keys`, N reads of the entries in one pipeline come first); more ops than one call
+//! carries take one call per `MAX_CALL_OPS`. A flushed function library or script cache is reloaded transparently.
+//! This file holds one test so that no other test of this crate runs on the server meanwhile
+//! (cargo runs test binaries one at a time); it needs a standalone server
+//! (`META_TEST_REDIS_URL`) that nothing else uses during the test.
 
 mod common;
 
 use std::collections::BTreeMap;
 
 use anyhow::ensure;
-use common::{STANDALONE_ENV, open, unique_prefix};
+use common::{STANDALONE_ENV, open, unique_prefix, with_param};
 use meta_conformance::util::{ME, mknod_op};
 use meta_core::{Backend, FileType, Ino, Meta, Op, Setting, Timespec};
-use meta_redis::RedisBackend;
+use meta_redis::{MAX_CALL_OPS, RedisBackend, Scripting};
 use redis::Value;
 
 const N: u64 = 200;
@@ -51,8 +53,24 @@ fn calls(s: &BTreeMap<String, u64>, name: &str) -> u64 {
     s.get(name).copied().unwrap_or(0)
 }
 
+/// Calls of the library that writes (`FCALL` or `EVALSHA`, by `mode`).
+fn write_calls(s: &BTreeMap<String, u64>, mode: Scripting) -> u64 {
+    match mode {
+        Scripting::Function => calls(s, "fcall"),
+        Scripting::Eval => calls(s, "evalsha"),
+    }
+}
+
+/// Calls of the library's read-only entry points (`FCALL_RO` or `EVALSHA`).
+fn read_calls(s: &BTreeMap<String, u64>, mode: Scripting) -> u64 {
+    match mode {
+        Scripting::Function => calls(s, "fcall_ro"),
+        Scripting::Eval => calls(s, "evalsha"),
+    }
+}
+
 #[tokio::test]
-async fn n_creates_in_one_batch_cost_n_evalsha() -> anyhow::Result<()> {
+async fn a_batch_is_one_library_call() -> anyhow::Result<()> {
     let Ok(url) = std::env::var(STANDALONE_ENV) else {
         if meta_conformance::skips_are_failures() {
             panic!("{STANDALONE_ENV} is not set and META_CONFORMANCE_REQUIRE=1");
@@ -60,8 +78,21 @@ async fn n_creates_in_one_batch_cost_n_evalsha() -> anyhow::Result<()> {
         eprintln!("SKIP meta-redis commandstats: {STANDALONE_ENV} is not set");
         return Ok(());
     };
+    for mode in [Scripting::Function, Scripting::Eval] {
+        one_mode(&url, mode).await?;
+    }
+    Ok(())
+}
+
+async fn one_mode(url: &str, mode: Scripting) -> anyhow::Result<()> {
+    let url = with_param(url, &format!("scripting={}", mode.name()));
     let prefix = unique_prefix("n");
     let b = open(&url, &prefix).await?;
+    ensure!(
+        b.scripting() == mode,
+        "asked for {mode:?}, got {:?}",
+        b.scripting()
+    );
     Meta::format(&b, &Setting::new("commandstats"), false).await?;
     let time = Timespec {
         sec: 1_900_000_000,
@@ -83,25 +114,30 @@ async fn n_creates_in_one_batch_cost_n_evalsha() -> anyhow::Result<()> {
     let r = b.apply(&creates).await?;
     ensure!(r.iter().all(|r| r.is_ok()), "creates failed: {r:?}");
     let s = stats(&b).await?;
-    eprintln!("{N} creates in one batch: {s:?}");
-    ensure!(
-        calls(&s, "evalsha") == N,
-        "{N} creates: {} EVALSHA",
-        calls(&s, "evalsha")
-    );
-    for t in ["watch", "multi", "exec", "eval", "script|load"] {
+    eprintln!("{mode:?}: {N} creates in one batch: {s:?}");
+    ensure!(write_calls(&s, mode) == 1, "{N} creates, {mode:?}: {s:?}");
+    for t in [
+        "watch",
+        "multi",
+        "exec",
+        "eval",
+        "script|load",
+        "function|load",
+    ] {
         ensure!(calls(&s, t) == 0, "{N} creates used {t}: {s:?}");
     }
-    // Commands the client sent (scripts' inner commands are counted too, under their own
-    // names; the client sent only EVALSHA).
-    eprintln!(
-        "per create: 1 EVALSHA; commands run inside the script: {:.1}",
-        s.iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "evalsha" | "config|resetstat"))
-            .map(|(_, v)| *v)
-            .sum::<u64>() as f64
-            / N as f64
+    // The commands run inside the call (counted under their own names): one ZRANGEBYLEX,
+    // one GET of the new inode's key and one ZADD per create; the parent's attributes once
+    // for the whole batch (one GET, one MSET with every new inode and the parent).
+    ensure!(
+        calls(&s, "zrangebylex") == N && calls(&s, "zadd") == N,
+        "{s:?}"
     );
+    ensure!(
+        calls(&s, "mset") == 1,
+        "attributes written back once: {s:?}"
+    );
+    ensure!(calls(&s, "set") == 0, "no SET per create: {s:?}");
 
     let unlinks: Vec<Op> = (0..N)
         .map(|i| Op::Unlink {
@@ -115,30 +151,51 @@ async fn n_creates_in_one_batch_cost_n_evalsha() -> anyhow::Result<()> {
     let r = b.apply(&unlinks).await?;
     ensure!(r.iter().all(|r| r.is_ok()), "unlinks failed: {r:?}");
     let s = stats(&b).await?;
-    eprintln!("{N} unlinks in one batch: {s:?}");
-    ensure!(calls(&s, "evalsha") == N, "{N} unlinks: {s:?}");
-    // The entry reads: ZRANGEBYLEX by the client (N) + one inside each script (N).
-    ensure!(calls(&s, "zrangebylex") == 2 * N, "{N} unlinks: {s:?}");
+    eprintln!("{mode:?}: {N} unlinks in one batch: {s:?}");
+    ensure!(write_calls(&s, mode) == 1, "{N} unlinks: {s:?}");
+    // No read before the call: each op reads its entry (one ZRANGEBYLEX) and derives the
+    // keys of the inode it names.
+    ensure!(calls(&s, "zrangebylex") == N, "{N} unlinks: {s:?}");
     for t in ["watch", "multi", "exec"] {
         ensure!(calls(&s, t) == 0, "{N} unlinks used {t}: {s:?}");
     }
 
-    // A flushed script cache: the next batch gets NOSCRIPT, reloads, and succeeds.
-    b.query(redis::cmd("SCRIPT").arg("FLUSH")).await?;
+    // More ops than one call carries: one call per MAX_CALL_OPS, in order.
+    let many = (2 * MAX_CALL_OPS + 10) as u64;
+    let more: Vec<Op> = (0..many)
+        .map(|i| {
+            mknod_op(
+                Ino::ROOT,
+                format!("g{i}").as_bytes(),
+                Ino(1000 + i),
+                FileType::Regular,
+                time,
+            )
+        })
+        .collect();
+    reset(&b).await?;
+    let r = b.apply(&more).await?;
+    ensure!(r.iter().all(|r| r.is_ok()), "{many} creates: {r:?}");
+    let s = stats(&b).await?;
+    ensure!(write_calls(&s, mode) == 3, "{many} creates: {s:?}");
+
+    // A flushed library: the next batch finds it missing, reloads it, and succeeds.
+    let (flush, load) = match mode {
+        Scripting::Function => ("FUNCTION", "function|load"),
+        Scripting::Eval => ("SCRIPT", "script|load"),
+    };
+    b.query(redis::cmd(flush).arg("FLUSH")).await?;
     reset(&b).await?;
     let r = b.apply(&creates[..3]).await?;
-    ensure!(r.iter().all(|r| r.is_ok()), "after SCRIPT FLUSH: {r:?}");
+    ensure!(r.iter().all(|r| r.is_ok()), "after {flush} FLUSH: {r:?}");
     let s = stats(&b).await?;
-    ensure!(
-        calls(&s, "script|load") > 0,
-        "no SCRIPT LOAD after a flush: {s:?}"
-    );
+    ensure!(calls(&s, load) > 0, "no {load} after a flush: {s:?}");
     ensure!(b.lookup(Ino::ROOT, b"f2").await.is_ok());
 
     // strict_keys=true: lookups, readdir-plus and the ancestor walk before a rename across
-    // directories run no script (the read scripts are the ones touching undeclared keys);
-    // only the rename itself is an EVALSHA. Same answers as the scripted reads.
-    let strict = open(&format!("{url}?strict_keys=true"), &prefix).await?;
+    // directories make no library call (the read-only entry points are the ones touching
+    // undeclared keys); only the rename itself is one. Same answers as the library's reads.
+    let strict = open(&with_param(&url, "strict_keys=true"), &prefix).await?;
     let mkdir = |parent: Ino, name: &str, ino: u64| {
         mknod_op(parent, name.as_bytes(), Ino(ino), FileType::Directory, time)
     };
@@ -166,18 +223,21 @@ async fn n_creates_in_one_batch_cost_n_evalsha() -> anyhow::Result<()> {
         );
         ensure!(
             format!("{x:?}") == format!("{y:?}"),
-            "lookup {name}: strict {x:?} vs scripted {y:?}"
+            "lookup {name}: strict {x:?} vs library {y:?}"
         );
     }
     let x = strict.read_dir(Ino::ROOT, None, 1000, true).await?;
     let y = b.read_dir(Ino::ROOT, None, 1000, true).await?;
     ensure!(
-        x.len() == 5 && format!("{x:?}") == format!("{y:?}"),
-        "readdir-plus: {x:?} vs {y:?}"
+        // g0.., f0..f2 again, a and c.
+        x.len() == 2 * MAX_CALL_OPS + 10 + 3 + 2 && format!("{x:?}") == format!("{y:?}"),
+        "readdir-plus: {} vs {} entries",
+        x.len(),
+        y.len()
     );
     let s = stats(&b).await?;
-    // The scripted half: 6 lookups (1 EVALSHA each, "." too) and one readdir-plus page.
-    ensure!(calls(&s, "evalsha") == 7, "scripted reads: {s:?}");
+    // The library half: 6 lookups (one call each, "." too) and one readdir-plus page.
+    ensure!(read_calls(&s, mode) == 7, "library reads: {s:?}");
     reset(&b).await?;
     for (dir, name) in lookups {
         strict.lookup(dir, name.as_bytes()).await.ok();
@@ -197,10 +257,23 @@ async fn n_creates_in_one_batch_cost_n_evalsha() -> anyhow::Result<()> {
     ensure!(r.iter().all(|r| r.is_ok()), "rename: {r:?}");
     let s = stats(&b).await?;
     ensure!(
-        calls(&s, "evalsha") == 1,
-        "strict reads ran scripts (only the rename should): {s:?}"
+        write_calls(&s, mode) == 1 && calls(&s, "fcall_ro") == 0,
+        "strict reads called the library (only the rename should): {s:?}"
     );
+    if mode == Scripting::Eval {
+        ensure!(calls(&s, "evalsha") == 1, "{s:?}");
+    }
     ensure!(strict.lookup(Ino(902), b"b").await?.0 == Ino(901));
+    // With declared keys, unlinks read their entries first (one pipeline), then one call
+    // that re-reads each entry.
+    reset(&b).await?;
+    let r = strict.apply(&unlinks[..3]).await?;
+    ensure!(r.iter().all(|r| r.is_ok()), "strict unlinks: {r:?}");
+    let s = stats(&b).await?;
+    ensure!(
+        write_calls(&s, mode) == 1 && calls(&s, "zrangebylex") == 6,
+        "3 strict unlinks: {s:?}"
+    );
     b.erase().await?;
     Ok(())
 }

@@ -287,6 +287,7 @@ async fn setup(volume: &Path) -> anyhow::Result<()> {
             target: Vec::new(),
             time: t,
             opened_by: None,
+            imported: None,
         })
         .collect();
     for r in b.apply(&ops).await? {

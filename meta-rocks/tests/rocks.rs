@@ -58,12 +58,8 @@ fn raw_dump(b: &RocksBackend) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
 /// chunks, symlink targets and xattrs, counters.
 async fn snapshot(b: &dyn Backend) -> anyhow::Result<String> {
     let mut s = format!("{:?}\n{:?}\n", b.load().await?, b.statfs().await?);
-    let mut after = Ino::ZERO;
-    loop {
-        let page = b.scan_inodes(after, 100).await?;
-        let Some(&(last, _)) = page.last() else { break };
-        after = last;
-        for (ino, attr) in page {
+    {
+        for (ino, attr) in meta_core::backend::all_inodes(b, 100).await? {
             s += &format!("{ino} {attr:?}\n");
             match attr.typ {
                 FileType::Directory => s += &format!("  {:?}\n", list(b, ino).await?),
@@ -281,6 +277,7 @@ fn mknod(parent: Ino, name: &str, ino: u64, typ: FileType, t: Timespec) -> Op {
         target: Vec::new(),
         time: t,
         opened_by: None,
+        imported: None,
     }
 }
 

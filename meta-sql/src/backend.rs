@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use meta_core::backend::BackendInfo;
+use meta_core::backend::{BackendInfo, InodePage};
 use meta_core::logic::{self, Limits, TxnView};
 use meta_core::{
     Attr, Backend, Counter, DirEntry, Error, ErrorKind, IdKind, Ino, InodeLocks, Op, OpOutput,
@@ -877,10 +877,11 @@ impl Backend for SqlBackend {
         )
     }
 
-    async fn scan_inodes(&self, after: Ino, limit: usize) -> Result<Vec<(Ino, Attr)>> {
+    async fn scan_inodes(&self, cursor: Option<&[u8]>, limit: usize) -> Result<InodePage> {
+        let after = InodePage::after(cursor)?;
         self.ready().await?;
         if limit == 0 || after.0 >= i64::MAX as u64 {
-            return Ok(Vec::new());
+            return Ok(InodePage::default());
         }
         let lim = i64::try_from(limit).unwrap_or(i64::MAX);
         retry!(
@@ -890,13 +891,15 @@ impl Backend for SqlBackend {
                 let rows = t
                     .rows(self.sql.node_range(after.0 as i64, lim), &NODE_TYS)
                     .await?;
-                rows.iter()
+                let inodes = rows
+                    .iter()
                     .map(|r| {
                         let ino = codec::node_ino(r)
                             .ok_or_else(|| codec::corrupted("node row without inode"))?;
                         Ok((ino, codec::node_attr(r)?))
                     })
-                    .collect::<Result<Vec<_>>>()
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(InodePage::ordered(inodes, limit))
             })
         )
     }

@@ -49,6 +49,7 @@ fn mknod(parent: Ino, name: String, ino: u64, typ: FileType) -> Op {
         target: Vec::new(),
         time: Timespec::now(),
         opened_by: None,
+        imported: None,
     }
 }
 

@@ -11,7 +11,8 @@
 use std::sync::Arc;
 
 use meta_core::memory::memory_backend;
-use meta_core::{CHUNK_SIZE, DirEntry, IdKind, LockOwner, LockType, SessionInfo, Sid};
+use meta_core::types::MAX_FILE_LEN;
+use meta_core::{CHUNK_SIZE, DirEntry, IdKind, Imported, LockOwner, LockType, SessionInfo, Sid};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -358,6 +359,29 @@ impl Gen {
         }
     }
 
+    /// What an imported create carries: usually a consistent record (a regular file's
+    /// slice inside its length), sometimes a bad one (a slice past the length, data for a
+    /// non-regular file).
+    fn imported(&mut self, typ: FileType) -> Imported {
+        let (atime, mtime, ctime) = (self.time(), self.time(), self.time());
+        let regular = typ == FileType::Regular || self.pct(10);
+        let slice = (regular && self.pct(70)).then(|| self.slice());
+        let end = slice.map_or(0, |s| s.end());
+        let length = match (regular, self.rng.random_range(0..10)) {
+            (false, _) => 0,
+            (true, 0) => end.saturating_sub(1),
+            (true, 1) => MAX_FILE_LEN + 1,
+            (true, _) => end + self.rng.random_range(0..3) * 5000,
+        };
+        Imported {
+            atime,
+            mtime,
+            ctime,
+            length,
+            slice,
+        }
+    }
+
     fn slice(&mut self) -> Slice {
         let pos = [
             0u32,
@@ -448,6 +472,7 @@ impl Gen {
                     } else {
                         None
                     },
+                    imported: self.pct(15).then(|| Box::new(self.imported(typ))),
                 }
             }
             25..=31 => Op::Link {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use crate::backend::{Backend, BackendInfo};
+use crate::backend::{Backend, BackendInfo, InodePage};
 use crate::error::{Error, ErrorKind, Result, err};
 use crate::kv::SETTING_KEY;
 use crate::kv::codec::*;
@@ -291,11 +291,12 @@ impl<S: KvStore> Backend for KvBackend<S> {
         self.run(move |store, _| read_counter(store, counter)).await
     }
 
-    async fn scan_inodes(&self, after: Ino, limit: usize) -> Result<Vec<(Ino, Attr)>> {
+    async fn scan_inodes(&self, cursor: Option<&[u8]>, limit: usize) -> Result<InodePage> {
+        let after = InodePage::after(cursor)?;
         self.run(move |store, _| {
             let mut out = Vec::new();
             let Some(first) = after.0.checked_add(1) else {
-                return Ok(out);
+                return Ok(InodePage::default());
             };
             let mut start = attr_key(Ino(first));
             start.truncate(9);
@@ -322,7 +323,7 @@ impl<S: KvStore> Backend for KvBackend<S> {
                     _ => break,
                 }
             }
-            Ok(out)
+            Ok(InodePage::ordered(out, limit))
         })
         .await
     }

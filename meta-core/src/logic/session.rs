@@ -4,12 +4,13 @@
 //! unlink(2) ("if any process still has the file open, the file will remain in existence
 //! until the last file descriptor referring to it is closed").
 
-use super::{TxnView, delete_inode, existing_attr};
+use super::checks::existing_attr;
+use super::{TxnView, delete_inode};
 use crate::error::{Result, err};
 use crate::op::OpOutput;
 use crate::session::{
-    LockKind, LockOwner, LockType, Session, SessionHoldings, SessionInfo, Sid, check_range,
-    flock_decision, setlk_decision,
+    LockKind, LockOwner, LockType, Session, SessionHoldings, SessionInfo, Sid, flock_decision,
+    setlk_decision,
 };
 use crate::types::{Counter, Ino, Timespec};
 
@@ -39,9 +40,6 @@ pub(super) async fn open_session<V: TxnView + ?Sized>(
     info: &SessionInfo,
     expire: Timespec,
 ) -> Result<OpOutput> {
-    if info.sid == 0 {
-        return Err(err::invalid("session 0 is never valid"));
-    }
     if v.get_session(info.sid).await?.is_some() {
         return Err(err::exists(format!("session {} exists", info.sid)));
     }
@@ -125,9 +123,6 @@ pub(super) async fn claim_cleanup<V: TxnView + ?Sized>(
     now_ms: i64,
     every_ms: i64,
 ) -> Result<OpOutput> {
-    if every_ms <= 0 {
-        return Err(err::invalid(format!("cleanup lease of {every_ms} ms")));
-    }
     let last = v.get_counter(Counter::CleanupLease).await?;
     if last > now_ms.saturating_sub(every_ms) {
         return Err(err::would_block(format!(
@@ -187,7 +182,6 @@ pub(super) async fn setlk<V: TxnView + ?Sized>(
     range: (u64, u64),
     pid: u32,
 ) -> Result<OpOutput> {
-    check_range(range.0, range.1)?;
     existing_attr(v, ino).await?;
     live_session(v, owner.sid).await?;
     let held = v.get_plocks(ino).await?;

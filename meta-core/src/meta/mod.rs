@@ -407,6 +407,7 @@ impl Meta {
             target,
             time: Timespec::now(),
             opened_by,
+            imported: None,
         };
         match self.submit(op).await? {
             OpOutput::Entry { ino, attr, .. } => Ok((ino, attr)),

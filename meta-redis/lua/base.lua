@@ -1,0 +1,36 @@
+-- base.lua: constants and number helpers shared by the read functions (reads.lua) and the
+-- op library (lib.lua). The Rust side assembles the library from these files (see
+-- src/scripts.rs); nothing here touches a key.
+--
+-- Values use meta_core::kv's codec, big-endian. Lua 5.1 numbers are doubles, so no 64-bit
+-- value ever passes through a Lua number unless it is exact: inode numbers, lengths, parent
+-- fields and times stay 8/12-byte strings (compared bytewise, never with Lua's
+-- locale-dependent string `<`).
+
+local ZERO8 = '\0\0\0\0\0\0\0\0'
+local ROOT8 = '\0\0\0\0\0\0\0\1'
+local VER = '\1'
+local MAX_DEPTH = 100000
+
+-- Decimal text of an 8-byte big-endian unsigned integer (exact for every u64).
+local function dec(s)
+  local hi, lo = struct.unpack('>I4I4', s)
+  if hi < 2097152 then
+    return string.format('%.0f', hi * 4294967296 + lo)
+  end
+  local limbs = { math.floor(hi / 65536), hi % 65536, math.floor(lo / 65536), lo % 65536 }
+  local digits = {}
+  repeat
+    local rem, nonzero = 0, false
+    for i = 1, 4 do
+      local cur = rem * 65536 + limbs[i]
+      limbs[i] = math.floor(cur / 10)
+      rem = cur % 10
+      if limbs[i] ~= 0 then nonzero = true end
+    end
+    digits[#digits + 1] = tostring(rem)
+  until not nonzero
+  local out = {}
+  for i = #digits, 1, -1 do out[#out + 1] = digits[i] end
+  return table.concat(out)
+end

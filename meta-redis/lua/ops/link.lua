@@ -1,0 +1,28 @@
+-- link: add a hard link parent/name to an existing non-directory inode
+-- (logic::namespace::link).
+-- KEYS: attr parent_attr parent_entries
+-- FIXED: >c8c8c12 ino parent time
+-- ARGS: name
+-- Reply: {'ok', attr, parent attr}
+OPS.link = function(K, A)
+  local ino8, parent8, time = struct.unpack('>c8c8c12', A[1])
+  local name = A[2]
+  local a = existing_attr(K[1], ino8)
+  if a.typ == T_DIR then fail('NotPermitted', 'hard link to directory ' .. dec(ino8)) end
+  if a.nlink == 0 then
+    fail('NotFound', 'inode ' .. dec(ino8) .. ' has no links left (unlinked while open)')
+  end
+  local pa = live_dir_attr(K[2], parent8)
+  if get_entry(K[3], name) then
+    fail('AlreadyExists', dec(parent8) .. '/' .. show(name))
+  end
+  if a.nlink == U32MAX then fail('NotPermitted', 'inode ' .. dec(ino8) .. ' has too many links') end
+  a.nlink = a.nlink + 1
+  a.ctime = time
+  if a.parent ~= parent8 then a.parent = ZERO8 end
+  -- Writes.
+  local av = put_attr(K[1], a)
+  redis.call('ZADD', K[3], 0, entry_member(name, a.typ, ino8))
+  local pv = put_attr(K[2], bump_dir(pa, 0, time))
+  return { 'ok', av, pv }
+end

@@ -1,0 +1,74 @@
+-- mknod: create an inode of any type under a directory (logic::namespace::mknod), optionally
+-- opened by a session and, for `meta import`, with its recorded times, length and first
+-- slice.
+-- KEYS: parent_attr parent_entries attr symlink [openers session_opens] [chunk chunk_index]
+-- FIXED: >c8c8BHc4c4c4c12c8 parent ino type mode uid gid rdev time opener
+-- ARGS: name target [imported]
+-- imported: atime12 mtime12 ctime12 length8 [slice24]; openers/session_opens present when
+-- opener is not zero, chunk/chunk_index when the imported record has a slice.
+-- Reply: {'ok', attr, parent attr}
+OPS.mknod = function(K, A)
+  local parent8, ino8, typ, mode, uid, gid, rdev, time, opener =
+    struct.unpack('>c8c8BHc4c4c4c12c8', A[1])
+  local name, imported = A[2], A[4]
+  local kop, kso, kchunk, kindex
+  local ko = 5
+  if opener ~= ZERO8 then
+    kop, kso, ko = K[5], K[6], 7
+  end
+  local atime, mtime, ctime, length, slice = time, time, time, ZERO8, nil
+  if imported then
+    atime, mtime, ctime, length = struct.unpack('>c12c12c12c8', imported)
+    if #imported > 44 then
+      slice = string.sub(imported, 45)
+      kchunk, kindex = K[ko], K[ko + 1]
+    end
+  end
+  local pa = live_dir_attr(K[1], parent8)
+  if get_entry(K[2], name) then
+    fail('AlreadyExists', dec(parent8) .. '/' .. show(name))
+  end
+  if raw_attr(K[3]) then
+    fail('AlreadyExists', 'inode ' .. dec(ino8) .. ' is already in use')
+  end
+  local is_dir = typ == T_DIR
+  mode = bit.band(mode, 4095)
+  -- A setgid directory passes its group on, and to subdirectories also the setgid bit (not
+  -- to an imported file, whose recorded group and mode are kept).
+  if bit.band(pa.mode, 1024) ~= 0 and not imported then
+    gid = pa.gid
+    if is_dir then mode = bit.bor(mode, 1024) end
+  end
+  if is_dir then
+    length = '\0\0\0\0\0\0\16\0'
+  elseif typ == T_LNK then
+    length = struct.pack('>I4I4', 0, #A[3])
+  end
+  local a = {
+    typ = typ, mode = mode, uid = uid, gid = gid, rdev = rdev,
+    atime = atime, mtime = mtime, ctime = ctime,
+    nlink = is_dir and 2 or 1, length = length, parent = parent8, flags = '\0',
+  }
+  local sp = space(a)
+  check_quota(sp, 1)
+  if kop then
+    live_session(opener)
+    redis.call('SISMEMBER', kop, opener)
+    redis.call('SISMEMBER', kso, ino8)
+  end
+  local append = slice and append_slice(kchunk, kindex, 0, slice, ino8)
+  check_counters()
+  -- Writes.
+  local av = put_attr(K[3], a)
+  redis.call('ZADD', K[2], 0, entry_member(name, typ, ino8))
+  if typ == T_LNK then redis.call('SET', K[4], VER .. A[3]) end
+  if kop then
+    redis.call('SADD', kop, opener)
+    redis.call('SADD', kso, ino8)
+  end
+  if append then append() end
+  add_counter(S.used, sp)
+  add_counter(S.total, 1)
+  local pv = put_attr(K[1], bump_dir(pa, is_dir and 1 or 0, time))
+  return { 'ok', av, pv }
+end

@@ -1,0 +1,159 @@
+-- rename: move parent/name to new_parent/new_name with NOREPLACE / EXCHANGE
+-- (logic::namespace::rename). The keys of the inodes both names point to, and of the
+-- ancestors of the destination directory (checked when a directory moves: it must not go
+-- below itself), are derived from what is read; or (strict_keys) declared by the client,
+-- which read them beforehand: the inodes both names pointed to (`expected`,
+-- `expected_replaced`; keys attr..replaced_openers) and, when a directory moves to another
+-- directory, the chain of ancestors of the destination (and, for EXCHANGE, of the source)
+-- directory (`chain`: 8-byte inode numbers, keys chain_attr...). A name that now points
+-- elsewhere, or an ancestor outside the chain, asks for a retry.
+-- KEYS: parent_attr parent_entries new_parent_attr new_parent_entries [attr replaced_attr replaced_entries replaced_symlink replaced_xattrs replaced_openers chain_attr...]
+-- FIXED: >c8c8Bc4c12c8c8 parent new_parent flags caller time expected expected_replaced
+-- ARGS: name new_name [chain]
+-- Reply: {'ok', ino8, attr, parent attr, new parent attr, replaced ino8 or nil,
+--         replaced attr or nil}
+OPS.rename = function(K, A)
+  local parent8, np8, flags, caller, time, expected, expected_rep =
+    struct.unpack('>c8c8Bc4c12c8c8', A[1])
+  local name, new_name = A[2], A[3]
+  local noreplace, exchange = flags == 1, flags == 2
+  local same_dir = parent8 == np8
+  local declared = K[5] ~= nil
+  local chain = {}
+  if declared then
+    for i, r in ipairs(records(A[4], 0)) do chain[r[1]] = K[10 + i] end
+  end
+
+  -- logic::namespace::check_not_below over the chain read beforehand.
+  local function check_not_below(dir, moving)
+    local cur = dir
+    for _ = 1, MAX_DEPTH do
+      if cur == moving then
+        fail('InvalidArgument', 'directory ' .. dec(moving) .. ' cannot move into its own subtree')
+      end
+      if cur == ROOT8 or cur == ZERO8 then return end
+      local key
+      if declared then
+        key = chain[cur]
+        if not key then retry('the ancestors of directory ' .. dec(dir) .. ' changed') end
+      else
+        key = ikey('i', cur)
+      end
+      cur = existing_attr(key, cur).parent
+    end
+    fail('Corrupted', 'directory ' .. dec(dir) .. ' is nested too deep (a parent loop?)')
+  end
+
+  local spa = dir_attr(K[1], parent8)
+  local dpa = spa
+  if not same_dir then dpa = live_dir_attr(K[3], np8) end
+  local src = dec(parent8) .. '/' .. show(name)
+  local dst = dec(np8) .. '/' .. show(new_name)
+  local se = get_entry(K[2], name)
+  if not se then fail('NotFound', src) end
+  if declared and se.ino ~= expected then retry('entry ' .. src .. ' changed') end
+  local ksa = declared and K[5] or ikey('i', se.ino)
+  local sa = existing_attr(ksa, se.ino)
+  check_sticky(spa, sa, caller, 'rename')
+  local de = get_entry(K[4], new_name)
+  if noreplace and de then fail('AlreadyExists', dst) end
+  local function unchanged()
+    return { 'ok', se.ino, enc_attr(sa), enc_attr(spa), enc_attr(dpa), false, false }
+  end
+  if same_dir and name == new_name then return unchanged() end
+  if exchange and not de then fail('NotFound', dst) end
+  -- rename(2): two names of one inode -> nothing happens.
+  if de and de.ino == se.ino then return unchanged() end
+  if declared and de and de.ino ~= expected_rep then retry('entry ' .. dst .. ' changed') end
+  -- The replaced inode's keys: attributes, entries, symlink, xattrs, openers.
+  local kda, kdd, kds, kdx, kdo
+  if declared then
+    kda, kdd, kds, kdx, kdo = K[6], K[7], K[8], K[9], K[10]
+  elseif de then
+    kda, kds, kdx, kdo, kdd = inode_keys(de.ino)
+  end
+  local s_is_dir = se.typ == T_DIR
+  if s_is_dir and not same_dir then check_not_below(np8, se.ino) end
+  local dsrc, ddst = 0, 0
+  local rep_ino, rep_attr = false, false
+
+  local function update_both()
+    if same_dir then
+      local v = put_attr(K[1], bump_dir(spa, dsrc + ddst, time))
+      return v, v
+    end
+    return put_attr(K[1], bump_dir(spa, dsrc, time)), put_attr(K[3], bump_dir(dpa, ddst, time))
+  end
+
+  local da, d_is_dir, drop, sustain
+  if de then
+    da = existing_attr(kda, de.ino)
+    check_sticky(dpa, da, caller, 'rename')
+    d_is_dir = de.typ == T_DIR
+    if exchange then
+      if d_is_dir and not same_dir then check_not_below(parent8, de.ino) end
+      -- Writes.
+      redis.call('ZREM', K[2], se.member)
+      redis.call('ZREM', K[4], de.member)
+      redis.call('ZADD', K[2], 0, entry_member(name, de.typ, de.ino))
+      redis.call('ZADD', K[4], 0, entry_member(new_name, se.typ, se.ino))
+      if not same_dir then
+        sa.parent = moved_parent(sa, parent8, np8)
+        da.parent = moved_parent(da, np8, parent8)
+        local moved = (s_is_dir and 1 or 0) - (d_is_dir and 1 or 0)
+        dsrc = dsrc - moved
+        ddst = ddst + moved
+      end
+      sa.ctime = time
+      da.ctime = time
+      local sv, dv = put_attr(ksa, sa), put_attr(kda, da)
+      local p, np = update_both()
+      return { 'ok', se.ino, sv, p, np, de.ino, dv }
+    end
+    if s_is_dir and not d_is_dir then fail('NotADirectory', dst .. ' is not a directory') end
+    if not s_is_dir and d_is_dir then fail('IsADirectory', dst .. ' is a directory') end
+    if d_is_dir then
+      if has_entries(kdd) then fail('NotEmpty', dst) end
+      drop = true
+    else
+      drop = da.nlink <= 1
+    end
+    if drop then
+      sustain = is_open(kdo)
+      if not sustain then check_counters() end
+    end
+  end
+  -- Writes.
+  if de then
+    redis.call('ZREM', K[4], de.member)
+    rep_ino = de.ino
+    if drop then
+      if sustain then
+        rep_attr = sustain_inode(kda, da, time)
+      else
+        delete_inode(kda, kds, kdx, de.ino, da)
+      end
+      if d_is_dir then
+        redis.call('DEL', kdd)
+        ddst = ddst - 1
+      end
+    else
+      da.nlink = da.nlink - 1
+      da.ctime = time
+      rep_attr = put_attr(kda, da)
+    end
+  end
+  redis.call('ZREM', K[2], se.member)
+  redis.call('ZADD', K[4], 0, entry_member(new_name, se.typ, se.ino))
+  if not same_dir then
+    sa.parent = moved_parent(sa, parent8, np8)
+    if s_is_dir then
+      dsrc = dsrc - 1
+      ddst = ddst + 1
+    end
+  end
+  sa.ctime = time
+  local sv = put_attr(ksa, sa)
+  local p, np = update_both()
+  return { 'ok', se.ino, sv, p, np, rep_ino, rep_attr }
+end

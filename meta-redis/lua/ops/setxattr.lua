@@ -1,0 +1,21 @@
+-- setxattr: set an extended attribute with CREATE / REPLACE semantics
+-- (logic::data::setxattr).
+-- KEYS: attr xattrs
+-- FIXED: >c8B ino flags
+-- ARGS: name value
+-- flags: 0, 1 = CREATE, 2 = REPLACE; xattrs is a hash name -> version byte .. value.
+-- Reply: {'ok'}
+OPS.setxattr = function(K, A)
+  local ino8, flags = struct.unpack('>c8B', A[1])
+  local name = A[2]
+  existing_attr(K[1], ino8)
+  local cur = redis.call('HGET', K[2], name)
+  if cur and string.sub(cur, 1, 1) ~= VER then
+    fail('Corrupted', 'xattr ' .. show(name) .. ' of inode ' .. dec(ino8) .. ': undecodable')
+  end
+  if flags == 1 and cur then fail('AlreadyExists', 'xattr ' .. show(name) .. ' of ' .. dec(ino8)) end
+  if flags == 2 and not cur then fail('NoData', 'xattr ' .. show(name) .. ' of ' .. dec(ino8)) end
+  -- Writes.
+  redis.call('HSET', K[2], name, VER .. A[3])
+  return { 'ok' }
+end

@@ -1,0 +1,46 @@
+-- unlink: remove a non-directory entry (logic::namespace::unlink). An inode some session
+-- holds open is kept (logic::namespace::remove_inode). The keys of the inode the entry names
+-- are derived from the entry, or (strict_keys) declared by the client, which read the entry
+-- beforehand (`expected`); if the entry now names another inode the op asks for a retry.
+-- KEYS: parent_attr parent_entries [attr symlink xattrs openers]
+-- FIXED: >c8c4c12c8 parent caller time expected
+-- ARGS: name
+-- Reply: {'ok', target ino8, target attr or nil when gone, parent attr}
+OPS.unlink = function(K, A)
+  local parent8, caller, time, expected = struct.unpack('>c8c4c12c8', A[1])
+  local name = A[2]
+  local pa = dir_attr(K[1], parent8)
+  local e = get_entry(K[2], name)
+  if not e then fail('NotFound', dec(parent8) .. '/' .. show(name)) end
+  if e.typ == T_DIR then fail('IsADirectory', dec(parent8) .. '/' .. show(name)) end
+  local kattr, ksym, kx, kop
+  if K[3] then
+    if e.ino ~= expected then retry('entry ' .. show(name) .. ' changed') end
+    kattr, ksym, kx, kop = K[3], K[4], K[5], K[6]
+  else
+    kattr, ksym, kx, kop = inode_keys(e.ino)
+  end
+  local a = get_attr(kattr, e.ino)
+  if a then check_sticky(pa, a, caller, 'unlink') end
+  local sustain = false
+  if a and a.nlink <= 1 then
+    sustain = is_open(kop)
+    if not sustain then check_counters() end
+  end
+  -- Writes.
+  redis.call('ZREM', K[2], e.member)
+  local left = false
+  if a then
+    if a.nlink > 1 then
+      a.nlink = a.nlink - 1
+      a.ctime = time
+      left = put_attr(kattr, a)
+    elseif sustain then
+      left = sustain_inode(kattr, a, time)
+    else
+      delete_inode(kattr, ksym, kx, e.ino, a)
+    end
+  end
+  local pv = put_attr(K[1], bump_dir(pa, 0, time))
+  return { 'ok', e.ino, left, pv }
+end

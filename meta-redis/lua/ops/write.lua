@@ -1,0 +1,25 @@
+-- write: append a slice to a chunk of a regular file, extending its length
+-- (logic::data::write). `error` is the slice error of logic::check_write ('' = valid).
+-- KEYS: attr chunk chunk_index
+-- FIXED: >c8I4c24c8c12 ino index slice end time
+-- ARGS: error
+-- Reply: {'ok', attr}
+OPS.write = function(K, A)
+  local ino8, indx, slice, send, time = struct.unpack('>c8I4c24c8c12', A[1])
+  local a = regular_file(K[1], ino8, 'write')
+  raise_arg(A[2])
+  local new_len = a.length
+  if bytes_lt(new_len, send) then new_len = send end
+  local delta = align(new_len) - align(a.length)
+  check_quota(delta, 0)
+  local append = append_slice(K[2], K[3], indx, slice, ino8)
+  if delta ~= 0 then counter(S.used, 'usedSpace') end
+  -- Writes.
+  append()
+  a.length = new_len
+  a.mtime = time
+  a.ctime = time
+  local av = put_attr(K[1], a)
+  if delta ~= 0 then add_counter(S.used, delta) end
+  return { 'ok', av }
+end

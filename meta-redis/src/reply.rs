@@ -1,0 +1,123 @@
+//! Turning reply values into meta's types.
+
+use meta_core::kv::{decode_attr, decode_entry};
+use meta_core::{Attr, Counter, Entry, Error, ErrorKind, Ino, Result};
+use redis::Value;
+
+/// The cursor and keys of a `SCAN` reply.
+pub(crate) fn parse_scan(v: Value) -> Result<(u64, Vec<Vec<u8>>)> {
+    let bad = || Error::new(ErrorKind::Internal, "redis: unexpected SCAN reply");
+    let Value::Array(mut parts) = v else {
+        return Err(bad());
+    };
+    if parts.len() != 2 {
+        return Err(bad());
+    }
+    let keys = parts.pop().ok_or_else(bad)?;
+    let cursor = parts.pop().ok_or_else(bad)?;
+    let cursor = match cursor {
+        Value::BulkString(b) => std::str::from_utf8(&b)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(bad)?,
+        Value::Int(n) => n as u64,
+        _ => return Err(bad()),
+    };
+    let Value::Array(keys) = keys else {
+        return Err(bad());
+    };
+    let keys = keys
+        .into_iter()
+        .filter_map(|k| match k {
+            Value::BulkString(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    Ok((cursor, keys))
+}
+
+pub(crate) fn internal(what: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Internal, what)
+}
+
+/// A reply value as bytes: `None` for nil; a server error in a read reply is classified.
+pub(crate) fn bytes(v: Value, what: &str) -> Result<Option<Vec<u8>>> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::BulkString(b) => Ok(Some(b)),
+        Value::SimpleString(s) => Ok(Some(s.into_bytes())),
+        Value::Okay => Ok(Some(b"OK".to_vec())),
+        Value::Int(n) => Ok(Some(n.to_string().into_bytes())),
+        Value::ServerError(e) if e.code() == "WRONGTYPE" => Err(Error::new(
+            ErrorKind::Corrupted,
+            format!("{what}: a key holds the wrong Redis type"),
+        )),
+        Value::ServerError(e) => Err(Error::new(
+            ErrorKind::Unavailable,
+            format!("{what}: redis: {} {}", e.code(), e.details().unwrap_or("")),
+        )),
+        other => Err(internal(format!("{what}: unexpected reply {other:?}"))),
+    }
+}
+
+/// A reply value as a list (array, set or flattened map).
+pub(crate) fn list(v: Value, what: &str) -> Result<Vec<Value>> {
+    match v {
+        Value::Array(a) | Value::Set(a) => Ok(a),
+        Value::Map(m) => Ok(m.into_iter().flat_map(|(k, v)| [k, v]).collect()),
+        Value::Nil => Ok(Vec::new()),
+        other => {
+            bytes(other, what)?;
+            Err(internal(format!("{what}: expected a list")))
+        }
+    }
+}
+
+pub(crate) fn attr_of(v: Value, ino: Ino) -> Result<Option<Attr>> {
+    bytes(v, "attributes")?
+        .map(|b| decode_attr(&b).map_err(|e| e.context_prefix(format!("inode {ino}"))))
+        .transpose()
+}
+
+pub(crate) fn counter_of(v: Value, c: Counter) -> Result<i64> {
+    match bytes(v, c.name())? {
+        None => Ok(0),
+        Some(b) => std::str::from_utf8(&b)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Corrupted,
+                    format!("counter {} is not an integer", c.name()),
+                )
+            }),
+    }
+}
+
+/// Splits an entry member `name \0 entry` and decodes the entry.
+pub(crate) fn split_member(m: &[u8]) -> Result<(Vec<u8>, Entry)> {
+    let z = m
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(|| Error::new(ErrorKind::Corrupted, "entry without a name separator"))?;
+    let name = m[..z].to_vec();
+    let e = decode_entry(&m[z + 1..])
+        .map_err(|e| e.context_prefix(format!("entry {}", meta_core::types::show_name(&name))))?;
+    Ok((name, e))
+}
+
+pub(crate) fn zero_inode() -> Error {
+    Error::new(ErrorKind::InvalidArgument, "inode 0 is never valid")
+}
+
+pub(crate) fn not_found(what: impl Into<String>) -> Error {
+    Error::new(ErrorKind::NotFound, what)
+}
+
+pub(crate) fn take(v: &mut Vec<Value>) -> Value {
+    if v.is_empty() {
+        Value::Nil
+    } else {
+        v.remove(0)
+    }
+}
