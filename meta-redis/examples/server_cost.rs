@@ -7,8 +7,8 @@
 //! script time (the `usec` of `EVALSHA`/`EVAL`/`FCALL`/`FCALL_RO` in `INFO commandstats`,
 //! nested commands included), and calls per op of each top-level command kind.
 //!
-//! `memory` mode: `used_memory` growth per file for N empty files in D directories, and again
-//! for N files with one slice each.
+//! `memory` mode: `used_memory` growth per file for N empty files (named `file0`, `file1`,
+//! ...) in D directories, and again for N files with one slice each.
 //!
 //! Only the public API is used, so the same file builds against an older meta-redis to
 //! compare in one session against one server.
@@ -140,7 +140,8 @@ fn report(phase: &str, n: u64, secs: f64, a: &Snap, b: &Snap) {
 }
 
 async fn open(a: &Args) -> anyhow::Result<(RedisBackend, Meta)> {
-    let prefix = format!("cost{:08x}", rand::random::<u32>());
+    // A short prefix, as a deployment would use (every key carries it).
+    let prefix = format!("m{:04x}", rand::random::<u16>());
     let sep = if a.url.contains('?') { '&' } else { '?' };
     let (u, mut opts) = meta_redis::parse_url(&format!("{}{sep}prefix={prefix}", a.url))?;
     for kv in a.opts.split('&').filter(|s| !s.is_empty()) {

@@ -23,8 +23,12 @@
 local T_REG, T_DIR, T_LNK = 1, 2, 3
 local U32MAX = 4294967295
 local ATTR = '>BBHc4c4c4c12c12c12I4c8c8c1'
+-- The nanoseconds of the three times (bytes 25..28, 37..40, 49..52).
+local ATTR_NS = '>' .. 'xxxxxxxxxxxxxxxxxxxxxxxx' .. 'I4xxxxxxxxI4xxxxxxxxI4'
 
 local OPS = {}
+-- (A Functions library runs this file once at load, where only `redis.register_function`
+-- and plain Lua are available: no library call such as `string.rep` at this level.)
 
 -- Ends the op with a POSIX error (only before the first write).
 local function fail(kind, msg)
@@ -46,25 +50,28 @@ local function raise_arg(e)
   end
 end
 
--- a < b for equal-length byte strings (unsigned, big-endian), independent of the locale.
-local function bytes_lt(a, b)
-  for i = 1, #a do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return false
+-- a < b for two 8-byte big-endian unsigned numbers, independent of the locale (Lua's `<`
+-- on strings uses strcoll).
+local function u64_lt(a, b)
+  local ah, al = struct.unpack('>I4I4', a)
+  local bh, bl = struct.unpack('>I4I4', b)
+  return ah < bh or (ah == bh and al < bl)
 end
 
 -- The later of two 12-byte times (signed 64-bit seconds, then unsigned nanoseconds).
 local function tmax(a, b)
   if a == b then return a end
-  local a1, b1 = string.byte(a, 1), string.byte(b, 1)
-  if a1 ~= b1 then
-    -- The sign bit flipped makes two's complement order unsigned.
-    if (a1 + 128) % 256 < (b1 + 128) % 256 then return b end
+  local ah, al, an = struct.unpack('>i4I4I4', a)
+  local bh, bl, bn = struct.unpack('>i4I4I4', b)
+  if ah ~= bh then
+    if ah < bh then return b end
     return a
   end
-  if bytes_lt(a, b) then return b end
+  if al ~= bl then
+    if al < bl then return b end
+    return a
+  end
+  if an < bn then return b end
   return a
 end
 
@@ -155,8 +162,8 @@ local function dec_attr(v, ino8)
     struct.unpack(ATTR, v)
   if ver ~= 1 then bad_attr(ino8, 'undecodable attributes (version ' .. ver .. ')') end
   if typ < 1 or typ > 7 then bad_attr(ino8, 'unknown file type code ' .. typ) end
-  if struct.unpack('>I4', v, 25) >= 1000000000 or struct.unpack('>I4', v, 37) >= 1000000000
-    or struct.unpack('>I4', v, 49) >= 1000000000 then
+  local an, mn, cn = struct.unpack(ATTR_NS, v)
+  if an >= 1000000000 or mn >= 1000000000 or cn >= 1000000000 then
     bad_attr(ino8, 'bad nanoseconds')
   end
   return { typ = typ, mode = mode, uid = uid, gid = gid, rdev = rdev, atime = at, mtime = mt,
@@ -391,7 +398,24 @@ local function delete_inode(kattr, ksymlink, kxattr, ino8, a)
   add_counter(S.total, -1)
 end
 
--- Chunks: `VER .. slices` strings, 24 bytes per slice; a ZSET of chunk indexes per inode ----
+-- Chunks: `VER .. slices` strings, 24 bytes per slice. Chunk 0 (most files' only chunk) is
+-- found by its key; the indexes of the others are in the inode's chunk index ZSET ---------
+
+local function index_chunk(kindex, indx)
+  if indx ~= 0 then redis.call('ZADD', kindex, indx, indx) end
+end
+
+local function unindex_chunk(kindex, indx)
+  if indx ~= 0 and indx ~= '0' then redis.call('ZREM', kindex, indx) end
+end
+
+-- An inode's chunk indexes from `from` on (decimal strings, increasing): chunk 0 when its key
+-- `key0` exists, then the indexed ones.
+local function chunk_indexes(kindex, from, key0)
+  local idxs = redis.call('ZRANGEBYSCORE', kindex, math.max(from, 1), '+inf')
+  if from == 0 and redis.call('EXISTS', key0) == 1 then table.insert(idxs, 1, '0') end
+  return idxs
+end
 
 local function check_chunk(v, what)
   if #v < 1 or string.byte(v, 1) ~= 1 or (#v - 1) % 24 ~= 0 then
@@ -400,8 +424,9 @@ local function check_chunk(v, what)
 end
 
 -- The chunk keys of an inode, decimal index -> key: those the client listed (`indexes`: u32
--- each, keys from K[first] on; an index found that is not listed asks for a retry), or,
--- when it listed none (`indexes` nil), derived for any index.
+-- each, keys from K[first] on, chunk 0 always among them when the op starts at chunk 0; an
+-- index found that is not listed asks for a retry), or, when it listed none (`indexes`
+-- nil), derived for any index.
 local function chunk_keys(ino8, indexes, K, first)
   if not indexes then
     return setmetatable({}, { __index = function(_, idx) return chunk_key(ino8, idx) end })
@@ -420,8 +445,8 @@ local function truncate_check(t)
   local delta = align(t.length) - align(t.a.length)
   check_quota(delta, 0)
   local plan = { chunks = {}, pending = {}, delta = delta }
-  if bytes_lt(t.length, t.a.length) then
-    local idxs = redis.call('ZRANGEBYSCORE', t.kindex, t.cut_indx, '+inf')
+  if u64_lt(t.length, t.a.length) then
+    local idxs = chunk_indexes(t.kindex, t.cut_indx, t.chunk_keys['0'])
     for _, idx in ipairs(idxs) do
       local key = t.chunk_keys[idx]
       if not key then retry('the chunks of inode ' .. dec(t.ino) .. ' changed') end
@@ -452,7 +477,7 @@ local function truncate_apply(t, plan, time)
   for _, c in ipairs(plan.chunks) do
     if c.kept == '' then
       redis.call('DEL', c.key)
-      redis.call('ZREM', t.kindex, c.idx)
+      unindex_chunk(t.kindex, c.idx)
     else
       redis.call('SET', c.key, VER .. c.kept)
     end
@@ -480,7 +505,7 @@ local function append_slice(kchunk, kindex, indx, slice, ino8)
     else
       redis.call('SET', kchunk, VER .. slice)
     end
-    redis.call('ZADD', kindex, indx, indx)
+    index_chunk(kindex, indx)
   end
 end
 

@@ -263,7 +263,8 @@ fn op_result(op: &Op, v: Value) -> Result<OpOutput> {
 enum Slot {
     Src(usize),
     Dst(usize),
-    Chunks(usize),
+    /// The op's chunks; true when it starts at chunk 0.
+    Chunks(usize, bool),
     Opens(usize),
     Places(usize),
     Fields(usize),
@@ -305,10 +306,12 @@ async fn preread(
     let mut p = pipe();
     p.ignore_errors();
     let mut slots = Vec::new();
+    // The indexed chunks (1 and up) from `from` on; chunk 0 is listed whenever the op starts
+    // there (the op checks whether it exists).
     let chunk_read = |p: &mut Pipeline, ino: Ino, from: u64| {
         p.cmd("ZRANGEBYSCORE")
             .arg(l.chunk_index(ino))
-            .arg(from)
+            .arg(from.max(1))
             .arg("+inf");
     };
     for (k, &i) in pending.iter().enumerate() {
@@ -347,17 +350,17 @@ async fn preread(
             }
             Op::Truncate { ino, length, .. } => {
                 chunk_read(&mut p, *ino, length >> CHUNK_BITS);
-                slots.push(Slot::Chunks(k));
+                slots.push(Slot::Chunks(k, length >> CHUNK_BITS == 0));
             }
             Op::SetAttr {
                 ino, mask, values, ..
             } if mask.contains(SetAttrMask::SIZE) => {
                 chunk_read(&mut p, *ino, values.size >> CHUNK_BITS);
-                slots.push(Slot::Chunks(k));
+                slots.push(Slot::Chunks(k, values.size >> CHUNK_BITS == 0));
             }
             Op::ClearPendingFile { ino } => {
                 chunk_read(&mut p, *ino, 0);
-                slots.push(Slot::Chunks(k));
+                slots.push(Slot::Chunks(k, true));
             }
             Op::CloseSession { sid, .. } => {
                 p.cmd("SMEMBERS").arg(l.session_opens(*sid));
@@ -388,12 +391,14 @@ async fn preread(
         match slot {
             Slot::Src(k) => known[k].src = first_entry(items),
             Slot::Dst(k) => known[k].dst = first_entry(items),
-            Slot::Chunks(k) => {
-                known[k].chunks = items
-                    .into_iter()
-                    .filter_map(|v| bytes(v, "chunk index").ok().flatten())
-                    .filter_map(|b| std::str::from_utf8(&b).ok()?.parse::<u32>().ok())
-                    .collect();
+            Slot::Chunks(k, from_zero) => {
+                known[k].chunks = from_zero.then_some(0).into_iter().collect();
+                known[k].chunks.extend(
+                    items
+                        .into_iter()
+                        .filter_map(|v| bytes(v, "chunk index").ok().flatten())
+                        .filter_map(|b| std::str::from_utf8(&b).ok()?.parse::<u32>().ok()),
+                );
             }
             Slot::Opens(k) => {
                 known[k].opens = items

@@ -81,16 +81,10 @@ impl Layout {
         format!("{}c{}_{indx}", self.tag, ino.0)
     }
 
-    /// `{prefix}k{ino}`: the indexes of an inode's chunks, a ZSET (member = decimal index,
-    /// score = index).
+    /// `{prefix}k{ino}`: the indexes of an inode's chunks other than chunk 0 (which is found
+    /// by its key: most files have no other), a ZSET (member = decimal index, score = index).
     pub fn chunk_index(&self, ino: Ino) -> String {
         self.ino_key('k', ino)
-    }
-
-    /// `{prefix}inodes`: live inode numbers, a ZSET of 8-byte big-endian members with score 0
-    /// (for `scan_inodes`, in numeric order).
-    pub fn inodes(&self) -> String {
-        format!("{}inodes", self.tag)
     }
 
     /// `{prefix}pendingFiles`: deleted files whose data awaits deletion, a hash 8-byte inode →
@@ -150,11 +144,6 @@ impl Layout {
     /// `{prefix}sl{sid}`: where a session holds locks, a set of `F`/`P` + 8-byte inode.
     pub fn session_locks(&self, sid: Sid) -> String {
         format!("{}sl{sid}", self.tag)
-    }
-
-    /// `{prefix}t{token}`: the sequence token of one round of a batch (short-lived).
-    pub fn token(&self, token: u64) -> String {
-        format!("{}t{token:016x}", self.tag)
     }
 }
 

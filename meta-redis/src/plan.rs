@@ -188,7 +188,7 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                 v.extend_from_slice(&i.length.to_be_bytes());
                 if let Some(s) = &i.slice {
                     encode_slice(&mut v, s);
-                    keys.extend([l.chunk(*ino, 0), l.chunk_index(*ino)]);
+                    keys.push(l.chunk(*ino, 0));
                 }
                 args.push(v);
             }

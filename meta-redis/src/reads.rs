@@ -325,14 +325,15 @@ impl Inner {
         let v = inner
             .conn
             .cmd(
-                cmd("ZRANGE")
+                cmd("ZRANGEBYSCORE")
                     .arg(inner.layout.chunk_index(ino))
-                    .arg(0)
-                    .arg(-1),
+                    .arg(1)
+                    .arg("+inf"),
             )
             .await
             .map_err(|e| classify(e, Stage::Read, &inner.target))?;
-        let mut idxs = Vec::new();
+        // Chunk 0 is not indexed: always looked up (a missing chunk is skipped below).
+        let mut idxs = vec![0];
         for m in list(v, "chunk index")? {
             let m = bytes(m, "chunk index")?.unwrap_or_default();
             let i = std::str::from_utf8(&m)

@@ -47,7 +47,7 @@ macro_rules! layouts {
 
 layouts! {
     1 "mknod"
-        keys "parent_attr parent_entries attr symlink [openers session_opens] [chunk chunk_index]"
+        keys "parent_attr parent_entries attr symlink [openers session_opens] [chunk]"
         fixed ">c8c8BHc4c4c4c12c8 parent ino type mode uid gid rdev time opener"
         args "name target [imported]";
     2 "link"

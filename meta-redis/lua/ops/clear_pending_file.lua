@@ -15,7 +15,7 @@ OPS.clear_pending_file = function(K, A)
   if not raw_attr(K[1]) then
     local known = chunk_keys(ino8, A[2], K, 3)
     doomed = {}
-    for _, idx in ipairs(redis.call('ZRANGE', K[2], 0, -1)) do
+    for _, idx in ipairs(chunk_indexes(K[2], 0, known['0'])) do
       local key = known[idx]
       if not key then retry('the chunks of inode ' .. dec(ino8) .. ' changed') end
       doomed[#doomed + 1] = key

@@ -1,17 +1,18 @@
 -- mknod: create an inode of any type under a directory (logic::namespace::mknod), optionally
 -- opened by a session and, for `meta import`, with its recorded times, length and first
 -- slice.
--- KEYS: parent_attr parent_entries attr symlink [openers session_opens] [chunk chunk_index]
+-- KEYS: parent_attr parent_entries attr symlink [openers session_opens] [chunk]
 -- FIXED: >c8c8BHc4c4c4c12c8 parent ino type mode uid gid rdev time opener
 -- ARGS: name target [imported]
 -- imported: atime12 mtime12 ctime12 length8 [slice24]; openers/session_opens present when
--- opener is not zero, chunk/chunk_index when the imported record has a slice.
+-- opener is not zero, chunk (chunk 0, which is not indexed) when the imported record has a
+-- slice.
 -- Reply: {'ok', attr, parent attr}
 OPS.mknod = function(K, A)
   local parent8, ino8, typ, mode, uid, gid, rdev, time, opener =
     struct.unpack('>c8c8BHc4c4c4c12c8', A[1])
   local name, imported = A[2], A[4]
-  local kop, kso, kchunk, kindex
+  local kop, kso, kchunk
   local ko = 5
   if opener ~= ZERO8 then
     kop, kso, ko = K[5], K[6], 7
@@ -21,7 +22,7 @@ OPS.mknod = function(K, A)
     atime, mtime, ctime, length = struct.unpack('>c12c12c12c8', imported)
     if #imported > 44 then
       slice = string.sub(imported, 45)
-      kchunk, kindex = K[ko], K[ko + 1]
+      kchunk = K[ko]
     end
   end
   local pa = live_dir_attr(K[1], parent8)
@@ -56,7 +57,7 @@ OPS.mknod = function(K, A)
     redis.call('SISMEMBER', kop, opener)
     redis.call('SISMEMBER', kso, ino8)
   end
-  local append = slice and append_slice(kchunk, kindex, 0, slice, ino8)
+  local append = slice and append_slice(kchunk, nil, 0, slice, ino8)
   check_counters()
   -- Writes.
   local av = put_attr(K[3], a)

@@ -12,6 +12,38 @@
 -- ARGS: name new_name [chain]
 -- Reply: {'ok', ino8, attr, parent attr, new parent attr, replaced ino8 or nil,
 --         replaced attr or nil}
+-- logic::namespace::check_not_below: EINVAL when `dir` is `moving` or lies below it. With
+-- declared keys the walk uses `chain` (inode -> attribute key) and asks for a retry when it
+-- leaves it; else the keys are derived.
+local function check_not_below(dir, moving, chain)
+  local cur = dir
+  for _ = 1, MAX_DEPTH do
+    if cur == moving then
+      fail('InvalidArgument', 'directory ' .. dec(moving) .. ' cannot move into its own subtree')
+    end
+    if cur == ROOT8 or cur == ZERO8 then return end
+    local key
+    if chain then
+      key = chain[cur]
+      if not key then retry('the ancestors of directory ' .. dec(dir) .. ' changed') end
+    else
+      key = ikey('i', cur)
+    end
+    cur = existing_attr(key, cur).parent
+  end
+  fail('Corrupted', 'directory ' .. dec(dir) .. ' is nested too deep (a parent loop?)')
+end
+
+-- Both parents after a rename: nlink changed by dsrc / ddst, times raised to `time` (one
+-- directory when the rename stays in it). Returns their encodings.
+local function update_parents(K, spa, dpa, same_dir, dsrc, ddst, time)
+  if same_dir then
+    local v = put_attr(K[1], bump_dir(spa, dsrc + ddst, time))
+    return v, v
+  end
+  return put_attr(K[1], bump_dir(spa, dsrc, time)), put_attr(K[3], bump_dir(dpa, ddst, time))
+end
+
 OPS.rename = function(K, A)
   local parent8, np8, flags, caller, time, expected, expected_rep =
     struct.unpack('>c8c8Bc4c12c8c8', A[1])
@@ -19,52 +51,32 @@ OPS.rename = function(K, A)
   local noreplace, exchange = flags == 1, flags == 2
   local same_dir = parent8 == np8
   local declared = K[5] ~= nil
-  local chain = {}
+  local chain = nil
   if declared then
+    chain = {}
     for i, r in ipairs(records(A[4], 0)) do chain[r[1]] = K[10 + i] end
-  end
-
-  -- logic::namespace::check_not_below over the chain read beforehand.
-  local function check_not_below(dir, moving)
-    local cur = dir
-    for _ = 1, MAX_DEPTH do
-      if cur == moving then
-        fail('InvalidArgument', 'directory ' .. dec(moving) .. ' cannot move into its own subtree')
-      end
-      if cur == ROOT8 or cur == ZERO8 then return end
-      local key
-      if declared then
-        key = chain[cur]
-        if not key then retry('the ancestors of directory ' .. dec(dir) .. ' changed') end
-      else
-        key = ikey('i', cur)
-      end
-      cur = existing_attr(key, cur).parent
-    end
-    fail('Corrupted', 'directory ' .. dec(dir) .. ' is nested too deep (a parent loop?)')
   end
 
   local spa = dir_attr(K[1], parent8)
   local dpa = spa
   if not same_dir then dpa = live_dir_attr(K[3], np8) end
-  local src = dec(parent8) .. '/' .. show(name)
-  local dst = dec(np8) .. '/' .. show(new_name)
+  -- The names for messages (built only when an op fails: dec costs a string.format).
+  local function src() return dec(parent8) .. '/' .. show(name) end
+  local function dst() return dec(np8) .. '/' .. show(new_name) end
   local se = get_entry(K[2], name)
-  if not se then fail('NotFound', src) end
-  if declared and se.ino ~= expected then retry('entry ' .. src .. ' changed') end
+  if not se then fail('NotFound', src()) end
+  if declared and se.ino ~= expected then retry('entry ' .. src() .. ' changed') end
   local ksa = declared and K[5] or ikey('i', se.ino)
   local sa = existing_attr(ksa, se.ino)
   check_sticky(spa, sa, caller, 'rename')
   local de = get_entry(K[4], new_name)
-  if noreplace and de then fail('AlreadyExists', dst) end
-  local function unchanged()
+  if noreplace and de then fail('AlreadyExists', dst()) end
+  -- rename(2): the same name, or two names of one inode -> nothing happens.
+  if (same_dir and name == new_name) or (de and de.ino == se.ino) then
     return { 'ok', se.ino, enc_attr(sa), enc_attr(spa), enc_attr(dpa), false, false }
   end
-  if same_dir and name == new_name then return unchanged() end
-  if exchange and not de then fail('NotFound', dst) end
-  -- rename(2): two names of one inode -> nothing happens.
-  if de and de.ino == se.ino then return unchanged() end
-  if declared and de and de.ino ~= expected_rep then retry('entry ' .. dst .. ' changed') end
+  if exchange and not de then fail('NotFound', dst()) end
+  if declared and de and de.ino ~= expected_rep then retry('entry ' .. dst() .. ' changed') end
   -- The replaced inode's keys: attributes, entries, symlink, xattrs, openers.
   local kda, kdd, kds, kdx, kdo
   if declared then
@@ -73,17 +85,9 @@ OPS.rename = function(K, A)
     kda, kds, kdx, kdo, kdd = inode_keys(de.ino)
   end
   local s_is_dir = se.typ == T_DIR
-  if s_is_dir and not same_dir then check_not_below(np8, se.ino) end
+  if s_is_dir and not same_dir then check_not_below(np8, se.ino, chain) end
   local dsrc, ddst = 0, 0
   local rep_ino, rep_attr = false, false
-
-  local function update_both()
-    if same_dir then
-      local v = put_attr(K[1], bump_dir(spa, dsrc + ddst, time))
-      return v, v
-    end
-    return put_attr(K[1], bump_dir(spa, dsrc, time)), put_attr(K[3], bump_dir(dpa, ddst, time))
-  end
 
   local da, d_is_dir, drop, sustain
   if de then
@@ -91,7 +95,7 @@ OPS.rename = function(K, A)
     check_sticky(dpa, da, caller, 'rename')
     d_is_dir = de.typ == T_DIR
     if exchange then
-      if d_is_dir and not same_dir then check_not_below(parent8, de.ino) end
+      if d_is_dir and not same_dir then check_not_below(parent8, de.ino, chain) end
       -- Writes.
       redis.call('ZREM', K[2], se.member)
       redis.call('ZREM', K[4], de.member)
@@ -107,13 +111,13 @@ OPS.rename = function(K, A)
       sa.ctime = time
       da.ctime = time
       local sv, dv = put_attr(ksa, sa), put_attr(kda, da)
-      local p, np = update_both()
+      local p, np = update_parents(K, spa, dpa, same_dir, dsrc, ddst, time)
       return { 'ok', se.ino, sv, p, np, de.ino, dv }
     end
-    if s_is_dir and not d_is_dir then fail('NotADirectory', dst .. ' is not a directory') end
-    if not s_is_dir and d_is_dir then fail('IsADirectory', dst .. ' is a directory') end
+    if s_is_dir and not d_is_dir then fail('NotADirectory', dst() .. ' is not a directory') end
+    if not s_is_dir and d_is_dir then fail('IsADirectory', dst() .. ' is a directory') end
     if d_is_dir then
-      if has_entries(kdd) then fail('NotEmpty', dst) end
+      if has_entries(kdd) then fail('NotEmpty', dst()) end
       drop = true
     else
       drop = da.nlink <= 1
@@ -154,6 +158,6 @@ OPS.rename = function(K, A)
   end
   sa.ctime = time
   local sv = put_attr(ksa, sa)
-  local p, np = update_both()
+  local p, np = update_parents(K, spa, dpa, same_dir, dsrc, ddst, time)
   return { 'ok', se.ino, sv, p, np, rep_ino, rep_attr }
 end

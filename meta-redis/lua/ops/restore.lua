@@ -43,10 +43,10 @@ OPS.restore = function(K, A)
     local key = K[kbase + c]
     if #arg == 4 then
       redis.call('DEL', key)
-      redis.call('ZREM', K[4], idx)
+      unindex_chunk(K[4], idx)
     else
       redis.call('SET', key, VER .. string.sub(arg, 5))
-      redis.call('ZADD', K[4], idx, idx)
+      index_chunk(K[4], idx)
     end
   end
   local old_space = 0

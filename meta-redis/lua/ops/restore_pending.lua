@@ -19,10 +19,10 @@ OPS.restore_pending = function(K, A)
     local key = K[c]
     if #arg == 4 then
       redis.call('DEL', key)
-      redis.call('ZREM', K[2], idx)
+      unindex_chunk(K[2], idx)
     else
       redis.call('SET', key, VER .. string.sub(arg, 5))
-      redis.call('ZADD', K[2], idx, idx)
+      index_chunk(K[2], idx)
     end
   end
   if file == 1 then

@@ -9,7 +9,7 @@ OPS.write = function(K, A)
   local a = regular_file(K[1], ino8, 'write')
   raise_arg(A[2])
   local new_len = a.length
-  if bytes_lt(new_len, send) then new_len = send end
+  if u64_lt(new_len, send) then new_len = send end
   local delta = align(new_len) - align(a.length)
   check_quota(delta, 0)
   local append = append_slice(K[2], K[3], indx, slice, ino8)
