@@ -1,16 +1,25 @@
 -- batch.lua: the entry point that applies a batch of ops in one call.
 --
 -- keys: the batch's shared keys (limits, usedSpace, totalInodes, sessions, pending files,
---       pending slices), then each op's keys in order.
+--       pending slices), then the round's sequence token key when argv[3] is not empty,
+--       then each op's keys in order.
 -- argv: argv[1] = the header, 5 bytes per op (`>BHH`: op code, number of keys, number of
---       arguments); argv[2] = the volume's key tag `{prefix}` (for derived keys); then each
---       op's arguments in order.
+--       arguments); argv[2] = the volume's key tag `{prefix}` (for derived keys); argv[3] =
+--       '' for a call alone in its round, else `>HH` (this call's position, number of calls
+--       in the round); then each op's arguments in order.
 -- Reply: {stop, message, result 1, result 2, ...}: one result per op that ran, in order;
 --   stop = 'done' (every op ran), 'retry' (the next op found what the client read changed;
---   nothing of it was written) or 'fault' (the next op raised a server error, message =
---   the error; writes it made before are kept, as for any Redis script).
+--   nothing of it was written), 'fault' (the next op raised a server error, message =
+--   the error; writes it made before are kept, as for any Redis script) or 'skip' (an
+--   earlier call of the round did not finish: nothing ran).
 -- Ops apply in order, each atomic on its own; op i sees the effects of ops before it. The
 -- attribute and counter caches (lib.lua) are written back before the reply.
+--
+-- A round of several calls is sent as one pipeline. The sequence token keeps them in order
+-- across a stop: call 0 runs; call p > 0 runs only when the token reads p, i.e. every
+-- earlier call ran to its end. A call that ends 'done' with calls after it sets the token
+-- to p + 1 (expiring after 60 s, in case the client goes away); the last call, or one that
+-- stops, deletes it, so the calls after a stop answer 'skip'.
 
 local NSHARED = 6
 
@@ -26,10 +35,16 @@ local function slice(t, from, count)
 end
 
 local function batch(keys, argv)
+  local seq, pos, count
+  local kp, ap = NSHARED + 1, 4
+  if argv[3] ~= '' then
+    pos, count = struct.unpack('>HH', argv[3])
+    seq, kp = keys[NSHARED + 1], NSHARED + 2
+    if pos > 0 and redis.call('GET', seq) ~= tostring(pos) then return { 'skip', '' } end
+  end
   begin_batch(keys, argv[2])
   local hdr = argv[1]
   local out = { 'done', '' }
-  local kp, ap = NSHARED + 1, 3
   for i = 1, #hdr / 5 do
     local code, nk, na = struct.unpack('>BHH', hdr, 5 * i - 4)
     local f = OP_BY_CODE[code]
@@ -53,5 +68,12 @@ local function batch(keys, argv)
     end
   end
   flush_batch()
+  if seq then
+    if out[1] == 'done' and pos + 1 < count then
+      redis.call('SET', seq, tostring(pos + 1), 'PX', 60000)
+    elseif pos > 0 then
+      redis.call('DEL', seq)
+    end
+  end
   return out
 end

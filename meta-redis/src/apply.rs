@@ -1,14 +1,15 @@
-//! `apply`: a batch as one call of the library's `batch` entry point.
+//! `apply`: a batch as one round trip of calls of the library's `batch` entry point.
 //!
 //! A round is: (1) one pipeline of reads for the keys some ops cannot know beforehand (the
 //! inode an entry names, an inode's chunk indexes, a directory's ancestors, a session's
 //! holdings, a lock hash) — skipped when no op of the round needs them, so a batch of
-//! creates is exactly one round trip; (2) one call carrying every op of the round, applied in
-//! order, each atomic on its own. An op re-checks what was read and, when it changed (another
-//! client, or an earlier op of the same batch), stops the call there ("retry"): the next
-//! round reads again and resumes at that op. A call carries at most [`MAX_CALL_OPS`] ops and
-//! about [`MAX_CALL_BYTES`] bytes, so one call never blocks the server for long; more ops
-//! take more rounds, in order.
+//! creates is exactly one round trip; (2) one pipeline of calls carrying every op of the
+//! round, applied in order, each atomic on its own. A call carries at most
+//! [`MAX_CALL_OPS`] ops and about [`MAX_CALL_BYTES`] bytes, so one call never blocks the
+//! server for long; a round carries at most [`MAX_ROUND_OPS`]. An op re-checks what was read
+//! and, when it changed (another client, or an earlier op of the same batch), stops its call
+//! there ("retry"); a sequence token (`lua/batch.lua`) makes the round's later calls skip,
+//! and the next round reads again and resumes at that op.
 
 use std::time::Duration;
 
@@ -21,17 +22,24 @@ use meta_core::{
 use redis::{Pipeline, Value, pipe};
 
 use crate::Inner;
+use crate::calls::CallArgs;
 use crate::error::{Stage, classify, did_not_run};
 use crate::plan::{Call, Known, kind_from_name, plan, shared_keys};
 use crate::reply::{bytes, internal, list, split_member};
 use crate::scripts::Entry as Fn;
 
 /// Most ops one call carries (also [`crate::MAX_BATCH_OPS`], the most the batcher sends per
-/// `apply`, so a batch is one call). Measured on Redis 7.0.15 (docs/benchmarks.md): a
-/// create costs ≈ 5 µs of server time inside a call, so 256 creates block the server for
-/// ≈ 1.3 ms; the heaviest ops (a release of many inodes, a rename walking a deep chain)
-/// are also bounded by [`MAX_CALL_BYTES`].
-pub const MAX_CALL_OPS: usize = 256;
+/// `apply`, so a batch is one call). Measured on Redis 7.0.15 (docs/benchmarks.md, SLOWLOG
+/// during `meta import`): a create with one slice costs ≈ 11 µs of server time inside a
+/// call, so 160 of them block the server for ≈ 1.8 ms, under the ≈ 2 ms a call may take;
+/// the heaviest ops (a release of many inodes, a rename walking a deep chain) are also
+/// bounded by [`MAX_CALL_BYTES`].
+pub const MAX_CALL_OPS: usize = 160;
+
+/// Most ops one round carries (also [`crate::MAX_BATCH_OPS`]): up to 7 calls of
+/// [`MAX_CALL_OPS`] sent as one pipeline, so a batch of 1,024 creates is one round trip
+/// while no single call holds the server for more than ≈ 2 ms.
+pub const MAX_ROUND_OPS: usize = 1024;
 
 /// About the most bytes of keys and arguments one call carries (at least one op always
 /// goes, whatever its size).
@@ -53,6 +61,8 @@ enum Stop {
     Retry,
     /// The op after the last result raised a server error (the message).
     Fault(String),
+    /// An earlier call of the round did not run to its end; this one did nothing.
+    Skip,
 }
 
 /// Applies `ops` in rounds (see the module doc).
@@ -66,7 +76,7 @@ pub(crate) async fn apply(inner: &Inner, ops: &[Op]) -> Result<Vec<Result<OpOutp
     loop {
         let pending: Vec<usize> = (0..ops.len())
             .filter(|&i| results[i].is_none())
-            .take(MAX_CALL_OPS)
+            .take(MAX_ROUND_OPS)
             .collect();
         if pending.is_empty() {
             break;
@@ -76,34 +86,48 @@ pub(crate) async fn apply(inner: &Inner, ops: &[Op]) -> Result<Vec<Result<OpOutp
             Ok(k) => k,
             Err(e) => return finish(results, e, ran_any),
         };
-        let mut calls: Vec<(usize, Call)> = Vec::with_capacity(pending.len());
-        let mut size = 0;
+        let mut planned: Vec<(usize, Call)> = Vec::with_capacity(pending.len());
         for (&i, k) in pending.iter().zip(&known) {
-            let c = match plan(&inner.layout, &ops[i], k, declared) {
-                Ok(c) => c,
+            match plan(&inner.layout, &ops[i], k, declared) {
+                Ok(c) => planned.push((i, c)),
                 Err(e) => return finish(results, e, ran_any),
-            };
-            if !calls.is_empty() && size + c.size() > MAX_CALL_BYTES {
-                break;
             }
-            size += c.size();
-            calls.push((i, c));
         }
-        let (stop, replies) = match send(inner, &calls).await {
+        let groups = group(&planned);
+        let outcomes = match send(inner, &planned, &groups).await {
             Ok(r) => r,
             Err(e) => return finish(results, e, ran_any),
         };
-        let progress = !replies.is_empty() || matches!(stop, Stop::Fault(_));
-        let mut after = 0;
-        for ((i, _), v) in calls.iter().zip(replies) {
-            let op = &ops[*i];
-            results[*i] = Some(op_result(op, v));
-            after += 1;
-        }
-        if let Stop::Fault(msg) = &stop
-            && let Some((i, _)) = calls.get(after)
-        {
-            results[*i] = Some(Err(fault(msg, ops[*i].name())));
+        let mut progress = false;
+        for (n, (range, outcome)) in groups.iter().zip(outcomes).enumerate() {
+            let calls = &planned[range.clone()];
+            let (stop, replies) = match outcome {
+                Ok(r) => r,
+                // A later call refused before it ran (e.g. OOM): the next round starts
+                // there and meets the refusal as its first call.
+                Err(e) if n > 0 && e.kind() != ErrorKind::Indeterminate => break,
+                Err(e) => return finish(results, e, ran_any || progress),
+            };
+            if matches!(stop, Stop::Skip) {
+                if n == 0 {
+                    return finish(results, internal("redis: the first call skipped"), ran_any);
+                }
+                break;
+            }
+            progress |= !replies.is_empty() || matches!(stop, Stop::Fault(_));
+            let mut after = 0;
+            for ((i, _), v) in calls.iter().zip(replies) {
+                results[*i] = Some(op_result(&ops[*i], v));
+                after += 1;
+            }
+            if let Stop::Fault(msg) = &stop
+                && let Some((i, _)) = calls.get(after)
+            {
+                results[*i] = Some(Err(fault(msg, ops[*i].name())));
+            }
+            if !matches!(stop, Stop::Done) {
+                break;
+            }
         }
         ran_any |= progress;
         if progress {
@@ -145,24 +169,79 @@ fn finish(
         .collect())
 }
 
-/// Sends `calls` as one call of the `batch` entry point; returns how it stopped and the
-/// results of the ops that ran, in order.
-async fn send(inner: &Inner, calls: &[(usize, Call)]) -> Result<(Stop, Vec<Value>)> {
+/// Splits a round's planned ops into calls: consecutive ranges of at most
+/// [`MAX_CALL_OPS`] ops and about [`MAX_CALL_BYTES`] bytes (at least one op each).
+fn group(planned: &[(usize, Call)]) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (n, (_, c)) in planned.iter().enumerate() {
+        if n > start && (n - start >= MAX_CALL_OPS || size + c.size() > MAX_CALL_BYTES) {
+            groups.push(start..n);
+            (start, size) = (n, 0);
+        }
+        size += c.size();
+    }
+    if start < planned.len() {
+        groups.push(start..planned.len());
+    }
+    groups
+}
+
+/// Sends the calls `groups` of `planned` as one pipeline of calls of the `batch` entry
+/// point (ordered by a sequence token when there are several); returns, per call, how it
+/// stopped and the results of the ops that ran, in order, or the error that came back in
+/// its place.
+async fn send(
+    inner: &Inner,
+    planned: &[(usize, Call)],
+    groups: &[std::ops::Range<usize>],
+) -> Result<Vec<Result<(Stop, Vec<Value>)>>> {
     let shared = shared_keys(&inner.layout);
-    let mut keys: Vec<&[u8]> = shared.iter().map(|k| k.as_bytes()).collect();
-    let mut header = Vec::with_capacity(5 * calls.len());
-    for (_, c) in calls {
-        header.push(c.code);
-        header.extend_from_slice(&count16(c.keys.len())?.to_be_bytes());
-        header.extend_from_slice(&count16(c.args.len())?.to_be_bytes());
-        keys.extend(c.keys.iter().map(|k| k.as_bytes()));
-    }
+    let sequence = (groups.len() > 1).then(|| inner.layout.sequence(rand::random()));
     let tag = inner.layout.tag().as_bytes();
-    let mut args: Vec<&[u8]> = vec![&header, tag];
-    for (_, c) in calls {
-        args.extend(c.args.iter().map(Vec::as_slice));
+    let count = count16(groups.len())?;
+    let mut headers = Vec::with_capacity(groups.len());
+    let mut positions = Vec::with_capacity(groups.len());
+    for (pos, range) in groups.iter().enumerate() {
+        let mut header = Vec::with_capacity(5 * range.len());
+        for (_, c) in &planned[range.clone()] {
+            header.push(c.code);
+            header.extend_from_slice(&count16(c.keys.len())?.to_be_bytes());
+            header.extend_from_slice(&count16(c.args.len())?.to_be_bytes());
+        }
+        headers.push(header);
+        let mut p = Vec::new();
+        if sequence.is_some() {
+            p.extend_from_slice(&count16(pos)?.to_be_bytes());
+            p.extend_from_slice(&count.to_be_bytes());
+        }
+        positions.push(p);
     }
-    let v = inner.call(Fn::Batch, &keys, &args).await?;
+    let calls: Vec<CallArgs<'_>> = groups
+        .iter()
+        .enumerate()
+        .map(|(pos, range)| {
+            let ops = &planned[range.clone()];
+            let mut keys: Vec<&[u8]> = shared.iter().map(|k| k.as_bytes()).collect();
+            keys.extend(sequence.iter().map(|k| k.as_bytes()));
+            let mut args: Vec<&[u8]> = vec![&headers[pos], tag, &positions[pos]];
+            for (_, c) in ops {
+                keys.extend(c.keys.iter().map(|k| k.as_bytes()));
+                args.extend(c.args.iter().map(Vec::as_slice));
+            }
+            (keys, args)
+        })
+        .collect();
+    let replies = inner.call_many(Fn::Batch, &calls).await?;
+    Ok(replies
+        .into_iter()
+        .zip(groups)
+        .map(|(v, range)| call_outcome(v, range.len()))
+        .collect())
+}
+
+/// How one call of `n` ops ended, from its reply.
+fn call_outcome(v: Value, n: usize) -> Result<(Stop, Vec<Value>)> {
     let mut items = match v {
         Value::Array(items) => items.into_iter(),
         Value::ServerError(e) => {
@@ -192,16 +271,19 @@ async fn send(inner: &Inner, calls: &[(usize, Call)]) -> Result<(Stop, Vec<Value
         "done" => Stop::Done,
         "retry" => Stop::Retry,
         "fault" => Stop::Fault(msg),
+        "skip" => Stop::Skip,
         other => return Err(internal(format!("redis: unknown batch status {other:?}"))),
     };
     let results: Vec<Value> = items.collect();
-    if results.len() > calls.len() || (matches!(stop, Stop::Done) && results.len() != calls.len()) {
+    if results.len() > n
+        || (matches!(stop, Stop::Done) && results.len() != n)
+        || (matches!(stop, Stop::Skip) && !results.is_empty())
+    {
         return Err(Error::new(
             ErrorKind::Indeterminate,
             format!(
-                "redis: {} results for a batch call of {} ops",
-                results.len(),
-                calls.len()
+                "redis: {} results for a batch call of {n} ops",
+                results.len()
             ),
         ));
     }

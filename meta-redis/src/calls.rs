@@ -11,6 +11,9 @@ use crate::error::{Stage, classify, refuses_undeclared_key};
 use crate::reply::{bytes, internal};
 use crate::scripts::{Entry, Scripting};
 
+/// One call's `KEYS` and arguments.
+pub(crate) type CallArgs<'a> = (Vec<&'a [u8]>, Vec<&'a [u8]>);
+
 /// Whether a server error means the server does not know Functions at all (an older Redis
 /// or a Redis-compatible server): the library is then used as scripts.
 fn lacks_functions(e: &redis::RedisError) -> bool {
@@ -151,6 +154,20 @@ impl Inner {
     /// have run) and `Unavailable` for the read-only ones or when the server refused the
     /// connection (nothing ran).
     pub(crate) async fn call(&self, e: Entry, keys: &[&[u8]], args: &[&[u8]]) -> Result<Value> {
+        let mut v = self.call_many(e, &[(keys.to_vec(), args.to_vec())]).await?;
+        v.pop()
+            .ok_or_else(|| internal("redis: no reply to a library call"))
+    }
+
+    /// Calls entry point `e` once per `(keys, args)`, all in one pipeline; one reply per
+    /// call, in order (a server error in place of a reply as `Value::ServerError`). When the
+    /// first reply says the library is missing, it is loaded again and the whole pipeline
+    /// sent once more: callers make the later calls of a pipeline depend on the earlier
+    /// ones having run (the `batch` entry's sequence token), so a resend cannot apply
+    /// anything twice.
+    ///
+    /// Errors: as [`Inner::call`].
+    pub(crate) async fn call_many(&self, e: Entry, calls: &[CallArgs<'_>]) -> Result<Vec<Value>> {
         let stage = if e.read_only() {
             Stage::Read
         } else {
@@ -159,16 +176,29 @@ impl Inner {
         for attempt in 0..2 {
             let mut p = pipe();
             p.ignore_errors();
-            p.add_command(self.call_cmd(e, keys, args));
-            let mut v = self
+            for (keys, args) in calls {
+                p.add_command(self.call_cmd(e, keys, args));
+            }
+            let v = self
                 .conn
                 .pipe(&p)
                 .await
                 .map_err(|err| classify(err, stage, &self.target))?;
-            let Some(v) = v.pop() else {
-                return Err(internal("redis: no reply to a library call"));
-            };
-            if let Value::ServerError(se) = &v {
+            if v.len() != calls.len() {
+                return Err(Error::new(
+                    if e.read_only() {
+                        ErrorKind::Unavailable
+                    } else {
+                        ErrorKind::Indeterminate
+                    },
+                    format!(
+                        "redis: {} replies for a pipeline of {} library calls",
+                        v.len(),
+                        calls.len()
+                    ),
+                ));
+            }
+            if let Some(Value::ServerError(se)) = v.first() {
                 let msg = format!("{} {}", se.code(), se.details().unwrap_or(""));
                 if attempt == 0 && self.is_missing_library(&msg) {
                     self.load_library().await?;

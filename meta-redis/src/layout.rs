@@ -103,6 +103,13 @@ impl Layout {
         format!("{}setting", self.tag)
     }
 
+    /// `{prefix}q{token}`: the sequence token of a round of several pipelined calls (the
+    /// position of the next call allowed to run, in decimal); deleted by the round's last
+    /// call, else it expires after 60 s (see `crate::apply`).
+    pub fn sequence(&self, token: u64) -> String {
+        format!("{}q{token}", self.tag)
+    }
+
     /// `{prefix}limits`: `"{capacity} {inodes}"` from the format record, read by scripts.
     pub fn limits(&self) -> String {
         format!("{}limits", self.tag)

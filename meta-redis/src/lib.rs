@@ -16,7 +16,7 @@ mod spec;
 /// The `redis` crate this backend is built on (for [`RedisBackend::query`]).
 pub use redis;
 
-pub use crate::apply::{MAX_CALL_BYTES, MAX_CALL_OPS};
+pub use crate::apply::{MAX_CALL_BYTES, MAX_CALL_OPS, MAX_ROUND_OPS};
 pub use crate::config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TIMEOUT, RedisOptions, SCHEME, SCHEME_CLUSTER,
     SCHEME_CLUSTER_TLS, SCHEME_TLS, SCHEME_UNIX, normalize_url, open, parse_url,
@@ -45,9 +45,10 @@ use crate::reads::PAGE;
 use crate::reply::{bytes, internal, list, not_found, parse_scan, take};
 use crate::scripts::{Entry, Library};
 
-/// Most ops one `apply` call accepts and the batcher sends: one call of the library's
-/// `batch` entry point ([`MAX_CALL_OPS`]).
-pub const MAX_BATCH_OPS: usize = MAX_CALL_OPS;
+/// Most ops one `apply` call accepts and the batcher sends: one round trip of pipelined
+/// calls of the library's `batch` entry point ([`MAX_ROUND_OPS`], [`MAX_CALL_OPS`] per
+/// call).
+pub const MAX_BATCH_OPS: usize = MAX_ROUND_OPS;
 
 /// The Redis backend: one volume (a key prefix) on a standalone server or a Cluster.
 ///

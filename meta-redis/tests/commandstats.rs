@@ -2,7 +2,8 @@
 //! library called as Redis Functions and as scripts: N creates in one batch cost exactly one
 //! library call (`FCALL` or `EVALSHA`), with no WATCH/MULTI/EXEC; so do N unlinks (with
 //! `strict_keys`, N reads of the entries in one pipeline come first); more ops than one call
-//! carries take one call per `MAX_CALL_OPS`. A flushed function library or script cache is reloaded transparently.
+//! carries take one call per `MAX_CALL_OPS`, kept in order by a sequence token. A flushed
+//! function library or script cache is reloaded transparently.
 //! This file holds one test so that no other test of this crate runs on the server meanwhile
 //! (cargo runs test binaries one at a time); it needs a standalone server
 //! (`META_TEST_REDIS_URL`) that nothing else uses during the test.
@@ -18,7 +19,8 @@ use meta_core::{Backend, FileType, Ino, Meta, Op, Setting, Timespec};
 use meta_redis::{MAX_CALL_OPS, RedisBackend, Scripting};
 use redis::Value;
 
-const N: u64 = 200;
+/// Ops in the single-call batches: as many as one call carries.
+const N: u64 = MAX_CALL_OPS as u64;
 
 /// `cmdstat_<name>` → calls, from `INFO commandstats`.
 async fn stats(b: &RedisBackend) -> anyhow::Result<BTreeMap<String, u64>> {
@@ -178,6 +180,12 @@ async fn one_mode(url: &str, mode: Scripting) -> anyhow::Result<()> {
     ensure!(r.iter().all(|r| r.is_ok()), "{many} creates: {r:?}");
     let s = stats(&b).await?;
     ensure!(write_calls(&s, mode) == 3, "{many} creates: {s:?}");
+    // The round's sequence token: set by the first two calls, read by the last two,
+    // deleted by the last.
+    ensure!(
+        calls(&s, "set") == 2 && calls(&s, "get") >= 2 && calls(&s, "del") == 1,
+        "{many} creates, sequence token: {s:?}"
+    );
 
     // A flushed library: the next batch finds it missing, reloads it, and succeeds.
     let (flush, load) = match mode {

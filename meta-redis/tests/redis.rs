@@ -294,6 +294,44 @@ async fn cluster_mode_is_detected_from_a_redis_url() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The volume's keys that are neither a fixed record nor an inode's attributes or entries
+/// (per-call state such as a round's sequence token would show up here).
+async fn strays(b: &RedisBackend) -> anyhow::Result<Vec<String>> {
+    let keys = b
+        .query(
+            redis::cmd("SCAN")
+                .arg(0)
+                .arg("MATCH")
+                .arg(b.layout().pattern())
+                .arg("COUNT")
+                .arg(100_000),
+        )
+        .await?;
+    let tag = b.layout().tag().to_string();
+    let known = [
+        "setting",
+        "limits",
+        "nextInode",
+        "nextChunk",
+        "usedSpace",
+        "totalInodes",
+        "nextSession",
+        "cleanupLease",
+    ];
+    let strays: Vec<String> = format!("{keys:?}")
+        .split('"')
+        .filter_map(|k| k.strip_prefix(tag.as_str()))
+        .filter(|r| {
+            let inode_record = r.len() > 1
+                && matches!(r.as_bytes()[0], b'i' | b'd')
+                && r[1..].bytes().all(|c| c.is_ascii_digit());
+            !(known.contains(r) || inode_record)
+        })
+        .map(str::to_string)
+        .collect();
+    Ok(strays)
+}
+
 /// Ops that depend on earlier ops of the same batch (a rename of a name created in the
 /// batch, an unlink of it, a directory moved into one created in the batch) need keys that
 /// could not be read beforehand: the backend runs them in further rounds, in order, and
@@ -351,38 +389,7 @@ async fn dependent_batch(url: &str) -> anyhow::Result<()> {
     let rep = meta_core::fsck::fsck(&b).await?;
     ensure!(rep.is_clean(), "{:?}", rep.problems);
     // Only records of the layout are left (no per-call state).
-    let keys = b
-        .query(
-            redis::cmd("SCAN")
-                .arg(0)
-                .arg("MATCH")
-                .arg(b.layout().pattern())
-                .arg("COUNT")
-                .arg(100_000),
-        )
-        .await?;
-    let tag = b.layout().tag().to_string();
-    let known = [
-        "setting",
-        "limits",
-        "nextInode",
-        "nextChunk",
-        "usedSpace",
-        "totalInodes",
-        "nextSession",
-        "cleanupLease",
-    ];
-    let strays: Vec<String> = format!("{keys:?}")
-        .split('"')
-        .filter_map(|k| k.strip_prefix(tag.as_str()))
-        .filter(|r| {
-            let inode_record = r.len() > 1
-                && matches!(r.as_bytes()[0], b'i' | b'd')
-                && r[1..].bytes().all(|c| c.is_ascii_digit());
-            !(known.contains(r) || inode_record)
-        })
-        .map(str::to_string)
-        .collect();
+    let strays = strays(&b).await?;
     ensure!(strays.is_empty(), "keys outside the layout: {strays:?}");
     b.erase().await?;
     Ok(())
@@ -529,6 +536,84 @@ async fn a_fault_in_the_middle_of_a_batch_fails_that_op_alone() -> anyhow::Resul
     );
     let st = b.statfs().await?;
     ensure!(st.used_inodes == 4, "root, dir, a, c: {st:?}");
+    b.erase().await?;
+    Ok(())
+}
+
+/// A batch longer than one call goes as one pipeline of calls. When a call stops early (here
+/// at an op that meets a damaged record), the calls after it must not run ahead: they skip,
+/// and the next round resumes right after the stop, in order. Op 161 (in the second call)
+/// unlinks the name op 101 (in the first call, after the stop) creates; run out of order,
+/// the unlink would fail and the name would stay.
+#[tokio::test]
+async fn a_stop_in_one_call_holds_back_the_later_calls_of_its_round() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "stop_holds_back") else {
+        return Ok(());
+    };
+    let (b, _) = fresh(&url).await?;
+    let n = meta_redis::MAX_CALL_OPS + 20;
+    let ids = b
+        .reserve_ids(meta_core::IdKind::Inode, n as u64 + 2)
+        .await?;
+    let dir = Ino(ids.start);
+    let r = b
+        .apply(&[mknod(Ino::ROOT, b"dir", dir, FileType::Directory)])
+        .await?;
+    ensure!(r[0].is_ok(), "{r:?}");
+    b.query(
+        redis::cmd("SET")
+            .arg(b.layout().entries(dir))
+            .arg("garbage"),
+    )
+    .await?;
+    let (fault_at, create_at, unlink_at) = (100, 101, meta_redis::MAX_CALL_OPS + 1);
+    let ops: Vec<Op> = (0..n)
+        .map(|i| {
+            let ino = Ino(ids.start + 1 + i as u64);
+            if i == fault_at {
+                mknod(dir, b"x", ino, FileType::Regular)
+            } else if i == create_at {
+                mknod(Ino::ROOT, b"g", ino, FileType::Regular)
+            } else if i == unlink_at {
+                Op::Unlink {
+                    parent: Ino::ROOT,
+                    name: b"g".to_vec(),
+                    caller: ME,
+                    time: t(2),
+                }
+            } else {
+                mknod(
+                    Ino::ROOT,
+                    format!("f{i}").as_bytes(),
+                    ino,
+                    FileType::Regular,
+                )
+            }
+        })
+        .collect();
+    let r = b.apply(&ops).await?;
+    ensure!(r.len() == n);
+    for (i, r) in r.iter().enumerate() {
+        let kind = r.as_ref().err().map(|e| e.kind());
+        let want = (i == fault_at).then_some(ErrorKind::Corrupted);
+        ensure!(kind == want, "op {i}: {r:?}");
+    }
+    ensure!(
+        b.lookup(Ino::ROOT, b"g").await.err().map(|e| e.kind()) == Some(ErrorKind::NotFound),
+        "the unlink ran before the create"
+    );
+    ensure!(
+        b.lookup(Ino::ROOT, format!("f{}", n - 1).as_bytes())
+            .await
+            .is_ok()
+    );
+    let st = b.statfs().await?;
+    ensure!(st.used_inodes == n as u64 - 1, "{st:?}");
+    let strays = strays(&b).await?;
+    ensure!(
+        strays.iter().all(|k| k == &format!("d{}", dir.0)),
+        "a sequence token or other per-call state was left: {strays:?}"
+    );
     b.erase().await?;
     Ok(())
 }
