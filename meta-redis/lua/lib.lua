@@ -103,11 +103,13 @@ local DSET = {}    -- attribute keys written by the batch
 local DLIST = {}   -- the same, in order
 local CNT = {}     -- counter key -> { v = stored value, d = delta of the batch }
 local LIMITS = nil -- { capacity, inodes } once read
+local LIVE = {}    -- session ID -> true once found live by this batch (close_session forgets)
+local SETS = {}    -- set keys already type-checked by this batch
 
 local function begin_batch(keys, tag)
   S = { limits = keys[1], used = keys[2], total = keys[3], sessions = keys[4], pf = keys[5],
     ps = keys[6], tag = tag }
-  AC, AD, DSET, DLIST, CNT, LIMITS = {}, {}, {}, {}, {}, nil
+  AC, AD, DSET, DLIST, CNT, LIMITS, LIVE, SETS = {}, {}, {}, {}, {}, nil, {}, {}
 end
 
 -- The key of kind `kind` of an inode (crate::layout::Layout: `{prefix}` kind decimal inode).
@@ -512,9 +514,26 @@ end
 -- Sessions, open files, locks (meta_core::logic::session) -------------------------------------
 
 -- logic::session::live_session: the session's record must exist.
+-- Checked once per batch and session: only close_session removes a session record, and it
+-- forgets it here.
 local function live_session(sid8)
+  if LIVE[sid8] then return end
   if redis.call('HEXISTS', S.sessions, sid8) == 0 then
     fail('NotFound', 'session ' .. dec(sid8) .. ' does not exist (closed, or cleaned up after it expired)')
+  end
+  LIVE[sid8] = true
+end
+
+local function forget_session(sid8)
+  LIVE[sid8] = nil
+end
+
+-- A check-phase read that makes a later SADD/SREM on `key` safe: a key of the wrong type
+-- fails here, before any write. Once per batch and key (ops only ever store sets there).
+local function check_set(key)
+  if not SETS[key] then
+    redis.call('SISMEMBER', key, '')
+    SETS[key] = true
   end
 end
 

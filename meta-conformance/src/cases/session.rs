@@ -372,6 +372,40 @@ pub async fn lifecycle_and_errors(ctx: &TestCtx) -> Result<()> {
         let what = format!("{op:?}");
         expect_err(apply1(&**be, op).await?, kind, what)?;
     }
+    // A session closed by an op of a batch is gone for the ops after it in that batch,
+    // even when an earlier op of the batch found it alive.
+    let c = ctx.open_meta(MetaOptions::default()).await?;
+    let sc = c.session_id().context("C's session")?;
+    let ids = be.reserve_ids(meta_core::IdKind::Inode, 1).await?;
+    let mut created = mknod_op(ROOT, b"h", Ino(ids.start), FileType::Regular, t(5, 0));
+    if let Op::Mknod { opened_by, .. } = &mut created {
+        *opened_by = Some(sc);
+    }
+    let r = be
+        .apply(&[
+            Op::Open { sid: sc, ino: g },
+            Op::CloseSession {
+                sid: sc,
+                expired_before: None,
+            },
+            Op::Open { sid: sc, ino: g },
+            created,
+        ])
+        .await?;
+    ensure!(r[0].is_ok() && r[1].is_ok(), "open, close: {r:?}");
+    expect_err(r[2].clone(), NotFound, "open after the close in one batch")?;
+    expect_err(
+        r[3].clone(),
+        NotFound,
+        "create-open after the close in one batch",
+    )?;
+    expect_err(
+        m.lookup(ROOT, b"h").await,
+        NotFound,
+        "the failed create-open",
+    )?;
+    // C's session is already gone: its own close has nothing left to end.
+    c.close().await.ok();
     // A client without a session.
     let plain = ctx
         .open_meta(MetaOptions {

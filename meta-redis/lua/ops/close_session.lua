@@ -89,5 +89,6 @@ OPS.close_session = function(K, A)
   end
   redis.call('DEL', K[1], K[2])
   redis.call('HDEL', S.sessions, sid8)
+  forget_session(sid8)
   return { 'ok' }
 end

@@ -20,7 +20,7 @@ OPS.lock = function(K, A)
   for i = 1, #cur, 2 do
     if seen[cur[i]] ~= cur[i + 1] then retry('the locks of inode ' .. dec(ino8) .. ' changed') end
   end
-  redis.call('SISMEMBER', K[3], tag .. ino8)
+  check_set(K[3])
   local what = A[2]
   if what == 'err' then raise_arg(A[3]) end
   -- Writes.

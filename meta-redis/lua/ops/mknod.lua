@@ -54,19 +54,19 @@ OPS.mknod = function(K, A)
   check_quota(sp, 1)
   if kop then
     live_session(opener)
-    redis.call('SISMEMBER', kop, opener)
-    redis.call('SISMEMBER', kso, ino8)
+    check_set(kso)
   end
   local append = slice and append_slice(kchunk, nil, 0, slice, ino8)
   check_counters()
-  -- Writes.
-  local av = put_attr(K[3], a)
-  redis.call('ZADD', K[2], 0, entry_member(name, typ, ino8))
-  if typ == T_LNK then redis.call('SET', K[4], VER .. A[3]) end
+  -- Writes. The new inode's openers set comes first: a wrong-type key there fails before
+  -- anything is written.
   if kop then
     redis.call('SADD', kop, opener)
     redis.call('SADD', kso, ino8)
   end
+  local av = put_attr(K[3], a)
+  redis.call('ZADD', K[2], 0, entry_member(name, typ, ino8))
+  if typ == T_LNK then redis.call('SET', K[4], VER .. A[3]) end
   if append then append() end
   add_counter(S.used, sp)
   add_counter(S.total, 1)
