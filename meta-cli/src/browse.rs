@@ -223,10 +223,14 @@ pub async fn tree(
         // Stack of (entries of a directory, next index, prefix for its children).
         let mut stack: Vec<(Vec<DirEntry>, usize, Vec<u8>)> =
             vec![(read_all(meta, ino, false).await?, 0, Vec::new())];
+        // The directories on the path to the current one: a directory met again there is a
+        // cycle in a corrupted volume, which must not be followed.
+        let mut path_dirs: Vec<Ino> = vec![ino];
         while let Some(top) = stack.last_mut() {
             let (entries, i, prefix) = top;
             let Some(e) = entries.get(*i) else {
                 stack.pop();
+                path_dirs.truncate(stack.len());
                 continue;
             };
             *i += 1;
@@ -247,7 +251,12 @@ pub async fn tree(
             out.write_all(b"\n")?;
             if e.typ == FileType::Directory {
                 dirs += 1;
+                if path_dirs.contains(&e.ino) {
+                    let parent = path_dirs.last().copied().unwrap_or(ino);
+                    return Err(meta_core::dump::second_link(parent, &e.name, e.ino).into());
+                }
                 if depth.is_none_or(|d| stack.len() < d) {
+                    path_dirs.push(e.ino);
                     let mut p = prefix;
                     p.extend_from_slice(if last {
                         "    ".as_bytes()
@@ -290,7 +299,7 @@ impl DuCounts {
         match a.typ {
             FileType::Regular => {
                 self.files += 1;
-                self.bytes += a.length;
+                self.bytes = self.bytes.saturating_add(a.length);
             }
             FileType::Directory => self.dirs += 1,
             FileType::Symlink => self.symlinks += 1,
@@ -308,6 +317,9 @@ pub async fn du_counts(meta: &Meta, path: &[u8]) -> Result<DuCounts> {
         return Ok(c);
     }
     let mut stack = vec![ino];
+    // Every directory is walked once: one reached again is a corrupted volume (a cycle or a
+    // second link to a directory), reported rather than followed.
+    let mut seen = std::collections::HashSet::from([ino]);
     while let Some(dir) = stack.pop() {
         let mut cursor: Option<Vec<u8>> = None;
         loop {
@@ -330,6 +342,9 @@ pub async fn du_counts(meta: &Meta, path: &[u8]) -> Result<DuCounts> {
                 };
                 c.add(&a);
                 if a.typ == FileType::Directory {
+                    if !seen.insert(e.ino) {
+                        return Err(meta_core::dump::second_link(dir, &e.name, e.ino).into());
+                    }
                     stack.push(e.ino);
                 }
                 cursor = Some(e.name);

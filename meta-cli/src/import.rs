@@ -224,6 +224,91 @@ struct Item {
     kind: Kind,
     st: Stat,
     xattrs: Xattrs,
+    /// A sparse regular file's data extents (`[start, end)` byte ranges, see
+    /// [`data_extents`]); `None` when the whole file is data.
+    extents: Option<Vec<(u64, u64)>>,
+}
+
+/// Most data extents recorded for one sparse file; past it, the rest of the file from the
+/// last extent on counts as data (a file fragmented further costs at most this many slices
+/// more than necessary, never an unbounded number).
+const MAX_EXTENTS: usize = 4096;
+
+/// The data extents of a sparse regular file (fewer allocated blocks than its length), found
+/// with lseek(2) `SEEK_DATA` / `SEEK_HOLE`: holes read as zeros and need no slice, so a
+/// 1 PiB file with nothing written imports as its length alone. `None` when the file is not
+/// sparse or cannot be opened or asked (then every chunk gets a slice, as for a dense file).
+fn data_extents(path: &Path, md: &std::fs::Metadata) -> Option<Vec<(u64, u64)>> {
+    use rustix::fs::{SeekFrom, seek};
+    let size = md.size();
+    if !md.is_file() || md.blocks().saturating_mul(512) >= size {
+        return None;
+    }
+    let f = std::fs::File::open(path).ok()?;
+    let mut out = Vec::new();
+    let mut pos: u64 = 0;
+    while pos < size {
+        let data = match seek(&f, SeekFrom::Data(pos)) {
+            Ok(d) => d,
+            // ENXIO: no data at or after `pos` (the rest is a hole).
+            Err(e) if e == rustix::io::Errno::NXIO => break,
+            // The filesystem cannot say: count the rest as data.
+            Err(_) => {
+                out.push((pos, size));
+                break;
+            }
+        };
+        let end = seek(&f, SeekFrom::Hole(data)).map_or(size, |h| h.min(size));
+        if end <= data {
+            break;
+        }
+        if out.len() + 1 == MAX_EXTENTS {
+            out.push((data, size));
+            break;
+        }
+        out.push((data, end));
+        pos = end;
+    }
+    Some(out)
+}
+
+/// The slices of chunk `c` of a file of `size` bytes: one per data extent inside it (all of
+/// the chunk's bytes when `extents` is `None`), as `(pos, len)` within the chunk.
+fn chunk_ranges(size: u64, c: u64, extents: Option<&[(u64, u64)]>) -> Vec<(u32, u32)> {
+    let lo = c * CHUNK_SIZE;
+    let hi = size.min(lo + CHUNK_SIZE);
+    match extents {
+        None => vec![(0, (hi - lo) as u32)],
+        Some(ext) => ext
+            .iter()
+            .filter_map(|&(s, e)| {
+                let (s, e) = (s.max(lo), e.min(hi));
+                (s < e).then(|| ((s - lo) as u32, (e - s) as u32))
+            })
+            .collect(),
+    }
+}
+
+/// The indexes of the chunks of a file of `size` bytes that hold data: every chunk when
+/// `extents` is `None`, else those an extent touches (at most [`MAX_EXTENTS`] runs).
+fn data_chunks(size: u64, extents: Option<&[(u64, u64)]>) -> Vec<u64> {
+    match extents {
+        None => (0..size.div_ceil(CHUNK_SIZE)).collect(),
+        Some(ext) => {
+            let mut out: Vec<u64> = Vec::new();
+            for &(s, e) in ext {
+                if e <= s {
+                    continue;
+                }
+                for c in s / CHUNK_SIZE..=(e - 1) / CHUNK_SIZE {
+                    if out.last() != Some(&c) {
+                        out.push(c);
+                    }
+                }
+            }
+            out
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -351,6 +436,11 @@ fn walk(root: &Path, xattrs: bool, tx: &mpsc::Sender<Msg>) -> bool {
                     return false;
                 }
             }
+            let extents = if matches!(kind, Kind::File) {
+                data_extents(&path, &md)
+            } else {
+                None
+            };
             let item = Item {
                 parent: idx,
                 name: ent.file_name().into_vec(),
@@ -358,6 +448,7 @@ fn walk(root: &Path, xattrs: bool, tx: &mpsc::Sender<Msg>) -> bool {
                 kind,
                 st: Stat::of(&md),
                 xattrs: xa,
+                extents,
             };
             if !send(Msg::Item(Box::new(item))) {
                 return false;
@@ -536,37 +627,50 @@ async fn entry_ops(meta: &Meta, item: &Item, parent: Ino, ino: Ino) -> Result<Ve
     // chunk and then its times again (writes set mtime/ctime).
     let is_dir = typ == FileType::Directory;
     let regular = typ == FileType::Regular;
+    if regular && st.size > meta_core::types::MAX_FILE_LEN {
+        return Err(format!(
+            "file of {} bytes is longer than the largest file a volume holds ({} bytes)",
+            st.size,
+            meta_core::types::MAX_FILE_LEN
+        ));
+    }
     let chunks = if regular {
-        st.size.div_ceil(CHUNK_SIZE)
+        data_chunks(st.size, item.extents.as_deref())
     } else {
-        0
+        Vec::new()
     };
     let mut slices = Vec::new();
-    for c in 0..chunks {
+    for c in chunks {
         let indx =
             u32::try_from(c).map_err(|_| format!("file of {} bytes is too long", st.size))?;
-        let n = (st.size - c * CHUNK_SIZE).min(CHUNK_SIZE) as u32;
-        let id = meta
-            .new_slice_id()
-            .await
-            .map_err(|e| format!("slice ID: {e}"))?;
-        let slice = Slice {
-            pos: 0,
-            id,
-            size: n,
-            off: 0,
-            len: n,
-        };
-        slices.push((indx, slice));
+        for (pos, n) in chunk_ranges(st.size, c, item.extents.as_deref()) {
+            let id = meta
+                .new_slice_id()
+                .await
+                .map_err(|e| format!("slice ID: {e}"))?;
+            let slice = Slice {
+                pos,
+                id,
+                size: n,
+                off: 0,
+                len: n,
+            };
+            slices.push((indx, slice));
+        }
     }
-    let mut rest = slices.into_iter();
+    // The first slice rides on the create only when it belongs to chunk 0.
+    let first = match slices.first() {
+        Some((0, _)) => Some(slices.remove(0).1),
+        _ => None,
+    };
+    let rest = slices.into_iter();
     let imported = (!is_dir).then(|| {
         Box::new(Imported {
             atime: st.atime,
             mtime: st.mtime,
             ctime: st.ctime,
             length: if regular { st.size } else { 0 },
-            slice: rest.next().map(|(_, s)| s),
+            slice: first,
         })
     });
     let mut ops = vec![Op::Mknod {

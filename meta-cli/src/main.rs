@@ -149,13 +149,13 @@ enum Cmd {
     /// Without --url (or META_URL) it runs on a fresh temporary RocksDB volume.
     Bench {
         /// Files to create.
-        #[arg(long, default_value = "10000", value_parser = util::parse_count)]
+        #[arg(long, default_value = "10000", value_parser = util::parse_files)]
         files: u64,
         /// Directories the files are spread over.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value = "10", value_parser = util::parse_dirs)]
         dirs: u64,
         /// Concurrent tasks.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value = "16", value_parser = util::parse_tasks)]
         tasks: usize,
         /// Disable batching (URL option batchwrite=0): every op is its own apply call.
         #[arg(long, conflicts_with = "compare")]
@@ -221,13 +221,13 @@ enum Cmd {
 #[derive(Debug, clap::Args)]
 struct BenchSessionsArgs {
     /// Files per open-tracking run.
-    #[arg(long, default_value = "5000", value_parser = util::parse_count)]
+    #[arg(long, default_value = "5000", value_parser = util::parse_files)]
     files: u64,
     /// Concurrent tasks per client.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value = "16", value_parser = util::parse_tasks)]
     tasks: usize,
     /// Lock/unlock pairs per task.
-    #[arg(long, default_value = "200", value_parser = util::parse_count)]
+    #[arg(long, default_value = "200", value_parser = util::parse_files)]
     pairs: u64,
     /// Plain/tracked pairs of create+write+close runs, in ABBA order.
     #[arg(long, default_value_t = 4)]

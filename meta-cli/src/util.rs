@@ -64,6 +64,36 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a count (e.g. 10000 or 10k)"))
 }
 
+/// Most files (or lock pairs) a benchmark run makes: 10^9.
+pub const MAX_FILES: u64 = 1_000_000_000;
+/// Most directories a benchmark run spreads its files over: 10^6.
+pub const MAX_DIRS: u64 = 1_000_000;
+/// Most concurrent tasks of a benchmark: 65,536.
+pub const MAX_TASKS: u64 = 65_536;
+
+fn count_in(s: &str, what: &str, max: u64) -> Result<u64, String> {
+    let n = parse_count(s)?;
+    if n == 0 || n > max {
+        return Err(format!("{s:?}: expected 1 to {max} {what}"));
+    }
+    Ok(n)
+}
+
+/// A count of files or pairs (`10000`, `10k`, `1m`), 1 to [`MAX_FILES`].
+pub fn parse_files(s: &str) -> Result<u64, String> {
+    count_in(s, "(files or pairs)", MAX_FILES)
+}
+
+/// A count of directories, 1 to [`MAX_DIRS`].
+pub fn parse_dirs(s: &str) -> Result<u64, String> {
+    count_in(s, "directories", MAX_DIRS)
+}
+
+/// A count of tasks, 1 to [`MAX_TASKS`].
+pub fn parse_tasks(s: &str) -> Result<usize, String> {
+    count_in(s, "tasks", MAX_TASKS).map(|n| n as usize)
+}
+
 /// `ls -l` style mode string, e.g. `drwxr-sr-t`.
 pub fn mode_string(typ: FileType, mode: u16) -> String {
     let t = match typ {

@@ -226,12 +226,14 @@ mod rocks {
         std::fs::write(root.join("a/one"), b"1").expect("write");
         std::fs::write(root.join("a/b/page"), vec![7u8; 4096]).expect("write");
         std::fs::write(root.join("x y/zero"), b"").expect("write");
-        File::create(root.join("a/b/c/big"))
-            .and_then(|f| f.set_len(128 * 1024 * 1024 + 1))
-            .expect("sparse file");
-        File::create(root.join("a/mib"))
-            .and_then(|f| f.set_len(1 << 20))
-            .expect("sparse file");
+        // Sparse files whose last byte is data: `big` has data in its third chunk only,
+        // `mib` in its only chunk.
+        for (name, len) in [("a/b/c/big", 128 * 1024 * 1024 + 1), ("a/mib", 1 << 20)] {
+            use std::os::unix::fs::FileExt;
+            File::create(root.join(name))
+                .and_then(|f| f.write_all_at(b"x", len - 1))
+                .expect("sparse file");
+        }
         std::os::unix::fs::symlink("b/page", root.join("a/link")).expect("symlink");
         std::os::unix::fs::symlink("/nowhere/at/all", root.join("dangling")).expect("symlink");
         std::fs::hard_link(root.join("a/one"), root.join("x y/one-again")).expect("hard link");
@@ -293,7 +295,7 @@ mod rocks {
         ))
         .expect("stat JSON");
         assert_eq!(st["length"], 128 * 1024 * 1024 + 1);
-        assert_eq!(st["chunks"], 3, "{st}");
+        assert_eq!(st["chunks"], 1, "data in the third chunk only: {st}");
         let src_md = std::fs::symlink_metadata(src.path().join("a/b/c/big")).expect("stat");
         assert_eq!(st["mtime"]["sec"], src_md.mtime());
         assert_eq!(st["mode"], src_md.mode() & 0o7777);
@@ -318,13 +320,13 @@ mod rocks {
             assert_eq!(st[field]["nsec"], nsec, "{field}: {st}");
         }
         // One op per entry (a Link for the second name of a file), then the directories'
-        // attributes (and the target's), the xattr, and for the 128 MiB file two Writes and
-        // a SetAttr for its further chunks.
+        // attributes (and the target's), the xattr, and for the 128 MiB file a Write for its
+        // third chunk (the first two are holes) and a SetAttr.
         // (`find` counts the top directory too.)
         let dirs = want.dirs - 1;
         let entries = want.files + dirs + want.symlinks + want.others;
         let xattrs = u64::from(has_xattr);
-        assert_eq!(summary["ops"], entries + dirs + 1 + xattrs + 3, "{summary}");
+        assert_eq!(summary["ops"], entries + dirs + 1 + xattrs + 2, "{summary}");
         let st: Value = serde_json::from_str(&ok(
             &meta(&url, &[os("stat"), os("--json"), os("/a/one")]),
             "stat",
@@ -635,5 +637,121 @@ mod rocks {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(141), "{err}");
         assert!(err.is_empty(), "{err}");
+    }
+
+    /// A sparse file imports as its length and one slice per data extent: holes need no
+    /// slice (before, an 8 TiB file with nothing written made 131,072 slices and ops).
+    #[test]
+    fn sparse_files_import_their_data_extents_only() {
+        use std::io::{Seek, SeekFrom, Write};
+        let src = tempfile::tempdir().expect("tempdir");
+        let vols = tempfile::tempdir().expect("tempdir");
+        let url = rocks_url(&vols.path().join("vol"));
+        let tib8 = 1u64 << 43;
+        let empty = File::create(src.path().join("empty")).expect("create");
+        empty.set_len(tib8).expect("set_len");
+        let mut two = File::create(src.path().join("two")).expect("create");
+        two.set_len(tib8).expect("set_len");
+        two.write_all(b"head").expect("write");
+        two.seek(SeekFrom::Start((5 << 30) + 100)).expect("seek");
+        two.write_all(b"middle").expect("write");
+        two.sync_all().expect("sync");
+        let out = meta(&url, &[os("import"), src.path().as_os_str(), os("--json")]);
+        let summary: Value = serde_json::from_str(&ok(&out, "import")).expect("import JSON");
+        assert_eq!(summary["errors"], 0, "{summary}");
+        let stat = |p: &str| -> Value {
+            serde_json::from_str(&ok(&meta(&url, &[os("stat"), os("--json"), os(p)]), "stat"))
+                .expect("stat JSON")
+        };
+        let st = stat("/empty");
+        assert_eq!(st["length"], tib8, "{st}");
+        assert_eq!(st["chunks"], 0, "a hole needs no slice: {st}");
+        let st = stat("/two");
+        assert_eq!(st["length"], tib8, "{st}");
+        assert_eq!(st["chunks"], 2, "chunk 0 and the chunk at 5 GiB: {st}");
+        // Two creates, for `two` a Write for its second chunk and its times again, and the
+        // top directory's attributes.
+        assert_eq!(summary["ops"], 2 + 2 + 1, "{summary}");
+        ok(&meta(&url, &[os("fsck")]), "fsck");
+    }
+
+    /// `meta` run with a time limit: a command that loops forever fails the test instead of
+    /// hanging it.
+    fn meta_limited(url: &str, args: &[&str]) -> Output {
+        Command::new("timeout")
+            .arg("60")
+            .arg(META)
+            .env_remove("META_URL")
+            .arg("--url")
+            .arg(url)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run timeout meta")
+    }
+
+    /// A corrupted volume in which a directory is its own descendant (loaded from a crafted
+    /// dump: `/a/b/up` names `/a` again) makes du, tree and dump fail with a clear error
+    /// instead of walking forever.
+    #[test]
+    fn walks_report_a_directory_cycle() {
+        let src = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(src.path().join("a/b")).expect("mkdir");
+        let vols = tempfile::tempdir().expect("tempdir");
+        let url = rocks_url(&vols.path().join("vol"));
+        ok(
+            &meta(&url, &[os("import"), src.path().as_os_str()]),
+            "import",
+        );
+        let dump = ok(&meta(&url, &[os("dump")]), "dump");
+        let lines: Vec<Value> = dump
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("dump line"))
+            .collect();
+        let named = |name: &str| {
+            lines
+                .iter()
+                .find(|v| v["links"][0][1] == name)
+                .cloned()
+                .expect("record")
+        };
+        let (mut a, b) = (named("a"), named("b"));
+        // `a` restored again with a second link: entry "up" of `b`.
+        a["links"] = serde_json::json!([[b["ino"], "up"]]);
+        let crafted = vols.path().join("cycle.jsonl");
+        std::fs::write(&crafted, format!("{dump}{a}\n")).expect("write dump");
+        let url2 = rocks_url(&vols.path().join("vol2"));
+        ok(
+            &meta(&url2, &[os("load"), crafted.as_os_str()]),
+            "load the crafted dump",
+        );
+        for args in [vec!["du", "/"], vec!["tree", "/"], vec!["dump", "-"]] {
+            let out = meta_limited(&url2, &args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && out.status.code() != Some(124),
+                "{args:?} on a cycle: {} {err}",
+                out.status
+            );
+            assert!(err.contains("second time"), "{args:?}: {err}");
+        }
+    }
+}
+
+/// Benchmark sizes out of range are refused up front with the limit, never attempted.
+#[test]
+fn benchmark_sizes_are_bounded() {
+    for (args, want) in [
+        (["bench", "--dirs", "100000000"], "directories"),
+        (["bench", "--files", "0"], "files or pairs"),
+        (["bench", "--files", "999g"], "files or pairs"),
+        (["bench", "--tasks", "0"], "tasks"),
+    ] {
+        let argv: Vec<&OsStr> = args.iter().map(|a| os(a)).collect();
+        let out = meta("memory://", &argv);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
     }
 }

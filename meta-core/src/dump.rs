@@ -7,9 +7,19 @@
 //! Sessions, open files and locks are not dumped: they belong to the clients of the dumped
 //! volume, not to its content. A sustained inode (unlinked while open) is dumped as what it
 //! becomes once its sessions end: a regular file with data becomes a pending-deletion record
-//! with its chunks (so the data layer still deletes its objects), anything else is left out. Names, symlink targets and xattr values are bytes: they appear as a JSON string when
+//! with its chunks (so the data layer still deletes its objects), anything else is left out.
+//! Names, symlink targets and xattr values are bytes: they appear as a JSON string when
 //! they are valid UTF-8, else as an array of byte values. `load` of a dump into an empty store,
 //! then `dump` again, gives the same text.
+//!
+//! A dump is **not a snapshot**: it reads the volume through the ordinary `Backend` reads, one
+//! after another, so a dump of a volume that clients are writing may show some of their ops
+//! and not others (the same holds on every backend; dump a quiet volume for an exact copy).
+//! Loading never lets the ID counters trail the IDs present: `load` raises `nextInode` and
+//! `nextChunk` to the header's values first, then above every inode and slice ID of each
+//! batch before applying it, so a load that stops midway (a malformed line, an I/O error) or
+//! a header older than its records (a dump of a volume being written) cannot make the next
+//! create or write reuse an ID.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -147,6 +157,7 @@ pub async fn dump(
     // Walk directories breadth-first so parents come before children; remember every link.
     let mut links: BTreeMap<Ino, Vec<(Ino, Vec<u8>)>> = BTreeMap::new();
     let mut dirs = vec![Ino::ROOT];
+    let mut seen_dirs = std::collections::HashSet::from([Ino::ROOT]);
     let mut i = 0;
     while i < dirs.len() {
         let dir = dirs[i];
@@ -159,6 +170,9 @@ pub async fn dump(
             let n = page.len();
             for e in page {
                 if e.typ == FileType::Directory {
+                    if !seen_dirs.insert(e.ino) {
+                        return Err(second_link(dir, &e.name, e.ino));
+                    }
                     dirs.push(e.ino);
                 }
                 links.entry(e.ino).or_default().push((dir, e.name.clone()));
@@ -208,10 +222,9 @@ pub async fn dump(
         emit(dir, out, &mut stats).await?;
         progress(stats.inodes);
     }
-    let dir_set: std::collections::HashSet<Ino> = dirs.iter().copied().collect();
     let others: Vec<Ino> = links
         .iter()
-        .filter(|(ino, _)| !dir_set.contains(ino))
+        .filter(|(ino, _)| !seen_dirs.contains(ino))
         .map(|(ino, _)| *ino)
         .collect();
     for ino in others {
@@ -252,6 +265,19 @@ pub async fn dump(
     }
     out.flush().map_err(|e| io_err("write dump", e))?;
     Ok(stats)
+}
+
+/// The error of a directory reached a second time (entry `name` of `parent`): a corrupted
+/// volume (a directory cycle, or a second link to a directory), which a walk must not follow.
+pub fn second_link(parent: Ino, name: &[u8], ino: Ino) -> Error {
+    Error::new(
+        ErrorKind::Corrupted,
+        format!(
+            "directory {ino} is reached a second time, through entry {:?} of directory \
+             {parent}: a directory cycle or a second link to a directory (run fsck)",
+            String::from_utf8_lossy(name)
+        ),
+    )
 }
 
 fn bad_line(n: usize, e: impl std::error::Error + Send + Sync + 'static) -> Error {
@@ -295,10 +321,35 @@ pub async fn load(
         ));
     }
     backend.format(&header.setting, force).await?;
+    // The ID counters never trail the IDs present, wherever the load stops: first raised to
+    // the header's values, then, before each batch, above every inode and slice ID in it
+    // (the header may be older than the records: a dump of a volume being written).
+    for kind in [IdKind::Inode, IdKind::Chunk] {
+        let want = header.counters.get(kind.counter().name()).copied();
+        raise_counter(backend, kind, want.map_or(0, |v| v.max(0) as u64)).await?;
+    }
     let mut stats = DumpStats::default();
     let mut batch: Vec<Op> = Vec::with_capacity(PAGE);
     let mut batch_lines: Vec<usize> = Vec::with_capacity(PAGE);
     let flush = async |batch: &mut Vec<Op>, batch_lines: &mut Vec<usize>| -> Result<()> {
+        let (mut inodes, mut slices) = (0u64, 0u64);
+        for op in batch.iter() {
+            let (ino, chunks, slice) = match op {
+                Op::Restore(r) => (r.ino.0, &r.chunks, 0),
+                Op::RestorePending { pending, chunks } => match pending {
+                    Pending::File { ino, .. } => (ino.0, chunks, 0),
+                    Pending::Slice { id, .. } => (0, chunks, *id),
+                },
+                _ => continue,
+            };
+            inodes = inodes.max(ino);
+            slices = slices.max(slice);
+            for (_, list) in chunks {
+                slices = slices.max(list.iter().map(|s| s.id).max().unwrap_or(0));
+            }
+        }
+        raise_counter(backend, IdKind::Inode, inodes.saturating_add(1)).await?;
+        raise_counter(backend, IdKind::Chunk, slices.saturating_add(1)).await?;
         let results = backend.apply(batch).await?;
         for (r, line) in results.into_iter().zip(batch_lines.iter()) {
             r.map_err(|e| e.context_prefix(format!("dump line {line}")))?;
@@ -354,14 +405,15 @@ pub async fn load(
         flush(&mut batch, &mut batch_lines).await?;
         progress(stats.inodes);
     }
-    // Bring the ID counters to the dumped values.
-    for kind in [IdKind::Inode, IdKind::Chunk] {
-        let c = kind.counter();
-        let want = header.counters.get(c.name()).copied().unwrap_or(0);
-        let have = backend.get_counter(c).await?;
-        if want > have {
-            backend.reserve_ids(kind, (want - have) as u64).await?;
-        }
-    }
     Ok(stats)
+}
+
+/// Raises the counter of `kind` so that the next ID it hands out is at least `next` (a
+/// reservation of the difference; never lowers it). Errors: those of the backend.
+async fn raise_counter(backend: &dyn Backend, kind: IdKind, next: u64) -> Result<()> {
+    let have = backend.get_counter(kind.counter()).await?.max(0) as u64;
+    if next > have {
+        backend.reserve_ids(kind, next - have).await?;
+    }
+    Ok(())
 }

@@ -53,6 +53,9 @@ pub enum ErrorKind {
     ConfigInvalid,
     /// EIO: any other failure of the engine itself (a bug, a task that died).
     Internal,
+    /// EIO: the `Meta` was closed ([`crate::Meta::close`]) before the call; nothing was
+    /// applied.
+    Closed,
 }
 
 /// Linux errno values used by [`ErrorKind::errno`] (from `asm-generic/errno-base.h` and `errno.h`).
@@ -98,7 +101,8 @@ impl ErrorKind {
             ErrorKind::Unavailable
             | ErrorKind::Indeterminate
             | ErrorKind::Corrupted
-            | ErrorKind::Internal => EIO,
+            | ErrorKind::Internal
+            | ErrorKind::Closed => EIO,
             ErrorKind::Unsupported => ENOTSUP,
         }
     }
@@ -124,7 +128,8 @@ impl ErrorKind {
             ErrorKind::Unavailable
             | ErrorKind::Indeterminate
             | ErrorKind::Corrupted
-            | ErrorKind::Internal => "EIO",
+            | ErrorKind::Internal
+            | ErrorKind::Closed => "EIO",
         }
     }
 
@@ -152,12 +157,14 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::ConfigInvalid => "config_invalid",
             ErrorKind::Internal => "internal",
+            ErrorKind::Closed => "closed",
         }
     }
 
     /// True for the kinds that describe the whole batch rather than one op's POSIX outcome
-    /// (`Conflict`, `Unavailable`, `Indeterminate`, `Internal`): when one of these comes up while
-    /// applying an op, the backend abandons the batch and returns it as the outer error.
+    /// (`Conflict`, `Unavailable`, `Indeterminate`, `Internal`, `Closed`): when one of these
+    /// comes up while applying an op, the backend abandons the batch and returns it as the
+    /// outer error.
     pub fn is_batch_fatal(self) -> bool {
         matches!(
             self,
@@ -165,6 +172,7 @@ impl ErrorKind {
                 | ErrorKind::Unavailable
                 | ErrorKind::Indeterminate
                 | ErrorKind::Internal
+                | ErrorKind::Closed
         )
     }
 }
@@ -193,6 +201,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Unsupported => "operation not supported",
             ErrorKind::ConfigInvalid => "invalid configuration",
             ErrorKind::Internal => "internal error",
+            ErrorKind::Closed => "the volume was closed",
         };
         write!(f, "{} ({})", text, self.errno_name())
     }

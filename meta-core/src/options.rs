@@ -133,26 +133,74 @@ pub fn parse_duration(name: &str, value: &str) -> Result<Duration> {
     humantime::parse_duration(value).map_err(|_| bad(name, value, "a duration like 5ms or 1s"))
 }
 
+/// The accepted range of each integer engine option (name → least, most), for the URL
+/// parser and [`MetaOptions::validate`] alike.
+fn int_range(name: &str) -> (u64, u64) {
+    match name {
+        "inode_batch" | "chunk_batch" => (1, 1 << 32),
+        "inode_low_watermark" | "chunk_low_watermark" => (0, 100),
+        "batch_size" => (1, 1 << 20),
+        "batch_bytes" => (1, 1 << 30),
+        "max_inflight" => (0, 1024),
+        "max_queue" => (1, 1 << 30),
+        _ => (0, u64::MAX),
+    }
+}
+
 impl MetaOptions {
+    /// Checks options built in code against the ranges the URL parser enforces (see each
+    /// field); [`crate::Meta::open`] calls it. Errors: `ConfigInvalid` naming the first
+    /// option out of range.
+    pub fn validate(&self) -> Result<()> {
+        let ints = [
+            ("inode_batch", self.inode_batch),
+            ("chunk_batch", self.chunk_batch),
+            ("inode_low_watermark", u64::from(self.inode_low_watermark)),
+            ("chunk_low_watermark", u64::from(self.chunk_low_watermark)),
+            ("batch_size", self.batch_size as u64),
+            ("batch_bytes", self.batch_bytes as u64),
+            ("max_inflight", self.max_inflight as u64),
+            ("max_queue", self.max_queue as u64),
+        ];
+        for (name, v) in ints {
+            let (min, max) = int_range(name);
+            if !(min..=max).contains(&v) {
+                return Err(Error::new(
+                    ErrorKind::ConfigInvalid,
+                    format!("engine option {name}={v}: expected an integer in {min}..={max}"),
+                ));
+            }
+        }
+        if self.heartbeat < MIN_HEARTBEAT || self.heartbeat > MAX_HEARTBEAT {
+            return Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                format!(
+                    "engine option heartbeat={:?}: expected a duration from 10ms to 1h",
+                    self.heartbeat
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Applies one engine option; `Ok(false)` when `name` is not an engine option.
     pub fn set(&mut self, name: &str, value: &str) -> Result<bool> {
-        const MAX: u64 = 1 << 32;
+        let int = |name: &str| {
+            let (min, max) = int_range(name);
+            parse_int(name, value, min, max)
+        };
         match name {
             "metaprime" => self.metaprime = parse_bool(name, value)?,
-            "inode_batch" => self.inode_batch = parse_int(name, value, 1, MAX)?,
-            "chunk_batch" => self.chunk_batch = parse_int(name, value, 1, MAX)?,
-            "inode_low_watermark" => {
-                self.inode_low_watermark = parse_int(name, value, 0, 100)? as u8
-            }
-            "chunk_low_watermark" => {
-                self.chunk_low_watermark = parse_int(name, value, 0, 100)? as u8
-            }
+            "inode_batch" => self.inode_batch = int(name)?,
+            "chunk_batch" => self.chunk_batch = int(name)?,
+            "inode_low_watermark" => self.inode_low_watermark = int(name)? as u8,
+            "chunk_low_watermark" => self.chunk_low_watermark = int(name)? as u8,
             "batchwrite" | "batch" => self.batchwrite = parse_bool(name, value)?,
-            "batch_size" => self.batch_size = parse_int(name, value, 1, 1 << 20)? as usize,
-            "batch_bytes" => self.batch_bytes = parse_int(name, value, 1, 1 << 30)? as usize,
+            "batch_size" => self.batch_size = int(name)? as usize,
+            "batch_bytes" => self.batch_bytes = int(name)? as usize,
             "batch_interval" => self.batch_interval = parse_duration(name, value)?,
-            "max_inflight" => self.max_inflight = parse_int(name, value, 0, 1024)? as usize,
-            "max_queue" => self.max_queue = parse_int(name, value, 1, 1 << 30)? as usize,
+            "max_inflight" => self.max_inflight = int(name)? as usize,
+            "max_queue" => self.max_queue = int(name)? as usize,
             "session" => self.session = parse_bool(name, value)?,
             "heartbeat" => {
                 let d = parse_duration(name, value)?;

@@ -36,6 +36,8 @@ struct Inner {
     max_ops: usize,
     /// The session, when `opts.session` (see [`session`]).
     session: Option<SessionState>,
+    /// Set when [`Meta::close`] starts: new work is refused with `Closed`.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// A volume opened for use: the engine in front of a [`Backend`]. Cheap to clone; clones share
@@ -77,6 +79,7 @@ impl Meta {
         opts: MetaOptions,
         registry: Option<&Registry>,
     ) -> Result<Meta> {
+        opts.validate()?;
         let setting = backend.load().await?;
         let own;
         let registry = match registry {
@@ -156,6 +159,7 @@ impl Meta {
                 deferred,
                 max_ops,
                 session,
+                closed: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         if meta.inner.session.is_some()
@@ -195,8 +199,27 @@ impl Meta {
     // ------------------------------------------------------------------------------------------
     // Submitting ops
 
-    /// Applies one op: through the batcher, or directly when `batchwrite=0`.
+    /// `Closed` once [`Meta::close`] has started.
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::new(
+                ErrorKind::Closed,
+                format!("volume {}: Meta::close was called", self.inner.setting.name),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies one op: through the batcher, or directly when `batchwrite=0`. Errors: the
+    /// op's, or `Closed` once [`Meta::close`] has started.
     pub async fn submit(&self, op: Op) -> Result<OpOutput> {
+        self.check_open()?;
+        self.submit_unchecked(op).await
+    }
+
+    /// [`Meta::submit`] for the engine's own ops while it closes (queued releases, the end of
+    /// the session).
+    pub(super) async fn submit_unchecked(&self, op: Op) -> Result<OpOutput> {
         match &self.inner.batcher {
             Some(b) => b.submit(op).await,
             None => {
@@ -223,7 +246,10 @@ impl Meta {
     /// if any, is returned by the next [`Meta::flush`] — like `write()` vs `fsync()`. The risk:
     /// a caller that never flushes never learns of a failure. With `batchwrite=0` the op is
     /// applied before this returns, and an error is still held for `flush`.
+    ///
+    /// Errors: `Closed` once [`Meta::close`] has started (the op is not queued).
     pub async fn enqueue(&self, op: Op) -> Result<()> {
+        self.check_open()?;
         match &self.inner.batcher {
             Some(b) => b.enqueue(op).await,
             None => {
@@ -248,6 +274,11 @@ impl Meta {
         if let Some(b) = &self.inner.batcher {
             b.barrier().await?;
         }
+        self.take_deferred()
+    }
+
+    /// The first error of deferred ops since the last flush, naming how many failed.
+    fn take_deferred(&self) -> Result<()> {
         let mut d = self.inner.deferred_lock();
         let count = std::mem::take(&mut d.count);
         match d.first.take() {
@@ -260,9 +291,20 @@ impl Meta {
     /// [`Meta::close_session`]), then stops the batcher and the ID-pool prefetch and waits
     /// for their tasks, so that once every clone of this `Meta` is dropped nothing holds the
     /// backend any more (an embedded database can then be reopened at once). Returns the
-    /// flush's error, else the session's, if any. After `close`, mutating calls on any clone
-    /// fail with `Internal` ("batcher stopped").
+    /// flush's error (naming how many deferred ops failed), else the session's, if any.
+    ///
+    /// From the moment `close` starts, new work on any clone — ops, deferred ops, explicit
+    /// batches, new inode and slice IDs — fails with `Closed` and reaches nothing; every op
+    /// accepted before has its result (deferred ones through this flush). Reads still go to
+    /// the backend. A second `close` returns `Ok(())` at once.
     pub async fn close(&self) -> Result<()> {
+        if self
+            .inner
+            .closed
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return Ok(());
+        }
         let mut flushed = self.flush().await;
         let ended = self.end_session().await;
         if flushed.is_ok() {
@@ -270,6 +312,11 @@ impl Meta {
         }
         if let Some(b) = &self.inner.batcher {
             b.close().await?;
+        }
+        // Deferred ops accepted just before close started were applied by the batcher's
+        // close; their errors are reported too.
+        if flushed.is_ok() {
+            flushed = self.take_deferred();
         }
         self.inner.inodes.close().await;
         self.inner.chunks.close().await;
@@ -280,7 +327,12 @@ impl Meta {
     /// `apply` calls as the batch limits allow (chunks of `batch_size`, one after another), so
     /// an op may depend on an earlier one (mkdir, then create inside). Returns one result per
     /// op, positionally; a batch-level failure is the error of every op of that chunk.
+    ///
+    /// Errors: per op, `Closed` for every op once [`Meta::close`] has started.
     pub async fn apply_batch(&self, ops: Vec<Op>) -> Vec<Result<OpOutput>> {
+        if let Err(e) = self.check_open() {
+            return vec![Err(e); ops.len()];
+        }
         let mut out = Vec::with_capacity(ops.len());
         for chunk in ops.chunks(self.inner.max_ops) {
             let started = Instant::now();
@@ -295,12 +347,18 @@ impl Meta {
     }
 
     /// A new inode number from the pool.
+    ///
+    /// Errors: the pool's refill errors, `Closed` once [`Meta::close`] has started.
     pub async fn new_ino(&self) -> Result<Ino> {
+        self.check_open()?;
         Ok(Ino(self.inner.inodes.next().await?))
     }
 
     /// A new slice (chunk) ID from the pool, for [`Meta::write`].
+    ///
+    /// Errors: the pool's refill errors, `Closed` once [`Meta::close`] has started.
     pub async fn new_slice_id(&self) -> Result<u64> {
+        self.check_open()?;
         self.inner.chunks.next().await
     }
 

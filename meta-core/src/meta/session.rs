@@ -225,7 +225,7 @@ impl Meta {
             return Ok(());
         }
         match self
-            .submit(Op::CloseSession {
+            .submit_unchecked(Op::CloseSession {
                 sid,
                 expired_before: None,
             })
