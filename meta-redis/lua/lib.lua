@@ -104,7 +104,7 @@ local DLIST = {}   -- the same, in order
 local CNT = {}     -- counter key -> { v = stored value, d = delta of the batch }
 local LIMITS = nil -- { capacity, inodes } once read
 local LIVE = {}    -- session ID -> true once found live by this batch (close_session forgets)
-local SETS = {}    -- set keys already type-checked by this batch
+local SETS = {}    -- keys already type-checked by this batch (check_type)
 
 local function begin_batch(keys, tag)
   S = { limits = keys[1], used = keys[2], total = keys[3], sessions = keys[4], pf = keys[5],
@@ -326,8 +326,11 @@ end
 local function stored_counter(key, name)
   local v = redis.call('GET', key)
   if not v then return 0 end
-  if not string.match(v, '^%-?%d+$') then
-    fail('Corrupted', 'counter ' .. name .. ' is not an integer')
+  local digits = string.match(v, '^%-?(%d+)$')
+  -- INCRBY takes a signed 64-bit integer: a longer one would fail the write-back at the end
+  -- of the call, after the batch's other writes.
+  if not digits or #digits > 19 or (#digits == 19 and digits > '9223372036854775807') then
+    fail('Corrupted', 'counter ' .. name .. ' is not a 64-bit integer')
   end
   return tonumber(v)
 end
@@ -376,11 +379,36 @@ local function check_quota(sp, inodes)
   end
 end
 
+-- A check-phase read that makes later writes of Redis type `typ` ('set', 'hash', 'zset')
+-- to `key` safe: Redis keeps the writes a script made before an error, so a key holding
+-- another type must fail the op here, before its first write. Once per batch and key (ops
+-- only ever store one type in each key).
+local function check_type(key, typ)
+  if SETS[key] then return end
+  local t = redis.call('TYPE', key)
+  if type(t) == 'table' then t = t.ok end
+  if t ~= 'none' and t ~= typ then
+    fail('Corrupted', 'key ' .. key .. ' holds a ' .. tostring(t) .. ' where a ' .. typ .. ' belongs')
+  end
+  SETS[key] = true
+end
+
+local function check_set(key)
+  check_type(key, 'set')
+end
+
 -- Both counters an op that creates or deletes an inode adds to, read (and checked) in the
 -- check phase.
 local function check_counters()
   counter(S.used, 'usedSpace')
   counter(S.total, 'totalInodes')
+end
+
+-- The check phase of an op that may delete an inode (delete_inode): the counters, and the
+-- pending-files hash a regular file with data goes to.
+local function check_deletion()
+  check_counters()
+  check_type(S.pf, 'hash')
 end
 
 -- Deleting an inode (logic::delete_inode): attributes, symlink target and xattrs go; a
@@ -470,6 +498,7 @@ local function truncate_check(t)
     end
   end
   if delta ~= 0 then counter(S.used, 'usedSpace') end
+  if #plan.pending > 0 then check_type(S.ps, 'hash') end
   return plan
 end
 
@@ -501,6 +530,7 @@ local function append_slice(kchunk, kindex, indx, slice, ino8)
   if size > 0 and (redis.call('GETRANGE', kchunk, 0, 0) ~= VER or (size - 1) % 24 ~= 0) then
     fail('Corrupted', 'chunk ' .. indx .. ' of inode ' .. dec(ino8) .. ': undecodable (' .. size .. ' bytes)')
   end
+  if indx ~= 0 then check_type(kindex, 'zset') end
   return function()
     if size > 0 then
       redis.call('APPEND', kchunk, slice)
@@ -528,14 +558,7 @@ local function forget_session(sid8)
   LIVE[sid8] = nil
 end
 
--- A check-phase read that makes a later SADD/SREM on `key` safe: a key of the wrong type
--- fails here, before any write. Once per batch and key (ops only ever store sets there).
-local function check_set(key)
-  if not SETS[key] then
-    redis.call('SISMEMBER', key, '')
-    SETS[key] = true
-  end
-end
+
 
 -- Whether some session holds an inode open (its openers SET is not empty). A check-phase
 -- read: a wrong-type key fails here, before any write.

@@ -63,7 +63,7 @@ OPS.close_session = function(K, A)
     plan[i] = { ino8 = ino8, a = a, delete = delete, kattr = kattr, openers = kop,
       ksymlink = ksym, kxattr = kx }
   end
-  if any then check_counters() end
+  if any then check_deletion() end
   local drops = {}
   for j = 1, #places do
     local key

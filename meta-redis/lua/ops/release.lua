@@ -39,7 +39,7 @@ OPS.release = function(K, A)
       plan[#plan + 1] = p
     end
   end
-  if any then check_counters() end
+  if any then check_deletion() end
   -- Writes.
   for _, p in ipairs(plan) do
     redis.call('SREM', p.openers, sid8)

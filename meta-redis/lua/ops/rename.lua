@@ -124,7 +124,7 @@ OPS.rename = function(K, A)
     end
     if drop then
       sustain = is_open(kdo)
-      if not sustain then check_counters() end
+      if not sustain then check_deletion() end
     end
   end
   -- Writes.

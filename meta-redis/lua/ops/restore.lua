@@ -25,6 +25,8 @@ OPS.restore = function(K, A)
     links[#links + 1] = { dk, name }
   end
   check_counters()
+  if nx > 0 then check_type(K[3], 'hash') end
+  if nc > 0 then check_type(K[4], 'zset') end
   -- Writes.
   for _, l in ipairs(links) do
     redis.call('ZADD', l[1], 0, entry_member(l[2], typ, ino8))

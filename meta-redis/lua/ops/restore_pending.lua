@@ -12,6 +12,8 @@ OPS.restore_pending = function(K, A)
   if file == 1 and raw_attr(K[1]) then
     fail('AlreadyExists', 'inode ' .. dec(id8) .. ' is live; it cannot be pending deletion')
   end
+  if #A >= 3 then check_type(K[2], 'zset') end
+  check_type(file == 1 and S.pf or S.ps, 'hash')
   -- Writes.
   for c = 3, #A do
     local arg = A[c]

@@ -25,7 +25,7 @@ OPS.unlink = function(K, A)
   local sustain = false
   if a and a.nlink <= 1 then
     sustain = is_open(kop)
-    if not sustain then check_counters() end
+    if not sustain then check_deletion() end
   end
   -- Writes.
   redis.call('ZREM', K[2], e.member)
