@@ -108,7 +108,7 @@ macro_rules! __case_list {
             ],
             bad_input: [
                 names, inode_zero, missing_inode, invalid_flags, corrupted_records,
-                corrupted_setting,
+                corrupted_setting, out_of_range_records,
             ],
             persistence: [reopen_keeps_volume, reopen_ids_keep_growing],
             dump: [round_trip_same_backend, across_backends, keeps_pending, load_refuses_formatted, load_keeps_counters_above_ids],

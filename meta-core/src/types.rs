@@ -317,6 +317,15 @@ impl Setting {
                 ),
             ));
         }
+        // The usage counters they are compared with are signed 64-bit on every backend.
+        for (what, v) in [("capacity", self.capacity), ("inode limit", self.inodes)] {
+            if v > i64::MAX as u64 {
+                return Err(Error::new(
+                    ErrorKind::ConfigInvalid,
+                    format!("{what} {v} is above the largest supported, {}", i64::MAX),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -554,6 +563,18 @@ pub fn show_name(name: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_above_i64_are_refused() {
+        let mut s = Setting::new("v");
+        s.capacity = i64::MAX as u64;
+        assert!(s.validate().is_ok());
+        s.capacity = 1 << 63;
+        assert_eq!(s.validate().unwrap_err().kind(), ErrorKind::ConfigInvalid);
+        s.capacity = 0;
+        s.inodes = u64::MAX;
+        assert_eq!(s.validate().unwrap_err().kind(), ErrorKind::ConfigInvalid);
+    }
 
     #[test]
     fn name_rules() {

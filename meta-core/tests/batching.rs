@@ -467,7 +467,7 @@ async fn close_releases_the_backend() {
         .create(ME, Ino::ROOT, b"late", 0o644)
         .await
         .expect_err("closed");
-    assert_eq!(late.kind(), ErrorKind::Internal);
+    assert_eq!(late.kind(), ErrorKind::Closed);
     drop(m);
     assert_eq!(Arc::strong_count(&b), 1, "a task still holds the backend");
 }

@@ -492,3 +492,136 @@ pub async fn corrupted_setting(ctx: &TestCtx) -> Result<()> {
         Ok(_) => bail!("Meta::open over a garbage format record succeeded"),
     }
 }
+
+/// `load` and `Op::Restore` store what they are given, so they check it first: a mode above
+/// 0o7777, nanoseconds of 10^9 or more, a length past the maximum file length, a slice past
+/// its chunk or its object, chunks on a directory, and a pending file past the maximum length
+/// are `InvalidArgument`, and nothing is stored.
+pub async fn out_of_range_records(ctx: &TestCtx) -> Result<()> {
+    let m = ctx.meta();
+    let be = ctx.backend();
+    let file = {
+        let mut a = m.getattr(ROOT).await?;
+        a.typ = FileType::Regular;
+        a.mode = 0o644;
+        a.nlink = 1;
+        a.length = 10;
+        a
+    };
+    let ok_slice = Slice {
+        pos: 0,
+        id: 77,
+        size: 10,
+        off: 0,
+        len: 10,
+    };
+    let record = |name: &str, attr: Attr, chunks: Vec<(u32, Vec<Slice>)>| {
+        Op::Restore(Box::new(meta_core::RestoreRecord {
+            ino: Ino(900_001),
+            attr,
+            links: vec![(ROOT, name.as_bytes().to_vec())],
+            target: Vec::new(),
+            xattrs: Vec::new(),
+            chunks,
+        }))
+    };
+    let mut cases = vec![
+        (
+            "mode",
+            record(
+                "r1",
+                Attr {
+                    mode: 0o17777,
+                    ..file
+                },
+                Vec::new(),
+            ),
+        ),
+        (
+            "nanoseconds",
+            record(
+                "r2",
+                Attr {
+                    mtime: Timespec {
+                        sec: 1,
+                        nsec: 1_000_000_000,
+                    },
+                    ..file
+                },
+                Vec::new(),
+            ),
+        ),
+        (
+            "length",
+            record(
+                "r3",
+                Attr {
+                    length: meta_core::types::MAX_FILE_LEN + 1,
+                    ..file
+                },
+                Vec::new(),
+            ),
+        ),
+        (
+            "slice past the chunk",
+            record(
+                "r4",
+                file,
+                vec![(
+                    0,
+                    vec![Slice {
+                        pos: (meta_core::CHUNK_SIZE - 5) as u32,
+                        ..ok_slice
+                    }],
+                )],
+            ),
+        ),
+        (
+            "slice past its object",
+            record("r5", file, vec![(0, vec![Slice { off: 5, ..ok_slice }])]),
+        ),
+        (
+            "slice past the maximum length",
+            record("r6", file, vec![(u32::MAX, vec![ok_slice])]),
+        ),
+        (
+            "chunks on a directory",
+            record(
+                "r7",
+                Attr {
+                    typ: FileType::Directory,
+                    nlink: 2,
+                    length: 4096,
+                    ..file
+                },
+                vec![(0, vec![ok_slice])],
+            ),
+        ),
+    ];
+    cases.push((
+        "pending file length",
+        Op::RestorePending {
+            pending: Pending::File {
+                ino: Ino(900_002),
+                length: u64::MAX,
+            },
+            chunks: Vec::new(),
+        },
+    ));
+    let before = be.statfs().await?;
+    for (what, op) in cases {
+        expect_err(apply1(&*be, op).await?, InvalidArgument, what)?;
+    }
+    for name in ["r1", "r2", "r3", "r4", "r5", "r6", "r7"] {
+        expect_err(m.lookup(ROOT, name.as_bytes()).await, NotFound, name)?;
+    }
+    ensure!(
+        be.statfs().await? == before,
+        "a refused record changed statfs"
+    );
+    ensure!(
+        pending_sorted(&*be).await?.is_empty(),
+        "a refused pending record was stored"
+    );
+    fsck_clean(&*be, "after refused records").await
+}

@@ -118,6 +118,9 @@ pub fn decode_attr(buf: &[u8]) -> Result<Attr> {
         flags: r.u8()?,
     };
     r.finish()?;
+    // A record out of the ranges a write can produce (logic::checks::check_record) is damage,
+    // not a file.
+    crate::logic::check_record(&a).map_err(|e| err::corrupted(format!("attr: {}", e.context())))?;
     Ok(a)
 }
 
@@ -179,6 +182,10 @@ pub fn decode_chunk(buf: &[u8]) -> Result<Vec<Slice>> {
             off: r.u32()?,
             len: r.u32()?,
         });
+    }
+    for s in &out {
+        crate::logic::check_write(0, s)
+            .map_err(|e| err::corrupted(format!("chunk: {}", e.context())))?;
     }
     Ok(out)
 }
@@ -277,6 +284,7 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
     use crate::kv::schema::*;
+    use crate::types::{CHUNK_SIZE, MAX_FILE_LEN};
 
     fn attr() -> Attr {
         Attr {
@@ -292,7 +300,7 @@ mod tests {
             },
             ctime: Timespec { sec: 0, nsec: 0 },
             nlink: 3,
-            length: u64::MAX,
+            length: MAX_FILE_LEN,
             parent: Ino(42),
             flags: 1,
         }
@@ -317,7 +325,7 @@ mod tests {
                 len: 10,
             },
             Slice {
-                pos: u32::MAX,
+                pos: (CHUNK_SIZE - 2) as u32,
                 id: u64::MAX,
                 size: 3,
                 off: 1,
@@ -325,6 +333,28 @@ mod tests {
             },
         ];
         assert_eq!(decode_chunk(&encode_chunk(&s)).unwrap(), s);
+        // Records out of the ranges a write produces are damage.
+        let mut past = s.clone();
+        past[1].pos += 1;
+        assert_eq!(
+            decode_chunk(&encode_chunk(&past)).unwrap_err().kind(),
+            ErrorKind::Corrupted
+        );
+        for bad in [
+            Attr {
+                mode: 0o10000,
+                ..attr()
+            },
+            Attr {
+                length: MAX_FILE_LEN + 1,
+                ..attr()
+            },
+        ] {
+            assert_eq!(
+                decode_attr(&encode_attr(&bad)).unwrap_err().kind(),
+                ErrorKind::Corrupted
+            );
+        }
         let e = Entry {
             ino: Ino(9),
             typ: FileType::Fifo,
@@ -421,7 +451,7 @@ mod tests {
         }
 
         #[test]
-        fn attr_round_trips(mode in 0u16..0o7777, uid: u32, len: u64, sec: i64, nsec in 0u32..1_000_000_000) {
+        fn attr_round_trips(mode in 0u16..0o7777, uid: u32, len in 0u64..=MAX_FILE_LEN, sec: i64, nsec in 0u32..1_000_000_000) {
             let mut a = attr();
             a.mode = mode; a.uid = uid; a.length = len;
             a.mtime = Timespec { sec, nsec };

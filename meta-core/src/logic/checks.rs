@@ -87,13 +87,24 @@ pub fn precheck(op: &Op) -> Result<()> {
             for (name, value) in &rec.xattrs {
                 validate_xattr(name, Some(value))?;
             }
-            Ok(())
+            check_record(&rec.attr)?;
+            if rec.attr.typ != FileType::Regular && !rec.chunks.is_empty() {
+                return Err(err::invalid(format!(
+                    "a restored {} has no chunks",
+                    rec.attr.typ.name()
+                )));
+            }
+            check_chunks(&rec.chunks)
         }
         Op::RestorePending { pending, chunks } => {
-            if matches!(pending, Pending::Slice { .. }) && !chunks.is_empty() {
-                return Err(err::invalid("a pending slice carries no chunks"));
+            match pending {
+                Pending::Slice { .. } if !chunks.is_empty() => {
+                    return Err(err::invalid("a pending slice carries no chunks"));
+                }
+                Pending::File { length, .. } => check_length(*length)?,
+                Pending::Slice { .. } => {}
             }
-            Ok(())
+            check_chunks(chunks)
         }
         Op::OpenSession { info, .. } => {
             if info.sid == 0 {
@@ -123,6 +134,37 @@ pub fn precheck(op: &Op) -> Result<()> {
 /// The rules of [`Imported`]: only a regular file has a length or a slice, the length is at
 /// most [`MAX_FILE_LEN`], the slice obeys [`check_write`] in chunk 0 and ends at or before the
 /// length. Errors: `InvalidArgument`.
+/// The ranges a stored attribute record must respect (what `load` and `Op::Restore` may
+/// write): permission bits within 0o7777 (chmod(2)), nanoseconds below 10^9, a regular
+/// file's length at most [`MAX_FILE_LEN`], and for a directory at least its two links.
+/// Errors: `InvalidArgument` naming the field.
+pub fn check_record(a: &Attr) -> Result<()> {
+    if a.mode > 0o7777 {
+        return Err(err::invalid(format!(
+            "mode {:#o} has bits above 0o7777",
+            a.mode
+        )));
+    }
+    for (name, t) in [("atime", a.atime), ("mtime", a.mtime), ("ctime", a.ctime)] {
+        if t.nsec >= 1_000_000_000 {
+            return Err(err::invalid(format!("{name} has {} nanoseconds", t.nsec)));
+        }
+    }
+    check_length(a.length)?;
+    Ok(())
+}
+
+/// Every slice of restored chunks passes [`check_write`] at its chunk index (inside the
+/// chunk, inside its object, below the maximum file length).
+fn check_chunks(chunks: &[(u32, Vec<Slice>)]) -> Result<()> {
+    for (indx, slices) in chunks {
+        for s in slices {
+            check_write(*indx, s)?;
+        }
+    }
+    Ok(())
+}
+
 fn check_imported(typ: FileType, i: &Imported) -> Result<()> {
     if typ != FileType::Regular && (i.length != 0 || i.slice.is_some()) {
         return Err(err::invalid(format!(

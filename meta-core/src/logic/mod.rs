@@ -16,7 +16,7 @@ mod namespace;
 mod read;
 mod session;
 
-pub use checks::{bump_dir, check_length, check_write, precheck};
+pub use checks::{bump_dir, check_length, check_record, check_write, precheck};
 pub(crate) use namespace::delete_inode;
 pub use read::{
     corrupted, get_attr, get_xattr, list_xattr, lookup, read_dir, read_link, root_attr, statfs_from,
