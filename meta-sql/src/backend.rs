@@ -406,6 +406,7 @@ impl SqlBackend {
         if self.schema_ok.load(Ordering::Acquire) {
             return Ok(());
         }
+        self.probe().await?;
         retry!(
             self,
             txn!(self, self.sql.d.begin(), |c| migrate(
@@ -417,6 +418,41 @@ impl SqlBackend {
         )?;
         self.schema_ok.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Connects once outside the pool and closes the connection. The pool retries a refused
+    /// connection until `acquire_timeout` (30 s by default: it takes it for a server still
+    /// starting) and then reports only "pool timed out"; before first use this says at once
+    /// why the server cannot be reached (connection refused, unknown host, TLS refused,
+    /// wrong password). Errors: those of [`classify`] at [`Stage::Connect`].
+    async fn probe(&self) -> Result<()> {
+        use sqlx::Connection;
+        let d = self.sql.d;
+        let r = match &self.pools {
+            #[cfg(feature = "sqlite")]
+            Pools::Sqlite { .. } => return Ok(()),
+            #[cfg(feature = "postgres")]
+            Pools::Postgres(p) => {
+                let o = p.connect_options();
+                let t = p.options().get_acquire_timeout();
+                match tokio::time::timeout(t, sqlx::PgConnection::connect_with(&o)).await {
+                    Ok(Ok(c)) => c.close().await,
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(sqlx::Error::PoolTimedOut),
+                }
+            }
+            #[cfg(feature = "mysql")]
+            Pools::MySql(p) => {
+                let o = p.connect_options();
+                let t = p.options().get_acquire_timeout();
+                match tokio::time::timeout(t, sqlx::MySqlConnection::connect_with(&o)).await {
+                    Ok(Ok(c)) => c.close().await,
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(sqlx::Error::PoolTimedOut),
+                }
+            }
+        };
+        r.map_err(|e| classify(e, Stage::Connect, d))
     }
 
     fn cached_limits(&self) -> Option<Limits> {
@@ -670,7 +706,12 @@ impl Backend for SqlBackend {
         Stats::add(&self.stats.ops, ops.len() as u64);
         let mut hints: BTreeSet<Ino> = BTreeSet::new();
         let mut n = 0u32;
-        let fast = self.sql.d == Dialect::Postgres && SqlTxn::lock_free(ops);
+        // A volume with limits locks its counter rows for the quota checks (see
+        // `Sql::counters`), which needs a transaction.
+        let fast = self.sql.d == Dialect::Postgres
+            && SqlTxn::lock_free(ops)
+            && limits.capacity == 0
+            && limits.inodes == 0;
         loop {
             let mut learned = Vec::new();
             let r = if fast && hints.is_empty() {
@@ -855,7 +896,7 @@ impl Backend for SqlBackend {
             self,
             conn!(self, reader, |c| {
                 let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
-                t.fetch_counters(&[Counter::UsedSpace, Counter::TotalInodes])
+                t.fetch_counters(&[Counter::UsedSpace, Counter::TotalInodes], false)
                     .await?;
                 let used =
                     meta_core::logic::TxnView::get_counter(&mut t, Counter::UsedSpace).await?;

@@ -80,7 +80,20 @@ pub(crate) fn classify(e: sqlx::Error, stage: Stage, dialect: Dialect) -> Error 
         // schema disagree, a bug.
         _ => ErrorKind::Internal,
     };
-    Error::new(kind, at).with_source(e)
+    Error::new(at_stage(kind, stage, &e), at).with_source(e)
+}
+
+/// A server-side failure reported while committing (the connection failed, the server is
+/// shutting down, an I/O error on the server) leaves the outcome unknown: the commit may have
+/// been durable before the error was sent. Errors that prove nothing was applied (a
+/// serialization failure, a pool without connections) keep their kind.
+fn at_stage(kind: ErrorKind, stage: Stage, e: &sqlx::Error) -> ErrorKind {
+    match (kind, e) {
+        (ErrorKind::Unavailable, sqlx::Error::Database(_)) if stage.outcome_unknown() => {
+            ErrorKind::Indeterminate
+        }
+        _ => kind,
+    }
 }
 
 /// PostgreSQL SQLSTATE codes (Appendix A of the PostgreSQL manual).
@@ -235,5 +248,65 @@ mod tests {
             Dialect::Postgres,
         );
         assert_eq!(io.kind(), ErrorKind::Unavailable);
+    }
+
+    /// A database error with a SQLSTATE, as the server would send it.
+    #[derive(Debug)]
+    struct Coded(&'static str);
+
+    impl std::fmt::Display for Coded {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "server error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Coded {}
+
+    impl sqlx::error::DatabaseError for Coded {
+        fn message(&self) -> &str {
+            "server error"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    /// A server-side failure during COMMIT (connection failure, shutdown, I/O error on the
+    /// server) leaves the outcome unknown; before COMMIT it means nothing was applied; a
+    /// serialization failure is a conflict at any stage.
+    #[test]
+    fn server_errors_during_commit_are_indeterminate() {
+        let at = |code, stage| {
+            classify(
+                sqlx::Error::Database(Box::new(Coded(code))),
+                stage,
+                Dialect::Postgres,
+            )
+            .kind()
+        };
+        for code in ["08006", "57P01", "58030"] {
+            assert_eq!(at(code, Stage::Commit), ErrorKind::Indeterminate, "{code}");
+            assert_eq!(
+                at(code, Stage::AutoCommit),
+                ErrorKind::Indeterminate,
+                "{code}"
+            );
+            assert_eq!(at(code, Stage::Statement), ErrorKind::Unavailable, "{code}");
+        }
+        assert_eq!(at("40001", Stage::Commit), ErrorKind::Conflict);
+        let pool = classify(sqlx::Error::PoolTimedOut, Stage::Commit, Dialect::Postgres);
+        assert_eq!(pool.kind(), ErrorKind::Unavailable);
     }
 }

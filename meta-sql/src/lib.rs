@@ -50,7 +50,18 @@ pub struct SqlOptions {
     /// SQLite `busy_timeout` (default `5s`): how long a writer waits for another process's
     /// write lock before the batch is retried.
     pub busy_timeout: Duration,
+    /// TLS parameters, `(name, value)`, passed to the driver as libpq and the MySQL client
+    /// name them. PostgreSQL: `sslmode` (`disable`, `allow`, `prefer`, `require`,
+    /// `verify-ca`, `verify-full`), `sslrootcert` (CA file, PEM), `sslcert` / `sslkey`
+    /// (client certificate). MySQL/MariaDB: `ssl-mode` (`DISABLED`, `PREFERRED`, `REQUIRED`,
+    /// `VERIFY_CA`, `VERIFY_IDENTITY`), `ssl-ca`, `ssl-cert`, `ssl-key`. Default: none (the
+    /// driver's default, `prefer` / `PREFERRED`: TLS when the server offers it, unverified).
+    pub tls: Vec<(String, String)>,
 }
+
+/// The TLS parameters each dialect accepts (see [`SqlOptions::tls`]).
+const PG_TLS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
+const MYSQL_TLS: [&str; 4] = ["ssl-mode", "ssl-ca", "ssl-cert", "ssl-key"];
 
 impl SqlOptions {
     /// The defaults for `dialect`.
@@ -61,6 +72,7 @@ impl SqlOptions {
             acquire_timeout: Duration::from_secs(30),
             sync: true,
             busy_timeout: Duration::from_secs(5),
+            tls: Vec::new(),
         }
     }
 }
@@ -86,6 +98,8 @@ pub fn dialect_of(scheme: &str) -> Option<Dialect> {
 /// sqlite:///var/lib/meta/vol1.db?sync=true&busy_timeout=5s
 /// sqlite://./relative.db
 /// postgres://user:pass@host:5432/db?table_prefix=vol1_&max_connections=16&acquire_timeout=30s
+/// postgres://user@host/db?sslmode=verify-full&sslrootcert=/etc/meta/ca.pem
+/// mysql://user@host/db?ssl-mode=VERIFY_IDENTITY&ssl-ca=/etc/meta/ca.pem
 /// mysql://user:pass@host:3306/db?table_prefix=vol1_
 /// ```
 ///
@@ -109,6 +123,16 @@ pub fn open(mut url: VolumeUrl) -> Result<SqlBackend> {
     }
     if let Some(v) = url.take_param("acquire_timeout") {
         o.acquire_timeout = parse_duration("acquire_timeout", &v)?;
+    }
+    let tls_names: &[&str] = match dialect {
+        Dialect::Postgres => &PG_TLS,
+        Dialect::MySql => &MYSQL_TLS,
+        Dialect::Sqlite => &[],
+    };
+    for name in tls_names {
+        if let Some(v) = url.take_param(name) {
+            o.tls.push((name.to_string(), v));
+        }
     }
     if dialect == Dialect::Sqlite {
         if let Some(v) = url.take_param("sync") {
@@ -228,10 +252,24 @@ fn postgres_pool(url: &VolumeUrl, o: &SqlOptions) -> Result<backend::Pools> {
             "cannot parse the PostgreSQL URL {url} (expected postgres://user:pass@host:port/db)"
         ))
     })?;
-    let opts = opts
+    let mut opts = opts
         .statement_cache_capacity(STATEMENT_CACHE)
         .application_name("meta")
         .options(PG_SESSION);
+    for (name, v) in &o.tls {
+        opts = match name.as_str() {
+            "sslmode" => opts.ssl_mode(v.parse().map_err(|_| {
+                config(format!(
+                    "URL parameter sslmode={v:?}: expected disable, allow, prefer, require, \
+                     verify-ca or verify-full"
+                ))
+            })?),
+            "sslrootcert" => opts.ssl_root_cert(v.as_str()),
+            "sslcert" => opts.ssl_client_cert(v.as_str()),
+            "sslkey" => opts.ssl_client_key(v.as_str()),
+            other => return Err(config(format!("{other} is not a PostgreSQL TLS parameter"))),
+        };
+    }
     let pool = PgPoolOptions::new()
         .max_connections(o.max_connections)
         .min_connections(0)
@@ -254,7 +292,21 @@ fn mysql_pool(url: &VolumeUrl, o: &SqlOptions) -> Result<backend::Pools> {
             "cannot parse the MySQL URL {url} (expected mysql://user:pass@host:port/db)"
         ))
     })?;
-    let opts = opts.statement_cache_capacity(STATEMENT_CACHE);
+    let mut opts = opts.statement_cache_capacity(STATEMENT_CACHE);
+    for (name, v) in &o.tls {
+        opts = match name.as_str() {
+            "ssl-mode" => opts.ssl_mode(v.parse().map_err(|_| {
+                config(format!(
+                    "URL parameter ssl-mode={v:?}: expected DISABLED, PREFERRED, REQUIRED, \
+                     VERIFY_CA or VERIFY_IDENTITY"
+                ))
+            })?),
+            "ssl-ca" => opts.ssl_ca(v.as_str()),
+            "ssl-cert" => opts.ssl_client_cert(v.as_str()),
+            "ssl-key" => opts.ssl_client_key(v.as_str()),
+            other => return Err(config(format!("{other} is not a MySQL TLS parameter"))),
+        };
+    }
     let pool = MySqlPoolOptions::new()
         .max_connections(o.max_connections)
         .min_connections(0)

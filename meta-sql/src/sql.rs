@@ -96,12 +96,13 @@ pub fn validate_prefix(prefix: &str) -> Result<String> {
         || !prefix
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        || prefix.starts_with(|c: char| c.is_ascii_digit())
     {
         return Err(Error::new(
             ErrorKind::ConfigInvalid,
             format!(
-                "table_prefix {prefix:?}: use at most 32 ASCII letters, digits and '_' \
-                 (it is part of SQL identifiers)"
+                "table_prefix {prefix:?}: use at most 32 ASCII letters, digits and '_', not \
+                 starting with a digit (it begins SQL identifiers)"
             ),
         ));
     }
@@ -875,7 +876,11 @@ impl Sql {
     }
 
     /// Counter rows `(name, value)` of `names`.
-    pub(crate) fn counters(&self, names: Vec<String>) -> Vec<Stmt> {
+    ///
+    /// `lock`: `FOR UPDATE` (PostgreSQL, MySQL), so that a quota check and the counter update
+    /// after it are not interleaved with another client's (without it two clients could both
+    /// pass the last free inode or byte).
+    pub(crate) fn counters(&self, names: Vec<String>, lock: bool) -> Vec<Stmt> {
         let keys = names.into_iter().map(|n| vec![Arg::Text(n)]).collect();
         self.select_keys(
             "counter",
@@ -883,7 +888,7 @@ impl Sql {
             &[("name", Ty::Text)],
             keys,
             "",
-            false,
+            lock,
         )
     }
 

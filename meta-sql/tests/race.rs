@@ -32,6 +32,14 @@ impl Two {
     }
 
     async fn with_options(f: SqlFactory, opts: MetaOptions) -> Result<Option<Two>> {
+        Two::with_setting(f, opts, Setting::new("race")).await
+    }
+
+    async fn with_setting(
+        f: SqlFactory,
+        opts: MetaOptions,
+        setting: Setting,
+    ) -> Result<Option<Two>> {
         if let Err(reason) = f.server_url() {
             if meta_conformance::skips_are_failures() {
                 bail!("{reason} and META_CONFORMANCE_REQUIRE=1 forbids skipping");
@@ -41,7 +49,7 @@ impl Two {
         }
         let vol = f.fresh("").map_err(anyhow::Error::msg)?;
         let b1 = vol.backend()?;
-        Meta::format(&*b1, &Setting::new("race"), false).await?;
+        Meta::format(&*b1, &setting, false).await?;
         let m1 = Meta::open(b1.clone(), opts.clone(), None).await?;
         let b2 = vol.backend()?;
         let m2 = Meta::open(b2.clone(), opts, None).await?;
@@ -93,6 +101,48 @@ async fn names(b: &dyn Backend, dir: Ino) -> Result<Vec<Vec<u8>>> {
             return Ok(out);
         }
     }
+}
+
+/// The volume's inode limit holds under 2 × 16 tasks creating at once: the quota check and
+/// the counter update of one batch see no other client's in between (counter rows locked),
+/// so the volume ends exactly at its limit, never above.
+async fn inode_limit_2x16(f: SqlFactory) -> Result<()> {
+    const LIMIT: u64 = 150;
+    let mut setting = Setting::new("quota");
+    setting.inodes = LIMIT;
+    let Some(t) = Two::with_setting(f, MetaOptions::default(), setting).await? else {
+        return Ok(());
+    };
+    let mut tasks = Vec::new();
+    for i in 0..32usize {
+        let m = t.meta(i);
+        tasks.push(tokio::spawn(async move {
+            let mut made = 0u64;
+            for j in 0..20 {
+                match m
+                    .create(ME, Ino::ROOT, format!("f{i}_{j}").as_bytes(), 0o644)
+                    .await
+                {
+                    Ok(_) => made += 1,
+                    Err(e) if e.kind() == ErrorKind::NoSpace => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok::<_, meta_core::Error>(made)
+        }));
+    }
+    let mut made = 0;
+    for h in tasks {
+        made += h.await.context("task")??;
+    }
+    let st = t.b1.statfs().await?;
+    ensure!(
+        st.used_inodes == LIMIT && made == LIMIT - 1,
+        "limit {LIMIT}: {made} creates succeeded, {} inodes used",
+        st.used_inodes
+    );
+    t.fsck("inode limit").await?;
+    t.close().await
 }
 
 async fn one_name(f: SqlFactory) -> Result<()> {
@@ -344,6 +394,8 @@ macro_rules! dialect_tests {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn one_name_two_clients() -> Result<()> { one_name($f).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn inode_limit_two_clients() -> Result<()> { inode_limit_2x16($f).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn creates_2x32_one_dir() -> Result<()> { creates_2x32($f).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

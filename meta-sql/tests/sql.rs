@@ -285,6 +285,82 @@ async fn url_errors_name_the_problem_and_hide_passwords() {
     assert!(e.to_string().contains("max_connections"), "{e}");
     let e = open_err("redis://127.0.0.1/");
     assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
+    // A table prefix starts SQL identifiers: no leading digit.
+    let e = open_err("postgres://bob@127.0.0.1:1/db?table_prefix=1vol");
+    assert!(e.to_string().contains("table_prefix"), "{e}");
+    // TLS parameters are the driver's, checked at open, per dialect.
+    let e = open_err("postgres://bob@127.0.0.1:1/db?sslmode=sometimes");
+    assert!(e.to_string().contains("sslmode"), "{e}");
+    let e = open_err("mysql://bob@127.0.0.1:1/db?ssl-mode=sometimes");
+    assert!(e.to_string().contains("ssl-mode"), "{e}");
+    let e = open_err("mysql://bob@127.0.0.1:1/db?sslmode=require");
+    assert!(
+        e.to_string().contains("sslmode"),
+        "PostgreSQL's name on MySQL: {e}"
+    );
+    for ok in [
+        "postgres://bob@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/tmp/ca.pem",
+        "mysql://bob@127.0.0.1:1/db?ssl-mode=VERIFY_IDENTITY&ssl-ca=/tmp/ca.pem",
+    ] {
+        let (u, _) = parse_url(ok).unwrap();
+        assert!(meta_sql::open(u).is_ok(), "{ok}");
+    }
+}
+
+/// A refused connection is reported at once with its cause, not after the pool's 30 s of
+/// retries as "pool timed out".
+#[tokio::test]
+async fn refused_connection_fails_fast_with_its_cause() {
+    for url in [
+        "postgres://bob:s3cret@127.0.0.1:1/db",
+        "mysql://bob:s3cret@127.0.0.1:1/db",
+    ] {
+        let b = meta_sql::open(parse_url(url).unwrap().0).unwrap();
+        let started = std::time::Instant::now();
+        let e = b.load().await.unwrap_err();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{url}: took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{url}: {e}");
+        let chain = format!("{e} {:?}", std::error::Error::source(&e));
+        assert!(chain.to_lowercase().contains("refused"), "{url}: {chain}");
+    }
+}
+
+/// `sslmode` reaches the driver: `disable` works against the test server (which has no TLS),
+/// `require` is refused by it with an error rather than falling back to plain text.
+#[tokio::test]
+async fn postgres_sslmode_is_applied() -> Result<()> {
+    let Ok(server) = std::env::var("META_TEST_POSTGRES_URL") else {
+        eprintln!("SKIP postgres_sslmode_is_applied: META_TEST_POSTGRES_URL is not set");
+        return Ok(());
+    };
+    let sep = if server.contains('?') { '&' } else { '?' };
+    let plain = meta_sql::open(
+        parse_url(&format!(
+            "{server}{sep}sslmode=disable&table_prefix=sslprobe_"
+        ))?
+        .0,
+    )?;
+    plain.get_counter(meta_core::Counter::NextInode).await.ok();
+    let e = plain.load().await.err();
+    assert!(
+        e.as_ref().is_none_or(|e| e.kind() == ErrorKind::NotFound),
+        "sslmode=disable: {e:?}"
+    );
+    let tls =
+        meta_sql::open(parse_url(&format!("{server}{sep}sslmode=require&acquire_timeout=5s"))?.0)?;
+    let e = tls
+        .load()
+        .await
+        .expect_err("sslmode=require on a server without TLS");
+    assert!(
+        matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::ConfigInvalid),
+        "{e}"
+    );
+    Ok(())
 }
 
 #[tokio::test]

@@ -552,11 +552,11 @@ impl<'a> SqlTxn<'a> {
         }
     }
 
-    /// Reads counters.
-    pub(crate) async fn fetch_counters(&mut self, which: &[Counter]) -> Result<()> {
+    /// Reads counters; `lock`: with a row lock held to COMMIT (see [`Sql::counters`]).
+    pub(crate) async fn fetch_counters(&mut self, which: &[Counter], lock: bool) -> Result<()> {
         let names = which.iter().map(|c| c.name().to_string()).collect();
         let rows = self
-            .rows_all(self.sql.counters(names), &[Ty::Text, Ty::Int])
+            .rows_all(self.sql.counters(names, lock), &[Ty::Text, Ty::Int])
             .await?;
         for &c in which {
             self.base.counters.insert(c, Ok(0));
@@ -832,7 +832,9 @@ impl<'a> SqlTxn<'a> {
             }
         }
         if limits.capacity > 0 || limits.inodes > 0 {
-            self.fetch_counters(&[Counter::UsedSpace, Counter::TotalInodes])
+            // Locked: the batch's quota checks and its counter updates see no other
+            // client's in between.
+            self.fetch_counters(&[Counter::UsedSpace, Counter::TotalInodes], true)
                 .await?;
         }
         self.prefetch_records(&sess).await
@@ -942,7 +944,7 @@ impl<'a> SqlTxn<'a> {
     async fn load_counter(&mut self, c: Counter) -> Result<i64> {
         if !self.base.counters.contains_key(&c) {
             self.miss();
-            self.fetch_counters(&[c]).await?;
+            self.fetch_counters(&[c], false).await?;
         }
         self.base.counters.get(&c).cloned().unwrap_or(Ok(0))
     }
