@@ -22,8 +22,6 @@
 //! - `META_CONFORMANCE_REQUIRE=1`: a skipped backend fails instead of passing.
 //! - `META_CONFORMANCE_SEED=N`: seed of the model-based randomized test (default fixed).
 //! - `META_CONFORMANCE_MODEL_BATCHES=N`: length of the randomized run (default 300 batches).
-//! - `META_CONFORMANCE_DEFER=1`: the generated tests pass at once without running (set by
-//!   `cargo xtask test` for its workspace run; it runs the matrix separately).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,10 +41,6 @@ pub use factory::{
 pub const REQUIRE_ENV: &str = "META_CONFORMANCE_REQUIRE";
 /// Name of the environment variable that sets the seed of the randomized model test.
 pub const SEED_ENV: &str = "META_CONFORMANCE_SEED";
-/// Name of the environment variable that makes every generated test return at once:
-/// `cargo xtask test` sets it for its `cargo test --workspace` run because it runs the
-/// conformance matrix itself afterwards (with servers and `META_CONFORMANCE_REQUIRE=1`).
-pub const DEFER_ENV: &str = "META_CONFORMANCE_DEFER";
 
 /// The future a case returns (`Send`, so a runner may spawn it).
 pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
@@ -128,21 +122,26 @@ macro_rules! __case_list {
 #[macro_export]
 macro_rules! __case_list_apply {
     ((@tests) $($group:ident: [$($case:ident),* $(,)?]),* $(,)?) => {
-        $(
-            #[allow(non_snake_case, missing_docs)]
-            mod $group {
-                $(
-                    #[test]
-                    fn $case() {
-                        $crate::run_case(
-                            super::__meta_conformance_factory,
-                            stringify!($group),
-                            stringify!($case),
-                        );
-                    }
-                )*
-            }
-        )*
+        // Every generated test is named `conformance::GROUP::CASE`, so a run can leave the
+        // suite out with `--skip conformance::` (as `cargo xtask test` does for its
+        // workspace run before it runs the matrix).
+        #[allow(non_snake_case, missing_docs)]
+        mod conformance {
+            $(
+                mod $group {
+                    $(
+                        #[test]
+                        fn $case() {
+                            $crate::run_case(
+                                super::super::__meta_conformance_factory,
+                                stringify!($group),
+                                stringify!($case),
+                            );
+                        }
+                    )*
+                }
+            )*
+        }
     };
     ((@consts) $($group:ident: [$($case:ident),* $(,)?]),* $(,)?) => {
         /// Every case of the suite, in list order (the same list the macro expands).
@@ -226,11 +225,8 @@ pub async fn run_case_async(
 /// The body of every test `conformance_tests!` generates: builds a 4-worker runtime, makes
 /// the factory, runs the case and panics with the full error chain when it fails. A skip
 /// prints a loud `SKIP` line on stderr and passes, or panics under
-/// `META_CONFORMANCE_REQUIRE=1`. Under `META_CONFORMANCE_DEFER=1` it returns at once.
+/// `META_CONFORMANCE_REQUIRE=1`.
 pub fn run_case<F: Factory>(make_factory: impl FnOnce() -> F, group: &str, name: &str) {
-    if std::env::var(DEFER_ENV).is_ok_and(|v| !v.is_empty() && v != "0") {
-        return;
-    }
     let case = match find_case(group, name) {
         Some(c) => *c,
         None => panic!("no conformance case {group}::{name}"),

@@ -203,11 +203,6 @@ impl BackendRun {
         }
     }
 
-    /// Tests reported at all (passed, failed or ignored).
-    pub fn reported(&self) -> usize {
-        self.groups.values().map(|(p, f, i)| p + f + i).sum()
-    }
-
     /// Tests passed, failed.
     pub fn totals(&self) -> (usize, usize) {
         self.groups
@@ -249,7 +244,6 @@ pub fn run_backend(b: &Backend, env: &[(String, String)]) -> BackendRun {
     let mut cmd = cargo();
     cmd.args(["test", "-p", b.krate, "--test", b.test])
         .env("META_CONFORMANCE_REQUIRE", "1")
-        .env_remove("META_CONFORMANCE_DEFER")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

@@ -27,13 +27,80 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// A `cargo` command in the workspace root with `CARGO_TARGET_DIR` set.
+/// A `cargo` command in the workspace root with `CARGO_TARGET_DIR` set, linking RocksDB from
+/// the per-machine cache when it holds a build (see [`rocksdb_cache`]).
 pub fn cargo() -> Command {
     let bin = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut c = Command::new(bin);
     c.current_dir(workspace_root())
         .env("CARGO_TARGET_DIR", target_dir());
+    if std::env::var_os("ROCKSDB_LIB_DIR").is_none()
+        && let Some(dir) = rocksdb_cache()
+    {
+        keep_rocksdb(&dir);
+        if dir.join("librocksdb.a").is_file() && dir.join("libsnappy.a").is_file() {
+            c.env("ROCKSDB_LIB_DIR", &dir)
+                .env("ROCKSDB_STATIC", "1")
+                .env("SNAPPY_LIB_DIR", &dir)
+                .env("SNAPPY_STATIC", "1");
+        }
+    }
     c
+}
+
+/// Where the static RocksDB and Snappy libraries `librocksdb-sys` compiled are kept for every
+/// later build on this machine, whatever the profile or the clone: compiling RocksDB's C++
+/// takes ≈ 9 min per profile on a 2-core machine, linking the kept one ≈ 20 s
+/// (`ROCKSDB_LIB_DIR`, `ROCKSDB_STATIC`; the crate's documented way to use a prebuilt
+/// library). `~/.cache/meta-rocksdb/<librocksdb-sys version from Cargo.lock>`; `None` when
+/// the lock file names no version (nothing is cached then).
+pub fn rocksdb_cache() -> Option<PathBuf> {
+    let lock = std::fs::read_to_string(workspace_root().join("Cargo.lock")).ok()?;
+    let mut lines = lock.lines();
+    while let Some(l) = lines.next() {
+        if l.trim() == "name = \"librocksdb-sys\"" {
+            let v = lines.next()?.trim().strip_prefix("version = \"")?.strip_suffix('"')?;
+            let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+            return Some(PathBuf::from(home).join(".cache/meta-rocksdb").join(v));
+        }
+    }
+    None
+}
+
+/// Copies the libraries of a finished `librocksdb-sys` build under the target directory into
+/// `dir` (a release build first), once. Failures only mean RocksDB is compiled again.
+fn keep_rocksdb(dir: &Path) {
+    if dir.join("librocksdb.a").is_file() {
+        return;
+    }
+    for profile in ["release", "debug"] {
+        let Ok(builds) = std::fs::read_dir(target_dir().join(profile).join("build")) else {
+            continue;
+        };
+        for b in builds.map_while(std::result::Result::ok) {
+            let out = b.path().join("out");
+            let name = b.file_name();
+            if !name.to_string_lossy().starts_with("librocksdb-sys-")
+                || !out.join("librocksdb.a").is_file()
+                || !out.join("libsnappy.a").is_file()
+            {
+                continue;
+            }
+            let mut partial = dir.as_os_str().to_owned();
+            partial.push(".partial");
+            let tmp = PathBuf::from(partial);
+            let _ = std::fs::remove_dir_all(&tmp);
+            let copied = std::fs::create_dir_all(&tmp).is_ok()
+                && ["librocksdb.a", "libsnappy.a"]
+                    .iter()
+                    .all(|f| std::fs::copy(out.join(f), tmp.join(f)).is_ok());
+            if copied && std::fs::rename(&tmp, dir).is_ok() {
+                eprintln!("xtask: RocksDB kept in {} for later builds", dir.display());
+                return;
+            }
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    }
 }
 
 /// Finds an executable on `PATH` and in the sbin directories (which a non-root `PATH` may
