@@ -121,3 +121,50 @@ pub(crate) fn take(v: &mut Vec<Value>) -> Value {
         v.remove(0)
     }
 }
+
+/// Fuzzing of reply decoding (proptest): arbitrary reply trees must decode to a value or an
+/// error, never a panic. `META_FUZZ_CASES` sets the inputs (default 10,000, what CI runs);
+/// `META_FUZZ_CASES=1000000 cargo test --release -p meta-redis --lib fuzz` is the long run.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Nil),
+            any::<i64>().prop_map(Value::Int),
+            proptest::collection::vec(any::<u8>(), 0..90).prop_map(Value::BulkString),
+            "[ -~]{0,20}".prop_map(Value::SimpleString),
+            Just(Value::Okay),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            proptest::collection::vec(inner, 0..6).prop_map(Value::Array)
+        })
+    }
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: std::env::var("META_FUZZ_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10_000),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn reply_decoding_never_panics(v in value(), m in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = parse_scan(v.clone());
+            let _ = bytes(v.clone(), "fuzz");
+            let _ = list(v.clone(), "fuzz");
+            let _ = attr_of(v.clone(), Ino(2));
+            let _ = counter_of(v, Counter::UsedSpace);
+            let _ = split_member(&m);
+        }
+    }
+}

@@ -428,7 +428,9 @@ fn cmd_test(a: &Args) -> Result<ExitCode> {
     let members: Vec<&'static Backend> = BACKENDS.iter().filter(|b| b.crate_member()).collect();
     let mut servers = RunServers::start(&kinds_for(&members), false)?;
     let env = servers.env();
-    eprintln!("xtask: cargo test --workspace -- --skip conformance:: (the suite runs in the matrix)");
+    eprintln!(
+        "xtask: cargo test --workspace -- --skip conformance:: (the suite runs in the matrix)"
+    );
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--", "--skip", "conformance::"])
         .envs(env.iter().map(|(k, v)| (k, v)))

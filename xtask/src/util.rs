@@ -59,7 +59,11 @@ pub fn rocksdb_cache() -> Option<PathBuf> {
     let mut lines = lock.lines();
     while let Some(l) = lines.next() {
         if l.trim() == "name = \"librocksdb-sys\"" {
-            let v = lines.next()?.trim().strip_prefix("version = \"")?.strip_suffix('"')?;
+            let v = lines
+                .next()?
+                .trim()
+                .strip_prefix("version = \"")?
+                .strip_suffix('"')?;
             let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
             return Some(PathBuf::from(home).join(".cache/meta-rocksdb").join(v));
         }
