@@ -187,6 +187,15 @@ pub fn find_case(group: &str, name: &str) -> Option<&'static Case> {
     CASES.iter().find(|c| c.group == group && c.name == name)
 }
 
+/// Inputs per target of the fuzz tests (proptest): `META_FUZZ_CASES`, default 10,000 (what
+/// CI runs); `docs/reliability.md` gives the long-run commands.
+pub fn fuzz_cases() -> u32 {
+    std::env::var("META_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
 /// True when `META_CONFORMANCE_REQUIRE` is set to something other than `0`/empty.
 pub fn skips_are_failures() -> bool {
     std::env::var(REQUIRE_ENV)

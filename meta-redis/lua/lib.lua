@@ -541,6 +541,20 @@ local function append_slice(kchunk, kindex, indx, slice, ino8)
   end
 end
 
+-- Writes chunks verbatim (restore, restore_pending): `arg` = u32 index .. slices (24 bytes
+-- each; none = the chunk is deleted), `key` its chunk key, `kindex` the chunk index (whose
+-- type the caller checked).
+local function put_chunk(key, kindex, arg)
+  local idx = struct.unpack('>I4', arg)
+  if #arg == 4 then
+    redis.call('DEL', key)
+    unindex_chunk(kindex, idx)
+  else
+    redis.call('SET', key, VER .. string.sub(arg, 5))
+    index_chunk(kindex, idx)
+  end
+end
+
 -- Sessions, open files, locks (meta_core::logic::session) -------------------------------------
 
 -- logic::session::live_session: the session's record must exist.

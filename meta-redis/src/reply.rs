@@ -145,10 +145,7 @@ mod fuzz {
 
     fn config() -> ProptestConfig {
         ProptestConfig {
-            cases: std::env::var("META_FUZZ_CASES")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(10_000),
+            cases: meta_conformance::fuzz_cases(),
             failure_persistence: None,
             ..ProptestConfig::default()
         }

@@ -8,63 +8,41 @@
 //! The test starts its own redis-server (from `PATH`) in a temp dir and stops it by PID. It
 //! skips, loudly, when redis-server is missing, unless `META_CONFORMANCE_REQUIRE=1`.
 
-use std::net::{TcpListener, TcpStream};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
+use common::server::{self, Server};
 use meta_core::{Backend, Caller, ErrorKind, Ino, Meta, Setting};
 
-/// A redis-server child, killed when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts redis-server persisting every write before it answers; `None` when the binary is
-/// missing.
+/// redis-server persisting every write before it answers.
 fn start(dir: &Path, port: u16) -> Result<Option<Server>> {
-    let mut cmd = Command::new("redis-server");
-    cmd.current_dir(dir)
-        .args(["--bind", "127.0.0.1", "--port"])
-        .arg(port.to_string())
-        .args([
+    let port_s = port.to_string();
+    server::start(
+        dir,
+        port,
+        &[
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port_s,
             "--save",
             "",
             "--appendonly",
             "yes",
             "--appendfsync",
             "always",
-        ])
-        .args(["--daemonize", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).context("start redis-server"),
-    };
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("redis-server did not listen on port {port} within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(Some(server))
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn server_killed_mid_run_loses_no_acknowledged_create() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = server::free_port()?;
     let Some(server) = start(dir.path(), port)? else {
         ensure!(
             !meta_conformance::skips_are_failures(),

@@ -8,24 +8,15 @@
 
 #![cfg(feature = "tls")]
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use anyhow::{Context, Result, bail, ensure};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use anyhow::{Context, Result, ensure};
+use common::server::{self, Server};
 use meta_core::{Backend, Caller, ErrorKind, FileType, Ino, Meta, MetaOptions, Setting};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
-
-/// A redis-server child, killed when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Writes `ca.pem`, `server.pem` and `server.key` into `dir`: a CA and a server certificate
 /// for 127.0.0.1 signed by it.
@@ -45,40 +36,33 @@ fn make_certs(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Starts redis-server with only a TLS port; `None` when the binary is missing.
 fn start(dir: &Path, port: u16) -> Result<Option<Server>> {
-    let mut cmd = Command::new("redis-server");
-    cmd.current_dir(dir)
-        .args(["--bind", "127.0.0.1", "--port", "0", "--tls-port"])
-        .arg(port.to_string())
-        .args([
+    let port_s = port.to_string();
+    server::start(
+        dir,
+        port,
+        &[
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--tls-port",
+            &port_s,
             "--tls-cert-file",
             "server.pem",
             "--tls-key-file",
             "server.key",
-        ])
-        .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "no"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).context("start redis-server"),
-    };
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("redis-server did not listen on TLS port {port} within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(Some(server))
+            "--tls-ca-cert-file",
+            "ca.pem",
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+    )
 }
 
 async fn open(url: &str) -> meta_core::Result<meta_redis::RedisBackend> {
@@ -90,7 +74,7 @@ async fn open(url: &str) -> meta_core::Result<meta_redis::RedisBackend> {
 async fn rediss_with_a_private_ca() -> Result<()> {
     let dir = tempfile::tempdir()?;
     make_certs(dir.path())?;
-    let port = free_port()?;
+    let port = server::free_port()?;
     let Some(_server) = start(dir.path(), port)? else {
         ensure!(
             !meta_conformance::skips_are_failures(),

@@ -40,16 +40,7 @@ OPS.restore = function(K, A)
   base = base + 2 * nx
   local kbase = 4 + 2 * nl
   for c = 1, nc do
-    local arg = A[base + c]
-    local idx = struct.unpack('>I4', arg)
-    local key = K[kbase + c]
-    if #arg == 4 then
-      redis.call('DEL', key)
-      unindex_chunk(K[4], idx)
-    else
-      redis.call('SET', key, VER .. string.sub(arg, 5))
-      index_chunk(K[4], idx)
-    end
+    put_chunk(K[kbase + c], K[4], A[base + c])
   end
   local old_space = 0
   if old then old_space = space(old) end

@@ -16,16 +16,7 @@ OPS.restore_pending = function(K, A)
   check_type(file == 1 and S.pf or S.ps, 'hash')
   -- Writes.
   for c = 3, #A do
-    local arg = A[c]
-    local idx = struct.unpack('>I4', arg)
-    local key = K[c]
-    if #arg == 4 then
-      redis.call('DEL', key)
-      unindex_chunk(K[2], idx)
-    else
-      redis.call('SET', key, VER .. string.sub(arg, 5))
-      index_chunk(K[2], idx)
-    end
+    put_chunk(K[c], K[2], A[c])
   end
   if file == 1 then
     redis.call('HSET', S.pf, id8, A[2])

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod server;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
