@@ -166,6 +166,8 @@ impl Meta {
                     warn!("cannot register a new session: {e}");
                 }
             }
+            // Meta::close has started: it ends the session itself.
+            Err(e) if e.kind() == ErrorKind::Closed => return,
             Err(e) => warn!(sid, "heartbeat failed: {e}"),
         }
         let every_ms = self.inner.opts.heartbeat.as_millis() as i64;
