@@ -737,8 +737,8 @@ mod rocks {
         }
     }
     /// Crash consistency: `meta import` killed with SIGKILL at a random moment, 20 times on
-    /// RocksDB (`sync=true`) and 20 on SQLite, each into its own directory of one volume;
-    /// after every kill the volume reopens and fsck finds it clean (every batch is one
+    /// RocksDB (`sync=true`) and 20 on SQLite, each into its own directory of one volume, at a
+    /// random point within the time one whole import takes on this machine; after every kill the volume reopens and fsck finds it clean (every batch is one
     /// commit: applied whole or not at all, counters and link counts included).
     #[test]
     fn killed_imports_leave_a_consistent_volume() {
@@ -765,6 +765,22 @@ mod rocks {
             format!("sqlite://{}", vols.path().join("s.db").display()),
         ] {
             ok(&meta(&url, &[os("format")]), "format");
+            // One import run to its end measures this machine: the kills below land at a
+            // random point within that time, so they interrupt however fast the machine is.
+            let started = std::time::Instant::now();
+            ok(
+                &meta(
+                    &url,
+                    &[
+                        os("import"),
+                        os("--to"),
+                        os("/full"),
+                        src.path().as_os_str(),
+                    ],
+                ),
+                "uninterrupted import",
+            );
+            let full_ms = (started.elapsed().as_millis() as u64).max(20);
             let mut interrupted = 0;
             for round in 0..20 {
                 let to = format!("/r{round}");
@@ -780,7 +796,9 @@ mod rocks {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
-                std::thread::sleep(std::time::Duration::from_millis(20 + seed % 400));
+                std::thread::sleep(std::time::Duration::from_millis(
+                    full_ms * (50 + seed % 850) / 1000,
+                ));
                 let _ = child.kill();
                 let status = child.wait().expect("wait");
                 if !status.success() {
