@@ -314,6 +314,37 @@ pub fn redact_url(s: &str) -> String {
     }
 }
 
+/// Rewrites a URL whose authority names several hosts (`etcd://h1:p1,h2:p2/x`, which no URL
+/// parser accepts) into one that [`parse_url`] takes: the first host stays, the others move to
+/// the backend parameter `param` (`etcd://h1:p1/x?endpoints=h2:p2`). Other URLs come back
+/// unchanged. Used by the backends whose URLs list a cluster's members (Redis Cluster, etcd).
+pub fn split_hosts(s: &str, param: &str) -> String {
+    let Some(scheme_end) = s.find("://") else {
+        return s.to_string();
+    };
+    let rest = &s[scheme_end + 3..];
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..auth_end];
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    let Some((first, others)) = hosts.split_once(',') else {
+        return s.to_string();
+    };
+    let tail = &rest[auth_end..];
+    let (path, query) = match tail.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (tail, None),
+    };
+    let extra = format!("{param}={others}");
+    let query = match query {
+        Some(q) if !q.is_empty() => format!("{q}&{extra}"),
+        _ => extra,
+    };
+    format!("{}://{userinfo}{first}{path}?{query}", &s[..scheme_end])
+}
+
 /// Parses a volume URL into the backend part and the engine options.
 /// Errors (`ConfigInvalid`): an unparsable URL, a malformed engine option value, an option
 /// given twice.

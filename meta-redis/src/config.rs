@@ -88,30 +88,7 @@ pub(crate) enum Target {
 /// [`meta_core::parse_url`] accepts: the first host stays, the others move to the `nodes`
 /// parameter. Other URLs are returned unchanged.
 pub fn normalize_url(s: &str) -> String {
-    let Some(scheme_end) = s.find("://") else {
-        return s.to_string();
-    };
-    let rest = &s[scheme_end + 3..];
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..auth_end];
-    let (userinfo, hosts) = match authority.rfind('@') {
-        Some(at) => (&authority[..=at], &authority[at + 1..]),
-        None => ("", authority),
-    };
-    let Some((first, others)) = hosts.split_once(',') else {
-        return s.to_string();
-    };
-    let tail = &rest[auth_end..];
-    let (path, query) = match tail.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (tail, None),
-    };
-    let nodes = format!("nodes={others}");
-    let query = match query {
-        Some(q) if !q.is_empty() => format!("{q}&{nodes}"),
-        _ => nodes,
-    };
-    format!("{}://{userinfo}{first}{path}?{query}", &s[..scheme_end])
+    meta_core::options::split_hosts(s, "nodes")
 }
 
 /// Parses a volume URL like [`meta_core::parse_url`], also accepting a Cluster URL with

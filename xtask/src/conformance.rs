@@ -88,6 +88,13 @@ pub const BACKENDS: &[Backend] = &[
         needs_env: None,
     },
     Backend {
+        name: "etcd",
+        krate: "meta-etcd",
+        test: "conformance",
+        service: Some(Kind::Etcd),
+        needs_env: None,
+    },
+    Backend {
         name: "tikv",
         krate: "meta-tikv",
         test: "conformance",

@@ -63,6 +63,13 @@ pub fn missing(servers: bool) -> Vec<Missing> {
             package: "libclang-dev",
         });
     }
+    // etcd-client's build script compiles etcd's .proto files.
+    if which("protoc").is_none() {
+        out.push(Missing {
+            what: "protoc (etcd-client's build script)".into(),
+            package: "protobuf-compiler",
+        });
+    }
     if servers {
         for (bin, package) in [
             ("redis-server", "redis-server"),
@@ -70,6 +77,7 @@ pub fn missing(servers: bool) -> Vec<Missing> {
             ("mariadbd", "mariadb-server"),
             ("mariadb-install-db", "mariadb-server"),
             ("mariadb-admin", "mariadb-client"),
+            ("etcd", "etcd-server"),
         ] {
             if which(bin).is_none() {
                 out.push(Missing {

@@ -1,5 +1,6 @@
 //! Throw-away database servers on free loopback ports in temp dirs, from locally installed
-//! binaries: redis-server (standalone and a 3-master cluster), PostgreSQL, MariaDB.
+//! binaries: redis-server (standalone and a 3-master cluster), PostgreSQL, MariaDB, and a
+//! 3-member etcd cluster.
 //!
 //! Every server is started in its own session (so a Ctrl-C on the terminal does not reach
 //! it) and recorded in a state file (PIDs, env vars, the temp dir) as soon as it runs. They
@@ -27,11 +28,19 @@ pub enum Kind {
     Postgres,
     /// MariaDB (mariadb-install-db + mariadbd).
     Mysql,
+    /// Three etcd members forming one cluster (Debian `etcd-server`).
+    Etcd,
 }
 
 impl Kind {
     /// Every kind, in start order.
-    pub const ALL: [Kind; 4] = [Kind::Redis, Kind::RedisCluster, Kind::Postgres, Kind::Mysql];
+    pub const ALL: [Kind; 5] = [
+        Kind::Redis,
+        Kind::RedisCluster,
+        Kind::Postgres,
+        Kind::Mysql,
+        Kind::Etcd,
+    ];
 
     /// The backend name that needs this server (`--backend` value).
     pub fn name(self) -> &'static str {
@@ -40,6 +49,7 @@ impl Kind {
             Kind::RedisCluster => "redis-cluster",
             Kind::Postgres => "postgres",
             Kind::Mysql => "mysql",
+            Kind::Etcd => "etcd",
         }
     }
 
@@ -50,6 +60,7 @@ impl Kind {
             Kind::RedisCluster => "META_TEST_REDIS_CLUSTER_URL",
             Kind::Postgres => "META_TEST_POSTGRES_URL",
             Kind::Mysql => "META_TEST_MYSQL_URL",
+            Kind::Etcd => "META_TEST_ETCD_URL",
         }
     }
 }
@@ -159,6 +170,7 @@ impl Services {
                 Kind::RedisCluster => s.start_redis_cluster(),
                 Kind::Postgres => s.start_postgres(),
                 Kind::Mysql => s.start_mysql(),
+                Kind::Etcd => s.start_etcd(),
             };
             if let Err(e) = started {
                 let _ = s.stop();
@@ -337,6 +349,61 @@ impl Services {
         self.write_state()
     }
 
+    /// Three etcd members on loopback ports, one cluster; waits until every member reports
+    /// itself healthy (`GET /health`, which needs a leader).
+    fn start_etcd(&mut self) -> Result<()> {
+        let etcd = require("etcd", "etcd-server")?;
+        let setsid = require("setsid", "util-linux")?;
+        let mut members = Vec::new();
+        for i in 1..=3 {
+            members.push((format!("m{i}"), free_port()?, free_port()?));
+        }
+        let cluster: Vec<String> = members
+            .iter()
+            .map(|(n, _, peer)| format!("{n}=http://127.0.0.1:{peer}"))
+            .collect();
+        let d = self.dir("etcd")?;
+        for (name, client, peer) in &members {
+            let args = etcd_member_args(&d, name, *client, *peer, &cluster.join(","));
+            let log = d.join(format!("{name}.log"));
+            // `sh -c '... &'` in its own session; `$!` is the member (setsid execs it).
+            let out = run(
+                Command::new("sh")
+                    .arg("-c")
+                    .arg("log=$1; shift; \"$@\" >\"$log\" 2>&1 </dev/null & echo $!")
+                    .arg("sh")
+                    .arg(&log)
+                    .arg(&setsid)
+                    .arg(&etcd)
+                    .args(&args),
+                &format!("start etcd member {name}"),
+            )?;
+            let pid: u32 = String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .map_err(|_| format!("start etcd member {name}: no PID printed"))?;
+            self.add(&format!("etcd-{name}"), pid, "TERM", "etcd")?;
+        }
+        for (name, client, _) in &members {
+            wait_for(
+                &format!("etcd member {name} healthy on port {client}"),
+                Duration::from_secs(60),
+                Duration::from_millis(100),
+                || etcd_healthy(*client).then_some(()),
+            )
+            .map_err(|e| format!("{e}; see {}", d.join(format!("{name}.log")).display()))?;
+        }
+        let hosts: Vec<String> = members
+            .iter()
+            .map(|(_, c, _)| format!("127.0.0.1:{c}"))
+            .collect();
+        self.env.push((
+            Kind::Etcd.env_var().into(),
+            format!("etcd://{}/", hosts.join(",")),
+        ));
+        self.write_state()
+    }
+
     fn start_mysql(&mut self) -> Result<()> {
         let install = require("mariadb-install-db", "mariadb-server")?;
         let server = require("mariadbd", "mariadb-server")?;
@@ -480,6 +547,10 @@ pub fn check_binaries(kinds: &[Kind]) -> Result<()> {
                 require("mariadb-install-db", "mariadb-server")?;
                 require("mariadb-admin", "mariadb-client")?;
                 require("mariadb", "mariadb-client")?;
+                require("setsid", "util-linux")?;
+            }
+            Kind::Etcd => {
+                require("etcd", "etcd-server")?;
                 require("setsid", "util-linux")?;
             }
         }
@@ -658,4 +729,42 @@ pub fn watchdog_main(parent: u32, state: &Path) -> Result<()> {
         eprintln!("xtask watchdog: stopped {n} server(s)");
     }
     Ok(())
+}
+
+/// The command line of one member of a loopback etcd cluster whose data lives under `dir`.
+pub fn etcd_member_args(
+    dir: &Path,
+    name: &str,
+    client: u16,
+    peer: u16,
+    cluster: &str,
+) -> Vec<String> {
+    vec![
+        format!("--name={name}"),
+        format!("--data-dir={}", dir.join(name).display()),
+        format!("--listen-client-urls=http://127.0.0.1:{client}"),
+        format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-cluster={cluster}"),
+        "--initial-cluster-state=new".into(),
+        "--initial-cluster-token=meta-xtask".into(),
+    ]
+}
+
+/// True when the etcd member on `port` answers `GET /health` with `"health":"true"`.
+pub fn etcd_healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.contains("\"health\":\"true\"")
 }

@@ -5,22 +5,17 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use futures::executor::block_on;
+
 use crate::backend::{Backend, BackendInfo, InodePage};
-use crate::error::{Error, ErrorKind, Result, err};
-use crate::kv::SETTING_KEY;
-use crate::kv::codec::*;
-use crate::kv::schema::*;
-use crate::kv::store::{KvStore, SnapRead, SyncRead, WriteSet};
+use crate::error::{Error, ErrorKind, Result};
+use crate::kv::shared;
+use crate::kv::store::{KvStore, SnapRead, SyncRead};
 use crate::kv::txn::KvTxn;
 use crate::logic::{self, Limits, TxnView};
 use crate::op::{Op, OpOutput};
 use crate::session::{InodeLocks, Session, SessionHoldings, Sid};
-use crate::types::{
-    Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice, Statfs, Timespec,
-};
-
-/// How many raw keys one page of an inode scan reads.
-const SCAN_PAGE: usize = 1024;
+use crate::types::{Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice, Statfs};
 
 /// A complete [`Backend`] over any [`KvStore`]: one writer at a time applies a batch through a
 /// [`KvTxn`] and commits every surviving op's writes with one `commit` (one RocksDB WriteBatch,
@@ -93,26 +88,9 @@ impl<S: KvStore> KvBackend<S> {
             let snap = store.snapshot()?;
             let reader = SnapRead(&*snap);
             let mut txn = KvTxn::new(&reader);
-            futures::executor::block_on(f(&mut txn))
+            block_on(f(&mut txn))
         })
         .await
-    }
-}
-
-fn load_setting<S: KvStore + ?Sized>(store: &S) -> Result<Setting> {
-    match store.get(SETTING_KEY)? {
-        Some(v) => decode_setting(&v),
-        None => Err(Error::new(
-            ErrorKind::NotFound,
-            "volume is not formatted (no format record)",
-        )),
-    }
-}
-
-fn read_counter<S: KvStore + ?Sized>(store: &S, c: Counter) -> Result<i64> {
-    match store.get(&counter_key(c))? {
-        Some(v) => decode_counter(&v),
-        None => Ok(0),
     }
 }
 
@@ -128,60 +106,20 @@ impl<S: KvStore> Backend for KvBackend<S> {
     }
 
     async fn format(&self, setting: &Setting, force: bool) -> Result<()> {
-        setting.validate()?;
         let setting = setting.clone();
         self.run(move |store, writer| {
             let _g = lock_writer(writer);
-            let mut writes = WriteSet::new();
-            if let Some(v) = store.get(SETTING_KEY)? {
-                if !force {
-                    let old = decode_setting(&v)?;
-                    if old.name == setting.name {
-                        return Ok(());
-                    }
-                    return Err(Error::new(
-                        ErrorKind::AlreadyExists,
-                        format!(
-                            "store already holds volume {:?}; format with force to erase it",
-                            old.name
-                        ),
-                    ));
-                }
-                // Erase everything, page by page.
-                let mut start = Vec::new();
-                loop {
-                    let page = store.scan(&start, &[0xff; 16], SCAN_PAGE)?;
-                    let Some((last, _)) = page.last() else { break };
-                    start = last.clone();
-                    start.push(0);
-                    let n = page.len();
-                    for (k, _) in page {
-                        writes.insert(k, None);
-                    }
-                    if n < SCAN_PAGE {
-                        break;
-                    }
-                }
+            match block_on(shared::format_writes(&SyncRead(store), &setting, force))? {
+                Some(writes) => store.commit(writes),
+                None => Ok(()),
             }
-            let now = Timespec::now();
-            let root = logic::root_attr(now);
-            writes.insert(SETTING_KEY.to_vec(), Some(encode_setting(&setting)));
-            writes.insert(attr_key(Ino::ROOT), Some(encode_attr(&root)));
-            for c in Counter::ALL.into_iter().chain(Counter::SESSIONS) {
-                let v = match c {
-                    Counter::UsedSpace => root.space() as i64,
-                    Counter::TotalInodes => 1,
-                    c => c.initial(),
-                };
-                writes.insert(counter_key(c), Some(encode_counter(v)));
-            }
-            store.commit(writes)
         })
         .await
     }
 
     async fn load(&self) -> Result<Setting> {
-        self.run(|store, _| load_setting(store)).await
+        self.run(|store, _| block_on(shared::load_setting(&SyncRead(store))))
+            .await
     }
 
     async fn apply(&self, ops: &[Op]) -> Result<Vec<Result<OpOutput>>> {
@@ -191,10 +129,10 @@ impl<S: KvStore> Backend for KvBackend<S> {
         let ops = ops.to_vec();
         self.run(move |store, writer| {
             let _g = lock_writer(writer);
-            let limits = Limits::from(&load_setting(store)?);
+            let limits = Limits::from(&block_on(shared::load_setting(&SyncRead(store)))?);
             let reader = SyncRead(store);
             let mut txn = KvTxn::new(&reader);
-            let results = futures::executor::block_on(logic::apply_ops(&mut txn, &ops, &limits))?;
+            let results = block_on(logic::apply_ops(&mut txn, &ops, &limits))?;
             let writes = txn.into_writes();
             if !writes.is_empty() {
                 store.commit(writes)?;
@@ -205,26 +143,12 @@ impl<S: KvStore> Backend for KvBackend<S> {
     }
 
     async fn reserve_ids(&self, kind: IdKind, n: u64) -> Result<Range<u64>> {
-        if n == 0 || n > i64::MAX as u64 / 2 {
-            return Err(err::invalid(format!("cannot reserve {n} IDs")));
-        }
+        shared::check_reserve(n)?;
         self.run(move |store, writer| {
             let _g = lock_writer(writer);
-            load_setting(store)?;
-            let c = kind.counter();
-            let cur = read_counter(store, c)?;
-            let start = u64::try_from(cur)
-                .ok()
-                .filter(|&s| s > 0)
-                .ok_or_else(|| err::corrupted(format!("counter {} is {cur}", c.name())))?;
-            let end = start
-                .checked_add(n)
-                .filter(|&e| e <= i64::MAX as u64)
-                .ok_or_else(|| err::no_space(format!("{} IDs exhausted", c.name())))?;
-            let mut w = WriteSet::new();
-            w.insert(counter_key(c), Some(encode_counter(end as i64)));
-            store.commit(w)?;
-            Ok(start..end)
+            let (range, writes) = block_on(shared::reserve_writes(&SyncRead(store), kind, n))?;
+            store.commit(writes)?;
+            Ok(range)
         })
         .await
     }
@@ -276,74 +200,30 @@ impl<S: KvStore> Backend for KvBackend<S> {
     }
 
     async fn statfs(&self) -> Result<Statfs> {
-        self.run(|store, _| {
-            let limits = Limits::from(&load_setting(store)?);
-            Ok(logic::statfs_from(
-                read_counter(store, Counter::UsedSpace)?,
-                read_counter(store, Counter::TotalInodes)?,
-                &limits,
+        self.run(|store, _| block_on(shared::statfs(&SyncRead(store))))
+            .await
+    }
+
+    async fn get_counter(&self, counter: Counter) -> Result<i64> {
+        self.run(move |store, _| block_on(shared::read_counter(&SyncRead(store), counter)))
+            .await
+    }
+
+    async fn scan_inodes(&self, cursor: Option<&[u8]>, limit: usize) -> Result<InodePage> {
+        let cursor = cursor.map(<[u8]>::to_vec);
+        self.run(move |store, _| {
+            block_on(shared::scan_inodes(
+                &SyncRead(store),
+                cursor.as_deref(),
+                limit,
             ))
         })
         .await
     }
 
-    async fn get_counter(&self, counter: Counter) -> Result<i64> {
-        self.run(move |store, _| read_counter(store, counter)).await
-    }
-
-    async fn scan_inodes(&self, cursor: Option<&[u8]>, limit: usize) -> Result<InodePage> {
-        let after = InodePage::after(cursor)?;
-        self.run(move |store, _| {
-            let mut out = Vec::new();
-            let Some(first) = after.0.checked_add(1) else {
-                return Ok(InodePage::default());
-            };
-            let mut start = attr_key(Ino(first));
-            start.truncate(9);
-            let end = vec![b'B'];
-            while out.len() < limit {
-                let page = store.scan(&start, &end, SCAN_PAGE)?;
-                let n = page.len();
-                for (k, v) in &page {
-                    if k.len() == 10 && k[9] == b'I' {
-                        let ino = key_ino(k).ok_or_else(|| err::corrupted("attr key"))?;
-                        let attr =
-                            decode_attr(v).map_err(|e| e.context_prefix(format!("inode {ino}")))?;
-                        out.push((ino, attr));
-                        if out.len() == limit {
-                            break;
-                        }
-                    }
-                }
-                match page.last() {
-                    Some((k, _)) if n == SCAN_PAGE => {
-                        start = k.clone();
-                        start.push(0);
-                    }
-                    _ => break,
-                }
-            }
-            Ok(InodePage::ordered(out, limit))
-        })
-        .await
-    }
-
     async fn list_chunks(&self, ino: Ino) -> Result<Vec<(u32, Vec<Slice>)>> {
-        self.run(move |store, _| {
-            let prefix = chunk_prefix(ino);
-            store
-                .scan(&prefix, &prefix_end(&prefix), usize::MAX)?
-                .into_iter()
-                .map(|(k, v)| {
-                    let indx = k[prefix.len()..]
-                        .try_into()
-                        .map(u32::from_be_bytes)
-                        .map_err(|_| err::corrupted(format!("chunk key of inode {ino}")))?;
-                    Ok((indx, decode_chunk(&v)?))
-                })
-                .collect()
-        })
-        .await
+        self.run(move |store, _| block_on(shared::list_chunks(&SyncRead(store), ino)))
+            .await
     }
 
     async fn list_sessions(&self) -> Result<Vec<Session>> {
@@ -362,19 +242,7 @@ impl<S: KvStore> Backend for KvBackend<S> {
     }
 
     async fn list_pending(&self, limit: usize) -> Result<Vec<Pending>> {
-        self.run(move |store, _| {
-            let mut out = Vec::new();
-            for prefix in [b"D", b"L"] {
-                let rows = store.scan(prefix, &prefix_end(prefix), limit - out.len())?;
-                for (k, v) in rows {
-                    out.push(decode_pending(&k, &v)?);
-                }
-                if out.len() >= limit {
-                    break;
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.run(move |store, _| block_on(shared::list_pending(&SyncRead(store), limit)))
+            .await
     }
 }

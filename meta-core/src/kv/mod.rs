@@ -7,7 +7,10 @@
 //! - [`codec`]: the values;
 //! - [`store`]: what a store provides ([`KvStore`], [`KvRead`], snapshots);
 //! - [`txn`]: the overlay transaction ([`KvTxn`]);
-//! - [`backend`]: [`KvBackend`], one writer at a time over an embedded store.
+//! - [`backend`]: [`KvBackend`], one writer at a time over an embedded store;
+//! - [`shared`]: format, `reserve_ids` and the non-op reads, shared by both backends;
+//! - [`txn_store`]: what a distributed transactional store provides ([`TxnStore`]);
+//! - [`txn_backend`]: [`TxnKvBackend`], optimistic transactions over such a store.
 //!
 //! # Keys
 //! | key | value |
@@ -34,14 +37,19 @@
 pub mod backend;
 pub mod codec;
 pub mod schema;
+pub mod shared;
 pub mod store;
 pub mod txn;
+pub mod txn_backend;
+pub mod txn_store;
 
 pub use backend::KvBackend;
 pub use codec::*;
 pub use schema::*;
 pub use store::{KvRead, KvSnapshot, KvStore, LiveView, SnapRead, SyncRead, WriteSet};
 pub use txn::KvTxn;
+pub use txn_backend::{TxnKvBackend, TxnStats};
+pub use txn_store::{ReadSet, StoreTxn, TxnLimits, TxnStore};
 
 /// Version byte at the start of every stored value.
 pub const VALUE_VERSION: u8 = 1;

@@ -44,6 +44,20 @@ impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
         self.batch
     }
 
+    /// How many writes are buffered and their bytes (keys and values), counting a key written
+    /// by the current op and an earlier one twice: an upper bound of what a commit carries.
+    pub fn write_cost(&self) -> (usize, usize) {
+        let bytes = |w: &WriteSet| {
+            w.iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                .sum::<usize>()
+        };
+        (
+            self.batch.len() + self.op.len(),
+            bytes(&self.batch) + bytes(&self.op),
+        )
+    }
+
     /// Reads a key through the overlay.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if let Some(v) = self.op.get(key) {

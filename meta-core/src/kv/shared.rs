@@ -1,0 +1,218 @@
+//! What every KV backend does the same way, embedded ([`super::KvBackend`]) or distributed
+//! ([`super::TxnKvBackend`]): the writes of `format` and `reserve_ids`, and the reads that are
+//! not op logic (inode scans, chunk lists, pending lists, statfs). Each takes a [`KvRead`], so
+//! the embedded backend passes its store and a distributed one a transaction.
+
+use std::ops::Range;
+
+use crate::backend::InodePage;
+use crate::error::{Error, ErrorKind, Result, err};
+use crate::kv::SETTING_KEY;
+use crate::kv::codec::*;
+use crate::kv::schema::*;
+use crate::kv::store::{KvRead, WriteSet};
+use crate::logic::{self, Limits};
+use crate::types::{Attr, Counter, IdKind, Ino, Pending, Setting, Slice, Statfs, Timespec};
+
+/// How many raw keys one page of a scan reads.
+pub const SCAN_PAGE: usize = 1024;
+
+/// The format record. Errors: `NotFound` when the store holds none, `Corrupted` when it does
+/// not decode.
+pub async fn load_setting<R: KvRead + ?Sized>(r: &R) -> Result<Setting> {
+    match r.get(SETTING_KEY).await? {
+        Some(v) => decode_setting(&v),
+        None => Err(Error::new(
+            ErrorKind::NotFound,
+            "volume is not formatted (no format record)",
+        )),
+    }
+}
+
+/// A counter's value (0 when absent). Errors: `Corrupted` when it does not decode.
+pub async fn read_counter<R: KvRead + ?Sized>(r: &R, c: Counter) -> Result<i64> {
+    match r.get(&counter_key(c)).await? {
+        Some(v) => decode_counter(&v),
+        None => Ok(0),
+    }
+}
+
+/// The writes that format the store with `setting`, or `None` when it already holds a volume
+/// of that name (formatting is idempotent). With `force` every existing key is deleted in the
+/// same write set, so the write set grows with the volume. Errors: `AlreadyExists` when it
+/// holds another volume and `force` is false; `Corrupted` for an undecodable record.
+pub async fn format_writes<R: KvRead + ?Sized>(
+    r: &R,
+    setting: &Setting,
+    force: bool,
+) -> Result<Option<WriteSet>> {
+    setting.validate()?;
+    let mut writes = WriteSet::new();
+    if let Some(v) = r.get(SETTING_KEY).await? {
+        if !force {
+            let old = decode_setting(&v)?;
+            if old.name == setting.name {
+                return Ok(None);
+            }
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "store already holds volume {:?}; format with force to erase it",
+                    old.name
+                ),
+            ));
+        }
+        // Erase everything, page by page.
+        let mut start = Vec::new();
+        loop {
+            let page = r.scan(&start, &[0xff; 16], SCAN_PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            start = last.clone();
+            start.push(0);
+            let n = page.len();
+            for (k, _) in page {
+                writes.insert(k, None);
+            }
+            if n < SCAN_PAGE {
+                break;
+            }
+        }
+    }
+    let now = Timespec::now();
+    let root = logic::root_attr(now);
+    writes.insert(SETTING_KEY.to_vec(), Some(encode_setting(setting)));
+    writes.insert(attr_key(Ino::ROOT), Some(encode_attr(&root)));
+    for c in Counter::ALL.into_iter().chain(Counter::SESSIONS) {
+        let v = match c {
+            Counter::UsedSpace => root.space() as i64,
+            Counter::TotalInodes => 1,
+            c => c.initial(),
+        };
+        writes.insert(counter_key(c), Some(encode_counter(v)));
+    }
+    Ok(Some(writes))
+}
+
+/// Checks a request to reserve `n` IDs. Errors: `InvalidArgument` for 0 or more than 2^62.
+pub fn check_reserve(n: u64) -> Result<()> {
+    if n == 0 || n > i64::MAX as u64 / 2 {
+        return Err(err::invalid(format!("cannot reserve {n} IDs")));
+    }
+    Ok(())
+}
+
+/// The range `n` IDs of `kind` would take and the write that takes it. Errors: `NotFound`
+/// (unformatted), `Corrupted` (counter ≤ 0 or undecodable), `NoSpace` past 2^63 − 1.
+pub async fn reserve_writes<R: KvRead + ?Sized>(
+    r: &R,
+    kind: IdKind,
+    n: u64,
+) -> Result<(Range<u64>, WriteSet)> {
+    check_reserve(n)?;
+    load_setting(r).await?;
+    let c = kind.counter();
+    let cur = read_counter(r, c).await?;
+    let start = u64::try_from(cur)
+        .ok()
+        .filter(|&s| s > 0)
+        .ok_or_else(|| err::corrupted(format!("counter {} is {cur}", c.name())))?;
+    let end = start
+        .checked_add(n)
+        .filter(|&e| e <= i64::MAX as u64)
+        .ok_or_else(|| err::no_space(format!("{} IDs exhausted", c.name())))?;
+    let mut w = WriteSet::new();
+    w.insert(counter_key(c), Some(encode_counter(end as i64)));
+    Ok((start..end, w))
+}
+
+/// Volume usage from the counters and the format record.
+pub async fn statfs<R: KvRead + ?Sized>(r: &R) -> Result<Statfs> {
+    let limits = Limits::from(&load_setting(r).await?);
+    Ok(logic::statfs_from(
+        read_counter(r, Counter::UsedSpace).await?,
+        read_counter(r, Counter::TotalInodes).await?,
+        &limits,
+    ))
+}
+
+/// A page of live inodes in increasing order after `cursor` (see
+/// [`crate::Backend::scan_inodes`]). Errors: `InvalidArgument` (cursor), `Corrupted` (record).
+pub async fn scan_inodes<R: KvRead + ?Sized>(
+    r: &R,
+    cursor: Option<&[u8]>,
+    limit: usize,
+) -> Result<InodePage> {
+    let after = InodePage::after(cursor)?;
+    let mut out: Vec<(Ino, Attr)> = Vec::new();
+    let Some(first) = after.0.checked_add(1) else {
+        return Ok(InodePage::default());
+    };
+    let mut start = attr_key(Ino(first));
+    start.truncate(9);
+    let end = vec![b'B'];
+    while out.len() < limit {
+        let page = r.scan(&start, &end, SCAN_PAGE).await?;
+        let n = page.len();
+        for (k, v) in &page {
+            if k.len() == 10 && k[9] == b'I' {
+                let ino = key_ino(k).ok_or_else(|| err::corrupted("attr key"))?;
+                let attr = decode_attr(v).map_err(|e| e.context_prefix(format!("inode {ino}")))?;
+                out.push((ino, attr));
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        match page.last() {
+            Some((k, _)) if n == SCAN_PAGE => {
+                start = k.clone();
+                start.push(0);
+            }
+            _ => break,
+        }
+    }
+    Ok(InodePage::ordered(out, limit))
+}
+
+/// Every chunk of `ino` with its slices, by chunk index. Errors: `Corrupted`.
+pub async fn list_chunks<R: KvRead + ?Sized>(r: &R, ino: Ino) -> Result<Vec<(u32, Vec<Slice>)>> {
+    let prefix = chunk_prefix(ino);
+    let end = prefix_end(&prefix);
+    let mut out = Vec::new();
+    let mut start = prefix.clone();
+    loop {
+        let page = r.scan(&start, &end, SCAN_PAGE).await?;
+        let n = page.len();
+        if let Some((last, _)) = page.last() {
+            start = last.clone();
+            start.push(0);
+        }
+        for (k, v) in page {
+            let indx = k[prefix.len()..]
+                .try_into()
+                .map(u32::from_be_bytes)
+                .map_err(|_| err::corrupted(format!("chunk key of inode {ino}")))?;
+            out.push((indx, decode_chunk(&v)?));
+        }
+        if n < SCAN_PAGE {
+            return Ok(out);
+        }
+    }
+}
+
+/// Records of data waiting for deletion, files first, at most `limit`. Errors: `Corrupted`.
+pub async fn list_pending<R: KvRead + ?Sized>(r: &R, limit: usize) -> Result<Vec<Pending>> {
+    let mut out = Vec::new();
+    for prefix in [b"D", b"L"] {
+        if out.len() >= limit {
+            break;
+        }
+        let rows = r
+            .scan(prefix, &prefix_end(prefix), limit - out.len())
+            .await?;
+        for (k, v) in rows {
+            out.push(decode_pending(&k, &v)?);
+        }
+    }
+    Ok(out)
+}
