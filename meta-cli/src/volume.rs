@@ -22,6 +22,7 @@ const KNOWN: &[(&str, &str)] = &[
     ("redis+cluster", "redis"),
     ("rediss+cluster", "redis"),
     ("unix", "redis"),
+    ("etcd", "etcd"),
     ("tikv", "tikv"),
 ];
 
@@ -35,6 +36,8 @@ pub fn available_schemes() -> Vec<&'static str> {
     v.extend(meta_sql::schemes());
     #[cfg(feature = "redis")]
     v.extend(["redis", "rediss", "redis+cluster", "rediss+cluster", "unix"]);
+    #[cfg(feature = "etcd")]
+    v.push(meta_etcd::SCHEME);
     v
 }
 
@@ -70,6 +73,10 @@ fn normalize(url: &str) -> String {
     #[cfg(feature = "redis")]
     if url.starts_with("redis") {
         return meta_redis::normalize_url(url);
+    }
+    #[cfg(feature = "etcd")]
+    if url.starts_with("etcd:") {
+        return meta_etcd::normalize_url(url);
     }
     url.to_string()
 }
@@ -143,6 +150,14 @@ async fn backend_for(vurl: VolumeUrl, access: Access) -> Result<Arc<dyn Backend>
         "redis" | "rediss" | "redis+cluster" | "rediss+cluster" | "unix" => {
             let display = vurl.redacted();
             let b = meta_redis::open(vurl)
+                .await
+                .with_context(|| format!("open {display}"))?;
+            Ok(Arc::new(b))
+        }
+        #[cfg(feature = "etcd")]
+        "etcd" => {
+            let display = vurl.redacted();
+            let b = meta_etcd::open(vurl)
                 .await
                 .with_context(|| format!("open {display}"))?;
             Ok(Arc::new(b))
