@@ -38,6 +38,8 @@ pub fn available_schemes() -> Vec<&'static str> {
     v.extend(["redis", "rediss", "redis+cluster", "rediss+cluster", "unix"]);
     #[cfg(feature = "etcd")]
     v.push(meta_etcd::SCHEME);
+    #[cfg(feature = "tikv")]
+    v.push(meta_tikv::SCHEME);
     v
 }
 
@@ -77,6 +79,10 @@ fn normalize(url: &str) -> String {
     #[cfg(feature = "etcd")]
     if url.starts_with("etcd:") {
         return meta_etcd::normalize_url(url);
+    }
+    #[cfg(feature = "tikv")]
+    if url.starts_with("tikv:") {
+        return meta_tikv::normalize_url(url);
     }
     url.to_string()
 }
@@ -158,6 +164,14 @@ async fn backend_for(vurl: VolumeUrl, access: Access) -> Result<Arc<dyn Backend>
         "etcd" => {
             let display = vurl.redacted();
             let b = meta_etcd::open(vurl)
+                .await
+                .with_context(|| format!("open {display}"))?;
+            Ok(Arc::new(b))
+        }
+        #[cfg(feature = "tikv")]
+        "tikv" => {
+            let display = vurl.redacted();
+            let b = meta_tikv::open(vurl)
                 .await
                 .with_context(|| format!("open {display}"))?;
             Ok(Arc::new(b))
