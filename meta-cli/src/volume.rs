@@ -1,10 +1,12 @@
-//! Opening a volume from its URL: the one place that maps a URL scheme to a backend.
+//! Opening a volume from its URL, through meta-core's backend registry (one line per
+//! compiled-in backend crate).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use meta_core::{Backend, Error, ErrorKind, Meta, MetaOptions, Setting, VolumeUrl, parse_url};
+use meta_core::registry::BackendRegistry;
+use meta_core::{Backend, Error, ErrorKind, Meta, MetaOptions, Setting};
 use prometheus::Registry;
 
 /// The URL used when neither `--url` nor `META_URL` is given.
@@ -26,21 +28,35 @@ const KNOWN: &[(&str, &str)] = &[
     ("tikv", "tikv"),
 ];
 
+/// The backends this build can open: the in-memory one plus one line per compiled-in backend
+/// crate.
+pub fn registry() -> &'static BackendRegistry {
+    static REG: std::sync::OnceLock<BackendRegistry> = std::sync::OnceLock::new();
+    REG.get_or_init(|| {
+        #[allow(unused_mut)]
+        let mut r = BackendRegistry::new();
+        let mut add = |f| {
+            // Each crate's schemes are distinct, so this cannot fail.
+            let _ = r.register(f);
+        };
+        #[cfg(feature = "rocksdb")]
+        add(meta_rocks::factory());
+        #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+        add(meta_sql::factory());
+        #[cfg(feature = "redis")]
+        add(meta_redis::factory());
+        #[cfg(feature = "etcd")]
+        add(meta_etcd::factory());
+        #[cfg(feature = "tikv")]
+        add(meta_tikv::factory());
+        let _ = &mut add;
+        r
+    })
+}
+
 /// The URL schemes this build can open.
 pub fn available_schemes() -> Vec<&'static str> {
-    #[allow(unused_mut)]
-    let mut v = vec!["memory"];
-    #[cfg(feature = "rocksdb")]
-    v.push("rocksdb");
-    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-    v.extend(meta_sql::schemes());
-    #[cfg(feature = "redis")]
-    v.extend(["redis", "rediss", "redis+cluster", "rediss+cluster", "unix"]);
-    #[cfg(feature = "etcd")]
-    v.push(meta_etcd::SCHEME);
-    #[cfg(feature = "tikv")]
-    v.push(meta_tikv::SCHEME);
-    v
+    registry().schemes()
 }
 
 /// Whether a command may create and format the volume, or only read an existing one.
@@ -69,45 +85,41 @@ fn config_err(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::ConfigInvalid, msg)
 }
 
-/// Rewrites what `meta_core::parse_url` cannot take as it is (a Redis Cluster URL with several
-/// hosts) into the form the backend expects.
-fn normalize(url: &str) -> String {
-    #[cfg(feature = "redis")]
-    if url.starts_with("redis") {
-        return meta_redis::normalize_url(url);
-    }
-    #[cfg(feature = "etcd")]
-    if url.starts_with("etcd:") {
-        return meta_etcd::normalize_url(url);
-    }
-    #[cfg(feature = "tikv")]
-    if url.starts_with("tikv:") {
-        return meta_tikv::normalize_url(url);
-    }
-    url.to_string()
-}
-
-/// Parses `url` and opens its backend. The only place that dispatches on the scheme: an
-/// unknown scheme, or one whose backend is not compiled in, is a `ConfigInvalid` error that
-/// lists the schemes this build supports. With `Access::Read` a file-based volume that does not
-/// exist is `NotFound` (nothing is created).
+/// Parses `url` and opens its backend through [`registry`]. An unknown scheme, or one whose
+/// backend is not compiled in, is a `ConfigInvalid` error that lists the schemes this build
+/// supports. With `Access::Read` a file-based volume that does not exist is `NotFound`
+/// (nothing is created).
 pub async fn open_backend(url: &str, access: Access) -> Result<Opened> {
-    let (vurl, opts) = match parse_url(&normalize(url)) {
+    let reg = registry();
+    let list = available_schemes().join(", ");
+    let (vurl, opts, factory) = match reg.parse(url) {
         Ok(v) => v,
         Err(e) => {
+            let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+            if let Some((_, feature)) = KNOWN.iter().find(|(s, _)| *s == scheme) {
+                return Err(config_err(format!(
+                    "URL scheme {scheme:?} is not available: this build of meta lacks the \
+                     cargo feature `{feature}` of meta-cli; schemes in this build: {list}"
+                ))
+                .into());
+            }
             let hint = if url.starts_with('/') || url.starts_with('.') {
                 format!(" (a path? try rocksdb://{url})")
             } else {
                 String::new()
             };
             return Err(anyhow::Error::new(e).context(format!(
-                "bad volume URL{hint}; schemes in this build: {}",
-                available_schemes().join(", ")
+                "bad volume URL{hint}; schemes in this build: {list}"
             )));
         }
     };
     let display = vurl.redacted();
-    let backend = backend_for(vurl, access).await?;
+    if let Some(path) = (factory.local_path)(&vurl) {
+        check_path(&path, access)?;
+    }
+    let backend = (factory.open)(vurl)
+        .await
+        .with_context(|| format!("open {display}"))?;
     Ok(Opened {
         backend,
         opts,
@@ -115,80 +127,8 @@ pub async fn open_backend(url: &str, access: Access) -> Result<Opened> {
     })
 }
 
-async fn backend_for(vurl: VolumeUrl, access: Access) -> Result<Arc<dyn Backend>> {
-    let scheme = vurl.scheme().to_string();
-    let available = available_schemes();
-    if scheme == "memory" {
-        vurl.finish()?;
-        return Ok(Arc::new(meta_core::memory::memory_backend()));
-    }
-    if !available.contains(&scheme.as_str()) {
-        let list = available.join(", ");
-        return Err(match KNOWN.iter().find(|(s, _)| *s == scheme) {
-            Some((_, feature)) => config_err(format!(
-                "URL scheme {scheme:?} is not available: this build of meta lacks the cargo \
-                 feature `{feature}` of meta-cli; schemes in this build: {list}"
-            )),
-            None => config_err(format!(
-                "unknown URL scheme {scheme:?}; schemes in this build: {list}"
-            )),
-        }
-        .into());
-    }
-    match scheme.as_str() {
-        #[cfg(feature = "rocksdb")]
-        "rocksdb" => {
-            check_path(&vurl.file_path(), access)?;
-            let display = vurl.redacted();
-            let b = meta_rocks::open(vurl).with_context(|| format!("open {display}"))?;
-            Ok(Arc::new(b))
-        }
-        #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-        "sqlite" | "postgres" | "postgresql" | "mysql" => {
-            if scheme == "sqlite" {
-                check_path(&vurl.file_path(), access)?;
-            }
-            let display = vurl.redacted();
-            let b = meta_sql::open(vurl).with_context(|| format!("open {display}"))?;
-            Ok(Arc::new(b))
-        }
-        #[cfg(feature = "redis")]
-        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" | "unix" => {
-            let display = vurl.redacted();
-            let b = meta_redis::open(vurl)
-                .await
-                .with_context(|| format!("open {display}"))?;
-            Ok(Arc::new(b))
-        }
-        #[cfg(feature = "etcd")]
-        "etcd" => {
-            let display = vurl.redacted();
-            let b = meta_etcd::open(vurl)
-                .await
-                .with_context(|| format!("open {display}"))?;
-            Ok(Arc::new(b))
-        }
-        #[cfg(feature = "tikv")]
-        "tikv" => {
-            let display = vurl.redacted();
-            let b = meta_tikv::open(vurl)
-                .await
-                .with_context(|| format!("open {display}"))?;
-            Ok(Arc::new(b))
-        }
-        _ => {
-            let _ = access;
-            Err(config_err(format!(
-                "URL scheme {scheme:?} has no backend in this build"
-            ))
-            .into())
-        }
-    }
-}
-
 /// For file-based volumes: refuses to create a missing store for read-only commands, and
 /// creates the parent directories for writing ones.
-#[cfg_attr(not(any(feature = "rocksdb", feature = "sqlite")), allow(dead_code))]
 fn check_path(path: &str, access: Access) -> Result<()> {
     let p = Path::new(path);
     if path.is_empty() {

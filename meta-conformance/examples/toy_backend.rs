@@ -58,11 +58,7 @@ mod toy_backend {
             false
         }
         fn info(&self) -> BackendInfo {
-            BackendInfo {
-                scheme: "toy",
-                max_batch_ops: 4096,
-                durable: false,
-            }
+            BackendInfo::new("toy", 4096, false)
         }
     }
 

@@ -158,10 +158,9 @@ impl TestCtx {
 
     /// Default options with batching off (`batchwrite=0`): every op is its own `apply`.
     pub fn unbatched() -> MetaOptions {
-        MetaOptions {
-            batchwrite: false,
-            ..MetaOptions::default()
-        }
+        let mut o = MetaOptions::default();
+        o.batchwrite = false;
+        o
     }
 
     /// Closes every handle (the case must have dropped its clones), waits until they are

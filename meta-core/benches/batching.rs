@@ -26,10 +26,8 @@ async fn round(batchwrite: bool, serial: bool) -> Duration {
     } else {
         DelayBackend::new(inner, delay)
     });
-    let opts = MetaOptions {
-        batchwrite,
-        ..Default::default()
-    };
+    let mut opts = MetaOptions::default();
+    opts.batchwrite = batchwrite;
     let m = Meta::open(b, opts, None).await.expect("open");
     // Warm the ID pool so both variants measure creates, not the first reservation.
     m.new_ino().await.expect("ino");

@@ -11,8 +11,9 @@ use crate::op::{Op, OpOutput};
 use crate::session::{InodeLocks, Session, SessionHoldings, Sid};
 use crate::types::{Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice, Statfs};
 
-/// Static facts about a backend.
+/// Static facts about a backend. More may be added: build it with [`BackendInfo::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BackendInfo {
     /// URL scheme, e.g. `"rocksdb"`, `"memory"`.
     pub scheme: &'static str,
@@ -20,6 +21,18 @@ pub struct BackendInfo {
     pub max_batch_ops: usize,
     /// True when data survives the process (false for the in-memory backend).
     pub durable: bool,
+}
+
+impl BackendInfo {
+    /// Facts of a backend of URL scheme `scheme` that takes at most `max_batch_ops` ops per
+    /// [`Backend::apply`] and keeps data across restarts when `durable`.
+    pub const fn new(scheme: &'static str, max_batch_ops: usize, durable: bool) -> Self {
+        BackendInfo {
+            scheme,
+            max_batch_ops,
+            durable,
+        }
+    }
 }
 
 /// A page of [`Backend::scan_inodes`].

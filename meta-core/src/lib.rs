@@ -47,6 +47,7 @@ mod meta;
 pub mod metrics;
 pub mod op;
 pub mod options;
+pub mod registry;
 pub mod session;
 pub mod testing;
 pub mod types;

@@ -84,11 +84,7 @@ impl KvStore for MemStore {
     }
 
     fn info(&self) -> BackendInfo {
-        BackendInfo {
-            scheme: "memory",
-            max_batch_ops: 4096,
-            durable: false,
-        }
+        BackendInfo::new("memory", 4096, false)
     }
 }
 

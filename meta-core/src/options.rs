@@ -13,7 +13,11 @@ use url::Url;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Engine options: batching and ID priming. Defaults follow DESIGN.md.
+///
+/// More options may be added: start from `MetaOptions::default()` (or [`parse_url`]) and set
+/// fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MetaOptions {
     /// `metaprime` (default on): take IDs from locally primed pools; off = one increment per ID.
     pub metaprime: bool,

@@ -28,17 +28,19 @@ async fn delayed(delay: Duration) -> Arc<DelayBackend> {
 /// A `Meta` without a session: these tests count the backend calls of the batcher and the ID
 /// pools alone (a session adds its registration and heartbeats).
 async fn open(b: Arc<DelayBackend>, opts: MetaOptions) -> Meta {
-    let opts = MetaOptions {
-        session: false,
-        ..opts
+    let opts = {
+        let mut o = opts;
+        o.session = false;
+        o
     };
     Meta::open(b, opts, None).await.expect("open")
 }
 
 fn no_batch() -> MetaOptions {
-    MetaOptions {
-        batchwrite: false,
-        ..Default::default()
+    {
+        let mut o = MetaOptions::default();
+        o.batchwrite = false;
+        o
     }
 }
 
@@ -306,10 +308,11 @@ async fn deferred_ops_apply_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backpressure_holds_when_queue_is_full() {
     let b = Arc::new(DelayBackend::gated(formatted().await));
-    let opts = MetaOptions {
-        max_queue: 4,
-        max_inflight: 1,
-        ..Default::default()
+    let opts = {
+        let mut o = MetaOptions::default();
+        o.max_queue = 4;
+        o.max_inflight = 1;
+        o
     };
     let m = open(b.clone(), opts).await;
     let xattr = |i: u64| Op::SetXattr {
@@ -426,9 +429,10 @@ async fn prefetch_refills_before_the_pool_runs_dry() {
 #[tokio::test]
 async fn metaprime_off_reserves_one_id_per_call() {
     let b = delayed(Duration::ZERO).await;
-    let opts = MetaOptions {
-        metaprime: false,
-        ..Default::default()
+    let opts = {
+        let mut o = MetaOptions::default();
+        o.metaprime = false;
+        o
     };
     let m = open(b.clone(), opts).await;
     let mut last = 0;

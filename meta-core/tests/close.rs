@@ -48,9 +48,10 @@ async fn refuses_everything_after_close(batchwrite: bool) {
     let b = backend().await;
     let m = Meta::open(
         b.clone(),
-        MetaOptions {
-            batchwrite,
-            ..MetaOptions::default()
+        {
+            let mut o = MetaOptions::default();
+            o.batchwrite = batchwrite;
+            o
         },
         None,
     )
@@ -127,37 +128,42 @@ async fn options_built_in_code_are_validated() {
     let b = backend().await;
     for (opts, name) in [
         (
-            MetaOptions {
-                max_queue: usize::MAX,
-                ..MetaOptions::default()
+            {
+                let mut o = MetaOptions::default();
+                o.max_queue = usize::MAX;
+                o
             },
             "max_queue",
         ),
         (
-            MetaOptions {
-                max_inflight: 1 << 40,
-                ..MetaOptions::default()
+            {
+                let mut o = MetaOptions::default();
+                o.max_inflight = 1 << 40;
+                o
             },
             "max_inflight",
         ),
         (
-            MetaOptions {
-                batch_size: 0,
-                ..MetaOptions::default()
+            {
+                let mut o = MetaOptions::default();
+                o.batch_size = 0;
+                o
             },
             "batch_size",
         ),
         (
-            MetaOptions {
-                inode_low_watermark: 101,
-                ..MetaOptions::default()
+            {
+                let mut o = MetaOptions::default();
+                o.inode_low_watermark = 101;
+                o
             },
             "inode_low_watermark",
         ),
         (
-            MetaOptions {
-                heartbeat: Duration::ZERO,
-                ..MetaOptions::default()
+            {
+                let mut o = MetaOptions::default();
+                o.heartbeat = Duration::ZERO;
+                o
             },
             "heartbeat",
         ),

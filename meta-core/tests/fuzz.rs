@@ -48,9 +48,10 @@ fn sample_dump() -> &'static str {
                 .expect("format");
             let m = Meta::open(
                 b.clone(),
-                MetaOptions {
-                    session: false,
-                    ..MetaOptions::default()
+                {
+                    let mut o = MetaOptions::default();
+                    o.session = false;
+                    o
                 },
                 None,
             )

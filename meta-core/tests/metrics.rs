@@ -14,9 +14,10 @@ async fn metrics_are_registered_in_the_callers_registry() {
         .await
         .expect("format");
     let registry = prometheus::Registry::new();
-    let opts = MetaOptions {
-        heartbeat: Duration::from_millis(20),
-        ..MetaOptions::default()
+    let opts = {
+        let mut o = MetaOptions::default();
+        o.heartbeat = Duration::from_millis(20);
+        o
     };
     let m = Meta::open(b.clone(), opts, Some(&registry))
         .await

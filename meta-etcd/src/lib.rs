@@ -34,3 +34,14 @@ pub async fn open(url: VolumeUrl) -> Result<EtcdBackend> {
 pub async fn connect(opts: &EtcdOptions) -> Result<EtcdBackend> {
     Ok(TxnKvBackend::new(EtcdStore::connect(opts).await?))
 }
+
+/// This backend for a [`meta_core::registry::BackendRegistry`]: scheme `etcd`, opened with
+/// [`open`] after [`normalize_url`].
+pub fn factory() -> meta_core::registry::BackendFactory {
+    meta_core::registry::BackendFactory::new(vec![SCHEME], |url| {
+        Box::pin(async move {
+            Ok(std::sync::Arc::new(open(url).await?) as std::sync::Arc<dyn meta_core::Backend>)
+        })
+    })
+    .with_normalize(normalize_url)
+}

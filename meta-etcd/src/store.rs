@@ -158,11 +158,7 @@ impl EtcdStore {
 #[async_trait]
 impl TxnStore for EtcdStore {
     fn info(&self) -> BackendInfo {
-        BackendInfo {
-            scheme: SCHEME,
-            max_batch_ops: self.limits.max_writes.max(1),
-            durable: true,
-        }
+        BackendInfo::new(SCHEME, self.limits.max_writes.max(1), true)
     }
 
     fn limits(&self) -> TxnLimits {

@@ -31,6 +31,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Options of a Redis volume, from the URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RedisOptions {
     /// Key prefix and Cluster hash tag of the volume (URL `prefix`, default `meta`): every
     /// key is `{prefix}...`, so many volumes share a database and a volume lives in one

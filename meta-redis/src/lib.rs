@@ -200,15 +200,15 @@ impl RedisBackend {
 #[async_trait]
 impl Backend for RedisBackend {
     fn info(&self) -> BackendInfo {
-        BackendInfo {
-            scheme: if self.inner.conn.is_cluster() {
+        BackendInfo::new(
+            if self.inner.conn.is_cluster() {
                 SCHEME_CLUSTER
             } else {
                 SCHEME
             },
-            max_batch_ops: MAX_BATCH_OPS,
-            durable: true,
-        }
+            MAX_BATCH_OPS,
+            true,
+        )
     }
 
     async fn format(&self, setting: &Setting, force: bool) -> Result<()> {
@@ -412,4 +412,21 @@ impl Backend for RedisBackend {
     async fn list_pending(&self, limit: usize) -> Result<Vec<Pending>> {
         self.inner.list_pending(limit).await
     }
+}
+
+/// This backend for a [`meta_core::registry::BackendRegistry`]: schemes `redis`, `rediss`,
+/// `redis+cluster`, `rediss+cluster`, `unix`, opened with [`open`] (Cluster URLs that list
+/// several nodes are rewritten by [`normalize_url`] first).
+pub fn factory() -> meta_core::registry::BackendFactory {
+    meta_core::registry::BackendFactory::new(
+        vec![
+            SCHEME,
+            SCHEME_TLS,
+            SCHEME_CLUSTER,
+            SCHEME_CLUSTER_TLS,
+            SCHEME_UNIX,
+        ],
+        |url| Box::pin(async move { Ok(Arc::new(open(url).await?) as Arc<dyn Backend>) }),
+    )
+    .with_normalize(normalize_url)
 }

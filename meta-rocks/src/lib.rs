@@ -29,10 +29,18 @@ const PREFIX_LEN: usize = 9;
 
 /// Options of a RocksDB volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RocksOptions {
     /// Fsync the WAL after every batch (URL `sync`, default `true`): an acknowledged op
     /// survives a crash of the machine. With `false` it survives a crash of the process only.
     pub sync: bool,
+}
+
+impl RocksOptions {
+    /// The defaults with `sync` set.
+    pub const fn with_sync(sync: bool) -> Self {
+        RocksOptions { sync }
+    }
 }
 
 impl Default for RocksOptions {
@@ -72,6 +80,17 @@ pub fn open(mut url: VolumeUrl) -> Result<RocksBackend> {
     }
     url.finish()?;
     open_path(Path::new(&path), opts)
+}
+
+/// This backend for a [`meta_core::registry::BackendRegistry`]: scheme `rocksdb`, opened with
+/// [`open`]; the URL names a local directory.
+pub fn factory() -> meta_core::registry::BackendFactory {
+    meta_core::registry::BackendFactory::new(vec![SCHEME], |url| {
+        Box::pin(async move {
+            Ok(std::sync::Arc::new(open(url)?) as std::sync::Arc<dyn meta_core::Backend>)
+        })
+    })
+    .with_local_path(|url| Some(url.file_path()))
 }
 
 /// Opens (creating it and its parents if missing) the volume in directory `path`.
@@ -238,11 +257,7 @@ impl KvStore for RocksStore {
     }
 
     fn info(&self) -> BackendInfo {
-        BackendInfo {
-            scheme: SCHEME,
-            max_batch_ops: MAX_BATCH_OPS,
-            durable: true,
-        }
+        BackendInfo::new(SCHEME, MAX_BATCH_OPS, true)
     }
 }
 

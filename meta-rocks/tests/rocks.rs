@@ -429,7 +429,7 @@ async fn failing_ops_in_a_batch_leave_no_trace_and_the_rest_commit() -> anyhow::
 async fn one_write_batch_and_one_fsync_per_batch() -> anyhow::Result<()> {
     for sync in [true, false] {
         let tmp = tempfile::tempdir()?;
-        let b = open_path(&tmp.path().join("vol"), RocksOptions { sync })?;
+        let b = open_path(&tmp.path().join("vol"), RocksOptions::with_sync(sync))?;
         b.format(&Setting::new("stats"), false).await?;
         let ids = b.reserve_ids(IdKind::Inode, 1000).await?;
         let t = Timespec::now();

@@ -644,11 +644,7 @@ async fn reserve_in(
 #[async_trait]
 impl Backend for SqlBackend {
     fn info(&self) -> BackendInfo {
-        BackendInfo {
-            scheme: self.sql.d.scheme(),
-            max_batch_ops: MAX_BATCH_OPS,
-            durable: true,
-        }
+        BackendInfo::new(self.sql.d.scheme(), MAX_BATCH_OPS, true)
     }
 
     /// 1: every batch that creates or deletes updates the same `counter` rows (used space,

@@ -34,6 +34,7 @@ pub fn schemes() -> Vec<&'static str> {
 
 /// Backend options, from the volume URL's query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SqlOptions {
     /// `table_prefix` (default empty): prepended to every table name, so several volumes
     /// share one database. ASCII letters, digits and `_`, at most 32; folded to lower case.
@@ -89,6 +90,17 @@ pub fn dialect_of(scheme: &str) -> Option<Dialect> {
         "mysql" => Some(Dialect::MySql),
         _ => None,
     }
+}
+
+/// This backend for a [`meta_core::registry::BackendRegistry`]: the schemes of
+/// [`schemes`], opened with [`open`]; an `sqlite://` URL names a local file.
+pub fn factory() -> meta_core::registry::BackendFactory {
+    meta_core::registry::BackendFactory::new(schemes(), |url| {
+        Box::pin(async move {
+            Ok(std::sync::Arc::new(open(url)?) as std::sync::Arc<dyn meta_core::Backend>)
+        })
+    })
+    .with_local_path(|url| (url.scheme() == "sqlite").then(|| url.file_path()))
 }
 
 /// Opens the volume a URL names, without connecting yet: the first call (usually

@@ -213,9 +213,10 @@ async fn creates_2x32(f: SqlFactory) -> Result<()> {
 /// smaller debug-build run did not reproduce it, so the benchmark is the evidence for that
 /// fix and this test guards the counts and the retry-free path.)
 async fn separate_dirs_no_deadlock(f: SqlFactory) -> Result<()> {
-    let opts = MetaOptions {
-        batchwrite: false,
-        ..Default::default()
+    let opts = {
+        let mut o = MetaOptions::default();
+        o.batchwrite = false;
+        o
     };
     let Some(t) = Two::with_options(f, opts).await? else {
         return Ok(());

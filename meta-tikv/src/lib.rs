@@ -31,3 +31,14 @@ pub async fn open(url: VolumeUrl) -> Result<TikvBackend> {
 pub async fn connect(opts: &TikvOptions) -> Result<TikvBackend> {
     Ok(TxnKvBackend::new(TikvStore::connect(opts).await?))
 }
+
+/// This backend for a [`meta_core::registry::BackendRegistry`]: scheme `tikv`, opened with
+/// [`open`] after [`normalize_url`].
+pub fn factory() -> meta_core::registry::BackendFactory {
+    meta_core::registry::BackendFactory::new(vec![SCHEME], |url| {
+        Box::pin(async move {
+            Ok(std::sync::Arc::new(open(url).await?) as std::sync::Arc<dyn meta_core::Backend>)
+        })
+    })
+    .with_normalize(normalize_url)
+}

@@ -126,11 +126,7 @@ impl TikvStore {
 #[async_trait]
 impl TxnStore for TikvStore {
     fn info(&self) -> BackendInfo {
-        BackendInfo {
-            scheme: SCHEME,
-            max_batch_ops: 4096,
-            durable: true,
-        }
+        BackendInfo::new(SCHEME, 4096, true)
     }
 
     fn limits(&self) -> TxnLimits {

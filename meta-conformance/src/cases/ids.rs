@@ -128,18 +128,17 @@ async fn unique_across(metas: Vec<Meta>, ctx: &TestCtx, per_task: usize) -> Resu
 /// files and taking slice IDs concurrently: no inode or slice ID is ever handed out twice
 /// and every create succeeds.
 pub async fn two_meta_unique(ctx: &TestCtx) -> Result<()> {
-    let small = MetaOptions {
-        inode_batch: 16,
-        chunk_batch: 16,
-        inode_low_watermark: 50,
-        chunk_low_watermark: 50,
-        ..MetaOptions::default()
-    };
+    let mut small = MetaOptions::default();
+    small.inode_batch = 16;
+    small.chunk_batch = 16;
+    small.inode_low_watermark = 50;
+    small.chunk_low_watermark = 50;
     let m1 = ctx.open_meta(small.clone()).await?;
     let m2 = ctx
-        .open_meta(MetaOptions {
-            batchwrite: false,
-            ..small
+        .open_meta({
+            let mut o = small;
+            o.batchwrite = false;
+            o
         })
         .await?;
     unique_across(vec![ctx.meta(), m1, m2], ctx, 150).await
@@ -148,10 +147,8 @@ pub async fn two_meta_unique(ctx: &TestCtx) -> Result<()> {
 /// `metaprime=0` (one reservation per ID) on two clients still hands out unique IDs, with
 /// one reserve call per ID served.
 pub async fn metaprime_off(ctx: &TestCtx) -> Result<()> {
-    let off = MetaOptions {
-        metaprime: false,
-        ..MetaOptions::default()
-    };
+    let mut off = MetaOptions::default();
+    off.metaprime = false;
     let m1 = ctx.open_meta(off.clone()).await?;
     let m2 = ctx.open_meta(off).await?;
     unique_across(vec![m1.clone(), m2], ctx, 40).await?;

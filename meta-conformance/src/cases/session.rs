@@ -17,10 +17,9 @@ use super::prelude::*;
 const FAST_BEAT: Duration = Duration::from_millis(50);
 
 fn fast() -> MetaOptions {
-    MetaOptions {
-        heartbeat: FAST_BEAT,
-        ..MetaOptions::default()
-    }
+    let mut o = MetaOptions::default();
+    o.heartbeat = FAST_BEAT;
+    o
 }
 
 fn req(typ: LockType, start: u64, end: u64) -> PlockRequest {
@@ -408,9 +407,10 @@ pub async fn lifecycle_and_errors(ctx: &TestCtx) -> Result<()> {
     c.close().await.ok();
     // A client without a session.
     let plain = ctx
-        .open_meta(MetaOptions {
-            session: false,
-            ..MetaOptions::default()
+        .open_meta({
+            let mut o = MetaOptions::default();
+            o.session = false;
+            o
         })
         .await?;
     ensure!(plain.session_id().is_none(), "session=0 registers nothing");
