@@ -77,6 +77,11 @@ pub struct RunResult {
     pub apply_calls: u64,
     /// Mean ops per `apply` call.
     pub mean_batch_ops: f64,
+    /// The backend's own activity counters during the run ([`meta_core::Backend::activity`]:
+    /// commits and conflict retries of a transactional store), as (name, count).
+    pub backend_activity: Vec<(&'static str, u64)>,
+    /// Ops of the phases that write (all but stat and readdir).
+    pub write_ops: u64,
 }
 
 /// The whole report (`--json` prints it).
@@ -326,6 +331,7 @@ async fn run_once(vol: &Volume, batched: bool, o: &BenchOpts, hub: &Hub) -> Resu
     )
     .context("metrics registry")?;
     volume::ensure_formatted(&*vol.opened.backend).await?;
+    let activity_before = vol.opened.backend.activity();
     let meta = Meta::open(vol.opened.backend.clone(), mopts, Some(&registry)).await?;
     hub.registries
         .lock()
@@ -450,6 +456,24 @@ async fn run_once(vol: &Volume, batched: bool, o: &BenchOpts, hub: &Hub) -> Resu
     meta.close().await?;
 
     let creates = ndirs + files;
+    let backend_activity = vol
+        .opened
+        .backend
+        .activity()
+        .into_iter()
+        .map(|(k, v)| {
+            let before = activity_before
+                .iter()
+                .find(|(b, _)| *b == k)
+                .map_or(0, |(_, n)| *n);
+            (k, v.saturating_sub(before))
+        })
+        .collect();
+    let write_ops = phases
+        .iter()
+        .filter(|p| !matches!(p.phase, "stat" | "readdir"))
+        .map(|p| p.ops)
+        .sum();
     let hist = &meta.metrics().batch_size;
     let apply_calls = hist.get_sample_count();
     Ok(RunResult {
@@ -467,6 +491,8 @@ async fn run_once(vol: &Volume, batched: bool, o: &BenchOpts, hub: &Hub) -> Resu
         } else {
             0.0
         },
+        backend_activity,
+        write_ops,
     })
 }
 
@@ -585,6 +611,15 @@ impl BenchReport {
                 r.apply_calls,
                 r.mean_batch_ops
             )?;
+            if !r.backend_activity.is_empty() {
+                let per_k = |n: u64| n as f64 * 1000.0 / r.write_ops.max(1) as f64;
+                let list: Vec<String> = r
+                    .backend_activity
+                    .iter()
+                    .map(|(k, n)| format!("{k} {n} ({:.1} per 1,000 write ops)", per_k(*n)))
+                    .collect();
+                writeln!(out, "{}: backend: {}", r.mode, list.join(", "))?;
+            }
         }
         Ok(())
     }

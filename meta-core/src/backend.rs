@@ -113,6 +113,13 @@ pub trait Backend: Send + Sync + Debug + 'static {
         4
     }
 
+    /// Backend-specific activity counters since this handle was made, as (name, count), for
+    /// tools and benchmarks: a transactional store reports its `commits` and
+    /// `conflict_retries`. Default: none.
+    fn activity(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
     /// Writes the format record and creates the root directory (ino 1, mode 0777, owned by
     /// root) and the counters. Idempotent: formatting an already formatted volume with the same
     /// name is a no-op that keeps the stored record. Errors: `AlreadyExists` when it holds a

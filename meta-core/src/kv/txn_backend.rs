@@ -263,6 +263,15 @@ impl<S: TxnStore> Backend for TxnKvBackend<S> {
         self.store.info()
     }
 
+    /// `commits` and `conflict_retries` ([`TxnKvBackend::stats`]).
+    fn activity(&self) -> Vec<(&'static str, u64)> {
+        let s = self.stats();
+        vec![
+            ("commits", s.commits),
+            ("conflict_retries", s.conflict_retries),
+        ]
+    }
+
     async fn format(&self, setting: &Setting, force: bool) -> Result<()> {
         setting.validate()?;
         if force {
