@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, KvClient, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
+};
 use meta_core::backend::BackendInfo;
 use meta_core::kv::{KvRead, ReadSet, StoreTxn, TxnLimits, TxnStore, WriteSet};
 use meta_core::{Error, ErrorKind, Result};
@@ -193,6 +195,10 @@ struct TxnState {
     /// The revision every read is made at (that of the first read).
     rev: Option<i64>,
     reads: ReadSet,
+    /// Values already read or prefetched, by key, with their `mod_revision` (`None`, 0:
+    /// absent): at a fixed revision a second read of a key returns the same, so it costs no
+    /// round trip.
+    cache: std::collections::HashMap<Vec<u8>, (Option<Vec<u8>>, i64)>,
 }
 
 /// One optimistic transaction on etcd (see the module doc).
@@ -260,12 +266,21 @@ impl EtcdTxn {
 #[async_trait]
 impl KvRead for EtcdTxn {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        {
+            let mut st = self.state();
+            if let Some((v, m)) = st.cache.get(key).cloned() {
+                st.reads.key(key, m);
+                return Ok(v);
+            }
+        }
         let (mut kvs, _) = self.range(key, None, 1).await?;
         let found = kvs.pop();
-        self.state()
-            .reads
-            .key(key, found.as_ref().map_or(0, |(_, _, m)| *m));
-        Ok(found.map(|(_, v, _)| v))
+        let m = found.as_ref().map_or(0, |(_, _, m)| *m);
+        let v = found.map(|(_, v, _)| v);
+        let mut st = self.state();
+        st.reads.key(key, m);
+        st.cache.insert(key.to_vec(), (v.clone(), m));
+        Ok(v)
     }
 
     async fn scan(
@@ -289,8 +304,9 @@ impl KvRead for EtcdTxn {
             _ => end.to_vec(),
         };
         st.reads.range(start, &covered_end);
-        for (k, _, m) in &kvs {
+        for (k, v, m) in &kvs {
             st.reads.key(k, *m);
+            st.cache.insert(k.clone(), (Some(v.clone()), *m));
         }
         Ok(kvs.into_iter().map(|(k, v, _)| (k, v)).collect())
     }
@@ -309,6 +325,59 @@ impl StoreTxn for EtcdTxn {
 
     fn rewind(&self, mark: usize) {
         self.state().reads.rewind(mark);
+    }
+
+    /// Fetches `keys` with `Txn`s of range requests (at most `--max-txn-ops` each), the first
+    /// fixing the transaction's revision when no read did yet, into the cache only.
+    async fn prefetch(&self, keys: &[Vec<u8>]) -> Result<()> {
+        let per = self.store.limits.max_checks.max(1);
+        for group in keys.chunks(per) {
+            let rev = self.state().rev;
+            let ops: Vec<TxnOp> = group
+                .iter()
+                .map(|k| {
+                    let mut o = GetOptions::new();
+                    if let Some(r) = rev {
+                        o = o.with_revision(r);
+                    }
+                    TxnOp::get(self.store.full(k), Some(o))
+                })
+                .collect();
+            let mut kv = self.store.kv.clone();
+            let resp = timed(
+                self.store.timeout,
+                Stage::Read,
+                "prefetch",
+                kv.txn(Txn::new().and_then(ops)),
+            )
+            .await?;
+            let at = resp.header().map(|h| h.revision());
+            let mut st = self.state();
+            if st.rev.is_none() {
+                st.rev = Some(at.ok_or_else(|| {
+                    Error::new(ErrorKind::Internal, "etcd txn reply without a header")
+                })?);
+            }
+            let base = self.store.base.len();
+            for (k, r) in group.iter().zip(resp.op_responses()) {
+                let TxnOpResponse::Get(g) = r else {
+                    return Err(Error::new(
+                        ErrorKind::Internal,
+                        "etcd answered a range request of a txn with another kind",
+                    ));
+                };
+                let found = g
+                    .kvs()
+                    .iter()
+                    .find(|kv| kv.key().len() > base && &kv.key()[base..] == k.as_slice());
+                let entry = match found {
+                    Some(kv) => (Some(kv.value().to_vec()), kv.mod_revision()),
+                    None => (None, 0),
+                };
+                st.cache.entry(k.clone()).or_insert(entry);
+            }
+        }
+        Ok(())
     }
 
     async fn commit(self: Box<Self>, writes: WriteSet) -> Result<()> {

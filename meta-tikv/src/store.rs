@@ -265,6 +265,23 @@ impl StoreTxn for TikvTxn {
         self.reads().rewind(mark);
     }
 
+    /// One `batch_get` of `keys`: tikv-client keeps what it read in the transaction's buffer,
+    /// so the ops' reads of them cost no round trip.
+    async fn prefetch(&self, keys: &[Vec<u8>]) -> Result<()> {
+        let mut g = self.txn.lock().await;
+        let txn = g.as_mut().ok_or_else(ended)?;
+        let full: Vec<Vec<u8>> = keys.iter().map(|k| self.store.full(k)).collect();
+        timed(
+            self.store.timeout,
+            Stage::Read,
+            "batch_get",
+            txn.batch_get(full),
+        )
+        .await?
+        .for_each(drop);
+        Ok(())
+    }
+
     async fn commit(self: Box<Self>, writes: WriteSet) -> Result<()> {
         let reads = std::mem::take(&mut *self.reads());
         let Some(mut txn) = self.txn.lock().await.take() else {

@@ -12,6 +12,7 @@ use crate::kv::codec::*;
 use crate::kv::schema::*;
 use crate::kv::store::{KvRead, WriteSet};
 use crate::logic::{self, Limits};
+use crate::op::Op;
 use crate::types::{Attr, Counter, IdKind, Ino, Pending, Setting, Slice, Statfs, Timespec};
 
 /// How many raw keys one page of a scan reads.
@@ -215,4 +216,64 @@ pub async fn list_pending<R: KvRead + ?Sized>(r: &R, limit: usize) -> Result<Vec
         }
     }
     Ok(out)
+}
+
+/// The keys a batch of `ops` will most likely read first: the format record, the space and
+/// inode counters, and per op the attributes and entries it names (parent directories, the
+/// new inode, the named entries, the written chunk, the named xattr). A store with
+/// round trips fetches them in one request before running the batch
+/// ([`crate::kv::StoreTxn::prefetch`]); what the ops read beyond them (an entry's target
+/// inode, a directory listing) is read as usual. Duplicates are removed; order is by key.
+pub fn batch_keys(ops: &[Op]) -> Vec<Vec<u8>> {
+    let mut keys = std::collections::BTreeSet::new();
+    keys.insert(SETTING_KEY.to_vec());
+    keys.insert(counter_key(Counter::UsedSpace));
+    keys.insert(counter_key(Counter::TotalInodes));
+    for op in ops {
+        match op {
+            Op::Mknod {
+                parent, name, ino, ..
+            } => {
+                keys.insert(attr_key(*parent));
+                keys.insert(entry_key(*parent, name));
+                keys.insert(attr_key(*ino));
+            }
+            Op::Link {
+                ino, parent, name, ..
+            } => {
+                keys.insert(attr_key(*ino));
+                keys.insert(attr_key(*parent));
+                keys.insert(entry_key(*parent, name));
+            }
+            Op::Unlink { parent, name, .. } | Op::Rmdir { parent, name, .. } => {
+                keys.insert(attr_key(*parent));
+                keys.insert(entry_key(*parent, name));
+            }
+            Op::Rename {
+                parent,
+                name,
+                new_parent,
+                new_name,
+                ..
+            } => {
+                keys.insert(attr_key(*parent));
+                keys.insert(attr_key(*new_parent));
+                keys.insert(entry_key(*parent, name));
+                keys.insert(entry_key(*new_parent, new_name));
+            }
+            Op::Write { ino, indx, .. } => {
+                keys.insert(attr_key(*ino));
+                keys.insert(chunk_key(*ino, *indx));
+            }
+            Op::SetAttr { ino, .. } | Op::Truncate { ino, .. } | Op::Open { ino, .. } => {
+                keys.insert(attr_key(*ino));
+            }
+            Op::SetXattr { ino, name, .. } | Op::RemoveXattr { ino, name } => {
+                keys.insert(attr_key(*ino));
+                keys.insert(xattr_key(*ino, name));
+            }
+            _ => {}
+        }
+    }
+    keys.into_iter().collect()
 }

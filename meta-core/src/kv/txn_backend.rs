@@ -175,6 +175,7 @@ impl<S: TxnStore> TxnKvBackend<S> {
         let limits = self.store.limits();
         let txn = self.store.begin().await?;
         let res = async {
+            txn.prefetch(&shared::batch_keys(ops)).await?;
             let setting = shared::load_setting(&*txn).await?;
             let fs_limits = Limits::from(&setting);
             let mut view = KvTxn::new(&*txn);
@@ -261,6 +262,13 @@ fn rand_below(n: u64) -> u64 {
 impl<S: TxnStore> Backend for TxnKvBackend<S> {
     fn info(&self) -> BackendInfo {
         self.store.info()
+    }
+
+    /// One: batches of one process would only race each other (every create in a directory
+    /// rewrites its attributes) and lose to conflicts; one batch at a time lets the next
+    /// batch grow while the current one commits. Other processes still run concurrently.
+    fn preferred_inflight(&self) -> usize {
+        1
     }
 
     /// `commits` and `conflict_retries` ([`TxnKvBackend::stats`]).

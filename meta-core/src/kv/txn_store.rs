@@ -57,6 +57,14 @@ pub trait StoreTxn: KvRead {
     /// written: the store could not be reached), `Indeterminate` (sent; the outcome is
     /// unknown, e.g. a timeout or a lost connection after the request left).
     async fn commit(self: Box<Self>, writes: WriteSet) -> Result<()>;
+    /// Reads `keys` ahead, in as few requests as the store allows, so that the ops' reads of
+    /// them cost no round trip ([`crate::kv::shared::batch_keys`] names them). It must not
+    /// add them to the read set: only keys an op actually reads are checked at commit.
+    /// Default: nothing (every read goes to the store).
+    async fn prefetch(&self, keys: &[Vec<u8>]) -> Result<()> {
+        let _ = keys;
+        Ok(())
+    }
     /// Ends the transaction without writing. Errors: `Unavailable` (best effort; a store that
     /// holds nothing for an open transaction, like etcd, never fails).
     async fn rollback(self: Box<Self>) -> Result<()>;
