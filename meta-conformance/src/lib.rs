@@ -18,6 +18,10 @@
 //! Test names are `group::case` (e.g. `rename::exchange`): `cargo test -- rename::` runs one
 //! group, and `cargo xtask conformance` builds its backend × group matrix from the prefix.
 //!
+//! Beyond the single-process cases, [`process`] holds multi-process fault tests a backend crate
+//! runs from its own test files: a SIGKILLed writer ([`process::crash`]) and two processes
+//! racing in one directory ([`process::race`]).
+//!
 //! Environment:
 //! - `META_CONFORMANCE_REQUIRE=1`: a skipped backend fails instead of passing.
 //! - `META_CONFORMANCE_SEED=N`: seed of the model-based randomized test (default fixed).
@@ -29,6 +33,7 @@ use std::pin::Pin;
 pub mod cases;
 mod ctx;
 mod factory;
+pub mod process;
 pub mod util;
 
 pub use async_trait::async_trait;

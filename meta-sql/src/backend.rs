@@ -647,6 +647,17 @@ impl Backend for SqlBackend {
         BackendInfo::new(self.sql.d.scheme(), MAX_BATCH_OPS, true)
     }
 
+    /// `commits`, `statements` and `retries` (transactions re-run after losing a race) of
+    /// [`SqlBackend::stats`].
+    fn activity(&self) -> Vec<(&'static str, u64)> {
+        let s = self.stats();
+        vec![
+            ("commits", s.commits),
+            ("statements", s.statements),
+            ("retries", s.retries),
+        ]
+    }
+
     /// 1: every batch that creates or deletes updates the same `counter` rows (used space,
     /// inode count) and usually a shared parent's `node` row, and holds those row locks until
     /// COMMIT, so a second write batch in flight would only wait for the first (SQLite has a
