@@ -278,6 +278,16 @@ pub async fn dump(o: &Opened, file: Option<&Path>) -> Result<()> {
     if !is_stdio(file) || util::stderr_is_tty() {
         eprintln!("dumped {} inodes, {} entries", stats.inodes, stats.entries);
     }
+    if stats.snapshot {
+        tracing::info!("the dump is a consistent snapshot of the volume");
+    } else {
+        // Said even when the dump goes to stdout: whoever reads it must know.
+        eprintln!(
+            "warning: {} gives no snapshot: the dump read the live volume, so writes made \
+             while it ran may appear in part (dump a quiet volume for an exact copy)",
+            o.backend.info().scheme
+        );
+    }
     Ok(())
 }
 

@@ -110,7 +110,10 @@ macro_rules! __case_list {
                 corrupted_setting, out_of_range_records,
             ],
             persistence: [reopen_keeps_volume, reopen_ids_keep_growing],
-            dump: [round_trip_same_backend, across_backends, keeps_pending, load_refuses_formatted, load_keeps_counters_above_ids],
+            dump: [
+                round_trip_same_backend, across_backends, keeps_pending, load_refuses_formatted,
+                load_keeps_counters_above_ids, snapshot_under_writes,
+            ],
             format: [contract],
             session: [
                 unlink_open_file, rename_over_and_rmdir_open, two_clients_unlink_while_open,

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::op::{Op, OpOutput};
 use crate::session::{InodeLocks, Session, SessionHoldings, Sid};
+use crate::snapshot::{InodeData, VolumeReads};
 use crate::types::{Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice, Statfs};
 
 /// Static facts about a backend. More may be added: build it with [`BackendInfo::new`].
@@ -203,4 +204,24 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// The flocks and byte-range locks on `ino`, by owner (what fcntl(2) `F_GETLK` is
     /// answered from). Errors: `NotFound` when the inode does not exist.
     async fn list_locks(&self, ino: Ino) -> Result<InodeLocks>;
+
+    /// What a dump records of each of `inos` (attributes, symlink target, xattrs, chunks of
+    /// a regular file), positionally; `None` for an inode that does not exist. The default
+    /// reads them one after another with the point reads
+    /// ([`crate::snapshot::read_inodes_one_by_one`]); a backend overrides it to read a
+    /// directory page's inodes in a few requests (the KV backends from one store snapshot,
+    /// SQL with four queries outside a transaction). Only a [`Backend::snapshot`] makes them
+    /// consistent with each other and with the rest of a dump. Errors: those of the reads.
+    async fn read_inodes(&self, inos: &[Ino]) -> Result<Vec<Option<InodeData>>> {
+        crate::snapshot::read_inodes_one_by_one(self, inos).await
+    }
+
+    /// A read-only view of the whole volume at one point in time, for a dump: every read of
+    /// it sees the volume as it was when it was taken, whatever is written meanwhile; it is
+    /// released when dropped. `None` when this backend cannot give one (the default): a dump
+    /// then reads the live volume and says so. See [`crate::snapshot`] for which backends
+    /// give one. Errors: those of taking it.
+    async fn snapshot(&self) -> Result<Option<Box<dyn VolumeReads + '_>>> {
+        Ok(None)
+    }
 }

@@ -1,8 +1,15 @@
 //! Dump and load a whole volume as streaming JSON Lines.
 //!
-//! Line 1 is a [`Header`] (format record, counters); then one [`InodeRecord`] per line:
-//! directories first, parents before children, then every other inode with all the entries that
-//! name it; last, one [`PendingRecord`] per record of data awaiting deletion.
+//! Line 1 is a [`Header`] (format record, counters); then one [`InodeRecord`] per line, in
+//! the order of a breadth-first walk of the directories by name: the root, then the entries
+//! of each directory page by page, each inode with every entry that names it, a directory
+//! after its parent and a file after every directory that names it (an inode with several
+//! links is written when its last name is met); last, one [`PendingRecord`] per record of
+//! data awaiting deletion. The order depends only on the volume's content.
+//!
+//! The dump streams: it keeps the directories left to walk and the names of hard-linked
+//! inodes not yet written, not the volume, and reads each directory page's inodes in one
+//! [`Backend::read_inodes`] call.
 //!
 //! Sessions, open files and locks are not dumped: they belong to the clients of the dumped
 //! volume, not to its content. A sustained inode (unlinked while open) is dumped as what it
@@ -12,9 +19,15 @@
 //! they are valid UTF-8, else as an array of byte values. `load` of a dump into an empty store,
 //! then `dump` again, gives the same text.
 //!
-//! A dump is **not a snapshot**: it reads the volume through the ordinary `Backend` reads, one
-//! after another, so a dump of a volume that clients are writing may show some of their ops
-//! and not others (the same holds on every backend; dump a quiet volume for an exact copy).
+//! A dump is a **consistent snapshot** where the backend gives one ([`Backend::snapshot`]):
+//! RocksDB (a RocksDB snapshot), the SQL backends (one read transaction: PostgreSQL
+//! `REPEATABLE READ`, MySQL/MariaDB `WITH CONSISTENT SNAPSHOT`, SQLite a deferred read
+//! transaction) and the in-memory backend (a copy); see [`crate::snapshot`] for the table.
+//! Elsewhere (Redis, etcd, TiKV, for now) it reads the live volume, one
+//! consistent read after another, so a dump of a volume that clients are writing may show
+//! some of their ops and not others (a file renamed during the dump may appear under both
+//! names, or neither); [`DumpStats::snapshot`] says which, and `meta dump` prints it. Dump a
+//! quiet volume there for an exact copy.
 //! Loading never lets the ID counters trail the IDs present: `load` raises `nextInode` and
 //! `nextChunk` to the header's values first, then above every inode and slice ID of each
 //! batch before applying it, so a load that stops midway (a malformed line, an I/O error) or
@@ -29,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::error::{Error, ErrorKind, Result};
 use crate::op::{Op, RestoreRecord};
+use crate::snapshot::{InodeData, LiveReads, VolumeReads};
 use crate::types::{Attr, Counter, FileType, IdKind, Ino, Pending, Setting, Slice};
 
 /// Version of the dump format this build writes and reads.
@@ -106,6 +120,10 @@ pub struct DumpStats {
     pub entries: u64,
     /// Pending-deletion records written or read.
     pub pending: u64,
+    /// For a dump: true when it was read from one point-in-time view of the volume
+    /// ([`Backend::snapshot`]), false when the backend gives none and it read the live
+    /// volume. Always false for a load.
+    pub snapshot: bool,
 }
 
 /// A pending-deletion record of a dump (after every inode): the record and, for a deleted
@@ -134,17 +152,49 @@ fn json_line<T: Serialize>(out: &mut (dyn Write + Send), v: &T) -> Result<()> {
     out.write_all(b"\n").map_err(|e| io_err("write dump", e))
 }
 
-/// Writes the whole volume to `out`; `progress` is called with the number of inodes written so
-/// far. Errors: those of the backend reads, `Unavailable` when `out` fails.
+/// Writes the whole volume to `out`, from a point-in-time view when the backend gives one
+/// ([`Backend::snapshot`]), else from the live volume ([`LiveReads`]; the returned
+/// [`DumpStats::snapshot`] is then false); `progress` is called with the number of inodes
+/// written so far. Errors: those of the backend reads, `Unavailable` when `out` fails.
 pub async fn dump(
     backend: &dyn Backend,
     out: &mut (dyn Write + Send),
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<DumpStats> {
-    let setting = backend.load().await?;
+    let snap = backend.snapshot().await?;
+    let live = LiveReads(backend);
+    let reads: &dyn VolumeReads = match &snap {
+        Some(s) => &**s,
+        None => &live,
+    };
+    dump_from(reads, out, progress).await
+}
+
+/// An inode seen with more links than found so far: its names until all are found.
+struct HardLink {
+    nlink: u32,
+    links: Vec<(Ino, Vec<u8>)>,
+}
+
+/// [`dump`] through the given reads (a snapshot or the live volume).
+///
+/// Streams: directories are walked breadth-first, a page of 1,000 entries at a time, and
+/// the page's inodes are read in one [`VolumeReads::read_inodes`] call and written at once,
+/// so a directory comes after its parent and a file after the directories that name it.
+/// Only what the walk still needs is kept: the directories left to walk (8 bytes each) and
+/// the names of inodes with more than one link whose other names are still to be found;
+/// such an inode is written (read again) when its last name is met, or at the end (by
+/// inode number) with the names found if its link count says more. The output depends only
+/// on the volume's content. Errors: as [`dump`]; `Corrupted` for a directory reached twice.
+pub async fn dump_from(
+    reads: &dyn VolumeReads,
+    out: &mut (dyn Write + Send),
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<DumpStats> {
+    let setting = reads.load().await?;
     let mut counters = BTreeMap::new();
     for c in Counter::ALL {
-        counters.insert(c.name().to_string(), backend.get_counter(c).await?);
+        counters.insert(c.name().to_string(), reads.get_counter(c).await?);
     }
     json_line(
         out,
@@ -154,110 +204,124 @@ pub async fn dump(
             counters,
         },
     )?;
-    // Walk directories breadth-first so parents come before children; remember every link.
-    let mut links: BTreeMap<Ino, Vec<(Ino, Vec<u8>)>> = BTreeMap::new();
-    let mut dirs = vec![Ino::ROOT];
+    let mut stats = DumpStats {
+        snapshot: reads.is_snapshot(),
+        ..DumpStats::default()
+    };
+    let root = reads
+        .read_inodes(&[Ino::ROOT])
+        .await?
+        .into_iter()
+        .next()
+        .flatten()
+        .ok_or_else(|| Error::new(ErrorKind::Corrupted, "the root directory is missing"))?;
+    write_inode(out, &mut stats, Ino::ROOT, root, Vec::new())?;
+    progress(stats.inodes);
+    // Directories left to walk, in the order met (breadth-first).
+    let mut dirs = std::collections::VecDeque::from([Ino::ROOT]);
     let mut seen_dirs = std::collections::HashSet::from([Ino::ROOT]);
-    let mut i = 0;
-    while i < dirs.len() {
-        let dir = dirs[i];
-        i += 1;
+    let mut hard: BTreeMap<Ino, HardLink> = BTreeMap::new();
+    while let Some(dir) = dirs.pop_front() {
         let mut cursor: Option<Vec<u8>> = None;
         loop {
-            let page = backend
-                .read_dir(dir, cursor.as_deref(), PAGE, false)
-                .await?;
+            let page = reads.read_dir(dir, cursor.as_deref(), PAGE).await?;
             let n = page.len();
+            cursor = page.last().map(|e| e.name.clone());
+            // Inodes to read: those met for the first time. `touched`: hard-linked inodes
+            // that got a name in this page.
+            let mut first = Vec::with_capacity(n);
+            let mut named = Vec::with_capacity(n);
+            let mut touched = Vec::new();
             for e in page {
                 if e.typ == FileType::Directory {
                     if !seen_dirs.insert(e.ino) {
                         return Err(second_link(dir, &e.name, e.ino));
                     }
-                    dirs.push(e.ino);
+                    dirs.push_back(e.ino);
                 }
-                links.entry(e.ino).or_default().push((dir, e.name.clone()));
-                cursor = Some(e.name);
+                if let Some(h) = hard.get_mut(&e.ino) {
+                    h.links.push((dir, e.name));
+                    touched.push(e.ino);
+                } else {
+                    first.push(e.ino);
+                    named.push((e.ino, e.name));
+                }
             }
+            let data = reads.read_inodes(&first).await?;
+            for ((ino, name), d) in named.into_iter().zip(data) {
+                let d = d.ok_or_else(|| missing(dir, &name, ino))?;
+                let nlink = d.attr.nlink;
+                if d.attr.typ != FileType::Directory && nlink > 1 {
+                    touched.push(ino);
+                    if let Some(h) = hard.get_mut(&ino) {
+                        // Named twice in this page.
+                        h.links.push((dir, name));
+                    } else {
+                        hard.insert(
+                            ino,
+                            HardLink {
+                                nlink,
+                                links: vec![(dir, name)],
+                            },
+                        );
+                    }
+                } else {
+                    write_inode(out, &mut stats, ino, d, vec![(dir, name)])?;
+                }
+            }
+            // Hard-linked inodes whose last name this page holds, by inode number.
+            touched.sort_unstable();
+            touched.dedup();
+            let complete: Vec<Ino> = touched
+                .into_iter()
+                .filter(|i| {
+                    hard.get(i)
+                        .is_some_and(|h| h.links.len() >= h.nlink as usize)
+                })
+                .collect();
+            write_hard_links(reads, out, &mut stats, &mut hard, &complete).await?;
+            progress(stats.inodes);
             if n < PAGE {
                 break;
             }
         }
     }
-    let mut stats = DumpStats::default();
-    let emit =
-        async |ino: Ino, out: &mut (dyn Write + Send), stats: &mut DumpStats| -> Result<()> {
-            let attr = backend.get_attr(ino).await?;
-            let l = links.get(&ino).cloned().unwrap_or_default();
-            stats.entries += l.len() as u64;
-            let target = if attr.typ == FileType::Symlink {
-                Some(Bytes::from(backend.read_link(ino).await?))
-            } else {
-                None
-            };
-            let mut xattrs = Vec::new();
-            for name in backend.list_xattr(ino).await? {
-                let v = backend.get_xattr(ino, &name).await?;
-                xattrs.push((Bytes::from(name), Bytes::from(v)));
-            }
-            let chunks = if attr.typ == FileType::Regular {
-                backend.list_chunks(ino).await?
-            } else {
-                Vec::new()
-            };
-            json_line(
-                out,
-                &InodeRecord {
-                    ino,
-                    attr,
-                    links: l.into_iter().map(|(p, n)| (p, Bytes::from(n))).collect(),
-                    target,
-                    xattrs,
-                    chunks,
-                },
-            )?;
-            stats.inodes += 1;
-            Ok(())
-        };
-    for &dir in &dirs {
-        emit(dir, out, &mut stats).await?;
-        progress(stats.inodes);
-    }
-    let others: Vec<Ino> = links
-        .iter()
-        .filter(|(ino, _)| !seen_dirs.contains(ino))
-        .map(|(ino, _)| *ino)
-        .collect();
-    for ino in others {
-        emit(ino, out, &mut stats).await?;
+    // Inodes with fewer names than links (a volume being written, or one fsck would
+    // repair): with the names found, by inode number.
+    let rest: Vec<Ino> = hard.keys().copied().collect();
+    for part in rest.chunks(PAGE) {
+        write_hard_links(reads, out, &mut stats, &mut hard, part).await?;
         progress(stats.inodes);
     }
     // Data awaiting deletion by the data layer: without it the objects would leak. Sustained
     // regular files with data go the same way (see the module doc).
-    let mut pendings = backend.list_pending(usize::MAX).await?;
+    let mut pendings = reads.list_pending(usize::MAX).await?;
     let mut sustained = std::collections::BTreeSet::new();
-    for s in backend.list_sessions().await? {
-        match backend.session_holdings(s.info.sid).await {
+    for s in reads.list_sessions().await? {
+        match reads.session_holdings(s.info.sid).await {
             Ok(h) => sustained.extend(h.open),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
     }
-    for ino in sustained {
-        match backend.get_attr(ino).await {
-            Ok(a) if a.nlink == 0 && a.typ == FileType::Regular && a.length > 0 => {
+    let sustained: Vec<Ino> = sustained.into_iter().collect();
+    for part in sustained.chunks(PAGE) {
+        for (&ino, d) in part.iter().zip(reads.read_inodes(part).await?) {
+            if let Some(d) = d
+                && d.attr.nlink == 0
+                && d.attr.typ == FileType::Regular
+                && d.attr.length > 0
+            {
                 pendings.push(Pending::File {
                     ino,
-                    length: a.length,
-                })
+                    length: d.attr.length,
+                });
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
         }
     }
     for pending in pendings {
         let chunks = match pending {
-            Pending::File { ino, .. } => backend.list_chunks(ino).await?,
+            Pending::File { ino, .. } => reads.list_chunks(ino).await?,
             Pending::Slice { .. } => Vec::new(),
         };
         json_line(out, &PendingRecord { pending, chunks })?;
@@ -265,6 +329,78 @@ pub async fn dump(
     }
     out.flush().map_err(|e| io_err("write dump", e))?;
     Ok(stats)
+}
+
+/// Reads and writes the hard-linked inodes `inos` (keys of `hard`, which they leave) with
+/// the names found. Errors: those of the reads and of `out`; `NotFound` for an inode gone.
+async fn write_hard_links(
+    reads: &dyn VolumeReads,
+    out: &mut (dyn Write + Send),
+    stats: &mut DumpStats,
+    hard: &mut BTreeMap<Ino, HardLink>,
+    inos: &[Ino],
+) -> Result<()> {
+    if inos.is_empty() {
+        return Ok(());
+    }
+    let data = reads.read_inodes(inos).await?;
+    for (&ino, d) in inos.iter().zip(data) {
+        let links = hard.remove(&ino).map(|h| h.links).unwrap_or_default();
+        let d = match (d, links.first()) {
+            (Some(d), _) => d,
+            (None, Some((dir, name))) => return Err(missing(*dir, name, ino)),
+            (None, None) => {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("inode {ino} is gone"),
+                ));
+            }
+        };
+        write_inode(out, stats, ino, d, links)?;
+    }
+    Ok(())
+}
+
+/// Writes one inode record.
+fn write_inode(
+    out: &mut (dyn Write + Send),
+    stats: &mut DumpStats,
+    ino: Ino,
+    d: InodeData,
+    links: Vec<(Ino, Vec<u8>)>,
+) -> Result<()> {
+    stats.entries += links.len() as u64;
+    json_line(
+        out,
+        &InodeRecord {
+            ino,
+            attr: d.attr,
+            links: links
+                .into_iter()
+                .map(|(p, n)| (p, Bytes::from(n)))
+                .collect(),
+            target: d.target.map(Bytes::from),
+            xattrs: d
+                .xattrs
+                .into_iter()
+                .map(|(n, v)| (Bytes::from(n), Bytes::from(v)))
+                .collect(),
+            chunks: d.chunks,
+        },
+    )?;
+    stats.inodes += 1;
+    Ok(())
+}
+
+/// The error of entry `name` of `parent` naming inode `ino`, which does not exist.
+fn missing(parent: Ino, name: &[u8], ino: Ino) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!(
+            "entry {parent}/{} names inode {ino}, which does not exist",
+            String::from_utf8_lossy(name)
+        ),
+    )
 }
 
 /// The error of a directory reached a second time (entry `name` of `parent`): a corrupted

@@ -12,7 +12,8 @@
 //! - [`memory`]: the in-memory reference backend.
 //! - [`Meta`]: the high-level API with the batcher, the ID pools and the session.
 //! - [`session`]: sessions, open files (sustained inodes) and locks.
-//! - [`fsck`] and [`dump`]: consistency check and JSON dump/load of a whole volume.
+//! - [`fsck`] and [`dump`]: consistency check and JSON dump/load of a whole volume;
+//!   [`snapshot`]: the whole-volume reads of a dump and the backends' point-in-time views.
 //! - [`testing`]: a latency-adding, call-counting backend wrapper for tests and benchmarks.
 //!
 //! ```
@@ -49,6 +50,7 @@ pub mod op;
 pub mod options;
 pub mod registry;
 pub mod session;
+pub mod snapshot;
 pub mod testing;
 pub mod types;
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::backend::BackendInfo;
 use crate::error::Result;
-use crate::kv::{KvBackend, KvStore, WriteSet};
+use crate::kv::{KvBackend, KvSnapshot, KvStore, WriteSet};
 
 /// An ordered map in memory. Cloning shares the map, so a second `KvBackend` over a clone sees
 /// the same volume (a "reopen"). Concurrent writers must share one `KvBackend`: each backend
@@ -83,8 +83,37 @@ impl KvStore for MemStore {
         false
     }
 
+    /// A copy of the whole map: as much memory again as the volume.
+    fn point_in_time(&self) -> Result<Option<Box<dyn KvSnapshot + '_>>> {
+        Ok(Some(Box::new(MemSnapshot(self.lock().clone()))))
+    }
+
     fn info(&self) -> BackendInfo {
         BackendInfo::new("memory", 4096, false)
+    }
+}
+
+/// A frozen copy of a [`MemStore`]'s map ([`KvStore::point_in_time`]).
+struct MemSnapshot(BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl KvSnapshot for MemSnapshot {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.0.get(key).cloned())
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .0
+            .range::<[u8], _>((
+                std::ops::Bound::Included(start),
+                std::ops::Bound::Excluded(end),
+            ))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 }
 

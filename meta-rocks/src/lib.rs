@@ -10,8 +10,8 @@ use meta_core::kv::{KvBackend, KvSnapshot, KvStore, WriteSet};
 use meta_core::options::parse_bool;
 use meta_core::{Error, ErrorKind, Result, VolumeUrl};
 use rocksdb::{
-    BlockBasedOptions, Cache, DB, Direction, IteratorMode, Options, ReadOptions, SliceTransform,
-    WriteBatch, WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, Cache, DB, Direction, IteratorMode, Options,
+    ReadOptions, SliceTransform, WriteBatch, WriteOptions,
     statistics::{StatsLevel, Ticker},
 };
 
@@ -129,6 +129,16 @@ fn db_options() -> Options {
     table.set_block_cache(&Cache::new_lru_cache(64 << 20));
     table.set_cache_index_and_filter_blocks(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    // Partitioned filters and a two-level index. Whole, the filter and index of one SST file
+    // grow with it (a 1,000,000-file volume compacts into one 29 MB file with a filter of
+    // ≈ 5 MB), beyond one block-cache shard (64 MB in 64 shards: 1 MB), so they were never
+    // kept and every read loaded and checksummed them again: a dump read ~700 inodes/s.
+    // Partitions of `metadata_block_size` are cached like data blocks; the top level stays
+    // pinned. Files written before keep their whole filter until compacted.
+    table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+    table.set_partition_filters(true);
+    table.set_metadata_block_size(4096);
+    table.set_pin_top_level_index_and_filter(true);
 
     let mut o = Options::default();
     o.create_if_missing(true);
@@ -237,6 +247,11 @@ impl KvStore for RocksStore {
             snap: self.db.snapshot(),
             path: &self.path,
         }))
+    }
+
+    /// A RocksDB snapshot: what a dump reads the whole volume through.
+    fn point_in_time(&self) -> Result<Option<Box<dyn KvSnapshot + '_>>> {
+        self.snapshot().map(Some)
     }
 
     fn commit(&self, writes: WriteSet) -> Result<()> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use meta_core::backend::{BackendInfo, InodePage};
 use meta_core::logic::{self, Limits, TxnView};
+use meta_core::snapshot::{InodeData, VolumeReads};
 use meta_core::{
     Attr, Backend, Counter, DirEntry, Error, ErrorKind, IdKind, Ino, InodeLocks, Op, OpOutput,
     Pending, Result, Session, SessionHoldings, Setting, Sid, Slice, Statfs, Timespec,
@@ -18,6 +19,7 @@ use meta_core::{
 use rand::Rng;
 
 use crate::codec::{self, NODE_TYS};
+use crate::dump_reads;
 use crate::error::{Stage, classify};
 use crate::exec::{Arg, Exec, Stmt, Ty, Val};
 use crate::sql::{Dialect, RENAME_LOCK, Sql, TABLES};
@@ -957,16 +959,7 @@ impl Backend for SqlBackend {
         retry!(
             self,
             conn!(self, reader, |c| {
-                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
-                let mut out = Vec::new();
-                for s in self.sql.chunks_of(vec![ino.0 as i64]) {
-                    for r in t.rows(s, &[Ty::Int, Ty::Int, Ty::Bytes]).await? {
-                        let indx: u32 = codec::num(&r[1], &format!("chunk index of inode {ino}"))?;
-                        let what = format!("chunk {indx} of inode {ino}");
-                        out.push((indx, codec::decode_slices(&r[2], &what)?));
-                    }
-                }
-                Ok(out)
+                dump_reads::list_chunks_in(c, &self.sql, &self.stats, ino).await
             })
         )
     }
@@ -1006,38 +999,29 @@ impl Backend for SqlBackend {
 
     async fn list_pending(&self, limit: usize) -> Result<Vec<Pending>> {
         self.ready().await?;
-        let lim = i64::try_from(limit).unwrap_or(i64::MAX);
         retry!(
             self,
             conn!(self, reader, |c| {
-                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
-                let mut out = Vec::new();
-                if limit == 0 {
-                    return Ok(out);
-                }
-                for r in t
-                    .rows(self.sql.pending(true, lim), &[Ty::Int, Ty::Int])
-                    .await?
-                {
-                    out.push(Pending::File {
-                        ino: Ino(codec::id_of(codec::int(&r[0], "pending file")?)),
-                        length: codec::num(&r[1], "pending file length")?,
-                    });
-                }
-                let left = lim - out.len() as i64;
-                if left > 0 {
-                    for r in t
-                        .rows(self.sql.pending(false, left), &[Ty::Int, Ty::Int])
-                        .await?
-                    {
-                        out.push(Pending::Slice {
-                            id: codec::id_of(codec::int(&r[0], "pending slice")?),
-                            size: codec::num(&r[1], "pending slice size")?,
-                        });
-                    }
-                }
-                Ok(out)
+                dump_reads::list_pending_in(c, &self.sql, &self.stats, limit).await
             })
         )
+    }
+
+    /// A page of inodes in four queries (nodes, symlinks, xattrs, chunks) on one
+    /// connection, outside a transaction: each inode's rows are read by separate statements.
+    async fn read_inodes(&self, inos: &[Ino]) -> Result<Vec<Option<InodeData>>> {
+        self.ready().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                dump_reads::read_inodes_in(c, &self.sql, &self.stats, inos).await
+            })
+        )
+    }
+
+    /// One read transaction on a connection of its own (see `dump_reads`).
+    async fn snapshot(&self) -> Result<Option<Box<dyn VolumeReads + '_>>> {
+        self.ready().await?;
+        Ok(Some(Box::new(dump_reads::SqlSnapshot::open(self).await?)))
     }
 }

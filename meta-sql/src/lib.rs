@@ -5,6 +5,7 @@ compile_error!("meta-sql needs at least one of the cargo features sqlite, postgr
 
 mod backend;
 mod codec;
+mod dump_reads;
 mod error;
 mod exec;
 mod sql;

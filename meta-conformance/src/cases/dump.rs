@@ -217,3 +217,122 @@ pub async fn load_keeps_counters_above_ids(ctx: &TestCtx) -> Result<()> {
     drop(b3);
     vol.close().await
 }
+
+/// Writes a [`Hooked`] runs.
+type HookFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
+
+/// [`meta_core::snapshot::VolumeReads`] that runs `hook` (once) just before the first page
+/// of directory `at` is read: writes made in the middle of a dump's walk.
+struct Hooked<'a> {
+    inner: &'a dyn meta_core::snapshot::VolumeReads,
+    at: Ino,
+    hook: tokio::sync::Mutex<Option<HookFuture>>,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl meta_core::snapshot::VolumeReads for Hooked<'_> {
+    fn is_snapshot(&self) -> bool {
+        self.inner.is_snapshot()
+    }
+    async fn load(&self) -> meta_core::Result<Setting> {
+        self.inner.load().await
+    }
+    async fn get_counter(&self, counter: meta_core::Counter) -> meta_core::Result<i64> {
+        self.inner.get_counter(counter).await
+    }
+    async fn read_dir(
+        &self,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> meta_core::Result<Vec<meta_core::DirEntry>> {
+        if ino == self.at && after.is_none() {
+            let hook = self.hook.lock().await.take();
+            if let Some(hook) = hook {
+                hook.await.map_err(|e| {
+                    meta_core::Error::new(meta_core::ErrorKind::Internal, format!("hook: {e:#}"))
+                })?;
+                self.fired.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        self.inner.read_dir(ino, after, limit).await
+    }
+    async fn read_inodes(
+        &self,
+        inos: &[Ino],
+    ) -> meta_core::Result<Vec<Option<meta_core::snapshot::InodeData>>> {
+        self.inner.read_inodes(inos).await
+    }
+    async fn list_chunks(&self, ino: Ino) -> meta_core::Result<Vec<(u32, Vec<Slice>)>> {
+        self.inner.list_chunks(ino).await
+    }
+    async fn list_pending(&self, limit: usize) -> meta_core::Result<Vec<Pending>> {
+        self.inner.list_pending(limit).await
+    }
+    async fn list_sessions(&self) -> meta_core::Result<Vec<meta_core::Session>> {
+        self.inner.list_sessions().await
+    }
+    async fn session_holdings(
+        &self,
+        sid: meta_core::Sid,
+    ) -> meta_core::Result<meta_core::SessionHoldings> {
+        self.inner.session_holdings(sid).await
+    }
+}
+
+/// A dump is a state that existed where the backend gives a snapshot
+/// ([`Backend::snapshot`]): while it walks (after `/a` was listed, before `/z`), another
+/// client moves `/a/moved` to `/z/moved-here`, creates `/z/new` and removes `/z/f0`; the dump
+/// must equal the dump taken before those writes (read live, it would name the moved file
+/// twice). A backend without snapshot passes by saying so: its dump reports
+/// `snapshot: false`.
+pub async fn snapshot_under_writes(ctx: &TestCtx) -> Result<()> {
+    let m = ctx.meta();
+    let (a, _) = m.mkdir(ME, ROOT, b"a", 0o755).await?;
+    let (z, _) = m.mkdir(ME, ROOT, b"z", 0o755).await?;
+    m.create(ME, a, b"moved", 0o644).await?;
+    for i in 0..3 {
+        m.create(ME, z, format!("f{i}").as_bytes(), 0o644).await?;
+    }
+    let b = ctx.backend();
+    let before = dump_text(&*b).await?;
+    let Some(snap) = b.snapshot().await? else {
+        let mut out = Vec::new();
+        let stats = meta_core::dump::dump(&*b, &mut out, &mut |_| {}).await?;
+        ensure!(
+            !stats.snapshot,
+            "a dump without snapshot must say it is not one"
+        );
+        return Ok(());
+    };
+    let m2 = m.clone();
+    let hooked = Hooked {
+        inner: &*snap,
+        at: z,
+        hook: tokio::sync::Mutex::new(Some(Box::pin(async move {
+            m2.rename(ME, a, b"moved", z, b"moved-here", RenameFlags::default())
+                .await?;
+            m2.create(ME, z, b"new", 0o644).await?;
+            m2.unlink(ME, z, b"f0").await?;
+            Ok(())
+        }))),
+        fired: std::sync::atomic::AtomicBool::new(false),
+    };
+    let mut out = Vec::new();
+    let stats = meta_core::dump::dump_from(&hooked, &mut out, &mut |_| {}).await?;
+    ensure!(
+        hooked.fired.load(std::sync::atomic::Ordering::SeqCst),
+        "the writes did not run during the dump"
+    );
+    ensure!(stats.snapshot, "a dump from a snapshot says it is one");
+    drop(hooked);
+    drop(snap);
+    let after = dump_text(&*b).await?;
+    ensure!(after != before, "the writes during the dump took no effect");
+    same_text(
+        &before,
+        &String::from_utf8(out)?,
+        "a dump from a snapshot taken before writes made during its walk",
+    )
+}

@@ -15,6 +15,7 @@ use crate::kv::txn::KvTxn;
 use crate::logic::{self, Limits, TxnView};
 use crate::op::{Op, OpOutput};
 use crate::session::{InodeLocks, Session, SessionHoldings, Sid};
+use crate::snapshot::{InodeData, KvStoreSnapshot, VolumeReads};
 use crate::types::{Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice, Statfs};
 
 /// A complete [`Backend`] over any [`KvStore`]: one writer at a time applies a batch through a
@@ -244,5 +245,23 @@ impl<S: KvStore> Backend for KvBackend<S> {
     async fn list_pending(&self, limit: usize) -> Result<Vec<Pending>> {
         self.run(move |store, _| block_on(shared::list_pending(&SyncRead(store), limit)))
             .await
+    }
+
+    /// All of `inos` in one call on the blocking pool, from one store snapshot.
+    async fn read_inodes(&self, inos: &[Ino]) -> Result<Vec<Option<InodeData>>> {
+        let inos = inos.to_vec();
+        self.run(move |store, writer| {
+            let _g = (!store.is_blocking()).then(|| lock_writer(writer));
+            let snap = store.snapshot()?;
+            block_on(crate::snapshot::kv_read_inodes(&SnapRead(&*snap), &inos))
+        })
+        .await
+    }
+
+    /// The store's [`KvStore::point_in_time`] view (RocksDB, memory), held by a thread.
+    async fn snapshot(&self) -> Result<Option<Box<dyn VolumeReads + '_>>> {
+        Ok(KvStoreSnapshot::open(self.store.clone())
+            .await?
+            .map(|s| Box::new(s) as Box<dyn VolumeReads>))
     }
 }

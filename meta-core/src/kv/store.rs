@@ -48,6 +48,13 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     fn snapshot(&self) -> Result<Box<dyn KvSnapshot + '_>> {
         Ok(Box::new(LiveView(self)))
     }
+    /// A view that stays at one point in time however long it is held and whatever is
+    /// committed meanwhile, for a walk of the whole volume (a dump through
+    /// [`crate::Backend::snapshot`]); `None` when the store cannot give one (the default).
+    /// RocksDB returns a snapshot; the in-memory store a copy of its map.
+    fn point_in_time(&self) -> Result<Option<Box<dyn KvSnapshot + '_>>> {
+        Ok(None)
+    }
 }
 
 /// A read-only, point-in-time view of a [`KvStore`].

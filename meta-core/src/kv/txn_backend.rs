@@ -16,6 +16,7 @@ use crate::kv::txn_store::{StoreTxn, TxnStore};
 use crate::logic::{self, Limits, TxnView};
 use crate::op::{Op, OpOutput};
 use crate::session::{InodeLocks, Session, SessionHoldings, Sid};
+use crate::snapshot::InodeData;
 use crate::types::{Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice, Statfs};
 
 /// A transaction that lost a race (`Conflict`) is run again until it has been retried this
@@ -430,5 +431,18 @@ impl<S: TxnStore> Backend for TxnKvBackend<S> {
     async fn list_locks(&self, ino: Ino) -> Result<InodeLocks> {
         self.read(|t| Box::pin(async move { logic::list_locks(t, ino).await }))
             .await
+    }
+
+    /// All of `inos` in one store transaction (one snapshot), rolled back; their attributes
+    /// are fetched ahead in as few requests as the store allows ([`StoreTxn::prefetch`]).
+    async fn read_inodes(&self, inos: &[Ino]) -> Result<Vec<Option<InodeData>>> {
+        let txn = self.store.begin().await?;
+        let keys: Vec<Vec<u8>> = inos.iter().map(|&i| crate::kv::attr_key(i)).collect();
+        let r = match txn.prefetch(&keys).await {
+            Ok(()) => crate::snapshot::kv_read_inodes(&*txn, inos).await,
+            Err(e) => Err(e),
+        };
+        txn.rollback().await?;
+        r
     }
 }
