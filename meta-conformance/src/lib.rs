@@ -93,6 +93,7 @@ macro_rules! __case_list {
                 write_read_order, chunk_boundaries, truncate_drops_slices, unlink_pending_file,
                 rename_over_pending_file, holes,
             ],
+            compaction: [replaces_list, stale_expect_conflicts, race_with_writes],
             xattr: [set_get_list_remove, flags, limits, deleted_with_inode],
             statfs: [counters, limits_shown],
             batch: [

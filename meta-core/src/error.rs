@@ -37,7 +37,8 @@ pub enum ErrorKind {
     TooBig,
     /// EAGAIN: a non-blocking lock request conflicts with a lock another owner holds
     /// (flock(2) `LOCK_NB`: EWOULDBLOCK, the same number as EAGAIN; fcntl(2) `F_SETLK`), or
-    /// another client holds the lease asked for. Unlike `Conflict` it concerns one op only.
+    /// another client holds the lease asked for, or the chunk a compaction
+    /// (`Op::CompactChunk`) expected changed. Unlike `Conflict` it concerns one op only.
     WouldBlock,
     /// EAGAIN: a transaction lost a race after the retry budget; nothing was applied.
     Conflict,

@@ -225,6 +225,25 @@ pub enum Op {
         /// New mtime/ctime.
         time: Timespec,
     },
+    /// Compaction: replace the slice list of chunk `indx` of a regular file with `slices` if
+    /// and only if the list stored now is exactly `expect` (same slices, same order); every
+    /// slice ID of `expect` (other than 0, a hole) that is not in `slices` becomes pending
+    /// deletion (as [`Op::Truncate`] records them, with its object size) in the same op. The
+    /// length, times and `used_space` do not change. Errors: `WouldBlock` (EAGAIN) when the
+    /// list is not `expect` (a write or another compaction came in since it was read: nothing
+    /// changes; [`crate::Meta::compact_chunk`] reports it as `Conflict`), ENOENT, EISDIR /
+    /// EINVAL for a non-file (as [`Op::Write`]), EINVAL when a slice of `slices` breaks the
+    /// rules of [`Op::Write`] at `indx`.
+    CompactChunk {
+        /// Regular file.
+        ino: Ino,
+        /// Chunk index.
+        indx: u32,
+        /// The list as the caller read it.
+        expect: Vec<Slice>,
+        /// The new list (e.g. one slice holding the merged data under a new slice ID).
+        slices: Vec<Slice>,
+    },
     /// Set an extended attribute (setxattr(2)).
     SetXattr {
         /// Inode.
@@ -404,6 +423,7 @@ impl Op {
             Op::SetAttr { .. } => "setattr",
             Op::Write { .. } => "write",
             Op::Truncate { .. } => "truncate",
+            Op::CompactChunk { .. } => "compact_chunk",
             Op::SetXattr { .. } => "setxattr",
             Op::RemoveXattr { .. } => "removexattr",
             Op::ClearPendingFile { .. } => "clear_pending_file",
@@ -422,7 +442,7 @@ impl Op {
     }
 
     /// Every op name, for pre-creating metric series.
-    pub const NAMES: [&'static str; 22] = [
+    pub const NAMES: [&'static str; 23] = [
         "mknod",
         "link",
         "unlink",
@@ -431,6 +451,7 @@ impl Op {
         "setattr",
         "write",
         "truncate",
+        "compact_chunk",
         "setxattr",
         "removexattr",
         "clear_pending_file",
@@ -472,6 +493,7 @@ impl Op {
             }
             Op::OpenSession { info, .. } => info.host.len() + info.label.len() + 64,
             Op::Release { inos, .. } => 9 * inos.len(),
+            Op::CompactChunk { expect, slices, .. } => 24 * (expect.len() + slices.len()),
             _ => 0,
         }
     }
@@ -520,7 +542,7 @@ pub enum OpOutput {
         /// Its attributes after the op.
         attr: Attr,
     },
-    /// Ops without a payload (xattrs, clearing pending deletions).
+    /// Ops without a payload (xattrs, clearing pending deletions, compaction).
     Done,
 }
 

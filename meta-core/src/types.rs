@@ -456,7 +456,7 @@ pub enum Pending {
         /// Its length in bytes when it was deleted.
         length: u64,
     },
-    /// A slice dropped by truncate; cleared with [`crate::Op::ClearPendingSlice`].
+    /// A slice dropped by truncate or compaction; cleared with [`crate::Op::ClearPendingSlice`].
     Slice {
         /// Slice (object) ID.
         id: u64,

@@ -618,6 +618,7 @@ fn output(op: &Op, items: Vec<Value>) -> Result<OpOutput> {
         | Op::SetXattr { .. }
         | Op::ClearPendingFile { .. }
         | Op::ClearPendingSlice { .. }
+        | Op::CompactChunk { .. }
         | Op::RestorePending { .. }
         | Op::OpenSession { .. }
         | Op::Heartbeat { .. }

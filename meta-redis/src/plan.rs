@@ -2,7 +2,7 @@
 //! [`crate::spec`] (and `lua/ops/<name>.lua`).
 
 use meta_core::kv::{encode_attr, encode_session, encode_slice};
-use meta_core::logic::{check_length, check_write};
+use meta_core::logic::{check_length, check_slices, check_write};
 use meta_core::session::{
     decode_flock, decode_plocks, encode_plocks, flock_decision, setlk_decision,
 };
@@ -120,6 +120,15 @@ fn code(name: &str) -> u8 {
 /// u32 chunk indexes, packed.
 fn packed_chunks(chunks: &[u32]) -> Vec<u8> {
     chunks.iter().flat_map(|c| c.to_be_bytes()).collect()
+}
+
+/// Slices, 24 bytes each (compact_chunk's `expect` and `slices`).
+fn packed_slices(slices: &[Slice]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(24 * slices.len());
+    for s in slices {
+        encode_slice(&mut v, s);
+    }
+    v
 }
 
 /// A chunk argument of restore / restore_pending: u32 index + slices (none: delete it).
@@ -354,6 +363,26 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
             call(
                 vec![l.attr(*ino), l.chunk(*ino, *indx), l.chunk_index(*ino)],
                 vec![fixed, error_arg(check_write(*indx, slice))],
+            )
+        }
+        Op::CompactChunk {
+            ino,
+            indx,
+            expect,
+            slices,
+        } => {
+            let fixed = Record::new("compact_chunk")
+                .bytes(&ino8(*ino))
+                .u32(*indx)
+                .finish()?;
+            call(
+                vec![l.attr(*ino), l.chunk(*ino, *indx), l.chunk_index(*ino)],
+                vec![
+                    fixed,
+                    error_arg(check_slices(*indx, slices)),
+                    packed_slices(expect),
+                    packed_slices(slices),
+                ],
             )
         }
         Op::SetXattr {

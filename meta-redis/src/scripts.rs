@@ -26,7 +26,7 @@ const BATCH: &str = include_str!("../lua/batch.lua");
 const READS: &str = include_str!("../lua/reads.lua");
 
 /// The op bodies, `(name, source)`, in the order of [`OPS`].
-pub(crate) const OP_SOURCES: [(&str, &str); 21] = [
+pub(crate) const OP_SOURCES: [(&str, &str); 22] = [
     ("mknod", include_str!("../lua/ops/mknod.lua")),
     ("link", include_str!("../lua/ops/link.lua")),
     ("unlink", include_str!("../lua/ops/unlink.lua")),
@@ -63,6 +63,10 @@ pub(crate) const OP_SOURCES: [(&str, &str); 21] = [
     ("open", include_str!("../lua/ops/open.lua")),
     ("release", include_str!("../lua/ops/release.lua")),
     ("lock", include_str!("../lua/ops/lock.lua")),
+    (
+        "compact_chunk",
+        include_str!("../lua/ops/compact_chunk.lua"),
+    ),
 ];
 
 /// How the library reaches the server (URL option `scripting`).

@@ -39,7 +39,7 @@ impl OpLayout {
 macro_rules! layouts {
     ($($code:literal $name:literal keys $keys:literal fixed $fixed:literal args $args:literal;)*) => {
         /// Every op with a body in the library, by code.
-        pub(crate) const OPS: [OpLayout; 21] = [
+        pub(crate) const OPS: [OpLayout; 22] = [
             $(OpLayout { code: $code, name: $name, keys: $keys, fixed: $fixed, args: $args },)*
         ];
     };
@@ -130,6 +130,10 @@ layouts! {
         keys "attr locks session_locks"
         fixed ">c8c8c16c1 ino sid field tag"
         args "decision payload fields...";
+    22 "compact_chunk"
+        keys "attr chunk chunk_index"
+        fixed ">c8I4 ino index"
+        args "error expect slices";
 }
 
 /// The layout of the op called `name`.

@@ -240,6 +240,24 @@ fn cases() -> Vec<(&'static str, Op)> {
             },
         ),
         ("write to a new chunk", write(11, 2, 1200)),
+        (
+            "compact chunk 0",
+            Op::CompactChunk {
+                ino: Ino(11),
+                indx: 0,
+                expect: vec![slice(1000, 100)],
+                slices: vec![slice(1210, 100)],
+            },
+        ),
+        (
+            "compact chunk 1 to nothing",
+            Op::CompactChunk {
+                ino: Ino(11),
+                indx: 1,
+                expect: vec![slice(1001, 100)],
+                slices: Vec::new(),
+            },
+        ),
         ("write to chunk 0", write(11, 0, 1201)),
         (
             "truncate",

@@ -4,6 +4,7 @@
 
 pub mod bad_input;
 pub mod batch;
+pub mod compaction;
 pub mod concurrency;
 pub mod data;
 pub mod dump;

@@ -81,6 +81,8 @@ struct View {
     dir_entries: Vec<(Ino, Vec<u8>)>,
     other_entries: Vec<(Ino, Vec<u8>)>,
     files: Vec<Ino>,
+    /// Every chunk of the live regular files: inode, index, slices.
+    chunks: Vec<(Ino, u32, Vec<Slice>)>,
     pending: Vec<Pending>,
     /// The model's sessions, and the inodes they hold open.
     sessions: Vec<Sid>,
@@ -116,6 +118,9 @@ async fn view_of(b: &dyn Backend) -> Result<View> {
             }
         } else if attr.typ == FileType::Regular {
             v.files.push(ino);
+            for (indx, slices) in b.list_chunks(ino).await? {
+                v.chunks.push((ino, indx, slices));
+            }
         }
         v.live.push((ino, attr));
     }
@@ -412,6 +417,46 @@ impl Gen {
         }
     }
 
+    /// A compaction: mostly of a chunk as the view lists it (current unless an earlier op of
+    /// the batch changed it), sometimes with a stale list, keeping some of its slices and
+    /// adding new ones (valid or not); else of any inode with an empty list.
+    fn compact(&mut self, view: &View) -> Op {
+        match self.pick(&view.chunks) {
+            Some((ino, indx, mut expect)) if self.pct(90) => {
+                if self.pct(15) {
+                    if expect.is_empty() || self.pct(50) {
+                        let s = self.slice();
+                        expect.push(s);
+                    } else {
+                        expect.pop();
+                    }
+                }
+                let mut slices: Vec<Slice> = Vec::new();
+                for s in &expect {
+                    if self.pct(25) {
+                        slices.push(*s);
+                    }
+                }
+                for _ in 0..self.rng.random_range(0..3) {
+                    let s = self.slice();
+                    slices.push(s);
+                }
+                Op::CompactChunk {
+                    ino,
+                    indx,
+                    expect,
+                    slices,
+                }
+            }
+            _ => Op::CompactChunk {
+                ino: self.file(view),
+                indx: self.rng.random_range(0..4),
+                expect: Vec::new(),
+                slices: vec![self.slice()],
+            },
+        }
+    }
+
     fn op(&mut self, view: &View) -> Op {
         let time = self.time();
         if self.pct(12) {
@@ -550,7 +595,8 @@ impl Gen {
                     time,
                 }
             }
-            70..=79 => Op::Write {
+            77..=79 => self.compact(view),
+            70..=76 => Op::Write {
                 ino: self.file(view),
                 indx: self.rng.random_range(0..4),
                 slice: self.slice(),

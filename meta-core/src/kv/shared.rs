@@ -261,7 +261,7 @@ pub fn batch_keys(ops: &[Op]) -> Vec<Vec<u8>> {
                 keys.insert(entry_key(*parent, name));
                 keys.insert(entry_key(*new_parent, new_name));
             }
-            Op::Write { ino, indx, .. } => {
+            Op::Write { ino, indx, .. } | Op::CompactChunk { ino, indx, .. } => {
                 keys.insert(attr_key(*ino));
                 keys.insert(chunk_key(*ino, *indx));
             }

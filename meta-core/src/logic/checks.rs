@@ -121,6 +121,7 @@ pub fn precheck(op: &Op) -> Result<()> {
         Op::Setlk { start, end, .. } => check_range(*start, *end),
         Op::Write { .. }
         | Op::Truncate { .. }
+        | Op::CompactChunk { .. }
         | Op::ClearPendingFile { .. }
         | Op::ClearPendingSlice { .. }
         | Op::Heartbeat { .. }
@@ -158,9 +159,7 @@ pub fn check_record(a: &Attr) -> Result<()> {
 /// chunk, inside its object, below the maximum file length).
 fn check_chunks(chunks: &[(u32, Vec<Slice>)]) -> Result<()> {
     for (indx, slices) in chunks {
-        for s in slices {
-            check_write(*indx, s)?;
-        }
+        check_slices(*indx, slices)?;
     }
     Ok(())
 }
@@ -213,6 +212,28 @@ pub fn check_write(indx: u32, slice: &Slice) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The slice rules of a compaction's new list (checked once the inode is known to be a
+/// regular file, as [`check_write`] for a write): each slice obeys [`check_write`] at `indx`.
+/// Errors: `InvalidArgument`.
+pub fn check_slices(indx: u32, slices: &[Slice]) -> Result<()> {
+    for s in slices {
+        check_write(indx, s)?;
+    }
+    Ok(())
+}
+
+/// The slices a compaction drops: each slice ID of `expect` other than 0 (a hole) that no
+/// slice of `slices` has, once, with the object size of its first occurrence.
+pub fn dropped_slices(expect: &[Slice], slices: &[Slice]) -> Vec<(u64, u32)> {
+    let mut out: Vec<(u64, u32)> = Vec::new();
+    for s in expect {
+        if s.id != 0 && !slices.iter().any(|n| n.id == s.id) && !out.iter().any(|d| d.0 == s.id) {
+            out.push((s.id, s.size));
+        }
+    }
+    out
 }
 
 /// The length rule of truncate (checked once the inode is known to be a regular file): at
@@ -318,4 +339,40 @@ pub(super) fn check_sticky(dir: &Attr, target: &Attr, caller: Caller, what: &str
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(id: u64, size: u32) -> Slice {
+        Slice {
+            pos: 0,
+            id,
+            size,
+            off: 0,
+            len: size,
+        }
+    }
+
+    #[test]
+    fn dropped_slices_skip_kept_holes_and_repeats() {
+        let expect = [s(1, 10), s(0, 5), s(2, 20), s(1, 10), s(3, 30)];
+        let slices = [s(3, 30), s(9, 60)];
+        assert_eq!(dropped_slices(&expect, &slices), vec![(1, 10), (2, 20)]);
+        assert!(dropped_slices(&[], &slices).is_empty());
+        assert_eq!(dropped_slices(&expect[..1], &[]), vec![(1, 10)]);
+    }
+
+    #[test]
+    fn check_slices_applies_the_write_rules() {
+        assert!(check_slices(0, &[s(1, 10), s(0, 10)]).is_ok());
+        let past_end = Slice {
+            pos: (CHUNK_SIZE - 5) as u32,
+            ..s(1, 10)
+        };
+        assert!(check_slices(0, &[s(1, 10), past_end]).is_err());
+        let past_object = Slice { off: 5, ..s(1, 10) };
+        assert!(check_slices(3, &[past_object]).is_err());
+    }
 }

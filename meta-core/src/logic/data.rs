@@ -1,4 +1,4 @@
-//! The data and attribute ops: setattr, truncate, write (truncate(2), utimensat(2),
+//! The data and attribute ops: setattr, truncate, write, compaction (truncate(2), utimensat(2),
 //! chmod(2), chown(2), the slice model of DESIGN.md), setxattr (setxattr(2)) and restore (the
 //! loading of a dump).
 
@@ -10,7 +10,8 @@ use crate::types::{
 };
 
 use super::checks::{
-    check_length, check_quota, check_write, dir_attr, existing_attr, regular_file,
+    check_length, check_quota, check_slices, check_write, dir_attr, dropped_slices, existing_attr,
+    regular_file,
 };
 use super::{Limits, TxnView};
 
@@ -133,6 +134,32 @@ pub(super) async fn write<V: TxnView + ?Sized>(
         v.add_counter(Counter::UsedSpace, delta).await?;
     }
     Ok(OpOutput::Attr { ino, attr })
+}
+
+/// Compaction (`Op::CompactChunk`): the chunk's list is replaced by `slices` only when it is
+/// exactly `expect`; the slices dropped become pending deletion.
+pub(super) async fn compact_chunk<V: TxnView + ?Sized>(
+    v: &mut V,
+    ino: Ino,
+    indx: u32,
+    expect: &[Slice],
+    slices: &[Slice],
+) -> Result<OpOutput> {
+    regular_file(v, ino, "compact_chunk").await?;
+    check_slices(indx, slices)?;
+    let current = v.get_chunk(ino, indx).await?;
+    if current != expect {
+        return Err(err::would_block(format!(
+            "chunk {indx} of inode {ino} changed since it was read ({} slices, {} expected)",
+            current.len(),
+            expect.len()
+        )));
+    }
+    v.put_chunk(ino, indx, slices).await?;
+    for (id, size) in dropped_slices(expect, slices) {
+        v.put_pending(Pending::Slice { id, size }).await?;
+    }
+    Ok(OpOutput::Done)
 }
 
 pub(super) async fn setxattr<V: TxnView + ?Sized>(

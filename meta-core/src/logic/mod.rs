@@ -7,7 +7,8 @@
 //! Sessions, open files and locks: [`session`] (flock(2), fcntl(2)).
 //!
 //! Files: `checks` (what every op checks first, shared with the Redis backend), `namespace`
-//! (mknod, link, unlink, rmdir, rename), `data` (setattr, truncate, write, xattrs, restore),
+//! (mknod, link, unlink, rmdir, rename), `data` (setattr, truncate, write, compaction, xattrs,
+//! restore),
 //! `session` (sessions, open files, locks), `read` (the reads).
 
 mod checks;
@@ -16,7 +17,9 @@ mod namespace;
 mod read;
 mod session;
 
-pub use checks::{bump_dir, check_length, check_record, check_write, precheck};
+pub use checks::{
+    bump_dir, check_length, check_record, check_slices, check_write, dropped_slices, precheck,
+};
 pub(crate) use namespace::delete_inode;
 pub use read::{
     corrupted, get_attr, get_xattr, list_xattr, lookup, read_dir, read_link, root_attr, statfs_from,
@@ -317,6 +320,12 @@ async fn dispatch<V: TxnView + ?Sized>(v: &mut V, op: &Op, limits: &Limits) -> R
             v.put_attr(*ino, &attr).await?;
             Ok(OpOutput::Attr { ino: *ino, attr })
         }
+        Op::CompactChunk {
+            ino,
+            indx,
+            expect,
+            slices,
+        } => data::compact_chunk(v, *ino, *indx, expect, slices).await,
         Op::SetXattr {
             ino,
             name,

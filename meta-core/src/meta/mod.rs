@@ -578,6 +578,52 @@ impl Meta {
         .await
     }
 
+    /// Compaction: replaces the slice list of chunk `indx` of regular file `ino` with `slices`
+    /// if and only if it is still exactly `expect`; the slice IDs of `expect` not in `slices`
+    /// become pending deletion ([`Meta::list_pending`]) in the same atomic op. Length, times
+    /// and space used do not change.
+    ///
+    /// The recipe for the data layer:
+    /// 1. read the chunk's list (`expect`) with [`Meta::read`];
+    /// 2. read the data it describes (later slices win where they overlap) and write it as one
+    ///    new object under a new slice ID (from [`Meta::new_slice_id`] or the data layer's own
+    ///    allocator); holes may stay holes (slices with ID 0) or be written as zeros;
+    /// 3. call `compact_chunk(ino, indx, expect, vec![new slice(s)])`;
+    /// 4. on success, delete the dropped objects as for any pending slice (list them with
+    ///    `list_pending`, then [`Meta::clear_pending_slice`]); on `Conflict` (a write or
+    ///    another compaction changed the chunk since step 1: nothing changed), delete the new
+    ///    object, which nothing refers to, and start again from step 1 or give up.
+    ///
+    /// A slice ID must live in one chunk only (the data layer writes one object per slice and
+    /// chunk), as truncate assumes too: a dropped ID is pending whatever refers to it.
+    ///
+    /// Errors: `Conflict` (EAGAIN) when the list is not `expect`, ENOENT (no inode), EISDIR
+    /// (a directory), EINVAL (another non-file; a new slice passes the 64 MiB chunk end, its
+    /// object, or the maximum file length).
+    pub async fn compact_chunk(
+        &self,
+        ino: Ino,
+        indx: u32,
+        expect: Vec<Slice>,
+        slices: Vec<Slice>,
+    ) -> Result<()> {
+        match self
+            .submit(Op::CompactChunk {
+                ino,
+                indx,
+                expect,
+                slices,
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                Err(Error::new(ErrorKind::Conflict, e.context().to_string()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn attr_op(&self, op: Op) -> Result<Attr> {
         let name = op.name();
         match self.submit(op).await? {

@@ -665,7 +665,7 @@ impl<'a> SqlTxn<'a> {
                         trunc.insert(*ino);
                     }
                 }
-                Op::Write { ino, indx, .. } => {
+                Op::Write { ino, indx, .. } | Op::CompactChunk { ino, indx, .. } => {
                     lock.insert(*ino);
                     chunk_keys.insert((*ino, *indx));
                 }
