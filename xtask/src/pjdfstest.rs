@@ -72,6 +72,11 @@ pub const BACKENDS: &[PjdBackend] = &[
         service: Some(Kind::Mysql),
         env: Some("META_TEST_MYSQL_URL"),
     },
+    PjdBackend {
+        name: "etcd",
+        service: Some(Kind::Etcd),
+        env: Some("META_TEST_ETCD_URL"),
+    },
 ];
 
 /// The result of one backend.
@@ -173,6 +178,11 @@ fn volume_url(b: &PjdBackend, work: &Path, env: &[(String, String)]) -> Result<S
                 .ok_or_else(|| format!("{var} is not set (no {} server)", b.name))?;
             if b.name == "redis" {
                 with_param(&server, &format!("prefix={tag}"))
+            } else if b.name == "etcd" {
+                // The cluster URL's path is the volume's key prefix.
+                let (hosts, query) = server.split_once('?').unwrap_or((&server, ""));
+                let sep = if query.is_empty() { "" } else { "?" };
+                format!("{}/{tag}{sep}{query}", hosts.trim_end_matches('/'))
             } else {
                 with_param(&server, &format!("table_prefix={tag}_"))
             }

@@ -8,12 +8,17 @@ use std::time::{Duration, Instant};
 /// The error of every xtask step: a message for the user.
 pub type Result<T, E = String> = std::result::Result<T, E>;
 
-/// The workspace root (the parent of this crate's directory).
+/// The workspace root (the parent of this crate's directory), taken at run time from the
+/// `CARGO_MANIFEST_DIR` that `cargo run` (so `cargo xtask`) sets. The compile-time value is
+/// only the fallback: the xtask binary in a target directory shared by several clones (the
+/// default `~/.cache/meta-target`) may have been built from another clone, which cargo
+/// counts as fresh, and would then test that clone, or a directory that no longer exists.
 pub fn workspace_root() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| here.to_path_buf())
+    let here = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    here.parent().map(Path::to_path_buf).unwrap_or(here)
 }
 
 /// `CARGO_TARGET_DIR` if set, else `$HOME/.cache/meta-target` (shared across clones).
