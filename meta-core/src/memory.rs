@@ -50,18 +50,7 @@ impl KvStore for MemStore {
     }
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .lock()
-            .range::<[u8], _>((
-                std::ops::Bound::Included(start),
-                std::ops::Bound::Excluded(end),
-            ))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(scan_map(&self.lock(), start, end, limit))
     }
 
     fn commit(&self, writes: WriteSet) -> Result<()> {
@@ -93,6 +82,26 @@ impl KvStore for MemStore {
     }
 }
 
+/// Up to `limit` pairs with `start <= key < end` of `map`, in key order (none when
+/// `start >= end`): the scan of the live store and of its snapshots.
+fn scan_map(
+    map: &BTreeMap<Vec<u8>, Vec<u8>>,
+    start: &[u8],
+    end: &[u8],
+    limit: usize,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    if start >= end {
+        return Vec::new();
+    }
+    map.range::<[u8], _>((
+        std::ops::Bound::Included(start),
+        std::ops::Bound::Excluded(end),
+    ))
+    .take(limit)
+    .map(|(k, v)| (k.clone(), v.clone()))
+    .collect()
+}
+
 /// A frozen copy of a [`MemStore`]'s map ([`KvStore::point_in_time`]).
 struct MemSnapshot(BTreeMap<Vec<u8>, Vec<u8>>);
 
@@ -102,18 +111,7 @@ impl KvSnapshot for MemSnapshot {
     }
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .0
-            .range::<[u8], _>((
-                std::ops::Bound::Included(start),
-                std::ops::Bound::Excluded(end),
-            ))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(scan_map(&self.0, start, end, limit))
     }
 }
 
