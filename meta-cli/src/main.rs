@@ -199,6 +199,10 @@ enum Cmd {
         /// Seconds between passes deleting the data of deleted files.
         #[arg(long, default_value = "5")]
         gc_interval: f64,
+        /// Slices recorded in one chunk after which the mount rewrites the chunk as one
+        /// slice (compaction; 0: never).
+        #[arg(long, default_value = "64")]
+        compact_slices: usize,
         /// Log file of a background mount (default: a file in the temp directory).
         #[arg(long)]
         log: Option<PathBuf>,
@@ -390,6 +394,7 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             attr_timeout,
             write_buffer,
             gc_interval,
+            compact_slices,
             log,
         } => {
             let seconds = |name: &str, v: f64| -> Result<std::time::Duration> {
@@ -404,6 +409,7 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 attr_timeout: seconds("attr-timeout", attr_timeout)?,
                 write_buffer: usize::try_from(write_buffer).unwrap_or(usize::MAX),
                 gc_interval: seconds("gc-interval", gc_interval)?,
+                compact_slices,
                 log,
             };
             if foreground {

@@ -11,51 +11,17 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const META: &str = env!("CARGO_BIN_EXE_meta");
+mod common;
 
-fn run(cmd: &mut Command, what: &str) -> String {
-    let out: Output = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sh(script: &str, what: &str) -> String {
-    run(Command::new("bash").arg("-ec").arg(script), what)
-}
-
-fn meta(url: &str) -> Command {
-    let mut c = Command::new(META);
-    c.env("META_URL", url);
-    c
-}
+use common::{META, meta, mounted, no_fuse, run, sh, skip_or_fail, slice_files};
 
 /// Why the test cannot run here, if it cannot.
 fn missing() -> Option<String> {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false);
-    if !root {
-        return Some("not root (FUSE mounts with allow_other need root)".into());
-    }
-    if !Path::new("/dev/fuse").exists() {
-        return Some("/dev/fuse is missing".into());
+    if let Some(why) = no_fuse() {
+        return Some(why);
     }
     for tool in ["tar", "git", "sqlite3", "rsync", "diff", "stat", "bash"] {
         let found = Command::new("sh")
@@ -68,13 +34,6 @@ fn missing() -> Option<String> {
         }
     }
     None
-}
-
-fn skip_or_fail(why: &str) {
-    if std::env::var("META_CONFORMANCE_REQUIRE").is_ok_and(|v| !v.is_empty() && v != "0") {
-        panic!("mount test cannot run: {why}, and META_CONFORMANCE_REQUIRE=1 forbids skipping");
-    }
-    eprintln!("SKIP mount test: {why} (set META_CONFORMANCE_REQUIRE=1 to make this a failure)");
 }
 
 /// Writes the source tree: 50 directories × 100 files of 0 B to 70 KB (some in a
@@ -108,33 +67,6 @@ fn make_tree(root: &Path) -> usize {
     let big: Vec<u8> = (0..3 << 20).map(|_| next() as u8).collect();
     std::fs::write(root.join("big"), big).expect("write big");
     n + 1
-}
-
-fn slice_files(data: &Path) -> usize {
-    fn walk(p: &Path, n: &mut usize) {
-        if let Ok(rd) = std::fs::read_dir(p) {
-            for e in rd.flatten() {
-                match e.file_type() {
-                    Ok(t) if t.is_dir() => walk(&e.path(), n),
-                    Ok(_) => *n += 1,
-                    Err(_) => {}
-                }
-            }
-        }
-    }
-    let mut n = 0;
-    walk(data, &mut n);
-    n
-}
-
-fn mounted(mnt: &Path) -> bool {
-    let Ok(target) = std::fs::canonicalize(mnt) else {
-        return false;
-    };
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|m| Path::new(m) == target))
 }
 
 /// The whole sequence on the volume `url`, with data in `data`.

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use meta_core::{CHUNK_SIZE, Error, ErrorKind, Ino, Meta, Result, Slice};
 
+use super::compact::Trigger;
 use super::data::SliceStore;
 
 /// The buffered writes of one inode.
@@ -95,6 +96,8 @@ pub struct Files {
     states: Mutex<HashMap<Ino, State>>,
     /// Buffered bytes per inode before a write commits them itself.
     limit: usize,
+    /// Starts a compaction of a chunk this mount wrote many slices to.
+    compaction: Trigger,
 }
 
 fn io_error(what: &str, e: std::io::Error) -> Error {
@@ -102,13 +105,15 @@ fn io_error(what: &str, e: std::io::Error) -> Error {
 }
 
 impl Files {
-    /// The data side over `store`, buffering up to `limit` bytes per inode.
-    pub fn new(meta: Meta, store: SliceStore, limit: usize) -> Files {
+    /// The data side over `store`, buffering up to `limit` bytes per inode and compacting a
+    /// chunk after every `compact_every` slices it records in it (0: never).
+    pub fn new(meta: Meta, store: SliceStore, limit: usize, compact_every: usize) -> Files {
         Files {
             meta,
             store,
             states: Mutex::default(),
             limit: limit.max(4096),
+            compaction: Trigger::new(compact_every),
         }
     }
 
@@ -208,11 +213,13 @@ impl Files {
                     off: 0,
                     len: n as u32,
                 };
-                if let Err(e) = self.meta.write(ino, (off >> 26) as u32, slice).await {
+                let indx = (off >> 26) as u32;
+                if let Err(e) = self.meta.write(ino, indx, slice).await {
                     // The slice was not recorded: its file must not leak.
                     let _ = self.store.delete(id);
                     return Err(e);
                 }
+                self.compaction.recorded(&self.meta, &self.store, ino, indx);
                 d.unsynced.push(id);
                 off += n as u64;
                 rest = tail;
@@ -237,20 +244,36 @@ impl Files {
             let indx = (at >> 26) as u32;
             let pos = at & (CHUNK_SIZE - 1);
             let n = (end - at).min(CHUNK_SIZE - pos) as usize;
-            let slices = self.meta.read(ino, indx).await?;
-            let store = self.store.clone();
-            let mut buf = vec![0u8; n];
-            buf = tokio::task::spawn_blocking(move || {
-                store.read_chunk(&slices, pos, &mut buf).map(|()| buf)
-            })
-            .await
-            .map_err(|e| Error::new(ErrorKind::Internal, "read task").with_source(e))?
-            .map_err(|e| io_error(&format!("read of inode {ino}"), e))?;
+            let buf = self.read_chunk(ino, indx, pos, n).await?;
             let from = (at - off) as usize;
             out[from..from + n].copy_from_slice(&buf);
             at += n as u64;
         }
         Ok(out)
+    }
+}
+
+impl Files {
+    /// Reads `n` bytes of chunk `indx` at `pos`. A slice file that is gone means the list
+    /// changed after it was read (a compaction or truncate, then the GC loop): the list is
+    /// read again, up to 3 times.
+    async fn read_chunk(&self, ino: Ino, indx: u32, pos: u64, n: usize) -> Result<Vec<u8>> {
+        let mut tries = 0;
+        loop {
+            let slices = self.meta.read(ino, indx).await?;
+            let store = self.store.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; n];
+                store.read_chunk(&slices, pos, &mut buf).map(|()| buf)
+            })
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, "read task").with_source(e))?;
+            match read {
+                Ok(buf) => return Ok(buf),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+                Err(e) => return Err(io_error(&format!("read of inode {ino}"), e)),
+            }
+        }
     }
 }
 

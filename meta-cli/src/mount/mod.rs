@@ -12,6 +12,7 @@
 //! leaves an unusable mount point ("transport endpoint is not connected") until `meta umount`
 //! (a lazy unmount), and its session is cleaned up by any other client once it expires.
 
+mod compact;
 mod data;
 mod files;
 mod fs;
@@ -48,6 +49,8 @@ pub struct MountOpts {
     pub write_buffer: usize,
     /// How often the data of deleted files is removed.
     pub gc_interval: Duration,
+    /// Slices this mount records in one chunk before it compacts the chunk (0: never).
+    pub compact_slices: usize,
     /// Log file of a background mount.
     pub log: Option<PathBuf>,
 }
@@ -237,6 +240,7 @@ pub async fn run(o: &MountOpts, out: &mut dyn Write) -> Result<()> {
         meta.clone(),
         store.clone(),
         o.write_buffer,
+        o.compact_slices,
     ));
     let fs = fs::MetaFs::new(
         meta.clone(),
