@@ -7,7 +7,8 @@
 //! Runs on RocksDB always, and on Redis / PostgreSQL when `META_TEST_REDIS_URL` /
 //! `META_TEST_POSTGRES_URL` name a server (`cargo xtask test` sets them). It needs root,
 //! `/dev/fuse` and `tar`, `git`, `sqlite3`, `rsync`, `diff`, `stat`, `bash`: without them it
-//! is skipped with a loud line, or fails under `META_CONFORMANCE_REQUIRE=1`.
+//! is skipped with a loud line, or fails under `META_MOUNT_TESTS_REQUIRE=1` (set by
+//! `cargo xtask test` as root).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //! mounts of one volume.
 //!
 //! Needs root and `/dev/fuse`: without them each test is skipped with a loud line, or fails
-//! under `META_CONFORMANCE_REQUIRE=1`.
+//! under `META_MOUNT_TESTS_REQUIRE=1` (set by `cargo xtask test` as root).
 
 mod common;
 

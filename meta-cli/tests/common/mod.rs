@@ -55,12 +55,16 @@ pub fn no_fuse() -> Option<String> {
     None
 }
 
-/// Skips loudly, or panics under `META_CONFORMANCE_REQUIRE=1`.
+/// Skips loudly, or panics when `META_MOUNT_TESTS_REQUIRE=1` or `META_CONFORMANCE_REQUIRE=1`
+/// (`cargo xtask test` sets the first when it runs as root, after installing FUSE and the
+/// programs).
 pub fn skip_or_fail(why: &str) {
-    if std::env::var("META_CONFORMANCE_REQUIRE").is_ok_and(|v| !v.is_empty() && v != "0") {
-        panic!("mount test cannot run: {why}, and META_CONFORMANCE_REQUIRE=1 forbids skipping");
+    for var in ["META_MOUNT_TESTS_REQUIRE", "META_CONFORMANCE_REQUIRE"] {
+        if std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0") {
+            panic!("mount test cannot run: {why}, and {var}=1 forbids skipping");
+        }
     }
-    eprintln!("SKIP mount test: {why} (set META_CONFORMANCE_REQUIRE=1 to make this a failure)");
+    eprintln!("SKIP mount test: {why} (set META_MOUNT_TESTS_REQUIRE=1 to make this a failure)");
 }
 
 /// Files under `data` (the slice files of a mount's data directory).
