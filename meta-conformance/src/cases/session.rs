@@ -677,3 +677,54 @@ pub async fn lock_race_16x2(ctx: &TestCtx) -> Result<()> {
     b.close().await?;
     Ok(())
 }
+
+/// The cleanup lease ([`Op::ClaimCleanup`]) admits one client at a time: 16 tasks × 2
+/// clients claim it at the same instant and exactly one wins; a claim within the lease is
+/// refused (EAGAIN), one at its end succeeds. The claims use instants far beyond the
+/// heartbeats' own (which then stay refused on this volume).
+pub async fn cleanup_lease_one_at_a_time(ctx: &TestCtx) -> Result<()> {
+    let a = ctx.meta();
+    let b = ctx.open_meta(MetaOptions::default()).await?;
+    const EVERY: i64 = 60_000;
+    let base = Timespec::now().sec.saturating_mul(1000) + 1_000_000_000;
+    let claim = |m: Meta, now_ms: i64| async move {
+        m.submit(Op::ClaimCleanup {
+            now_ms,
+            every_ms: EVERY,
+        })
+        .await
+    };
+    let mut tasks = Vec::new();
+    for m in [a.clone(), b.clone()] {
+        for _ in 0..16 {
+            tasks.push(tokio::spawn(claim(m.clone(), base)));
+        }
+    }
+    let (mut won, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.context("claim task panicked")? {
+            Ok(_) => won += 1,
+            Err(e) if e.kind() == WouldBlock => refused += 1,
+            Err(e) => return Err(e).context("a claim failed otherwise than EAGAIN"),
+        }
+    }
+    ensure!(
+        (won, refused) == (1, 31),
+        "{won} claims won and {refused} refused of 32 at one instant"
+    );
+    expect_err(
+        claim(b.clone(), base + EVERY - 1).await,
+        WouldBlock,
+        "a claim 1 ms before the lease ends",
+    )?;
+    claim(b.clone(), base + EVERY)
+        .await
+        .context("a claim when the lease ends")?;
+    expect_err(
+        claim(a.clone(), base + EVERY).await,
+        WouldBlock,
+        "a second claim at that instant",
+    )?;
+    b.close().await?;
+    Ok(())
+}

@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use meta_core::session::{FlockHolders, PlockHolders, decode_flock, decode_plocks, encode_plocks};
 use meta_core::{
-    Ino, LockKind, LockOwner, LockType, Op, PlockRange, Result, Session, SessionInfo, Sid, Timespec,
+    Counter, Ino, LockKind, LockOwner, LockType, Op, PlockRange, Result, Session, SessionInfo, Sid,
+    Timespec,
 };
 
 use super::{Cached, SqlTxn};
@@ -131,6 +132,10 @@ pub(super) struct SessNeeds {
     plocks: BTreeSet<Ino>,
     /// Inodes the ops must lock (`FOR UPDATE`) besides those the namespace ops lock.
     pub(super) lock: BTreeSet<Ino>,
+    /// An op claims the cleanup lease: its counter is read `FOR UPDATE`, so that of two
+    /// clients claiming at once the second sees the first's claim (a plain read would let
+    /// both add their delta and both win).
+    lease: bool,
 }
 
 impl SessNeeds {
@@ -186,6 +191,10 @@ impl SessNeeds {
                 self.lock.insert(*ino);
                 true
             }
+            Op::ClaimCleanup { .. } => {
+                self.lease = true;
+                true
+            }
             _ => false,
         }
     }
@@ -231,6 +240,9 @@ impl SqlTxn<'_> {
     /// Step 2, after the node locks: open records and lock records of the inodes the ops
     /// decide on.
     pub(super) async fn prefetch_records(&mut self, needs: &SessNeeds) -> Result<()> {
+        if needs.lease {
+            self.fetch_counters(&[Counter::CleanupLease], true).await?;
+        }
         self.fetch_openers(&needs.openers).await?;
         self.fetch_flocks(&needs.flocks).await?;
         self.fetch_plocks(&needs.plocks).await
