@@ -113,7 +113,7 @@ macro_rules! __case_list {
             persistence: [reopen_keeps_volume, reopen_ids_keep_growing],
             dump: [
                 round_trip_same_backend, across_backends, keeps_pending, load_refuses_formatted,
-                load_keeps_counters_above_ids, snapshot_under_writes,
+                load_keeps_counters_above_ids, snapshot_under_writes, sustained_becomes_pending,
             ],
             format: [contract],
             session: [

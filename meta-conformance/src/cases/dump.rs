@@ -336,3 +336,70 @@ pub async fn snapshot_under_writes(ctx: &TestCtx) -> Result<()> {
         "a dump from a snapshot taken before writes made during its walk",
     )
 }
+
+/// A sustained inode (unlinked while open) is dumped as what it becomes once its sessions
+/// end: a regular file with data as a pending deletion with its chunks, an empty one not at
+/// all. The loaded volume has no sessions, and passes fsck.
+pub async fn sustained_becomes_pending(ctx: &TestCtx) -> Result<()> {
+    let m = ctx.meta();
+    let b = ctx.backend();
+    let (full, _) = m.create(ME, ROOT, b"full", 0o644).await?;
+    let id = m.new_slice_id().await?;
+    let slice = Slice {
+        pos: 0,
+        id,
+        size: 100,
+        off: 0,
+        len: 100,
+    };
+    m.write(full, 0, slice).await?;
+    let (empty, _) = m.create(ME, ROOT, b"empty", 0o644).await?;
+    m.open_file(full).await?;
+    m.open_file(empty).await?;
+    m.unlink(ME, ROOT, b"full").await?;
+    m.unlink(ME, ROOT, b"empty").await?;
+    ensure!(
+        m.getattr(full).await?.nlink == 0 && m.getattr(empty).await?.nlink == 0,
+        "both are sustained"
+    );
+    ensure!(
+        !b.list_pending(usize::MAX)
+            .await?
+            .iter()
+            .any(|p| matches!(p, Pending::File { ino, .. } if *ino == full)),
+        "no pending record while the file is open"
+    );
+    let text = dump_text(&*b).await?;
+    let vol = ctx.extra_volume(None).await?;
+    let b2 = vol.backend();
+    load_text(&*b2, &text).await?;
+    let loaded = b2.list_pending(usize::MAX).await?;
+    ensure!(
+        loaded
+            == vec![Pending::File {
+                ino: full,
+                length: 100
+            }],
+        "the loaded volume's pending records: {loaded:?}"
+    );
+    ensure!(
+        b2.list_chunks(full).await? == vec![(0, vec![slice])],
+        "the sustained file's chunks are kept for the data layer"
+    );
+    expect_err(
+        b2.get_attr(empty).await,
+        NotFound,
+        "the empty sustained inode",
+    )?;
+    ensure!(
+        b2.list_sessions().await?.is_empty(),
+        "sessions are not dumped"
+    );
+    fsck_clean(&*b2, "the loaded volume").await?;
+    drop(b2);
+    vol.close().await?;
+    m.release_file(full).await?;
+    m.release_file(empty).await?;
+    m.flush().await?;
+    Ok(())
+}
