@@ -116,11 +116,11 @@ pub const BACKENDS: &[PjdBackend] = &[
 pub struct PjdRun {
     /// Tests by name: `ok`, `failed` or `skipped`.
     pub tests: BTreeMap<String, String>,
-    /// From the `Summary:` line.
+    /// From the `Summary:` line (and [`PjdRun::merge`]).
     pub passed: usize,
-    /// From the `Summary:` line.
+    /// From the `Summary:` line (and [`PjdRun::merge`]).
     pub failed: usize,
-    /// From the `Summary:` line.
+    /// From the `Summary:` line (and [`PjdRun::merge`]).
     pub skipped: usize,
     /// Seconds the suite ran.
     pub seconds: f64,
@@ -144,7 +144,7 @@ impl PjdRun {
                 }
                 None => return Err(format!("{name} ran only in a later pass")),
             }
-            self.skipped -= 1;
+            self.skipped = self.skipped.saturating_sub(1);
             match result.as_str() {
                 "ok" => self.passed += 1,
                 _ => self.failed += 1,

@@ -121,16 +121,10 @@ impl Trigger {
     }
 
     /// Notes one slice recorded in chunk `indx` of `ino`; when that makes `every`, spawns
-    /// [`compact_chunk`] on the current Tokio runtime and returns its task.
-    pub fn recorded(
-        &self,
-        meta: &Meta,
-        store: &SliceStore,
-        ino: Ino,
-        indx: u32,
-    ) -> Option<tokio::task::JoinHandle<()>> {
+    /// [`compact_chunk`] on the current Tokio runtime (its outcome is logged).
+    pub fn recorded(&self, meta: &Meta, store: &SliceStore, ino: Ino, indx: u32) {
         if self.every == 0 {
-            return None;
+            return;
         }
         {
             let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
@@ -140,18 +134,18 @@ impl Trigger {
             let n = counts.entry((ino, indx)).or_default();
             *n += 1;
             if *n < self.every {
-                return None;
+                return;
             }
             counts.remove(&(ino, indx));
         }
         let (meta, store, min) = (meta.clone(), store.clone(), self.every);
-        Some(tokio::spawn(async move {
+        tokio::spawn(async move {
             match compact_chunk(&meta, &store, ino, indx, min).await {
                 Ok(done) => debug!(ino = ino.0, indx, ?done, "compaction"),
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => warn!(ino = ino.0, indx, "compaction failed: {e}"),
             }
-        }))
+        });
     }
 }
 
