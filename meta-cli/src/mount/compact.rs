@@ -4,6 +4,11 @@
 //! a background task rewrites the chunk's visible bytes as one new slice and swaps the list
 //! with [`Meta::compact_chunk`] (the recipe in its doc). The dropped slices become pending
 //! deletion in the same op and the GC loop (`gc.rs`) deletes their files.
+//!
+//! The task holds the inode's write lock of this mount (the one a commit holds) while it
+//! copies and swaps, so this mount's own writes to the file wait for it rather than make the
+//! swap fail; a write through another mount makes it fail (`Conflict`), and it tries again,
+//! up to [`TRIES`] times.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,6 +17,10 @@ use meta_core::{Error, ErrorKind, Ino, Meta, Result, Slice};
 use tracing::{debug, warn};
 
 use super::data::SliceStore;
+use super::files::State;
+
+/// Attempts of one triggered compaction when the chunk changes under it.
+pub const TRIES: usize = 3;
 
 /// What one compaction did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,8 +130,9 @@ impl Trigger {
     }
 
     /// Notes one slice recorded in chunk `indx` of `ino`; when that makes `every`, spawns
-    /// [`compact_chunk`] on the current Tokio runtime (its outcome is logged).
-    pub fn recorded(&self, meta: &Meta, store: &SliceStore, ino: Ino, indx: u32) {
+    /// [`compact_chunk`] on the current Tokio runtime, holding `state`'s lock while it runs
+    /// (its outcome is logged).
+    pub fn recorded(&self, meta: &Meta, store: &SliceStore, ino: Ino, indx: u32, state: &State) {
         if self.every == 0 {
             return;
         }
@@ -138,13 +148,22 @@ impl Trigger {
             }
             counts.remove(&(ino, indx));
         }
-        let (meta, store, min) = (meta.clone(), store.clone(), self.every);
+        let (meta, store, min, state) = (meta.clone(), store.clone(), self.every, state.clone());
         tokio::spawn(async move {
-            match compact_chunk(&meta, &store, ino, indx, min).await {
-                Ok(done) => debug!(ino = ino.0, indx, ?done, "compaction"),
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => warn!(ino = ino.0, indx, "compaction failed: {e}"),
+            let _writes = state.lock().await;
+            for _ in 0..TRIES {
+                match compact_chunk(&meta, &store, ino, indx, min).await {
+                    Ok(Compacted::Changed) => continue,
+                    Ok(done) => debug!(ino = ino.0, indx, ?done, "compaction"),
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => warn!(ino = ino.0, indx, "compaction failed: {e}"),
+                }
+                return;
             }
+            debug!(
+                ino = ino.0,
+                indx, "compaction gave up: the chunk kept changing"
+            );
         });
     }
 }

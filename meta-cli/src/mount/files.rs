@@ -87,7 +87,7 @@ impl Dirty {
 }
 
 /// One inode's state in this mount.
-type State = Arc<tokio::sync::Mutex<Dirty>>;
+pub(super) type State = Arc<tokio::sync::Mutex<Dirty>>;
 
 /// The data side of the mount.
 pub struct Files {
@@ -153,7 +153,7 @@ impl Files {
         let mut d = state.lock().await;
         d.insert(off, data);
         if d.bytes() >= self.limit {
-            self.commit(ino, &mut d).await?;
+            self.commit(ino, &state, &mut d).await?;
         }
         Ok(())
     }
@@ -164,7 +164,7 @@ impl Files {
             return Ok(());
         };
         let mut d = state.lock().await;
-        self.commit(ino, &mut d).await
+        self.commit(ino, &state, &mut d).await
     }
 
     /// Commits the buffered writes of `ino`, then syncs the files of every slice committed
@@ -174,7 +174,7 @@ impl Files {
             return Ok(());
         };
         let mut d = state.lock().await;
-        self.commit(ino, &mut d).await?;
+        self.commit(ino, &state, &mut d).await?;
         let ids = std::mem::take(&mut d.unsynced);
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
@@ -189,7 +189,9 @@ impl Files {
     }
 
     /// Writes each buffered extent as slices (one per chunk it spans) and records them.
-    async fn commit(&self, ino: Ino, d: &mut Dirty) -> Result<()> {
+    /// `state` is the inode's state, whose lock the caller holds (a compaction this starts
+    /// takes it too, so it runs after the commit).
+    async fn commit(&self, ino: Ino, state: &State, d: &mut Dirty) -> Result<()> {
         if d.is_empty() {
             return Ok(());
         }
@@ -219,7 +221,8 @@ impl Files {
                     let _ = self.store.delete(id);
                     return Err(e);
                 }
-                self.compaction.recorded(&self.meta, &self.store, ino, indx);
+                self.compaction
+                    .recorded(&self.meta, &self.store, ino, indx, state);
                 d.unsynced.push(id);
                 off += n as u64;
                 rest = tail;
