@@ -229,7 +229,8 @@ fn chunk_boundary_compaction_and_readdir() {
         missed.len(),
         missed.first()
     );
-    drop(m);
+    drop(listing);
+    m.unmount();
     let fsck = run(meta(&url).arg("fsck"), "meta fsck");
     assert!(fsck.starts_with("clean:"), "{fsck}");
 }
@@ -304,4 +305,6 @@ fn fcntl_locks_between_two_mounts() {
         "a's locks outlived its close"
     );
     drop(fb);
+    a.unmount();
+    b.unmount();
 }

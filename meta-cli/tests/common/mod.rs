@@ -172,15 +172,39 @@ impl Mount {
     }
 }
 
+impl Mount {
+    /// Unmounts (`meta umount`) and waits for the serving process to exit; panics, with the
+    /// mount's log, when either does not happen.
+    pub fn unmount(self) {
+        run(
+            Command::new(META).arg("umount").arg(&self.mnt),
+            "meta umount",
+        );
+        assert!(
+            wait_until(30, || !mounted(&self.mnt) && !self.alive()),
+            "still mounted or serving 30 s after meta umount; log:\n{}",
+            self.log_text()
+        );
+    }
+}
+
+/// A mount left by a failing test: `meta umount`, and if the mount point stays busy, a lazy
+/// unmount, so that no mount and no serving process outlive the test.
 impl Drop for Mount {
     fn drop(&mut self) {
-        if mounted(&self.mnt) {
+        if !mounted(&self.mnt) {
+            return;
+        }
+        for args in [&["umount"][..], &["umount", "--lazy"][..]] {
             let _ = Command::new(META)
-                .arg("umount")
+                .args(args)
                 .arg(&self.mnt)
                 .stdin(Stdio::null())
                 .output();
-            wait_until(30, || !mounted(&self.mnt));
+            if wait_until(10, || !mounted(&self.mnt)) {
+                break;
+            }
         }
+        wait_until(10, || !self.alive());
     }
 }
