@@ -208,9 +208,24 @@ type Job = Box<dyn for<'a> FnOnce(&'a SnapRead<'a>) + Send>;
 
 /// A point-in-time view of a [`KvStore`] ([`KvStore::point_in_time`]) as [`VolumeReads`]: a
 /// thread of its own holds the store's snapshot (which borrows the store) and runs each read
-/// on it; dropping the value ends the thread and releases the snapshot.
+/// on it; dropping the value ends the thread and waits for it, so that the snapshot and the
+/// thread's reference to the store are gone when the drop returns. (Not waiting let the
+/// thread close a RocksDB store after `meta dump` returned from `main`, racing the process
+/// exit: an abort, "pthread lock: Invalid argument", in one CI run.)
 pub struct KvStoreSnapshot {
-    jobs: mpsc::Sender<Job>,
+    /// `None` once dropped (closing the channel ends the thread).
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for KvStoreSnapshot {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            // The thread ends once its current read (if any) is done.
+            let _ = t.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for KvStoreSnapshot {
@@ -233,7 +248,7 @@ impl KvStoreSnapshot {
     pub async fn open<S: KvStore>(store: std::sync::Arc<S>) -> Result<Option<KvStoreSnapshot>> {
         let (jobs, rx) = mpsc::channel::<Job>();
         let (ready, ready_rx) = futures::channel::oneshot::channel::<Result<bool>>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("meta-snapshot".into())
             .spawn(move || {
                 let snap: Box<dyn KvSnapshot + '_> = match store.point_in_time() {
@@ -259,9 +274,15 @@ impl KvStoreSnapshot {
                 Error::new(ErrorKind::Internal, "start the snapshot thread").with_source(e)
             })?;
         match ready_rx.await.map_err(|_| gone())? {
-            Ok(true) => Ok(Some(KvStoreSnapshot { jobs })),
-            Ok(false) => Ok(None),
-            Err(e) => Err(e),
+            Ok(true) => Ok(Some(KvStoreSnapshot {
+                jobs: Some(jobs),
+                thread: Some(thread),
+            })),
+            other => {
+                // The thread is returning: wait for it to let go of the store.
+                let _ = thread.join();
+                other.map(|_| None)
+            }
         }
     }
 
@@ -273,6 +294,8 @@ impl KvStoreSnapshot {
     {
         let (tx, rx) = futures::channel::oneshot::channel();
         self.jobs
+            .as_ref()
+            .ok_or_else(gone)?
             .send(Box::new(move |r| {
                 let _ = tx.send(futures::executor::block_on(f(r)));
             }))
