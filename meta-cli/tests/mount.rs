@@ -11,13 +11,13 @@
 //! `cargo xtask test` as root).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{META, meta, mounted, no_fuse, run, sh, skip_or_fail, slice_files};
+use common::{Mount, meta, no_fuse, run, sh, skip_or_fail, slice_files};
 
 /// Why the test cannot run here, if it cannot.
 fn missing() -> Option<String> {
@@ -72,34 +72,13 @@ fn make_tree(root: &Path) -> usize {
 
 /// The whole sequence on the volume `url`, with data in `data`.
 fn programs_on(url: &str, work: &Path) {
-    let (src, mnt, data) = (work.join("src"), work.join("mnt"), work.join("data"));
-    for d in [&src, &mnt] {
-        std::fs::create_dir_all(d).expect("mkdir");
-    }
+    let src = work.join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
     let files = make_tree(&src.join("tree"));
     assert!(files >= 5000, "{files} files");
     run(meta(url).args(["format", "--force"]), "meta format");
-    let log = work.join("mount.log");
-    let said = run(
-        Command::new(META)
-            .arg("mount")
-            .arg(url)
-            .arg(&mnt)
-            .arg("--data")
-            .arg(&data)
-            .arg("--log")
-            .arg(&log)
-            .arg("--gc-interval")
-            .arg("0.2"),
-        "meta mount",
-    );
-    // "meta: mounted at MNT (pid N, log FILE)"
-    let pid: u32 = said
-        .split("(pid ")
-        .nth(1)
-        .and_then(|r| r.split(',').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {said:?}"));
+    let mount = Mount::start(url, work, "mnt", &["--gc-interval", "0.2"]);
+    let (mnt, data) = (mount.mnt.clone(), mount.data.clone());
     let started = Instant::now();
     let step = |what: &str| eprintln!("  {:>6.1} s  {what}", started.elapsed().as_secs_f64());
     let result = std::panic::catch_unwind(|| {
@@ -206,27 +185,13 @@ fn programs_on(url: &str, work: &Path) {
         }
         step("rm -rf, statfs, data deleted");
     });
-    let _ = Command::new(META).arg("umount").arg(&mnt).status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while mounted(&mnt) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
     if let Err(p) = result {
-        let log = std::fs::read_to_string(&log).unwrap_or_default();
-        eprintln!("mount log:\n{log}");
+        eprintln!("mount log:\n{}", mount.log_text());
+        // Unwinding drops `mount`, which unmounts.
         std::panic::resume_unwind(p);
     }
-    assert!(!mounted(&mnt), "still mounted after meta umount");
-    // The mount process ends its session and exits.
-    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while proc_dir.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the mount process {pid} still runs 30 s after the unmount"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Unmounted, and the mount process ends its session and exits.
+    mount.unmount();
     let st = run(meta(url).args(["status", "--json"]), "meta status");
     assert!(st.contains("\"sessions\": []"), "a session is left: {st}");
     let fsck = run(meta(url).arg("fsck"), "meta fsck");

@@ -235,16 +235,30 @@ fn chunk_boundary_compaction_and_readdir() {
     assert!(fsck.starts_with("clean:"), "{fsck}");
 }
 
-/// A write lock of [start, start+len) through `f` (`F_SETLK`, non-blocking).
-fn setlk(f: &File, kind: libc::c_int, start: i64, len: i64) -> nix::Result<libc::c_int> {
-    let lock = libc::flock {
+/// A byte-range lock of `kind` (`F_RDLCK`, `F_WRLCK`, `F_UNLCK`) over [start, start+len)
+/// (`len` 0: to the end of the file).
+fn range(kind: libc::c_int, start: i64, len: i64) -> libc::flock {
+    libc::flock {
         l_type: kind as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,
         l_start: start,
         l_len: len,
         l_pid: 0,
-    };
-    nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_SETLK(&lock))
+    }
+}
+
+/// Sets a lock of `kind` over [start, start+len) through `f` (`F_SETLK`, non-blocking).
+fn setlk(f: &File, kind: libc::c_int, start: i64, len: i64) -> nix::Result<libc::c_int> {
+    nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_SETLK(&range(kind, start, len)))
+}
+
+/// A file of a mount opened for reading and writing.
+fn open_rw(path: &Path) -> File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
 }
 
 #[test]
@@ -262,29 +276,14 @@ fn fcntl_locks_between_two_mounts() {
         b"0123456789",
         "a file written through one mount is read through the other"
     );
-    let fa = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(a.mnt.join("f"))
-        .expect("open through a");
-    let fb = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(b.mnt.join("f"))
-        .expect("open through b");
+    let (fa, fb) = (open_rw(&a.mnt.join("f")), open_rw(&b.mnt.join("f")));
     setlk(&fa, libc::F_WRLCK, 0, 100).expect("write lock [0,100) through a");
     assert_eq!(
         setlk(&fb, libc::F_WRLCK, 50, 10),
         Err(nix::errno::Errno::EAGAIN),
         "b took a lock a holds"
     );
-    let mut probe = libc::flock {
-        l_type: libc::F_RDLCK as libc::c_short,
-        l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: 0,
-        l_len: 0,
-        l_pid: 0,
-    };
+    let mut probe = range(libc::F_RDLCK, 0, 0);
     nix::fcntl::fcntl(&fb, nix::fcntl::FcntlArg::F_GETLK(&mut probe)).expect("getlk");
     assert_eq!(
         (i32::from(probe.l_type), probe.l_start, probe.l_len),

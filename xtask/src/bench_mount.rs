@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Result, cargo, run, target_dir, wait_for};
+use crate::util::{Result, cargo, mounted, run, target_dir, wait_for};
 
 /// Files in the benchmark tree.
 pub const FILES: usize = 10_000;
@@ -75,16 +75,6 @@ fn workload(dir: &Path, tar: &Path, what: &str) -> Result<Row> {
         tar: t,
         rm: r,
     })
-}
-
-fn mounted(mnt: &Path) -> bool {
-    let Ok(target) = std::fs::canonicalize(mnt) else {
-        return false;
-    };
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|m| Path::new(m) == target))
 }
 
 /// The workload through `meta mount` on `url` (release build of `meta`).

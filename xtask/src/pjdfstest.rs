@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::services::Kind;
-use crate::util::{Result, cargo, run, target_dir, wait_for, which};
+use crate::util::{Result, cargo, mounted, run, target_dir, wait_for, which};
 
 /// The pjdfstest release installed and run.
 pub const PJDFSTEST_VERSION: &str = "0.2.2";
@@ -249,16 +249,6 @@ fn volume_url(b: &PjdBackend, work: &Path, env: &[(String, String)]) -> Result<S
     })
 }
 
-fn mounted(mnt: &Path) -> bool {
-    let Ok(target) = std::fs::canonicalize(mnt) else {
-        return false;
-    };
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|m| Path::new(m) == target))
-}
-
 /// Parses pjdfstest's output.
 pub fn parse(out: &str, into: &mut PjdRun) {
     for line in out.lines() {
@@ -437,20 +427,13 @@ pub fn run_one(
                 .env("PATH", &path)
                 .stdin(Stdio::null())
                 .output()
-                .map_err(|e| format!("run pjdfstest (pass {n}): {e}"));
-            let out = match out {
-                Ok(out) => out,
-                Err(e) => {
-                    m.stop();
-                    return Err(e);
-                }
-            };
+                .map_err(|e| format!("run pjdfstest (pass {n}): {e}"))?;
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
             if verbose {
                 print!("{text}");
             }
             if !text.contains("Summary: ") {
-                m.stop();
+                // Returning drops `m`, which unmounts.
                 return Err(format!(
                     "pjdfstest printed no summary in pass {n} ({}): {}",
                     out.status,

@@ -273,3 +273,14 @@ pub fn read_pid_file(path: &Path) -> Option<u32> {
         .parse()
         .ok()
 }
+
+/// True when something is mounted at `mnt` (`/proc/self/mountinfo`, field 5).
+pub fn mounted(mnt: &Path) -> bool {
+    let Ok(target) = std::fs::canonicalize(mnt) else {
+        return false;
+    };
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|m| Path::new(m) == target))
+}

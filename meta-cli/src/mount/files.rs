@@ -254,9 +254,7 @@ impl Files {
         }
         Ok(out)
     }
-}
 
-impl Files {
     /// Reads `n` bytes of chunk `indx` at `pos`. A slice file that is gone means the list
     /// changed after it was read (a compaction or truncate, then the GC loop): the list is
     /// read again, up to 3 times.
