@@ -41,6 +41,10 @@ pub struct BenchOpts {
     pub metrics_addr: Option<SocketAddr>,
     /// The `--url` (or `META_URL`) if given; `None` = a fresh temporary RocksDB volume.
     pub url: Option<String>,
+    /// Who runs the ops (`--caller`; root by default). The run's directories belong to it,
+    /// so a caller other than root makes every op go through the permission checks the way
+    /// an unprivileged user's would.
+    pub caller: Caller,
 }
 
 /// One phase's result.
@@ -247,8 +251,6 @@ async fn serve_metrics(
     Ok((handle, local))
 }
 
-const ME: Caller = Caller::ROOT;
-
 /// Runs `f(i)` for i in 0..n on `tasks` concurrent tasks; `f` returns the ops it counted.
 pub(crate) async fn phase<F, Fut>(
     name: &'static str,
@@ -347,8 +349,9 @@ async fn run_once(vol: &Volume, batched: bool, o: &BenchOpts, hub: &Hub) -> Resu
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let top_name = format!("bench-{}-{stamp}-{mode}", std::process::id());
+    let me = o.caller.clone();
     let (top, _) = meta
-        .mkdir(ME, Ino::ROOT, top_name.as_bytes(), 0o755)
+        .mkdir(me.clone(), Ino::ROOT, top_name.as_bytes(), 0o755)
         .await?;
     let dirs: Arc<Mutex<Vec<Ino>>> = Arc::new(Mutex::new(vec![Ino::ZERO; ndirs as usize]));
     let dir_of = {
@@ -360,12 +363,12 @@ async fn run_once(vol: &Volume, batched: bool, o: &BenchOpts, hub: &Hub) -> Resu
     };
     let mut phases = Vec::new();
 
-    let (m, ds) = (meta.clone(), dirs.clone());
+    let (m, ds, who) = (meta.clone(), dirs.clone(), me.clone());
     phases.push(
         phase("mkdir", ndirs, tasks, &pb, move |i| {
-            let (m, ds) = (m.clone(), ds.clone());
+            let (m, ds, me) = (m.clone(), ds.clone(), who.clone());
             async move {
-                let (ino, _) = m.mkdir(ME, top, &name("d", i), 0o755).await?;
+                let (ino, _) = m.mkdir(me, top, &name("d", i), 0o755).await?;
                 if let Some(slot) = ds
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -378,12 +381,12 @@ async fn run_once(vol: &Volume, batched: bool, o: &BenchOpts, hub: &Hub) -> Resu
         })
         .await?,
     );
-    let (m, d) = (meta.clone(), dir_of.clone());
+    let (m, d, who) = (meta.clone(), dir_of.clone(), me.clone());
     phases.push(
         phase("create", files, tasks, &pb, move |i| {
-            let (m, dir) = (m.clone(), d(i));
+            let (m, dir, me) = (m.clone(), d(i), who.clone());
             async move {
-                m.create(ME, dir, &name("f", i), 0o644).await?;
+                m.create(me, dir, &name("f", i), 0o644).await?;
                 Ok(1)
             }
         })
@@ -408,13 +411,13 @@ async fn run_once(vol: &Volume, batched: bool, o: &BenchOpts, hub: &Hub) -> Resu
         })
         .await?,
     );
-    let (m, d) = (meta.clone(), dir_of.clone());
+    let (m, d, who) = (meta.clone(), dir_of.clone(), me.clone());
     phases.push(
         phase("rename", files, tasks, &pb, move |i| {
-            let (m, dir) = (m.clone(), d(i));
+            let (m, dir, me) = (m.clone(), d(i), who.clone());
             async move {
                 m.rename(
-                    ME,
+                    me,
                     dir,
                     &name("f", i),
                     dir,
@@ -427,29 +430,29 @@ async fn run_once(vol: &Volume, batched: bool, o: &BenchOpts, hub: &Hub) -> Resu
         })
         .await?,
     );
-    let (m, d) = (meta.clone(), dir_of.clone());
+    let (m, d, who) = (meta.clone(), dir_of.clone(), me.clone());
     phases.push(
         phase("unlink", files, tasks, &pb, move |i| {
-            let (m, dir) = (m.clone(), d(i));
+            let (m, dir, me) = (m.clone(), d(i), who.clone());
             async move {
-                m.unlink(ME, dir, &name("r", i)).await?;
+                m.unlink(me, dir, &name("r", i)).await?;
                 Ok(1)
             }
         })
         .await?,
     );
-    let m = meta.clone();
+    let (m, who) = (meta.clone(), me.clone());
     phases.push(
         phase("rmdir", ndirs, tasks, &pb, move |i| {
-            let m = m.clone();
+            let (m, me) = (m.clone(), who.clone());
             async move {
-                m.rmdir(ME, top, &name("d", i)).await?;
+                m.rmdir(me, top, &name("d", i)).await?;
                 Ok(1)
             }
         })
         .await?,
     );
-    meta.rmdir(ME, Ino::ROOT, top_name.as_bytes()).await?;
+    meta.rmdir(me, Ino::ROOT, top_name.as_bytes()).await?;
     pb.finish_and_clear();
     let (inode_pool, chunk_pool) = meta.pool_stats();
     // Flush, stop the batcher and the prefetch so the backend is free (temp volumes are deleted).
@@ -639,7 +642,7 @@ mod tests {
             let reg =
                 Registry::new_custom(None, Some(HashMap::from([("mode".into(), mode.into())])))?;
             let meta = Meta::open(backend, meta_core::MetaOptions::default(), Some(&reg)).await?;
-            meta.mkdir(ME, Ino::ROOT, b"d", 0o755).await?;
+            meta.mkdir(Caller::ROOT, Ino::ROOT, b"d", 0o755).await?;
             hub.registries
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -99,7 +99,7 @@ async fn files_run(meta: &Meta, top: Ino, tracked: bool, o: &Opts, round: u32) -
                     off: 0,
                     len: 4096,
                 };
-                m.write(ino, 0, s).await?;
+                m.write(Caller::ROOT, ino, 0, s).await?;
                 if tracked {
                     m.release_file(ino).await?;
                 }

@@ -173,6 +173,7 @@ impl Stat {
     /// `time` (which becomes the ctime) is the source's ctime.
     fn setattr(&self, ino: Ino) -> Op {
         Op::SetAttr {
+            caller: Caller::ROOT,
             ino,
             mask: SetAttrMask::MODE
                 | SetAttrMask::UID
@@ -674,6 +675,7 @@ async fn entry_ops(meta: &Meta, item: &Item, parent: Ino, ino: Ino) -> Result<Ve
         })
     });
     let mut ops = vec![Op::Mknod {
+        caller: Caller::ROOT,
         parent,
         name: item.name.clone(),
         ino,
@@ -690,6 +692,7 @@ async fn entry_ops(meta: &Meta, item: &Item, parent: Ino, ino: Ino) -> Result<Ve
     let more_chunks = rest.len() > 0;
     for (indx, slice) in rest {
         ops.push(Op::Write {
+            caller: Caller::ROOT,
             ino,
             indx,
             slice,
@@ -698,6 +701,7 @@ async fn entry_ops(meta: &Meta, item: &Item, parent: Ino, ino: Ino) -> Result<Ve
     }
     for (name, value) in &item.xattrs {
         ops.push(Op::SetXattr {
+            caller: Caller::ROOT,
             ino,
             name: name.clone(),
             value: value.clone(),
@@ -784,6 +788,7 @@ pub async fn import(meta: &Meta, opts: &ImportOpts) -> Result<ImportSummary> {
                 what,
                 true,
                 [Op::Link {
+                    caller: Caller::ROOT,
                     ino: first,
                     parent,
                     name: item.name,
@@ -828,6 +833,7 @@ pub async fn import(meta: &Meta, opts: &ImportOpts) -> Result<ImportSummary> {
         let mut ops: Vec<Op> = root_xattrs
             .into_iter()
             .map(|(name, value)| Op::SetXattr {
+                caller: Caller::ROOT,
                 ino: target,
                 name,
                 value,

@@ -169,6 +169,11 @@ enum Cmd {
         /// Serve Prometheus /metrics on this address while running, e.g. 127.0.0.1:9100.
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<SocketAddr>,
+        /// Run the ops as this user: UID:GID or UID:GID:G1,G2,... (supplementary groups), so
+        /// that they go through the permission checks (URL option permissions=false turns
+        /// them off, for comparison). Default: root.
+        #[arg(long, value_name = "UID:GID[:GROUPS]", default_value = "0:0", value_parser = util::parse_caller)]
+        caller: meta_core::Caller,
     },
     /// Serve the volume as a filesystem through FUSE (file data as slice files in --data).
     /// Runs in the background unless --foreground; unmount with `meta umount`, SIGINT or
@@ -367,8 +372,10 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             compare,
             json,
             metrics_addr,
+            caller,
         } => {
             let report = bench::bench(&bench::BenchOpts {
+                caller,
                 files,
                 dirs,
                 tasks,

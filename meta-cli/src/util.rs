@@ -94,6 +94,31 @@ pub fn parse_tasks(s: &str) -> Result<usize, String> {
     count_in(s, "tasks", MAX_TASKS).map(|n| n as usize)
 }
 
+/// A `--caller` value: `UID:GID` or `UID:GID:G1,G2,...` (decimal IDs).
+pub fn parse_caller(s: &str) -> Result<meta_core::Caller, String> {
+    let id = |what: &str, v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{what} {v:?} in {s:?} is not a number from 0 to 4294967295"))
+    };
+    let mut parts = s.splitn(3, ':');
+    let (Some(uid), Some(gid)) = (parts.next(), parts.next()) else {
+        return Err(format!("{s:?}: expected UID:GID or UID:GID:G1,G2,..."));
+    };
+    let groups = match parts.next() {
+        Some(g) if !g.is_empty() => g
+            .split(',')
+            .map(|g| id("group", g))
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    Ok(meta_core::Caller::with_groups(
+        id("uid", uid)?,
+        id("gid", gid)?,
+        groups,
+    ))
+}
+
 /// `ls -l` style mode string, e.g. `drwxr-sr-t`.
 pub fn mode_string(typ: FileType, mode: u16) -> String {
     let t = match typ {
@@ -301,6 +326,18 @@ pub fn join(path: &[u8], name: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callers() {
+        assert_eq!(parse_caller("0:0"), Ok(meta_core::Caller::ROOT));
+        let c = parse_caller("1000:100:4,27").unwrap_or_default();
+        assert_eq!((c.uid, c.gid, c.groups), (1000, 100, vec![4, 27]));
+        assert_eq!(parse_caller("5:6:").map(|c| c.groups.len()), Ok(0));
+        for bad in ["", "1000", "x:1", "1:-2", "1:2:3,y", "4294967296:0"] {
+            let e = parse_caller(bad).err().unwrap_or_default();
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn sizes() {

@@ -85,6 +85,10 @@ macro_rules! __case_list {
                 overwrite_empty_dir, overwrite_nonempty_dir, type_mismatch, noreplace, exchange,
                 exchange_across_dirs, cycles, same_inode_noop,
             ],
+            perm: [
+                namespace_matrix, rename_matrix, setattr_matrix, data_matrix,
+                access_and_checks_off,
+            ],
             links: [nlink_counts, parent_field, dir_nlink, dot_and_dotdot, parent_times],
             symlink: [readlink_and_length, target_limits],
             setattr: [mode_owner_ctime, times, size, setgid_inheritance],

@@ -12,10 +12,7 @@ use meta_core::{
 };
 
 /// An ordinary user (uid/gid 1000).
-pub const ME: Caller = Caller {
-    uid: 1000,
-    gid: 1000,
-};
+pub const ME: Caller = Caller::new(1000, 1000);
 /// The root directory.
 pub const ROOT: Ino = Ino::ROOT;
 /// An inode number no test ever creates.
@@ -75,6 +72,7 @@ pub fn slice(id: u64, pos: u32, len: u32) -> Slice {
 /// by [`ME`]).
 pub fn mknod_op(parent: Ino, name: &[u8], ino: Ino, typ: FileType, time: Timespec) -> Op {
     Op::Mknod {
+        caller: Caller::ROOT,
         parent,
         name: name.to_vec(),
         ino,
@@ -278,13 +276,22 @@ pub async fn build_rich_tree(meta: &Meta) -> anyhow::Result<usize> {
     let id1 = meta.new_slice_id().await?;
     let id2 = meta.new_slice_id().await?;
     let id3 = meta.new_slice_id().await?;
-    meta.write(f, 0, slice(id1, 0, 10_000)).await?;
-    meta.write(f, 0, slice(id2, 5_000, 100)).await?;
-    meta.write(f, 1, slice(id3, 7, 4096)).await?;
+    meta.write(Caller::ROOT, f, 0, slice(id1, 0, 10_000))
+        .await?;
+    meta.write(Caller::ROOT, f, 0, slice(id2, 5_000, 100))
+        .await?;
+    meta.write(Caller::ROOT, f, 1, slice(id3, 7, 4096)).await?;
     let (g, _) = meta
-        .create(Caller { uid: 7, gid: 8 }, b, "ünïcødé".as_bytes(), 0o600)
+        // Uid 7 may create in b (0o2775, group 1000) as a member of group 1000.
+        .create(
+            Caller::with_groups(7, 8, [1000]),
+            b,
+            "ünïcødé".as_bytes(),
+            0o600,
+        )
         .await?;
     meta.write(
+        Caller::ROOT,
         g,
         2,
         Slice {
@@ -296,8 +303,8 @@ pub async fn build_rich_tree(meta: &Meta) -> anyhow::Result<usize> {
         },
     )
     .await?;
-    meta.link(f, c, b"hard-link").await?;
-    meta.link(f, ROOT, b"root-link").await?;
+    meta.link(Caller::ROOT, f, c, b"hard-link").await?;
+    meta.link(Caller::ROOT, f, ROOT, b"root-link").await?;
     n += 2;
     meta.symlink(ME, c, b"sym", &[b'/', 0x80, 0x81, b'x'])
         .await?;
@@ -310,12 +317,20 @@ pub async fn build_rich_tree(meta: &Meta) -> anyhow::Result<usize> {
     meta.mknod(ME, c, b"sock", FileType::Socket, 0o777, 0)
         .await?;
     n += 6;
-    meta.setxattr(f, b"user.text", b"value", XattrFlags::NONE)
+    meta.setxattr(Caller::ROOT, f, b"user.text", b"value", XattrFlags::NONE)
         .await?;
-    meta.setxattr(f, &[b'u', 0xc3], &[0, 1, 2, 255], XattrFlags::CREATE)
+    meta.setxattr(
+        Caller::ROOT,
+        f,
+        &[b'u', 0xc3],
+        &[0, 1, 2, 255],
+        XattrFlags::CREATE,
+    )
+    .await?;
+    meta.setxattr(Caller::ROOT, a, b"user.dir", b"", XattrFlags::NONE)
         .await?;
-    meta.setxattr(a, b"user.dir", b"", XattrFlags::NONE).await?;
     meta.setattr(
+        Caller::ROOT,
         g,
         SetAttrMask::ATIME | SetAttrMask::MTIME,
         SetAttrValues {
@@ -331,14 +346,15 @@ pub async fn build_rich_tree(meta: &Meta) -> anyhow::Result<usize> {
     // A pending file and pending slices.
     let (p, _) = meta.create(ME, ROOT, b"doomed", 0o644).await?;
     let id4 = meta.new_slice_id().await?;
-    meta.write(p, 0, slice(id4, 0, 123)).await?;
+    meta.write(Caller::ROOT, p, 0, slice(id4, 0, 123)).await?;
     meta.unlink(ME, ROOT, b"doomed").await?;
     let (q, _) = meta.create(ME, ROOT, b"shrunk", 0o644).await?;
     let id5 = meta.new_slice_id().await?;
     let id6 = meta.new_slice_id().await?;
-    meta.write(q, 0, slice(id5, 0, 1000)).await?;
-    meta.write(q, 0, slice(id6, 2000, 1000)).await?;
-    meta.truncate(q, 1500).await?;
+    meta.write(Caller::ROOT, q, 0, slice(id5, 0, 1000)).await?;
+    meta.write(Caller::ROOT, q, 0, slice(id6, 2000, 1000))
+        .await?;
+    meta.truncate(Caller::ROOT, q, 1500).await?;
     n += 1;
     // Many entries in one directory (several readdir pages in dump/fsck).
     let (many, _) = meta.mkdir(ME, ROOT, b"many", 0o755).await?;
@@ -346,6 +362,7 @@ pub async fn build_rich_tree(meta: &Meta) -> anyhow::Result<usize> {
     let mut ops = Vec::new();
     for i in 0..1500u32 {
         ops.push(Op::Mknod {
+            caller: Caller::ROOT,
             parent: many,
             name: format!("entry-{i:04}").into_bytes(),
             ino: meta.new_ino().await?,

@@ -93,6 +93,7 @@ impl Backend for Mutant {
                         ino, mask, values, ..
                     },
                 ) => Op::SetAttr {
+                    caller: meta_core::Caller::ROOT,
                     ino,
                     mask,
                     values,

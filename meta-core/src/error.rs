@@ -308,7 +308,7 @@ pub(crate) mod err {
     ctor! {
         not_found => NotFound, exists => AlreadyExists, not_dir => NotADirectory,
         is_dir => IsADirectory, not_empty => NotEmpty, invalid => InvalidArgument,
-        not_permitted => NotPermitted, no_space => NoSpace, no_data => NoData,
+        not_permitted => NotPermitted, permission_denied => PermissionDenied, no_space => NoSpace, no_data => NoData,
         corrupted => Corrupted, would_block => WouldBlock,
     }
 }

@@ -25,8 +25,8 @@
 //! let backend = Arc::new(memory_backend());
 //! Meta::format(&*backend, &Setting::new("demo"), false).await?;
 //! let meta = Meta::open(backend, MetaOptions::default(), None).await?;
-//! let me = Caller { uid: 1000, gid: 1000 };
-//! let (dir, _) = meta.mkdir(me, Ino::ROOT, b"docs", 0o755).await?;
+//! let me = Caller::new(1000, 1000);
+//! let (dir, _) = meta.mkdir(me.clone(), Ino::ROOT, b"docs", 0o755).await?;
 //! let (file, attr) = meta.create(me, dir, b"a.txt", 0o644).await?;
 //! assert_eq!(attr.nlink, 1);
 //! assert_eq!(meta.lookup(dir, b"a.txt").await?.0, file);
@@ -48,6 +48,7 @@ mod meta;
 pub mod metrics;
 pub mod op;
 pub mod options;
+pub mod perm;
 pub mod registry;
 pub mod session;
 pub mod snapshot;

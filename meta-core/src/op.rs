@@ -7,19 +7,59 @@
 use crate::session::{LockOwner, LockType, SessionInfo, Sid};
 use crate::types::{Attr, FileType, Ino, Slice, Timespec};
 
-/// The caller of an operation: the user and group that own new inodes and that sticky-bit
-/// rules are checked against. `uid` 0 (root) bypasses the sticky-bit rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The caller of an operation: the user and groups whose permissions are checked (POSIX
+/// discretionary access control as Linux applies it, see [`crate::perm`]).
+///
+/// `uid` 0 is the superuser and passes where Linux's root passes (`CAP_DAC_OVERRIDE`,
+/// `CAP_FOWNER`, `CAP_CHOWN`, `CAP_FSETID`). `groups` are the supplementary group IDs
+/// (getgroups(2)); `gid` need not be repeated in them. New inodes are owned by the `uid` and
+/// `gid` of the op that creates them, not by the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
 pub struct Caller {
-    /// Effective user ID.
+    /// Effective (file-system) user ID.
     pub uid: u32,
-    /// Effective group ID.
+    /// Effective (file-system) group ID.
     pub gid: u32,
+    /// Supplementary group IDs, in any order.
+    pub groups: Vec<u32>,
 }
 
 impl Caller {
-    /// The superuser (uid 0, gid 0).
-    pub const ROOT: Caller = Caller { uid: 0, gid: 0 };
+    /// The superuser (uid 0, gid 0, no supplementary groups).
+    pub const ROOT: Caller = Caller {
+        uid: 0,
+        gid: 0,
+        groups: Vec::new(),
+    };
+
+    /// A caller without supplementary groups.
+    pub const fn new(uid: u32, gid: u32) -> Caller {
+        Caller {
+            uid,
+            gid,
+            groups: Vec::new(),
+        }
+    }
+
+    /// A caller with supplementary groups.
+    pub fn with_groups(uid: u32, gid: u32, groups: impl Into<Vec<u32>>) -> Caller {
+        Caller {
+            uid,
+            gid,
+            groups: groups.into(),
+        }
+    }
+
+    /// True for uid 0.
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+
+    /// True when `gid` is the caller's group or one of its supplementary groups
+    /// (in_group_p in Linux).
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.groups.contains(&gid)
+    }
 }
 
 /// Flags of rename(2) (`renameat2`): at most one of the two may be set.
@@ -127,6 +167,8 @@ pub enum Op {
         uid: u32,
         /// Group. (A setgid parent directory's group wins, as on Linux.)
         gid: u32,
+        /// Who creates it: needs search and write permission on `parent` (EACCES).
+        caller: Caller,
         /// Device number for devices, else 0.
         rdev: u32,
         /// Symlink target (symlinks only; empty otherwise).
@@ -143,7 +185,9 @@ pub enum Op {
         /// and the times come from it; `time` still sets the parent's mtime/ctime.
         imported: Option<Box<Imported>>,
     },
-    /// Add a hard link `parent/name` to `ino` (link(2)). EPERM for a directory.
+    /// Add a hard link `parent/name` to `ino` (link(2)). EPERM for a directory, EACCES
+    /// without search and write permission on `parent` (no check on `ino` itself: Linux with
+    /// `fs.protected_hardlinks = 0`).
     Link {
         /// Existing inode.
         ino: Ino,
@@ -151,6 +195,8 @@ pub enum Op {
         parent: Ino,
         /// New name.
         name: Vec<u8>,
+        /// Who links.
+        caller: Caller,
         /// ctime of the inode, mtime/ctime of the parent.
         time: Timespec,
     },
@@ -160,7 +206,8 @@ pub enum Op {
         parent: Ino,
         /// Entry name.
         name: Vec<u8>,
-        /// Caller, for the sticky-bit rule.
+        /// Who removes it: search and write permission on `parent` (EACCES), the sticky-bit
+        /// rule (EPERM).
         caller: Caller,
         /// Time stamp.
         time: Timespec,
@@ -171,7 +218,8 @@ pub enum Op {
         parent: Ino,
         /// Entry name.
         name: Vec<u8>,
-        /// Caller, for the sticky-bit rule.
+        /// Who removes it: search and write permission on `parent` (EACCES), the sticky-bit
+        /// rule (EPERM).
         caller: Caller,
         /// Time stamp.
         time: Timespec,
@@ -188,12 +236,15 @@ pub enum Op {
         new_name: Vec<u8>,
         /// `NOREPLACE` or `EXCHANGE`.
         flags: RenameFlags,
-        /// Caller, for the sticky-bit rule.
+        /// Who renames: search and write permission on both directories (EACCES), the
+        /// sticky-bit rule on both (EPERM), write permission on a directory that changes
+        /// parent (its `..` changes; EACCES).
         caller: Caller,
         /// Time stamp.
         time: Timespec,
     },
-    /// Change attributes (chmod, chown, utimens, truncate through setattr).
+    /// Change attributes (chmod, chown, utimens, truncate through setattr); the permission
+    /// rules are [`crate::perm::check_setattr`]'s (EPERM, EACCES).
     SetAttr {
         /// Inode to change.
         ino: Ino,
@@ -201,6 +252,8 @@ pub enum Op {
         mask: SetAttrMask,
         /// New values.
         values: SetAttrValues,
+        /// Who changes them.
+        caller: Caller,
         /// ctime (and the `*_NOW` times).
         time: Timespec,
     },
@@ -212,6 +265,9 @@ pub enum Op {
         indx: u32,
         /// The slice; `pos + len` must not exceed 64 MiB.
         slice: Slice,
+        /// Who writes: no permission is checked (open(2) decided it), but a caller other
+        /// than root clears the setuid bit (and setgid with group execute), as write(2).
+        caller: Caller,
         /// New mtime/ctime.
         time: Timespec,
     },
@@ -222,6 +278,9 @@ pub enum Op {
         ino: Ino,
         /// New length in bytes.
         length: u64,
+        /// Who truncates: needs write permission (EACCES); a caller other than root clears
+        /// setuid/setgid as [`Op::Write`] (truncate(2)).
+        caller: Caller,
         /// New mtime/ctime.
         time: Timespec,
     },
@@ -254,6 +313,8 @@ pub enum Op {
         value: Vec<u8>,
         /// `CREATE` / `REPLACE`.
         flags: XattrFlags,
+        /// Who sets it ([`crate::perm::check_xattr_write`]: EPERM, EACCES).
+        caller: Caller,
     },
     /// Remove an extended attribute (removexattr(2)); ENODATA if absent.
     RemoveXattr {
@@ -261,6 +322,8 @@ pub enum Op {
         ino: Ino,
         /// Attribute name.
         name: Vec<u8>,
+        /// Who removes it (as [`Op::SetXattr`]).
+        caller: Caller,
     },
     /// Forget a deleted file's chunks once the data layer has deleted its objects.
     ClearPendingFile {
@@ -412,6 +475,37 @@ pub struct RestoreRecord {
 }
 
 impl Op {
+    /// The caller whose permissions the op is checked against, for the ops that have one.
+    /// [`crate::Meta`] replaces it with [`Caller::ROOT`] when the engine's permission checks
+    /// are off (`permissions=false`).
+    pub fn caller_mut(&mut self) -> Option<&mut Caller> {
+        match self {
+            Op::Mknod { caller, .. }
+            | Op::Link { caller, .. }
+            | Op::Unlink { caller, .. }
+            | Op::Rmdir { caller, .. }
+            | Op::Rename { caller, .. }
+            | Op::SetAttr { caller, .. }
+            | Op::Write { caller, .. }
+            | Op::Truncate { caller, .. }
+            | Op::SetXattr { caller, .. }
+            | Op::RemoveXattr { caller, .. } => Some(caller),
+            Op::CompactChunk { .. }
+            | Op::ClearPendingFile { .. }
+            | Op::ClearPendingSlice { .. }
+            | Op::Restore(_)
+            | Op::RestorePending { .. }
+            | Op::OpenSession { .. }
+            | Op::Heartbeat { .. }
+            | Op::CloseSession { .. }
+            | Op::ClaimCleanup { .. }
+            | Op::Open { .. }
+            | Op::Release { .. }
+            | Op::Flock { .. }
+            | Op::Setlk { .. } => None,
+        }
+    }
+
     /// A stable lower-case name for metrics and messages, e.g. `"mknod"`.
     pub fn name(&self) -> &'static str {
         match self {

@@ -58,6 +58,12 @@ pub struct MetaOptions {
     /// `session_label` (default empty): free text stored with the session (e.g. the mount
     /// point), shown by `meta status`.
     pub session_label: String,
+    /// `permissions` (default on): check POSIX permissions in every op against the op's
+    /// [`crate::Caller`] ([`crate::perm`]). Off for a FUSE mount whose kernel checks them
+    /// (`default_permissions`): every op then runs as [`crate::Caller::ROOT`] would (new
+    /// inodes keep the owner the op names; setuid/setgid are then not cleared by writes,
+    /// which the kernel does itself).
+    pub permissions: bool,
 }
 
 impl Default for MetaOptions {
@@ -77,6 +83,7 @@ impl Default for MetaOptions {
             session: true,
             heartbeat: Duration::from_secs(12),
             session_label: String::new(),
+            permissions: true,
         }
     }
 }
@@ -105,6 +112,7 @@ pub const ENGINE_PARAMS: &[&str] = &[
     "session",
     "heartbeat",
     "session_label",
+    "permissions",
 ];
 
 fn bad(name: &str, value: &str, want: &str) -> Error {
@@ -214,6 +222,7 @@ impl MetaOptions {
                 self.heartbeat = d;
             }
             "session_label" => self.session_label = value.to_string(),
+            "permissions" => self.permissions = parse_bool(name, value)?,
             _ => return Ok(false),
         }
         Ok(true)

@@ -11,7 +11,7 @@ use meta_core::{
     Timespec,
 };
 
-const ME: Caller = Caller { uid: 1, gid: 1 };
+const ME: Caller = Caller::new(1, 1);
 
 async fn formatted() -> Arc<dyn Backend> {
     let b: Arc<dyn Backend> = Arc::new(memory_backend());
@@ -153,6 +153,7 @@ async fn failing_op_leaves_no_trace() {
     let m = open(b.clone(), MetaOptions::default()).await;
     let t = Timespec::now();
     let mk = |parent, name: &[u8], ino, typ| Op::Mknod {
+        caller: Caller::ROOT,
         parent,
         name: name.to_vec(),
         ino,
@@ -243,6 +244,7 @@ async fn flush_waits_for_queued_ops_and_reports_deferred_errors() {
             format!("f{i}")
         }; // 50 collides
         m.enqueue(Op::Mknod {
+            caller: Caller::ROOT,
             parent: Ino::ROOT,
             name: name.into_bytes(),
             ino,
@@ -281,6 +283,7 @@ async fn deferred_ops_apply_in_order() {
     for i in 0..50 {
         let ino = m.new_ino().await.expect("ino");
         m.enqueue(Op::Mknod {
+            caller: Caller::ROOT,
             parent,
             name: format!("d{i}").into_bytes(),
             ino,
@@ -316,6 +319,7 @@ async fn backpressure_holds_when_queue_is_full() {
     };
     let m = open(b.clone(), opts).await;
     let xattr = |i: u64| Op::SetXattr {
+        caller: Caller::ROOT,
         ino: Ino::ROOT,
         name: format!("user.k{i}").into_bytes(),
         value: vec![1],
@@ -454,6 +458,7 @@ async fn close_releases_the_backend() {
         m.new_ino().await.expect("ino"); // past the watermark: a prefetch is under way
     }
     m.enqueue(Op::SetXattr {
+        caller: Caller::ROOT,
         ino: Ino::ROOT,
         name: b"user.last".to_vec(),
         value: vec![1],

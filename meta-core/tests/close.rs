@@ -10,7 +10,7 @@ use meta_core::{
     Backend, Caller, ErrorKind, FileType, Ino, Meta, MetaOptions, Op, Setting, Timespec,
 };
 
-const ME: Caller = Caller { uid: 1, gid: 1 };
+const ME: Caller = Caller::new(1, 1);
 
 async fn backend() -> Arc<DelayBackend> {
     let b: Arc<dyn Backend> = Arc::new(memory_backend());
@@ -22,6 +22,7 @@ async fn backend() -> Arc<DelayBackend> {
 
 fn mknod(parent: Ino, name: &str, ino: u64) -> Op {
     Op::Mknod {
+        caller: Caller::ROOT,
         parent,
         name: name.as_bytes().to_vec(),
         ino: Ino(ino),

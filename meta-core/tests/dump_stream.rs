@@ -14,7 +14,7 @@ use meta_core::{
     Session, SessionHoldings, Setting, Sid, Slice, XattrFlags,
 };
 
-const ME: Caller = Caller { uid: 0, gid: 0 };
+const ME: Caller = Caller::new(0, 0);
 
 async fn volume() -> Meta {
     let b: Arc<dyn Backend> = Arc::new(memory_backend());
@@ -116,30 +116,36 @@ async fn tree(m: &Meta) {
             .expect("create");
         if i % 100 == 0 {
             let id = m.new_slice_id().await.expect("id");
-            m.write(f, 0, slice(id, 10)).await.expect("write");
+            m.write(Caller::ROOT, f, 0, slice(id, 10))
+                .await
+                .expect("write");
         }
         first.get_or_insert(f);
     }
     let f = first.expect("a file");
     // Links: same directory (both pages), another directory, a subdirectory.
-    m.link(f, big, b"a-link").await.expect("link");
-    m.link(f, big, b"zzz-link").await.expect("link");
-    m.link(f, other, b"x").await.expect("link");
-    m.link(f, sub, b"deep").await.expect("link");
+    m.link(Caller::ROOT, f, big, b"a-link").await.expect("link");
+    m.link(Caller::ROOT, f, big, b"zzz-link")
+        .await
+        .expect("link");
+    m.link(Caller::ROOT, f, other, b"x").await.expect("link");
+    m.link(Caller::ROOT, f, sub, b"deep").await.expect("link");
     let (g, _) = m.create(ME, other, b"g", 0o644).await.expect("create");
-    m.link(g, other, b"g2").await.expect("link");
+    m.link(Caller::ROOT, g, other, b"g2").await.expect("link");
     m.symlink(ME, other, b"s", b"../big/f00001")
         .await
         .expect("symlink");
-    m.setxattr(g, b"user.k", b"v", XattrFlags::NONE)
+    m.setxattr(Caller::ROOT, g, b"user.k", b"v", XattrFlags::NONE)
         .await
         .expect("setxattr");
-    m.setxattr(g, b"user.b", &[0xff], XattrFlags::NONE)
+    m.setxattr(Caller::ROOT, g, b"user.b", &[0xff], XattrFlags::NONE)
         .await
         .expect("setxattr");
     let (gone, _) = m.create(ME, other, b"gone", 0o644).await.expect("create");
     let id = m.new_slice_id().await.expect("id");
-    m.write(gone, 0, slice(id, 5)).await.expect("write");
+    m.write(Caller::ROOT, gone, 0, slice(id, 5))
+        .await
+        .expect("write");
     m.unlink(ME, other, b"gone").await.expect("unlink");
 }
 

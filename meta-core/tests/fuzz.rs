@@ -57,11 +57,15 @@ fn sample_dump() -> &'static str {
             )
             .await
             .expect("open");
-            let me = Caller { uid: 1, gid: 1 };
-            let (d, _) = m.mkdir(me, Ino::ROOT, b"d", 0o755).await.expect("mkdir");
-            let (f, _) = m.create(me, d, b"f", 0o644).await.expect("create");
+            let me = Caller::new(1, 1);
+            let (d, _) = m
+                .mkdir(me.clone(), Ino::ROOT, b"d", 0o755)
+                .await
+                .expect("mkdir");
+            let (f, _) = m.create(me.clone(), d, b"f", 0o644).await.expect("create");
             let id = m.new_slice_id().await.expect("slice id");
             m.write(
+                Caller::ROOT,
                 f,
                 0,
                 Slice {
@@ -75,10 +79,18 @@ fn sample_dump() -> &'static str {
             .await
             .expect("write");
             m.symlink(me, d, b"s", b"f").await.expect("symlink");
-            m.link(f, Ino::ROOT, b"f2").await.expect("link");
-            m.setxattr(f, b"user.k", b"v", meta_core::XattrFlags::NONE)
+            m.link(Caller::ROOT, f, Ino::ROOT, b"f2")
                 .await
-                .expect("setxattr");
+                .expect("link");
+            m.setxattr(
+                Caller::ROOT,
+                f,
+                b"user.k",
+                b"v",
+                meta_core::XattrFlags::NONE,
+            )
+            .await
+            .expect("setxattr");
             m.close().await.expect("close");
             let mut out = Vec::new();
             meta_core::dump::dump(&*b, &mut out, &mut |_| {})

@@ -10,14 +10,8 @@ use meta_core::{
     Pending, RenameFlags, Result, SetAttrMask, SetAttrValues, Setting, Slice, XattrFlags,
 };
 
-const ME: Caller = Caller {
-    uid: 1000,
-    gid: 1000,
-};
-const OTHER: Caller = Caller {
-    uid: 2000,
-    gid: 2000,
-};
+const ME: Caller = Caller::new(1000, 1000);
+const OTHER: Caller = Caller::new(2000, 2000);
 
 async fn volume_with(setting: Setting) -> Meta {
     let b = Arc::new(memory_backend());
@@ -168,29 +162,38 @@ async fn hard_links_and_nlink() {
     let (d1, _) = m.mkdir(ME, Ino::ROOT, b"d1", 0o755).await.unwrap();
     let (d2, _) = m.mkdir(ME, Ino::ROOT, b"d2", 0o755).await.unwrap();
     let (f, _) = m.create(ME, d1, b"f", 0o644).await.unwrap();
-    let a = m.link(f, d1, b"g").await.unwrap();
+    let a = m.link(Caller::ROOT, f, d1, b"g").await.unwrap();
     assert_eq!(
         (a.nlink, a.parent),
         (2, d1),
         "same-dir link keeps the parent"
     );
-    let a = m.link(f, d2, b"h").await.unwrap();
+    let a = m.link(Caller::ROOT, f, d2, b"h").await.unwrap();
     assert_eq!(
         (a.nlink, a.parent),
         (3, Ino::ZERO),
         "multi-dir link clears the parent"
     );
     // EPERM on directories, EEXIST, ENOENT
-    assert_eq!(kind(m.link(d1, d2, b"x").await), ErrorKind::NotPermitted);
-    assert_eq!(kind(m.link(f, d2, b"h").await), ErrorKind::AlreadyExists);
     assert_eq!(
-        kind(m.link(Ino(424242), d2, b"y").await),
+        kind(m.link(Caller::ROOT, d1, d2, b"x").await),
+        ErrorKind::NotPermitted
+    );
+    assert_eq!(
+        kind(m.link(Caller::ROOT, f, d2, b"h").await),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        kind(m.link(Caller::ROOT, Ino(424242), d2, b"y").await),
         ErrorKind::NotFound
     );
-    assert_eq!(kind(m.link(f, f, b"y").await), ErrorKind::NotADirectory);
+    assert_eq!(
+        kind(m.link(Caller::ROOT, f, f, b"y").await),
+        ErrorKind::NotADirectory
+    );
     // Two links in one directory, one renamed away: now in two directories → parent 0.
     let (k, _) = m.create(ME, d1, b"k", 0o644).await.unwrap();
-    assert_eq!(m.link(k, d1, b"k2").await.unwrap().parent, d1);
+    assert_eq!(m.link(Caller::ROOT, k, d1, b"k2").await.unwrap().parent, d1);
     let (_, ka) = m
         .rename(ME, d1, b"k2", d2, b"k2", RenameFlags::NONE)
         .await
@@ -356,7 +359,7 @@ async fn rename_rules() {
         ErrorKind::InvalidArgument
     );
     // Two names of one inode: nothing happens.
-    m.link(f, a, b"f2").await.unwrap();
+    m.link(Caller::ROOT, f, a, b"f2").await.unwrap();
     m.rename(ME, a, b"empty", a, b"f2", n).await.unwrap();
     assert_eq!(m.lookup(a, b"empty").await.unwrap().0, f);
     assert_eq!(m.getattr(f).await.unwrap().nlink, 2);
@@ -373,6 +376,7 @@ async fn setattr_and_times() {
     };
     let a = m
         .setattr(
+            Caller::ROOT,
             f,
             SetAttrMask::MODE
                 | SetAttrMask::UID
@@ -398,26 +402,40 @@ async fn setattr_and_times() {
     assert_eq!(m.getattr(f).await.unwrap(), a);
     assert_eq!(
         kind(
-            m.setattr(Ino(77777), SetAttrMask::MODE, SetAttrValues::default())
-                .await
+            m.setattr(
+                Caller::ROOT,
+                Ino(77777),
+                SetAttrMask::MODE,
+                SetAttrValues::default()
+            )
+            .await
         ),
         ErrorKind::NotFound
     );
     assert_eq!(
         kind(
-            m.setattr(f, SetAttrMask(1 << 20), SetAttrValues::default())
-                .await
+            m.setattr(
+                Caller::ROOT,
+                f,
+                SetAttrMask(1 << 20),
+                SetAttrValues::default()
+            )
+            .await
         ),
         ErrorKind::InvalidArgument
     );
     assert_eq!(
-        kind(m.truncate(Ino::ROOT, 0).await),
+        kind(m.truncate(Caller::ROOT, Ino::ROOT, 0).await),
         ErrorKind::IsADirectory
     );
     let (s, _) = m.symlink(ME, Ino::ROOT, b"s", b"f").await.unwrap();
-    assert_eq!(kind(m.truncate(s, 0).await), ErrorKind::InvalidArgument);
+    assert_eq!(
+        kind(m.truncate(Caller::ROOT, s, 0).await),
+        ErrorKind::InvalidArgument
+    );
     let a = m
         .setattr(
+            Caller::ROOT,
             f,
             SetAttrMask::SIZE,
             SetAttrValues {
@@ -449,11 +467,16 @@ async fn write_read_truncate_and_pending() {
     let s1 = m.new_slice_id().await.unwrap();
     let s2 = m.new_slice_id().await.unwrap();
     let s3 = m.new_slice_id().await.unwrap();
-    m.write(f, 0, slice(s1, 0, CHUNK_SIZE as u32))
+    m.write(Caller::ROOT, f, 0, slice(s1, 0, CHUNK_SIZE as u32))
         .await
         .unwrap();
-    m.write(f, 0, slice(s2, 100, 50)).await.unwrap();
-    let a = m.write(f, 1, slice(s3, 0, 100)).await.unwrap();
+    m.write(Caller::ROOT, f, 0, slice(s2, 100, 50))
+        .await
+        .unwrap();
+    let a = m
+        .write(Caller::ROOT, f, 1, slice(s3, 0, 100))
+        .await
+        .unwrap();
     assert_eq!(a.length, CHUNK_SIZE + 100);
     assert_eq!(
         m.read(f, 0).await.unwrap(),
@@ -465,15 +488,18 @@ async fn write_read_truncate_and_pending() {
     );
     // A slice passing the chunk end, a write to a dir.
     assert_eq!(
-        kind(m.write(f, 0, slice(9, CHUNK_SIZE as u32 - 1, 2)).await),
+        kind(
+            m.write(Caller::ROOT, f, 0, slice(9, CHUNK_SIZE as u32 - 1, 2))
+                .await
+        ),
         ErrorKind::InvalidArgument
     );
     assert_eq!(
-        kind(m.write(Ino::ROOT, 0, slice(9, 0, 1)).await),
+        kind(m.write(Caller::ROOT, Ino::ROOT, 0, slice(9, 0, 1)).await),
         ErrorKind::IsADirectory
     );
     // Truncate into chunk 0 at 120: s3's chunk goes, s1 is trimmed, s2 trimmed to 20.
-    let a = m.truncate(f, 120).await.unwrap();
+    let a = m.truncate(Caller::ROOT, f, 120).await.unwrap();
     assert_eq!(a.length, 120);
     assert_eq!(m.read(f, 1).await.unwrap(), vec![]);
     let c0 = m.read(f, 0).await.unwrap();
@@ -523,40 +549,52 @@ async fn xattrs() {
     let (f, _) = m.create(ME, Ino::ROOT, b"f", 0o644).await.unwrap();
     assert_eq!(kind(m.getxattr(f, b"user.a").await), ErrorKind::NoData);
     assert_eq!(
-        kind(m.setxattr(f, b"user.a", b"1", XattrFlags::REPLACE).await),
+        kind(
+            m.setxattr(Caller::ROOT, f, b"user.a", b"1", XattrFlags::REPLACE)
+                .await
+        ),
         ErrorKind::NoData
     );
-    m.setxattr(f, b"user.a", b"1", XattrFlags::CREATE)
-        .await
-        .unwrap();
-    assert_eq!(
-        kind(m.setxattr(f, b"user.a", b"2", XattrFlags::CREATE).await),
-        ErrorKind::AlreadyExists
-    );
-    m.setxattr(f, b"user.a", b"2", XattrFlags::REPLACE)
-        .await
-        .unwrap();
-    m.setxattr(f, b"user.b", &[0u8; 65536], XattrFlags::NONE)
+    m.setxattr(Caller::ROOT, f, b"user.a", b"1", XattrFlags::CREATE)
         .await
         .unwrap();
     assert_eq!(
         kind(
-            m.setxattr(f, b"user.c", &[0u8; 65537], XattrFlags::NONE)
+            m.setxattr(Caller::ROOT, f, b"user.a", b"2", XattrFlags::CREATE)
+                .await
+        ),
+        ErrorKind::AlreadyExists
+    );
+    m.setxattr(Caller::ROOT, f, b"user.a", b"2", XattrFlags::REPLACE)
+        .await
+        .unwrap();
+    m.setxattr(Caller::ROOT, f, b"user.b", &[0u8; 65536], XattrFlags::NONE)
+        .await
+        .unwrap();
+    assert_eq!(
+        kind(
+            m.setxattr(Caller::ROOT, f, b"user.c", &[0u8; 65537], XattrFlags::NONE)
                 .await
         ),
         ErrorKind::TooBig
     );
     assert_eq!(
-        kind(m.setxattr(f, &[b'x'; 256], b"", XattrFlags::NONE).await),
-        ErrorKind::OutOfRange
-    );
-    assert_eq!(
-        kind(m.setxattr(f, b"", b"", XattrFlags::NONE).await),
+        kind(
+            m.setxattr(Caller::ROOT, f, &[b'x'; 256], b"", XattrFlags::NONE)
+                .await
+        ),
         ErrorKind::OutOfRange
     );
     assert_eq!(
         kind(
-            m.setxattr(Ino(5555), b"user.a", b"", XattrFlags::NONE)
+            m.setxattr(Caller::ROOT, f, b"", b"", XattrFlags::NONE)
+                .await
+        ),
+        ErrorKind::OutOfRange
+    );
+    assert_eq!(
+        kind(
+            m.setxattr(Caller::ROOT, Ino(5555), b"user.a", b"", XattrFlags::NONE)
                 .await
         ),
         ErrorKind::NotFound
@@ -566,8 +604,11 @@ async fn xattrs() {
         m.listxattr(f).await.unwrap(),
         vec![b"user.a".to_vec(), b"user.b".to_vec()]
     );
-    m.removexattr(f, b"user.a").await.unwrap();
-    assert_eq!(kind(m.removexattr(f, b"user.a").await), ErrorKind::NoData);
+    m.removexattr(Caller::ROOT, f, b"user.a").await.unwrap();
+    assert_eq!(
+        kind(m.removexattr(Caller::ROOT, f, b"user.a").await),
+        ErrorKind::NoData
+    );
     // Xattrs go with the inode.
     m.unlink(ME, Ino::ROOT, b"f").await.unwrap();
     assert_eq!(kind(m.listxattr(f).await), ErrorKind::NotFound);
@@ -591,11 +632,11 @@ async fn limits_give_enospc_and_statfs_counts() {
         (3, 0, 3 * 4096)
     );
     assert_eq!(
-        kind(m.truncate(f, 4 * 4096).await),
+        kind(m.truncate(Caller::ROOT, f, 4 * 4096).await),
         ErrorKind::NoSpace,
         "1 + 3 more blocks pass 5"
     );
-    m.truncate(f, 2 * 4096).await.unwrap();
+    m.truncate(Caller::ROOT, f, 2 * 4096).await.unwrap();
     let st = m.statfs().await.unwrap();
     assert_eq!(
         (st.used_space, st.avail_space, st.total_space),
@@ -614,6 +655,7 @@ async fn readdir_pagination_over_10k_entries() {
         let name = format!("f{i:05}").into_bytes();
         want.insert(name.clone());
         ops.push(meta_core::Op::Mknod {
+            caller: Caller::ROOT,
             parent: d,
             name,
             ino: m.new_ino().await.unwrap(),
@@ -740,21 +782,25 @@ async fn dump_load_round_trip() {
     let m = volume().await;
     let (d, _) = m.mkdir(ME, Ino::ROOT, b"d", 0o755).await.unwrap();
     let (f, _) = m.create(ME, d, &[0xff, b'x'], 0o644).await.unwrap();
-    m.link(f, Ino::ROOT, b"hard").await.unwrap();
+    m.link(Caller::ROOT, f, Ino::ROOT, b"hard").await.unwrap();
     m.symlink(ME, d, b"s", b"../hard").await.unwrap();
-    m.setxattr(f, b"user.k", &[0, 1, 2], XattrFlags::NONE)
+    m.setxattr(Caller::ROOT, f, b"user.k", &[0, 1, 2], XattrFlags::NONE)
         .await
         .unwrap();
     let id = m.new_slice_id().await.unwrap();
-    m.write(f, 2, slice(id, 10, 20)).await.unwrap();
+    m.write(Caller::ROOT, f, 2, slice(id, 10, 20))
+        .await
+        .unwrap();
     // Pending deletions travel too: a deleted file with data, a dropped slice.
     let (gone, _) = m.create(ME, d, b"gone", 0o644).await.unwrap();
     let gid = m.new_slice_id().await.unwrap();
-    m.write(gone, 0, slice(gid, 0, 5)).await.unwrap();
+    m.write(Caller::ROOT, gone, 0, slice(gid, 0, 5))
+        .await
+        .unwrap();
     m.unlink(ME, d, b"gone").await.unwrap();
     let tid = m.new_slice_id().await.unwrap();
-    m.write(f, 3, slice(tid, 0, 7)).await.unwrap();
-    m.truncate(f, 3 * CHUNK_SIZE).await.unwrap();
+    m.write(Caller::ROOT, f, 3, slice(tid, 0, 7)).await.unwrap();
+    m.truncate(Caller::ROOT, f, 3 * CHUNK_SIZE).await.unwrap();
     let pending = m.list_pending(10).await.unwrap();
     assert_eq!(pending.len(), 2, "{pending:?}");
     let mut first = Vec::new();

@@ -25,10 +25,7 @@ use std::time::Instant;
 use meta_core::{Caller, Ino, Meta, Setting, Slice};
 use meta_redis::RedisBackend;
 
-const ME: Caller = Caller {
-    uid: 1000,
-    gid: 1000,
-};
+const ME: Caller = Caller::new(1000, 1000);
 
 struct Args {
     url: String,
@@ -282,7 +279,7 @@ async fn memory(a: &Args) -> anyhow::Result<()> {
                     off: 0,
                     len: 1,
                 };
-                m.write(ino, 0, slice).await?;
+                m.write(ME, ino, 0, slice).await?;
             }
             Ok(())
         })

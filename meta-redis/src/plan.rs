@@ -13,7 +13,7 @@ use meta_core::{
 };
 
 use crate::layout::Layout;
-use crate::spec::{Record, layout};
+use crate::spec::{Record, groups_arg, layout};
 
 /// What the reads before a call found for one op.
 #[derive(Debug, Default, Clone)]
@@ -161,6 +161,7 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
             mode,
             uid,
             gid,
+            caller,
             rdev,
             target,
             time,
@@ -178,6 +179,7 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                 .bytes(&rdev.to_be_bytes())
                 .bytes(&time12(*time))
                 .bytes(&opener.to_be_bytes())
+                .caller(caller)
                 .finish()?;
             let mut keys = vec![
                 l.attr(*parent),
@@ -188,7 +190,7 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
             if let Some(sid) = opened_by {
                 keys.extend([l.openers(*ino), l.session_opens(*sid)]);
             }
-            let mut args = vec![fixed, name.clone(), target.clone()];
+            let mut args = vec![fixed, name.clone(), target.clone(), groups_arg(caller)];
             if let Some(i) = imported {
                 let mut v = Vec::with_capacity(68);
                 v.extend_from_slice(&time12(i.atime));
@@ -207,16 +209,18 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
             ino,
             parent,
             name,
+            caller,
             time,
         } => {
             let fixed = Record::new("link")
                 .bytes(&ino8(*ino))
                 .bytes(&ino8(*parent))
                 .bytes(&time12(*time))
+                .caller(caller)
                 .finish()?;
             call(
                 vec![l.attr(*ino), l.attr(*parent), l.entries(*parent)],
-                vec![fixed, name.clone()],
+                vec![fixed, name.clone(), groups_arg(caller)],
             )
         }
         Op::Unlink {
@@ -235,9 +239,9 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
             let rmdir = matches!(op, Op::Rmdir { .. });
             let fixed = Record::new(if rmdir { "rmdir" } else { "unlink" })
                 .bytes(&ino8(*parent))
-                .bytes(&caller.uid.to_be_bytes())
                 .bytes(&time12(*time))
                 .bytes(&ino8(t))
+                .caller(caller)
                 .finish()?;
             let mut keys = vec![l.attr(*parent), l.entries(*parent)];
             if declared {
@@ -248,7 +252,7 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                 }
                 keys.extend([l.symlink(t), l.xattrs(t), l.openers(t)]);
             }
-            call(keys, vec![fixed, name.clone()])
+            call(keys, vec![fixed, name.clone(), groups_arg(caller)])
         }
         Op::Rename {
             parent,
@@ -265,10 +269,10 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                 .bytes(&ino8(*parent))
                 .bytes(&ino8(*new_parent))
                 .u8(flags.0 as u8)
-                .bytes(&caller.uid.to_be_bytes())
                 .bytes(&time12(*time))
                 .bytes(&ino8(si))
                 .bytes(&ino8(di))
+                .caller(caller)
                 .finish()?;
             let mut keys = vec![
                 l.attr(*parent),
@@ -276,7 +280,7 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                 l.attr(*new_parent),
                 l.entries(*new_parent),
             ];
-            let mut args = vec![fixed, name.clone(), new_name.clone()];
+            let mut args = vec![fixed, name.clone(), new_name.clone(), groups_arg(caller)];
             if declared {
                 keys.extend([
                     l.attr(si),
@@ -299,6 +303,7 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
             ino,
             mask,
             values,
+            caller,
             time,
         } => {
             let sized = mask.contains(SetAttrMask::SIZE);
@@ -314,6 +319,7 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                 .bytes(&time12(*time))
                 .u32(u32::try_from(values.size >> CHUNK_BITS).unwrap_or(u32::MAX))
                 .u32((values.size & (CHUNK_SIZE - 1)) as u32)
+                .caller(caller)
                 .finish()?;
             let mut keys = vec![l.attr(*ino), l.chunk_index(*ino)];
             let error = if sized {
@@ -321,23 +327,29 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
             } else {
                 Vec::new()
             };
-            let mut args = vec![fixed, error];
+            let mut args = vec![fixed, error, groups_arg(caller)];
             if sized && declared {
                 keys.extend(k.chunks.iter().map(|&c| l.chunk(*ino, c)));
                 args.push(packed_chunks(&k.chunks));
             }
             call(keys, args)
         }
-        Op::Truncate { ino, length, time } => {
+        Op::Truncate {
+            ino,
+            length,
+            caller,
+            time,
+        } => {
             let fixed = Record::new("truncate")
                 .bytes(&ino8(*ino))
                 .bytes(&length.to_be_bytes())
                 .bytes(&time12(*time))
                 .u32(u32::try_from(length >> CHUNK_BITS).unwrap_or(u32::MAX))
                 .u32((length & (CHUNK_SIZE - 1)) as u32)
+                .caller(caller)
                 .finish()?;
             let mut keys = vec![l.attr(*ino), l.chunk_index(*ino)];
-            let mut args = vec![fixed, error_arg(check_length(*length))];
+            let mut args = vec![fixed, error_arg(check_length(*length)), groups_arg(caller)];
             if declared {
                 keys.extend(k.chunks.iter().map(|&c| l.chunk(*ino, c)));
                 args.push(packed_chunks(&k.chunks));
@@ -348,6 +360,7 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
             ino,
             indx,
             slice,
+            caller,
             time,
         } => {
             let mut sv = Vec::with_capacity(24);
@@ -359,10 +372,15 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                 .bytes(&sv)
                 .bytes(&end.to_be_bytes())
                 .bytes(&time12(*time))
+                .caller(caller)
                 .finish()?;
             call(
                 vec![l.attr(*ino), l.chunk(*ino, *indx), l.chunk_index(*ino)],
-                vec![fixed, error_arg(check_write(*indx, slice))],
+                vec![
+                    fixed,
+                    error_arg(check_write(*indx, slice)),
+                    groups_arg(caller),
+                ],
             )
         }
         Op::CompactChunk {
@@ -390,21 +408,26 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
             name,
             value,
             flags,
+            caller,
         } => {
             let fixed = Record::new("setxattr")
                 .bytes(&ino8(*ino))
                 .u8(flags.0 as u8)
+                .caller(caller)
                 .finish()?;
             call(
                 vec![l.attr(*ino), l.xattrs(*ino)],
-                vec![fixed, name.clone(), value.clone()],
+                vec![fixed, name.clone(), value.clone(), groups_arg(caller)],
             )
         }
-        Op::RemoveXattr { ino, name } => {
-            let fixed = Record::new("removexattr").bytes(&ino8(*ino)).finish()?;
+        Op::RemoveXattr { ino, name, caller } => {
+            let fixed = Record::new("removexattr")
+                .bytes(&ino8(*ino))
+                .caller(caller)
+                .finish()?;
             call(
                 vec![l.attr(*ino), l.xattrs(*ino)],
-                vec![fixed, name.clone()],
+                vec![fixed, name.clone(), groups_arg(caller)],
             )
         }
         Op::ClearPendingFile { ino } => {
@@ -673,6 +696,7 @@ mod tests {
             ErrorKind::NotEmpty,
             ErrorKind::InvalidArgument,
             ErrorKind::NameTooLong,
+            ErrorKind::PermissionDenied,
             ErrorKind::NotPermitted,
             ErrorKind::NoSpace,
             ErrorKind::NoData,

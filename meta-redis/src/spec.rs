@@ -9,8 +9,14 @@
 //! unpacks with. `...` marks a list, `[...]` an optional group: the keys an op can only know
 //! from what it reads are declared (and their lists passed) only with `strict_keys`; by
 //! default the body derives them (see `lua/lib.lua`).
+//!
+//! An op with a caller (`meta_core::Caller`, whose permissions the body checks as
+//! `meta_core::perm` does) ends its fixed record with `caller_uid caller_gid` (4 bytes each,
+//! big-endian, compared bytewise with the attributes' uid and gid) and passes the caller's
+//! supplementary groups as the `groups` argument (4 bytes each, big-endian; empty when it has
+//! none), before any optional argument.
 
-use meta_core::{Error, ErrorKind, Result};
+use meta_core::{Caller, Error, ErrorKind, Result};
 
 /// One op's layout.
 #[derive(Debug, Clone, Copy)]
@@ -48,44 +54,44 @@ macro_rules! layouts {
 layouts! {
     1 "mknod"
         keys "parent_attr parent_entries attr symlink [openers session_opens] [chunk]"
-        fixed ">c8c8BHc4c4c4c12c8 parent ino type mode uid gid rdev time opener"
-        args "name target [imported]";
+        fixed ">c8c8BHc4c4c4c12c8c4c4 parent ino type mode uid gid rdev time opener caller_uid caller_gid"
+        args "name target groups [imported]";
     2 "link"
         keys "attr parent_attr parent_entries"
-        fixed ">c8c8c12 ino parent time"
-        args "name";
+        fixed ">c8c8c12c4c4 ino parent time caller_uid caller_gid"
+        args "name groups";
     3 "unlink"
         keys "parent_attr parent_entries [attr symlink xattrs openers]"
-        fixed ">c8c4c12c8 parent caller time expected"
-        args "name";
+        fixed ">c8c12c8c4c4 parent time expected caller_uid caller_gid"
+        args "name groups";
     4 "rmdir"
         keys "parent_attr parent_entries [attr entries symlink xattrs openers]"
-        fixed ">c8c4c12c8 parent caller time expected"
-        args "name";
+        fixed ">c8c12c8c4c4 parent time expected caller_uid caller_gid"
+        args "name groups";
     5 "rename"
         keys "parent_attr parent_entries new_parent_attr new_parent_entries [attr replaced_attr replaced_entries replaced_symlink replaced_xattrs replaced_openers chain_attr...]"
-        fixed ">c8c8Bc4c12c8c8 parent new_parent flags caller time expected expected_replaced"
-        args "name new_name [chain]";
+        fixed ">c8c8Bc12c8c8c4c4 parent new_parent flags time expected expected_replaced caller_uid caller_gid"
+        args "name new_name groups [chain]";
     6 "setattr"
         keys "attr chunk_index [chunk...]"
-        fixed ">c8BHc4c4c12c12c8c12I4I4 ino mask mode uid gid atime mtime size time cut_index cut_offset"
-        args "error [chunks]";
+        fixed ">c8BHc4c4c12c12c8c12I4I4c4c4 ino mask mode uid gid atime mtime size time cut_index cut_offset caller_uid caller_gid"
+        args "error groups [chunks]";
     7 "write"
         keys "attr chunk chunk_index"
-        fixed ">c8I4c24c8c12 ino index slice end time"
-        args "error";
+        fixed ">c8I4c24c8c12c4c4 ino index slice end time caller_uid caller_gid"
+        args "error groups";
     8 "truncate"
         keys "attr chunk_index [chunk...]"
-        fixed ">c8c8c12I4I4 ino length time cut_index cut_offset"
-        args "error [chunks]";
+        fixed ">c8c8c12I4I4c4c4 ino length time cut_index cut_offset caller_uid caller_gid"
+        args "error groups [chunks]";
     9 "setxattr"
         keys "attr xattrs"
-        fixed ">c8B ino flags"
-        args "name value";
+        fixed ">c8Bc4c4 ino flags caller_uid caller_gid"
+        args "name value groups";
     10 "removexattr"
         keys "attr xattrs"
-        fixed ">c8 ino"
-        args "name";
+        fixed ">c8c4c4 ino caller_uid caller_gid"
+        args "name groups";
     11 "clear_pending_file"
         keys "attr chunk_index [chunk...]"
         fixed ">c8 ino"
@@ -139,6 +145,12 @@ layouts! {
 /// The layout of the op called `name`.
 pub(crate) fn layout(name: &str) -> Option<&'static OpLayout> {
     OPS.iter().find(|o| o.name == name)
+}
+
+/// The `groups` argument of an op with a caller: its supplementary group IDs, 4 bytes each,
+/// big-endian (empty when it has none).
+pub(crate) fn groups_arg(c: &Caller) -> Vec<u8> {
+    c.groups.iter().flat_map(|g| g.to_be_bytes()).collect()
 }
 
 /// One item of a fixed-record format.
@@ -228,6 +240,12 @@ impl Record {
         self
     }
 
+    /// The `caller_uid caller_gid` fields (`c4c4`) that end the record of an op with a
+    /// caller; its supplementary groups go in the `groups` argument ([`groups_arg`]).
+    pub(crate) fn caller(self, c: &Caller) -> Record {
+        self.bytes(&c.uid.to_be_bytes()).bytes(&c.gid.to_be_bytes())
+    }
+
     /// The packed record. Errors: `Internal` when the fields did not follow the format (a
     /// bug in this crate, caught by every test that sends the op).
     pub(crate) fn finish(mut self) -> Result<Vec<u8>> {
@@ -294,8 +312,11 @@ mod tests {
             .bytes(&[0; 8])
             .bytes(&[0; 8])
             .bytes(&[0; 12])
+            .caller(&Caller::new(1000, 100))
             .finish();
-        assert_eq!(ok.map(|b| b.len()).ok(), Some(28));
+        let mut want = vec![0u8; 28];
+        want.extend_from_slice(&[0, 0, 3, 0xe8, 0, 0, 0, 100]);
+        assert_eq!(ok.ok(), Some(want));
         // A missing field, a wrong width, a wrong kind, an unknown op.
         assert!(Record::new("link").bytes(&[0; 8]).finish().is_err());
         assert!(

@@ -56,20 +56,29 @@ async fn server_killed_mid_run_loses_no_acknowledged_create() -> Result<()> {
     let b = Arc::new(meta_redis::open(u).await?);
     Meta::format(&*b, &Setting::new("crash"), false).await?;
     let m = Meta::open(b.clone(), opts, None).await?;
-    let me = Caller { uid: 0, gid: 0 };
+    let me = Caller::new(0, 0);
 
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let failed: Arc<Mutex<Vec<(String, ErrorKind)>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for t in 0..16 {
-        let (m, acked, failed, stop) = (m.clone(), acked.clone(), failed.clone(), stop.clone());
+        let (m, acked, failed, stop, me) = (
+            m.clone(),
+            acked.clone(),
+            failed.clone(),
+            stop.clone(),
+            me.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut i = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let name = format!("f{t}_{i}");
                 i += 1;
-                match m.create(me, Ino::ROOT, name.as_bytes(), 0o644).await {
+                match m
+                    .create(me.clone(), Ino::ROOT, name.as_bytes(), 0o644)
+                    .await
+                {
                     Ok(_) => acked.lock().map(|mut a| a.push(name)).unwrap_or(()),
                     Err(e) => {
                         failed

@@ -44,10 +44,7 @@ async fn open_err(url: &str) -> meta_core::Error {
     }
 }
 
-const ME: Caller = Caller {
-    uid: 1000,
-    gid: 1000,
-};
+const ME: Caller = Caller::new(1000, 1000);
 
 fn t(sec: i64) -> Timespec {
     Timespec {
@@ -65,6 +62,7 @@ fn mknod(parent: Ino, name: &[u8], ino: Ino, typ: FileType) -> Op {
         mode: 0o755,
         uid: ME.uid,
         gid: ME.gid,
+        caller: ME,
         rdev: 0,
         target: Vec::new(),
         time: t(0),
@@ -475,7 +473,8 @@ async fn erase_removes_every_key_of_the_volume_only() -> anyhow::Result<()> {
     let m = Meta::open(Arc::new(b.clone()), MetaOptions::default(), None).await?;
     let (d, _) = m.mkdir(ME, Ino::ROOT, b"d", 0o755).await?;
     let (f, _) = m.create(ME, d, b"f", 0o644).await?;
-    m.setxattr(f, b"user.x", b"1", Default::default()).await?;
+    m.setxattr(ME, f, b"user.x", b"1", Default::default())
+        .await?;
     m.symlink(ME, d, b"l", b"f").await?;
     drop(m);
     let n = b.erase().await?;

@@ -90,8 +90,8 @@ async fn rediss_with_a_private_ca() -> Result<()> {
     let b = open(&format!("{base}?prefix=tls&tls_ca={}", ca.display())).await?;
     Meta::format(&b, &Setting::new("tls"), false).await?;
     let m = Meta::open(std::sync::Arc::new(b.clone()), MetaOptions::default(), None).await?;
-    let me = Caller { uid: 0, gid: 0 };
-    let (d, _) = m.mkdir(me, Ino::ROOT, b"d", 0o755).await?;
+    let me = Caller::new(0, 0);
+    let (d, _) = m.mkdir(me.clone(), Ino::ROOT, b"d", 0o755).await?;
     let (f, _) = m.create(me, d, b"f", 0o644).await?;
     ensure!(m.lookup(d, b"f").await?.0 == f, "lookup over TLS");
     let list = b.read_dir(d, None, 10, true).await?;

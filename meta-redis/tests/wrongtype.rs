@@ -18,7 +18,7 @@ use meta_core::{
 use meta_redis::RedisBackend;
 use redis::Value;
 
-const ME: Caller = Caller { uid: 0, gid: 0 };
+const ME: Caller = Caller::new(0, 0);
 const SID: u64 = 7;
 
 fn t(sec: i64) -> Timespec {
@@ -47,6 +47,7 @@ fn mknod(parent: u64, name: &str, ino: u64, typ: FileType) -> Op {
         mode: 0o755,
         uid: 0,
         gid: 0,
+        caller: ME,
         rdev: 0,
         target: if typ == FileType::Symlink {
             b"target".to_vec()
@@ -64,6 +65,7 @@ fn write(ino: u64, indx: u32, id: u64) -> Op {
         ino: Ino(ino),
         indx,
         slice: slice(id, 100),
+        caller: ME,
         time: t(1),
     }
 }
@@ -104,6 +106,7 @@ fn setup() -> Vec<Op> {
                 mtime: t(0),
                 size: 0,
             },
+            caller: ME,
             time: t(0),
         },
         mknod(1, "d", 10, FileType::Directory),
@@ -115,6 +118,7 @@ fn setup() -> Vec<Op> {
             name: b"user.a".to_vec(),
             value: b"1".to_vec(),
             flags: XattrFlags::NONE,
+            caller: ME,
         },
         mknod(10, "s", 12, FileType::Symlink),
         mknod(10, "g", 13, FileType::Regular),
@@ -122,6 +126,7 @@ fn setup() -> Vec<Op> {
         Op::Truncate {
             ino: Ino(13),
             length: 0,
+            caller: ME,
             time: t(2),
         },
         mknod(1, "e", 14, FileType::Directory),
@@ -204,6 +209,7 @@ fn cases() -> Vec<(&'static str, Op)> {
                 ino: Ino(11),
                 parent: Ino(14),
                 name: b"f2".to_vec(),
+                caller: ME,
                 time: t(5),
             },
         ),
@@ -227,6 +233,7 @@ fn cases() -> Vec<(&'static str, Op)> {
                 ino: Ino(11),
                 mask: SetAttrMask::MODE,
                 values,
+                caller: ME,
                 time: t(5),
             },
         ),
@@ -236,6 +243,7 @@ fn cases() -> Vec<(&'static str, Op)> {
                 ino: Ino(11),
                 mask: SetAttrMask::SIZE,
                 values,
+                caller: ME,
                 time: t(5),
             },
         ),
@@ -264,6 +272,7 @@ fn cases() -> Vec<(&'static str, Op)> {
             Op::Truncate {
                 ino: Ino(11),
                 length: 0,
+                caller: ME,
                 time: t(5),
             },
         ),
@@ -274,6 +283,7 @@ fn cases() -> Vec<(&'static str, Op)> {
                 name: b"user.b".to_vec(),
                 value: b"2".to_vec(),
                 flags: XattrFlags::NONE,
+                caller: ME,
             },
         ),
         (
@@ -281,6 +291,7 @@ fn cases() -> Vec<(&'static str, Op)> {
             Op::RemoveXattr {
                 ino: Ino(11),
                 name: b"user.a".to_vec(),
+                caller: ME,
             },
         ),
         ("clear_pending_file", Op::ClearPendingFile { ino: Ino(16) }),

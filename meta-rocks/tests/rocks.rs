@@ -85,17 +85,14 @@ async fn reopen_keeps_everything_from_memtable_wal_and_sst() -> anyhow::Result<(
     assert!(backend.info().durable);
     Meta::format(&*backend, &Setting::new("persist"), false).await?;
     let meta = Meta::open(backend.clone(), MetaOptions::default(), None).await?;
-    let me = Caller {
-        uid: 1000,
-        gid: 100,
-    };
+    let me = Caller::new(1000, 100);
 
     // Three directories of 150 files: the first half of each goes to SST files (flush), the
     // second half stays in the memtable and the WAL.
     let mut dirs = Vec::new();
     for d in 0..3 {
         dirs.push(
-            meta.mkdir(me, Ino::ROOT, format!("d{d}").as_bytes(), 0o755)
+            meta.mkdir(me.clone(), Ino::ROOT, format!("d{d}").as_bytes(), 0o755)
                 .await?
                 .0,
         );
@@ -103,6 +100,7 @@ async fn reopen_keeps_everything_from_memtable_wal_and_sst() -> anyhow::Result<(
     let create_range = |lo: usize, hi: usize| {
         let meta = meta.clone();
         let dirs = dirs.clone();
+        let me = me.clone();
         async move {
             for &dir in &dirs {
                 let names: Vec<_> = (lo..hi).map(|i| format!("f{i:04}")).collect();
@@ -110,7 +108,7 @@ async fn reopen_keeps_everything_from_memtable_wal_and_sst() -> anyhow::Result<(
                 try_join_all(
                     names
                         .iter()
-                        .map(|n| meta.create(me, dir, n.as_bytes(), 0o640)),
+                        .map(|n| meta.create(me.clone(), dir, n.as_bytes(), 0o640)),
                 )
                 .await?;
             }
@@ -118,9 +116,10 @@ async fn reopen_keeps_everything_from_memtable_wal_and_sst() -> anyhow::Result<(
         }
     };
     create_range(0, 75).await?;
-    let (file, _) = meta.create(me, dirs[0], b"data", 0o600).await?;
+    let (file, _) = meta.create(me.clone(), dirs[0], b"data", 0o600).await?;
     let id = meta.new_slice_id().await?;
     meta.write(
+        Caller::ROOT,
         file,
         1,
         Slice {
@@ -132,15 +131,23 @@ async fn reopen_keeps_everything_from_memtable_wal_and_sst() -> anyhow::Result<(
         },
     )
     .await?;
-    meta.symlink(me, dirs[1], b"link", b"../d0/data").await?;
-    meta.setxattr(file, b"user.k", b"v", XattrFlags::NONE)
+    meta.symlink(me.clone(), dirs[1], b"link", b"../d0/data")
+        .await?;
+    meta.setxattr(Caller::ROOT, file, b"user.k", b"v", XattrFlags::NONE)
         .await?;
     meta.flush().await?;
     let store = backend.store().clone();
     tokio::task::spawn_blocking(move || store.flush()).await??;
     create_range(75, 150).await?;
-    meta.rename(me, dirs[2], b"f0001", dirs[1], b"moved", RenameFlags::NONE)
-        .await?;
+    meta.rename(
+        me.clone(),
+        dirs[2],
+        b"f0001",
+        dirs[1],
+        b"moved",
+        RenameFlags::NONE,
+    )
+    .await?;
     meta.unlink(me, dirs[2], b"f0002").await?;
     let before = snapshot(&*backend).await?;
     let next_ino = backend.get_counter(meta_core::Counter::NextInode).await?;
@@ -266,6 +273,7 @@ fn url_options_and_errors_name_the_parameter() -> anyhow::Result<()> {
 
 fn mknod(parent: Ino, name: &str, ino: u64, typ: FileType, t: Timespec) -> Op {
     Op::Mknod {
+        caller: Caller::ROOT,
         parent,
         name: name.as_bytes().to_vec(),
         ino: Ino(ino),
@@ -342,7 +350,7 @@ async fn failing_ops_in_a_batch_leave_no_trace_and_the_rest_commit() -> anyhow::
             Op::Rmdir {
                 parent: Ino::ROOT,
                 name: b"dir".to_vec(),
-                caller,
+                caller: caller.clone(),
                 time: t,
             },
             ErrorKind::NotEmpty,
@@ -356,7 +364,7 @@ async fn failing_ops_in_a_batch_leave_no_trace_and_the_rest_commit() -> anyhow::
                 new_parent: Ino(n + 3),
                 new_name: b"loop".to_vec(),
                 flags: RenameFlags::NONE,
-                caller,
+                caller: caller.clone(),
                 time: t,
             },
             ErrorKind::InvalidArgument,
@@ -365,6 +373,7 @@ async fn failing_ops_in_a_batch_leave_no_trace_and_the_rest_commit() -> anyhow::
         (
             7,
             Op::Link {
+                caller: Caller::ROOT,
                 ino: dir,
                 parent: Ino::ROOT,
                 name: b"dirlink".to_vec(),
@@ -383,7 +392,7 @@ async fn failing_ops_in_a_batch_leave_no_trace_and_the_rest_commit() -> anyhow::
             new_parent: Ino(n + 3),
             new_name: b"moved".to_vec(),
             flags: RenameFlags::NONE,
-            caller,
+            caller: caller.clone(),
             time: t,
         },
         Op::Unlink {

@@ -70,7 +70,7 @@ async fn run(
     let mut dir_inos = Vec::new();
     for d in 0..dirs.max(1) {
         let (dir, _) = meta
-            .mkdir(me, Ino::ROOT, format!("bench{d}").as_bytes(), 0o755)
+            .mkdir(me.clone(), Ino::ROOT, format!("bench{d}").as_bytes(), 0o755)
             .await?;
         dir_inos.push(dir);
     }
@@ -82,10 +82,12 @@ async fn run(
     for t in 0..tasks {
         let m = meta.clone();
         let dir = dir_inos[(t % dir_inos.len() as u64) as usize];
+        let me = me.clone();
         hs.push(tokio::spawn(async move {
             let mut i = t;
             while i < files {
-                m.create(me, dir, format!("f{i}").as_bytes(), 0o644).await?;
+                m.create(me.clone(), dir, format!("f{i}").as_bytes(), 0o644)
+                    .await?;
                 i += tasks;
             }
             Ok::<_, meta_core::Error>(())

@@ -49,7 +49,7 @@ async fn crash(engine: Engine) -> Result<()> {
     let b = Arc::new(meta_sql::open(u)?);
     Meta::format(&*b, &Setting::new("crash"), false).await?;
     let m = Meta::open(b.clone(), opts, None).await?;
-    let me = Caller { uid: 0, gid: 0 };
+    let me = Caller::new(0, 0);
 
     let acked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
     let failed: Arc<Mutex<Vec<(String, ErrorKind, String)>>> = Arc::default();
@@ -57,12 +57,16 @@ async fn crash(engine: Engine) -> Result<()> {
     let mut tasks = Vec::new();
     for t in 0..16 {
         let (m, acked, failed, stop) = (m.clone(), acked.clone(), failed.clone(), stop.clone());
+        let me = me.clone();
         tasks.push(tokio::spawn(async move {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 let name = format!("f{t}_{i}");
                 i += 1;
-                match m.create(me, Ino::ROOT, name.as_bytes(), 0o644).await {
+                match m
+                    .create(me.clone(), Ino::ROOT, name.as_bytes(), 0o644)
+                    .await
+                {
                     Ok(_) => acked
                         .lock()
                         .map(|mut a| a.push((name, Instant::now())))

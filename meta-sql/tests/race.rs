@@ -15,7 +15,7 @@ use common::{SqlFactory, SqlVolume};
 use meta_core::{Backend, Caller, ErrorKind, Ino, Meta, MetaOptions, RenameFlags, Setting, Slice};
 use meta_sql::SqlBackend;
 
-const ME: Caller = Caller { uid: 0, gid: 0 };
+const ME: Caller = Caller::new(0, 0);
 
 /// Two clients on one fresh volume.
 struct Two {
@@ -268,7 +268,9 @@ async fn links_2x16(f: SqlFactory) -> Result<()> {
     for i in 0..32usize {
         let m = t.meta(i);
         tasks.push(tokio::spawn(async move {
-            m.link(file, d, format!("l{i}").as_bytes()).await.map(drop)
+            m.link(Caller::ROOT, file, d, format!("l{i}").as_bytes())
+                .await
+                .map(drop)
         }));
     }
     for h in tasks {
@@ -309,7 +311,7 @@ async fn writes_2x16(f: SqlFactory) -> Result<()> {
                 off: 0,
                 len: 10_000,
             };
-            m.write(file, 0, s).await.map(drop)
+            m.write(Caller::ROOT, file, 0, s).await.map(drop)
         }));
     }
     for h in tasks {

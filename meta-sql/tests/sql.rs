@@ -12,7 +12,7 @@ use meta_core::{
 };
 use meta_sql::{Dialect, RawParam};
 
-const ME: Caller = Caller { uid: 0, gid: 0 };
+const ME: Caller = Caller::new(0, 0);
 
 fn fresh(f: SqlFactory, extra: &str) -> Result<Option<SqlVolume>> {
     match f.fresh(extra) {
@@ -38,6 +38,7 @@ async fn cleanup(v: &SqlVolume) -> Result<()> {
 
 fn mknod(parent: Ino, name: String, ino: u64, typ: FileType) -> Op {
     Op::Mknod {
+        caller: Caller::ROOT,
         parent,
         name: name.into_bytes(),
         ino: Ino(ino),

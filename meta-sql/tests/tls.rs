@@ -163,8 +163,8 @@ async fn tls(engine: Engine, p: Params) -> Result<()> {
         .await
         .with_context(|| format!("{} with the right CA", p.full))?;
     let m = Meta::open(b.clone(), opts, None).await?;
-    let me = Caller { uid: 0, gid: 0 };
-    let (d, _) = m.mkdir(me, Ino::ROOT, b"d", 0o755).await?;
+    let me = Caller::new(0, 0);
+    let (d, _) = m.mkdir(me.clone(), Ino::ROOT, b"d", 0o755).await?;
     let (f, _) = m.create(me, d, b"f", 0o644).await?;
     ensure!(m.lookup(d, b"f").await?.0 == f, "lookup over TLS");
     ensure!(b.lookup(d, b"f").await?.0 == f, "backend lookup over TLS");

@@ -196,7 +196,7 @@ mod tests {
         let (meta, _dir, store) = volume().await?;
         let files = Files::new(meta.clone(), store.clone(), 1 << 20, 0);
         let (ino, _) = meta
-            .create(Caller { uid: 0, gid: 0 }, Ino::ROOT, b"f", 0o644)
+            .create(Caller::new(0, 0), Ino::ROOT, b"f", 0o644)
             .await?;
         let mut want = vec![0u8; 9000];
         for (i, off) in [100u64, 3000, 150, 8000, 120].into_iter().enumerate() {
@@ -239,7 +239,7 @@ mod tests {
         let (meta, _dir, store) = volume().await?;
         let files = Files::new(meta.clone(), store.clone(), 1 << 20, 8);
         let (ino, _) = meta
-            .create(Caller { uid: 0, gid: 0 }, Ino::ROOT, b"log", 0o644)
+            .create(Caller::new(0, 0), Ino::ROOT, b"log", 0o644)
             .await?;
         let mut want = Vec::new();
         for i in 0..7u8 {

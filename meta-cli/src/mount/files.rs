@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use meta_core::{CHUNK_SIZE, Error, ErrorKind, Ino, Meta, Result, Slice};
+use meta_core::{CHUNK_SIZE, Caller, Error, ErrorKind, Ino, Meta, Result, Slice};
 
 use super::compact::Trigger;
 use super::data::SliceStore;
@@ -216,7 +216,7 @@ impl Files {
                     len: n as u32,
                 };
                 let indx = (off >> 26) as u32;
-                if let Err(e) = self.meta.write(ino, indx, slice).await {
+                if let Err(e) = self.meta.write(Caller::ROOT, ino, indx, slice).await {
                     // The slice was not recorded: its file must not leak.
                     let _ = self.store.delete(id);
                     return Err(e);

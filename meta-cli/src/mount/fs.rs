@@ -152,10 +152,7 @@ pub fn file_attr(ino: Ino, a: &Attr) -> FileAttr {
 }
 
 fn caller(req: &Request) -> Caller {
-    Caller {
-        uid: req.uid(),
-        gid: req.gid(),
-    }
+    Caller::new(req.uid(), req.gid())
 }
 
 fn name_bytes(name: &OsStr) -> Vec<u8> {
@@ -249,7 +246,7 @@ impl Filesystem for MetaFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -299,12 +296,13 @@ impl Filesystem for MetaFs {
             }
             None => {}
         }
+        let who = caller(req);
         self.run(|meta, files, ttl| async move {
             let ino = Ino(ino.0);
             let r = async {
                 // Buffered writes land first, so a truncate cuts them too.
                 files.flush(ino).await?;
-                meta.setattr(ino, mask, v).await
+                meta.setattr(who, ino, mask, v).await
             }
             .await;
             match r {
@@ -429,15 +427,16 @@ impl Filesystem for MetaFs {
 
     fn link(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         newparent: INodeNo,
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
         let newname = name_bytes(newname);
+        let who = caller(req);
         self.run(|meta, _, ttl| async move {
-            let r = meta.link(Ino(ino.0), Ino(newparent.0), &newname).await;
+            let r = meta.link(who, Ino(ino.0), Ino(newparent.0), &newname).await;
             entry_reply(reply, ttl, r.map(|a| (Ino(ino.0), a)))
         });
     }
@@ -844,7 +843,7 @@ impl Filesystem for MetaFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -853,9 +852,10 @@ impl Filesystem for MetaFs {
         reply: ReplyEmpty,
     ) {
         let (name, value) = (name_bytes(name), value.to_vec());
+        let who = caller(req);
         self.run(|meta, _, _| async move {
             let r = meta
-                .setxattr(Ino(ino.0), &name, &value, XattrFlags(flags as u32))
+                .setxattr(who, Ino(ino.0), &name, &value, XattrFlags(flags as u32))
                 .await;
             empty_reply(reply, r)
         });
@@ -895,10 +895,11 @@ impl Filesystem for MetaFs {
         });
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name_bytes(name);
+        let who = caller(req);
         self.run(|meta, _, _| async move {
-            empty_reply(reply, meta.removexattr(Ino(ino.0), &name).await)
+            empty_reply(reply, meta.removexattr(who, Ino(ino.0), &name).await)
         });
     }
 
@@ -1017,7 +1018,7 @@ impl Filesystem for MetaFs {
                     ));
                 }
                 if !keep && end > a.length {
-                    meta.truncate(ino, end).await?;
+                    meta.truncate(Caller::ROOT, ino, end).await?;
                 }
                 Ok(())
             }

@@ -129,11 +129,11 @@ fn mount_options(o: &MountOpts, display: &str) -> Result<(Vec<MountOption>, Sess
         }
     }
     if !opts.contains(&MountOption::DefaultPermissions) {
-        // The engine does not check permissions yet: without the kernel's checks any user
-        // could change any file.
+        // The engine checks the ops it applies, but this filesystem does not yet call
+        // `Meta::access` for lookups, reads and opens: the kernel must check those.
         bail!(
-            "mount without default_permissions is not supported yet: meta does not check \
-             permissions itself, so the kernel must (add -o default_permissions)"
+            "mount without default_permissions is not supported yet: the mount does not check \
+             lookups, reads and opens itself, so the kernel must (add -o default_permissions)"
         );
     }
     Ok((opts, acl))
@@ -234,6 +234,9 @@ pub async fn run(o: &MountOpts, out: &mut dyn Write) -> Result<()> {
         SliceStore::open(&data).with_context(|| format!("data directory {}", data.display()))?;
     let mut opened = volume::open_backend(&o.url, Access::Write).await?;
     opened.opts.session_label = format!("mount {}", mp.display());
+    // The kernel checks permissions (default_permissions, required above) and clears
+    // setuid/setgid itself through setattr: the engine's own checks would only repeat them.
+    opened.opts.permissions = false;
     let meta = volume::open_meta_on(&opened, Access::Write, None).await?;
     let (mopts, acl) = mount_options(o, &opened.display)?;
     let files = Arc::new(files::Files::new(

@@ -28,6 +28,7 @@ pub async fn names(ctx: &TestCtx) -> Result<()> {
         let ops = vec![
             mknod_op(ROOT, bad, m.new_ino().await?, FileType::Regular, time),
             Op::Link {
+                caller: Caller::ROOT,
                 ino: f,
                 parent: ROOT,
                 name: bad.to_vec(),
@@ -100,6 +101,7 @@ pub async fn inode_zero(ctx: &TestCtx) -> Result<()> {
         mknod_op(ROOT, b"a", z, FileType::Regular, time),
         mknod_op(ROOT, b"a", ROOT, FileType::Directory, time),
         Op::Link {
+            caller: Caller::ROOT,
             ino: z,
             parent: ROOT,
             name: b"a".to_vec(),
@@ -127,29 +129,34 @@ pub async fn inode_zero(ctx: &TestCtx) -> Result<()> {
             time,
         },
         Op::SetAttr {
+            caller: Caller::ROOT,
             ino: z,
             mask: SetAttrMask::MODE,
             values: SetAttrValues::default(),
             time,
         },
         Op::Write {
+            caller: Caller::ROOT,
             ino: z,
             indx: 0,
             slice: slice(1, 0, 1),
             time,
         },
         Op::Truncate {
+            caller: Caller::ROOT,
             ino: z,
             length: 0,
             time,
         },
         Op::SetXattr {
+            caller: Caller::ROOT,
             ino: z,
             name: b"user.a".to_vec(),
             value: Vec::new(),
             flags: XattrFlags::NONE,
         },
         Op::RemoveXattr {
+            caller: Caller::ROOT,
             ino: z,
             name: b"user.a".to_vec(),
         },
@@ -189,35 +196,41 @@ pub async fn missing_inode(ctx: &TestCtx) -> Result<()> {
     let time = t(0, 0);
     let ops = vec![
         Op::Link {
+            caller: Caller::ROOT,
             ino: x,
             parent: ROOT,
             name: b"a".to_vec(),
             time,
         },
         Op::SetAttr {
+            caller: Caller::ROOT,
             ino: x,
             mask: SetAttrMask::MODE,
             values: SetAttrValues::default(),
             time,
         },
         Op::Write {
+            caller: Caller::ROOT,
             ino: x,
             indx: 0,
             slice: slice(1, 0, 1),
             time,
         },
         Op::Truncate {
+            caller: Caller::ROOT,
             ino: x,
             length: 0,
             time,
         },
         Op::SetXattr {
+            caller: Caller::ROOT,
             ino: x,
             name: b"user.a".to_vec(),
             value: Vec::new(),
             flags: XattrFlags::NONE,
         },
         Op::RemoveXattr {
+            caller: Caller::ROOT,
             ino: x,
             name: b"user.a".to_vec(),
         },
@@ -271,18 +284,21 @@ pub async fn invalid_flags(ctx: &TestCtx) -> Result<()> {
     };
     let ops = vec![
         Op::SetAttr {
+            caller: Caller::ROOT,
             ino: f,
             mask: SetAttrMask(0x100),
             values: SetAttrValues::default(),
             time,
         },
         Op::SetXattr {
+            caller: Caller::ROOT,
             ino: f,
             name: b"user.a".to_vec(),
             value: Vec::new(),
             flags: XattrFlags(3),
         },
         Op::SetXattr {
+            caller: Caller::ROOT,
             ino: f,
             name: b"user.a".to_vec(),
             value: Vec::new(),
@@ -292,6 +308,7 @@ pub async fn invalid_flags(ctx: &TestCtx) -> Result<()> {
         rename(RenameFlags(8)),
         with_target,
         Op::Write {
+            caller: Caller::ROOT,
             ino: f,
             indx: 0,
             slice: Slice {
@@ -304,17 +321,20 @@ pub async fn invalid_flags(ctx: &TestCtx) -> Result<()> {
             time,
         },
         Op::Write {
+            caller: Caller::ROOT,
             ino: f,
             indx: u32::MAX,
             slice: slice(5, 0, 10),
             time,
         },
         Op::Truncate {
+            caller: Caller::ROOT,
             ino: f,
             length: u64::MAX,
             time,
         },
         Op::SetAttr {
+            caller: Caller::ROOT,
             ino: f,
             mask: SetAttrMask::SIZE,
             values: SetAttrValues {
@@ -348,11 +368,12 @@ pub async fn corrupted_records(ctx: &TestCtx) -> Result<()> {
     let (fa, _) = m.create(ME, d, b"attr", 0o644).await?;
     let (_, _) = m.create(ME, d, b"entry", 0o644).await?;
     let (fc, _) = m.create(ME, ROOT, b"chunk", 0o644).await?;
-    m.write(fc, 0, slice(m.new_slice_id().await?, 0, 10))
+    m.write(Caller::ROOT, fc, 0, slice(m.new_slice_id().await?, 0, 10))
         .await?;
     let (l, _) = m.symlink(ME, ROOT, b"link", b"target").await?;
     let (fx, _) = m.create(ME, ROOT, b"xattr", 0o644).await?;
-    m.setxattr(fx, b"user.a", b"1", XattrFlags::NONE).await?;
+    m.setxattr(Caller::ROOT, fx, b"user.a", b"1", XattrFlags::NONE)
+        .await?;
     let targets = [
         RawTarget::Attr(fa),
         RawTarget::Entry(d, b"entry".to_vec()),
@@ -406,18 +427,21 @@ pub async fn corrupted_records(ctx: &TestCtx) -> Result<()> {
     let ops = vec![
         mknod_op(ROOT, b"n1", m.new_ino().await?, FileType::Directory, time),
         Op::SetAttr {
+            caller: Caller::ROOT,
             ino: fa,
             mask: SetAttrMask::MODE,
             values: SetAttrValues::default(),
             time,
         },
         Op::SetXattr {
+            caller: Caller::ROOT,
             ino: ROOT,
             name: b"user.ok".to_vec(),
             value: b"1".to_vec(),
             flags: XattrFlags::NONE,
         },
         Op::Write {
+            caller: Caller::ROOT,
             ino: fc,
             indx: 0,
             slice: slice(m.new_slice_id().await?, 0, 5),

@@ -36,6 +36,7 @@ pub async fn positional_results(ctx: &TestCtx) -> Result<()> {
                 time: t(5, 0),
             },
             Op::SetAttr {
+                caller: Caller::ROOT,
                 ino: i1,
                 mask: SetAttrMask::MODE,
                 values: SetAttrValues {
@@ -129,12 +130,14 @@ pub async fn order_and_dependencies(ctx: &TestCtx) -> Result<()> {
         mknod_op(ROOT, b"d", d, FileType::Directory, t(1, 0)),
         mknod_op(d, b"f", f, FileType::Regular, t(2, 0)),
         Op::Write {
+            caller: Caller::ROOT,
             ino: f,
             indx: 0,
             slice: slice(sid, 0, 100),
             time: t(3, 0),
         },
         Op::Link {
+            caller: Caller::ROOT,
             ino: f,
             parent: ROOT,
             name: b"l".to_vec(),
@@ -151,6 +154,7 @@ pub async fn order_and_dependencies(ctx: &TestCtx) -> Result<()> {
         },
         unlink(ROOT, b"l"),
         Op::SetXattr {
+            caller: Caller::ROOT,
             ino: f,
             name: b"user.k".to_vec(),
             value: b"v".to_vec(),
@@ -214,6 +218,7 @@ pub async fn failing_op_leaves_no_trace(ctx: &TestCtx) -> Result<()> {
     );
     let i = |k: u64| Ino(ra.start + k);
     let root_times = Op::SetAttr {
+        caller: Caller::ROOT,
         ino: ROOT,
         mask: SetAttrMask::ATIME | SetAttrMask::MTIME,
         values: SetAttrValues {
@@ -228,6 +233,7 @@ pub async fn failing_op_leaves_no_trace(ctx: &TestCtx) -> Result<()> {
         mknod_op(ROOT, b"d", i(0), FileType::Directory, t(1, 0)),
         mknod_op(i(0), b"f", i(1), FileType::Regular, t(2, 0)),
         Op::Write {
+            caller: Caller::ROOT,
             ino: i(1),
             indx: 0,
             slice: slice(ca.start, 0, 10),

@@ -53,10 +53,10 @@ pub async fn replaces_list(ctx: &TestCtx) -> Result<()> {
     let k1 = slice(m.new_slice_id().await?, 0, 100);
     let k2 = slice(m.new_slice_id().await?, 50, 100);
     for s in [s1, s2, s3, hole] {
-        m.write(f, 0, s).await?;
+        m.write(Caller::ROOT, f, 0, s).await?;
     }
-    m.write(f, 1, k1).await?;
-    m.write(f, 1, k2).await?;
+    m.write(Caller::ROOT, f, 1, k1).await?;
+    m.write(Caller::ROOT, f, 1, k2).await?;
     let before = m.getattr(f).await?;
     let st = m.statfs().await?;
     let expect = m.read(f, 0).await?;
@@ -180,10 +180,10 @@ pub async fn stale_expect_conflicts(ctx: &TestCtx) -> Result<()> {
     let s1 = slice(m.new_slice_id().await?, 0, 4096);
     let s2 = slice(m.new_slice_id().await?, 4096, 4096);
     let s3 = slice(m.new_slice_id().await?, 100, 10);
-    m.write(f, 0, s1).await?;
-    m.write(f, 0, s2).await?;
+    m.write(Caller::ROOT, f, 0, s1).await?;
+    m.write(Caller::ROOT, f, 0, s2).await?;
     let read = m.read(f, 0).await?;
-    m.write(f, 0, s3).await?;
+    m.write(Caller::ROOT, f, 0, s3).await?;
     let before = (
         m.read(f, 0).await?,
         pending_sorted(&*b).await?,
@@ -218,6 +218,7 @@ pub async fn stale_expect_conflicts(ctx: &TestCtx) -> Result<()> {
     let s4 = slice(m.new_slice_id().await?, 200, 10);
     let s5 = slice(m.new_slice_id().await?, 300, 10);
     let w = |s: Slice| Op::Write {
+        caller: Caller::ROOT,
         ino: f,
         indx: 0,
         slice: s,
@@ -314,7 +315,7 @@ pub async fn race_with_writes(ctx: &TestCtx) -> Result<()> {
                     ((w * WRITES + i) * 512) as u32,
                     4096,
                 );
-                match mm.write(f, 0, s).await {
+                match mm.write(Caller::ROOT, f, 0, s).await {
                     Ok(_) => acked.push(s.id),
                     Err(e) if e.kind() == Conflict => failed.push(s.id),
                     Err(e) => return Err(anyhow::Error::from(e).context("write")),

@@ -322,7 +322,7 @@ pub async fn link_unlink_race(ctx: &TestCtx) -> Result<()> {
         hs.push(tokio::spawn(async move {
             for i in 0..8 {
                 let name = format!("l{t}_{i}");
-                mm.link(f, ROOT, name.as_bytes()).await?;
+                mm.link(Caller::ROOT, f, ROOT, name.as_bytes()).await?;
                 mm.unlink(ME, ROOT, name.as_bytes()).await?;
             }
             Ok::<_, meta_core::Error>(())
@@ -333,6 +333,7 @@ pub async fn link_unlink_race(ctx: &TestCtx) -> Result<()> {
         hs.push(tokio::spawn(async move {
             for i in 0..8u16 {
                 mm.setattr(
+                    Caller::ROOT,
                     f,
                     SetAttrMask::MODE,
                     SetAttrValues {

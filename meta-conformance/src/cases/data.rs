@@ -10,6 +10,7 @@ const CS: u32 = CHUNK_SIZE as u32;
 async fn write_at(m: &Meta, ino: Ino, indx: u32, s: Slice, time: Timespec) -> Result<Attr> {
     match m
         .submit(Op::Write {
+            caller: Caller::ROOT,
             ino,
             indx,
             slice: s,
@@ -81,7 +82,7 @@ pub async fn chunk_boundaries(ctx: &TestCtx) -> Result<()> {
     let m = ctx.meta();
     let (f, _) = m.create(ME, ROOT, b"f", 0o644).await?;
     let end0 = slice(m.new_slice_id().await?, CS - 4096, 4096);
-    let a = m.write(f, 0, end0).await?;
+    let a = m.write(Caller::ROOT, f, 0, end0).await?;
     ensure!(
         a.length == CHUNK_SIZE,
         "length after a slice ending at 64 MiB: {}",
@@ -89,18 +90,18 @@ pub async fn chunk_boundaries(ctx: &TestCtx) -> Result<()> {
     );
     let over = slice(m.new_slice_id().await?, CS - 100, 200);
     expect_err(
-        m.write(f, 0, over).await,
+        m.write(Caller::ROOT, f, 0, over).await,
         InvalidArgument,
         "a slice passing 64 MiB",
     )?;
     let first1 = slice(m.new_slice_id().await?, 0, 1);
     ensure!(
-        m.write(f, 1, first1).await?.length == CHUNK_SIZE + 1,
+        m.write(Caller::ROOT, f, 1, first1).await?.length == CHUNK_SIZE + 1,
         "length after chunk 1"
     );
     let in3 = slice(m.new_slice_id().await?, 5, 10);
     ensure!(
-        m.write(f, 3, in3).await?.length == 3 * CHUNK_SIZE + 15,
+        m.write(Caller::ROOT, f, 3, in3).await?.length == 3 * CHUNK_SIZE + 15,
         "length after chunk 3"
     );
     let chunks = ctx.backend().list_chunks(f).await?;
@@ -130,15 +131,15 @@ pub async fn truncate_drops_slices(ctx: &TestCtx) -> Result<()> {
     let sb = slice(m.new_slice_id().await?, 0, 1000);
     let sc = slice(m.new_slice_id().await?, 2000, 1000);
     let sd = slice(m.new_slice_id().await?, 100, 50);
-    m.write(f, 0, sa).await?;
-    m.write(f, 1, sb).await?;
-    m.write(f, 1, sc).await?;
-    m.write(f, 2, sd).await?;
+    m.write(Caller::ROOT, f, 0, sa).await?;
+    m.write(Caller::ROOT, f, 1, sb).await?;
+    m.write(Caller::ROOT, f, 1, sc).await?;
+    m.write(Caller::ROOT, f, 2, sd).await?;
     ensure!(
         pending_sorted(&*b).await?.is_empty(),
         "writes made pending records"
     );
-    let a = m.truncate(f, CHUNK_SIZE + 1500).await?;
+    let a = m.truncate(Caller::ROOT, f, CHUNK_SIZE + 1500).await?;
     ensure!(a.length == CHUNK_SIZE + 1500, "length {}", a.length);
     let chunks = b.list_chunks(f).await?;
     ensure!(
@@ -161,7 +162,7 @@ pub async fn truncate_drops_slices(ctx: &TestCtx) -> Result<()> {
         pending_sorted(&*b).await?
     );
     // Cut through sb: trimmed, not pending.
-    m.truncate(f, CHUNK_SIZE + 500).await?;
+    m.truncate(Caller::ROOT, f, CHUNK_SIZE + 500).await?;
     let trimmed = Slice { len: 500, ..sb };
     ensure!(
         m.read(f, 1).await? == vec![trimmed],
@@ -173,7 +174,7 @@ pub async fn truncate_drops_slices(ctx: &TestCtx) -> Result<()> {
         "a trimmed slice became pending"
     );
     // Grow again: no slice appears.
-    m.truncate(f, 3 * CHUNK_SIZE).await?;
+    m.truncate(Caller::ROOT, f, 3 * CHUNK_SIZE).await?;
     ensure!(b.list_chunks(f).await?.len() == 2, "growing added chunks");
     counters_exact(&*b, "after truncates").await?;
     m.clear_pending_slice(sc.id).await?;
@@ -188,7 +189,7 @@ pub async fn truncate_drops_slices(ctx: &TestCtx) -> Result<()> {
         "pending after clearing"
     );
     // Down to zero: everything goes pending.
-    m.truncate(f, 0).await?;
+    m.truncate(Caller::ROOT, f, 0).await?;
     ensure!(
         b.list_chunks(f).await?.is_empty(),
         "chunks after truncate to 0"
@@ -221,10 +222,10 @@ pub async fn unlink_pending_file(ctx: &TestCtx) -> Result<()> {
     let (f, _) = m.create(ME, ROOT, b"f", 0o644).await?;
     let s = slice(m.new_slice_id().await?, 0, 777);
     let s2 = slice(m.new_slice_id().await?, 0, 10);
-    m.write(f, 0, s).await?;
-    m.write(f, 1, s2).await?;
+    m.write(Caller::ROOT, f, 0, s).await?;
+    m.write(Caller::ROOT, f, 1, s2).await?;
     let (e, _) = m.create(ME, ROOT, b"empty", 0o644).await?;
-    m.link(f, ROOT, b"f2").await?;
+    m.link(Caller::ROOT, f, ROOT, b"f2").await?;
     m.unlink(ME, ROOT, b"f").await?;
     ensure!(
         pending_sorted(&*b).await?.is_empty(),
@@ -272,7 +273,7 @@ pub async fn unlink_pending_file(ctx: &TestCtx) -> Result<()> {
 pub async fn rename_over_pending_file(ctx: &TestCtx) -> Result<()> {
     let m = ctx.meta();
     let (old, _) = m.create(ME, ROOT, b"old", 0o644).await?;
-    m.write(old, 0, slice(m.new_slice_id().await?, 0, 4))
+    m.write(Caller::ROOT, old, 0, slice(m.new_slice_id().await?, 0, 4))
         .await?;
     m.create(ME, ROOT, b"new", 0o644).await?;
     m.rename(ME, ROOT, b"new", ROOT, b"old", RenameFlags::NONE)
@@ -304,7 +305,7 @@ pub async fn holes(ctx: &TestCtx) -> Result<()> {
         len: 8192,
     };
     ensure!(
-        m.write(f, 0, hole).await?.length == 12_288,
+        m.write(Caller::ROOT, f, 0, hole).await?.length == 12_288,
         "length after a hole"
     );
     let bad = Slice {
@@ -315,7 +316,7 @@ pub async fn holes(ctx: &TestCtx) -> Result<()> {
         len: 51,
     };
     expect_err(
-        m.write(f, 0, bad).await,
+        m.write(Caller::ROOT, f, 0, bad).await,
         InvalidArgument,
         "a slice larger than its object",
     )?;

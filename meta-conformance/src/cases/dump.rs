@@ -352,7 +352,7 @@ pub async fn sustained_becomes_pending(ctx: &TestCtx) -> Result<()> {
         off: 0,
         len: 100,
     };
-    m.write(full, 0, slice).await?;
+    m.write(Caller::ROOT, full, 0, slice).await?;
     let (empty, _) = m.create(ME, ROOT, b"empty", 0o644).await?;
     m.open_file(full).await?;
     m.open_file(empty).await?;

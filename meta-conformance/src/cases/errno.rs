@@ -80,42 +80,42 @@ pub async fn link(ctx: &TestCtx) -> Result<()> {
     let (f, _) = m.create(ME, ROOT, b"file", 0o644).await?;
     let (d, _) = m.mkdir(ME, ROOT, b"dir", 0o755).await?;
     expect_err(
-        m.link(MISSING, ROOT, b"x").await,
+        m.link(Caller::ROOT, MISSING, ROOT, b"x").await,
         NotFound,
         "link a missing inode",
     )?;
     expect_err(
-        m.link(f, MISSING, b"x").await,
+        m.link(Caller::ROOT, f, MISSING, b"x").await,
         NotFound,
         "link into a missing dir",
     )?;
     expect_err(
-        m.link(f, f, b"x").await,
+        m.link(Caller::ROOT, f, f, b"x").await,
         NotADirectory,
         "link into a regular file",
     )?;
     expect_err(
-        m.link(f, ROOT, b"dir").await,
+        m.link(Caller::ROOT, f, ROOT, b"dir").await,
         AlreadyExists,
         "link over a taken name",
     )?;
     expect_err(
-        m.link(d, ROOT, b"d2").await,
+        m.link(Caller::ROOT, d, ROOT, b"d2").await,
         NotPermitted,
         "hard link to a directory",
     )?;
     expect_err(
-        m.link(f, ROOT, b"a/b").await,
+        m.link(Caller::ROOT, f, ROOT, b"a/b").await,
         InvalidArgument,
         "link named a/b",
     )?;
     expect_err(
-        m.link(f, ROOT, b"").await,
+        m.link(Caller::ROOT, f, ROOT, b"").await,
         InvalidArgument,
         "link with empty name",
     )?;
     expect_err(
-        m.link(f, ROOT, &[b'x'; 256]).await,
+        m.link(Caller::ROOT, f, ROOT, &[b'x'; 256]).await,
         NameTooLong,
         "link with a 256-byte name",
     )?;
@@ -339,23 +339,28 @@ pub async fn setattr(ctx: &TestCtx) -> Result<()> {
         ..Default::default()
     };
     expect_err(
-        m.setattr(MISSING, SetAttrMask::MODE, SetAttrValues::default())
-            .await,
+        m.setattr(
+            Caller::ROOT,
+            MISSING,
+            SetAttrMask::MODE,
+            SetAttrValues::default(),
+        )
+        .await,
         NotFound,
         "chmod of a missing inode",
     )?;
     expect_err(
-        m.setattr(d, SetAttrMask::SIZE, size(1)).await,
+        m.setattr(Caller::ROOT, d, SetAttrMask::SIZE, size(1)).await,
         IsADirectory,
         "SIZE on a dir",
     )?;
     expect_err(
-        m.setattr(l, SetAttrMask::SIZE, size(1)).await,
+        m.setattr(Caller::ROOT, l, SetAttrMask::SIZE, size(1)).await,
         InvalidArgument,
         "SIZE on a symlink",
     )?;
     expect_err(
-        m.setattr(c, SetAttrMask::SIZE, size(1)).await,
+        m.setattr(Caller::ROOT, c, SetAttrMask::SIZE, size(1)).await,
         InvalidArgument,
         "SIZE on a device",
     )?;
@@ -363,6 +368,7 @@ pub async fn setattr(ctx: &TestCtx) -> Result<()> {
     let before = m.getattr(d).await?;
     expect_err(
         m.setattr(
+            Caller::ROOT,
             d,
             SetAttrMask::SIZE | SetAttrMask::MODE,
             SetAttrValues {
@@ -393,32 +399,49 @@ pub async fn write_truncate(ctx: &TestCtx) -> Result<()> {
     let (l, _) = m.symlink(ME, ROOT, b"l", b"f").await?;
     let s = slice(m.new_slice_id().await?, 0, 10);
     expect_err(
-        m.write(MISSING, 0, s).await,
+        m.write(Caller::ROOT, MISSING, 0, s).await,
         NotFound,
         "write to a missing inode",
     )?;
-    expect_err(m.write(d, 0, s).await, IsADirectory, "write to a directory")?;
-    expect_err(m.write(p, 0, s).await, InvalidArgument, "write to a fifo")?;
     expect_err(
-        m.write(l, 0, s).await,
+        m.write(Caller::ROOT, d, 0, s).await,
+        IsADirectory,
+        "write to a directory",
+    )?;
+    expect_err(
+        m.write(Caller::ROOT, p, 0, s).await,
+        InvalidArgument,
+        "write to a fifo",
+    )?;
+    expect_err(
+        m.write(Caller::ROOT, l, 0, s).await,
         InvalidArgument,
         "write to a symlink",
     )?;
     let past = slice(s.id, (meta_core::CHUNK_SIZE - 5) as u32, 10);
     expect_err(
-        m.write(f, 0, past).await,
+        m.write(Caller::ROOT, f, 0, past).await,
         InvalidArgument,
         "slice passing the chunk end",
     )?;
     expect_err(
-        m.truncate(MISSING, 0).await,
+        m.truncate(Caller::ROOT, MISSING, 0).await,
         NotFound,
         "truncate a missing inode",
     )?;
-    expect_err(m.truncate(d, 0).await, IsADirectory, "truncate a directory")?;
-    expect_err(m.truncate(p, 0).await, InvalidArgument, "truncate a fifo")?;
     expect_err(
-        m.truncate(f, meta_core::types::MAX_FILE_LEN + 1).await,
+        m.truncate(Caller::ROOT, d, 0).await,
+        IsADirectory,
+        "truncate a directory",
+    )?;
+    expect_err(
+        m.truncate(Caller::ROOT, p, 0).await,
+        InvalidArgument,
+        "truncate a fifo",
+    )?;
+    expect_err(
+        m.truncate(Caller::ROOT, f, meta_core::types::MAX_FILE_LEN + 1)
+            .await,
         InvalidArgument,
         "truncate past the maximum length",
     )?;
@@ -441,40 +464,51 @@ pub async fn write_truncate(ctx: &TestCtx) -> Result<()> {
 pub async fn xattr(ctx: &TestCtx) -> Result<()> {
     let m = ctx.meta();
     let (f, _) = m.create(ME, ROOT, b"f", 0o644).await?;
-    m.setxattr(f, b"user.a", b"1", XattrFlags::NONE).await?;
+    m.setxattr(Caller::ROOT, f, b"user.a", b"1", XattrFlags::NONE)
+        .await?;
     expect_err(
         m.getxattr(f, b"user.b").await,
         NoData,
         "getxattr of a missing name",
     )?;
     expect_err(
-        m.removexattr(f, b"user.b").await,
+        m.removexattr(Caller::ROOT, f, b"user.b").await,
         NoData,
         "removexattr of a missing name",
     )?;
     expect_err(
-        m.setxattr(f, b"user.b", b"2", XattrFlags::REPLACE).await,
+        m.setxattr(Caller::ROOT, f, b"user.b", b"2", XattrFlags::REPLACE)
+            .await,
         NoData,
         "REPLACE of a missing name",
     )?;
     expect_err(
-        m.setxattr(f, b"user.a", b"2", XattrFlags::CREATE).await,
+        m.setxattr(Caller::ROOT, f, b"user.a", b"2", XattrFlags::CREATE)
+            .await,
         AlreadyExists,
         "CREATE of an existing name",
     )?;
     expect_err(
-        m.setxattr(f, b"", b"2", XattrFlags::NONE).await,
+        m.setxattr(Caller::ROOT, f, b"", b"2", XattrFlags::NONE)
+            .await,
         OutOfRange,
         "empty name",
     )?;
     expect_err(
-        m.setxattr(f, &[b'n'; 256], b"2", XattrFlags::NONE).await,
+        m.setxattr(Caller::ROOT, f, &[b'n'; 256], b"2", XattrFlags::NONE)
+            .await,
         OutOfRange,
         "256-byte name",
     )?;
     expect_err(
-        m.setxattr(f, b"user.big", &vec![7; 65537], XattrFlags::NONE)
-            .await,
+        m.setxattr(
+            Caller::ROOT,
+            f,
+            b"user.big",
+            &vec![7; 65537],
+            XattrFlags::NONE,
+        )
+        .await,
         TooBig,
         "value over 64 KiB",
     )?;
@@ -484,12 +518,13 @@ pub async fn xattr(ctx: &TestCtx) -> Result<()> {
         "getxattr of a missing inode",
     )?;
     expect_err(
-        m.setxattr(MISSING, b"user.a", b"", XattrFlags::NONE).await,
+        m.setxattr(Caller::ROOT, MISSING, b"user.a", b"", XattrFlags::NONE)
+            .await,
         NotFound,
         "setxattr of a missing inode",
     )?;
     expect_err(
-        m.removexattr(MISSING, b"user.a").await,
+        m.removexattr(Caller::ROOT, MISSING, b"user.a").await,
         NotFound,
         "removexattr of a missing inode",
     )?;
@@ -561,20 +596,12 @@ pub async fn reads(ctx: &TestCtx) -> Result<()> {
 /// and a rename may not replace someone else's entry either.
 pub async fn sticky_bit(ctx: &TestCtx) -> Result<()> {
     let m = ctx.meta();
-    let owner = Caller {
-        uid: 1000,
-        gid: 1000,
-    };
-    let alice = Caller {
-        uid: 2000,
-        gid: 2000,
-    };
-    let bob = Caller {
-        uid: 3000,
-        gid: 3000,
-    };
-    let (tmp, _) = m.mkdir(owner, ROOT, b"tmp", 0o777).await?;
+    let owner = Caller::new(1000, 1000);
+    let alice = Caller::new(2000, 2000);
+    let bob = Caller::new(3000, 3000);
+    let (tmp, _) = m.mkdir(owner.clone(), ROOT, b"tmp", 0o777).await?;
     m.setattr(
+        Caller::ROOT,
         tmp,
         SetAttrMask::MODE,
         SetAttrValues {
@@ -584,33 +611,33 @@ pub async fn sticky_bit(ctx: &TestCtx) -> Result<()> {
     )
     .await?;
     for name in [&b"a1"[..], b"a2", b"a3", b"a4"] {
-        m.create(alice, tmp, name, 0o666).await?;
+        m.create(alice.clone(), tmp, name, 0o666).await?;
     }
-    m.mkdir(alice, tmp, b"adir", 0o777).await?;
-    m.create(bob, tmp, b"b1", 0o666).await?;
+    m.mkdir(alice.clone(), tmp, b"adir", 0o777).await?;
+    m.create(bob.clone(), tmp, b"b1", 0o666).await?;
     let n = RenameFlags::NONE;
     expect_err(
-        m.unlink(bob, tmp, b"a1").await,
+        m.unlink(bob.clone(), tmp, b"a1").await,
         NotPermitted,
         "bob unlinks alice's file",
     )?;
     expect_err(
-        m.rmdir(bob, tmp, b"adir").await,
+        m.rmdir(bob.clone(), tmp, b"adir").await,
         NotPermitted,
         "bob removes alice's dir",
     )?;
     expect_err(
-        m.rename(bob, tmp, b"a1", tmp, b"x", n).await,
+        m.rename(bob.clone(), tmp, b"a1", tmp, b"x", n).await,
         NotPermitted,
         "bob renames alice's file",
     )?;
     expect_err(
-        m.rename(bob, tmp, b"b1", tmp, b"a1", n).await,
+        m.rename(bob.clone(), tmp, b"b1", tmp, b"a1", n).await,
         NotPermitted,
         "bob's rename replaces alice's file",
     )?;
     expect_err(
-        m.rename(bob, tmp, b"a1", ROOT, b"x", n).await,
+        m.rename(bob.clone(), tmp, b"a1", ROOT, b"x", n).await,
         NotPermitted,
         "bob moves alice's file out",
     )?;
@@ -619,13 +646,13 @@ pub async fn sticky_bit(ctx: &TestCtx) -> Result<()> {
         "a refused op changed tmp"
     );
     // Allowed: the entry's owner, the directory's owner, root.
-    m.rename(alice, tmp, b"a1", tmp, b"a1-renamed", n)
+    m.rename(alice.clone(), tmp, b"a1", tmp, b"a1-renamed", n)
         .await
         .context("alice renames her own file")?;
     m.unlink(alice, tmp, b"a1-renamed")
         .await
         .context("alice unlinks her own file")?;
-    m.unlink(owner, tmp, b"a2")
+    m.unlink(owner.clone(), tmp, b"a2")
         .await
         .context("the dir owner unlinks alice's file")?;
     m.unlink(Caller::ROOT, tmp, b"a3")
@@ -634,11 +661,12 @@ pub async fn sticky_bit(ctx: &TestCtx) -> Result<()> {
     m.rmdir(owner, tmp, b"adir")
         .await
         .context("the dir owner removes alice's dir")?;
-    m.unlink(bob, tmp, b"b1")
+    m.unlink(bob.clone(), tmp, b"b1")
         .await
         .context("bob unlinks his own file")?;
     // Without the sticky bit anybody may remove entries (meta checks no other permission).
     m.setattr(
+        Caller::ROOT,
         tmp,
         SetAttrMask::MODE,
         SetAttrValues {
@@ -686,7 +714,7 @@ pub async fn enospc_inodes(ctx: &TestCtx) -> Result<()> {
         NoSpace,
         "symlink past the inode limit",
     )?;
-    m.link(f, ROOT, b"f1-link")
+    m.link(Caller::ROOT, f, ROOT, b"f1-link")
         .await
         .context("a link needs no inode")?;
     m.unlink(ME, ROOT, b"f2").await?;
@@ -708,19 +736,20 @@ pub async fn enospc_capacity(ctx: &TestCtx) -> Result<()> {
     // root 4 KiB + f 4 KiB = 8 KiB
     let (f, _) = m.create(ME, ROOT, b"f", 0o644).await?;
     let id = m.new_slice_id().await?;
-    m.write(f, 0, slice(id, 0, 8 * 4096)).await?; // f: 32 KiB → used 36 KiB
+    m.write(Caller::ROOT, f, 0, slice(id, 0, 8 * 4096)).await?; // f: 32 KiB → used 36 KiB
     ensure!(
         m.statfs().await?.used_space == 9 * 4096,
         "used_space after the write"
     );
     let id2 = m.new_slice_id().await?;
     expect_err(
-        m.write(f, 0, slice(id2, 8 * 4096, 2 * 4096)).await,
+        m.write(Caller::ROOT, f, 0, slice(id2, 8 * 4096, 2 * 4096))
+            .await,
         NoSpace,
         "write past the capacity",
     )?;
     expect_err(
-        m.truncate(f, 10 * 4096).await,
+        m.truncate(Caller::ROOT, f, 10 * 4096).await,
         NoSpace,
         "truncate past the capacity",
     )?;
@@ -752,7 +781,9 @@ pub async fn enospc_capacity(ctx: &TestCtx) -> Result<()> {
         st.used_space == 10 * 4096 && st.avail_space == 0 && st.total_space == 10 * 4096,
         "statfs when full: {st:?}"
     );
-    m.truncate(f, 0).await.context("shrinking always works")?;
+    m.truncate(Caller::ROOT, f, 0)
+        .await
+        .context("shrinking always works")?;
     m.create(ME, ROOT, b"h", 0o644)
         .await
         .context("create after freeing space")?;

@@ -13,6 +13,7 @@ pub async fn nlink_counts(ctx: &TestCtx) -> Result<()> {
     let base = m.statfs().await?;
     let out = m
         .submit(Op::Link {
+            caller: Caller::ROOT,
             ino: f,
             parent: d1,
             name: b"g".to_vec(),
@@ -30,7 +31,7 @@ pub async fn nlink_counts(ctx: &TestCtx) -> Result<()> {
         parent.mtime == t(3, 3) && parent.ctime == t(3, 3) && parent.nlink == 2,
         "link's parent output {parent:?}"
     );
-    let a = m.link(f, d2, b"h").await?;
+    let a = m.link(Caller::ROOT, f, d2, b"h").await?;
     ensure!(
         a.nlink == 3 && m.getattr(f).await?.nlink == 3,
         "nlink after two links"
@@ -63,13 +64,16 @@ pub async fn nlink_counts(ctx: &TestCtx) -> Result<()> {
     ] {
         let (ino, _) = m.mknod(ME, ROOT, name, typ, 0o644, 0).await?;
         ensure!(
-            m.link(ino, d1, name).await?.nlink == 2,
+            m.link(Caller::ROOT, ino, d1, name).await?.nlink == 2,
             "link a {}",
             typ.name()
         );
     }
     let (l, _) = m.symlink(ME, ROOT, b"l", b"x").await?;
-    ensure!(m.link(l, d2, b"l").await?.nlink == 2, "link a symlink");
+    ensure!(
+        m.link(Caller::ROOT, l, d2, b"l").await?.nlink == 2,
+        "link a symlink"
+    );
     counters_exact(&*ctx.backend(), "hard links").await?;
     fsck_clean(&*ctx.backend(), "hard links").await
 }
@@ -85,11 +89,11 @@ pub async fn parent_field(ctx: &TestCtx) -> Result<()> {
     let (f, a) = m.create(ME, d1, b"f", 0o644).await?;
     ensure!(a.parent == d1, "new file's parent {}", a.parent);
     ensure!(
-        m.link(f, d1, b"f2").await?.parent == d1,
+        m.link(Caller::ROOT, f, d1, b"f2").await?.parent == d1,
         "second link in the same dir"
     );
     ensure!(
-        m.link(f, d2, b"f3").await?.parent == Ino::ZERO,
+        m.link(Caller::ROOT, f, d2, b"f3").await?.parent == Ino::ZERO,
         "link into a second dir"
     );
     ensure!(
@@ -103,7 +107,7 @@ pub async fn parent_field(ctx: &TestCtx) -> Result<()> {
     );
     // Two links in d1, one of them renamed into d2: the inode now lives in two directories.
     let (g, _) = m.create(ME, d1, b"g", 0o644).await?;
-    m.link(g, d1, b"g2").await?;
+    m.link(Caller::ROOT, g, d1, b"g2").await?;
     ensure!(m.getattr(g).await?.parent == d1, "two links in one dir");
     let (_, ga) = m
         .rename(ME, d1, b"g2", d2, b"g2", RenameFlags::NONE)
@@ -196,6 +200,7 @@ pub async fn parent_times(ctx: &TestCtx) -> Result<()> {
     );
     let (attr, parent) = out(m
         .submit(Op::Link {
+            caller: Caller::ROOT,
             ino,
             parent: b,
             name: b"g".to_vec(),

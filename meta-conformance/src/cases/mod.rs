@@ -13,6 +13,7 @@ pub mod format;
 pub mod ids;
 pub mod links;
 pub mod model;
+pub mod perm;
 pub mod persistence;
 pub mod readdir;
 pub mod rename;

@@ -170,14 +170,14 @@ impl Gen {
         }
     }
 
+    /// Who runs an op: root, the usual user, a user in group 1000 through a supplementary
+    /// group, or a stranger, so the permission rules (perm.rs) are exercised on every op.
     fn caller(&mut self) -> Caller {
         match self.rng.random_range(0..10) {
-            0..=6 => ME,
-            7 => Caller::ROOT,
-            _ => Caller {
-                uid: 2000,
-                gid: 2000,
-            },
+            0..=3 => Caller::ROOT,
+            4..=7 => ME,
+            8 => Caller::with_groups(2000, 2000, [1000]),
+            _ => Caller::new(2000, 2000),
         }
     }
 
@@ -498,6 +498,7 @@ impl Gen {
                     _ => 0o755,
                 };
                 Op::Mknod {
+                    caller: self.caller(),
                     parent: self.dir(view),
                     name: self.name(view),
                     ino,
@@ -521,6 +522,7 @@ impl Gen {
                 }
             }
             25..=31 => Op::Link {
+                caller: self.caller(),
                 ino: self.inode(view),
                 parent: self.dir(view),
                 name: self.name(view),
@@ -589,6 +591,7 @@ impl Gen {
                     self.inode(view)
                 };
                 Op::SetAttr {
+                    caller: self.caller(),
                     ino,
                     mask: SetAttrMask(mask),
                     values,
@@ -597,12 +600,14 @@ impl Gen {
             }
             77..=79 => self.compact(view),
             70..=76 => Op::Write {
+                caller: self.caller(),
                 ino: self.file(view),
                 indx: self.rng.random_range(0..4),
                 slice: self.slice(),
                 time,
             },
             80..=83 => Op::Truncate {
+                caller: self.caller(),
                 ino: self.file(view),
                 length: if self.pct(3) {
                     u64::MAX
@@ -625,6 +630,7 @@ impl Gen {
                 };
                 let flags = XattrFlags([0, 0, 1, 2, 3][self.rng.random_range(0..5)]);
                 Op::SetXattr {
+                    caller: self.caller(),
                     ino: self.inode(view),
                     name,
                     value,
@@ -632,6 +638,7 @@ impl Gen {
                 }
             }
             91..=94 => Op::RemoveXattr {
+                caller: self.caller(),
                 ino: self.inode(view),
                 name: XNAMES[self.rng.random_range(0..3)].to_vec(),
             },
@@ -747,6 +754,7 @@ async fn run_model(ctx: &TestCtx, seed: u64, batches: usize) -> Result<()> {
         next_sid: MODEL_SID,
     };
     let root_times = Op::SetAttr {
+        caller: Caller::ROOT,
         ino: ROOT,
         mask: SetAttrMask::ATIME | SetAttrMask::MTIME,
         values: SetAttrValues {

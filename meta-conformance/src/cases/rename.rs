@@ -116,7 +116,7 @@ pub async fn overwrite_file(ctx: &TestCtx) -> Result<()> {
     let m = ctx.meta();
     let (old, _) = m.create(ME, ROOT, b"target", 0o644).await?;
     let id = m.new_slice_id().await?;
-    m.write(old, 0, slice(id, 0, 5000)).await?;
+    m.write(Caller::ROOT, old, 0, slice(id, 0, 5000)).await?;
     let (new, _) = m.create(ME, ROOT, b"src", 0o644).await?;
     let before = m.statfs().await?;
     let out = m
@@ -163,7 +163,7 @@ pub async fn overwrite_file(ctx: &TestCtx) -> Result<()> {
 pub async fn overwrite_hardlinked_file(ctx: &TestCtx) -> Result<()> {
     let m = ctx.meta();
     let (x, _) = m.create(ME, ROOT, b"x", 0o644).await?;
-    m.link(x, ROOT, b"y").await?;
+    m.link(Caller::ROOT, x, ROOT, b"y").await?;
     m.create(ME, ROOT, b"z", 0o644).await?;
     let out = m
         .submit(Op::Rename {
@@ -301,7 +301,7 @@ pub async fn noreplace(ctx: &TestCtx) -> Result<()> {
     let m = ctx.meta();
     let (a, _) = m.create(ME, ROOT, b"a", 0o644).await?;
     m.create(ME, ROOT, b"b", 0o644).await?;
-    m.link(a, ROOT, b"a2").await?;
+    m.link(Caller::ROOT, a, ROOT, b"a2").await?;
     let nr = RenameFlags::NOREPLACE;
     expect_err(
         m.rename(ME, ROOT, b"a", ROOT, b"b", nr).await,
@@ -488,7 +488,7 @@ pub async fn cycles(ctx: &TestCtx) -> Result<()> {
 pub async fn same_inode_noop(ctx: &TestCtx) -> Result<()> {
     let m = ctx.meta();
     let (x, _) = m.create(ME, ROOT, b"x", 0o644).await?;
-    m.link(x, ROOT, b"y").await?;
+    m.link(Caller::ROOT, x, ROOT, b"y").await?;
     let (d, _) = m.mkdir(ME, ROOT, b"d", 0o755).await?;
     let before = dump_text(&*ctx.backend()).await?;
     let (ino, _) = m.rename(ME, ROOT, b"x", ROOT, b"y", N).await?;

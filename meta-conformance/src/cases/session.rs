@@ -34,7 +34,7 @@ fn req(typ: LockType, start: u64, end: u64) -> PlockRequest {
 async fn file_with_data(m: &Meta, name: &[u8]) -> Result<(Ino, Slice)> {
     let (f, _) = m.create(ME, ROOT, name, 0o644).await?;
     let s = slice(m.new_slice_id().await?, 0, 5000);
-    m.write(f, 0, s).await?;
+    m.write(Caller::ROOT, f, 0, s).await?;
     Ok((f, s))
 }
 
@@ -56,9 +56,15 @@ async fn check_sustained(m: &Meta, f: Ino, s: Slice, used_inodes: u64) -> Result
         "its slices stay readable by inode number"
     );
     let s2 = slice(m.new_slice_id().await?, 5000, 100);
-    let a = ok(m.write(f, 0, s2).await, "write to a sustained inode")?;
+    let a = ok(
+        m.write(Caller::ROOT, f, 0, s2).await,
+        "write to a sustained inode",
+    )?;
     ensure!(a.length == 5100 && a.nlink == 0, "after the write: {a:?}");
-    let a = ok(m.truncate(f, 5000).await, "truncate of a sustained inode")?;
+    let a = ok(
+        m.truncate(Caller::ROOT, f, 5000).await,
+        "truncate of a sustained inode",
+    )?;
     ensure!(a.length == 5000, "after truncate: {a:?}");
     ensure!(
         m.statfs().await?.used_inodes == used_inodes,
@@ -69,7 +75,7 @@ async fn check_sustained(m: &Meta, f: Ino, s: Slice, used_inodes: u64) -> Result
         "a sustained inode is not pending deletion"
     );
     expect_err(
-        m.link(f, ROOT, b"again").await,
+        m.link(Caller::ROOT, f, ROOT, b"again").await,
         NotFound,
         "link of an unlinked inode",
     )?;
@@ -138,7 +144,7 @@ pub async fn rename_over_and_rmdir_open(ctx: &TestCtx) -> Result<()> {
     expect_err(m.getattr(new).await, NotFound, "released")?;
     // A second link keeps the inode named: unlinking one is an ordinary unlink.
     let (h, _) = m.create(ME, ROOT, b"h1", 0o644).await?;
-    m.link(h, ROOT, b"h2").await?;
+    m.link(Caller::ROOT, h, ROOT, b"h2").await?;
     m.open_file(h).await?;
     m.unlink(ME, ROOT, b"h1").await?;
     ensure!(m.getattr(h).await?.nlink == 1, "one link left");
@@ -165,7 +171,7 @@ pub async fn rename_over_and_rmdir_open(ctx: &TestCtx) -> Result<()> {
         "create in a removed directory",
     )?;
     expect_err(
-        m.link(h, d, b"x").await,
+        m.link(Caller::ROOT, h, d, b"x").await,
         NotFound,
         "link into a removed directory",
     )?;
@@ -191,7 +197,7 @@ pub async fn two_clients_unlink_while_open(ctx: &TestCtx) -> Result<()> {
     ensure!(b.getattr(f).await?.nlink == 0, "B sees the sustained inode");
     ensure!(a.read(f, 0).await? == vec![s], "A still reads");
     let s2 = slice(a.new_slice_id().await?, 8192, 10);
-    ok(a.write(f, 0, s2).await, "A still writes")?;
+    ok(a.write(Caller::ROOT, f, 0, s2).await, "A still writes")?;
     let holds = b
         .session_holdings(a.session_id().context("A's session")?)
         .await?;

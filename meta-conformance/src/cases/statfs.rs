@@ -45,18 +45,19 @@ pub async fn counters(ctx: &TestCtx) -> Result<()> {
     step("mkdir", 2, 8192).await?;
     let (f, _) = m.create(ME, d, b"f", 0o644).await?;
     step("create", 3, 12_288).await?;
-    m.write(f, 0, slice(m.new_slice_id().await?, 0, 1)).await?;
+    m.write(Caller::ROOT, f, 0, slice(m.new_slice_id().await?, 0, 1))
+        .await?;
     step("write of 1 byte", 3, 12_288).await?;
-    m.write(f, 0, slice(m.new_slice_id().await?, 4096, 1))
+    m.write(Caller::ROOT, f, 0, slice(m.new_slice_id().await?, 4096, 1))
         .await?;
     step("write to 4097 bytes", 3, 16_384).await?;
     m.symlink(ME, d, b"l", &[b'x'; 3000]).await?;
     step("symlink with a long target", 4, 20_480).await?;
-    m.link(f, ROOT, b"f2").await?;
+    m.link(Caller::ROOT, f, ROOT, b"f2").await?;
     step("link", 4, 20_480).await?;
     m.unlink(ME, d, b"f").await?;
     step("unlink of one link", 4, 20_480).await?;
-    m.truncate(f, 100_000).await?;
+    m.truncate(Caller::ROOT, f, 100_000).await?;
     step("truncate up", 4, 12_288 + 102_400).await?;
     m.create(ME, ROOT, b"g", 0o644).await?;
     m.rename(ME, ROOT, b"g", ROOT, b"f2", RenameFlags::NONE)

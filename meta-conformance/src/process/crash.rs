@@ -157,7 +157,7 @@ async fn child_task(meta: Meta, log: Log, round: usize, k: usize) -> anyhow::Res
                 let from = names[i].clone();
                 log.line(format!("B {k} {seq} R {from} {fresh}"))?;
                 meta.rename(
-                    me,
+                    me.clone(),
                     dir,
                     from.as_bytes(),
                     dir,
@@ -171,13 +171,13 @@ async fn child_task(meta: Meta, log: Log, round: usize, k: usize) -> anyhow::Res
             Some(i) if dice < 50 || names.len() > 200 => {
                 let name = names.swap_remove(i);
                 log.line(format!("B {k} {seq} U {name}"))?;
-                meta.unlink(me, dir, name.as_bytes())
+                meta.unlink(me.clone(), dir, name.as_bytes())
                     .await
                     .with_context(|| format!("unlink {name}"))?;
             }
             _ => {
                 log.line(format!("B {k} {seq} C {fresh}"))?;
-                meta.create(me, dir, fresh.as_bytes(), 0o644)
+                meta.create(me.clone(), dir, fresh.as_bytes(), 0o644)
                     .await
                     .with_context(|| format!("create {fresh}"))?;
                 names.push(fresh);

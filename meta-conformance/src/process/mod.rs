@@ -93,6 +93,7 @@ async fn make_dirs(b: &dyn Backend, names: &[String]) -> anyhow::Result<Vec<Ino>
         .iter()
         .zip(&inos)
         .map(|(name, ino)| Op::Mknod {
+            caller: meta_core::Caller::ROOT,
             parent: Ino::ROOT,
             name: name.clone().into_bytes(),
             ino: *ino,

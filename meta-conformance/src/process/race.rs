@@ -124,7 +124,7 @@ async fn child(t: &RaceTest) -> anyhow::Result<()> {
                     off: 0,
                     len: 4096,
                 };
-                meta.write(ino, 0, s)
+                meta.write(Caller::ROOT, ino, 0, s)
                     .await
                     .with_context(|| format!("write {name}"))?;
                 let kept = format!("k{name}");

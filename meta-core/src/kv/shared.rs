@@ -268,7 +268,7 @@ pub fn batch_keys(ops: &[Op]) -> Vec<Vec<u8>> {
             Op::SetAttr { ino, .. } | Op::Truncate { ino, .. } | Op::Open { ino, .. } => {
                 keys.insert(attr_key(*ino));
             }
-            Op::SetXattr { ino, name, .. } | Op::RemoveXattr { ino, name } => {
+            Op::SetXattr { ino, name, .. } | Op::RemoveXattr { ino, name, .. } => {
                 keys.insert(attr_key(*ino));
                 keys.insert(xattr_key(*ino, name));
             }

@@ -3,7 +3,7 @@
 //! ([`check_write`], [`check_length`]), and the attribute helpers the ops start with.
 
 use crate::error::{Result, err};
-use crate::op::{Caller, Imported, Op, RenameFlags};
+use crate::op::{Imported, Op, RenameFlags};
 use crate::session::check_range;
 use crate::types::{
     Attr, CHUNK_BITS, CHUNK_SIZE, Counter, FileType, Ino, MAX_FILE_LEN, Pending, Slice, Timespec,
@@ -321,22 +321,6 @@ pub(super) async fn check_quota<V: TxnView + ?Sized>(
                 limits.inodes
             )));
         }
-    }
-    Ok(())
-}
-
-/// The sticky-bit rule (unlink(2), rename(2): EPERM): in a directory with mode 0o1000 only
-/// root, the directory's owner or the entry's owner may remove or rename an entry.
-pub(super) fn check_sticky(dir: &Attr, target: &Attr, caller: Caller, what: &str) -> Result<()> {
-    if dir.mode & 0o1000 != 0
-        && caller.uid != 0
-        && caller.uid != dir.uid
-        && caller.uid != target.uid
-    {
-        return Err(err::not_permitted(format!(
-            "{what}: sticky directory owned by uid {}",
-            dir.uid
-        )));
     }
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! loading of a dump).
 
 use crate::error::{Result, err};
-use crate::op::{OpOutput, RestoreRecord, SetAttrMask, SetAttrValues, XattrFlags};
+use crate::op::{Caller, OpOutput, RestoreRecord, SetAttrMask, SetAttrValues, XattrFlags};
+use crate::perm;
 use crate::types::{
     Attr, CHUNK_BITS, CHUNK_SIZE, Counter, Entry, FileType, Ino, Pending, Slice, Timespec,
     align_space, show_name,
@@ -20,6 +21,7 @@ pub(super) async fn setattr<V: TxnView + ?Sized>(
     ino: Ino,
     mask: SetAttrMask,
     values: &SetAttrValues,
+    caller: &Caller,
     time: Timespec,
     limits: &Limits,
 ) -> Result<OpOutput> {
@@ -30,11 +32,12 @@ pub(super) async fn setattr<V: TxnView + ?Sized>(
             FileType::Directory => return Err(err::is_dir(format!("truncate of directory {ino}"))),
             other => return Err(err::invalid(format!("truncate of {} {ino}", other.name()))),
         }
+    }
+    let mode = perm::check_setattr(&attr, ino, caller, mask, values)?;
+    if mask.contains(SetAttrMask::SIZE) {
         truncate_to(v, ino, &mut attr, values.size, time, limits).await?;
     }
-    if mask.contains(SetAttrMask::MODE) {
-        attr.mode = values.mode & 0o7777;
-    }
+    attr.mode = mode;
     if mask.contains(SetAttrMask::UID) {
         attr.uid = values.uid;
     }
@@ -116,10 +119,12 @@ pub(super) async fn write<V: TxnView + ?Sized>(
     ino: Ino,
     indx: u32,
     slice: Slice,
+    caller: &Caller,
     time: Timespec,
     limits: &Limits,
 ) -> Result<OpOutput> {
     let mut attr = regular_file(v, ino, "write").await?;
+    attr.mode = perm::mode_after_write(&attr, caller);
     check_write(indx, &slice)?;
     let end = (u64::from(indx) << CHUNK_BITS) + slice.end();
     let new_len = attr.length.max(end);
@@ -168,8 +173,10 @@ pub(super) async fn setxattr<V: TxnView + ?Sized>(
     name: &[u8],
     value: &[u8],
     flags: XattrFlags,
+    caller: &Caller,
 ) -> Result<OpOutput> {
-    existing_attr(v, ino).await?;
+    let attr = existing_attr(v, ino).await?;
+    perm::check_xattr_write(&attr, ino, caller, name)?;
     let exists = v.get_xattr(ino, name).await?.is_some();
     if flags == XattrFlags::CREATE && exists {
         return Err(err::exists(format!("xattr {} of {ino}", show_name(name))));

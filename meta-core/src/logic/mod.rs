@@ -245,6 +245,7 @@ async fn dispatch<V: TxnView + ?Sized>(v: &mut V, op: &Op, limits: &Limits) -> R
             mode,
             uid,
             gid,
+            caller,
             rdev,
             target,
             time,
@@ -263,26 +264,27 @@ async fn dispatch<V: TxnView + ?Sized>(v: &mut V, op: &Op, limits: &Limits) -> R
                 opened_by: *opened_by,
                 imported: imported.as_deref(),
             };
-            namespace::mknod(v, *parent, name, new, limits).await
+            namespace::mknod(v, *parent, name, new, caller, limits).await
         }
         Op::Link {
             ino,
             parent,
             name,
+            caller,
             time,
-        } => namespace::link(v, *ino, *parent, name, *time).await,
+        } => namespace::link(v, *ino, *parent, name, caller, *time).await,
         Op::Unlink {
             parent,
             name,
             caller,
             time,
-        } => namespace::unlink(v, *parent, name, *caller, *time).await,
+        } => namespace::unlink(v, *parent, name, caller, *time).await,
         Op::Rmdir {
             parent,
             name,
             caller,
             time,
-        } => namespace::rmdir(v, *parent, name, *caller, *time).await,
+        } => namespace::rmdir(v, *parent, name, caller, *time).await,
         Op::Rename {
             parent,
             name,
@@ -297,7 +299,7 @@ async fn dispatch<V: TxnView + ?Sized>(v: &mut V, op: &Op, limits: &Limits) -> R
                 (*parent, name),
                 (*new_parent, new_name),
                 *flags,
-                *caller,
+                caller,
                 *time,
             )
             .await
@@ -306,16 +308,25 @@ async fn dispatch<V: TxnView + ?Sized>(v: &mut V, op: &Op, limits: &Limits) -> R
             ino,
             mask,
             values,
+            caller,
             time,
-        } => data::setattr(v, *ino, *mask, values, *time, limits).await,
+        } => data::setattr(v, *ino, *mask, values, caller, *time, limits).await,
         Op::Write {
             ino,
             indx,
             slice,
+            caller,
             time,
-        } => data::write(v, *ino, *indx, *slice, *time, limits).await,
-        Op::Truncate { ino, length, time } => {
+        } => data::write(v, *ino, *indx, *slice, caller, *time, limits).await,
+        Op::Truncate {
+            ino,
+            length,
+            caller,
+            time,
+        } => {
             let mut attr = checks::regular_file(v, *ino, "truncate").await?;
+            crate::perm::check_access(&attr, *ino, caller, crate::perm::MAY_WRITE, "truncate")?;
+            attr.mode = crate::perm::mode_after_write(&attr, caller);
             data::truncate_to(v, *ino, &mut attr, *length, *time, limits).await?;
             v.put_attr(*ino, &attr).await?;
             Ok(OpOutput::Attr { ino: *ino, attr })
@@ -331,9 +342,11 @@ async fn dispatch<V: TxnView + ?Sized>(v: &mut V, op: &Op, limits: &Limits) -> R
             name,
             value,
             flags,
-        } => data::setxattr(v, *ino, name, value, *flags).await,
-        Op::RemoveXattr { ino, name } => {
-            checks::existing_attr(v, *ino).await?;
+            caller,
+        } => data::setxattr(v, *ino, name, value, *flags, caller).await,
+        Op::RemoveXattr { ino, name, caller } => {
+            let attr = checks::existing_attr(v, *ino).await?;
+            crate::perm::check_xattr_write(&attr, *ino, caller, name)?;
             if v.get_xattr(*ino, name).await?.is_none() {
                 return Err(err::no_data(format!(
                     "removexattr {ino} {}",

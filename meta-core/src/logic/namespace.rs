@@ -7,7 +7,9 @@ use crate::op::{Caller, Imported, OpOutput, RenameFlags};
 use crate::session::Sid;
 use crate::types::{Attr, Counter, Entry, FileType, Ino, Pending, Timespec, show_name};
 
-use super::checks::{check_quota, check_sticky, dir_attr, existing_attr, live_dir_attr};
+use crate::perm::{check_delete, check_dir_write, check_search};
+
+use super::checks::{check_quota, dir_attr, existing_attr, live_dir_attr};
 use super::{Limits, TxnView, session};
 
 /// The new inode of a mknod.
@@ -29,12 +31,16 @@ pub(super) async fn mknod<V: TxnView + ?Sized>(
     parent: Ino,
     name: &[u8],
     n: NewInode<'_>,
+    caller: &Caller,
     limits: &Limits,
 ) -> Result<OpOutput> {
     let pattr = live_dir_attr(v, parent).await?;
+    // Linux's order: search permission to look the name up, EEXIST, then write permission.
+    check_search(&pattr, parent, caller, "create")?;
     if v.get_entry(parent, name).await?.is_some() {
         return Err(err::exists(format!("{parent}/{}", show_name(name))));
     }
+    check_dir_write(&pattr, parent, caller, "create")?;
     if v.get_attr(n.ino).await?.is_some() {
         return Err(err::exists(format!("inode {} is already in use", n.ino)));
     }
@@ -110,6 +116,7 @@ pub(super) async fn link<V: TxnView + ?Sized>(
     ino: Ino,
     parent: Ino,
     name: &[u8],
+    caller: &Caller,
     time: Timespec,
 ) -> Result<OpOutput> {
     let mut attr = existing_attr(v, ino).await?;
@@ -123,9 +130,11 @@ pub(super) async fn link<V: TxnView + ?Sized>(
         )));
     }
     let pattr = live_dir_attr(v, parent).await?;
+    check_search(&pattr, parent, caller, "link")?;
     if v.get_entry(parent, name).await?.is_some() {
         return Err(err::exists(format!("{parent}/{}", show_name(name))));
     }
+    check_dir_write(&pattr, parent, caller, "link")?;
     if attr.nlink == u32::MAX {
         return Err(err::not_permitted(format!(
             "inode {ino} has too many links"
@@ -209,20 +218,20 @@ pub(super) async fn unlink<V: TxnView + ?Sized>(
     v: &mut V,
     parent: Ino,
     name: &[u8],
-    caller: Caller,
+    caller: &Caller,
     time: Timespec,
 ) -> Result<OpOutput> {
     let pattr = dir_attr(v, parent).await?;
+    check_search(&pattr, parent, caller, "unlink")?;
     let entry = v
         .get_entry(parent, name)
         .await?
         .ok_or_else(|| err::not_found(format!("{parent}/{}", show_name(name))))?;
+    // may_delete: write permission, the sticky bit, then the type.
+    let attr = v.get_attr(entry.ino).await?;
+    check_delete(&pattr, parent, attr.as_ref(), caller, "unlink")?;
     if entry.typ == FileType::Directory {
         return Err(err::is_dir(format!("{parent}/{}", show_name(name))));
-    }
-    let attr = v.get_attr(entry.ino).await?;
-    if let Some(a) = &attr {
-        check_sticky(&pattr, a, caller, "unlink")?;
     }
     v.delete_entry(parent, name).await?;
     // A dangling entry (inode missing) is removed without further bookkeeping.
@@ -242,19 +251,23 @@ pub(super) async fn rmdir<V: TxnView + ?Sized>(
     v: &mut V,
     parent: Ino,
     name: &[u8],
-    caller: Caller,
+    caller: &Caller,
     time: Timespec,
 ) -> Result<OpOutput> {
     let pattr = dir_attr(v, parent).await?;
+    check_search(&pattr, parent, caller, "rmdir")?;
     let entry = v
         .get_entry(parent, name)
         .await?
         .ok_or_else(|| err::not_found(format!("{parent}/{}", show_name(name))))?;
     if entry.typ != FileType::Directory {
+        // may_delete: the permission and sticky checks come before the type.
+        let attr = v.get_attr(entry.ino).await?;
+        check_delete(&pattr, parent, attr.as_ref(), caller, "rmdir")?;
         return Err(err::not_dir(format!("{parent}/{}", show_name(name))));
     }
     let attr = existing_attr(v, entry.ino).await?;
-    check_sticky(&pattr, &attr, caller, "rmdir")?;
+    check_delete(&pattr, parent, Some(&attr), caller, "rmdir")?;
     if v.has_entries(entry.ino).await? {
         return Err(err::not_empty(format!("{parent}/{}", show_name(name))));
     }
@@ -315,7 +328,7 @@ pub(super) async fn rename<V: TxnView + ?Sized>(
     (parent, name): (Ino, &[u8]),
     (new_parent, new_name): (Ino, &[u8]),
     flags: RenameFlags,
-    caller: Caller,
+    caller: &Caller,
     time: Timespec,
 ) -> Result<OpOutput> {
     let noreplace = flags.contains(RenameFlags::NOREPLACE);
@@ -328,12 +341,13 @@ pub(super) async fn rename<V: TxnView + ?Sized>(
     };
     let src_path = format!("{parent}/{}", show_name(name));
     let dst_path = format!("{new_parent}/{}", show_name(new_name));
+    check_search(&spattr, parent, caller, "rename")?;
     let sentry = v
         .get_entry(parent, name)
         .await?
         .ok_or_else(|| err::not_found(src_path.clone()))?;
     let mut sattr = existing_attr(v, sentry.ino).await?;
-    check_sticky(&spattr, &sattr, caller, "rename")?;
+    check_search(&dpattr, new_parent, caller, "rename")?;
     let dentry = v.get_entry(new_parent, new_name).await?;
     if noreplace && dentry.is_some() {
         return Err(err::exists(dst_path));
@@ -359,18 +373,32 @@ pub(super) async fn rename<V: TxnView + ?Sized>(
     if s_is_dir && new_parent != parent {
         check_not_below(v, new_parent, sentry.ino).await?;
     }
+    // Linux checks both directions of the loop before any permission.
+    let moved_back = dentry.filter(|d| exchange && d.typ == FileType::Directory);
+    if let (Some(d), true) = (moved_back, new_parent != parent) {
+        check_not_below(v, parent, d.ino).await?;
+    }
+    let dattr = match dentry {
+        Some(d) => Some(existing_attr(v, d.ino).await?),
+        None => None,
+    };
+    check_rename_permissions(
+        (parent, &spattr, (sentry.ino, &sattr)),
+        (
+            new_parent,
+            &dpattr,
+            dentry.map(|d| d.ino).zip(dattr.as_ref()),
+        ),
+        exchange,
+        caller,
+    )?;
     // nlink deltas of the source and destination directories.
     let mut dsrc: i64 = 0;
     let mut ddst: i64 = 0;
     let mut replaced = None;
-    if let Some(d) = dentry {
-        let mut dattr = existing_attr(v, d.ino).await?;
-        check_sticky(&dpattr, &dattr, caller, "rename")?;
+    if let (Some(d), Some(mut dattr)) = (dentry, dattr) {
         let d_is_dir = d.typ == FileType::Directory;
         if exchange {
-            if d_is_dir && new_parent != parent {
-                check_not_below(v, parent, d.ino).await?;
-            }
             v.put_entry(parent, name, d).await?;
             v.put_entry(new_parent, new_name, sentry).await?;
             if parent != new_parent {
@@ -442,6 +470,31 @@ pub(super) async fn rename<V: TxnView + ?Sized>(
         new_parent: np,
         replaced,
     })
+}
+
+/// The permission checks of rename(2) in Linux's order (`vfs_rename`): the source entry may be
+/// deleted from its directory, the destination entry may be deleted (replaced or exchanged) or
+/// created, and a directory that changes parent is writable (its `..` changes).
+fn check_rename_permissions(
+    (parent, spattr, src): (Ino, &Attr, (Ino, &Attr)),
+    (new_parent, dpattr, dst): (Ino, &Attr, Option<(Ino, &Attr)>),
+    exchange: bool,
+    caller: &Caller,
+) -> Result<()> {
+    check_delete(spattr, parent, Some(src.1), caller, "rename")?;
+    match dst {
+        Some((_, d)) => check_delete(dpattr, new_parent, Some(d), caller, "rename")?,
+        None => check_dir_write(dpattr, new_parent, caller, "rename")?,
+    }
+    if parent != new_parent {
+        for (ino, a) in [Some(src), dst.filter(|_| exchange)].into_iter().flatten() {
+            if a.typ == FileType::Directory {
+                let what = "rename (a directory moving to another parent)";
+                crate::perm::check_access(a, ino, caller, crate::perm::MAY_WRITE, what)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Updates the source and destination directories of a rename (once when they are the same).

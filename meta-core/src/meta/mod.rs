@@ -212,9 +212,17 @@ impl Meta {
 
     /// Applies one op: through the batcher, or directly when `batchwrite=0`. Errors: the
     /// op's, or `Closed` once [`Meta::close`] has started.
-    pub async fn submit(&self, op: Op) -> Result<OpOutput> {
+    pub async fn submit(&self, mut op: Op) -> Result<OpOutput> {
         self.check_open()?;
+        self.trust(&mut op);
         self.submit_unchecked(op).await
+    }
+
+    /// With `permissions=false` the op runs as root would (see [`MetaOptions::permissions`]).
+    fn trust(&self, op: &mut Op) {
+        if let (false, Some(c)) = (self.inner.opts.permissions, op.caller_mut()) {
+            *c = Caller::ROOT;
+        }
     }
 
     /// [`Meta::submit`] for the engine's own ops while it closes (queued releases, the end of
@@ -248,8 +256,9 @@ impl Meta {
     /// applied before this returns, and an error is still held for `flush`.
     ///
     /// Errors: `Closed` once [`Meta::close`] has started (the op is not queued).
-    pub async fn enqueue(&self, op: Op) -> Result<()> {
+    pub async fn enqueue(&self, mut op: Op) -> Result<()> {
         self.check_open()?;
+        self.trust(&mut op);
         match &self.inner.batcher {
             Some(b) => b.enqueue(op).await,
             None => {
@@ -329,9 +338,12 @@ impl Meta {
     /// op, positionally; a batch-level failure is the error of every op of that chunk.
     ///
     /// Errors: per op, `Closed` for every op once [`Meta::close`] has started.
-    pub async fn apply_batch(&self, ops: Vec<Op>) -> Vec<Result<OpOutput>> {
+    pub async fn apply_batch(&self, mut ops: Vec<Op>) -> Vec<Result<OpOutput>> {
         if let Err(e) = self.check_open() {
             return vec![Err(e); ops.len()];
+        }
+        for op in &mut ops {
+            self.trust(op);
         }
         let mut out = Vec::with_capacity(ops.len());
         for chunk in ops.chunks(self.inner.max_ops) {
@@ -461,6 +473,7 @@ impl Meta {
             mode,
             uid: caller.uid,
             gid: caller.gid,
+            caller,
             rdev,
             target,
             time: Timespec::now(),
@@ -473,12 +486,14 @@ impl Meta {
         }
     }
 
-    /// link(2): a new name for `ino`. Returns its attributes. EPERM for a directory.
-    pub async fn link(&self, ino: Ino, parent: Ino, name: &[u8]) -> Result<Attr> {
+    /// link(2): a new name for `ino`. Returns its attributes. Errors: EPERM for a directory,
+    /// EACCES without search and write permission on `parent`, ENOENT, EEXIST.
+    pub async fn link(&self, caller: Caller, ino: Ino, parent: Ino, name: &[u8]) -> Result<Attr> {
         let op = Op::Link {
             ino,
             parent,
             name: name.to_vec(),
+            caller,
             time: Timespec::now(),
         };
         match self.submit(op).await? {
@@ -487,7 +502,8 @@ impl Meta {
         }
     }
 
-    /// unlink(2). Errors: ENOENT, EISDIR, EPERM (sticky directory).
+    /// unlink(2). Errors: ENOENT, EISDIR, EACCES (no search or write permission on
+    /// `parent`), EPERM (sticky directory).
     pub async fn unlink(&self, caller: Caller, parent: Ino, name: &[u8]) -> Result<()> {
         self.submit(Op::Unlink {
             parent,
@@ -499,7 +515,7 @@ impl Meta {
         .map(drop)
     }
 
-    /// rmdir(2). Errors: ENOENT, ENOTDIR, ENOTEMPTY, EPERM (sticky directory).
+    /// rmdir(2). Errors: ENOENT, ENOTDIR, ENOTEMPTY, EACCES, EPERM (sticky directory).
     pub async fn rmdir(&self, caller: Caller, parent: Ino, name: &[u8]) -> Result<()> {
         self.submit(Op::Rmdir {
             parent,
@@ -513,7 +529,8 @@ impl Meta {
 
     /// rename(2) / renameat2(2) with `RENAME_NOREPLACE` or `RENAME_EXCHANGE`. Returns the moved
     /// inode and its attributes. Errors: ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, EINVAL
-    /// (into own subtree, bad flags), EPERM (sticky).
+    /// (into own subtree, bad flags), EACCES (no search or write permission on a parent, or on
+    /// a directory that moves to another parent), EPERM (sticky).
     pub async fn rename(
         &self,
         caller: Caller,
@@ -539,9 +556,12 @@ impl Meta {
     }
 
     /// Changes the fields of `ino` selected by `mask`; ctime becomes now. `SIZE` truncates
-    /// (regular files only: EISDIR for directories, EINVAL otherwise).
+    /// (regular files only: EISDIR for directories, EINVAL otherwise). Permissions as
+    /// [`crate::perm::check_setattr`]: EPERM (chmod, chown, explicit times by another user),
+    /// EACCES (truncate or touch without write permission).
     pub async fn setattr(
         &self,
+        caller: Caller,
         ino: Ino,
         mask: SetAttrMask,
         values: SetAttrValues,
@@ -550,16 +570,19 @@ impl Meta {
             ino,
             mask,
             values,
+            caller,
             time: Timespec::now(),
         })
         .await
     }
 
-    /// truncate(2): sets the length of a regular file, in bytes.
-    pub async fn truncate(&self, ino: Ino, length: u64) -> Result<Attr> {
+    /// truncate(2): sets the length of a regular file, in bytes. EACCES without write
+    /// permission; a caller other than root clears setuid/setgid.
+    pub async fn truncate(&self, caller: Caller, ino: Ino, length: u64) -> Result<Attr> {
         self.attr_op(Op::Truncate {
             ino,
             length,
+            caller,
             time: Timespec::now(),
         })
         .await
@@ -567,12 +590,15 @@ impl Meta {
 
     /// Records that `slice` was written to chunk `indx` of regular file `ino` (the data is
     /// already stored under the slice's ID). Extends the length when the write ends past it.
-    /// Errors: ENOENT, EISDIR, EINVAL (slice passes the 64 MiB chunk end), ENOSPC.
-    pub async fn write(&self, ino: Ino, indx: u32, slice: Slice) -> Result<Attr> {
+    /// Errors: ENOENT, EISDIR, EINVAL (slice passes the 64 MiB chunk end), ENOSPC. No
+    /// permission is checked (open(2) decides it); a caller other than root clears the
+    /// setuid bit and the setgid bit with group execute, as write(2).
+    pub async fn write(&self, caller: Caller, ino: Ino, indx: u32, slice: Slice) -> Result<Attr> {
         self.attr_op(Op::Write {
             ino,
             indx,
             slice,
+            caller,
             time: Timespec::now(),
         })
         .await
@@ -632,9 +658,11 @@ impl Meta {
         }
     }
 
-    /// setxattr(2). Errors: ENOENT, EEXIST (CREATE), ENODATA (REPLACE), ERANGE (name), E2BIG.
+    /// setxattr(2). Errors: ENOENT, EEXIST (CREATE), ENODATA (REPLACE), ERANGE (name), E2BIG,
+    /// EPERM / EACCES as [`crate::perm::check_xattr_write`].
     pub async fn setxattr(
         &self,
+        caller: Caller,
         ino: Ino,
         name: &[u8],
         value: &[u8],
@@ -645,16 +673,18 @@ impl Meta {
             name: name.to_vec(),
             value: value.to_vec(),
             flags,
+            caller,
         })
         .await
         .map(drop)
     }
 
-    /// removexattr(2). Errors: ENOENT, ENODATA.
-    pub async fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
+    /// removexattr(2). Errors: ENOENT, ENODATA, EPERM / EACCES as for setxattr.
+    pub async fn removexattr(&self, caller: Caller, ino: Ino, name: &[u8]) -> Result<()> {
         self.submit(Op::RemoveXattr {
             ino,
             name: name.to_vec(),
+            caller,
         })
         .await
         .map(drop)
@@ -672,6 +702,20 @@ impl Meta {
 
     // ------------------------------------------------------------------------------------------
     // Reads (straight to the backend)
+
+    /// access(2): whether `caller` has every permission of `mask` on `ino` (bits of
+    /// [`crate::perm::MAY_READ`] 4, [`crate::perm::MAY_WRITE`] 2, [`crate::perm::MAY_EXEC`] 1;
+    /// 0 only checks that the inode exists), by [`crate::perm::permits`]. Reads are not checked
+    /// by the engine: a gateway calls this before `lookup` (search on the directory),
+    /// `readdir` and `read` (read) as the kernel would. With `permissions=false` every caller
+    /// passes. Errors: EACCES, ENOENT, EINVAL (inode 0).
+    pub async fn access(&self, caller: &Caller, ino: Ino, mask: u32) -> Result<()> {
+        let attr = self.getattr(ino).await?;
+        if !self.inner.opts.permissions {
+            return Ok(());
+        }
+        crate::perm::check_access(&attr, ino, caller, mask, "access")
+    }
 
     /// lookup: `name` in `parent` (`.` and `..` resolve too). ENOENT, ENOTDIR.
     pub async fn lookup(&self, parent: Ino, name: &[u8]) -> Result<(Ino, Attr)> {

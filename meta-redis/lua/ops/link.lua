@@ -1,21 +1,25 @@
 -- link: add a hard link parent/name to an existing non-directory inode
--- (logic::namespace::link).
+-- (logic::namespace::link). The caller (caller_uid, caller_gid, `groups`: supplementary
+-- groups, 4 bytes each) needs search and write permission on the parent.
 -- KEYS: attr parent_attr parent_entries
--- FIXED: >c8c8c12 ino parent time
--- ARGS: name
+-- FIXED: >c8c8c12c4c4 ino parent time caller_uid caller_gid
+-- ARGS: name groups
 -- Reply: {'ok', attr, parent attr}
 OPS.link = function(K, A)
-  local ino8, parent8, time = struct.unpack('>c8c8c12', A[1])
+  local ino8, parent8, time, cuid, cgid = struct.unpack('>c8c8c12c4c4', A[1])
   local name = A[2]
+  local c = perm_caller(cuid, cgid, A[3])
   local a = existing_attr(K[1], ino8)
   if a.typ == T_DIR then fail('NotPermitted', 'hard link to directory ' .. dec(ino8)) end
   if a.nlink == 0 then
     fail('NotFound', 'inode ' .. dec(ino8) .. ' has no links left (unlinked while open)')
   end
   local pa = live_dir_attr(K[2], parent8)
+  perm_check_search(pa, parent8, c, 'link')
   if get_entry(K[3], name) then
     fail('AlreadyExists', dec(parent8) .. '/' .. show(name))
   end
+  perm_check_dir_write(pa, parent8, c, 'link')
   if a.nlink == U32MAX then fail('NotPermitted', 'inode ' .. dec(ino8) .. ' has too many links') end
   a.nlink = a.nlink + 1
   a.ctime = time

@@ -2,16 +2,18 @@
 -- opened by a session and, for `meta import`, with its recorded times, length and first
 -- slice.
 -- KEYS: parent_attr parent_entries attr symlink [openers session_opens] [chunk]
--- FIXED: >c8c8BHc4c4c4c12c8 parent ino type mode uid gid rdev time opener
--- ARGS: name target [imported]
+-- FIXED: >c8c8BHc4c4c4c12c8c4c4 parent ino type mode uid gid rdev time opener caller_uid caller_gid
+-- ARGS: name target groups [imported]
 -- imported: atime12 mtime12 ctime12 length8 [slice24]; openers/session_opens present when
 -- opener is not zero, chunk (chunk 0, which is not indexed) when the imported record has a
--- slice.
+-- slice. uid/gid own the new inode; the caller (caller_uid, caller_gid and `groups`, its
+-- supplementary groups packed 4 bytes each) needs search and write permission on the parent.
 -- Reply: {'ok', attr, parent attr}
 OPS.mknod = function(K, A)
-  local parent8, ino8, typ, mode, uid, gid, rdev, time, opener =
-    struct.unpack('>c8c8BHc4c4c4c12c8', A[1])
-  local name, imported = A[2], A[4]
+  local parent8, ino8, typ, mode, uid, gid, rdev, time, opener, cuid, cgid =
+    struct.unpack('>c8c8BHc4c4c4c12c8c4c4', A[1])
+  local name, imported = A[2], A[5]
+  local c = perm_caller(cuid, cgid, A[4])
   local kop, kso, kchunk
   local ko = 5
   if opener ~= ZERO8 then
@@ -26,9 +28,12 @@ OPS.mknod = function(K, A)
     end
   end
   local pa = live_dir_attr(K[1], parent8)
+  -- Linux's order: search permission to look the name up, EEXIST, then write permission.
+  perm_check_search(pa, parent8, c, 'create')
   if get_entry(K[2], name) then
     fail('AlreadyExists', dec(parent8) .. '/' .. show(name))
   end
+  perm_check_dir_write(pa, parent8, c, 'create')
   if raw_attr(K[3]) then
     fail('AlreadyExists', 'inode ' .. dec(ino8) .. ' is already in use')
   end

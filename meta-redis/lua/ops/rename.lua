@@ -6,10 +6,12 @@
 -- `expected_replaced`; keys attr..replaced_openers) and, when a directory moves to another
 -- directory, the chain of ancestors of the destination (and, for EXCHANGE, of the source)
 -- directory (`chain`: 8-byte inode numbers, keys chain_attr...). A name that now points
--- elsewhere, or an ancestor outside the chain, asks for a retry.
+-- elsewhere, or an ancestor outside the chain, asks for a retry. The caller (caller_uid,
+-- caller_gid, `groups`: supplementary groups, 4 bytes each) is checked as
+-- logic::namespace::rename checks it (search on both parents, then check_rename_permissions).
 -- KEYS: parent_attr parent_entries new_parent_attr new_parent_entries [attr replaced_attr replaced_entries replaced_symlink replaced_xattrs replaced_openers chain_attr...]
--- FIXED: >c8c8Bc4c12c8c8 parent new_parent flags caller time expected expected_replaced
--- ARGS: name new_name [chain]
+-- FIXED: >c8c8Bc12c8c8c4c4 parent new_parent flags time expected expected_replaced caller_uid caller_gid
+-- ARGS: name new_name groups [chain]
 -- Reply: {'ok', ino8, attr, parent attr, new parent attr, replaced ino8 or nil,
 --         replaced attr or nil}
 -- logic::namespace::check_not_below: EINVAL when `dir` is `moving` or lies below it. With
@@ -34,6 +36,25 @@ local function check_not_below(dir, moving, chain)
   fail('Corrupted', 'directory ' .. dec(dir) .. ' is nested too deep (a parent loop?)')
 end
 
+-- logic::namespace::check_rename_permissions (vfs_rename's order): the source entry may be
+-- deleted from its directory, the destination entry deleted (replaced, exchanged) or
+-- created, and a directory that changes parent must be writable (its `..` changes).
+-- `sa` / `da`: the attributes of the inodes the source and destination names point to (the
+-- destination's nil when there is none), `s8` / `d8` their numbers.
+local function check_rename_permissions(c, parent8, spa, s8, sa, np8, dpa, d8, da, exchange)
+  perm_check_delete(spa, parent8, sa, c, 'rename')
+  if da then
+    perm_check_delete(dpa, np8, da, c, 'rename')
+  else
+    perm_check_dir_write(dpa, np8, c, 'rename')
+  end
+  if parent8 ~= np8 then
+    local what = 'rename (a directory moving to another parent)'
+    if sa.typ == T_DIR then perm_check_access(sa, s8, c, 2, what) end
+    if exchange and da and da.typ == T_DIR then perm_check_access(da, d8, c, 2, what) end
+  end
+end
+
 -- Both parents after a rename: nlink changed by dsrc / ddst, times raised to `time` (one
 -- directory when the rename stays in it). Returns their encodings.
 local function update_parents(K, spa, dpa, same_dir, dsrc, ddst, time)
@@ -45,16 +66,17 @@ local function update_parents(K, spa, dpa, same_dir, dsrc, ddst, time)
 end
 
 OPS.rename = function(K, A)
-  local parent8, np8, flags, caller, time, expected, expected_rep =
-    struct.unpack('>c8c8Bc4c12c8c8', A[1])
+  local parent8, np8, flags, time, expected, expected_rep, cuid, cgid =
+    struct.unpack('>c8c8Bc12c8c8c4c4', A[1])
   local name, new_name = A[2], A[3]
+  local c = perm_caller(cuid, cgid, A[4])
   local noreplace, exchange = flags == 1, flags == 2
   local same_dir = parent8 == np8
   local declared = K[5] ~= nil
   local chain = nil
   if declared then
     chain = {}
-    for i, r in ipairs(records(A[4], 0)) do chain[r[1]] = K[10 + i] end
+    for i, r in ipairs(records(A[5], 0)) do chain[r[1]] = K[10 + i] end
   end
 
   local spa = dir_attr(K[1], parent8)
@@ -63,12 +85,13 @@ OPS.rename = function(K, A)
   -- The names for messages (built only when an op fails: dec costs a string.format).
   local function src() return dec(parent8) .. '/' .. show(name) end
   local function dst() return dec(np8) .. '/' .. show(new_name) end
+  perm_check_search(spa, parent8, c, 'rename')
   local se = get_entry(K[2], name)
   if not se then fail('NotFound', src()) end
   if declared and se.ino ~= expected then retry('entry ' .. src() .. ' changed') end
   local ksa = declared and K[5] or ikey('i', se.ino)
   local sa = existing_attr(ksa, se.ino)
-  check_sticky(spa, sa, caller, 'rename')
+  perm_check_search(dpa, np8, c, 'rename')
   local de = get_entry(K[4], new_name)
   if noreplace and de then fail('AlreadyExists', dst()) end
   -- rename(2): the same name, or two names of one inode -> nothing happens.
@@ -86,16 +109,16 @@ OPS.rename = function(K, A)
   end
   local s_is_dir = se.typ == T_DIR
   if s_is_dir and not same_dir then check_not_below(np8, se.ino, chain) end
+  local d_is_dir = de and de.typ == T_DIR
+  if exchange and d_is_dir and not same_dir then check_not_below(parent8, de.ino, chain) end
+  local da = de and existing_attr(kda, de.ino)
+  check_rename_permissions(c, parent8, spa, se.ino, sa, np8, dpa, de and de.ino, da, exchange)
   local dsrc, ddst = 0, 0
   local rep_ino, rep_attr = false, false
 
-  local da, d_is_dir, drop, sustain
+  local drop, sustain
   if de then
-    da = existing_attr(kda, de.ino)
-    check_sticky(dpa, da, caller, 'rename')
-    d_is_dir = de.typ == T_DIR
     if exchange then
-      if d_is_dir and not same_dir then check_not_below(parent8, de.ino, chain) end
       -- Writes.
       redis.call('ZREM', K[2], se.member)
       redis.call('ZREM', K[4], de.member)

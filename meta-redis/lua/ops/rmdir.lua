@@ -1,18 +1,20 @@
 -- rmdir: remove an empty directory (logic::namespace::rmdir). An open directory is kept
 -- (nlink 0) until its last release. The keys of the directory the entry names are derived
 -- from the entry, or (strict_keys) declared by the client, which read the entry beforehand
--- (`expected`); a changed entry asks for a retry.
+-- (`expected`); a changed entry asks for a retry. The caller (caller_uid, caller_gid,
+-- `groups`: supplementary groups, 4 bytes each) is checked as for unlink.
 -- KEYS: parent_attr parent_entries [attr entries symlink xattrs openers]
--- FIXED: >c8c4c12c8 parent caller time expected
--- ARGS: name
+-- FIXED: >c8c12c8c4c4 parent time expected caller_uid caller_gid
+-- ARGS: name groups
 -- Reply: {'ok', target ino8, sustained attr or nil, parent attr}
 OPS.rmdir = function(K, A)
-  local parent8, caller, time, expected = struct.unpack('>c8c4c12c8', A[1])
+  local parent8, time, expected, cuid, cgid = struct.unpack('>c8c12c8c4c4', A[1])
   local name = A[2]
+  local c = perm_caller(cuid, cgid, A[3])
   local pa = dir_attr(K[1], parent8)
+  perm_check_search(pa, parent8, c, 'rmdir')
   local e = get_entry(K[2], name)
   if not e then fail('NotFound', dec(parent8) .. '/' .. show(name)) end
-  if e.typ ~= T_DIR then fail('NotADirectory', dec(parent8) .. '/' .. show(name)) end
   local kattr, kents, ksym, kx, kop
   if K[3] then
     if e.ino ~= expected then retry('entry ' .. show(name) .. ' changed') end
@@ -20,8 +22,15 @@ OPS.rmdir = function(K, A)
   else
     kattr, ksym, kx, kop, kents = inode_keys(e.ino)
   end
-  local a = existing_attr(kattr, e.ino)
-  check_sticky(pa, a, caller, 'rmdir')
+  -- may_delete: write permission, the sticky bit, then the type.
+  local a
+  if e.typ == T_DIR then
+    a = existing_attr(kattr, e.ino)
+  else
+    a = get_attr(kattr, e.ino)
+  end
+  perm_check_delete(pa, parent8, a, c, 'rmdir')
+  if e.typ ~= T_DIR then fail('NotADirectory', dec(parent8) .. '/' .. show(name)) end
   if has_entries(kents) then fail('NotEmpty', dec(parent8) .. '/' .. show(name)) end
   local sustain = is_open(kop)
   if not sustain then check_counters() end

@@ -1,12 +1,16 @@
 -- write: append a slice to a chunk of a regular file, extending its length
--- (logic::data::write). `error` is the slice error of logic::check_write ('' = valid).
+-- (logic::data::write). `error` is the slice error of logic::check_write ('' = valid). No
+-- permission is checked, but a caller other than root clears setuid/setgid
+-- (perm::mode_after_write).
+-- The caller: caller_uid, caller_gid and `groups` (supplementary groups, 4 bytes each).
 -- KEYS: attr chunk chunk_index
--- FIXED: >c8I4c24c8c12 ino index slice end time
--- ARGS: error
+-- FIXED: >c8I4c24c8c12c4c4 ino index slice end time caller_uid caller_gid
+-- ARGS: error groups
 -- Reply: {'ok', attr}
 OPS.write = function(K, A)
-  local ino8, indx, slice, send, time = struct.unpack('>c8I4c24c8c12', A[1])
+  local ino8, indx, slice, send, time, cuid, cgid = struct.unpack('>c8I4c24c8c12c4c4', A[1])
   local a = regular_file(K[1], ino8, 'write')
+  local mode = perm_mode_after_write(a, perm_caller(cuid, cgid, A[3]))
   raise_arg(A[2])
   local new_len = a.length
   if u64_lt(new_len, send) then new_len = send end
@@ -16,6 +20,7 @@ OPS.write = function(K, A)
   if delta ~= 0 then counter(S.used, 'usedSpace') end
   -- Writes.
   append()
+  a.mode = mode
   a.length = new_len
   a.mtime = time
   a.ctime = time

@@ -673,7 +673,7 @@ impl<'a> SqlTxn<'a> {
                     lock.insert(*ino);
                     trunc.insert(*ino);
                 }
-                Op::SetXattr { ino, name: n, .. } | Op::RemoveXattr { ino, name: n } => {
+                Op::SetXattr { ino, name: n, .. } | Op::RemoveXattr { ino, name: n, .. } => {
                     lock.insert(*ino);
                     xattr_keys.insert((*ino, n.clone()));
                 }
