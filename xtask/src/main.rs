@@ -439,6 +439,8 @@ fn cmd_test(a: &Args) -> Result<ExitCode> {
         // As root the prerequisites above include FUSE and the programs the `meta mount`
         // tests run: those tests must run, not skip.
         cmd.env("META_MOUNT_TESTS_REQUIRE", "1");
+        // ... and the permission oracle must run against this kernel.
+        cmd.env("META_ORACLE_REQUIRE", "1");
     }
     let mut child = cmd.spawn().map_err(|e| format!("cannot run cargo: {e}"))?;
     let mut captured = String::new();

@@ -99,7 +99,13 @@ pub fn missing(servers: bool) -> Vec<Missing> {
                 package,
             });
         }
-        for (bin, package) in [("git", "git"), ("sqlite3", "sqlite3"), ("rsync", "rsync")] {
+        // ... and python3 for the permission oracle (meta-conformance/tests/oracle.rs).
+        for (bin, package) in [
+            ("git", "git"),
+            ("sqlite3", "sqlite3"),
+            ("rsync", "rsync"),
+            ("python3", "python3"),
+        ] {
             if which(bin).is_none() {
                 out.push(Missing {
                     what: bin.into(),
