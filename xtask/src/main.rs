@@ -9,8 +9,10 @@
 //! - `bench [--matrix] [-- ARGS]`: prerequisites, then `meta bench` (release build).
 //! - `bench-mount`: `tar -x` and `rm -rf` of 10,000 small files through `meta mount`
 //!   (memory, RocksDB, Redis, PostgreSQL) next to the local disk and tmpfs.
-//! - `pjdfstest [--backend LIST|all] [--verbose]`: the POSIX test suite through `meta mount`
-//!   on every backend (servers started as needed); a pass/fail table per backend.
+//! - `pjdfstest [--backend LIST|all] [--verbose] [--engine-permissions]`: the POSIX test
+//!   suite through `meta mount` on every backend (servers started as needed); a pass/fail
+//!   table per backend. `--engine-permissions` mounts without `default_permissions`, so that
+//!   what it judges is the engine's permission checks, not the kernel's.
 //!
 //! Child cargo processes get `CARGO_TARGET_DIR` (default `$HOME/.cache/meta-target`).
 
@@ -37,6 +39,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench [--matrix] [-- ARGS]                           `meta bench` on the embedded default
   bench-mount                                          tar -x / rm -rf through `meta mount` vs local disk
   pjdfstest [--backend LIST|all] [--verbose]           pjdfstest through `meta mount` per backend
+            [--engine-permissions]                    ... mounted without default_permissions
                                                        (rocks, sqlite, redis, postgres, mysql)
 backends: memory, rocks, sqlite, redis, redis-strict, redis-cluster, postgres, mysql, tikv";
 
@@ -470,21 +473,38 @@ fn cmd_test(a: &Args) -> Result<ExitCode> {
         };
         runs.push((b, r));
     }
-    // pjdfstest through `meta mount` on the embedded default and two server backends.
+    // pjdfstest through `meta mount` on the embedded default and two server backends, then
+    // mounted without default_permissions on the embedded default and Redis (the Rust and
+    // the Lua copy of the permission rules), so that it judges the engine's checks.
     let pjd_runs = run_pjdfstest(
         &pjdfstest::parse_list(Some("rocks,redis,postgres"))?,
         &env,
         false,
+        false,
+    );
+    let pjd_engine = run_pjdfstest(
+        &pjdfstest::parse_list(Some("rocks,redis"))?,
+        &env,
+        false,
+        true,
     );
     servers.stop()?;
     let (m_passed, m_failed) = print_matrix(&runs);
-    let (p_passed, p_failed) = match &pjd_runs {
-        Ok(r) => pjdfstest::print_table(r),
-        Err(e) => {
-            println!("pjdfstest could not run (counted as one failure): {e}");
-            (0, 1)
-        }
-    };
+    let (mut p_passed, mut p_failed) = (0, 0);
+    for (runs, title) in [
+        (&pjd_runs, ""),
+        (&pjd_engine, ", engine permissions (no default_permissions)"),
+    ] {
+        let (p, f) = match runs {
+            Ok(r) => pjdfstest::print_table(r, title),
+            Err(e) => {
+                println!("pjdfstest{title} could not run (counted as one failure): {e}");
+                (0, 1)
+            }
+        };
+        p_passed += p;
+        p_failed += f;
+    }
     let matrix_bad = runs.iter().any(|(_, r)| r.failure) || p_failed > 0;
     if !ws_ok {
         println!("cargo test --workspace failed");
@@ -512,6 +532,7 @@ fn run_pjdfstest(
     backends: &[&'static pjdfstest::PjdBackend],
     env: &[(String, String)],
     verbose: bool,
+    engine_permissions: bool,
 ) -> Result<Vec<(&'static pjdfstest::PjdBackend, pjdfstest::PjdRun)>> {
     if !util::is_root() {
         return Err("pjdfstest mounts FUSE filesystems and switches users: run as root".into());
@@ -521,13 +542,16 @@ fn run_pjdfstest(
     let mut runs = Vec::new();
     for &b in backends {
         eprintln!("xtask: pjdfstest on {}", b.name);
-        runs.push((b, pjdfstest::run_one(b, &meta, &pjd, env, verbose)));
+        runs.push((
+            b,
+            pjdfstest::run_one(b, &meta, &pjd, env, verbose, engine_permissions),
+        ));
     }
     Ok(runs)
 }
 
 fn cmd_pjdfstest(a: &Args) -> Result<ExitCode> {
-    a.only(&["backend", "verbose"])?;
+    a.only(&["backend", "verbose", "engine-permissions"])?;
     prereq::ensure(true, true)?;
     let backends = pjdfstest::parse_list(a.value("backend"))?;
     let mut kinds: Vec<Kind> = backends.iter().filter_map(|b| b.service).collect();
@@ -535,10 +559,20 @@ fn cmd_pjdfstest(a: &Args) -> Result<ExitCode> {
     kinds.dedup();
     let mut servers = RunServers::start(&kinds, false)?;
     let env = servers.env();
-    let runs = run_pjdfstest(&backends, &env, a.has("verbose"));
+    let runs = run_pjdfstest(
+        &backends,
+        &env,
+        a.has("verbose"),
+        a.has("engine-permissions"),
+    );
     servers.stop()?;
     let runs = runs?;
-    let (_, failed) = pjdfstest::print_table(&runs);
+    let title = if a.has("engine-permissions") {
+        ", engine permissions (no default_permissions)"
+    } else {
+        ""
+    };
+    let (_, failed) = pjdfstest::print_table(&runs, title);
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

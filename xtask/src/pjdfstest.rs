@@ -289,7 +289,9 @@ struct Mount {
 }
 
 impl Mount {
-    fn start(meta: &Path, url: &str, work: &Path) -> Result<Mount> {
+    /// Mounts `url` on `work/mnt`; `engine_permissions` mounts without `default_permissions`
+    /// (`-o allow_other`), so the engine, not the kernel, decides permissions.
+    fn start(meta: &Path, url: &str, work: &Path, engine_permissions: bool) -> Result<Mount> {
         let mnt = work.join("mnt");
         std::fs::create_dir_all(&mnt).map_err(|e| format!("mkdir {}: {e}", mnt.display()))?;
         run(
@@ -306,6 +308,11 @@ impl Mount {
             .arg("--data")
             .arg(work.join("data"))
             .arg("--foreground")
+            .args(if engine_permissions {
+                &["-o", "allow_other"][..]
+            } else {
+                &[]
+            })
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
@@ -383,6 +390,7 @@ pub fn run_one(
     pjd: &Path,
     env: &[(String, String)],
     verbose: bool,
+    engine_permissions: bool,
 ) -> PjdRun {
     let mut r = PjdRun::default();
     let work =
@@ -405,7 +413,7 @@ pub fn run_one(
             ),
         )
         .map_err(|e| format!("PATH: {e}"))?;
-        let mut m = Mount::start(meta, &url, &work)?;
+        let mut m = Mount::start(meta, &url, &work, engine_permissions)?;
         let started = Instant::now();
         // Pass 1: the whole suite, remounts not allowed (the erofs tests skip). Pass 2: the
         // erofs tests alone, in a fresh pjdfstest process. Earlier tests of the suite leave
@@ -471,10 +479,11 @@ pub fn run_one(
     r
 }
 
-/// Prints the table of runs; returns `(passed, failed)` over every backend (a run that
-/// failed as a whole counts as one failure).
-pub fn print_table(runs: &[(&PjdBackend, PjdRun)]) -> (usize, usize) {
-    println!("\npjdfstest {PJDFSTEST_VERSION} through meta mount");
+/// Prints the table of runs (`title` follows "through meta mount" in its heading); returns
+/// `(passed, failed)` over every backend (a run that failed as a whole counts as one
+/// failure).
+pub fn print_table(runs: &[(&PjdBackend, PjdRun)], title: &str) -> (usize, usize) {
+    println!("\npjdfstest {PJDFSTEST_VERSION} through meta mount{title}");
     println!(
         "{:<10} {:>7} {:>7} {:>8} {:>8}  note",
         "backend", "passed", "failed", "skipped", "seconds"

@@ -22,6 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use meta_core::perm::{MAY_EXEC, MAY_READ};
+
+use super::access;
+
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner as FuseLockOwner, OpenFlags, RenameFlags as FuseRenameFlags, ReplyAttr,
@@ -54,6 +58,9 @@ pub struct Shared {
     pub files: Arc<Files>,
     /// Attribute and entry TTL.
     pub ttl: Duration,
+    /// The engine checks permissions (mounted without `default_permissions`): see
+    /// [`super::access`].
+    pub check: bool,
     /// Inodes on which byte-range locks were taken through this mount: a close drops the
     /// closing process's locks on them (and costs nothing for the others).
     locked: Mutex<std::collections::HashSet<u64>>,
@@ -151,10 +158,6 @@ pub fn file_attr(ino: Ino, a: &Attr) -> FileAttr {
     }
 }
 
-fn caller(req: &Request) -> Caller {
-    Caller::new(req.uid(), req.gid())
-}
-
 fn name_bytes(name: &OsStr) -> Vec<u8> {
     name.as_bytes().to_vec()
 }
@@ -163,12 +166,20 @@ const GEN: Generation = Generation(0);
 
 impl MetaFs {
     /// A filesystem over `meta` and `files`, running its requests on `rt`.
-    pub fn new(meta: Meta, files: Arc<Files>, rt: tokio::runtime::Handle, ttl: Duration) -> Self {
+    /// With `check`, the engine decides permissions (see [`super::access`]).
+    pub fn new(
+        meta: Meta,
+        files: Arc<Files>,
+        rt: tokio::runtime::Handle,
+        ttl: Duration,
+        check: bool,
+    ) -> Self {
         MetaFs {
             shared: Arc::new(Shared {
                 meta,
                 files,
                 ttl,
+                check,
                 locked: Mutex::default(),
             }),
             rt,
@@ -187,6 +198,11 @@ impl MetaFs {
         self.rt.spawn(f(s.meta.clone(), s.files.clone(), s.ttl));
     }
 
+    /// The caller of `req` (with its supplementary groups when the engine checks).
+    fn who(&self, req: &Request) -> Caller {
+        access::caller(req, self.shared.check)
+    }
+
     fn locked(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u64>> {
         self.shared.locked.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -198,6 +214,21 @@ impl MetaFs {
             .get(&fh)
             .cloned()
     }
+}
+
+/// A write or truncate by `who` through a descriptor: clears setuid/setgid as write(2) does
+/// ([`meta_core::perm::mode_after_write`]), as root (the writer need not own the file).
+async fn kill_privileges(meta: &Meta, ino: Ino, a: Attr, who: &Caller) -> Result<()> {
+    let mode = meta_core::perm::mode_after_write(&a, who);
+    if mode != a.mode {
+        let v = SetAttrValues {
+            mode,
+            ..SetAttrValues::default()
+        };
+        meta.setattr(Caller::ROOT, ino, SetAttrMask::MODE, v)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The attributes of `ino` after committing its buffered writes.
@@ -225,13 +256,27 @@ impl Filesystem for MetaFs {
         // Byte-range locks are the engine's (across mounts); everything else as the kernel
         // offers it.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_POSIX_LOCKS);
+        if self.shared.check {
+            // Writes, truncates and chowns clear setuid/setgid here (the engine's ops and
+            // `write` below), not through a setattr the kernel would send as the writer.
+            let _ = config.add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV);
+        }
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name_bytes(name);
+        let who = self.shared.check.then(|| self.who(req));
         self.run(|meta, _, ttl| async move {
-            entry_reply(reply, ttl, meta.lookup(Ino(parent.0), &name).await)
+            let parent = Ino(parent.0);
+            let r = async {
+                if let Some(who) = who {
+                    meta.access(&who, parent, MAY_EXEC).await?;
+                }
+                meta.lookup(parent, &name).await
+            }
+            .await;
+            entry_reply(reply, ttl, r)
         });
     }
 
@@ -255,7 +300,7 @@ impl Filesystem for MetaFs {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
@@ -296,12 +341,30 @@ impl Filesystem for MetaFs {
             }
             None => {}
         }
-        let who = caller(req);
+        let who = self.who(req);
+        // ftruncate(2) on a descriptor open for writing: open(2) checked the permission, so
+        // the engine must not check it again (the file may have been made read-only since).
+        let by_fd = self.shared.check && fh.is_some() && mask.contains(SetAttrMask::SIZE);
         self.run(|meta, files, ttl| async move {
             let ino = Ino(ino.0);
             let r = async {
                 // Buffered writes land first, so a truncate cuts them too.
                 files.flush(ino).await?;
+                if by_fd {
+                    let size = SetAttrValues {
+                        size: v.size,
+                        ..SetAttrValues::default()
+                    };
+                    let a = meta
+                        .setattr(Caller::ROOT, ino, SetAttrMask::SIZE, size)
+                        .await?;
+                    kill_privileges(&meta, ino, a, &who).await?;
+                    let rest = SetAttrMask(mask.0 & !SetAttrMask::SIZE.0);
+                    if rest.0 == 0 {
+                        return meta.getattr(ino).await;
+                    }
+                    return meta.setattr(who, ino, rest, v).await;
+                }
                 meta.setattr(who, ino, mask, v).await
             }
             .await;
@@ -331,7 +394,7 @@ impl Filesystem for MetaFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let (name, who) = (name_bytes(name), caller(req));
+        let (name, who) = (name_bytes(name), self.who(req));
         let Some(typ) = type_of_mode(mode) else {
             reply.error(Errno::EINVAL);
             return;
@@ -352,7 +415,7 @@ impl Filesystem for MetaFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let (name, who) = (name_bytes(name), caller(req));
+        let (name, who) = (name_bytes(name), self.who(req));
         let perm = (mode & !umask & 0o7777) as u16;
         self.run(|meta, _, ttl| async move {
             entry_reply(
@@ -364,14 +427,14 @@ impl Filesystem for MetaFs {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let (name, who) = (name_bytes(name), caller(req));
+        let (name, who) = (name_bytes(name), self.who(req));
         self.run(|meta, _, _| async move {
             empty_reply(reply, meta.unlink(who, Ino(parent.0), &name).await)
         });
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let (name, who) = (name_bytes(name), caller(req));
+        let (name, who) = (name_bytes(name), self.who(req));
         self.run(|meta, _, _| async move {
             empty_reply(reply, meta.rmdir(who, Ino(parent.0), &name).await)
         });
@@ -385,7 +448,7 @@ impl Filesystem for MetaFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let (name, who) = (name_bytes(link_name), caller(req));
+        let (name, who) = (name_bytes(link_name), self.who(req));
         let target = target.as_os_str().as_bytes().to_vec();
         self.run(|meta, _, ttl| async move {
             entry_reply(
@@ -406,7 +469,7 @@ impl Filesystem for MetaFs {
         flags: FuseRenameFlags,
         reply: ReplyEmpty,
     ) {
-        let (name, newname, who) = (name_bytes(name), name_bytes(newname), caller(req));
+        let (name, newname, who) = (name_bytes(name), name_bytes(newname), self.who(req));
         let flags = if flags.is_empty() {
             RenameFlags::NONE
         } else if flags == FuseRenameFlags::RENAME_NOREPLACE {
@@ -434,16 +497,25 @@ impl Filesystem for MetaFs {
         reply: ReplyEntry,
     ) {
         let newname = name_bytes(newname);
-        let who = caller(req);
+        let who = self.who(req);
         self.run(|meta, _, ttl| async move {
             let r = meta.link(who, Ino(ino.0), Ino(newparent.0), &newname).await;
             entry_reply(reply, ttl, r.map(|a| (Ino(ino.0), a)))
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let who = self.shared.check.then(|| self.who(req));
         self.run(|meta, _, _| async move {
-            match meta.open_file(Ino(ino.0)).await {
+            let ino = Ino(ino.0);
+            let r = async {
+                if let Some(who) = who {
+                    meta.access(&who, ino, access::open_mask(flags.0)).await?;
+                }
+                meta.open_file(ino).await
+            }
+            .await;
+            match r {
                 Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
                 Err(e) => reply.error(errno(&e)),
             }
@@ -460,7 +532,7 @@ impl Filesystem for MetaFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let (name, who) = (name_bytes(name), caller(req));
+        let (name, who) = (name_bytes(name), self.who(req));
         if type_of_mode(mode) != Some(FileType::Regular) {
             reply.error(Errno::EINVAL);
             return;
@@ -501,7 +573,7 @@ impl Filesystem for MetaFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -512,8 +584,19 @@ impl Filesystem for MetaFs {
         reply: ReplyWrite,
     ) {
         let data = data.to_vec();
-        self.run(|_, files, _| async move {
-            match files.write(Ino(ino.0), offset, &data).await {
+        // With engine checks the kernel leaves setuid/setgid clearing to the filesystem.
+        let writer = self.shared.check.then(|| self.who(req));
+        self.run(|meta, files, _| async move {
+            let ino = Ino(ino.0);
+            let r = async {
+                if let Some(w) = writer.filter(|w| !w.is_root()) {
+                    let a = meta.getattr(ino).await?;
+                    kill_privileges(&meta, ino, a, &w).await?;
+                }
+                files.write(ino, offset, &data).await
+            }
+            .await;
+            match r {
                 Ok(()) => reply.written(data.len() as u32),
                 Err(e) => reply.error(errno(&e)),
             }
@@ -595,17 +678,25 @@ impl Filesystem for MetaFs {
         });
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let who = self.shared.check.then(|| self.who(req));
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.dirs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(fh, Arc::default());
         self.run(|meta, _, _| async move {
-            // The directory must exist and be one.
+            // The directory must exist, be one, and (engine checks) be readable.
             match meta.getattr(Ino(ino.0)).await {
                 Ok(a) if a.typ == FileType::Directory => {
-                    reply.opened(FileHandle(fh), FopenFlags::empty())
+                    let denied = match &who {
+                        Some(w) => meta.access(w, Ino(ino.0), MAY_READ).await.err(),
+                        None => None,
+                    };
+                    match denied {
+                        Some(e) => reply.error(errno(&e)),
+                        None => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                    }
                 }
                 Ok(_) => reply.error(Errno::ENOTDIR),
                 Err(e) => reply.error(errno(&e)),
@@ -852,7 +943,7 @@ impl Filesystem for MetaFs {
         reply: ReplyEmpty,
     ) {
         let (name, value) = (name_bytes(name), value.to_vec());
-        let who = caller(req);
+        let who = self.who(req);
         self.run(|meta, _, _| async move {
             let r = meta
                 .setxattr(who, Ino(ino.0), &name, &value, XattrFlags(flags as u32))
@@ -861,10 +952,25 @@ impl Filesystem for MetaFs {
         });
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let name = name_bytes(name);
+        let who = self.shared.check.then(|| self.who(req));
         self.run(|meta, _, _| async move {
-            match meta.getxattr(Ino(ino.0), &name).await {
+            let ino = Ino(ino.0);
+            let r = async {
+                if let Some(who) = &who {
+                    // xattr(7): reading `user.` names needs read permission; `trusted.`
+                    // names are invisible to other users than root.
+                    if name.starts_with(b"user.") {
+                        meta.access(who, ino, MAY_READ).await?;
+                    } else if name.starts_with(b"trusted.") && !who.is_root() {
+                        return Err(meta_core::Error::new(ErrorKind::NoData, "trusted. xattr"));
+                    }
+                }
+                meta.getxattr(ino, &name).await
+            }
+            .await;
+            match r {
                 Ok(v) if size == 0 => reply.size(v.len() as u32),
                 Ok(v) if v.len() <= size as usize => reply.data(&v),
                 Ok(_) => reply.error(Errno::ERANGE),
@@ -897,16 +1003,20 @@ impl Filesystem for MetaFs {
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name_bytes(name);
-        let who = caller(req);
+        let who = self.who(req);
         self.run(|meta, _, _| async move {
             empty_reply(reply, meta.removexattr(who, Ino(ino.0), &name).await)
         });
     }
 
-    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        // Only called without default_permissions: the inode must exist.
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        // Only called without default_permissions, i.e. when the engine checks.
+        let who = self.who(req);
         self.run(|meta, _, _| async move {
-            empty_reply(reply, meta.getattr(Ino(ino.0)).await.map(drop))
+            let r = meta
+                .access(&who, Ino(ino.0), (mask.bits() & 7) as u32)
+                .await;
+            empty_reply(reply, r)
         });
     }
 

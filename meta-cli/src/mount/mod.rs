@@ -12,6 +12,7 @@
 //! leaves an unusable mount point ("transport endpoint is not connected") until `meta umount`
 //! (a lazy unmount), and its session is cleaned up by any other client once it expires.
 
+mod access;
 mod compact;
 mod data;
 mod files;
@@ -128,14 +129,6 @@ fn mount_options(o: &MountOpts, display: &str) -> Result<(Vec<MountOption>, Sess
             ),
         }
     }
-    if !opts.contains(&MountOption::DefaultPermissions) {
-        // The engine checks the ops it applies, but this filesystem does not yet call
-        // `Meta::access` for lookups, reads and opens: the kernel must check those.
-        bail!(
-            "mount without default_permissions is not supported yet: the mount does not check \
-             lookups, reads and opens itself, so the kernel must (add -o default_permissions)"
-        );
-    }
     Ok((opts, acl))
 }
 
@@ -234,11 +227,13 @@ pub async fn run(o: &MountOpts, out: &mut dyn Write) -> Result<()> {
         SliceStore::open(&data).with_context(|| format!("data directory {}", data.display()))?;
     let mut opened = volume::open_backend(&o.url, Access::Write).await?;
     opened.opts.session_label = format!("mount {}", mp.display());
-    // The kernel checks permissions (default_permissions, required above) and clears
-    // setuid/setgid itself through setattr: the engine's own checks would only repeat them.
-    opened.opts.permissions = false;
-    let meta = volume::open_meta_on(&opened, Access::Write, None).await?;
     let (mopts, acl) = mount_options(o, &opened.display)?;
+    // With default_permissions the kernel checks permissions and clears setuid/setgid
+    // itself through setattr, so the engine's checks would only repeat them; without it the
+    // engine decides (see access.rs).
+    let engine_checks = !mopts.contains(&MountOption::DefaultPermissions);
+    opened.opts.permissions = engine_checks;
+    let meta = volume::open_meta_on(&opened, Access::Write, None).await?;
     let files = Arc::new(files::Files::new(
         meta.clone(),
         store.clone(),
@@ -250,6 +245,7 @@ pub async fn run(o: &MountOpts, out: &mut dyn Write) -> Result<()> {
         files,
         tokio::runtime::Handle::current(),
         o.attr_timeout,
+        engine_checks,
     );
     let mut config = Config::default();
     config.mount_options = mopts;
