@@ -82,7 +82,7 @@ async fn check_sustained(m: &Meta, f: Ino, s: Slice, used_inodes: u64) -> Result
     fsck_clean(&**m.backend(), "with a sustained inode").await
 }
 
-/// unlink of an open file: the name goes, the inode stays (see [`check_sustained`]); the last
+/// unlink of an open file: the name goes, the inode stays (see `check_sustained`); the last
 /// release deletes it, its data becoming pending deletion, and statfs drops it.
 pub async fn unlink_open_file(ctx: &TestCtx) -> Result<()> {
     let m = ctx.meta();
@@ -482,7 +482,7 @@ pub async fn flock_matrix(ctx: &TestCtx) -> Result<()> {
     Ok(())
 }
 
-/// fcntl(2) byte-range locks: lock [0,100], unlock [40,60] leaves two ranges; F_GETLK names
+/// fcntl(2) byte-range locks: lock `[0,100]`, unlock `[40,60]` leaves two ranges; F_GETLK names
 /// the conflicting range (or none); read ranges coexist, write ranges conflict across
 /// owners; adjacent ranges of one type merge; release of the last open drops them.
 pub async fn plock_split_merge_getlk(ctx: &TestCtx) -> Result<()> {

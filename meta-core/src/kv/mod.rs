@@ -1,6 +1,6 @@
 //! The key schema and binary codec shared by the key-value backends (in-memory, RocksDB, and
 //! the transactional stores), the overlay transaction ([`KvTxn`]) that runs the generic op
-//! logic against any ordered KV store, and [`KvBackend`], a complete [`Backend`] over any
+//! logic against any ordered KV store, and [`KvBackend`], a complete [`crate::Backend`] over any
 //! [`KvStore`].
 //!
 //! - [`schema`]: the keys, below;

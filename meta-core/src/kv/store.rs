@@ -22,10 +22,10 @@ pub trait KvRead: Send + Sync {
     -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 }
 
-/// A synchronous ordered KV store with atomic multi-key commits: what [`KvBackend`] needs.
+/// A synchronous ordered KV store with atomic multi-key commits: what [`crate::kv::KvBackend`] needs.
 ///
 /// Implementations must make `commit` all-or-nothing and durable as configured, and report
-/// failures with a classified [`ErrorKind`]: `Unavailable` when nothing was written,
+/// failures with a classified [`crate::ErrorKind`]: `Unavailable` when nothing was written,
 /// `Indeterminate` when the write may have reached the disk (e.g. a WAL I/O error).
 pub trait KvStore: Send + Sync + Debug + 'static {
     /// The value of `key`, or `None`.
@@ -34,7 +34,7 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Applies every write of `writes` atomically.
     fn commit(&self, writes: WriteSet) -> Result<()>;
-    /// True when calls block on I/O, so [`KvBackend`] runs them on tokio's blocking pool
+    /// True when calls block on I/O, so [`crate::kv::KvBackend`] runs them on tokio's blocking pool
     /// instead of an async worker thread. Default true.
     fn is_blocking(&self) -> bool {
         true
@@ -43,7 +43,7 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     fn info(&self) -> BackendInfo;
     /// A consistent read-only view for reads that touch several keys (readdir with attributes,
     /// lookup). The default reads the live store, which is consistent only for stores whose
-    /// calls do not block ([`KvStore::is_blocking`] false): [`KvBackend`] holds its writer lock
+    /// calls do not block ([`KvStore::is_blocking`] false): [`crate::kv::KvBackend`] holds its writer lock
     /// around their reads. Stores with snapshots (RocksDB) should return one.
     fn snapshot(&self) -> Result<Box<dyn KvSnapshot + '_>> {
         Ok(Box::new(LiveView(self)))

@@ -4,7 +4,7 @@
 //!
 //! Sources of the rules: link(2), unlink(2), rmdir(2), rename(2) (incl. `renameat2` flags),
 //! setxattr(2), truncate(2), and Linux's handling of directory nlink and parent times.
-//! Sessions, open files and locks: [`session`] (flock(2), fcntl(2)).
+//! Sessions, open files and locks: `logic::session` (flock(2), fcntl(2)).
 //!
 //! Files: `checks` (what every op checks first, shared with the Redis backend), `namespace`
 //! (mknod, link, unlink, rmdir, rename), `data` (setattr, truncate, write, compaction, xattrs,
@@ -190,7 +190,7 @@ pub trait TxnView: Send {
 
 /// Applies `ops` in order inside one transaction, each under its own savepoint: a failing op is
 /// rolled back alone and its error returned in its slot. An error of a batch-fatal kind
-/// ([`ErrorKind::is_batch_fatal`]) aborts the whole batch and is returned as the outer error.
+/// ([`crate::ErrorKind::is_batch_fatal`]) aborts the whole batch and is returned as the outer error.
 pub async fn apply_ops<V: TxnView + ?Sized>(
     v: &mut V,
     ops: &[Op],

@@ -297,7 +297,7 @@ impl Meta {
     }
 
     /// Flushes, ends the session (its open files are released and its locks dropped, see
-    /// [`Meta::close_session`]), then stops the batcher and the ID-pool prefetch and waits
+    /// [`crate::Op::CloseSession`]), then stops the batcher and the ID-pool prefetch and waits
     /// for their tasks, so that once every clone of this `Meta` is dropped nothing holds the
     /// backend any more (an embedded database can then be reopened at once). Returns the
     /// flush's error (naming how many deferred ops failed), else the session's, if any.
