@@ -29,7 +29,7 @@ pub use session::{list_locks, session_holdings};
 use async_trait::async_trait;
 
 use crate::error::{Result, err};
-use crate::op::{Op, OpOutput};
+use crate::op::{Op, OpOutput, SetAttrMask, SetAttrValues};
 use crate::session::{LockKind, LockOwner, LockType, PlockRange, Session, Sid};
 use crate::types::{Attr, Counter, Entry, Ino, Pending, Setting, Slice, Timespec, show_name};
 
@@ -325,8 +325,12 @@ async fn dispatch<V: TxnView + ?Sized>(v: &mut V, op: &Op, limits: &Limits) -> R
             time,
         } => {
             let mut attr = checks::regular_file(v, *ino, "truncate").await?;
-            crate::perm::check_access(&attr, *ino, caller, crate::perm::MAY_WRITE, "truncate")?;
-            attr.mode = crate::perm::mode_after_write(&attr, caller);
+            // The rules of a setattr that only sets the size (truncate(2)).
+            let size = SetAttrValues {
+                size: *length,
+                ..SetAttrValues::default()
+            };
+            attr.mode = crate::perm::check_setattr(&attr, *ino, caller, SetAttrMask::SIZE, &size)?;
             data::truncate_to(v, *ino, &mut attr, *length, *time, limits).await?;
             v.put_attr(*ino, &attr).await?;
             Ok(OpOutput::Attr { ino: *ino, attr })
