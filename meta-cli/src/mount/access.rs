@@ -11,8 +11,8 @@
 //! then leaves to the filesystem (`FUSE_HANDLE_KILLPRIV`).
 
 use fuser::Request;
-use meta_core::Caller;
 use meta_core::perm::{MAY_READ, MAY_WRITE};
+use meta_core::{Attr, Caller, Ino, Meta, Result, SetAttrMask, SetAttrValues};
 
 /// The caller of `req`: its uid and gid, and when `groups` its supplementary groups (the
 /// `Groups:` line of `/proc/<pid>/status`; FUSE does not send them). A process that is gone
@@ -38,6 +38,32 @@ fn proc_groups(pid: u32) -> Vec<u32> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// With engine checks (`who` given), fails unless `who` has the permissions of `mask` on
+/// `ino` ([`Meta::access`]); without them (the kernel checked) passes at once, reading
+/// nothing.
+pub(super) async fn check(meta: &Meta, who: Option<&Caller>, ino: Ino, mask: u32) -> Result<()> {
+    match who {
+        Some(w) => meta.access(w, ino, mask).await,
+        None => Ok(()),
+    }
+}
+
+/// A write or truncate by `who` through a descriptor (attributes `a`): clears setuid/setgid
+/// as write(2) does ([`meta_core::perm::mode_after_write`]), as root (the writer need not own
+/// the file).
+pub(super) async fn kill_privileges(meta: &Meta, ino: Ino, a: Attr, who: &Caller) -> Result<()> {
+    let mode = meta_core::perm::mode_after_write(&a, who);
+    if mode != a.mode {
+        let v = SetAttrValues {
+            mode,
+            ..SetAttrValues::default()
+        };
+        meta.setattr(Caller::ROOT, ino, SetAttrMask::MODE, v)
+            .await?;
+    }
+    Ok(())
 }
 
 /// `O_ACCMODE` and `O_TRUNC` (open(2), Linux values).

@@ -216,21 +216,6 @@ impl MetaFs {
     }
 }
 
-/// A write or truncate by `who` through a descriptor: clears setuid/setgid as write(2) does
-/// ([`meta_core::perm::mode_after_write`]), as root (the writer need not own the file).
-async fn kill_privileges(meta: &Meta, ino: Ino, a: Attr, who: &Caller) -> Result<()> {
-    let mode = meta_core::perm::mode_after_write(&a, who);
-    if mode != a.mode {
-        let v = SetAttrValues {
-            mode,
-            ..SetAttrValues::default()
-        };
-        meta.setattr(Caller::ROOT, ino, SetAttrMask::MODE, v)
-            .await?;
-    }
-    Ok(())
-}
-
 /// The attributes of `ino` after committing its buffered writes.
 async fn fresh_attr(meta: &Meta, files: &Files, ino: Ino) -> Result<Attr> {
     files.flush(ino).await?;
@@ -270,9 +255,7 @@ impl Filesystem for MetaFs {
         self.run(|meta, _, ttl| async move {
             let parent = Ino(parent.0);
             let r = async {
-                if let Some(who) = who {
-                    meta.access(&who, parent, MAY_EXEC).await?;
-                }
+                access::check(&meta, who.as_ref(), parent, MAY_EXEC).await?;
                 meta.lookup(parent, &name).await
             }
             .await;
@@ -358,7 +341,7 @@ impl Filesystem for MetaFs {
                     let a = meta
                         .setattr(Caller::ROOT, ino, SetAttrMask::SIZE, size)
                         .await?;
-                    kill_privileges(&meta, ino, a, &who).await?;
+                    access::kill_privileges(&meta, ino, a, &who).await?;
                     let rest = SetAttrMask(mask.0 & !SetAttrMask::SIZE.0);
                     if rest.0 == 0 {
                         return meta.getattr(ino).await;
@@ -509,9 +492,8 @@ impl Filesystem for MetaFs {
         self.run(|meta, _, _| async move {
             let ino = Ino(ino.0);
             let r = async {
-                if let Some(who) = who {
-                    meta.access(&who, ino, access::open_mask(flags.0)).await?;
-                }
+                let mask = access::open_mask(flags.0);
+                access::check(&meta, who.as_ref(), ino, mask).await?;
                 meta.open_file(ino).await
             }
             .await;
@@ -591,7 +573,7 @@ impl Filesystem for MetaFs {
             let r = async {
                 if let Some(w) = writer.filter(|w| !w.is_root()) {
                     let a = meta.getattr(ino).await?;
-                    kill_privileges(&meta, ino, a, &w).await?;
+                    access::kill_privileges(&meta, ino, a, &w).await?;
                 }
                 files.write(ino, offset, &data).await
             }
@@ -689,10 +671,10 @@ impl Filesystem for MetaFs {
             // The directory must exist, be one, and (engine checks) be readable.
             match meta.getattr(Ino(ino.0)).await {
                 Ok(a) if a.typ == FileType::Directory => {
-                    let denied = match &who {
-                        Some(w) => meta.access(w, Ino(ino.0), MAY_READ).await.err(),
-                        None => None,
-                    };
+                    // The attributes are at hand: no second read through `Meta::access`.
+                    let denied = who.as_ref().and_then(|w| {
+                        meta_core::perm::check_access(&a, Ino(ino.0), w, MAY_READ, "opendir").err()
+                    });
                     match denied {
                         Some(e) => reply.error(errno(&e)),
                         None => reply.opened(FileHandle(fh), FopenFlags::empty()),
