@@ -6,10 +6,11 @@ use std::ops::Range;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::op::{Op, OpOutput};
 use crate::session::{InodeLocks, Session, SessionHoldings, Sid};
 use crate::snapshot::{InodeData, VolumeReads};
+use crate::stats::DirStat;
 use crate::types::{Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice, Statfs};
 
 /// Static facts about a backend. More may be added: build it with [`BackendInfo::new`].
@@ -177,6 +178,20 @@ pub trait Backend: Send + Sync + Debug + 'static {
 
     /// Current value of a counter.
     async fn get_counter(&self, counter: Counter) -> Result<i64>;
+
+    /// The statistics of each of `dirs` ([`crate::stats`]), positionally, read together (one
+    /// request where the database allows); zeros for an inode without a record (an empty
+    /// directory, a non-directory, a missing inode, or a volume formatted without
+    /// statistics: callers check [`crate::Setting::dir_stats`] and the inode's type). The
+    /// default fails with `Unsupported`. Errors: `Corrupted` for an undecodable record,
+    /// those of the reads.
+    async fn dir_stats(&self, dirs: &[Ino]) -> Result<Vec<DirStat>> {
+        let _ = dirs;
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("the {} backend keeps no directory statistics", self.info().scheme),
+        ))
+    }
 
     /// Live inodes with their attributes, a page at a time (for fsck and tools): start with
     /// `cursor = None`, then pass the previous page's [`InodePage::next`] until it is `None`.

@@ -14,6 +14,7 @@
 //! - [`session`]: sessions, open files (sustained inodes) and locks.
 //! - [`fsck`] and [`dump`]: consistency check and JSON dump/load of a whole volume;
 //!   [`snapshot`]: the whole-volume reads of a dump and the backends' point-in-time views.
+//! - [`stats`]: directory statistics ([`stats::DirStat`]) and subtree summaries.
 //! - [`testing`]: a latency-adding, call-counting backend wrapper for tests and benchmarks.
 //!
 //! ```
@@ -52,6 +53,7 @@ pub mod perm;
 pub mod registry;
 pub mod session;
 pub mod snapshot;
+pub mod stats;
 pub mod testing;
 pub mod types;
 
@@ -68,6 +70,7 @@ pub use session::{
     InodeLocks, LockKind, LockOwner, LockType, PlockRange, Session, SessionHoldings, SessionInfo,
     Sid,
 };
+pub use stats::{DirStat, Summary};
 pub use types::{
     Attr, CHUNK_SIZE, Counter, DirEntry, Entry, FileType, IdKind, Ino, Pending, Setting, Slice,
     Statfs, Timespec,

@@ -279,6 +279,11 @@ pub struct Setting {
     pub inodes: u64,
     /// Creation time, seconds since the Unix epoch.
     pub created: i64,
+    /// Whether every op keeps per-directory statistics ([`crate::stats`]). On for volumes
+    /// formatted by this version; absent (off) in the records of older volumes, whose
+    /// directories have no statistics to start from.
+    #[serde(default)]
+    pub dir_stats: bool,
 }
 
 impl Setting {
@@ -295,6 +300,7 @@ impl Setting {
             capacity: 0,
             inodes: 0,
             created: Timespec::now().sec,
+            dir_stats: true,
         }
     }
 

@@ -16,6 +16,7 @@ use crate::logic::{self, Limits, TxnView};
 use crate::op::{Op, OpOutput};
 use crate::session::{InodeLocks, Session, SessionHoldings, Sid};
 use crate::snapshot::{InodeData, KvStoreSnapshot, VolumeReads};
+use crate::stats::DirStat;
 use crate::types::{Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice, Statfs};
 
 /// A complete [`Backend`] over any [`KvStore`]: one writer at a time applies a batch through a
@@ -202,6 +203,12 @@ impl<S: KvStore> Backend for KvBackend<S> {
 
     async fn statfs(&self) -> Result<Statfs> {
         self.run(|store, _| block_on(shared::statfs(&SyncRead(store))))
+            .await
+    }
+
+    async fn dir_stats(&self, dirs: &[Ino]) -> Result<Vec<DirStat>> {
+        let dirs = dirs.to_vec();
+        self.run(move |store, _| block_on(shared::dir_stats(&SyncRead(store), &dirs)))
             .await
     }
 

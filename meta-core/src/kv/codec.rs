@@ -3,6 +3,7 @@
 use crate::error::{Error, Result, err};
 use crate::kv::{ATTR_BYTES, SLICE_BYTES, VALUE_VERSION};
 use crate::session::{Session, SessionInfo};
+use crate::stats::DirStat;
 use crate::types::{Attr, Entry, FileType, Ino, Pending, Setting, Slice, Timespec};
 
 struct Reader<'a> {
@@ -209,6 +210,29 @@ pub fn encode_counter(n: i64) -> Vec<u8> {
     v.push(VALUE_VERSION);
     v.extend_from_slice(&n.to_be_bytes());
     v
+}
+
+/// Encodes a directory's statistics: version byte, then inodes, length, space (i64 each,
+/// big-endian); 25 bytes.
+pub fn encode_dir_stat(s: &DirStat) -> Vec<u8> {
+    let mut v = Vec::with_capacity(25);
+    v.push(VALUE_VERSION);
+    for n in [s.inodes, s.length, s.space] {
+        v.extend_from_slice(&n.to_be_bytes());
+    }
+    v
+}
+
+/// Decodes a directory's statistics (see [`encode_dir_stat`]).
+pub fn decode_dir_stat(buf: &[u8]) -> Result<DirStat> {
+    let mut r = Reader::new(buf, "directory statistics")?;
+    let s = DirStat {
+        inodes: r.u64()? as i64,
+        length: r.u64()? as i64,
+        space: r.u64()? as i64,
+    };
+    r.finish()?;
+    Ok(s)
 }
 
 /// Decodes a counter.

@@ -20,6 +20,7 @@
 //! | `A{ino:8}C{indx:4}` | slices of a chunk, 24 bytes each, in write order |
 //! | `A{ino:8}S` | symlink target |
 //! | `A{ino:8}X{name}` | xattr value |
+//! | `A{ino:8}U` | a directory's statistics: inodes, length, space (i64 each; [`crate::stats`]) |
 //! | `C{counter name}` | counter (i64) |
 //! | `D{ino:8}` | pending-deletion file: length (u64) |
 //! | `L{id:8}` | pending-deletion slice: size (u32) |

@@ -44,6 +44,10 @@ pub fn xattr_key(ino: Ino, name: &[u8]) -> Vec<u8> {
 pub fn xattr_prefix(ino: Ino) -> Vec<u8> {
     inode_key(ino, b'X', &[])
 }
+/// `A{ino}U`: a directory's statistics ([`crate::stats::DirStat`]).
+pub fn dir_stat_key(ino: Ino) -> Vec<u8> {
+    inode_key(ino, b'U', &[])
+}
 /// `C{name}`: a counter.
 pub fn counter_key(c: Counter) -> Vec<u8> {
     let mut k = vec![b'C'];

@@ -13,6 +13,7 @@ use crate::kv::schema::*;
 use crate::kv::store::{KvRead, WriteSet};
 use crate::logic::{self, Limits};
 use crate::op::Op;
+use crate::stats::DirStat;
 use crate::types::{Attr, Counter, IdKind, Ino, Pending, Setting, Slice, Statfs, Timespec};
 
 /// How many raw keys one page of a scan reads.
@@ -124,6 +125,21 @@ pub async fn reserve_writes<R: KvRead + ?Sized>(
     let mut w = WriteSet::new();
     w.insert(counter_key(c), Some(encode_counter(end as i64)));
     Ok((start..end, w))
+}
+
+/// The statistics of each of `dirs`, positionally (zeros for a directory without a record).
+/// Errors: `Corrupted` for an undecodable record.
+pub async fn dir_stats<R: KvRead + ?Sized>(r: &R, dirs: &[Ino]) -> Result<Vec<DirStat>> {
+    let mut out = Vec::with_capacity(dirs.len());
+    for d in dirs {
+        out.push(match r.get(&dir_stat_key(*d)).await? {
+            Some(v) => {
+                decode_dir_stat(&v).map_err(|e| e.context_prefix(format!("directory {d}")))?
+            }
+            None => DirStat::default(),
+        });
+    }
+    Ok(out)
 }
 
 /// Volume usage from the counters and the format record.

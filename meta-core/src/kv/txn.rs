@@ -11,6 +11,7 @@ use crate::kv::schema::*;
 use crate::kv::store::{KvRead, WriteSet};
 use crate::logic::TxnView;
 use crate::session::{LockKind, LockOwner, LockType, PlockRange, Session, Sid};
+use crate::stats::DirStat;
 use crate::types::{Attr, Counter, Entry, Ino, Pending, Slice};
 
 /// The generic op logic's view over a [`KvRead`]: reads see the underlying store overlaid by
@@ -155,6 +156,7 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
     async fn delete_inode(&mut self, ino: Ino) -> Result<()> {
         self.set(attr_key(ino), None);
         self.set(symlink_key(ino), None);
+        self.set(dir_stat_key(ino), None);
         for name in TxnView::list_xattr(self, ino).await? {
             self.set(xattr_key(ino, &name), None);
         }
@@ -270,6 +272,17 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
             Some(encode_counter(n.saturating_add(delta))),
         );
         Ok(())
+    }
+    async fn add_dir_stat(&mut self, dir: Ino, delta: DirStat) -> Result<()> {
+        let s = TxnView::get_dir_stat(self, dir).await? + delta;
+        self.set(dir_stat_key(dir), Some(encode_dir_stat(&s)));
+        Ok(())
+    }
+    async fn get_dir_stat(&mut self, dir: Ino) -> Result<DirStat> {
+        match self.get(&dir_stat_key(dir)).await? {
+            Some(v) => decode_dir_stat(&v).map_err(|e| e.context_prefix(format!("directory {dir}"))),
+            None => Ok(DirStat::default()),
+        }
     }
     async fn put_pending(&mut self, pending: Pending) -> Result<()> {
         self.set(pending_key(pending), Some(encode_pending(pending)));

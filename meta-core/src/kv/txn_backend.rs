@@ -17,6 +17,7 @@ use crate::logic::{self, Limits, TxnView};
 use crate::op::{Op, OpOutput};
 use crate::session::{InodeLocks, Session, SessionHoldings, Sid};
 use crate::snapshot::InodeData;
+use crate::stats::DirStat;
 use crate::types::{Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice, Statfs};
 
 /// A transaction that lost a race (`Conflict`) is run again until it has been retried this
@@ -393,6 +394,12 @@ impl<S: TxnStore> Backend for TxnKvBackend<S> {
 
     async fn statfs(&self) -> Result<Statfs> {
         self.read_with(|r| Box::pin(shared::statfs(r))).await
+    }
+
+    async fn dir_stats(&self, dirs: &[Ino]) -> Result<Vec<DirStat>> {
+        let dirs = dirs.to_vec();
+        self.read_with(move |r| Box::pin(async move { shared::dir_stats(r, &dirs).await }))
+            .await
     }
 
     async fn get_counter(&self, counter: Counter) -> Result<i64> {

@@ -296,6 +296,23 @@ pub(super) async fn regular_file<V: TxnView + ?Sized>(
     }
 }
 
+/// Applies the directory-statistics changes of inode `ino`'s attributes going from `before`
+/// to `after` (`None`: absent), when the volume keeps statistics ([`crate::stats::recharge`]).
+pub(super) async fn restat<V: TxnView + ?Sized>(
+    v: &mut V,
+    limits: &Limits,
+    ino: Ino,
+    before: Option<&Attr>,
+    after: Option<&Attr>,
+) -> Result<()> {
+    if limits.dir_stats {
+        for (dir, delta) in crate::stats::recharge(ino, before, after) {
+            v.add_dir_stat(dir, delta).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Fails with NoSpace when adding `space` bytes and `inodes` inodes would pass the limits.
 /// Reads the counters only when a limit is set and the delta is positive.
 pub(super) async fn check_quota<V: TxnView + ?Sized>(

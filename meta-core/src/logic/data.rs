@@ -12,7 +12,7 @@ use crate::types::{
 
 use super::checks::{
     check_length, check_quota, check_slices, check_write, dir_attr, dropped_slices, existing_attr,
-    regular_file,
+    regular_file, restat,
 };
 use super::{Limits, TxnView};
 
@@ -75,6 +75,7 @@ pub(super) async fn truncate_to<V: TxnView + ?Sized>(
     check_length(length)?;
     let delta = align_space(length) as i64 - align_space(attr.length) as i64;
     check_quota(v, limits, delta, 0).await?;
+    let before = *attr;
     if length < attr.length {
         let cut_indx = length >> CHUNK_BITS;
         let cut = (length & (CHUNK_SIZE - 1)) as u32;
@@ -111,6 +112,7 @@ pub(super) async fn truncate_to<V: TxnView + ?Sized>(
     if delta != 0 {
         v.add_counter(Counter::UsedSpace, delta).await?;
     }
+    restat(v, limits, ino, Some(&before), Some(attr)).await?;
     Ok(())
 }
 
@@ -131,6 +133,7 @@ pub(super) async fn write<V: TxnView + ?Sized>(
     let delta = align_space(new_len) as i64 - align_space(attr.length) as i64;
     check_quota(v, limits, delta, 0).await?;
     v.append_slice(ino, indx, slice).await?;
+    let before = attr;
     attr.length = new_len;
     attr.mtime = time;
     attr.ctime = time;
@@ -138,6 +141,7 @@ pub(super) async fn write<V: TxnView + ?Sized>(
     if delta != 0 {
         v.add_counter(Counter::UsedSpace, delta).await?;
     }
+    restat(v, limits, ino, Some(&before), Some(&attr)).await?;
     Ok(OpOutput::Attr { ino, attr })
 }
 
@@ -191,6 +195,7 @@ pub(super) async fn setxattr<V: TxnView + ?Sized>(
 pub(super) async fn restore<V: TxnView + ?Sized>(
     v: &mut V,
     rec: &RestoreRecord,
+    limits: &Limits,
 ) -> Result<OpOutput> {
     let ino = rec.ino;
     let old = v.get_attr(ino).await?;
@@ -225,6 +230,7 @@ pub(super) async fn restore<V: TxnView + ?Sized>(
     if old.is_none() {
         v.add_counter(Counter::TotalInodes, 1).await?;
     }
+    restat(v, limits, ino, old.as_ref(), Some(&rec.attr)).await?;
     Ok(OpOutput::Attr {
         ino,
         attr: rec.attr,

@@ -30,6 +30,7 @@ use async_trait::async_trait;
 
 use crate::error::{Result, err};
 use crate::op::{Op, OpOutput, SetAttrMask, SetAttrValues};
+use crate::stats::DirStat;
 use crate::session::{LockKind, LockOwner, LockType, PlockRange, Session, Sid};
 use crate::types::{Attr, Counter, Entry, Ino, Pending, Setting, Slice, Timespec, show_name};
 
@@ -40,6 +41,8 @@ pub struct Limits {
     pub capacity: u64,
     /// Maximum number of inodes.
     pub inodes: u64,
+    /// Keep directory statistics ([`Setting::dir_stats`]).
+    pub dir_stats: bool,
 }
 
 impl From<&Setting> for Limits {
@@ -47,6 +50,7 @@ impl From<&Setting> for Limits {
         Limits {
             capacity: s.capacity,
             inodes: s.inodes,
+            dir_stats: s.dir_stats,
         }
     }
 }
@@ -63,7 +67,8 @@ pub trait TxnView: Send {
     async fn get_attr(&mut self, ino: Ino) -> Result<Option<Attr>>;
     /// Stores the attributes of `ino` (insert or replace).
     async fn put_attr(&mut self, ino: Ino, attr: &Attr) -> Result<()>;
-    /// Removes the attributes, symlink target and xattrs of `ino` (chunks stay).
+    /// Removes the attributes, symlink target and xattrs of `ino`, and a directory's statistics
+    /// record (chunks stay).
     async fn delete_inode(&mut self, ino: Ino) -> Result<()>;
 
     /// The entry `name` of directory `parent`, or `None`.
@@ -180,6 +185,13 @@ pub trait TxnView: Send {
         Ok(attr)
     }
 
+    /// Adds `delta` to directory `dir`'s statistics ([`crate::stats`]); a directory without a
+    /// record counts as all zeros. Commutative: SQL keeps it as a delta applied at commit.
+    /// [`TxnView::delete_inode`] of a directory removes its record.
+    async fn add_dir_stat(&mut self, dir: Ino, delta: DirStat) -> Result<()>;
+    /// Directory `dir`'s statistics as this transaction sees them (zeros without a record).
+    async fn get_dir_stat(&mut self, dir: Ino) -> Result<DirStat>;
+
     /// Starts an op: its writes can be undone alone with `rollback_to_savepoint`.
     async fn savepoint(&mut self) -> Result<()>;
     /// Keeps the writes made since the last savepoint.
@@ -272,19 +284,19 @@ async fn dispatch<V: TxnView + ?Sized>(v: &mut V, op: &Op, limits: &Limits) -> R
             name,
             caller,
             time,
-        } => namespace::link(v, *ino, *parent, name, caller, *time).await,
+        } => namespace::link(v, *ino, *parent, name, caller, *time, limits).await,
         Op::Unlink {
             parent,
             name,
             caller,
             time,
-        } => namespace::unlink(v, *parent, name, caller, *time).await,
+        } => namespace::unlink(v, *parent, name, caller, *time, limits).await,
         Op::Rmdir {
             parent,
             name,
             caller,
             time,
-        } => namespace::rmdir(v, *parent, name, caller, *time).await,
+        } => namespace::rmdir(v, *parent, name, caller, *time, limits).await,
         Op::Rename {
             parent,
             name,
@@ -301,6 +313,7 @@ async fn dispatch<V: TxnView + ?Sized>(v: &mut V, op: &Op, limits: &Limits) -> R
                 *flags,
                 caller,
                 *time,
+                limits,
             )
             .await
         }
@@ -386,7 +399,7 @@ async fn dispatch<V: TxnView + ?Sized>(v: &mut V, op: &Op, limits: &Limits) -> R
             v.delete_pending(key).await?;
             Ok(OpOutput::Done)
         }
-        Op::Restore(rec) => data::restore(v, rec).await,
+        Op::Restore(rec) => data::restore(v, rec, limits).await,
         Op::RestorePending { pending, chunks } => {
             if let Pending::File { ino, .. } = pending {
                 if v.get_attr(*ino).await?.is_some() {

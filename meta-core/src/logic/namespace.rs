@@ -9,7 +9,7 @@ use crate::types::{Attr, Counter, Entry, FileType, Ino, Pending, Timespec, show_
 
 use crate::perm::{check_delete, check_dir_write, check_search};
 
-use super::checks::{check_quota, dir_attr, existing_attr, live_dir_attr};
+use super::checks::{check_quota, dir_attr, existing_attr, live_dir_attr, restat};
 use super::{Limits, TxnView, session};
 
 /// The new inode of a mknod.
@@ -101,6 +101,7 @@ pub(super) async fn mknod<V: TxnView + ?Sized>(
     }
     v.add_counter(Counter::UsedSpace, space).await?;
     v.add_counter(Counter::TotalInodes, 1).await?;
+    restat(v, limits, n.ino, None, Some(&attr)).await?;
     let parent_attr = v
         .update_dir(parent, &pattr, if is_dir { 1 } else { 0 }, n.time)
         .await?;
@@ -118,6 +119,7 @@ pub(super) async fn link<V: TxnView + ?Sized>(
     name: &[u8],
     caller: &Caller,
     time: Timespec,
+    limits: &Limits,
 ) -> Result<OpOutput> {
     let mut attr = existing_attr(v, ino).await?;
     if attr.typ == FileType::Directory {
@@ -140,12 +142,14 @@ pub(super) async fn link<V: TxnView + ?Sized>(
             "inode {ino} has too many links"
         )));
     }
+    let before = attr;
     attr.nlink += 1;
     attr.ctime = time;
     if attr.parent != parent {
         attr.parent = Ino::ZERO;
     }
     v.put_attr(ino, &attr).await?;
+    restat(v, limits, ino, Some(&before), Some(&attr)).await?;
     v.put_entry(parent, name, Entry { ino, typ: attr.typ })
         .await?;
     let parent_attr = v.update_dir(parent, &pattr, 0, time).await?;
@@ -164,6 +168,7 @@ pub(super) async fn drop_link<V: TxnView + ?Sized>(
     ino: Ino,
     mut attr: Attr,
     time: Timespec,
+    limits: &Limits,
 ) -> Result<Option<Attr>> {
     if attr.nlink > 1 {
         attr.nlink -= 1;
@@ -171,7 +176,7 @@ pub(super) async fn drop_link<V: TxnView + ?Sized>(
         v.put_attr(ino, &attr).await?;
         return Ok(Some(attr));
     }
-    remove_inode(v, ino, attr, time).await
+    remove_inode(v, ino, attr, time, limits).await
 }
 
 /// The last link of `ino` is gone. When some session holds it open it is kept ("sustained"):
@@ -183,7 +188,10 @@ pub(super) async fn remove_inode<V: TxnView + ?Sized>(
     ino: Ino,
     mut attr: Attr,
     time: Timespec,
+    limits: &Limits,
 ) -> Result<Option<Attr>> {
+    // Charged to no directory from now on, whether sustained or deleted.
+    restat(v, limits, ino, Some(&attr), None).await?;
     if !v.openers(ino).await?.is_empty() {
         attr.nlink = 0;
         attr.ctime = time;
@@ -220,6 +228,7 @@ pub(super) async fn unlink<V: TxnView + ?Sized>(
     name: &[u8],
     caller: &Caller,
     time: Timespec,
+    limits: &Limits,
 ) -> Result<OpOutput> {
     let pattr = dir_attr(v, parent).await?;
     check_search(&pattr, parent, caller, "unlink")?;
@@ -236,7 +245,7 @@ pub(super) async fn unlink<V: TxnView + ?Sized>(
     v.delete_entry(parent, name).await?;
     // A dangling entry (inode missing) is removed without further bookkeeping.
     let remaining = match attr {
-        Some(a) => drop_link(v, entry.ino, a, time).await?,
+        Some(a) => drop_link(v, entry.ino, a, time, limits).await?,
         None => None,
     };
     let parent_attr = v.update_dir(parent, &pattr, 0, time).await?;
@@ -253,6 +262,7 @@ pub(super) async fn rmdir<V: TxnView + ?Sized>(
     name: &[u8],
     caller: &Caller,
     time: Timespec,
+    limits: &Limits,
 ) -> Result<OpOutput> {
     let pattr = dir_attr(v, parent).await?;
     check_search(&pattr, parent, caller, "rmdir")?;
@@ -272,7 +282,7 @@ pub(super) async fn rmdir<V: TxnView + ?Sized>(
         return Err(err::not_empty(format!("{parent}/{}", show_name(name))));
     }
     v.delete_entry(parent, name).await?;
-    let sustained = remove_inode(v, entry.ino, attr, time).await?;
+    let sustained = remove_inode(v, entry.ino, attr, time, limits).await?;
     let parent_attr = v.update_dir(parent, &pattr, -1, time).await?;
     Ok(OpOutput::Removed {
         ino: entry.ino,
@@ -330,6 +340,7 @@ pub(super) async fn rename<V: TxnView + ?Sized>(
     flags: RenameFlags,
     caller: &Caller,
     time: Timespec,
+    limits: &Limits,
 ) -> Result<OpOutput> {
     let noreplace = flags.contains(RenameFlags::NOREPLACE);
     let exchange = flags.contains(RenameFlags::EXCHANGE);
@@ -402,8 +413,11 @@ pub(super) async fn rename<V: TxnView + ?Sized>(
             v.put_entry(parent, name, d).await?;
             v.put_entry(new_parent, new_name, sentry).await?;
             if parent != new_parent {
+                let (sbefore, dbefore) = (sattr, dattr);
                 sattr.parent = moved_parent(&sattr, parent, new_parent);
                 dattr.parent = moved_parent(&dattr, new_parent, parent);
+                restat(v, limits, sentry.ino, Some(&sbefore), Some(&sattr)).await?;
+                restat(v, limits, d.ino, Some(&dbefore), Some(&dattr)).await?;
                 let moved = i64::from(s_is_dir) - i64::from(d_is_dir);
                 dsrc -= moved;
                 ddst += moved;
@@ -437,18 +451,20 @@ pub(super) async fn rename<V: TxnView + ?Sized>(
             if v.has_entries(d.ino).await? {
                 return Err(err::not_empty(dst_path));
             }
-            let left = remove_inode(v, d.ino, dattr, time).await?;
+            let left = remove_inode(v, d.ino, dattr, time, limits).await?;
             ddst -= 1;
             replaced = Some((d.ino, left));
         } else {
-            let left = drop_link(v, d.ino, dattr, time).await?;
+            let left = drop_link(v, d.ino, dattr, time, limits).await?;
             replaced = Some((d.ino, left));
         }
     }
     v.delete_entry(parent, name).await?;
     v.put_entry(new_parent, new_name, sentry).await?;
     if parent != new_parent {
+        let before = sattr;
         sattr.parent = moved_parent(&sattr, parent, new_parent);
+        restat(v, limits, sentry.ino, Some(&before), Some(&sattr)).await?;
         if s_is_dir {
             dsrc -= 1;
             ddst += 1;

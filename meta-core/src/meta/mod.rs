@@ -4,6 +4,7 @@
 
 mod open;
 mod session;
+mod stats;
 
 pub use session::PlockRequest;
 use session::SessionState;
