@@ -98,6 +98,10 @@ macro_rules! __case_list {
                 rename_over_pending_file, holes,
             ],
             compaction: [replaces_list, stale_expect_conflicts, race_with_writes],
+            dirstat: [
+                follows_every_op, summary_matches_walk, concurrent_exact,
+                off_when_formatted_without,
+            ],
             xattr: [set_get_list_remove, flags, limits, deleted_with_inode],
             statfs: [counters, limits_shown],
             batch: [

@@ -6,7 +6,9 @@
 //! a symlink has a target; `usedSpace` and `totalInodes` equal the recomputed sums; the ID
 //! counters are above every inode and slice ID in use. An inode with nlink 0 that some
 //! session holds open is sustained (unlinked while open): not an orphan, counted apart; one
-//! that no session holds is reported.
+//! that no session holds is reported. On a volume that keeps directory statistics
+//! ([`crate::Setting::dir_stats`]), every directory's stored statistics equal those
+//! recomputed from the inodes ([`crate::stats::expected_dir_stats`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -18,6 +20,8 @@ use crate::types::{Attr, Counter, FileType, Ino, Pending, show_name};
 
 /// Entries fetched per readdir call while walking.
 const PAGE: usize = 1000;
+/// Directories whose statistics are read per request.
+const STATS_PAGE: usize = 1024;
 
 /// What fsck found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -215,5 +219,41 @@ pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
             "nextChunk counter {next_chunk} is not above the largest slice ID {max_slice}"
         ));
     }
+    if backend.load().await?.dir_stats {
+        check_dir_stats(backend, &attrs, &mut rep).await?;
+    }
     Ok(rep)
+}
+
+/// Compares every directory's stored statistics with those computed from `attrs`.
+async fn check_dir_stats(
+    backend: &dyn Backend,
+    attrs: &BTreeMap<Ino, Attr>,
+    rep: &mut FsckReport,
+) -> Result<()> {
+    let want = crate::stats::expected_dir_stats(attrs);
+    let dirs: Vec<Ino> = attrs
+        .iter()
+        .filter(|(_, a)| a.typ == FileType::Directory)
+        .map(|(i, _)| *i)
+        .collect();
+    for page in dirs.chunks(STATS_PAGE) {
+        let got = backend.dir_stats(page).await?;
+        for (dir, stored) in page.iter().zip(got) {
+            let expected = want.get(dir).copied().unwrap_or_default();
+            if stored != expected {
+                rep.problems.push(format!(
+                    "directory {dir} statistics say {} inodes, {} bytes long, {} bytes of space \
+                     but its children add up to {}, {}, {}",
+                    stored.inodes,
+                    stored.length,
+                    stored.space,
+                    expected.inodes,
+                    expected.length,
+                    expected.space
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -164,6 +164,9 @@ impl Backend for DelayBackend {
     async fn statfs(&self) -> Result<Statfs> {
         self.inner.statfs().await
     }
+    async fn dir_stats(&self, dirs: &[Ino]) -> Result<Vec<crate::stats::DirStat>> {
+        self.inner.dir_stats(dirs).await
+    }
     async fn get_counter(&self, counter: Counter) -> Result<i64> {
         self.inner.get_counter(counter).await
     }

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod compaction;
 pub mod concurrency;
 pub mod data;
+pub mod dirstat;
 pub mod dump;
 pub mod errno;
 pub mod format;
