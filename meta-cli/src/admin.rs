@@ -23,6 +23,8 @@ pub struct FormatOpts {
     pub inodes: u64,
     /// Erase an existing volume.
     pub force: bool,
+    /// Keep per-directory statistics ([`Setting::dir_stats`]).
+    pub dir_stats: bool,
 }
 
 /// `meta format`: writes the format record and the root (idempotent for the same name).
@@ -59,11 +61,12 @@ pub async fn format(o: &Opened, f: &FormatOpts, out: &mut dyn Write) -> Result<(
     let mut setting = Setting::new(f.name.clone());
     setting.capacity = f.capacity;
     setting.inodes = f.inodes;
+    setting.dir_stats = f.dir_stats;
     Meta::format(&*o.backend, &setting, f.force).await?;
     let s = o.backend.load().await?;
     writeln!(
         out,
-        "formatted volume {:?} at {} (uuid {}, capacity {}, inodes {}){}",
+        "formatted volume {:?} at {} (uuid {}, capacity {}, inodes {}, directory statistics {}){}",
         s.name,
         o.display,
         s.uuid,
@@ -77,6 +80,7 @@ pub async fn format(o: &Opened, f: &FormatOpts, out: &mut dyn Write) -> Result<(
         } else {
             s.inodes.to_string()
         },
+        if s.dir_stats { "on" } else { "off" },
         if existing.is_some() {
             "; the old volume was erased"
         } else {

@@ -357,8 +357,35 @@ pub async fn du_counts(meta: &Meta, path: &[u8]) -> Result<DuCounts> {
     Ok(c)
 }
 
-/// `du [--json] PATH`.
-pub async fn du(meta: &Meta, path: &[u8], json: bool, out: &mut dyn Write) -> Result<()> {
+/// `du [--walk] [--json] PATH`: the subtree's summary from the directory statistics
+/// ([`Meta::summary`]: no file's attributes are read), or with `--walk` (or on a volume
+/// formatted without statistics) a find(1)-like walk counting entries by type.
+pub async fn du(
+    meta: &Meta,
+    path: &[u8],
+    walk: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    if !walk && meta.setting().dir_stats {
+        let (ino, _) = resolve(meta, path).await?;
+        let s = meta.summary(ino).await?;
+        if json {
+            serde_json::to_writer(&mut *out, &s)?;
+            out.write_all(b"\n")?;
+        } else {
+            writeln!(out, "dirs      {:>12}", s.dirs)?;
+            writeln!(out, "files     {:>12}  (every inode that is not a directory)", s.files)?;
+            writeln!(out, "length    {:>12}  ({})", s.length, util::human_bytes(s.length))?;
+            writeln!(out, "space     {:>12}  ({})", s.space, util::human_bytes(s.space))?;
+        }
+        return Ok(());
+    }
+    if !walk {
+        tracing::warn!(
+            "the volume keeps no directory statistics (formatted without them): walking the tree"
+        );
+    }
     let c = du_counts(meta, path).await?;
     if json {
         serde_json::to_writer(&mut *out, &c)?;

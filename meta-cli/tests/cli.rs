@@ -200,7 +200,10 @@ mod rocks {
     }
 
     fn du_json(url: &str, path: &str) -> Counts {
-        let out = ok(&meta(url, &[os("du"), os("--json"), os(path)]), "du --json");
+        let out = ok(
+            &meta(url, &[os("du"), os("--walk"), os("--json"), os(path)]),
+            "du --walk --json",
+        );
         let v: Value = serde_json::from_str(&out).expect("du JSON");
         let obj = v.as_object().expect("object");
         let mut keys: Vec<&String> = obj.keys().collect();
@@ -271,9 +274,22 @@ mod rocks {
         let text = ok(&meta(&url, &[os("status")]), "status");
         assert!(text.contains("0 session(s)"), "{text}");
 
-        // du equals find.
+        // du --walk equals find; du (from the directory statistics) agrees with it.
         let want = find_counts(src.path());
         assert_eq!(du_json(&url, "/"), want);
+        let sum: Value = serde_json::from_str(&ok(
+            &meta(&url, &[os("du"), os("--json"), os("/")]),
+            "du --json",
+        ))
+        .expect("du JSON");
+        assert_eq!(sum["dirs"], want.dirs, "{sum}");
+        // The file named in two directories (a/one, x y/one-again) is in neither's
+        // statistics: the other entries are files of the summary.
+        assert_eq!(
+            sum["files"],
+            want.files + want.symlinks + want.others - 2,
+            "{sum}"
+        );
         assert_eq!(want.files, 7);
         assert_eq!(want.dirs, 6);
         assert_eq!(want.symlinks, 2);

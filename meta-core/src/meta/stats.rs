@@ -54,8 +54,8 @@ impl Meta {
     /// the attributes of the files. A non-directory gives its own numbers. Inodes charged to
     /// no directory (named in several directories, or sustained) are not in it. Under
     /// concurrent changes each directory's numbers are exact as read, the sum is not a
-    /// snapshot. Errors: `NotFound`, `Unsupported` (as [`Meta::dir_stat`]), those of the
-    /// reads.
+    /// snapshot. Errors: `NotFound`, `Unsupported` (as [`Meta::dir_stat`]), `Corrupted`
+    /// when a directory is reached twice (a cycle), those of the reads.
     pub async fn summary(&self, ino: Ino) -> Result<Summary> {
         let top = self.getattr(ino).await?;
         let mut sum = Summary::of_inode(&top);
@@ -63,9 +63,12 @@ impl Meta {
             return Ok(sum);
         }
         self.require_dir_stats()?;
+        // Every directory is visited once: one reached again means a corrupted volume (a
+        // cycle or a second link to a directory), reported rather than followed.
+        let mut seen = std::collections::HashSet::from([ino]);
         let mut level = vec![ino];
         while !level.is_empty() {
-            let subdirs: Vec<Vec<Ino>> = futures::stream::iter(level.iter().copied())
+            let subdirs: Vec<Vec<(Vec<u8>, Ino)>> = futures::stream::iter(level.iter().copied())
                 .map(|d| self.subdirectories(d))
                 .buffered(LISTINGS_IN_FLIGHT)
                 .try_collect()
@@ -85,30 +88,42 @@ impl Meta {
                     sum.dirs += sub.len() as u64;
                 }
             }
-            for sub in subdirs {
-                next.extend(sub);
+            for (parent, sub) in level.iter().zip(subdirs) {
+                for (name, d) in sub {
+                    if !seen.insert(d) {
+                        return Err(crate::dump::second_link(*parent, &name, d));
+                    }
+                    next.push(d);
+                }
             }
             level = next;
         }
         Ok(sum)
     }
 
-    /// The subdirectories of `dir`, from its entries (no attributes read).
-    async fn subdirectories(&self, dir: Ino) -> Result<Vec<Ino>> {
+    /// The subdirectories of `dir` (name, inode), from its entries (no attributes read).
+    async fn subdirectories(&self, dir: Ino) -> Result<Vec<(Vec<u8>, Ino)>> {
         let mut out = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = self
+            let page = match self
                 .readdir(dir, after.as_deref(), ENTRIES_PER_PAGE, false)
-                .await?;
+                .await
+            {
+                Ok(p) => p,
+                // Removed while we walk: it holds nothing any more.
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(e),
+            };
             let full = page.len() == ENTRIES_PER_PAGE;
+            let last = page.last().map(|e| e.name.clone());
             out.extend(
-                page.iter()
+                page.into_iter()
                     .filter(|e| e.typ == FileType::Directory)
-                    .map(|e| e.ino),
+                    .map(|e| (e.name, e.ino)),
             );
-            match page.into_iter().last() {
-                Some(e) if full => after = Some(e.name),
+            match last {
+                Some(name) if full => after = Some(name),
                 _ => return Ok(out),
             }
         }
