@@ -375,9 +375,23 @@ pub async fn du(
             out.write_all(b"\n")?;
         } else {
             writeln!(out, "dirs      {:>12}", s.dirs)?;
-            writeln!(out, "files     {:>12}  (every inode that is not a directory)", s.files)?;
-            writeln!(out, "length    {:>12}  ({})", s.length, util::human_bytes(s.length))?;
-            writeln!(out, "space     {:>12}  ({})", s.space, util::human_bytes(s.space))?;
+            writeln!(
+                out,
+                "files     {:>12}  (every inode that is not a directory)",
+                s.files
+            )?;
+            writeln!(
+                out,
+                "length    {:>12}  ({})",
+                s.length,
+                util::human_bytes(s.length)
+            )?;
+            writeln!(
+                out,
+                "space     {:>12}  ({})",
+                s.space,
+                util::human_bytes(s.space)
+            )?;
         }
         return Ok(());
     }

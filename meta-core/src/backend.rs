@@ -189,7 +189,10 @@ pub trait Backend: Send + Sync + Debug + 'static {
         let _ = dirs;
         Err(Error::new(
             ErrorKind::Unsupported,
-            format!("the {} backend keeps no directory statistics", self.info().scheme),
+            format!(
+                "the {} backend keeps no directory statistics",
+                self.info().scheme
+            ),
         ))
     }
 

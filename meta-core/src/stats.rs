@@ -193,19 +193,47 @@ mod tests {
         let a = file(5, 1, 10);
         assert_eq!(
             recharge(Ino(9), None, Some(&a)),
-            vec![(Ino(5), DirStat { inodes: 1, length: 10, space: 4096 })]
+            vec![(
+                Ino(5),
+                DirStat {
+                    inodes: 1,
+                    length: 10,
+                    space: 4096
+                }
+            )]
         );
         let grown = file(5, 1, 5000);
         assert_eq!(
             recharge(Ino(9), Some(&a), Some(&grown)),
-            vec![(Ino(5), DirStat { inodes: 0, length: 4990, space: 4096 })]
+            vec![(
+                Ino(5),
+                DirStat {
+                    inodes: 0,
+                    length: 4990,
+                    space: 4096
+                }
+            )]
         );
         let moved = file(6, 1, 10);
         assert_eq!(
             recharge(Ino(9), Some(&a), Some(&moved)),
             vec![
-                (Ino(5), DirStat { inodes: -1, length: -10, space: -4096 }),
-                (Ino(6), DirStat { inodes: 1, length: 10, space: 4096 })
+                (
+                    Ino(5),
+                    DirStat {
+                        inodes: -1,
+                        length: -10,
+                        space: -4096
+                    }
+                ),
+                (
+                    Ino(6),
+                    DirStat {
+                        inodes: 1,
+                        length: 10,
+                        space: 4096
+                    }
+                )
             ]
         );
         // Linked into a second directory: parent 0, charged nowhere.
@@ -220,9 +248,20 @@ mod tests {
 
     #[test]
     fn expected_sums_by_parent() {
-        let attrs = [(Ino(7), file(5, 1, 1)), (Ino(8), file(5, 1, 4097)), (Ino(9), file(0, 2, 3))];
+        let attrs = [
+            (Ino(7), file(5, 1, 1)),
+            (Ino(8), file(5, 1, 4097)),
+            (Ino(9), file(0, 2, 3)),
+        ];
         let m = expected_dir_stats(attrs.iter().map(|(i, a)| (i, a)));
         assert_eq!(m.len(), 1);
-        assert_eq!(m[&Ino(5)], DirStat { inodes: 2, length: 4098, space: 4096 + 8192 });
+        assert_eq!(
+            m[&Ino(5)],
+            DirStat {
+                inodes: 2,
+                length: 4098,
+                space: 4096 + 8192
+            }
+        );
     }
 }

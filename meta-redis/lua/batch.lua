@@ -1,8 +1,8 @@
 -- batch.lua: the entry point that applies a batch of ops in one call.
 --
 -- keys: the batch's shared keys (limits, usedSpace, totalInodes, sessions, pending files,
---       pending slices), then the round's sequence token key when argv[3] is not empty,
---       then each op's keys in order.
+--       pending slices, directory statistics), then the round's sequence token key when
+--       argv[3] is not empty, then each op's keys in order.
 -- argv: argv[1] = the header, 5 bytes per op (`>BHH`: op code, number of keys, number of
 --       arguments); argv[2] = the volume's key tag `{prefix}` (for derived keys); argv[3] =
 --       '' for a call alone in its round, else `>HH` (this call's position, number of calls
@@ -13,7 +13,8 @@
 --   the error; writes it made before are kept, as for any Redis script) or 'skip' (an
 --   earlier call of the round did not finish: nothing ran).
 -- Ops apply in order, each atomic on its own; op i sees the effects of ops before it. The
--- attribute and counter caches (lib.lua) are written back before the reply.
+-- attribute and counter caches and the directory statistics changes (lib.lua) are written
+-- back before the reply.
 --
 -- A round of several calls is sent as one pipeline. The sequence token keeps them in order
 -- across a stop: call 0 runs; call p > 0 runs only when the token reads p, i.e. every
@@ -21,7 +22,7 @@
 -- to p + 1 (expiring after 60 s, in case the client goes away); the last call, or one that
 -- stops, deletes it, so the calls after a stop answer 'skip'.
 
-local NSHARED = 6
+local NSHARED = 7
 
 -- OPS[code] for each op code, filled in by the registration the Rust side appends.
 local OP_BY_CODE = {}

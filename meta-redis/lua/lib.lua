@@ -18,8 +18,9 @@
 -- as i64 seconds + u32 nanoseconds, nlink u32, length u64, parent u64, flags u8). Within a
 -- batch they are read once and written once: `get_attr` / `put_attr` / `del_attr` go
 -- through a cache that `flush_batch` writes back (one MSET, one DEL) when the batch ends;
--- the usedSpace and totalInodes counters likewise (one INCRBY each). Attribute keys are never
--- touched any other way inside a batch.
+-- the usedSpace and totalInodes counters likewise (one INCRBY each), and the changes to
+-- directory statistics (HINCRBY, HDEL; see `restat`). Attribute keys are never touched any
+-- other way inside a batch.
 
 local T_REG, T_DIR, T_LNK = 1, 2, 3
 local U32MAX = 4294967295
@@ -95,22 +96,26 @@ end
 
 -- The batch's state -------------------------------------------------------------------------
 
--- Shared keys of the batch (KEYS[1..6]): limits, usedSpace, totalInodes, sessions, pending
--- files, pending slices; and the volume's key tag `{prefix}` (ARGV[2]).
+-- Shared keys of the batch (KEYS[1..7]): limits, usedSpace, totalInodes, sessions, pending
+-- files, pending slices, directory statistics; and the volume's key tag `{prefix}` (ARGV[2]).
 local S = {}
 local AC = {}      -- attribute key -> encoded attributes, or false when absent / deleted
 local AD = {}      -- attribute key -> the decoded (checked) form of AC's value, once decoded
 local DSET = {}    -- attribute keys written by the batch
 local DLIST = {}   -- the same, in order
 local CNT = {}     -- counter key -> { v = stored value, d = delta of the batch }
-local LIMITS = nil -- { capacity, inodes } once read
+local LIMITS = nil -- { capacity, inodes, dir_stats (boolean) } once read
+local DS = {}      -- directory ino8 -> the batch's changes to its statistics (see `restat`)
+local DSLIST = {}  -- the same directories, in order
+local DSOK = {}    -- directory ino8 -> true once its stored statistics were checked
 local LIVE = {}    -- session ID -> true once found live by this batch (close_session forgets)
 local SETS = {}    -- keys already type-checked by this batch (check_type)
 
 local function begin_batch(keys, tag)
   S = { limits = keys[1], used = keys[2], total = keys[3], sessions = keys[4], pf = keys[5],
-    ps = keys[6], tag = tag }
+    ps = keys[6], stats = keys[7], tag = tag }
   AC, AD, DSET, DLIST, CNT, LIMITS, LIVE, SETS = {}, {}, {}, {}, {}, nil, {}, {}
+  DS, DSLIST, DSOK = {}, {}, {}
 end
 
 -- The key of kind `kind` of an inode (crate::layout::Layout: `{prefix}` kind decimal inode).
@@ -129,7 +134,41 @@ local function chunk_key(ino8, indx)
   return S.tag .. 'c' .. dec(ino8) .. '_' .. indx
 end
 
--- Writes the cached attributes and counter deltas back.
+-- 2^32 and 2^53 (beyond which a double no longer holds every integer).
+local P32, P53 = 4294967296, 9007199254740992
+
+-- Writes the changes of directory statistics (`restat`, `stat_reset`): the fields of the
+-- deleted records go first (one HDEL), then each nonzero change is added (HINCRBY). A
+-- length change travels as its high and low 32-bit parts, added in one HINCRBY when their
+-- sum is exact as a double, else in two (so any 64-bit total stays exact).
+local function flush_stats()
+  local del = {}
+  for _, d in ipairs(DSLIST) do
+    if DS[d].reset then
+      del[#del + 1] = d .. 'i'
+      del[#del + 1] = d .. 'l'
+      del[#del + 1] = d .. 's'
+    end
+  end
+  for i = 1, #del, 510 do
+    redis.call('HDEL', S.stats, unpack(del, i, math.min(i + 509, #del)))
+  end
+  for _, d in ipairs(DSLIST) do
+    local e = DS[d]
+    if e.i ~= 0 then redis.call('HINCRBY', S.stats, d .. 'i', num(e.i)) end
+    if math.abs(e.lh) * P32 + math.abs(e.ll) <= P53 then
+      local l = e.lh * P32 + e.ll
+      if l ~= 0 then redis.call('HINCRBY', S.stats, d .. 'l', num(l)) end
+    else
+      redis.call('HINCRBY', S.stats, d .. 'l', num(e.lh * P32))
+      if e.ll ~= 0 then redis.call('HINCRBY', S.stats, d .. 'l', num(e.ll)) end
+    end
+    if e.s ~= 0 then redis.call('HINCRBY', S.stats, d .. 's', num(e.s)) end
+  end
+  DS, DSLIST = {}, {}
+end
+
+-- Writes the cached attributes, counter deltas and directory statistics back.
 local function flush_batch()
   local set, del = {}, {}
   for _, k in ipairs(DLIST) do
@@ -150,6 +189,7 @@ local function flush_batch()
   for k, c in pairs(CNT) do
     if c.d ~= 0 then redis.call('INCRBY', k, num(c.d)) end
   end
+  flush_stats()
   AC, AD, DSET, DLIST, CNT = {}, {}, {}, {}, {}
 end
 
@@ -483,14 +523,20 @@ end
 
 -- Counters, limits --------------------------------------------------------------------------
 
+-- True when `v` is decimal text INCRBY / HINCRBY take: a signed 64-bit integer without a
+-- leading zero or `+` (anything else would fail the write-back at the end of the call, after
+-- the batch's other writes).
+local function int64_text(v)
+  if v == '0' then return true end
+  local digits = string.match(v, '^%-?([1-9]%d*)$')
+  return digits ~= nil and (#digits < 19 or (#digits == 19 and digits <= '9223372036854775807'))
+end
+
 -- A stored counter's value, checked to be an integer (0 when absent).
 local function stored_counter(key, name)
   local v = redis.call('GET', key)
   if not v then return 0 end
-  local digits = string.match(v, '^%-?(%d+)$')
-  -- INCRBY takes a signed 64-bit integer: a longer one would fail the write-back at the end
-  -- of the call, after the batch's other writes.
-  if not digits or #digits > 19 or (#digits == 19 and digits > '9223372036854775807') then
+  if not int64_text(v) then
     fail('Corrupted', 'counter ' .. name .. ' is not a 64-bit integer')
   end
   return tonumber(v)
@@ -513,16 +559,20 @@ local function add_counter(key, delta)
   c.d = c.d + delta
 end
 
--- The volume's limits (capacity bytes, inode count; 0 = unlimited).
+-- The volume's limits (capacity bytes, inode count; 0 = unlimited) and whether it keeps
+-- directory statistics, from the limits record "capacity inodes dir_stats" (dir_stats 0 or 1;
+-- a record without it, written before directory statistics existed, means 0).
 local function limits()
   if not LIMITS then
     local v = redis.call('GET', S.limits)
     if not v then fail('NotFound', 'volume is not formatted (no limits record)') end
     local c, i = string.match(v, '^(%d+) (%d+)$')
+    local f = '0'
+    if not c then c, i, f = string.match(v, '^(%d+) (%d+) ([01])$') end
     if not c then fail('Corrupted', 'undecodable limits record') end
-    LIMITS = { tonumber(c), tonumber(i) }
+    LIMITS = { tonumber(c), tonumber(i), f == '1' }
   end
-  return LIMITS[1], LIMITS[2]
+  return LIMITS[1], LIMITS[2], LIMITS[3]
 end
 
 -- logic::check_quota.
@@ -558,11 +608,109 @@ local function check_set(key)
   check_type(key, 'set')
 end
 
+-- Directory statistics (meta_core::stats) -------------------------------------------------
+--
+-- One hash per volume (S.stats), three fields per directory: ino8 .. 'i' (inodes charged to
+-- it), ino8 .. 'l' (their lengths), ino8 .. 's' (their space), decimal integers; a missing
+-- field is 0. Kept only when the limits record says so (`limits`). An op computes its changes
+-- in its write phase (`restat`, at the places meta_core::logic calls checks::restat, with the
+-- same attributes before and after) and the batch adds them up per directory; `flush_batch`
+-- writes them (HINCRBY). Deleting an inode deletes its fields (`stat_reset`, as
+-- TxnView::delete_inode deletes the record), with the changes to it made earlier in the
+-- batch. In its check phase the op calls `stat_check` for every directory it may charge, so
+-- that those writes cannot fail.
+
+-- Whether the volume keeps directory statistics (reads the limits record once per batch).
+local function stats_on()
+  local _, _, on = limits()
+  return on
+end
+
+-- Check phase of an op that may change directory statistics: when the volume keeps them,
+-- the statistics hash must be a hash and directory `dir8`'s stored fields (unless `dir8` is
+-- 0) 64-bit integers, which HINCRBY can add to. Also reads the limits record, so the write
+-- phase's `restat` / `stat_reset` never fail.
+local function stat_check(dir8)
+  if not stats_on() then return end
+  check_type(S.stats, 'hash')
+  if dir8 == ZERO8 or DSOK[dir8] then return end
+  local v = redis.call('HMGET', S.stats, dir8 .. 'i', dir8 .. 'l', dir8 .. 's')
+  for k, what in ipairs({ 'inodes', 'length', 'space' }) do
+    if v[k] and not int64_text(v[k]) then
+      fail('Corrupted', 'directory ' .. dec(dir8) .. ': ' .. what
+        .. ' statistics field is not a 64-bit integer')
+    end
+  end
+  DSOK[dir8] = true
+end
+
+-- stats::charge: the directory inode `ino8` with attributes `a` is charged to (nil for none:
+-- the root, a sustained inode, an inode named in several directories), then the charge: its
+-- length as two 32-bit halves (high, low) and its space.
+local function charge(ino8, a)
+  if ino8 == ROOT8 or a.nlink == 0 or a.parent == ZERO8 then return nil end
+  local hi, lo = struct.unpack('>I4I4', a.length)
+  return a.parent, hi, lo, space(a)
+end
+
+-- `stat_check` for the directory an inode with attributes `a` (nil: none) is charged to;
+-- the limits and the hash's type in any case.
+local function stat_check_attr(ino8, a)
+  local d = a and charge(ino8, a)
+  stat_check(d or ZERO8)
+end
+
+-- What `charge` reads of attributes, copied: the "before" of an op that changes `a` in place.
+local function stat_snap(a)
+  return { typ = a.typ, nlink = a.nlink, length = a.length, parent = a.parent }
+end
+
+-- The batch's changes to directory `dir8`: i (inodes), lh / ll (length: high 32-bit half
+-- times 2^32 plus low half), s (space), reset (its stored fields are deleted first).
+local function stat_entry(dir8)
+  local e = DS[dir8]
+  if not e then
+    e = { i = 0, lh = 0, ll = 0, s = 0, reset = false }
+    DS[dir8] = e
+    DSLIST[#DSLIST + 1] = dir8
+  end
+  return e
+end
+
+-- checks::restat = stats::recharge applied: inode `ino8`'s attributes go from `before` to
+-- `after` (nil: absent); its old directory loses its old charge, its new one gains the new
+-- charge (one directory: the difference). Write phase (the op called stat_check for both
+-- directories).
+local function restat(ino8, before, after)
+  local d, dh, dl, ds, e, eh, el, es
+  if before then d, dh, dl, ds = charge(ino8, before) end
+  if after then e, eh, el, es = charge(ino8, after) end
+  if d == e and (d == nil or (dh == eh and dl == el and ds == es)) then return end
+  if not stats_on() then return end
+  if d then
+    local t = stat_entry(d)
+    t.i, t.lh, t.ll, t.s = t.i - 1, t.lh - dh, t.ll - dl, t.s - ds
+  end
+  if e then
+    local t = stat_entry(e)
+    t.i, t.lh, t.ll, t.s = t.i + 1, t.lh + eh, t.ll + el, t.s + es
+  end
+end
+
+-- The statistics record of inode `ino8` goes with it (TxnView::delete_inode): the batch's
+-- changes to it so far are dropped, its stored fields deleted; later changes start from 0.
+local function stat_reset(ino8)
+  if not stats_on() then return end
+  local t = stat_entry(ino8)
+  t.i, t.lh, t.ll, t.s, t.reset = 0, 0, 0, 0, true
+end
+
 -- Both counters an op that creates or deletes an inode adds to, read (and checked) in the
--- check phase.
+-- check phase; and, for a deletion (`stat_reset`), the limits and the statistics hash.
 local function check_counters()
   counter(S.used, 'usedSpace')
   counter(S.total, 'totalInodes')
+  stat_check(ZERO8)
 end
 
 -- The check phase of an op that may delete an inode (delete_inode): the counters, and the
@@ -572,11 +720,12 @@ local function check_deletion()
   check_type(S.pf, 'hash')
 end
 
--- Deleting an inode (logic::delete_inode): attributes, symlink target and xattrs go; a
--- regular file with data becomes pending deletion (its chunks stay until ClearPendingFile).
--- The caller ran check_counters in its check phase.
+-- Deleting an inode (logic::delete_inode): attributes, symlink target, xattrs and directory
+-- statistics go; a regular file with data becomes pending deletion (its chunks stay until
+-- ClearPendingFile). The caller ran check_counters in its check phase.
 local function delete_inode(kattr, ksymlink, kxattr, ino8, a)
   del_attr(kattr)
+  stat_reset(ino8)
   if a.typ == T_LNK then
     redis.call('DEL', ksymlink, kxattr)
   else
@@ -660,12 +809,15 @@ local function truncate_check(t)
   end
   if delta ~= 0 then counter(S.used, 'usedSpace') end
   if #plan.pending > 0 then check_type(S.ps, 'hash') end
+  if t.length ~= t.a.length then stat_check_attr(t.ino, t.a) end
   return plan
 end
 
 -- logic::truncate_to, write phase: rewrites chunks, records dropped slices, sets
--- length/mtime/ctime on `t.a` (the caller stores it), adjusts usedSpace.
+-- length/mtime/ctime on `t.a` (the caller stores it), adjusts usedSpace and the directory
+-- statistics.
 local function truncate_apply(t, plan, time)
+  local before = stat_snap(t.a)
   for _, c in ipairs(plan.chunks) do
     if c.kept == '' then
       redis.call('DEL', c.key)
@@ -681,6 +833,7 @@ local function truncate_apply(t, plan, time)
   t.a.mtime = time
   t.a.ctime = time
   if plan.delta ~= 0 then add_counter(S.used, plan.delta) end
+  restat(t.ino, before, t.a)
 end
 
 -- Appends `slice` (24 bytes) to chunk `indx` (check phase: the stored chunk must decode, as

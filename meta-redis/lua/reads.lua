@@ -53,7 +53,8 @@ end
 -- is returned, for the client to compare names).
 -- keys: 1 setting, 2 limits, 3 root attr, 4 nextInode, 5 nextChunk, 6 usedSpace,
 --       7 totalInodes, 8 nextSession, 9 cleanupLease
--- argv: 1 format record, 2 limits ("capacity inodes"), 3 root attr (73 bytes)
+-- argv: 1 format record, 2 limits ("capacity inodes dir_stats", dir_stats 0 or 1), 3 root
+--       attr (73 bytes)
 -- Reply: {'ok'} or {'exists', stored record}
 local function format(keys, argv)
   local cur = redis.call('GET', keys[1])

@@ -110,9 +110,20 @@ impl Layout {
         format!("{}q{token}", self.tag)
     }
 
-    /// `{prefix}limits`: `"{capacity} {inodes}"` from the format record, read by scripts.
+    /// `{prefix}limits`: `"{capacity} {inodes} {dir_stats}"` from the format record (dir_stats
+    /// `1` when the volume keeps directory statistics, else `0`), read by scripts. A record of
+    /// a volume formatted before directory statistics existed has the first two fields only
+    /// (no statistics).
     pub fn limits(&self) -> String {
         format!("{}limits", self.tag)
+    }
+
+    /// `{prefix}dirstats`: the directory statistics of the volume (`meta_core::stats`), one
+    /// hash: fields 8-byte big-endian inode + `i` (inodes charged to the directory), `l`
+    /// (their lengths), `s` (their space) → decimal integer; a missing field is 0. Written
+    /// only when the limits record says the volume keeps statistics.
+    pub fn dir_stats(&self) -> String {
+        format!("{}dirstats", self.tag)
     }
 
     /// `{prefix}{name}`: a counter (decimal integer): `nextInode`, `nextChunk`, `usedSpace`,
@@ -164,6 +175,7 @@ mod tests {
         assert_eq!(l.attr(Ino(42)), "{vol1}i42");
         assert_eq!(l.chunk(Ino(7), 3), "{vol1}c7_3");
         assert_eq!(l.counter(Counter::NextInode), "{vol1}nextInode");
+        assert_eq!(l.dir_stats(), "{vol1}dirstats");
         assert_eq!(l.pattern(), "{vol1}*");
         assert!(valid_prefix("a-b_c.d:e9"));
         for bad in ["", "a{b", "a}b", "a*", "a?", "a[b]", "a b", &"x".repeat(65)] {

@@ -32,8 +32,8 @@ use async_trait::async_trait;
 use meta_core::backend::BackendInfo;
 use meta_core::kv::decode_setting;
 use meta_core::{
-    Attr, Backend, Counter, DirEntry, Error, ErrorKind, IdKind, Ino, InodePage, Op, OpOutput,
-    Pending, Result, Setting, Slice, Statfs, Timespec, logic,
+    Attr, Backend, Counter, DirEntry, DirStat, Error, ErrorKind, IdKind, Ino, InodePage, Op,
+    OpOutput, Pending, Result, Setting, Slice, Statfs, Timespec, logic,
 };
 use redis::{Value, cmd, pipe};
 
@@ -254,7 +254,12 @@ impl Backend for RedisBackend {
         ];
         let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
         let record = meta_core::kv::encode_setting(setting);
-        let limits = format!("{} {}", setting.capacity, setting.inodes);
+        let limits = format!(
+            "{} {} {}",
+            setting.capacity,
+            setting.inodes,
+            u8::from(setting.dir_stats)
+        );
         let root = meta_core::kv::encode_attr(&root);
         let reply = match inner
             .call(Entry::Format, &keys, &[&record, limits.as_bytes(), &root])
@@ -387,6 +392,10 @@ impl Backend for RedisBackend {
 
     async fn get_counter(&self, counter: Counter) -> Result<i64> {
         self.inner.get_counter(counter).await
+    }
+
+    async fn dir_stats(&self, dirs: &[Ino]) -> Result<Vec<DirStat>> {
+        self.inner.dir_stats(dirs).await
     }
 
     async fn scan_inodes(&self, cursor: Option<&[u8]>, limit: usize) -> Result<InodePage> {

@@ -54,7 +54,7 @@ impl Call {
 }
 
 /// The batch's shared keys, in the order `lua/batch.lua` takes them.
-pub(crate) fn shared_keys(l: &Layout) -> [String; 6] {
+pub(crate) fn shared_keys(l: &Layout) -> [String; 7] {
     [
         l.limits(),
         l.counter(Counter::UsedSpace),
@@ -62,6 +62,7 @@ pub(crate) fn shared_keys(l: &Layout) -> [String; 6] {
         l.sessions(),
         l.pending_files(),
         l.pending_slices(),
+        l.dir_stats(),
     ]
 }
 

@@ -5,16 +5,16 @@
 use meta_core::kv::{decode_attr, decode_bytes, decode_chunk, decode_setting};
 use meta_core::types::{validate_name, validate_xattr};
 use meta_core::{
-    Attr, Counter, DirEntry, Error, ErrorKind, FileType, Ino, InodePage, Pending, Result, Setting,
-    Slice, Statfs, logic,
+    Attr, Counter, DirEntry, DirStat, Error, ErrorKind, FileType, Ino, InodePage, Pending, Result,
+    Setting, Slice, Statfs, logic,
 };
 use redis::{Value, cmd, pipe};
 
 use crate::Inner;
 use crate::error::{Stage, classify};
 use crate::reply::{
-    attr_of, bytes, counter_of, internal, list, not_found, parse_scan, split_member, take,
-    zero_inode,
+    attr_of, bytes, counter_of, dir_stat_field, internal, list, not_found, parse_scan,
+    split_member, take, zero_inode,
 };
 use crate::scripts::Entry;
 
@@ -308,6 +308,46 @@ impl Inner {
             total,
             &logic::Limits::from(&setting),
         ))
+    }
+
+    /// `Backend::dir_stats`: one `HMGET` of the three fields of each directory in the
+    /// statistics hash (see `Layout::dir_stats`); zeros for missing fields. Errors:
+    /// `Corrupted` for a field that is not an integer (naming the directory) or a statistics
+    /// key of another Redis type.
+    pub(crate) async fn dir_stats(&self, dirs: &[Ino]) -> Result<Vec<DirStat>> {
+        if dirs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = pipe();
+        // A server error (WRONGTYPE) comes back as the reply, for `list` to classify.
+        p.ignore_errors();
+        let c = p.cmd("HMGET").arg(self.layout.dir_stats());
+        for d in dirs {
+            for f in [b'i', b'l', b's'] {
+                let mut field = Vec::with_capacity(9);
+                field.extend_from_slice(&d.0.to_be_bytes());
+                field.push(f);
+                c.arg(field);
+            }
+        }
+        let mut v = self.read_pipe(&p).await?;
+        let vals = list(take(&mut v), "directory statistics")?;
+        if vals.len() != 3 * dirs.len() {
+            return Err(internal(
+                "redis: HMGET of directory statistics returned a wrong number of values",
+            ));
+        }
+        let mut vals = vals.into_iter();
+        let mut out = Vec::with_capacity(dirs.len());
+        for &d in dirs {
+            let mut next = |what| dir_stat_field(vals.next().unwrap_or(Value::Nil), d, what);
+            out.push(DirStat {
+                inodes: next("inodes")?,
+                length: next("length")?,
+                space: next("space")?,
+            });
+        }
+        Ok(out)
     }
 
     pub(crate) async fn get_counter(&self, counter: Counter) -> Result<i64> {

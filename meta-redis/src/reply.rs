@@ -94,6 +94,24 @@ pub(crate) fn counter_of(v: Value, c: Counter) -> Result<i64> {
     }
 }
 
+/// One field of a directory's statistics (`what`: inodes, length, space) from an `HMGET` of
+/// the statistics hash: 0 when missing. Errors: `Corrupted` (naming the directory) for a value
+/// that is not a 64-bit integer.
+pub(crate) fn dir_stat_field(v: Value, dir: Ino, what: &str) -> Result<i64> {
+    match bytes(v, "directory statistics")? {
+        None => Ok(0),
+        Some(b) => std::str::from_utf8(&b)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Corrupted,
+                    format!("directory {dir}: the {what} of its statistics is not an integer"),
+                )
+            }),
+    }
+}
+
 /// Splits an entry member `name \0 entry` and decodes the entry.
 pub(crate) fn split_member(m: &[u8]) -> Result<(Vec<u8>, Entry)> {
     let z = m
@@ -160,7 +178,8 @@ mod fuzz {
             let _ = bytes(v.clone(), "fuzz");
             let _ = list(v.clone(), "fuzz");
             let _ = attr_of(v.clone(), Ino(2));
-            let _ = counter_of(v, Counter::UsedSpace);
+            let _ = counter_of(v.clone(), Counter::UsedSpace);
+            let _ = dir_stat_field(v, Ino(2), "length");
             let _ = split_member(&m);
         }
     }

@@ -309,6 +309,7 @@ async fn strays(b: &RedisBackend) -> anyhow::Result<Vec<String>> {
     let known = [
         "setting",
         "limits",
+        "dirstats",
         "nextInode",
         "nextChunk",
         "usedSpace",

@@ -13,8 +13,8 @@ use meta_core::backend::{BackendInfo, InodePage};
 use meta_core::logic::{self, Limits, TxnView};
 use meta_core::snapshot::{InodeData, VolumeReads};
 use meta_core::{
-    Attr, Backend, Counter, DirEntry, Error, ErrorKind, IdKind, Ino, InodeLocks, Op, OpOutput,
-    Pending, Result, Session, SessionHoldings, Setting, Sid, Slice, Statfs, Timespec,
+    Attr, Backend, Counter, DirEntry, DirStat, Error, ErrorKind, IdKind, Ino, InodeLocks, Op,
+    OpOutput, Pending, Result, Session, SessionHoldings, Setting, Sid, Slice, Statfs, Timespec,
 };
 use rand::Rng;
 
@@ -32,7 +32,7 @@ pub const MAX_BATCH_OPS: usize = 1024;
 pub const MAX_ATTEMPTS: u32 = 24;
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The embedded migrations of a dialect: `(version, description, SQL)`.
 fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
@@ -48,6 +48,11 @@ fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
                 "sessions, open files, locks",
                 include_str!("../migrations/sqlite/0002_sessions.sql"),
             ),
+            (
+                3,
+                "directory statistics",
+                include_str!("../migrations/sqlite/0003_dirstat.sql"),
+            ),
         ],
         Dialect::Postgres => &[
             (
@@ -60,6 +65,11 @@ fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
                 "sessions, open files, locks",
                 include_str!("../migrations/postgres/0002_sessions.sql"),
             ),
+            (
+                3,
+                "directory statistics",
+                include_str!("../migrations/postgres/0003_dirstat.sql"),
+            ),
         ],
         Dialect::MySql => &[
             (
@@ -71,6 +81,11 @@ fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
                 2,
                 "sessions, open files, locks",
                 include_str!("../migrations/mysql/0002_sessions.sql"),
+            ),
+            (
+                3,
+                "directory statistics",
+                include_str!("../migrations/mysql/0003_dirstat.sql"),
             ),
         ],
     }
@@ -912,6 +927,23 @@ impl Backend for SqlBackend {
                 let inodes =
                     meta_core::logic::TxnView::get_counter(&mut t, Counter::TotalInodes).await?;
                 Ok(logic::statfs_from(used, inodes, &limits))
+            })
+        )
+    }
+
+    /// One `SELECT ... FROM dirstat WHERE ino IN (...)` (PostgreSQL: `= ANY($1)`, one
+    /// statement whatever the count; MySQL/SQLite: one per 4,096 directories), outside a
+    /// transaction.
+    async fn dir_stats(&self, dirs: &[Ino]) -> Result<Vec<DirStat>> {
+        if dirs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ready().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
+                t.read_dir_stats(dirs).await
             })
         )
     }

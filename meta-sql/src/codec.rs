@@ -5,7 +5,7 @@
 //! length is not a multiple of 24) is a `Corrupted` error naming the record.
 
 use meta_core::types::{MAX_SYMLINK_LEN, MAX_XATTR_VALUE_LEN};
-use meta_core::{Attr, Entry, Error, ErrorKind, FileType, Ino, Result, Slice, Timespec};
+use meta_core::{Attr, DirStat, Entry, Error, ErrorKind, FileType, Ino, Result, Slice, Timespec};
 
 use crate::exec::{Arg, Ty, Val};
 
@@ -171,6 +171,27 @@ pub(crate) fn entry(ino: &Val, typ: &Val, what: &str) -> Result<Option<Entry>> {
         ino: i,
         typ: file_type(typ, what)?,
     }))
+}
+
+/// Decodes a `dirstat` row `(ino, inodes, length, space)` into the directory and its
+/// statistics; `Corrupted` for a NULL or non-integer column (or a row that is too short).
+pub(crate) fn dir_stat(v: &[Val]) -> Result<(Ino, DirStat)> {
+    let [ino, inodes, length, space] = v else {
+        return Err(corrupted(format!(
+            "directory statistics row with {} columns",
+            v.len()
+        )));
+    };
+    let dir = Ino(id_of(int(ino, "directory statistics inode")?));
+    let what = |c: &str| format!("statistics of directory {dir}: {c}");
+    Ok((
+        dir,
+        DirStat {
+            inodes: int(inodes, &what("inodes"))?,
+            length: int(length, &what("length"))?,
+            space: int(space, &what("space"))?,
+        },
+    ))
 }
 
 /// Encodes slices as stored in `chunk.slices`: 24 bytes each, big-endian

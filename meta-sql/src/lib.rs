@@ -375,9 +375,20 @@ mod tests {
                 .into_iter()
                 .map(|s| ("entry delete", s)),
         );
+        v.extend(
+            sql.dir_stats(vec![1, 2])
+                .into_iter()
+                .map(|s| ("directory statistics read", s)),
+        );
+        v.extend(
+            sql.delete_keys("dirstat", &[("ino", Ty::Int)], vec![vec![Arg::Int(2)]])
+                .into_iter()
+                .map(|s| ("directory statistics delete", s)),
+        );
         let write: Vec<Stmt> = sql
             .dir_deltas(vec![[1, 1, 0, 0], [2, 1, 0, 0]])
             .into_iter()
+            .chain(sql.dir_stat_deltas(vec![[1, 1, 4096, 4096], [2, -1, -10, -4096]]))
             .chain(sql.counter_deltas(vec![
                 (Counter::UsedSpace.name().to_string(), 4096),
                 (Counter::TotalInodes.name().to_string(), 1),
@@ -385,15 +396,16 @@ mod tests {
             .collect();
         let guards = vec![Some(1); write.len()];
         v.push((
-            "merged directory and counter update",
+            "merged directory, statistics and counter update",
             sql.merge_pg(write, &guards),
         ));
         v
     }
 
     /// On a new, empty volume (the planner's worst case: its generic plans are what a pooled
-    /// connection keeps as the tables grow), the batch statements find `node` and `edge`
-    /// rows by index, never by a sequential scan of the table (see [`PG_SESSION`]).
+    /// connection keeps as the tables grow), the batch statements find `node`, `edge` and
+    /// `dirstat` rows by index, never by a sequential scan of the table (see
+    /// [`PG_SESSION`]).
     #[tokio::test]
     async fn batch_statements_use_indexes_on_a_new_volume() -> anyhow::Result<()> {
         let Some(url) = std::env::var("META_TEST_POSTGRES_URL")
@@ -427,7 +439,7 @@ mod tests {
                     .await?;
             sqlx::raw_sql("DEALLOCATE q").execute(&mut *conn).await?;
             let plan = plan.join("\n");
-            for table in ["node", "edge"] {
+            for table in ["node", "edge", "dirstat"] {
                 if plan.contains(&format!("Seq Scan on {prefix}{table}")) {
                     failures.push(format!("{what} scans {table}:\n{plan}"));
                 }

@@ -66,7 +66,7 @@ impl Dialect {
 }
 
 /// Every table of a volume, in creation order (`schema_version` last).
-pub(crate) const TABLES: [&str; 14] = [
+pub(crate) const TABLES: [&str; 15] = [
     "setting",
     "counter",
     "node",
@@ -80,6 +80,7 @@ pub(crate) const TABLES: [&str; 14] = [
     "openfile",
     "flock",
     "plock",
+    "dirstat",
     "schema_version",
 ];
 
@@ -87,6 +88,22 @@ pub(crate) const TABLES: [&str; 14] = [
 const MAX_ROWS: usize = 256;
 /// Most bound parameters of one statement (SQLite's default limit is 32766).
 const MAX_PARAMS: usize = 32_000;
+/// Most keys in one non-PostgreSQL `IN (...)` list of a read that is not part of a batch
+/// (directory statistics: `meta_core` asks for up to 1,024 directories at a time).
+const MAX_READ_KEYS: usize = 4096;
+
+/// What an `INSERT` does with a row whose key exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnConflict {
+    /// Nothing: the statement fails (unique violation).
+    Fail,
+    /// The row is skipped.
+    Ignore,
+    /// The row's other columns replace the stored ones.
+    Replace,
+    /// The row's other columns are added to the stored ones (commutative deltas).
+    Add,
+}
 
 /// Checks and normalizes a table prefix: ASCII letters, digits and `_`, at most 32 bytes,
 /// folded to lower case (PostgreSQL folds unquoted identifiers; MySQL on Linux does not, so
@@ -218,7 +235,12 @@ fn pow2_pieces(mut n: usize, max: usize) -> Vec<usize> {
 /// Splits keys into lists of at most `MAX_ROWS` (or `max`), each padded to a power of two by
 /// repeating its last key (harmless in `IN` / `OR` lists).
 fn padded_lists(keys: Vec<Vec<Arg>>, max: usize) -> Vec<Vec<Vec<Arg>>> {
-    let max = max.clamp(1, MAX_ROWS);
+    padded_lists_upto(keys, max.clamp(1, MAX_ROWS))
+}
+
+/// [`padded_lists`] with lists of up to `max` keys (a power of two).
+fn padded_lists_upto(keys: Vec<Vec<Arg>>, max: usize) -> Vec<Vec<Vec<Arg>>> {
+    let max = max.max(1);
     let mut out = Vec::new();
     let mut it = keys.into_iter().peekable();
     while it.peek().is_some() {
@@ -416,7 +438,27 @@ impl Sql {
         rows: Vec<Vec<Arg>>,
         upsert: bool,
     ) -> Vec<Stmt> {
-        self.insert_with(table, cols, nkey, rows, upsert, false)
+        let mode = if upsert {
+            OnConflict::Replace
+        } else {
+            OnConflict::Fail
+        };
+        self.insert_with(table, cols, nkey, rows, mode)
+    }
+
+    /// `INSERT` of delta rows: a row whose key (the first `nkey` columns) exists adds its
+    /// other columns to the stored ones, in the database (`ON CONFLICT DO UPDATE SET c =
+    /// t.c + excluded.c`, MySQL's `ON DUPLICATE KEY UPDATE c = c + VALUES(c)`), so concurrent
+    /// batches adding to one row lose nothing. Rows must have distinct keys; they are
+    /// applied (and their row locks taken) in key order, as given on MySQL/SQLite.
+    pub(crate) fn insert_adding(
+        &self,
+        table: &str,
+        cols: &[(&str, Ty)],
+        nkey: usize,
+        rows: Vec<Vec<Arg>>,
+    ) -> Vec<Stmt> {
+        self.insert_with(table, cols, nkey, rows, OnConflict::Add)
     }
 
     /// `INSERT` of rows that are all key (e.g. `openfile`): a row whose key exists is
@@ -427,7 +469,7 @@ impl Sql {
         cols: &[(&str, Ty)],
         rows: Vec<Vec<Arg>>,
     ) -> Vec<Stmt> {
-        self.insert_with(table, cols, cols.len(), rows, false, true)
+        self.insert_with(table, cols, cols.len(), rows, OnConflict::Ignore)
     }
 
     fn insert_with(
@@ -436,33 +478,66 @@ impl Sql {
         cols: &[(&str, Ty)],
         nkey: usize,
         rows: Vec<Vec<Arg>>,
-        upsert: bool,
-        ignore: bool,
+        mode: OnConflict,
     ) -> Vec<Stmt> {
         if rows.is_empty() {
             return Vec::new();
         }
         let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
-        let verb = if ignore && self.d == Dialect::MySql {
+        let verb = if mode == OnConflict::Ignore && self.d == Dialect::MySql {
             "INSERT IGNORE"
         } else {
             "INSERT"
         };
-        let head = format!("{verb} INTO {} ({}) ", self.t(table), names.join(", "));
+        let pg = self.d == Dialect::Postgres;
+        // PostgreSQL names the stored row by the target's alias in `DO UPDATE SET` (an
+        // unqualified column would be ambiguous with `excluded`).
+        let alias = if pg && mode == OnConflict::Add {
+            " AS t"
+        } else {
+            ""
+        };
+        let head = format!(
+            "{verb} INTO {}{alias} ({}) ",
+            self.t(table),
+            names.join(", ")
+        );
         let keys = names[..nkey].join(", ");
         let rest = &names[nkey..];
-        let conflict = if ignore && self.d != Dialect::MySql {
-            format!(" ON CONFLICT ({keys}) DO NOTHING")
-        } else if !upsert {
-            String::new()
-        } else if self.d == Dialect::MySql {
-            let set: Vec<String> = rest.iter().map(|c| format!("{c} = VALUES({c})")).collect();
-            format!(" ON DUPLICATE KEY UPDATE {}", set.join(", "))
-        } else {
-            let set: Vec<String> = rest.iter().map(|c| format!("{c} = excluded.{c}")).collect();
-            format!(" ON CONFLICT ({keys}) DO UPDATE SET {}", set.join(", "))
+        let conflict = match (mode, self.d) {
+            (OnConflict::Fail, _) | (OnConflict::Ignore, Dialect::MySql) => String::new(),
+            (OnConflict::Ignore, _) => format!(" ON CONFLICT ({keys}) DO NOTHING"),
+            (OnConflict::Replace, Dialect::MySql) => {
+                let set: Vec<String> = rest.iter().map(|c| format!("{c} = VALUES({c})")).collect();
+                format!(" ON DUPLICATE KEY UPDATE {}", set.join(", "))
+            }
+            (OnConflict::Replace, _) => {
+                let set: Vec<String> = rest.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+                format!(" ON CONFLICT ({keys}) DO UPDATE SET {}", set.join(", "))
+            }
+            (OnConflict::Add, Dialect::MySql) => {
+                let set: Vec<String> = rest
+                    .iter()
+                    .map(|c| format!("{c} = {c} + VALUES({c})"))
+                    .collect();
+                format!(" ON DUPLICATE KEY UPDATE {}", set.join(", "))
+            }
+            (OnConflict::Add, Dialect::Postgres) => {
+                let set: Vec<String> = rest
+                    .iter()
+                    .map(|c| format!("{c} = t.{c} + excluded.{c}"))
+                    .collect();
+                format!(" ON CONFLICT ({keys}) DO UPDATE SET {}", set.join(", "))
+            }
+            (OnConflict::Add, Dialect::Sqlite) => {
+                let set: Vec<String> = rest
+                    .iter()
+                    .map(|c| format!("{c} = {c} + excluded.{c}"))
+                    .collect();
+                format!(" ON CONFLICT ({keys}) DO UPDATE SET {}", set.join(", "))
+            }
         };
-        if self.d == Dialect::Postgres {
+        if pg {
             let tys: Vec<Ty> = cols.iter().map(|(_, t)| *t).collect();
             let mut b = self.b();
             b.s(&head).s("SELECT * FROM UNNEST(");
@@ -472,7 +547,13 @@ impl Sql {
                 }
                 b.arr(a, ty);
             }
-            b.s(")").s(&conflict);
+            b.s(")");
+            if mode == OnConflict::Add {
+                // Rows are inserted (and conflicting rows locked) in key order, whatever the
+                // plan: two batches adding to the same rows cannot deadlock on them.
+                b.s(&format!(" AS d ({}) ORDER BY {keys}", names.join(", ")));
+            }
+            b.s(&conflict);
             return vec![b.done()];
         }
         let mut out = Vec::new();
@@ -1068,6 +1149,47 @@ impl Sql {
     }
 
     // ------------------------------------------------------------------------------------
+    // Directory statistics
+
+    /// Statistics rows `(ino, inodes, length, space)` of directories `dirs` (absent: no
+    /// row), in as few statements as the bind limits allow: one on PostgreSQL (`ino =
+    /// ANY($1)`), `ino IN (...)` lists of up to 4,096 keys (padded to a power of two)
+    /// elsewhere.
+    pub(crate) fn dir_stats(&self, dirs: Vec<i64>) -> Vec<Stmt> {
+        let keys: Vec<Vec<Arg>> = dirs.into_iter().map(|i| vec![Arg::Int(i)]).collect();
+        let lists = if self.d == Dialect::Postgres {
+            vec![keys]
+        } else {
+            padded_lists_upto(keys, MAX_READ_KEYS)
+        };
+        lists
+            .into_iter()
+            .filter(|k| !k.is_empty())
+            .map(|keys| {
+                let mut b = self.b();
+                b.s(&format!(
+                    "SELECT ino, inodes, length, space FROM {} WHERE ",
+                    self.t("dirstat")
+                ));
+                self.where_keys(&mut b, "", &[("ino", Ty::Int)], keys);
+                b.done()
+            })
+            .collect()
+    }
+
+    /// Adds `(inodes, length, space)` to the statistics of each directory of `(ino,
+    /// inodes, length, space)` rows (distinct inodes, in increasing order), creating the rows
+    /// that do not exist: one multi-row upsert ([`Sql::insert_adding`]) whose additions the
+    /// database makes, so concurrent batches adding to one directory lose nothing.
+    pub(crate) fn dir_stat_deltas(&self, rows: Vec<[i64; 4]>) -> Vec<Stmt> {
+        let rows = rows
+            .into_iter()
+            .map(|r| r.iter().map(|&v| Arg::Int(v)).collect())
+            .collect();
+        self.insert_adding("dirstat", &DIRSTAT_COLS, 1, rows)
+    }
+
+    // ------------------------------------------------------------------------------------
     // Format record, erase, migrations
 
     /// The format record `(value)`.
@@ -1200,6 +1322,14 @@ impl Sql {
     }
 }
 
+/// Columns of the `dirstat` table (key first).
+pub(crate) const DIRSTAT_COLS: [(&str, Ty); 4] = [
+    ("ino", Ty::Int),
+    ("inodes", Ty::Int),
+    ("length", Ty::Int),
+    ("space", Ty::Int),
+];
+
 /// Name of the format record's row in `setting`.
 pub(crate) const SETTING_NAME: &str = "format";
 /// Name of the counter row whose lock serializes directory moves.
@@ -1303,6 +1433,51 @@ mod tests {
             "{}",
             m.sql
         );
+    }
+
+    #[test]
+    fn dir_stat_upserts_add_in_the_database() {
+        let rows = vec![[5, 1, 10, 4096], [9, -1, -3, -4096]];
+        let p = Sql::new(Dialect::Postgres, "v_".into()).dir_stat_deltas(rows.clone());
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            &*p[0].sql,
+            "INSERT INTO v_dirstat AS t (ino, inodes, length, space) SELECT * FROM \
+             UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[]) AS d (ino, inodes, length, \
+             space) ORDER BY ino ON CONFLICT (ino) DO UPDATE SET inodes = t.inodes + \
+             excluded.inodes, length = t.length + excluded.length, space = t.space + \
+             excluded.space"
+        );
+        assert_eq!(p[0].args.len(), 4, "one array per column");
+        let m = Sql::new(Dialect::MySql, "v_".into()).dir_stat_deltas(rows.clone());
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            &*m[0].sql,
+            "INSERT INTO v_dirstat (ino, inodes, length, space) VALUES (?, ?, ?, ?), \
+             (?, ?, ?, ?) ON DUPLICATE KEY UPDATE inodes = inodes + VALUES(inodes), \
+             length = length + VALUES(length), space = space + VALUES(space)"
+        );
+        let l = Sql::new(Dialect::Sqlite, String::new()).dir_stat_deltas(rows);
+        assert_eq!(
+            &*l[0].sql,
+            "INSERT INTO dirstat (ino, inodes, length, space) VALUES (?, ?, ?, ?), \
+             (?, ?, ?, ?) ON CONFLICT (ino) DO UPDATE SET inodes = inodes + excluded.inodes, \
+             length = length + excluded.length, space = space + excluded.space"
+        );
+        assert!(l[0].args.len() == 8);
+        // Reads: one statement for the 1,024 directories meta-core asks for at a time.
+        for d in [Dialect::Postgres, Dialect::MySql, Dialect::Sqlite] {
+            let sql = Sql::new(d, String::new());
+            let one = sql.dir_stats((1..=1024).collect());
+            assert_eq!(one.len(), 1, "{d:?}");
+            assert!(
+                one[0]
+                    .sql
+                    .starts_with("SELECT ino, inodes, length, space FROM dirstat")
+            );
+            let n = if d == Dialect::Postgres { 1 } else { 2 };
+            assert_eq!(sql.dir_stats((1..=5000).collect()).len(), n, "{d:?}");
+        }
     }
 
     #[test]

@@ -202,6 +202,17 @@ async fn creates_2x32(f: SqlFactory) -> Result<()> {
         "used space {}",
         st.used_space
     );
+    // The directory's statistics row did not exist when the racing batches started adding
+    // to it: concurrent first inserts turn into additions, none is lost.
+    let ds = t.m1.dir_stat(d).await?;
+    ensure!(
+        ds == meta_core::DirStat {
+            inodes: 64 * 9,
+            length: 64 * 4096,
+            space: 64 * 9 * 4096,
+        },
+        "dir statistics {ds:?}"
+    );
     t.fsck("2 x 32 creates").await?;
     t.close().await
 }

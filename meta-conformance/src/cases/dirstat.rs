@@ -28,10 +28,18 @@ async fn stats_exact(b: &dyn Backend, what: &str) -> Result<BTreeMap<Ino, DirSta
         .map(|(i, _)| *i)
         .collect();
     let got = b.dir_stats(&dirs).await.context("dir_stats")?;
-    ensure!(got.len() == dirs.len(), "{what}: dir_stats answered {} of {}", got.len(), dirs.len());
+    ensure!(
+        got.len() == dirs.len(),
+        "{what}: dir_stats answered {} of {}",
+        got.len(),
+        dirs.len()
+    );
     for (d, g) in dirs.iter().zip(got) {
         let w = want.get(d).copied().unwrap_or_default();
-        ensure!(g == w, "{what}: directory {d} has {g:?}, its children add up to {w:?}");
+        ensure!(
+            g == w,
+            "{what}: directory {d} has {g:?}, its children add up to {w:?}"
+        );
     }
     Ok(want)
 }
@@ -47,51 +55,91 @@ pub async fn follows_every_op(ctx: &TestCtx) -> Result<()> {
     let b = ctx.backend();
     let (d, _) = m.mkdir(ME, ROOT, b"d", 0o755).await?;
     let (e, _) = m.mkdir(ME, ROOT, b"e", 0o755).await?;
-    ensure!(m.dir_stat(d).await? == DirStat::default(), "a new directory has zeros");
-    ensure!(m.dir_stat(ROOT).await? == ds(2, 8192, 8192), "root holds d and e");
+    ensure!(
+        m.dir_stat(d).await? == DirStat::default(),
+        "a new directory has zeros"
+    );
+    ensure!(
+        m.dir_stat(ROOT).await? == ds(2, 8192, 8192),
+        "root holds d and e"
+    );
 
     let (f, _) = m.create(ME, d, b"f", 0o644).await?;
     ensure!(m.dir_stat(d).await? == ds(1, 0, 4096), "after create");
-    m.write(ME, f, 0, slice(m.new_slice_id().await?, 0, 5000)).await?;
+    m.write(ME, f, 0, slice(m.new_slice_id().await?, 0, 5000))
+        .await?;
     ensure!(m.dir_stat(d).await? == ds(1, 5000, 8192), "after write");
     m.truncate(ME, f, 10).await?;
     ensure!(m.dir_stat(d).await? == ds(1, 10, 4096), "after truncate");
     m.symlink(ME, d, b"s", b"0123456789abcdef").await?;
     m.mknod(ME, d, b"p", FileType::Fifo, 0o644, 0).await?;
     m.mkdir(ME, d, b"sub", 0o755).await?;
-    ensure!(m.dir_stat(d).await? == ds(4, 10 + 16 + 4096, 4 * 4096), "symlink, fifo, subdir");
+    ensure!(
+        m.dir_stat(d).await? == ds(4, 10 + 16 + 4096, 4 * 4096),
+        "symlink, fifo, subdir"
+    );
     stats_exact(&*b, "after creates").await?;
 
     m.link(ME, f, d, b"f2").await?;
-    ensure!(m.dir_stat(d).await? == ds(4, 4122, 4 * 4096), "a second name in the same dir");
+    ensure!(
+        m.dir_stat(d).await? == ds(4, 4122, 4 * 4096),
+        "a second name in the same dir"
+    );
     m.link(ME, f, e, b"f3").await?;
-    ensure!(m.dir_stat(d).await? == ds(3, 4112, 3 * 4096), "named in two dirs: charged to none");
-    ensure!(m.dir_stat(e).await? == DirStat::default(), "nor to the new one");
+    ensure!(
+        m.dir_stat(d).await? == ds(3, 4112, 3 * 4096),
+        "named in two dirs: charged to none"
+    );
+    ensure!(
+        m.dir_stat(e).await? == DirStat::default(),
+        "nor to the new one"
+    );
     stats_exact(&*b, "after links").await?;
 
     let (g, _) = m.create(ME, d, b"g", 0o644).await?;
-    m.write(ME, g, 0, slice(m.new_slice_id().await?, 0, 100)).await?;
+    m.write(ME, g, 0, slice(m.new_slice_id().await?, 0, 100))
+        .await?;
     m.rename(ME, d, b"g", e, b"g", RenameFlags::NONE).await?;
-    ensure!(m.dir_stat(e).await? == ds(1, 100, 4096), "rename joins the new directory");
-    ensure!(m.dir_stat(d).await? == ds(3, 4112, 3 * 4096), "and leaves the old one");
+    ensure!(
+        m.dir_stat(e).await? == ds(1, 100, 4096),
+        "rename joins the new directory"
+    );
+    ensure!(
+        m.dir_stat(d).await? == ds(3, 4112, 3 * 4096),
+        "and leaves the old one"
+    );
     let (h, _) = m.create(ME, e, b"h", 0o644).await?;
-    m.write(ME, h, 0, slice(m.new_slice_id().await?, 0, 7)).await?;
+    m.write(ME, h, 0, slice(m.new_slice_id().await?, 0, 7))
+        .await?;
     m.rename(ME, e, b"h", e, b"g", RenameFlags::NONE).await?;
-    ensure!(m.dir_stat(e).await? == ds(1, 7, 4096), "rename over: the replaced file leaves");
+    ensure!(
+        m.dir_stat(e).await? == ds(1, 7, 4096),
+        "rename over: the replaced file leaves"
+    );
     stats_exact(&*b, "after renames").await?;
 
     m.open_file(h).await?;
     m.unlink(ME, e, b"g").await?;
-    ensure!(m.dir_stat(e).await? == DirStat::default(), "an unlinked open file leaves");
-    m.write(ME, h, 0, slice(m.new_slice_id().await?, 0, 9000)).await?;
-    ensure!(m.dir_stat(e).await? == DirStat::default(), "writes to it change no directory");
+    ensure!(
+        m.dir_stat(e).await? == DirStat::default(),
+        "an unlinked open file leaves"
+    );
+    m.write(ME, h, 0, slice(m.new_slice_id().await?, 0, 9000))
+        .await?;
+    ensure!(
+        m.dir_stat(e).await? == DirStat::default(),
+        "writes to it change no directory"
+    );
     stats_exact(&*b, "with a sustained inode").await?;
     m.release_file(h).await?;
     m.flush().await?;
 
     m.rmdir(ME, d, b"sub").await?;
     m.unlink(ME, d, b"s").await?;
-    ensure!(m.dir_stat(d).await? == ds(1, 0, 4096), "rmdir and unlink leave");
+    ensure!(
+        m.dir_stat(d).await? == ds(1, 0, 4096),
+        "rmdir and unlink leave"
+    );
     fsck_clean(&*b, "after the sequence").await?;
     Ok(())
 }
@@ -122,7 +170,12 @@ pub async fn summary_matches_walk(ctx: &TestCtx) -> Result<()> {
         } else {
             let (f, _) = m.create(ME, parent, name.as_bytes(), 0o644).await?;
             let a = m
-                .write(ME, f, i % 2, slice(m.new_slice_id().await?, i * 1000, 1 + i * 313))
+                .write(
+                    ME,
+                    f,
+                    i % 2,
+                    slice(m.new_slice_id().await?, i * 1000, 1 + i * 313),
+                )
                 .await?;
             a_file.get_or_insert((f, a));
             want.files += 1;
@@ -139,10 +192,21 @@ pub async fn summary_matches_walk(ctx: &TestCtx) -> Result<()> {
         "the root's summary {root:?} holds the subtree {want:?} and itself"
     );
     let (f, fa) = a_file.context("the tree has a file")?;
-    ensure!(m.summary(f).await? == Summary::of_inode(&fa), "a file's summary is itself");
+    ensure!(
+        m.summary(f).await? == Summary::of_inode(&fa),
+        "a file's summary is itself"
+    );
     expect_err(m.dir_stat(f).await, NotADirectory, "dir_stat of a file")?;
-    expect_err(m.dir_stat(MISSING).await, NotFound, "dir_stat of a missing inode")?;
-    expect_err(m.summary(MISSING).await, NotFound, "summary of a missing inode")?;
+    expect_err(
+        m.dir_stat(MISSING).await,
+        NotFound,
+        "dir_stat of a missing inode",
+    )?;
+    expect_err(
+        m.summary(MISSING).await,
+        NotFound,
+        "summary of a missing inode",
+    )?;
     Ok(())
 }
 
@@ -164,12 +228,20 @@ pub async fn concurrent_exact(ctx: &TestCtx) -> Result<()> {
                 let name = format!("t{t}r{r}");
                 let (f, _) = mm.create(ME, a, name.as_bytes(), 0o644).await?;
                 let id = mm.new_slice_id().await?;
-                mm.write(ME, f, 0, slice(id, 0, (1 + t * 100 + r) as u32)).await?;
+                mm.write(ME, f, 0, slice(id, 0, (1 + t * 100 + r) as u32))
+                    .await?;
                 match r % 3 {
                     0 => mm.unlink(ME, a, name.as_bytes()).await?,
                     1 => {
-                        mm.rename(ME, a, name.as_bytes(), z, name.as_bytes(), RenameFlags::NONE)
-                            .await?;
+                        mm.rename(
+                            ME,
+                            a,
+                            name.as_bytes(),
+                            z,
+                            name.as_bytes(),
+                            RenameFlags::NONE,
+                        )
+                        .await?;
                     }
                     _ => {}
                 }
@@ -202,11 +274,22 @@ pub async fn off_when_formatted_without(ctx: &TestCtx) -> Result<()> {
     let m = vol.meta(MetaOptions::default()).await?;
     let (d, _) = m.mkdir(ME, ROOT, b"d", 0o755).await?;
     m.create(ME, d, b"f", 0o644).await?;
-    expect_err(m.dir_stat(d).await, Unsupported, "dir_stat without statistics")?;
-    expect_err(m.summary(d).await, Unsupported, "summary without statistics")?;
+    expect_err(
+        m.dir_stat(d).await,
+        Unsupported,
+        "dir_stat without statistics",
+    )?;
+    expect_err(
+        m.summary(d).await,
+        Unsupported,
+        "summary without statistics",
+    )?;
     let b = vol.backend();
     let got = b.dir_stats(&[d]).await?;
-    ensure!(got == vec![DirStat::default()], "no record is written: {got:?}");
+    ensure!(
+        got == vec![DirStat::default()],
+        "no record is written: {got:?}"
+    );
     fsck_clean(&*b, "a volume without statistics").await?;
     m.close().await?;
     drop((m, b));

@@ -280,7 +280,9 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
     }
     async fn get_dir_stat(&mut self, dir: Ino) -> Result<DirStat> {
         match self.get(&dir_stat_key(dir)).await? {
-            Some(v) => decode_dir_stat(&v).map_err(|e| e.context_prefix(format!("directory {dir}"))),
+            Some(v) => {
+                decode_dir_stat(&v).map_err(|e| e.context_prefix(format!("directory {dir}")))
+            }
             None => Ok(DirStat::default()),
         }
     }

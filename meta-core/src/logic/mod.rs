@@ -30,8 +30,8 @@ use async_trait::async_trait;
 
 use crate::error::{Result, err};
 use crate::op::{Op, OpOutput, SetAttrMask, SetAttrValues};
-use crate::stats::DirStat;
 use crate::session::{LockKind, LockOwner, LockType, PlockRange, Session, Sid};
+use crate::stats::DirStat;
 use crate::types::{Attr, Counter, Entry, Ino, Pending, Setting, Slice, Timespec, show_name};
 
 /// Volume limits the op logic enforces (from the format record). 0 means unlimited.

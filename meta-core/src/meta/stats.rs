@@ -74,7 +74,10 @@ impl Meta {
                 .try_collect()
                 .await?;
             let mut next = Vec::new();
-            for (dirs, subs) in level.chunks(STATS_PER_READ).zip(subdirs.chunks(STATS_PER_READ)) {
+            for (dirs, subs) in level
+                .chunks(STATS_PER_READ)
+                .zip(subdirs.chunks(STATS_PER_READ))
+            {
                 let stats = self.inner.backend.dir_stats(dirs).await?;
                 if stats.len() != dirs.len() {
                     return Err(err::corrupted(format!(

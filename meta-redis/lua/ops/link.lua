@@ -21,11 +21,15 @@ OPS.link = function(K, A)
   end
   perm_check_dir_write(pa, parent8, c, 'link')
   if a.nlink == U32MAX then fail('NotPermitted', 'inode ' .. dec(ino8) .. ' has too many links') end
+  -- Its directory keeps it (same directory) or loses it (named in two).
+  stat_check_attr(ino8, a)
+  -- Writes.
+  local before = stat_snap(a)
   a.nlink = a.nlink + 1
   a.ctime = time
   if a.parent ~= parent8 then a.parent = ZERO8 end
-  -- Writes.
   local av = put_attr(K[1], a)
+  restat(ino8, before, a)
   redis.call('ZADD', K[3], 0, entry_member(name, a.typ, ino8))
   local pv = put_attr(K[2], bump_dir(pa, 0, time))
   return { 'ok', av, pv }

@@ -63,6 +63,7 @@ OPS.mknod = function(K, A)
   end
   local append = slice and append_slice(kchunk, nil, 0, slice, ino8)
   check_counters()
+  stat_check(parent8)
   -- Writes. The new inode's openers set comes first: a wrong-type key there fails before
   -- anything is written.
   if kop then
@@ -70,6 +71,7 @@ OPS.mknod = function(K, A)
     redis.call('SADD', kso, ino8)
   end
   local av = put_attr(K[3], a)
+  restat(ino8, nil, a)
   redis.call('ZADD', K[2], 0, entry_member(name, typ, ino8))
   if typ == T_LNK then redis.call('SET', K[4], VER .. A[3]) end
   if append then append() end

@@ -119,14 +119,24 @@ OPS.rename = function(K, A)
   local drop, sustain
   if de then
     if exchange then
+      if not same_dir then
+        -- Each inode may leave its directory for the other one.
+        stat_check_attr(se.ino, sa)
+        stat_check_attr(de.ino, da)
+        stat_check(np8)
+        stat_check(parent8)
+      end
       -- Writes.
       redis.call('ZREM', K[2], se.member)
       redis.call('ZREM', K[4], de.member)
       redis.call('ZADD', K[2], 0, entry_member(name, de.typ, de.ino))
       redis.call('ZADD', K[4], 0, entry_member(new_name, se.typ, se.ino))
       if not same_dir then
+        local sbefore, dbefore = stat_snap(sa), stat_snap(da)
         sa.parent = moved_parent(sa, parent8, np8)
         da.parent = moved_parent(da, np8, parent8)
+        restat(se.ino, sbefore, sa)
+        restat(de.ino, dbefore, da)
         local moved = (s_is_dir and 1 or 0) - (d_is_dir and 1 or 0)
         dsrc = dsrc - moved
         ddst = ddst + moved
@@ -148,13 +158,21 @@ OPS.rename = function(K, A)
     if drop then
       sustain = is_open(kdo)
       if not sustain then check_deletion() end
+      stat_check_attr(de.ino, da)
     end
+  end
+  if not same_dir then
+    -- The source may leave its directory for the destination.
+    stat_check_attr(se.ino, sa)
+    stat_check(np8)
   end
   -- Writes.
   if de then
     redis.call('ZREM', K[4], de.member)
     rep_ino = de.ino
     if drop then
+      -- logic::namespace::remove_inode: charged to no directory from now on.
+      restat(de.ino, da, nil)
       if sustain then
         rep_attr = sustain_inode(kda, da, time)
       else
@@ -173,7 +191,9 @@ OPS.rename = function(K, A)
   redis.call('ZREM', K[2], se.member)
   redis.call('ZADD', K[4], 0, entry_member(new_name, se.typ, se.ino))
   if not same_dir then
+    local before = stat_snap(sa)
     sa.parent = moved_parent(sa, parent8, np8)
+    restat(se.ino, before, sa)
     if s_is_dir then
       dsrc = dsrc - 1
       ddst = ddst + 1

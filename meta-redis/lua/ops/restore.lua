@@ -11,6 +11,7 @@ OPS.restore = function(K, A)
   local ino8, av, nl, nx, nc = struct.unpack('>c8c73I4I4I4', A[1])
   local typ = string.byte(av, 2)
   local old = get_attr(K[1], ino8)
+  local new = dec_attr(av, ino8)
   local added = {}
   local links = {}
   for i = 1, nl do
@@ -25,6 +26,8 @@ OPS.restore = function(K, A)
     links[#links + 1] = { dk, name }
   end
   check_counters()
+  stat_check_attr(ino8, old)
+  stat_check_attr(ino8, new)
   if nx > 0 then check_type(K[3], 'hash') end
   if nc > 0 then check_type(K[4], 'zset') end
   -- Writes.
@@ -44,7 +47,8 @@ OPS.restore = function(K, A)
   end
   local old_space = 0
   if old then old_space = space(old) end
-  add_counter(S.used, space(dec_attr(av, ino8)) - old_space)
+  add_counter(S.used, space(new) - old_space)
   if not old then add_counter(S.total, 1) end
+  restat(ino8, old, new)
   return { 'ok', av }
 end

@@ -34,9 +34,12 @@ OPS.rmdir = function(K, A)
   if has_entries(kents) then fail('NotEmpty', dec(parent8) .. '/' .. show(name)) end
   local sustain = is_open(kop)
   if not sustain then check_counters() end
+  stat_check_attr(e.ino, a)
   -- Writes.
   redis.call('ZREM', K[2], e.member)
   local left = false
+  -- logic::namespace::remove_inode: charged to no directory from now on.
+  restat(e.ino, a, nil)
   if sustain then
     left = sustain_inode(kattr, a, time)
   else

@@ -31,6 +31,7 @@ OPS.unlink = function(K, A)
   if a and a.nlink <= 1 then
     sustain = is_open(kop)
     if not sustain then check_deletion() end
+    stat_check_attr(e.ino, a)
   end
   -- Writes.
   redis.call('ZREM', K[2], e.member)
@@ -40,10 +41,14 @@ OPS.unlink = function(K, A)
       a.nlink = a.nlink - 1
       a.ctime = time
       left = put_attr(kattr, a)
-    elseif sustain then
-      left = sustain_inode(kattr, a, time)
     else
-      delete_inode(kattr, ksym, kx, e.ino, a)
+      -- logic::namespace::remove_inode: charged to no directory from now on.
+      restat(e.ino, a, nil)
+      if sustain then
+        left = sustain_inode(kattr, a, time)
+      else
+        delete_inode(kattr, ksym, kx, e.ino, a)
+      end
     end
   end
   local pv = put_attr(K[1], bump_dir(pa, 0, time))

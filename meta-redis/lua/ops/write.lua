@@ -18,13 +18,16 @@ OPS.write = function(K, A)
   check_quota(delta, 0)
   local append = append_slice(K[2], K[3], indx, slice, ino8)
   if delta ~= 0 then counter(S.used, 'usedSpace') end
+  if new_len ~= a.length then stat_check_attr(ino8, a) end
   -- Writes.
   append()
+  local before = stat_snap(a)
   a.mode = mode
   a.length = new_len
   a.mtime = time
   a.ctime = time
   local av = put_attr(K[1], a)
   if delta ~= 0 then add_counter(S.used, delta) end
+  restat(ino8, before, a)
   return { 'ok', av }
 end

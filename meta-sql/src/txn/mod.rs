@@ -12,12 +12,13 @@
 //!    the prefetch did not anticipate costs one extra SELECT (correct, only slower).
 //! 3. **Overlay**: writes are buffered in two layers, like `meta_core::kv::KvTxn`: the
 //!    current op's layer is dropped when the op fails (a savepoint without a round trip) and
-//!    folded into the batch layer when it succeeds. Directory updates ([`TxnView::update_dir`])
-//!    and counters are kept as deltas.
+//!    folded into the batch layer when it succeeds. Directory updates ([`TxnView::update_dir`]),
+//!    directory statistics ([`TxnView::add_dir_stat`]) and counters are kept as deltas.
 //! 4. **Flush** ([`SqlTxn::flush`]): the batch layer becomes multi-row DELETE / INSERT /
 //!    upsert statements, then the commutative `nlink = nlink + δ, mtime = max(mtime, t)`
-//!    updates of parent directories and the `value = value + δ` counter updates as the last
-//!    statements, so the hot rows are locked only from there to COMMIT.
+//!    updates of parent directories, the `dirstat` upsert adding each directory's statistics
+//!    delta, and the `value = value + δ` counter updates as the last statements, so the hot
+//!    rows are locked only from there to COMMIT.
 
 mod session;
 
@@ -28,8 +29,8 @@ use async_trait::async_trait;
 use meta_core::logic::{self, Limits, TxnView};
 use meta_core::types::validate_name;
 use meta_core::{
-    Attr, Counter, Entry, Error, ErrorKind, FileType, Ino, LockKind, LockOwner, LockType, Op,
-    Pending, PlockRange, Result, Session, SetAttrMask, Sid, Slice, Timespec,
+    Attr, Counter, DirStat, Entry, Error, ErrorKind, FileType, Ino, LockKind, LockOwner, LockType,
+    Op, Pending, PlockRange, Result, Session, SetAttrMask, Sid, Slice, Timespec,
 };
 
 use crate::codec::{self, NODE_TYS, corrupted, ino_arg};
@@ -94,6 +95,8 @@ struct Base {
     symlinks: HashMap<Ino, Cached<Vec<u8>>>,
     xattrs: HashMap<(Ino, Vec<u8>), Cached<Vec<u8>>>,
     counters: HashMap<Counter, Result<i64>>,
+    /// Directory statistics rows (zeros for a directory without one).
+    dir_stats: HashMap<Ino, Result<DirStat>>,
     pend: HashMap<PKey, bool>,
     sess: session::SessBase,
 }
@@ -108,6 +111,15 @@ const WIPE_CHUNK: u8 = 4;
 struct NodeW {
     abs: Option<Option<Attr>>,
     delta: Option<(i64, Timespec)>,
+}
+
+/// A buffered change of a directory's statistics: `reset` when the directory was deleted
+/// ([`TxnView::delete_inode`]: its stored row goes, and what came before in the batch with it),
+/// then `delta` added on top (from zero after a reset).
+#[derive(Debug, Clone, Copy, Default)]
+struct StatW {
+    reset: bool,
+    delta: DirStat,
 }
 
 fn add_delta(a: Option<(i64, Timespec)>, b: Option<(i64, Timespec)>) -> Option<(i64, Timespec)> {
@@ -128,6 +140,7 @@ struct Layer {
     xattrs: BTreeMap<(Ino, Vec<u8>), Option<Vec<u8>>>,
     pend: BTreeMap<PKey, Option<u64>>,
     counters: BTreeMap<Counter, i64>,
+    dir_stats: BTreeMap<Ino, StatW>,
     /// Inodes whose xattrs / symlink / chunks below this layer are all gone.
     wiped: BTreeMap<Ino, u8>,
     sess: session::SessLayer,
@@ -186,6 +199,14 @@ impl Layer {
         self.pend.extend(op.pend);
         for (c, d) in op.counters {
             *self.counters.entry(c).or_default() += d;
+        }
+        for (ino, w) in op.dir_stats {
+            if w.reset {
+                self.dir_stats.insert(ino, w);
+            } else {
+                let e = self.dir_stats.entry(ino).or_default();
+                e.delta = e.delta + w.delta;
+            }
         }
         self.sess.fold(op.sess);
     }
@@ -571,6 +592,42 @@ impl<'a> SqlTxn<'a> {
         Ok(())
     }
 
+    /// Reads the statistics rows of `dirs` into the cache (directories without a row cached
+    /// as zeros).
+    async fn fetch_dir_stats(&mut self, dirs: &BTreeSet<Ino>) -> Result<()> {
+        if dirs.is_empty() {
+            return Ok(());
+        }
+        let keys = dirs.iter().map(|i| i.0 as i64).collect();
+        let rows = self
+            .rows_all(self.sql.dir_stats(keys), &[Ty::Int; 4])
+            .await?;
+        for &d in dirs {
+            self.base.dir_stats.insert(d, Ok(DirStat::default()));
+        }
+        for r in rows {
+            let (d, s) = codec::dir_stat(&r)?;
+            self.base.dir_stats.insert(d, Ok(s));
+        }
+        Ok(())
+    }
+
+    /// The stored statistics of each of `dirs`, positionally (zeros without a row), read
+    /// together: one statement on PostgreSQL, one per 4,096 directories elsewhere.
+    pub(crate) async fn read_dir_stats(&mut self, dirs: &[Ino]) -> Result<Vec<DirStat>> {
+        let set: BTreeSet<Ino> = dirs.iter().copied().collect();
+        self.fetch_dir_stats(&set).await?;
+        dirs.iter()
+            .map(|d| {
+                self.base
+                    .dir_stats
+                    .get(d)
+                    .cloned()
+                    .unwrap_or(Ok(DirStat::default()))
+            })
+            .collect()
+    }
+
     // ------------------------------------------------------------------------------------
     // Prefetch
 
@@ -949,6 +1006,18 @@ impl<'a> SqlTxn<'a> {
         self.base.counters.get(&c).cloned().unwrap_or(Ok(0))
     }
 
+    async fn load_dir_stat(&mut self, dir: Ino) -> Result<DirStat> {
+        if !self.base.dir_stats.contains_key(&dir) {
+            self.miss();
+            self.fetch_dir_stats(&BTreeSet::from([dir])).await?;
+        }
+        self.base
+            .dir_stats
+            .get(&dir)
+            .cloned()
+            .unwrap_or(Ok(DirStat::default()))
+    }
+
     async fn load_pending(&mut self, k: PKey) -> Result<bool> {
         if let Some(&b) = self.base.pend.get(&k) {
             return Ok(b);
@@ -1177,6 +1246,29 @@ impl<'a> SqlTxn<'a> {
                 (PKey::Slice(id), None) => ps_del.push(vec![Arg::Int(id as i64)]),
             }
         }
+        // Directory statistics: the row of a deleted directory goes (one created by this
+        // batch, or a deleted non-directory, has none), deltas are added by the database.
+        let mut stat_delete: Vec<Vec<Arg>> = Vec::new();
+        let mut stat_rows: Vec<[i64; 4]> = Vec::new();
+        let mut stat_reput = false;
+        for (ino, sw) in &w.dir_stats {
+            let put = !sw.delta.is_zero();
+            if sw.reset {
+                let stored = match self.base.nodes.get(ino) {
+                    Some(Ok(None)) => false,
+                    Some(Ok(Some(a))) => a.typ == FileType::Directory,
+                    _ => true,
+                };
+                if stored {
+                    stat_delete.push(vec![ino_arg(*ino)]);
+                    stat_reput |= put;
+                }
+            }
+            if put {
+                let d = sw.delta;
+                stat_rows.push([ino.0 as i64, d.inodes, d.length, d.space]);
+            }
+        }
         let (sess_deletes, sess_puts) = session::flush_statements(sql, w.sess);
         let counters: Vec<(String, i64)> = w
             .counters
@@ -1222,6 +1314,15 @@ impl<'a> SqlTxn<'a> {
                 "an inode this batch deletes was deleted concurrently",
             ),
         );
+        // The row of a directory deleted and then charged again in this batch (not something
+        // the ops do) is deleted first, alone: a PostgreSQL statement's parts share one
+        // snapshot.
+        let g = Group::new(sql.delete_keys("dirstat", &[("ino", Ty::Int)], stat_delete));
+        if stat_reput {
+            early.push(g);
+        } else {
+            plan.push(g);
+        }
         plan.push(Group::new(sql.delete_keys(
             "chunk",
             &[("ino", Ty::Int), ("indx", Ty::Int)],
@@ -1309,6 +1410,9 @@ impl<'a> SqlTxn<'a> {
             dirs,
             "a directory this batch updates was removed concurrently",
         ));
+        // After the directories' node rows: a batch that removes a directory locks its node
+        // row first, so it waits for (or is waited on by) a batch charging it.
+        plan.push(Group::new(sql.dir_stat_deltas(stat_rows)));
         let n = counters.len() as u64;
         let mut g = Group::new(sql.counter_deltas(counters)).expect(n, "");
         g.corrupt = true;
@@ -1462,6 +1566,15 @@ impl TxnView for SqlTxn<'_> {
             },
         );
         self.op.wipe(ino, WIPE_XATTR | WIPE_SYMLINK);
+        // A directory's statistics row goes with it (flush skips inodes that cannot have
+        // one: non-directories, inodes created by this batch).
+        self.op.dir_stats.insert(
+            ino,
+            StatW {
+                reset: true,
+                delta: DirStat::default(),
+            },
+        );
         Ok(())
     }
 
@@ -1675,6 +1788,30 @@ impl TxnView for SqlTxn<'_> {
         Ok(())
     }
 
+    async fn add_dir_stat(&mut self, dir: Ino, delta: DirStat) -> Result<()> {
+        let e = self.op.dir_stats.entry(dir).or_default();
+        e.delta = e.delta + delta;
+        Ok(())
+    }
+
+    async fn get_dir_stat(&mut self, dir: Ino) -> Result<DirStat> {
+        let reset = |l: &Layer| l.dir_stats.get(&dir).is_some_and(|w| w.reset);
+        let mut v = if reset(&self.op) || reset(&self.batch) {
+            DirStat::default()
+        } else {
+            self.load_dir_stat(dir).await?
+        };
+        for layer in [&self.batch, &self.op] {
+            if let Some(w) = layer.dir_stats.get(&dir) {
+                if w.reset {
+                    v = DirStat::default();
+                }
+                v = v + w.delta;
+            }
+        }
+        Ok(v)
+    }
+
     async fn put_pending(&mut self, pending: Pending) -> Result<()> {
         let (k, v) = PKey::of(pending);
         self.op.pend.insert(k, Some(v));
@@ -1781,6 +1918,85 @@ impl TxnView for SqlTxn<'_> {
 
     async fn rollback_to_savepoint(&mut self) -> Result<()> {
         self.op = Layer::default();
+        Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use meta_core::{Backend, Caller, Setting};
+
+    fn ds(inodes: i64, length: i64, space: i64) -> DirStat {
+        DirStat {
+            inodes,
+            length,
+            space,
+        }
+    }
+
+    /// `get_dir_stat` = stored row + batch deltas + op deltas; an op's deltas go with its
+    /// rollback; `delete_inode` drops the row and everything added before it.
+    #[tokio::test]
+    async fn dir_stat_overlay() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("v.db").display());
+        let b = crate::open(meta_core::parse_url(&url)?.0)?;
+        b.format(&Setting::new("overlay"), false).await?;
+        let ids = b.reserve_ids(meta_core::IdKind::Inode, 2).await?;
+        let (d, f) = (Ino(ids.start), Ino(ids.start + 1));
+        let mknod = |parent: Ino, name: &[u8], ino: Ino, typ: FileType| Op::Mknod {
+            caller: Caller::ROOT,
+            parent,
+            name: name.to_vec(),
+            ino,
+            typ,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            target: Vec::new(),
+            time: Timespec::now(),
+            opened_by: None,
+            imported: None,
+        };
+        let res = b
+            .apply(&[
+                mknod(Ino::ROOT, b"d", d, FileType::Directory),
+                mknod(d, b"f", f, FileType::Regular),
+            ])
+            .await?;
+        anyhow::ensure!(res.iter().all(|r| r.is_ok()), "{res:?}");
+        let crate::backend::Pools::Sqlite { writer, .. } = &b.pools else {
+            anyhow::bail!("an sqlite:// URL opened another pool");
+        };
+        let mut conn = writer.acquire().await?;
+        let mut t = SqlTxn::new(&mut *conn, &b.sql, &b.stats, false);
+        let stored = ds(1, 0, 4096);
+        anyhow::ensure!(t.get_dir_stat(d).await? == stored);
+        anyhow::ensure!(t.get_dir_stat(f).await? == DirStat::default(), "no row");
+        t.add_dir_stat(d, ds(1, 10, 4096)).await?;
+        anyhow::ensure!(t.get_dir_stat(d).await? == ds(2, 10, 8192), "op delta");
+        t.release_savepoint().await?;
+        t.add_dir_stat(d, ds(5, 5, 5)).await?;
+        t.rollback_to_savepoint().await?;
+        anyhow::ensure!(t.get_dir_stat(d).await? == ds(2, 10, 8192), "rolled back");
+        t.add_dir_stat(d, ds(-1, -10, -4096)).await?;
+        t.delete_inode(d).await?;
+        anyhow::ensure!(t.get_dir_stat(d).await? == DirStat::default(), "deleted");
+        t.release_savepoint().await?;
+        t.add_dir_stat(d, ds(1, 1, 4096)).await?;
+        anyhow::ensure!(t.get_dir_stat(d).await? == ds(1, 1, 4096), "after a delete");
+        t.release_savepoint().await?;
+        let w = &t.batch.dir_stats[&d];
+        anyhow::ensure!(w.reset && w.delta == ds(1, 1, 4096), "{w:?}");
+        anyhow::ensure!(
+            t.read_dir_stats(&[f, d, d]).await? == vec![DirStat::default(), stored, stored],
+            "positional reads"
+        );
+        drop(t);
+        drop(conn);
+        b.close().await;
         Ok(())
     }
 }

@@ -1,0 +1,570 @@
+//! Directory statistics in the Redis backend (`{prefix}dirstats`, kept by the Lua ops): batch
+//! by batch, the same ops give the same statistics as the in-memory reference (meta_core's
+//! generic logic), for every inode number used (a deleted directory's fields are gone, not
+//! zero), with several ops changing one directory in one batch (`[unlink a file of D, rmdir
+//! D]`), lengths past 2^53, sustained inodes deleted by a session's end, restores; on a
+//! standalone server, with `strict_keys`, and on a Cluster. Also: the limits record's
+//! `dir_stats` field (the old two-field form means off), and a corrupted field fails the op
+//! before it writes and the read names the directory.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, ensure};
+use common::{CLUSTER_ENV, STANDALONE_ENV, open, unique_prefix, with_param};
+use meta_core::memory::memory_backend;
+use meta_core::stats::expected_dir_stats;
+use meta_core::{
+    Attr, Backend, Caller, DirStat, ErrorKind, FileType, Ino, Meta, Op, RenameFlags, RestoreRecord,
+    SessionInfo, SetAttrMask, SetAttrValues, Setting, Slice, Timespec,
+};
+use meta_redis::RedisBackend;
+use redis::Value;
+
+const ME: Caller = Caller::new(0, 0);
+const SID: u64 = 7;
+/// Inode numbers the scenario uses (1..=MAX_INO).
+const MAX_INO: u64 = 60;
+
+fn t(sec: i64) -> Timespec {
+    Timespec {
+        sec: 1_900_000_000 + sec,
+        nsec: 0,
+    }
+}
+
+fn server(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if meta_conformance::skips_are_failures() {
+                panic!("{test}: {var} is not set and META_CONFORMANCE_REQUIRE=1");
+            }
+            eprintln!("SKIP meta-redis {test}: {var} is not set");
+            None
+        }
+    }
+}
+
+fn mknod(parent: u64, name: &str, ino: u64, typ: FileType) -> Op {
+    Op::Mknod {
+        parent: Ino(parent),
+        name: name.as_bytes().to_vec(),
+        ino: Ino(ino),
+        typ,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        caller: ME,
+        rdev: 0,
+        target: if typ == FileType::Symlink {
+            b"0123456789".to_vec()
+        } else {
+            Vec::new()
+        },
+        time: t(0),
+        opened_by: None,
+        imported: None,
+    }
+}
+
+fn mkdir(parent: u64, name: &str, ino: u64) -> Op {
+    mknod(parent, name, ino, FileType::Directory)
+}
+
+fn file(parent: u64, name: &str, ino: u64) -> Op {
+    mknod(parent, name, ino, FileType::Regular)
+}
+
+fn write(ino: u64, indx: u32, id: u64, pos: u32, len: u32) -> Op {
+    Op::Write {
+        ino: Ino(ino),
+        indx,
+        slice: Slice {
+            pos,
+            id,
+            size: len,
+            off: 0,
+            len,
+        },
+        caller: ME,
+        time: t(1),
+    }
+}
+
+fn unlink(parent: u64, name: &str) -> Op {
+    Op::Unlink {
+        parent: Ino(parent),
+        name: name.as_bytes().to_vec(),
+        caller: ME,
+        time: t(2),
+    }
+}
+
+fn rmdir(parent: u64, name: &str) -> Op {
+    Op::Rmdir {
+        parent: Ino(parent),
+        name: name.as_bytes().to_vec(),
+        caller: ME,
+        time: t(2),
+    }
+}
+
+fn rename(parent: u64, name: &str, new_parent: u64, new_name: &str, flags: RenameFlags) -> Op {
+    Op::Rename {
+        parent: Ino(parent),
+        name: name.as_bytes().to_vec(),
+        new_parent: Ino(new_parent),
+        new_name: new_name.as_bytes().to_vec(),
+        flags,
+        caller: ME,
+        time: t(3),
+    }
+}
+
+fn link(ino: u64, parent: u64, name: &str) -> Op {
+    Op::Link {
+        ino: Ino(ino),
+        parent: Ino(parent),
+        name: name.as_bytes().to_vec(),
+        caller: ME,
+        time: t(4),
+    }
+}
+
+fn truncate(ino: u64, length: u64) -> Op {
+    Op::Truncate {
+        ino: Ino(ino),
+        length,
+        caller: ME,
+        time: t(5),
+    }
+}
+
+fn set_size(ino: u64, size: u64) -> Op {
+    Op::SetAttr {
+        ino: Ino(ino),
+        mask: SetAttrMask::SIZE,
+        values: SetAttrValues {
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            atime: t(0),
+            mtime: t(0),
+            size,
+        },
+        caller: ME,
+        time: t(6),
+    }
+}
+
+fn attr(typ: FileType, parent: u64, nlink: u32, length: u64) -> Attr {
+    Attr {
+        typ,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        atime: t(0),
+        mtime: t(0),
+        ctime: t(0),
+        nlink,
+        length,
+        parent: Ino(parent),
+        flags: 0,
+    }
+}
+
+fn restore(ino: u64, a: Attr, links: &[(u64, &str)]) -> Op {
+    Op::Restore(Box::new(RestoreRecord {
+        ino: Ino(ino),
+        attr: a,
+        links: links
+            .iter()
+            .map(|(p, n)| (Ino(*p), n.as_bytes().to_vec()))
+            .collect(),
+        target: Vec::new(),
+        xattrs: Vec::new(),
+        chunks: Vec::new(),
+    }))
+}
+
+/// The scenario, one `apply` per batch: (what, ops).
+fn batches() -> Vec<(&'static str, Vec<Op>)> {
+    const D: u64 = 20;
+    vec![
+        (
+            "creates",
+            vec![
+                Op::OpenSession {
+                    info: Box::new(SessionInfo {
+                        sid: SID,
+                        host: "h".into(),
+                        pid: 1,
+                        version: "v".into(),
+                        started: t(0),
+                        label: String::new(),
+                    }),
+                    expire: t(1_000_000),
+                },
+                mkdir(1, "d", 10),
+                mkdir(1, "e", 11),
+                file(10, "f", 12),
+                write(12, 0, 1000, 0, 5000),
+                mknod(10, "s", 13, FileType::Symlink),
+                mkdir(10, "sub", 14),
+                file(11, "g", 15),
+                write(15, 0, 1001, 0, 100),
+                mkdir(11, "x", 16),
+                mkdir(10, "y", 17),
+                file(17, "h", 18),
+                mkdir(10, "o", 19),
+                Op::Open {
+                    sid: SID,
+                    ino: Ino(19),
+                },
+                mkdir(1, "D", D),
+                file(D, "a", 21),
+                write(21, 0, 1002, 0, 70_000),
+                mkdir(D, "b", 22),
+                mkdir(1, "r", 25),
+                file(10, "k", 26),
+                file(10, "w", 27),
+                Op::Open {
+                    sid: SID,
+                    ino: Ino(27),
+                },
+                mkdir(1, "big", 30),
+                file(30, "bf", 31),
+                file(30, "bg", 32),
+                mknod(30, "fifo", 33, FileType::Fifo),
+            ],
+        ),
+        (
+            "a directory emptied and removed in one batch",
+            vec![unlink(D, "a"), rmdir(D, "b"), rmdir(1, "D")],
+        ),
+        (
+            "renames: across directories, exchange, over an empty directory",
+            vec![
+                rename(11, "g", 10, "g", RenameFlags::NONE),
+                rename(10, "y", 11, "y", RenameFlags::NONE),
+                rename(10, "g", 11, "x", RenameFlags::EXCHANGE),
+                // After the exchange 10/g names the empty directory 16: it replaces r.
+                rename(10, "g", 1, "r", RenameFlags::NONE),
+                rename(1, "r", 1, "r2", RenameFlags::NONE),
+            ],
+        ),
+        (
+            "links",
+            vec![
+                link(15, 10, "g2"),
+                link(15, 11, "g3"),
+                rename(10, "g2", 17, "g2", RenameFlags::NONE),
+                link(26, 10, "k2"),
+                rename(10, "k2", 11, "k2", RenameFlags::NONE),
+                unlink(11, "k2"),
+            ],
+        ),
+        // Sums a double cannot hold (2^54 - 1 rounds to 2^54, 2^53 + 5 to 2^53 + 4).
+        (
+            "a length past 2^53",
+            vec![write(31, 0, 1003, 0, 3), truncate(31, (1 << 54) - 1)],
+        ),
+        (
+            "another one",
+            vec![
+                set_size(32, (1 << 53) + 5),
+                truncate(12, 4097),
+                set_size(12, 1),
+            ],
+        ),
+        (
+            "shrinking a huge file",
+            vec![truncate(31, (1 << 53) + 3), set_size(32, (1 << 54) - 5)],
+        ),
+        (
+            "sustained inodes",
+            vec![
+                rmdir(10, "o"),
+                unlink(10, "w"),
+                write(27, 0, 1004, 0, 9000),
+                unlink(10, "f"),
+            ],
+        ),
+        (
+            "the session ends: its sustained inodes go",
+            vec![Op::CloseSession {
+                sid: SID,
+                expired_before: None,
+            }],
+        ),
+        (
+            "restores",
+            vec![
+                restore(
+                    40,
+                    attr(FileType::Regular, 10, 1, 12_345),
+                    &[(10, "restored")],
+                ),
+                restore(31, attr(FileType::Regular, 30, 1, 7), &[]),
+                restore(41, attr(FileType::Directory, 11, 2, 4096), &[(11, "rd")]),
+                restore(42, attr(FileType::Regular, 41, 1, 1), &[(41, "in")]),
+            ],
+        ),
+        (
+            "a restored directory emptied and removed; links dropped",
+            vec![
+                unlink(41, "in"),
+                rmdir(11, "rd"),
+                unlink(11, "x"),
+                unlink(11, "g3"),
+            ],
+        ),
+    ]
+}
+
+/// Statistics of every inode number the scenario uses.
+async fn all_stats(b: &dyn Backend) -> anyhow::Result<Vec<DirStat>> {
+    let inos: Vec<Ino> = (1..=MAX_INO).map(Ino).collect();
+    Ok(b.dir_stats(&inos).await?)
+}
+
+/// The fields of the statistics hash, by inode.
+async fn stored_fields(b: &RedisBackend) -> anyhow::Result<BTreeMap<u64, Vec<u8>>> {
+    let v = b
+        .query(redis::cmd("HKEYS").arg(b.layout().dir_stats()))
+        .await?;
+    let Value::Array(fields) = v else {
+        anyhow::bail!("HKEYS: {v:?}");
+    };
+    let mut out: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    for f in fields {
+        let Value::BulkString(f) = f else {
+            anyhow::bail!("HKEYS field {f:?}");
+        };
+        ensure!(f.len() == 9, "field {f:?}");
+        let ino = u64::from_be_bytes(f[..8].try_into()?);
+        out.entry(ino).or_default().push(f[8]);
+    }
+    Ok(out)
+}
+
+async fn scenario(url: &str) -> anyhow::Result<()> {
+    let b = open(url, &unique_prefix("s")).await?;
+    let reference = memory_backend();
+    let setting = Setting::new("dirstats");
+    Meta::format(&b, &setting, false).await?;
+    Meta::format(&reference, &setting, false).await?;
+    for (what, ops) in batches() {
+        let got = b.apply(&ops).await?;
+        let want = reference.apply(&ops).await?;
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            ensure!(
+                g.as_ref().map_err(|e| e.kind()).map(|o| o.ino())
+                    == w.as_ref().map_err(|e| e.kind()).map(|o| o.ino()),
+                "{what}, op {i}: redis {g:?}, reference {w:?}"
+            );
+            ensure!(g.is_ok(), "{what}, op {i}: {g:?}");
+        }
+        let (g, w) = (all_stats(&b).await?, all_stats(&reference).await?);
+        for (i, (g, w)) in g.iter().zip(&w).enumerate() {
+            ensure!(
+                g == w,
+                "{what}: inode {}: redis {g:?}, reference {w:?}",
+                i + 1
+            );
+        }
+        // The definition, from the inodes.
+        let mut attrs = BTreeMap::new();
+        for i in 1..=MAX_INO {
+            if let Ok(a) = b.get_attr(Ino(i)).await {
+                attrs.insert(Ino(i), a);
+            }
+        }
+        let expected = expected_dir_stats(&attrs);
+        for (i, s) in g.iter().enumerate() {
+            let e = expected
+                .get(&Ino(i as u64 + 1))
+                .copied()
+                .unwrap_or_default();
+            ensure!(
+                *s == e,
+                "{what}: inode {}: {s:?}, the inodes add up to {e:?}",
+                i + 1
+            );
+        }
+        // No field outlives its directory.
+        for (ino, fields) in stored_fields(&b).await? {
+            let a = attrs.get(&Ino(ino));
+            ensure!(
+                a.is_some_and(|a| a.typ == FileType::Directory),
+                "{what}: fields {fields:?} of inode {ino}, which is no live directory"
+            );
+        }
+    }
+    let big = all_stats(&b).await?[29];
+    ensure!(
+        big.length == (1 << 54) - 5 + 7 && big.inodes == 3,
+        "the big directory: {big:?}"
+    );
+    let d = stored_fields(&b).await?;
+    ensure!(
+        !d.contains_key(&20) && !d.contains_key(&41),
+        "removed directories keep fields: {d:?}"
+    );
+    b.erase().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn same_statistics_as_the_reference() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "dirstats") else {
+        return Ok(());
+    };
+    scenario(&url).await.context("standalone")?;
+    scenario(&with_param(&url, "strict_keys=true"))
+        .await
+        .context("strict_keys")?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn same_statistics_as_the_reference_cluster() -> anyhow::Result<()> {
+    let Some(url) = server(CLUSTER_ENV, "dirstats cluster") else {
+        return Ok(());
+    };
+    scenario(&url).await.context("cluster")?;
+    scenario(&with_param(&url, "strict_keys=true"))
+        .await
+        .context("cluster, strict_keys")
+}
+
+async fn get(b: &RedisBackend, key: &str) -> anyhow::Result<Value> {
+    Ok(b.query(redis::cmd("GET").arg(key)).await?)
+}
+
+async fn exists(b: &RedisBackend, key: &str) -> anyhow::Result<bool> {
+    Ok(matches!(
+        b.query(redis::cmd("EXISTS").arg(key)).await?,
+        Value::Int(1)
+    ))
+}
+
+/// The limits record carries `dir_stats` as a third field; a record of two fields (a volume
+/// formatted before statistics existed) keeps none; any other form is `Corrupted`.
+#[tokio::test]
+async fn the_limits_record_says_whether_statistics_are_kept() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "dirstats limits") else {
+        return Ok(());
+    };
+    let b = open(&url, &unique_prefix("l")).await?;
+    let limits = b.layout().limits();
+    let stats = b.layout().dir_stats();
+    let mut s = Setting::new("off");
+    s.dir_stats = false;
+    s.capacity = 1 << 40;
+    Meta::format(&b, &s, false).await?;
+    ensure!(
+        get(&b, &limits).await? == Value::BulkString(b"1099511627776 0 0".to_vec()),
+        "{:?}",
+        get(&b, &limits).await?
+    );
+    let r = b.apply(&[mkdir(1, "d", 10), file(10, "f", 11)]).await?;
+    ensure!(r.iter().all(Result::is_ok), "{r:?}");
+    ensure!(!exists(&b, &stats).await?, "statistics written when off");
+    b.erase().await?;
+
+    Meta::format(&b, &Setting::new("on"), false).await?;
+    ensure!(get(&b, &limits).await? == Value::BulkString(b"0 0 1".to_vec()));
+    let r = b.apply(&[mkdir(1, "d", 10)]).await?;
+    ensure!(r.iter().all(Result::is_ok), "{r:?}");
+    ensure!(exists(&b, &stats).await?, "no statistics written when on");
+    // The old form: no statistics.
+    b.query(redis::cmd("SET").arg(&limits).arg("0 0")).await?;
+    let before = b.dir_stats(&[Ino(1), Ino(10)]).await?;
+    let r = b.apply(&[file(10, "f", 11), mkdir(1, "e", 12)]).await?;
+    ensure!(r.iter().all(Result::is_ok), "{r:?}");
+    ensure!(
+        b.dir_stats(&[Ino(1), Ino(10)]).await? == before,
+        "statistics changed when off"
+    );
+    for bad in ["0 0 2", "0 0 1 1", "0 0 ", "0", "x 0 1", "0 0 true"] {
+        b.query(redis::cmd("SET").arg(&limits).arg(bad)).await?;
+        let r = b.apply(&[file(10, "g", 13)]).await?;
+        ensure!(
+            r[0].as_ref().err().map(|e| e.kind()) == Some(ErrorKind::Corrupted),
+            "limits {bad:?}: {r:?}"
+        );
+    }
+    b.erase().await?;
+    Ok(())
+}
+
+/// A statistics field that is not a 64-bit integer fails an op that would add to it, before
+/// any write; the read names the directory.
+#[tokio::test]
+async fn a_corrupted_field_fails_before_any_write() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "dirstats corrupted") else {
+        return Ok(());
+    };
+    let b = open(&url, &unique_prefix("c")).await?;
+    Meta::format(&b, &Setting::new("corrupted"), false).await?;
+    let r = b
+        .apply(&[mkdir(1, "d", 10), file(10, "f", 11), write(11, 0, 5, 0, 10)])
+        .await?;
+    ensure!(r.iter().all(Result::is_ok), "{r:?}");
+    let stats = b.layout().dir_stats();
+    let mut field = 10u64.to_be_bytes().to_vec();
+    field.push(b'l');
+    for garbage in ["abc", "99999999999999999999", "1.5", "", "01", "-0", "+1"] {
+        b.query(redis::cmd("HSET").arg(&stats).arg(&field).arg(garbage))
+            .await?;
+        let attr_before = b.get_attr(Ino(11)).await?;
+        for op in [
+            write(11, 0, 6, 10, 10),
+            file(10, "g", 12),
+            unlink(10, "f"),
+            rename(10, "f", 1, "f", RenameFlags::NONE),
+        ] {
+            let r = b.apply(std::slice::from_ref(&op)).await?;
+            ensure!(
+                r[0].as_ref().err().map(|e| e.kind()) == Some(ErrorKind::Corrupted),
+                "{garbage:?}, {op:?}: {r:?}"
+            );
+        }
+        ensure!(
+            b.get_attr(Ino(11)).await? == attr_before,
+            "{garbage:?}: the write wrote"
+        );
+        ensure!(
+            b.lookup(Ino(10), b"g").await.is_err(),
+            "{garbage:?}: the create wrote"
+        );
+        // The read takes any i64 Rust parses ("01", "+1"; HINCRBY does not).
+        if garbage.parse::<i64>().is_err() {
+            let e = b
+                .dir_stats(&[Ino(1), Ino(10)])
+                .await
+                .expect_err("a corrupted field reads as an error");
+            ensure!(
+                e.kind() == ErrorKind::Corrupted && e.to_string().contains("directory 10"),
+                "{e}"
+            );
+        }
+    }
+    // A wrong-type hash fails the ops that would write it, and the read.
+    b.query(redis::cmd("DEL").arg(&stats)).await?;
+    b.query(redis::cmd("SET").arg(&stats).arg("x")).await?;
+    let r = b.apply(&[file(10, "g", 12)]).await?;
+    ensure!(
+        r[0].as_ref().err().map(|e| e.kind()) == Some(ErrorKind::Corrupted),
+        "{r:?}"
+    );
+    let e = b.dir_stats(&[Ino(10)]).await.expect_err("wrong type");
+    ensure!(e.kind() == ErrorKind::Corrupted, "{e}");
+    ensure!(b.dir_stats(&[]).await?.is_empty());
+    b.erase().await?;
+    Ok(())
+}
