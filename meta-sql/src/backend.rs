@@ -443,11 +443,17 @@ impl SqlBackend {
     /// why the server cannot be reached (connection refused, unknown host, TLS refused,
     /// wrong password). Errors: those of [`classify`] at [`Stage::Connect`].
     async fn probe(&self) -> Result<()> {
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
         use sqlx::Connection;
         let d = self.sql.d;
-        let r = match &self.pools {
+        // An embedded SQLite file has no server to reach.
+        #[cfg(feature = "sqlite")]
+        if matches!(self.pools, Pools::Sqlite { .. }) {
+            return Ok(());
+        }
+        let r: std::result::Result<(), sqlx::Error> = match &self.pools {
             #[cfg(feature = "sqlite")]
-            Pools::Sqlite { .. } => return Ok(()),
+            Pools::Sqlite { .. } => Ok(()),
             #[cfg(feature = "postgres")]
             Pools::Postgres(p) => {
                 let o = p.connect_options();

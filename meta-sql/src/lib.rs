@@ -423,6 +423,7 @@ mod tests {
         let sep = if url.contains('?') { '&' } else { '?' };
         let backend = open(meta_core::parse_url(&format!("{url}{sep}table_prefix={prefix}"))?.0)?;
         backend.ready().await?;
+        #[allow(irrefutable_let_patterns)] // the only pool of a postgres-only build
         let backend::Pools::Postgres(pool) = &backend.pools else {
             anyhow::bail!("a postgres:// URL opened another pool");
         };

@@ -1967,6 +1967,7 @@ mod tests {
             ])
             .await?;
         anyhow::ensure!(res.iter().all(|r| r.is_ok()), "{res:?}");
+        #[allow(irrefutable_let_patterns)] // the only pool of a sqlite-only build
         let crate::backend::Pools::Sqlite { writer, .. } = &b.pools else {
             anyhow::bail!("an sqlite:// URL opened another pool");
         };
