@@ -16,6 +16,7 @@
 //! ```text
 //! cargo run --release -p meta-redis --example server_cost -- \
 //!     --url redis://127.0.0.1:6379/0 [--mode cost|memory] [--files 20000] [--tasks 64] [--dirs 16]
+//!     [--opts 'k=v&...'] [--dir-stats true|false]
 //! ```
 
 use std::collections::BTreeMap;
@@ -34,6 +35,7 @@ struct Args {
     tasks: u64,
     dirs: u64,
     opts: String,
+    dir_stats: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -44,6 +46,7 @@ fn args() -> anyhow::Result<Args> {
         tasks: 64,
         dirs: 16,
         opts: String::new(),
+        dir_stats: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -57,6 +60,7 @@ fn args() -> anyhow::Result<Args> {
             "--tasks" => a.tasks = v.parse()?,
             "--dirs" => a.dirs = v.parse()?,
             "--opts" => a.opts = v,
+            "--dir-stats" => a.dir_stats = v.parse()?,
             other => anyhow::bail!("unknown option {other}"),
         }
     }
@@ -146,7 +150,9 @@ async fn open(a: &Args) -> anyhow::Result<(RedisBackend, Meta)> {
         anyhow::ensure!(opts.set(k, v)?, "unknown engine option {k}");
     }
     let b = meta_redis::open(u).await?;
-    Meta::format(&b, &Setting::new("cost"), false).await?;
+    let mut setting = Setting::new("cost");
+    setting.dir_stats = a.dir_stats;
+    Meta::format(&b, &setting, false).await?;
     let m = Meta::open(Arc::new(b.clone()), opts, None).await?;
     Ok((b, m))
 }
