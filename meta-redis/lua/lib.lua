@@ -19,8 +19,8 @@
 -- batch they are read once and written once: `get_attr` / `put_attr` / `del_attr` go
 -- through a cache that `flush_batch` writes back (one MSET, one DEL) when the batch ends;
 -- the usedSpace and totalInodes counters likewise (one INCRBY each), and the changes to
--- directory statistics (HINCRBY, HDEL; see `restat`). Attribute keys are never touched any
--- other way inside a batch.
+-- directory statistics (one HSET, one HDEL; see `flush_stats`). Attribute keys are never
+-- touched any other way inside a batch.
 
 local T_REG, T_DIR, T_LNK = 1, 2, 3
 local U32MAX = 4294967295
@@ -107,7 +107,8 @@ local CNT = {}     -- counter key -> { v = stored value, d = delta of the batch 
 local LIMITS = nil -- { capacity, inodes, dir_stats (boolean) } once read
 local DS = {}      -- directory ino8 -> the batch's changes to its statistics (see `restat`)
 local DSLIST = {}  -- the same directories, in order
-local DSOK = {}    -- directory ino8 -> true once its stored statistics were checked
+local DSV = {}     -- directory ino8 -> its stored statistics record as read (false: none)
+local DSON = nil   -- LIMITS[3] (whether the volume keeps directory statistics) once read
 local LIVE = {}    -- session ID -> true once found live by this batch (close_session forgets)
 local SETS = {}    -- keys already type-checked by this batch (check_type)
 
@@ -115,7 +116,7 @@ local function begin_batch(keys, tag)
   S = { limits = keys[1], used = keys[2], total = keys[3], sessions = keys[4], pf = keys[5],
     ps = keys[6], stats = keys[7], tag = tag }
   AC, AD, DSET, DLIST, CNT, LIMITS, LIVE, SETS = {}, {}, {}, {}, {}, nil, {}, {}
-  DS, DSLIST, DSOK = {}, {}, {}
+  DS, DSLIST, DSV, DSON = {}, {}, {}, nil
 end
 
 -- The key of kind `kind` of an inode (crate::layout::Layout: `{prefix}` kind decimal inode).
@@ -134,36 +135,87 @@ local function chunk_key(ino8, indx)
   return S.tag .. 'c' .. dec(ino8) .. '_' .. indx
 end
 
--- 2^32 and 2^53 (beyond which a double no longer holds every integer).
-local P32, P53 = 4294967296, 9007199254740992
+-- 2^31, 2^32 and 2^53 (beyond which a double no longer holds every integer).
+local P31, P32, P53 = 2147483648, 4294967296, 9007199254740992
+local P106 = P53 * P53
 
--- Writes the changes of directory statistics (`restat`, `stat_reset`): the fields of the
--- deleted records go first (one HDEL), then each nonzero change is added (HINCRBY). A
--- length change travels as its high and low 32-bit parts, added in one HINCRBY when their
--- sum is exact as a double, else in two (so any 64-bit total stays exact).
+-- A directory's statistics record: three big-endian i64 (inodes, length, space), each read
+-- as its signed high and unsigned low 32-bit halves.
+local STAT_REC = '>i4I4i4I4i4I4'
+-- The same as three i64 (exact as doubles below 2^53).
+local STAT_REC8 = '>i8i8i8'
+
+-- The i64 h * 2^32 + l (whole numbers, |l| < 2^53) as halves (h signed, l in [0, 2^32)),
+-- saturated at the i64 bounds as DirStat's addition saturates.
+local function i64_norm(h, l)
+  if l < 0 or l >= P32 then
+    local c = math.floor(l / P32)
+    h, l = h + c, l - c * P32
+  end
+  if h >= P31 then return P31 - 1, P32 - 1 end
+  if h < -P31 then return -P31, 0 end
+  return h, l
+end
+
+-- Writes the changes of directory statistics (`restat`, `stat_reset`): each changed
+-- directory's new record, computed from the one `stat_check` read (exactly, for any i64),
+-- all in one HSET; the records of deleted directories and of those back to all zeros in one
+-- HDEL (a missing record is all zeros).
 local function flush_stats()
-  local del = {}
-  for _, d in ipairs(DSLIST) do
-    if DS[d].reset then
-      del[#del + 1] = d .. 'i'
-      del[#del + 1] = d .. 'l'
-      del[#del + 1] = d .. 's'
+  local n = #DSLIST
+  if n == 0 then return end
+  local set, del = {}, {}
+  for j = 1, n do
+    local d = DSLIST[j]
+    local e = DS[d]
+    local di, dlh, dll, dsh, dsl, reset = e[1], e[2], e[3], e[4], e[5], e[6]
+    local v = false
+    if not reset then
+      v = DSV[d]
+      if v == nil then
+        -- Changed without `stat_check` (no op does that): read it now.
+        v = redis.call('HGET', S.stats, d)
+      end
+      if v and #v ~= 24 then
+        error('directory ' .. dec(d) .. ': undecodable statistics record')
+      end
+    end
+    -- Most values are below 2^53 in magnitude: read, added and written as doubles, exact
+    -- there (a value past 2^53 may come out rounded, but never to below 2^53: then the
+    -- halves are used). A sum of squares below 2^106 means each |x| < 2^53 (x * x rounds
+    -- up to 2^106 at worst).
+    local i, l, sp = 0, 0, 0
+    if v then i, l, sp = struct.unpack(STAT_REC8, v) end
+    local xl, xs = dlh * P32 + dll, dsh * P32 + dsl
+    local rec, ok = nil, i * i + l * l + sp * sp + xl * xl + xs * xs < P106
+    if ok then
+      i, l, sp = i + di, l + xl, sp + xs
+      ok = i * i + l * l + sp * sp < P106
+    end
+    if ok then
+      if i ~= 0 or l ~= 0 or sp ~= 0 then rec = struct.pack(STAT_REC8, i, l, sp) end
+    else
+      local ih, il, lh, ll, sh, sl = 0, 0, 0, 0, 0, 0
+      if v then ih, il, lh, ll, sh, sl = struct.unpack(STAT_REC, v) end
+      ih, il = i64_norm(ih, il + di)
+      lh, ll = i64_norm(lh + dlh, ll + dll)
+      sh, sl = i64_norm(sh + dsh, sl + dsl)
+      if ih ~= 0 or il ~= 0 or lh ~= 0 or ll ~= 0 or sh ~= 0 or sl ~= 0 then
+        rec = struct.pack(STAT_REC, ih, il, lh, ll, sh, sl)
+      end
+    end
+    if rec then
+      set[#set + 1] = d
+      set[#set + 1] = rec
+    elseif v or reset then
+      del[#del + 1] = d
     end
   end
   for i = 1, #del, 510 do
     redis.call('HDEL', S.stats, unpack(del, i, math.min(i + 509, #del)))
   end
-  for _, d in ipairs(DSLIST) do
-    local e = DS[d]
-    if e.i ~= 0 then redis.call('HINCRBY', S.stats, d .. 'i', num(e.i)) end
-    if math.abs(e.lh) * P32 + math.abs(e.ll) <= P53 then
-      local l = e.lh * P32 + e.ll
-      if l ~= 0 then redis.call('HINCRBY', S.stats, d .. 'l', num(l)) end
-    else
-      redis.call('HINCRBY', S.stats, d .. 'l', num(e.lh * P32))
-      if e.ll ~= 0 then redis.call('HINCRBY', S.stats, d .. 'l', num(e.ll)) end
-    end
-    if e.s ~= 0 then redis.call('HINCRBY', S.stats, d .. 's', num(e.s)) end
+  for i = 1, #set, 510 do
+    redis.call('HSET', S.stats, unpack(set, i, math.min(i + 509, #set)))
   end
   DS, DSLIST = {}, {}
 end
@@ -571,6 +623,7 @@ local function limits()
     if not c then c, i, f = string.match(v, '^(%d+) (%d+) ([01])$') end
     if not c then fail('Corrupted', 'undecodable limits record') end
     LIMITS = { tonumber(c), tonumber(i), f == '1' }
+    DSON = LIMITS[3]
   end
   return LIMITS[1], LIMITS[2], LIMITS[3]
 end
@@ -610,47 +663,66 @@ end
 
 -- Directory statistics (meta_core::stats) -------------------------------------------------
 --
--- One hash per volume (S.stats), three fields per directory: ino8 .. 'i' (inodes charged to
--- it), ino8 .. 'l' (their lengths), ino8 .. 's' (their space), decimal integers; a missing
--- field is 0. Kept only when the limits record says so (`limits`). An op computes its changes
--- in its write phase (`restat`, at the places meta_core::logic calls checks::restat, with the
--- same attributes before and after) and the batch adds them up per directory; `flush_batch`
--- writes them (HINCRBY). Deleting an inode deletes its fields (`stat_reset`, as
--- TxnView::delete_inode deletes the record), with the changes to it made earlier in the
--- batch. In its check phase the op calls `stat_check` for every directory it may charge, so
--- that those writes cannot fail.
-
--- Whether the volume keeps directory statistics (reads the limits record once per batch).
-local function stats_on()
-  local _, _, on = limits()
-  return on
-end
+-- One hash per volume (S.stats), one field per directory: its ino8 -> a 24-byte record of
+-- three big-endian i64 (STAT_REC): the inodes charged to it, their lengths, their space; a
+-- missing field is all zeros. Kept only when the limits record says so (`limits`, DSON). In
+-- its check phase an op calls `stat_check` for every directory it may charge: that reads the
+-- directory's record (HGET, once per batch) and checks that it decodes. In its write phase it
+-- computes its changes (`restat`, at the places meta_core::logic calls checks::restat, with
+-- the same attributes before and after), which the batch adds up per directory;
+-- `flush_batch` writes the new records (`flush_stats`: one HSET). Deleting a directory
+-- deletes its record (`stat_reset`, as TxnView::delete_inode does), with the changes to it
+-- made earlier in the batch; a non-directory never has one (only directories are charged).
 
 -- Check phase of an op that may change directory statistics: when the volume keeps them,
--- the statistics hash must be a hash and directory `dir8`'s stored fields (unless `dir8` is
--- 0) 64-bit integers, which HINCRBY can add to. Also reads the limits record, so the write
--- phase's `restat` / `stat_reset` never fail.
+-- the statistics hash must be a hash and directory `dir8`'s record (unless `dir8` is 0) must
+-- decode; flush_stats adds to it. Also reads the limits record, so the write phase's
+-- `restat` / `stat_reset` never fail. The batch's first read of the hash tells its type (a
+-- TYPE only when that read fails, or for `dir8` 0 before any read).
 local function stat_check(dir8)
-  if not stats_on() then return end
-  check_type(S.stats, 'hash')
-  if dir8 == ZERO8 or DSOK[dir8] then return end
-  local v = redis.call('HMGET', S.stats, dir8 .. 'i', dir8 .. 'l', dir8 .. 's')
-  for k, what in ipairs({ 'inodes', 'length', 'space' }) do
-    if v[k] and not int64_text(v[k]) then
-      fail('Corrupted', 'directory ' .. dec(dir8) .. ': ' .. what
-        .. ' statistics field is not a 64-bit integer')
+  if DSON == nil then limits() end
+  if not DSON then return end
+  local v = DSV[dir8]
+  if v == nil then
+    if dir8 == ZERO8 then
+      check_type(S.stats, 'hash')
+      DSV[dir8] = false
+      return
     end
+    if SETS[S.stats] then
+      v = redis.call('HGET', S.stats, dir8)
+    else
+      v = redis.pcall('HGET', S.stats, dir8)
+      if type(v) == 'table' and v.err then
+        check_type(S.stats, 'hash')
+        error(v)
+      end
+      SETS[S.stats] = true
+    end
+    DSV[dir8] = v
   end
-  DSOK[dir8] = true
+  if v and #v ~= 24 then
+    fail('Corrupted', 'directory ' .. dec(dir8) .. ': undecodable statistics record ('
+      .. #v .. ' bytes)')
+  end
 end
+
+-- The length of a directory (4096), whose charge is the same for every type.
+local LEN4K = '\0\0\0\0\0\0\16\0'
 
 -- stats::charge: the directory inode `ino8` with attributes `a` is charged to (nil for none:
 -- the root, a sustained inode, an inode named in several directories), then the charge: its
--- length as two 32-bit halves (high, low) and its space.
+-- length and its space (Attr::space), each as two 32-bit halves (high, low; the low half of
+-- the space may be 2^32).
 local function charge(ino8, a)
-  if ino8 == ROOT8 or a.nlink == 0 or a.parent == ZERO8 then return nil end
-  local hi, lo = struct.unpack('>I4I4', a.length)
-  return a.parent, hi, lo, space(a)
+  local p = a.parent
+  if p == ZERO8 or a.nlink == 0 or ino8 == ROOT8 then return nil end
+  local len = a.length
+  if len == ZERO8 then return p, 0, 0, 0, 4096 end
+  if len == LEN4K then return p, 0, 4096, 0, 4096 end
+  local hi, lo = struct.unpack('>I4I4', len)
+  if a.typ == T_REG then return p, hi, lo, hi, math.ceil(lo / 4096) * 4096 end
+  return p, hi, lo, 0, 4096
 end
 
 -- `stat_check` for the directory an inode with attributes `a` (nil: none) is charged to;
@@ -661,63 +733,96 @@ local function stat_check_attr(ino8, a)
 end
 
 -- What `charge` reads of attributes, copied: the "before" of an op that changes `a` in place.
+-- With statistics off (known from the check phase) `restat` looks at nothing: no copy.
 local function stat_snap(a)
+  if DSON == false then return a end
   return { typ = a.typ, nlink = a.nlink, length = a.length, parent = a.parent }
 end
 
--- The batch's changes to directory `dir8`: i (inodes), lh / ll (length: high 32-bit half
--- times 2^32 plus low half), s (space), reset (its stored fields are deleted first).
+-- The batch's changes to directory `dir8`, a new entry: { inodes, length high 32-bit half,
+-- length low half (the change is high * 2^32 + low), space high half, space low half, reset
+-- (its stored record is deleted first) }.
 local function stat_entry(dir8)
-  local e = DS[dir8]
-  if not e then
-    e = { i = 0, lh = 0, ll = 0, s = 0, reset = false }
-    DS[dir8] = e
-    DSLIST[#DSLIST + 1] = dir8
-  end
+  local e = { 0, 0, 0, 0, 0, false }
+  DS[dir8] = e
+  DSLIST[#DSLIST + 1] = dir8
   return e
 end
 
 -- checks::restat = stats::recharge applied: inode `ino8`'s attributes go from `before` to
 -- `after` (nil: absent); its old directory loses its old charge, its new one gains the new
 -- charge (one directory: the difference). Write phase (the op called stat_check for both
--- directories).
+-- directories, unless the charge does not change: then nothing is read here).
 local function restat(ino8, before, after)
-  local d, dh, dl, ds, e, eh, el, es
-  if before then d, dh, dl, ds = charge(ino8, before) end
-  if after then e, eh, el, es = charge(ino8, after) end
-  if d == e and (d == nil or (dh == eh and dl == el and ds == es)) then return end
-  if not stats_on() then return end
+  if DSON == false then return end
+  if before == nil or after == nil then
+    -- An inode appears (mknod, restore) or goes (its last link's removal): only its
+    -- directory's charge changes, by k = 1 or -1 times it.
+    local a, k = after, 1
+    if before then a, k = before, -1 end
+    if not a then return end
+    local p = a.parent
+    if p == ZERO8 or a.nlink == 0 or ino8 == ROOT8 then return end
+    if DSON == nil then
+      limits()
+      if not DSON then return end
+    end
+    local t = DS[p] or stat_entry(p)
+    if a.length == ZERO8 then
+      t[1], t[5] = t[1] + k, t[5] + k * 4096
+    else
+      local _, hi, lo, sh, sl = charge(ino8, a)
+      t[1], t[2], t[3], t[4], t[5] = t[1] + k, t[2] + k * hi, t[3] + k * lo, t[4] + k * sh,
+        t[5] + k * sl
+    end
+    return
+  end
+  local d, dh, dl, dsh, dsl = charge(ino8, before)
+  local e, eh, el, esh, esl = charge(ino8, after)
+  if d == e and (d == nil or (dh == eh and dl == el and dsh == esh and dsl == esl)) then
+    return
+  end
+  if DSON == nil then
+    limits()
+    if not DSON then return end
+  end
+  -- (A file's length is most often below 4 GiB: its high halves are 0.)
   if d then
-    local t = stat_entry(d)
-    t.i, t.lh, t.ll, t.s = t.i - 1, t.lh - dh, t.ll - dl, t.s - ds
+    local t = DS[d] or stat_entry(d)
+    t[1], t[3], t[5] = t[1] - 1, t[3] - dl, t[5] - dsl
+    if dh ~= 0 then t[2], t[4] = t[2] - dh, t[4] - dsh end
   end
   if e then
-    local t = stat_entry(e)
-    t.i, t.lh, t.ll, t.s = t.i + 1, t.lh + eh, t.ll + el, t.s + es
+    local t = DS[e] or stat_entry(e)
+    t[1], t[3], t[5] = t[1] + 1, t[3] + el, t[5] + esl
+    if eh ~= 0 then t[2], t[4] = t[2] + eh, t[4] + esh end
   end
 end
 
--- The statistics record of inode `ino8` goes with it (TxnView::delete_inode): the batch's
--- changes to it so far are dropped, its stored fields deleted; later changes start from 0.
+-- The statistics record of directory `ino8` goes with it (TxnView::delete_inode): the
+-- batch's changes to it so far are dropped, its stored record deleted; later changes start
+-- from 0. The op's check phase called `stat_check` (any directory, or 0).
 local function stat_reset(ino8)
-  if not stats_on() then return end
-  local t = stat_entry(ino8)
-  t.i, t.lh, t.ll, t.s, t.reset = 0, 0, 0, 0, true
+  if DSON == nil then limits() end
+  if not DSON then return end
+  local t = DS[ino8] or stat_entry(ino8)
+  t[1], t[2], t[3], t[4], t[5], t[6] = 0, 0, 0, 0, 0, true
 end
 
 -- Both counters an op that creates or deletes an inode adds to, read (and checked) in the
--- check phase; and, for a deletion (`stat_reset`), the limits and the statistics hash.
+-- check phase.
 local function check_counters()
   counter(S.used, 'usedSpace')
   counter(S.total, 'totalInodes')
-  stat_check(ZERO8)
 end
 
 -- The check phase of an op that may delete an inode (delete_inode): the counters, and the
--- pending-files hash a regular file with data goes to.
-local function check_deletion()
+-- pending-files hash a regular file with data goes to; `dir` when a directory may be among
+-- the deleted (its statistics record goes: the limits and the statistics hash are checked).
+local function check_deletion(dir)
   check_counters()
   check_type(S.pf, 'hash')
+  if dir then stat_check(ZERO8) end
 end
 
 -- Deleting an inode (logic::delete_inode): attributes, symlink target, xattrs and directory
@@ -725,7 +830,7 @@ end
 -- ClearPendingFile). The caller ran check_counters in its check phase.
 local function delete_inode(kattr, ksymlink, kxattr, ino8, a)
   del_attr(kattr)
-  stat_reset(ino8)
+  if a.typ == T_DIR then stat_reset(ino8) end
   if a.typ == T_LNK then
     redis.call('DEL', ksymlink, kxattr)
   else

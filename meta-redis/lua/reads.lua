@@ -48,17 +48,30 @@ local function readdir_plus(keys, argv)
   return out
 end
 
--- format: write the format record, the limits, the root directory and the counters, unless
--- the volume already holds a format record (then nothing is written and the stored record
--- is returned, for the client to compare names).
+-- The `layout` field of a volume's directory statistics hash (written by `format`): what the
+-- other fields hold. It is longer than hash-max-listpack-value (64 bytes by default), so the
+-- hash is a hashtable from the start: a listpack (up to hash-max-listpack-entries fields)
+-- would scan its fields at every HGET / HSET of a record.
+local STATS_LAYOUT = 'meta directory statistics: field = 8-byte big-endian directory inode, '
+  .. 'value = 24 bytes, three big-endian i64: the inodes charged to it, their lengths, their '
+  .. 'space (a missing field is all zeros). This field is longer than hash-max-listpack-value '
+  .. 'so that the hash is a hashtable: constant-time field access at any size.'
+
+-- format: write the format record, the limits, the root directory and the counters (and,
+-- for a volume that keeps directory statistics, the statistics hash's `layout` field),
+-- unless the volume already holds a format record (then nothing is written and the stored
+-- record is returned, for the client to compare names).
 -- keys: 1 setting, 2 limits, 3 root attr, 4 nextInode, 5 nextChunk, 6 usedSpace,
---       7 totalInodes, 8 nextSession, 9 cleanupLease
+--       7 totalInodes, 8 nextSession, 9 cleanupLease, 10 directory statistics
 -- argv: 1 format record, 2 limits ("capacity inodes dir_stats", dir_stats 0 or 1), 3 root
 --       attr (73 bytes)
 -- Reply: {'ok'} or {'exists', stored record}
 local function format(keys, argv)
   local cur = redis.call('GET', keys[1])
   if cur then return { 'exists', cur } end
+  if string.sub(argv[2], -2) == ' 1' then
+    redis.call('HSET', keys[10], 'layout', STATS_LAYOUT)
+  end
   redis.call('MSET', keys[1], argv[1], keys[2], argv[2], keys[3], argv[3], keys[4], 2,
     keys[5], 1, keys[6], 4096, keys[7], 1, keys[8], 1, keys[9], 0)
   return { 'ok' }

@@ -119,9 +119,9 @@ impl Layout {
     }
 
     /// `{prefix}dirstats`: the directory statistics of the volume (`meta_core::stats`), one
-    /// hash: fields 8-byte big-endian inode + `i` (inodes charged to the directory), `l`
-    /// (their lengths), `s` (their space) → decimal integer; a missing field is 0. Written
-    /// only when the limits record says the volume keeps statistics.
+    /// hash: field 8-byte big-endian inode → 24-byte record, three big-endian i64: the inodes
+    /// charged to the directory, their lengths, their space; a missing field is all zeros.
+    /// Written only when the limits record says the volume keeps statistics.
     pub fn dir_stats(&self) -> String {
         format!("{}dirstats", self.tag)
     }

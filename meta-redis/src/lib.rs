@@ -251,6 +251,7 @@ impl Backend for RedisBackend {
             l.counter(Counter::TotalInodes),
             l.counter(Counter::NextSession),
             l.counter(Counter::CleanupLease),
+            l.dir_stats(),
         ];
         let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
         let record = meta_core::kv::encode_setting(setting);

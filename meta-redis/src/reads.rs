@@ -13,8 +13,8 @@ use redis::{Value, cmd, pipe};
 use crate::Inner;
 use crate::error::{Stage, classify};
 use crate::reply::{
-    attr_of, bytes, counter_of, dir_stat_field, internal, list, not_found, parse_scan,
-    split_member, take, zero_inode,
+    attr_of, bytes, counter_of, dir_stat_of, internal, list, not_found, parse_scan, split_member,
+    take, zero_inode,
 };
 use crate::scripts::Entry;
 
@@ -310,10 +310,9 @@ impl Inner {
         ))
     }
 
-    /// `Backend::dir_stats`: one `HMGET` of the three fields of each directory in the
-    /// statistics hash (see `Layout::dir_stats`); zeros for missing fields. Errors:
-    /// `Corrupted` for a field that is not an integer (naming the directory) or a statistics
-    /// key of another Redis type.
+    /// `Backend::dir_stats`: one `HMGET` of the directories' records in the statistics hash
+    /// (see `Layout::dir_stats`); zeros for a missing one. Errors: `Corrupted` for a record
+    /// that does not decode (naming the directory) or a statistics key of another Redis type.
     pub(crate) async fn dir_stats(&self, dirs: &[Ino]) -> Result<Vec<DirStat>> {
         if dirs.is_empty() {
             return Ok(Vec::new());
@@ -323,31 +322,19 @@ impl Inner {
         p.ignore_errors();
         let c = p.cmd("HMGET").arg(self.layout.dir_stats());
         for d in dirs {
-            for f in [b'i', b'l', b's'] {
-                let mut field = Vec::with_capacity(9);
-                field.extend_from_slice(&d.0.to_be_bytes());
-                field.push(f);
-                c.arg(field);
-            }
+            c.arg(&d.0.to_be_bytes()[..]);
         }
         let mut v = self.read_pipe(&p).await?;
         let vals = list(take(&mut v), "directory statistics")?;
-        if vals.len() != 3 * dirs.len() {
+        if vals.len() != dirs.len() {
             return Err(internal(
                 "redis: HMGET of directory statistics returned a wrong number of values",
             ));
         }
-        let mut vals = vals.into_iter();
-        let mut out = Vec::with_capacity(dirs.len());
-        for &d in dirs {
-            let mut next = |what| dir_stat_field(vals.next().unwrap_or(Value::Nil), d, what);
-            out.push(DirStat {
-                inodes: next("inodes")?,
-                length: next("length")?,
-                space: next("space")?,
-            });
-        }
-        Ok(out)
+        vals.into_iter()
+            .zip(dirs)
+            .map(|(v, &d)| dir_stat_of(v, d))
+            .collect()
     }
 
     pub(crate) async fn get_counter(&self, counter: Counter) -> Result<i64> {

@@ -1,7 +1,7 @@
 //! Turning reply values into meta's types.
 
 use meta_core::kv::{decode_attr, decode_entry};
-use meta_core::{Attr, Counter, Entry, Error, ErrorKind, Ino, Result};
+use meta_core::{Attr, Counter, DirStat, Entry, Error, ErrorKind, Ino, Result};
 use redis::Value;
 
 /// The cursor and keys of a `SCAN` reply.
@@ -94,22 +94,32 @@ pub(crate) fn counter_of(v: Value, c: Counter) -> Result<i64> {
     }
 }
 
-/// One field of a directory's statistics (`what`: inodes, length, space) from an `HMGET` of
-/// the statistics hash: 0 when missing. Errors: `Corrupted` (naming the directory) for a value
-/// that is not a 64-bit integer.
-pub(crate) fn dir_stat_field(v: Value, dir: Ino, what: &str) -> Result<i64> {
-    match bytes(v, "directory statistics")? {
-        None => Ok(0),
-        Some(b) => std::str::from_utf8(&b)
-            .ok()
-            .and_then(|s| s.parse::<i64>().ok())
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Corrupted,
-                    format!("directory {dir}: the {what} of its statistics is not an integer"),
-                )
-            }),
-    }
+/// A directory's statistics record from an `HMGET` of the statistics hash (see
+/// `Layout::dir_stats`: three big-endian i64, inodes, length, space): zeros when missing.
+/// Errors: `Corrupted` (naming the directory) for a value that is not 24 bytes.
+pub(crate) fn dir_stat_of(v: Value, dir: Ino) -> Result<DirStat> {
+    let Some(b) = bytes(v, "directory statistics")? else {
+        return Ok(DirStat::default());
+    };
+    let rec: [u8; 24] = b.as_slice().try_into().map_err(|_| {
+        Error::new(
+            ErrorKind::Corrupted,
+            format!(
+                "directory {dir}: undecodable statistics record ({} bytes, not 24)",
+                b.len()
+            ),
+        )
+    })?;
+    let field = |i: usize| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&rec[8 * i..8 * i + 8]);
+        i64::from_be_bytes(x)
+    };
+    Ok(DirStat {
+        inodes: field(0),
+        length: field(1),
+        space: field(2),
+    })
 }
 
 /// Splits an entry member `name \0 entry` and decodes the entry.
@@ -179,7 +189,7 @@ mod fuzz {
             let _ = list(v.clone(), "fuzz");
             let _ = attr_of(v.clone(), Ino(2));
             let _ = counter_of(v.clone(), Counter::UsedSpace);
-            let _ = dir_stat_field(v, Ino(2), "length");
+            let _ = dir_stat_of(v, Ino(2));
             let _ = split_member(&m);
         }
     }

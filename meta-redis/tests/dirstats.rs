@@ -1,11 +1,12 @@
 //! Directory statistics in the Redis backend (`{prefix}dirstats`, kept by the Lua ops): batch
 //! by batch, the same ops give the same statistics as the in-memory reference (meta_core's
-//! generic logic), for every inode number used (a deleted directory's fields are gone, not
-//! zero), with several ops changing one directory in one batch (`[unlink a file of D, rmdir
-//! D]`), lengths past 2^53, sustained inodes deleted by a session's end, restores; on a
-//! standalone server, with `strict_keys`, and on a Cluster. Also: the limits record's
-//! `dir_stats` field (the old two-field form means off), and a corrupted field fails the op
-//! before it writes and the read names the directory.
+//! generic logic), for every inode number used (a deleted directory's record is gone, not
+//! zero, and so is one back to all zeros), with several ops changing one directory in one
+//! batch (`[unlink a file of D, rmdir D]`), lengths past 2^53, sustained inodes deleted by a
+//! session's end, restores; on a standalone server, with `strict_keys`, and on a Cluster.
+//! Also: exact totals on both sides of 2^53, the limits record's `dir_stats` field (the old
+//! two-field form means off), and a corrupted record fails the op before it writes and the
+//! read names the directory.
 
 mod common;
 
@@ -331,23 +332,44 @@ async fn all_stats(b: &dyn Backend) -> anyhow::Result<Vec<DirStat>> {
     Ok(b.dir_stats(&inos).await?)
 }
 
-/// The fields of the statistics hash, by inode.
+/// The records of the statistics hash (field: 8-byte inode, value: 24 bytes, never all
+/// zeros), by inode; beside them only the `layout` field, which makes the hash a hashtable.
 async fn stored_fields(b: &RedisBackend) -> anyhow::Result<BTreeMap<u64, Vec<u8>>> {
     let v = b
-        .query(redis::cmd("HKEYS").arg(b.layout().dir_stats()))
+        .query(redis::cmd("HGETALL").arg(b.layout().dir_stats()))
         .await?;
-    let Value::Array(fields) = v else {
-        anyhow::bail!("HKEYS: {v:?}");
+    let Value::Array(items) = v else {
+        anyhow::bail!("HGETALL: {v:?}");
     };
-    let mut out: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-    for f in fields {
-        let Value::BulkString(f) = f else {
-            anyhow::bail!("HKEYS field {f:?}");
+    let mut out = BTreeMap::new();
+    let mut layout = false;
+    for pair in items.chunks(2) {
+        let [Value::BulkString(f), Value::BulkString(rec)] = pair else {
+            anyhow::bail!("HGETALL pair {pair:?}");
         };
-        ensure!(f.len() == 9, "field {f:?}");
-        let ino = u64::from_be_bytes(f[..8].try_into()?);
-        out.entry(ino).or_default().push(f[8]);
+        if f == b"layout" {
+            layout = rec.len() > 64;
+            continue;
+        }
+        ensure!(f.len() == 8, "field {f:?}");
+        ensure!(
+            rec.len() == 24 && rec.iter().any(|&x| x != 0),
+            "record {rec:?} of field {f:?}"
+        );
+        out.insert(u64::from_be_bytes(f[..].try_into()?), rec.clone());
     }
+    ensure!(layout, "no layout field");
+    let enc = b
+        .query(
+            redis::cmd("OBJECT")
+                .arg("ENCODING")
+                .arg(b.layout().dir_stats()),
+        )
+        .await?;
+    ensure!(
+        enc == Value::BulkString(b"hashtable".to_vec()),
+        "encoding {enc:?}"
+    );
     Ok(out)
 }
 
@@ -395,12 +417,12 @@ async fn scenario(url: &str) -> anyhow::Result<()> {
                 i + 1
             );
         }
-        // No field outlives its directory.
-        for (ino, fields) in stored_fields(&b).await? {
+        // No record outlives its directory.
+        for (ino, rec) in stored_fields(&b).await? {
             let a = attrs.get(&Ino(ino));
             ensure!(
                 a.is_some_and(|a| a.typ == FileType::Directory),
-                "{what}: fields {fields:?} of inode {ino}, which is no live directory"
+                "{what}: record {rec:?} of inode {ino}, which is no live directory"
             );
         }
     }
@@ -412,7 +434,7 @@ async fn scenario(url: &str) -> anyhow::Result<()> {
     let d = stored_fields(&b).await?;
     ensure!(
         !d.contains_key(&20) && !d.contains_key(&41),
-        "removed directories keep fields: {d:?}"
+        "removed directories keep records: {d:?}"
     );
     b.erase().await?;
     Ok(())
@@ -502,10 +524,10 @@ async fn the_limits_record_says_whether_statistics_are_kept() -> anyhow::Result<
     Ok(())
 }
 
-/// A statistics field that is not a 64-bit integer fails an op that would add to it, before
-/// any write; the read names the directory.
+/// A statistics record that is not 24 bytes fails an op that would add to it, before any
+/// write; the read names the directory.
 #[tokio::test]
-async fn a_corrupted_field_fails_before_any_write() -> anyhow::Result<()> {
+async fn a_corrupted_record_fails_before_any_write() -> anyhow::Result<()> {
     let Some(url) = server(STANDALONE_ENV, "dirstats corrupted") else {
         return Ok(());
     };
@@ -516,10 +538,10 @@ async fn a_corrupted_field_fails_before_any_write() -> anyhow::Result<()> {
         .await?;
     ensure!(r.iter().all(Result::is_ok), "{r:?}");
     let stats = b.layout().dir_stats();
-    let mut field = 10u64.to_be_bytes().to_vec();
-    field.push(b'l');
-    for garbage in ["abc", "99999999999999999999", "1.5", "", "01", "-0", "+1"] {
-        b.query(redis::cmd("HSET").arg(&stats).arg(&field).arg(garbage))
+    let field = 10u64.to_be_bytes();
+    let garbage: [&[u8]; 5] = [b"abc", b"", b"10", &[0; 23], &[0; 25]];
+    for garbage in garbage {
+        b.query(redis::cmd("HSET").arg(&stats).arg(&field[..]).arg(garbage))
             .await?;
         let attr_before = b.get_attr(Ino(11)).await?;
         for op in [
@@ -542,17 +564,14 @@ async fn a_corrupted_field_fails_before_any_write() -> anyhow::Result<()> {
             b.lookup(Ino(10), b"g").await.is_err(),
             "{garbage:?}: the create wrote"
         );
-        // The read takes any i64 Rust parses ("01", "+1"; HINCRBY does not).
-        if garbage.parse::<i64>().is_err() {
-            let e = b
-                .dir_stats(&[Ino(1), Ino(10)])
-                .await
-                .expect_err("a corrupted field reads as an error");
-            ensure!(
-                e.kind() == ErrorKind::Corrupted && e.to_string().contains("directory 10"),
-                "{e}"
-            );
-        }
+        let e = b
+            .dir_stats(&[Ino(1), Ino(10)])
+            .await
+            .expect_err("a corrupted record reads as an error");
+        ensure!(
+            e.kind() == ErrorKind::Corrupted && e.to_string().contains("directory 10"),
+            "{e}"
+        );
     }
     // A wrong-type hash fails the ops that would write it, and the read.
     b.query(redis::cmd("DEL").arg(&stats)).await?;
@@ -565,6 +584,64 @@ async fn a_corrupted_field_fails_before_any_write() -> anyhow::Result<()> {
     let e = b.dir_stats(&[Ino(10)]).await.expect_err("wrong type");
     ensure!(e.kind() == ErrorKind::Corrupted, "{e}");
     ensure!(b.dir_stats(&[]).await?.is_empty());
+    b.erase().await?;
+    Ok(())
+}
+
+/// Totals on both sides of 2^53 (where the library leaves doubles for 32-bit halves), in
+/// both directions and within one batch, equal the reference's; a directory back to all
+/// zeros keeps no record.
+#[tokio::test]
+async fn exact_totals_around_2_pow_53() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "dirstats 2^53") else {
+        return Ok(());
+    };
+    let b = open(&url, &unique_prefix("b")).await?;
+    let reference = memory_backend();
+    let setting = Setting::new("around-2-pow-53");
+    Meta::format(&b, &setting, false).await?;
+    Meta::format(&reference, &setting, false).await?;
+    let p53: u64 = 1 << 53;
+    let batches: Vec<Vec<Op>> = vec![
+        vec![mkdir(1, "d", 10), file(10, "f", 11), file(10, "g", 12)],
+        vec![set_size(11, p53 - 4097)],
+        vec![set_size(11, p53 - 1)],
+        vec![set_size(12, 1)],
+        vec![set_size(11, p53 + 1), set_size(12, 2)],
+        vec![set_size(11, p53 - 3)],
+        vec![set_size(11, p53 + 7), set_size(11, p53 - 9)],
+        vec![
+            set_size(11, (1 << 54) - 1),
+            file(10, "h", 13),
+            set_size(12, (1 << 54) - 3),
+        ],
+        vec![unlink(10, "f"), set_size(12, 5)],
+        vec![set_size(12, 0), unlink(10, "h")],
+        vec![set_size(12, p53), set_size(12, 0)],
+        vec![file(10, "y", 15), unlink(10, "y")],
+        vec![unlink(10, "g")],
+        vec![
+            file(10, "x", 14),
+            set_size(14, (1 << 54) - 1),
+            unlink(10, "x"),
+            rmdir(1, "d"),
+        ],
+    ];
+    for (i, ops) in batches.iter().enumerate() {
+        let got = b.apply(ops).await?;
+        let want = reference.apply(ops).await?;
+        for (g, w) in got.iter().zip(&want) {
+            ensure!(
+                g.is_ok() && w.is_ok(),
+                "batch {i}: redis {g:?}, reference {w:?}"
+            );
+        }
+        let (g, w) = (all_stats(&b).await?, all_stats(&reference).await?);
+        ensure!(g == w, "batch {i}: redis {:?}, reference {:?}", g[9], w[9]);
+    }
+    // Dir 10 emptied in batch 12 and removed in 13; the root emptied too.
+    let d = stored_fields(&b).await?;
+    ensure!(d.is_empty(), "records left: {d:?}");
     b.erase().await?;
     Ok(())
 }

@@ -46,7 +46,7 @@ OPS.close_session = function(K, A)
   end
   local n = #ino_list
   local plan = {}
-  local any = false
+  local any, dirs = false, false
   for i = 1, n do
     local ino8, b = ino_list[i], 2 + 4 * (i - 1)
     if #ino8 ~= 8 then fail('Corrupted', 'session ' .. dec(sid8) .. ': undecodable open inode') end
@@ -60,10 +60,11 @@ OPS.close_session = function(K, A)
     local delete = a and a.nlink == 0 and redis.call('SCARD', kop) == 1
       and redis.call('SISMEMBER', kop, sid8) == 1
     any = any or delete
+    dirs = dirs or (delete and a.typ == T_DIR)
     plan[i] = { ino8 = ino8, a = a, delete = delete, kattr = kattr, openers = kop,
       ksymlink = ksym, kxattr = kx }
   end
-  if any then check_deletion() end
+  if any then check_deletion(dirs) end
   local drops = {}
   for j = 1, #places do
     local key

@@ -12,7 +12,7 @@ OPS.release = function(K, A)
   redis.call('SCARD', K[1])
   redis.call('SCARD', K[2])
   -- Check phase: one plan per inode, in order (an inode named twice is released once).
-  local plan, seen, any = {}, {}, false
+  local plan, seen, any, dirs = {}, {}, false, false
   for i, r in ipairs(records(A[2], 1)) do
     local ino8, drop = r[1], r[2] == '\1'
     local b = 2 + 6 * (i - 1)
@@ -30,6 +30,7 @@ OPS.release = function(K, A)
         delete = a.nlink == 0 and redis.call('SCARD', kop) - held == 0
       end
       any = any or delete
+      dirs = dirs or (delete and a.typ == T_DIR)
       local p = { ino8 = ino8, a = a, delete = delete, openers = kop, ff = {}, pf = {},
         flocks = K[b + 3], plocks = K[b + 4], drop = drop, kattr = kattr,
         ksymlink = K[b + 5], kxattr = K[b + 6] }
@@ -39,7 +40,7 @@ OPS.release = function(K, A)
       plan[#plan + 1] = p
     end
   end
-  if any then check_deletion() end
+  if any then check_deletion(dirs) end
   -- Writes.
   for _, p in ipairs(plan) do
     redis.call('SREM', p.openers, sid8)

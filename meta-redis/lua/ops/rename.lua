@@ -157,8 +157,8 @@ OPS.rename = function(K, A)
     end
     if drop then
       sustain = is_open(kdo)
-      if not sustain then check_deletion() end
       stat_check_attr(de.ino, da)
+      if not sustain then check_deletion(d_is_dir) end
     end
   end
   if not same_dir then

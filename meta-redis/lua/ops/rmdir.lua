@@ -33,8 +33,12 @@ OPS.rmdir = function(K, A)
   if e.typ ~= T_DIR then fail('NotADirectory', dec(parent8) .. '/' .. show(name)) end
   if has_entries(kents) then fail('NotEmpty', dec(parent8) .. '/' .. show(name)) end
   local sustain = is_open(kop)
-  if not sustain then check_counters() end
   stat_check_attr(e.ino, a)
+  if not sustain then
+    check_counters()
+    -- Its statistics fields go (the hash's type is known by now: no command).
+    stat_check(ZERO8)
+  end
   -- Writes.
   redis.call('ZREM', K[2], e.member)
   local left = false

@@ -30,7 +30,7 @@ OPS.unlink = function(K, A)
   local sustain = false
   if a and a.nlink <= 1 then
     sustain = is_open(kop)
-    if not sustain then check_deletion() end
+    if not sustain then check_deletion(a.typ == T_DIR) end
     stat_check_attr(e.ino, a)
   end
   -- Writes.
