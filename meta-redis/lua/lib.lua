@@ -1007,6 +1007,17 @@ local function sustain_inode(kattr, a, time)
   return put_attr(kattr, a)
 end
 
+-- logic::namespace::remove_inode: the last link of inode `ino8` (attributes `a`) is gone; it
+-- is charged to no directory from now on, and is kept (`sustain`: some session holds it
+-- open) or deleted. Write phase: the op ran stat_check_attr, and check_deletion unless
+-- sustained. Returns the sustained inode's encoded attributes, or false when deleted.
+local function remove_inode(kattr, ksymlink, kxattr, ino8, a, sustain, time)
+  restat(ino8, a, nil)
+  if sustain then return sustain_inode(kattr, a, time) end
+  delete_inode(kattr, ksymlink, kxattr, ino8, a)
+  return false
+end
+
 -- The fields of a lock hash that belong to session `sid8` (fields are sid8 .. owner8).
 local function session_fields(klocks, sid8)
   local out = {}

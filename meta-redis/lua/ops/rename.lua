@@ -171,13 +171,7 @@ OPS.rename = function(K, A)
     redis.call('ZREM', K[4], de.member)
     rep_ino = de.ino
     if drop then
-      -- logic::namespace::remove_inode: charged to no directory from now on.
-      restat(de.ino, da, nil)
-      if sustain then
-        rep_attr = sustain_inode(kda, da, time)
-      else
-        delete_inode(kda, kds, kdx, de.ino, da)
-      end
+      rep_attr = remove_inode(kda, kds, kdx, de.ino, da, sustain, time)
       if d_is_dir then
         redis.call('DEL', kdd)
         ddst = ddst - 1

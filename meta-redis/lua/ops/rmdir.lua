@@ -41,14 +41,7 @@ OPS.rmdir = function(K, A)
   end
   -- Writes.
   redis.call('ZREM', K[2], e.member)
-  local left = false
-  -- logic::namespace::remove_inode: charged to no directory from now on.
-  restat(e.ino, a, nil)
-  if sustain then
-    left = sustain_inode(kattr, a, time)
-  else
-    delete_inode(kattr, ksym, kx, e.ino, a)
-  end
+  local left = remove_inode(kattr, ksym, kx, e.ino, a, sustain, time)
   redis.call('DEL', kents)
   local pv = put_attr(K[1], bump_dir(pa, -1, time))
   return { 'ok', e.ino, left, pv }

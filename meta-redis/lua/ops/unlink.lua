@@ -42,13 +42,7 @@ OPS.unlink = function(K, A)
       a.ctime = time
       left = put_attr(kattr, a)
     else
-      -- logic::namespace::remove_inode: charged to no directory from now on.
-      restat(e.ino, a, nil)
-      if sustain then
-        left = sustain_inode(kattr, a, time)
-      else
-        delete_inode(kattr, ksym, kx, e.ino, a)
-      end
+      left = remove_inode(kattr, ksym, kx, e.ino, a, sustain, time)
     end
   end
   local pv = put_attr(K[1], bump_dir(pa, 0, time))
