@@ -102,6 +102,10 @@ macro_rules! __case_list {
                 follows_every_op, summary_matches_walk, concurrent_exact,
                 off_when_formatted_without,
             ],
+            quota: [
+                limits_at_the_edge, nested_moves_and_links, set_on_populated_tree, race_16x2,
+                set_while_writing, unsupported_and_dump,
+            ],
             xattr: [set_get_list_remove, flags, limits, deleted_with_inode],
             statfs: [counters, limits_shown],
             batch: [

@@ -220,6 +220,9 @@ impl Backend for Mutant {
     async fn dir_stats(&self, dirs: &[Ino]) -> Result<Vec<meta_core::DirStat>> {
         self.inner.dir_stats(dirs).await
     }
+    async fn quotas(&self) -> Result<Vec<(Ino, meta_core::Quota)>> {
+        self.inner.quotas().await
+    }
     async fn get_counter(&self, counter: Counter) -> Result<i64> {
         self.inner.get_counter(counter).await
     }

@@ -196,6 +196,19 @@ pub trait Backend: Send + Sync + Debug + 'static {
         ))
     }
 
+    /// Every directory quota ([`crate::quota`]) with its limits and usage, ordered by
+    /// directory inode, read in one request where the database allows. The default fails
+    /// with `Unsupported`. Errors: `Corrupted` for an undecodable record, those of the reads.
+    async fn quotas(&self) -> Result<Vec<(Ino, crate::quota::Quota)>> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "the {} backend keeps no directory quotas",
+                self.info().scheme
+            ),
+        ))
+    }
+
     /// Live inodes with their attributes, a page at a time (for fsck and tools): start with
     /// `cursor = None`, then pass the previous page's [`InodePage::next`] until it is `None`.
     /// Every inode that lives for the whole scan is listed at least once; one may be listed

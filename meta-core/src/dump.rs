@@ -1,6 +1,6 @@
 //! Dump and load a whole volume as streaming JSON Lines.
 //!
-//! Line 1 is a [`Header`] (format record, counters); then one [`InodeRecord`] per line, in
+//! Line 1 is a [`Header`] (format record, counters, directory quotas' limits); then one [`InodeRecord`] per line, in
 //! the order of a breadth-first walk of the directories by name: the root, then the entries
 //! of each directory page by page, each inode with every entry that names it, a directory
 //! after its parent and a file after every directory that names it (an inode with several
@@ -32,7 +32,8 @@
 //! `nextChunk` to the header's values first, then above every inode and slice ID of each
 //! batch before applying it, so a load that stops midway (a malformed line, an I/O error) or
 //! a header older than its records (a dump of a volume being written) cannot make the next
-//! create or write reuse an ID.
+//! create or write reuse an ID. Directory quotas are set last, each with the usage of its
+//! loaded subtree.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -88,6 +89,21 @@ pub struct Header {
     pub setting: Setting,
     /// Counter values by stored name (`nextInode`, `nextChunk`, `usedSpace`, `totalInodes`).
     pub counters: BTreeMap<String, i64>,
+    /// Directory quotas' limits (absent when there are none). Their usage is not dumped:
+    /// `load` recomputes it from the loaded subtree ([`crate::Op::SetQuota`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<QuotaLimits>,
+}
+
+/// One directory quota's limits in a dump [`Header`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaLimits {
+    /// The directory.
+    pub dir: Ino,
+    /// Space limit in bytes; 0 is none.
+    pub max_space: u64,
+    /// Inode limit; 0 is none.
+    pub max_inodes: u64,
 }
 
 /// One inode of a dump.
@@ -196,12 +212,23 @@ pub async fn dump_from(
     for c in Counter::ALL {
         counters.insert(c.name().to_string(), reads.get_counter(c).await?);
     }
+    let quotas = reads
+        .quotas()
+        .await?
+        .into_iter()
+        .map(|(dir, q)| QuotaLimits {
+            dir,
+            max_space: q.max_space,
+            max_inodes: q.max_inodes,
+        })
+        .collect();
     json_line(
         out,
         &Header {
             dump_version: DUMP_VERSION,
             setting,
             counters,
+            quotas,
         },
     )?;
     let mut stats = DumpStats {
@@ -540,6 +567,21 @@ pub async fn load(
     if !batch.is_empty() {
         flush(&mut batch, &mut batch_lines).await?;
         progress(stats.inodes);
+    }
+    // Quotas last, each with the usage of its now complete subtree.
+    for q in &header.quotas {
+        let subtree = crate::quota::subtree_dirs(backend, q.dir)
+            .await
+            .map_err(|e| e.context_prefix(format!("quota of directory {} (dump line 1)", q.dir)))?;
+        let op = Op::SetQuota {
+            dir: q.dir,
+            max_space: q.max_space,
+            max_inodes: q.max_inodes,
+            subtree,
+        };
+        for r in backend.apply(&[op]).await? {
+            r.map_err(|e| e.context_prefix(format!("quota of directory {} (dump line 1)", q.dir)))?;
+        }
     }
     Ok(stats)
 }

@@ -29,6 +29,15 @@ pub enum ErrorKind {
     NotPermitted,
     /// ENOSPC: the volume's capacity or inode limit is reached.
     NoSpace,
+    /// EDQUOT: a directory quota's space or inode limit would be passed (quotactl(2) and
+    /// write(2) name this errno for quota limits; [`crate::Quota`]). The volume-wide limits
+    /// answer `NoSpace` instead.
+    QuotaExceeded,
+    /// EXDEV: the op would move usage across a directory quota's boundary that it cannot
+    /// account for: a non-empty directory moving into or out of a quota, or a hard link that
+    /// would make a file named in several directories enter or leave one (XFS project quotas
+    /// answer EXDEV in the same cases, so `mv` falls back to copy and unlink).
+    CrossDevice,
     /// ENODATA: the extended attribute does not exist (getxattr(2), removexattr(2)).
     NoData,
     /// ERANGE: an xattr name is empty or longer than 255 bytes (setxattr(2)).
@@ -67,6 +76,7 @@ pub mod errno {
     pub const EIO: i32 = 5;
     pub const E2BIG: i32 = 7;
     pub const EAGAIN: i32 = 11;
+    pub const EXDEV: i32 = 18;
     pub const EACCES: i32 = 13;
     pub const EEXIST: i32 = 17;
     pub const ENOTDIR: i32 = 20;
@@ -78,6 +88,7 @@ pub mod errno {
     pub const ENOTEMPTY: i32 = 39;
     pub const ENODATA: i32 = 61;
     pub const ENOTSUP: i32 = 95;
+    pub const EDQUOT: i32 = 122;
 }
 
 impl ErrorKind {
@@ -95,6 +106,8 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => EACCES,
             ErrorKind::NotPermitted => EPERM,
             ErrorKind::NoSpace => ENOSPC,
+            ErrorKind::QuotaExceeded => EDQUOT,
+            ErrorKind::CrossDevice => EXDEV,
             ErrorKind::NoData => ENODATA,
             ErrorKind::OutOfRange => ERANGE,
             ErrorKind::TooBig => E2BIG,
@@ -121,6 +134,8 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => "EACCES",
             ErrorKind::NotPermitted => "EPERM",
             ErrorKind::NoSpace => "ENOSPC",
+            ErrorKind::QuotaExceeded => "EDQUOT",
+            ErrorKind::CrossDevice => "EXDEV",
             ErrorKind::NoData => "ENODATA",
             ErrorKind::OutOfRange => "ERANGE",
             ErrorKind::TooBig => "E2BIG",
@@ -147,6 +162,8 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => "permission_denied",
             ErrorKind::NotPermitted => "not_permitted",
             ErrorKind::NoSpace => "no_space",
+            ErrorKind::QuotaExceeded => "quota_exceeded",
+            ErrorKind::CrossDevice => "cross_device",
             ErrorKind::NoData => "no_data",
             ErrorKind::OutOfRange => "out_of_range",
             ErrorKind::TooBig => "too_big",
@@ -191,6 +208,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::PermissionDenied => "permission denied",
             ErrorKind::NotPermitted => "operation not permitted",
             ErrorKind::NoSpace => "no space left on volume",
+            ErrorKind::QuotaExceeded => "directory quota exceeded",
+            ErrorKind::CrossDevice => "crosses a directory quota's boundary",
             ErrorKind::NoData => "no such attribute",
             ErrorKind::OutOfRange => "xattr name out of range",
             ErrorKind::TooBig => "xattr value too large",
@@ -309,6 +328,7 @@ pub(crate) mod err {
         not_found => NotFound, exists => AlreadyExists, not_dir => NotADirectory,
         is_dir => IsADirectory, not_empty => NotEmpty, invalid => InvalidArgument,
         not_permitted => NotPermitted, permission_denied => PermissionDenied, no_space => NoSpace, no_data => NoData,
+        quota_exceeded => QuotaExceeded, cross_device => CrossDevice,
         corrupted => Corrupted, would_block => WouldBlock,
     }
 }
@@ -326,6 +346,8 @@ mod tests {
         assert_eq!(ErrorKind::Indeterminate.errno(), 5);
         assert_eq!(ErrorKind::Unsupported.errno(), 95);
         assert_eq!(ErrorKind::NoData.errno(), 61);
+        assert_eq!(ErrorKind::QuotaExceeded.errno(), 122);
+        assert_eq!(ErrorKind::CrossDevice.errno(), 18);
     }
 
     #[test]

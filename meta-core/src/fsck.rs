@@ -8,7 +8,9 @@
 //! session holds open is sustained (unlinked while open): not an orphan, counted apart; one
 //! that no session holds is reported. On a volume that keeps directory statistics
 //! ([`crate::Setting::dir_stats`]), every directory's stored statistics equal those
-//! recomputed from the inodes ([`crate::stats::expected_dir_stats`]).
+//! recomputed from the inodes ([`crate::stats::expected_dir_stats`]), and every directory
+//! quota's usage equals the sum of those over its subtree ([`crate::quota`]); a quota on an
+//! inode that is not a live directory is reported.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -221,8 +223,63 @@ pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
     }
     if backend.load().await?.dir_stats {
         check_dir_stats(backend, &attrs, &mut rep).await?;
+        check_quotas(backend, &attrs, &mut rep).await?;
     }
     Ok(rep)
+}
+
+/// Compares every quota's stored usage with the sum of its subtree's expected statistics.
+/// A backend without quotas (`Unsupported`) has none to check.
+async fn check_quotas(
+    backend: &dyn Backend,
+    attrs: &BTreeMap<Ino, Attr>,
+    rep: &mut FsckReport,
+) -> Result<()> {
+    let quotas = match backend.quotas().await {
+        Ok(q) => q,
+        Err(e) if e.kind() == crate::ErrorKind::Unsupported => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if quotas.is_empty() {
+        return Ok(());
+    }
+    let mut want: HashMap<Ino, crate::stats::DirStat> = HashMap::new();
+    for (q, _) in &quotas {
+        want.insert(*q, crate::stats::DirStat::default());
+    }
+    for (dir, stat) in crate::stats::expected_dir_stats(attrs) {
+        // Every quota on the way from `dir` to the root gets its statistics.
+        let mut cur = dir;
+        for _ in 0..attrs.len() + 1 {
+            if let Some(w) = want.get_mut(&cur) {
+                *w = *w + stat;
+            }
+            match attrs.get(&cur) {
+                Some(a) if cur != Ino::ROOT && a.parent != Ino::ZERO => cur = a.parent,
+                _ => break,
+            }
+        }
+    }
+    for (dir, q) in quotas {
+        match attrs.get(&dir) {
+            Some(a) if a.typ == FileType::Directory && a.nlink > 0 => {}
+            _ => {
+                rep.problems.push(format!(
+                    "a quota is set on {dir}, which is not a live directory"
+                ));
+                continue;
+            }
+        }
+        let expected = want.get(&dir).copied().unwrap_or_default();
+        if q.used != expected {
+            rep.problems.push(format!(
+                "quota of directory {dir} says {} inodes, {} bytes of space used but its \
+                 subtree adds up to {}, {}",
+                q.used.inodes, q.used.space, expected.inodes, expected.space
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Compares every directory's stored statistics with those computed from `attrs`.

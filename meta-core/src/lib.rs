@@ -15,6 +15,7 @@
 //! - [`fsck`] and [`dump`]: consistency check and JSON dump/load of a whole volume;
 //!   [`snapshot`]: the whole-volume reads of a dump and the backends' point-in-time views.
 //! - [`stats`]: directory statistics ([`stats::DirStat`]) and subtree summaries.
+//! - [`quota`]: directory quotas ([`quota::Quota`]), charged inside the ops.
 //! - [`testing`]: a latency-adding, call-counting backend wrapper for tests and benchmarks.
 //!
 //! ```
@@ -50,6 +51,7 @@ pub mod metrics;
 pub mod op;
 pub mod options;
 pub mod perm;
+pub mod quota;
 pub mod registry;
 pub mod session;
 pub mod snapshot;
@@ -66,6 +68,7 @@ pub use op::{
     XattrFlags,
 };
 pub use options::{MetaOptions, VolumeUrl, parse_url};
+pub use quota::Quota;
 pub use session::{
     InodeLocks, LockKind, LockOwner, LockType, PlockRange, Session, SessionHoldings, SessionInfo,
     Sid,

@@ -303,6 +303,30 @@ pub enum Op {
         /// The new list (e.g. one slice holding the merged data under a new slice ID).
         slices: Vec<Slice>,
     },
+    /// Set the limits of directory `dir`'s quota ([`crate::quota`]), creating it when it has
+    /// none. A new quota's usage is the sum of the statistics of `subtree`: every directory
+    /// of `dir`'s subtree, `dir` first (what [`crate::Meta::set_quota`] lists), which the op
+    /// verifies against the stored attributes ([`crate::quota::check_subtree`]); an existing
+    /// quota keeps its usage and `subtree` is ignored. A limit below the usage is allowed
+    /// (growth then fails). Administrative: no caller, no permission check. A directory's
+    /// quota goes when its last link does (rmdir, rename over it). Errors: ENOENT (also for a
+    /// directory removed while open), ENOTDIR, `WouldBlock` when the subtree changed since it was listed (list again),
+    /// EINVAL for a malformed list, `Unsupported` on a volume without directory statistics.
+    SetQuota {
+        /// The directory.
+        dir: Ino,
+        /// Space limit in bytes (4 KiB-aligned space); 0 is none.
+        max_space: u64,
+        /// Inode limit; 0 is none.
+        max_inodes: u64,
+        /// The subtree's directories, `dir` first (ignored when the quota exists).
+        subtree: Vec<Ino>,
+    },
+    /// Remove directory `dir`'s quota. Errors: ENOENT when it has none.
+    RemoveQuota {
+        /// The directory.
+        dir: Ino,
+    },
     /// Set an extended attribute (setxattr(2)).
     SetXattr {
         /// Inode.
@@ -491,6 +515,8 @@ impl Op {
             | Op::SetXattr { caller, .. }
             | Op::RemoveXattr { caller, .. } => Some(caller),
             Op::CompactChunk { .. }
+            | Op::SetQuota { .. }
+            | Op::RemoveQuota { .. }
             | Op::ClearPendingFile { .. }
             | Op::ClearPendingSlice { .. }
             | Op::Restore(_)
@@ -518,6 +544,8 @@ impl Op {
             Op::Write { .. } => "write",
             Op::Truncate { .. } => "truncate",
             Op::CompactChunk { .. } => "compact_chunk",
+            Op::SetQuota { .. } => "set_quota",
+            Op::RemoveQuota { .. } => "remove_quota",
             Op::SetXattr { .. } => "setxattr",
             Op::RemoveXattr { .. } => "removexattr",
             Op::ClearPendingFile { .. } => "clear_pending_file",
@@ -536,7 +564,7 @@ impl Op {
     }
 
     /// Every op name, for pre-creating metric series.
-    pub const NAMES: [&'static str; 23] = [
+    pub const NAMES: [&'static str; 25] = [
         "mknod",
         "link",
         "unlink",
@@ -546,6 +574,8 @@ impl Op {
         "write",
         "truncate",
         "compact_chunk",
+        "set_quota",
+        "remove_quota",
         "setxattr",
         "removexattr",
         "clear_pending_file",
@@ -588,6 +618,7 @@ impl Op {
             Op::OpenSession { info, .. } => info.host.len() + info.label.len() + 64,
             Op::Release { inos, .. } => 9 * inos.len(),
             Op::CompactChunk { expect, slices, .. } => 24 * (expect.len() + slices.len()),
+            Op::SetQuota { subtree, .. } => 8 * subtree.len(),
             _ => 0,
         }
     }
@@ -636,7 +667,14 @@ pub enum OpOutput {
         /// Its attributes after the op.
         attr: Attr,
     },
-    /// Ops without a payload (xattrs, clearing pending deletions, compaction).
+    /// SetQuota: the directory's quota after the op.
+    Quota {
+        /// The directory.
+        dir: Ino,
+        /// Its quota, usage included.
+        quota: crate::quota::Quota,
+    },
+    /// Ops without a payload (xattrs, clearing pending deletions, compaction, RemoveQuota).
     Done,
 }
 
@@ -648,7 +686,7 @@ impl OpOutput {
             | OpOutput::Renamed { attr, .. }
             | OpOutput::Attr { attr, .. } => Some(attr),
             OpOutput::Removed { attr, .. } => attr.as_ref(),
-            OpOutput::Done => None,
+            OpOutput::Quota { .. } | OpOutput::Done => None,
         }
     }
 
@@ -659,6 +697,7 @@ impl OpOutput {
             | OpOutput::Removed { ino, .. }
             | OpOutput::Renamed { ino, .. }
             | OpOutput::Attr { ino, .. } => Some(*ino),
+            OpOutput::Quota { dir, .. } => Some(*dir),
             OpOutput::Done => None,
         }
     }

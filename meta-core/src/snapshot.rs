@@ -71,6 +71,8 @@ pub trait VolumeReads: Send + Sync {
     async fn list_sessions(&self) -> Result<Vec<Session>>;
     /// What session `sid` holds (see [`Backend::session_holdings`]).
     async fn session_holdings(&self, sid: Sid) -> Result<SessionHoldings>;
+    /// Every directory quota (see [`Backend::quotas`]); empty on a backend without quotas.
+    async fn quotas(&self) -> Result<Vec<(Ino, crate::quota::Quota)>>;
 }
 
 /// The live volume's reads through a [`Backend`]: each read is consistent on its own, but
@@ -111,6 +113,12 @@ impl VolumeReads for LiveReads<'_> {
     }
     async fn session_holdings(&self, sid: Sid) -> Result<SessionHoldings> {
         self.0.session_holdings(sid).await
+    }
+    async fn quotas(&self) -> Result<Vec<(Ino, crate::quota::Quota)>> {
+        match self.0.quotas().await {
+            Err(e) if e.kind() == crate::ErrorKind::Unsupported => Ok(Vec::new()),
+            other => other,
+        }
     }
 }
 
@@ -361,5 +369,8 @@ impl VolumeReads for KvStoreSnapshot {
             })
         })
         .await
+    }
+    async fn quotas(&self) -> Result<Vec<(Ino, crate::quota::Quota)>> {
+        self.run(|r| Box::pin(shared::quotas(r))).await
     }
 }

@@ -167,6 +167,9 @@ impl Backend for DelayBackend {
     async fn dir_stats(&self, dirs: &[Ino]) -> Result<Vec<crate::stats::DirStat>> {
         self.inner.dir_stats(dirs).await
     }
+    async fn quotas(&self) -> Result<Vec<(Ino, crate::quota::Quota)>> {
+        self.inner.quotas().await
+    }
     async fn get_counter(&self, counter: Counter) -> Result<i64> {
         self.inner.get_counter(counter).await
     }

@@ -247,6 +247,9 @@ impl VolumeReads for Hooked<'_> {
     async fn session_holdings(&self, sid: Sid) -> meta_core::Result<SessionHoldings> {
         self.inner.session_holdings(sid).await
     }
+    async fn quotas(&self) -> meta_core::Result<Vec<(Ino, meta_core::Quota)>> {
+        self.inner.quotas().await
+    }
 }
 
 /// `/a/moved` and `/z/f0..f2`; returns the volume, `/a` and `/z`.

@@ -279,6 +279,9 @@ impl meta_core::snapshot::VolumeReads for Hooked<'_> {
     ) -> meta_core::Result<meta_core::SessionHoldings> {
         self.inner.session_holdings(sid).await
     }
+    async fn quotas(&self) -> meta_core::Result<Vec<(Ino, meta_core::Quota)>> {
+        self.inner.quotas().await
+    }
 }
 
 /// A dump is a state that existed where the backend gives a snapshot

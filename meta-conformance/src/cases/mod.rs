@@ -16,6 +16,7 @@ pub mod links;
 pub mod model;
 pub mod perm;
 pub mod persistence;
+pub mod quota;
 pub mod readdir;
 pub mod rename;
 pub mod session;

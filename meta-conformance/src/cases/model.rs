@@ -87,6 +87,8 @@ struct View {
     /// The model's sessions, and the inodes they hold open.
     sessions: Vec<Sid>,
     opens: Vec<(Sid, Ino)>,
+    /// Directories with a quota.
+    quotas: Vec<Ino>,
 }
 
 /// The model's sessions (IDs from [`MODEL_SID`] on) and what they hold, for comparison.
@@ -125,6 +127,7 @@ async fn view_of(b: &dyn Backend) -> Result<View> {
         v.live.push((ino, attr));
     }
     v.pending = b.list_pending(usize::MAX).await?;
+    v.quotas = b.quotas().await?.into_iter().map(|(d, _)| d).collect();
     for (s, _) in model_sessions(b).await? {
         let sid = s.info.sid;
         v.sessions.push(sid);
@@ -457,10 +460,57 @@ impl Gen {
         }
     }
 
+    /// A quota op: set one with small limits (often hit) on a directory with its subtree as
+    /// the view lists it (sometimes stale or empty: EAGAIN), or remove one.
+    fn quota_op(&mut self, view: &View) -> Op {
+        let dir = match self.rng.random_range(0..10) {
+            0..=2 => self.pick(&view.quotas).unwrap_or(ROOT),
+            _ => self.dir(view),
+        };
+        if self.pct(25) {
+            return Op::RemoveQuota { dir };
+        }
+        let mut subtree = vec![dir];
+        let mut i = 0;
+        while i < subtree.len() {
+            let parent = subtree[i];
+            i += 1;
+            for (d, a) in &view.live {
+                if a.typ == FileType::Directory && a.parent == parent && *d != ROOT {
+                    subtree.push(*d);
+                }
+            }
+        }
+        match self.rng.random_range(0..10) {
+            0 => subtree.clear(),
+            1 if subtree.len() > 1 => {
+                subtree.pop();
+            }
+            _ => {}
+        }
+        Op::SetQuota {
+            dir,
+            max_space: if self.pct(50) {
+                0
+            } else {
+                4096 * self.rng.random_range(1..24)
+            },
+            max_inodes: if self.pct(30) {
+                0
+            } else {
+                self.rng.random_range(1..10)
+            },
+            subtree,
+        }
+    }
+
     fn op(&mut self, view: &View) -> Op {
         let time = self.time();
         if self.pct(12) {
             return self.session_op(view, time);
+        }
+        if self.pct(4) {
+            return self.quota_op(view);
         }
         match self.rng.random_range(0..100) {
             0..=24 => {
@@ -696,6 +746,11 @@ async fn compare_state(tested: &dyn Backend, reference: &dyn Backend, when: &str
             c.name()
         );
     }
+    let (qt, qr) = (tested.quotas().await?, reference.quotas().await?);
+    ensure!(
+        qt == qr,
+        "{when}: quotas differ:\n  reference {qr:?}\n  backend   {qt:?}"
+    );
     let (st, sr) = (
         model_sessions(tested).await?,
         model_sessions(reference).await?,

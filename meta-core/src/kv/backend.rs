@@ -212,6 +212,11 @@ impl<S: KvStore> Backend for KvBackend<S> {
             .await
     }
 
+    async fn quotas(&self) -> Result<Vec<(Ino, crate::quota::Quota)>> {
+        self.run(move |store, _| block_on(shared::quotas(&SyncRead(store))))
+            .await
+    }
+
     async fn get_counter(&self, counter: Counter) -> Result<i64> {
         self.run(move |store, _| block_on(shared::read_counter(&SyncRead(store), counter)))
             .await

@@ -235,6 +235,35 @@ pub fn decode_dir_stat(buf: &[u8]) -> Result<DirStat> {
     Ok(s)
 }
 
+/// Encodes a directory quota: version byte, max_space, max_inodes (u64 each), then the
+/// usage as [`encode_dir_stat`] (i64 each), all big-endian; 41 bytes.
+pub fn encode_quota(q: &crate::quota::Quota) -> Vec<u8> {
+    let mut v = Vec::with_capacity(41);
+    v.push(VALUE_VERSION);
+    v.extend_from_slice(&q.max_space.to_be_bytes());
+    v.extend_from_slice(&q.max_inodes.to_be_bytes());
+    for n in [q.used.inodes, q.used.length, q.used.space] {
+        v.extend_from_slice(&n.to_be_bytes());
+    }
+    v
+}
+
+/// Decodes a directory quota (see [`encode_quota`]).
+pub fn decode_quota(buf: &[u8]) -> Result<crate::quota::Quota> {
+    let mut r = Reader::new(buf, "directory quota")?;
+    let q = crate::quota::Quota {
+        max_space: r.u64()?,
+        max_inodes: r.u64()?,
+        used: DirStat {
+            inodes: r.u64()? as i64,
+            length: r.u64()? as i64,
+            space: r.u64()? as i64,
+        },
+    };
+    r.finish()?;
+    Ok(q)
+}
+
 /// Decodes a counter.
 pub fn decode_counter(buf: &[u8]) -> Result<i64> {
     let mut r = Reader::new(buf, "counter")?;

@@ -22,6 +22,7 @@
 //! | `A{ino:8}X{name}` | xattr value |
 //! | `A{ino:8}U` | a directory's statistics: inodes, length, space (i64 each; [`crate::stats`]) |
 //! | `C{counter name}` | counter (i64) |
+//! | `Q{ino:8}` | a directory quota: limits (u64 ×2) and usage (i64 ×3; [`crate::quota`]) |
 //! | `D{ino:8}` | pending-deletion file: length (u64) |
 //! | `L{id:8}` | pending-deletion slice: size (u32) |
 //! | `N{sid:8}` | session: expiry (12 bytes) + description (JSON) |

@@ -48,6 +48,22 @@ pub fn xattr_prefix(ino: Ino) -> Vec<u8> {
 pub fn dir_stat_key(ino: Ino) -> Vec<u8> {
     inode_key(ino, b'U', &[])
 }
+/// `Q{ino}`: a directory quota ([`crate::quota::Quota`]).
+pub fn quota_key(ino: Ino) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(b'Q');
+    k.extend_from_slice(&ino.0.to_be_bytes());
+    k
+}
+/// `Q`: prefix of all directory quotas.
+pub const QUOTA_PREFIX: &[u8] = b"Q";
+/// The directory of a quota key ([`quota_key`]), `None` for another key.
+pub fn parse_quota_key(key: &[u8]) -> Option<Ino> {
+    match key {
+        [b'Q', rest @ ..] => Some(Ino(u64::from_be_bytes(rest.try_into().ok()?))),
+        _ => None,
+    }
+}
 /// `C{name}`: a counter.
 pub fn counter_key(c: Counter) -> Vec<u8> {
     let mut k = vec![b'C'];

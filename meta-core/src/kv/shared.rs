@@ -142,6 +142,30 @@ pub async fn dir_stats<R: KvRead + ?Sized>(r: &R, dirs: &[Ino]) -> Result<Vec<Di
     Ok(out)
 }
 
+/// Every directory quota, by directory inode. Errors: `Corrupted` for an undecodable record
+/// or key.
+pub async fn quotas<R: KvRead + ?Sized>(r: &R) -> Result<Vec<(Ino, crate::quota::Quota)>> {
+    const PAGE: usize = 1024;
+    let end = prefix_end(QUOTA_PREFIX);
+    let mut start = QUOTA_PREFIX.to_vec();
+    let mut out = Vec::new();
+    loop {
+        let rows = r.scan(&start, &end, PAGE).await?;
+        let full = rows.len() == PAGE;
+        for (k, v) in rows {
+            let dir = parse_quota_key(&k)
+                .ok_or_else(|| err::corrupted(format!("quota key {k:?} has no inode number")))?;
+            let q = decode_quota(&v).map_err(|e| e.context_prefix(format!("directory {dir}")))?;
+            out.push((dir, q));
+            start = k;
+            start.push(0);
+        }
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
 /// Volume usage from the counters and the format record.
 pub async fn statfs<R: KvRead + ?Sized>(r: &R) -> Result<Statfs> {
     let limits = Limits::from(&load_setting(r).await?);

@@ -25,6 +25,8 @@ pub struct KvTxn<'a, R: KvRead + ?Sized> {
     /// Whether the store holds a session (read once per transaction; writes go to the
     /// layers, which are looked at first).
     sessions: std::collections::HashMap<Sid, bool>,
+    /// Whether the store holds a quota (read once per transaction, as `sessions`).
+    quotas: Option<bool>,
 }
 
 impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
@@ -35,6 +37,7 @@ impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
             batch: WriteSet::new(),
             op: WriteSet::new(),
             sessions: std::collections::HashMap::new(),
+            quotas: None,
         }
     }
 
@@ -285,6 +288,29 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
             }
             None => Ok(DirStat::default()),
         }
+    }
+    async fn has_quotas(&mut self) -> Result<bool> {
+        if let Some(any) = self.quotas {
+            return Ok(any);
+        }
+        let end = prefix_end(QUOTA_PREFIX);
+        let any = !self.reader.scan(QUOTA_PREFIX, &end, 1).await?.is_empty();
+        self.quotas = Some(any);
+        Ok(any)
+    }
+    async fn get_quota(&mut self, dir: Ino) -> Result<Option<crate::quota::Quota>> {
+        self.get(&quota_key(dir))
+            .await?
+            .map(|v| decode_quota(&v).map_err(|e| e.context_prefix(format!("directory {dir}"))))
+            .transpose()
+    }
+    async fn put_quota(&mut self, dir: Ino, quota: Option<&crate::quota::Quota>) -> Result<()> {
+        if quota.is_some() {
+            // Also when the op is rolled back later: a needless walk is only slower.
+            self.quotas = Some(true);
+        }
+        self.set(quota_key(dir), quota.map(encode_quota));
+        Ok(())
     }
     async fn put_pending(&mut self, pending: Pending) -> Result<()> {
         self.set(pending_key(pending), Some(encode_pending(pending)));

@@ -402,6 +402,10 @@ impl<S: TxnStore> Backend for TxnKvBackend<S> {
             .await
     }
 
+    async fn quotas(&self) -> Result<Vec<(Ino, crate::quota::Quota)>> {
+        self.read_with(|r| Box::pin(shared::quotas(r))).await
+    }
+
     async fn get_counter(&self, counter: Counter) -> Result<i64> {
         self.read_with(|r| Box::pin(shared::read_counter(r, counter)))
             .await

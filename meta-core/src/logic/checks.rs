@@ -119,6 +119,12 @@ pub fn precheck(op: &Op) -> Result<()> {
             Ok(())
         }
         Op::Setlk { start, end, .. } => check_range(*start, *end),
+        Op::SetQuota { dir, .. } | Op::RemoveQuota { dir } => {
+            if *dir == Ino::ZERO {
+                return Err(err::invalid("inode 0 is never valid"));
+            }
+            Ok(())
+        }
         Op::Write { .. }
         | Op::Truncate { .. }
         | Op::CompactChunk { .. }
@@ -297,7 +303,9 @@ pub(super) async fn regular_file<V: TxnView + ?Sized>(
 }
 
 /// Applies the directory-statistics changes of inode `ino`'s attributes going from `before`
-/// to `after` (`None`: absent), when the volume keeps statistics ([`crate::stats::recharge`]).
+/// to `after` (`None`: absent), when the volume keeps statistics ([`crate::stats::recharge`]),
+/// and charges them to the directory quotas above the changed directories
+/// ([`crate::quota`]: `QuotaExceeded`, `CrossDevice`).
 pub(super) async fn restat<V: TxnView + ?Sized>(
     v: &mut V,
     limits: &Limits,
@@ -305,10 +313,18 @@ pub(super) async fn restat<V: TxnView + ?Sized>(
     before: Option<&Attr>,
     after: Option<&Attr>,
 ) -> Result<()> {
-    if limits.dir_stats {
-        for (dir, delta) in crate::stats::recharge(ino, before, after) {
-            v.add_dir_stat(dir, delta).await?;
-        }
+    if !limits.dir_stats {
+        return Ok(());
+    }
+    let changes = crate::stats::recharge(ino, before, after);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    if v.has_quotas().await? {
+        super::quota::on_recharge(v, ino, before, after, &changes).await?;
+    }
+    for (dir, delta) in changes {
+        v.add_dir_stat(dir, delta).await?;
     }
     Ok(())
 }

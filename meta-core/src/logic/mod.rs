@@ -9,11 +9,12 @@
 //! Files: `checks` (what every op checks first, shared with the Redis backend), `namespace`
 //! (mknod, link, unlink, rmdir, rename), `data` (setattr, truncate, write, compaction, xattrs,
 //! restore),
-//! `session` (sessions, open files, locks), `read` (the reads).
+//! `session` (sessions, open files, locks), `quota` (directory quotas), `read` (the reads).
 
 mod checks;
 mod data;
 mod namespace;
+mod quota;
 mod read;
 mod session;
 
@@ -30,6 +31,7 @@ use async_trait::async_trait;
 
 use crate::error::{Result, err};
 use crate::op::{Op, OpOutput, SetAttrMask, SetAttrValues};
+use crate::quota::Quota;
 use crate::session::{LockKind, LockOwner, LockType, PlockRange, Session, Sid};
 use crate::stats::DirStat;
 use crate::types::{Attr, Counter, Entry, Ino, Pending, Setting, Slice, Timespec, show_name};
@@ -191,6 +193,16 @@ pub trait TxnView: Send {
     async fn add_dir_stat(&mut self, dir: Ino, delta: DirStat) -> Result<()>;
     /// Directory `dir`'s statistics as this transaction sees them (zeros without a record).
     async fn get_dir_stat(&mut self, dir: Ino) -> Result<DirStat>;
+
+    /// Whether the volume has at least one directory quota ([`crate::quota`]). Called by
+    /// every op that changes directory statistics, so a backend reads it at most once per
+    /// transaction where a read costs (and must then make a concurrent [`Op::SetQuota`]
+    /// conflict with the transaction, or wait for it).
+    async fn has_quotas(&mut self) -> Result<bool>;
+    /// Directory `dir`'s quota, if it has one.
+    async fn get_quota(&mut self, dir: Ino) -> Result<Option<Quota>>;
+    /// Stores (`Some`) or removes (`None`) directory `dir`'s quota.
+    async fn put_quota(&mut self, dir: Ino, quota: Option<&Quota>) -> Result<()>;
 
     /// Starts an op: its writes can be undone alone with `rollback_to_savepoint`.
     async fn savepoint(&mut self) -> Result<()>;
@@ -373,6 +385,13 @@ async fn dispatch<V: TxnView + ?Sized>(v: &mut V, op: &Op, limits: &Limits) -> R
             v.delete_xattr(*ino, name).await?;
             Ok(OpOutput::Done)
         }
+        Op::SetQuota {
+            dir,
+            max_space,
+            max_inodes,
+            subtree,
+        } => quota::set_quota(v, *dir, *max_space, *max_inodes, subtree, limits).await,
+        Op::RemoveQuota { dir } => quota::remove_quota(v, *dir).await,
         Op::ClearPendingFile { ino } => {
             let key = Pending::File {
                 ino: *ino,

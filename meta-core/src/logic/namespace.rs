@@ -10,7 +10,7 @@ use crate::types::{Attr, Counter, Entry, FileType, Ino, Pending, Timespec, show_
 use crate::perm::{check_delete, check_dir_write, check_search};
 
 use super::checks::{check_quota, dir_attr, existing_attr, live_dir_attr, restat};
-use super::{Limits, TxnView, session};
+use super::{Limits, TxnView, quota, session};
 
 /// The new inode of a mknod.
 pub(super) struct NewInode<'a> {
@@ -147,6 +147,7 @@ pub(super) async fn link<V: TxnView + ?Sized>(
     attr.ctime = time;
     if attr.parent != parent {
         attr.parent = Ino::ZERO;
+        quota::check_uncharged_entry(v, limits, ino, &attr, parent).await?;
     }
     v.put_attr(ino, &attr).await?;
     restat(v, limits, ino, Some(&before), Some(&attr)).await?;
@@ -190,8 +191,12 @@ pub(super) async fn remove_inode<V: TxnView + ?Sized>(
     time: Timespec,
     limits: &Limits,
 ) -> Result<Option<Attr>> {
-    // Charged to no directory from now on, whether sustained or deleted.
+    // Charged to no directory from now on, whether sustained or deleted; a removed
+    // directory's quota goes with its last link.
     restat(v, limits, ino, Some(&attr), None).await?;
+    if attr.typ == FileType::Directory && v.has_quotas().await? {
+        v.put_quota(ino, None).await?;
+    }
     if !v.openers(ino).await?.is_empty() {
         attr.nlink = 0;
         attr.ctime = time;
@@ -209,6 +214,9 @@ pub(crate) async fn delete_inode<V: TxnView + ?Sized>(
     attr: &Attr,
 ) -> Result<()> {
     v.delete_inode(ino).await?;
+    if attr.typ == FileType::Directory && v.has_quotas().await? {
+        v.put_quota(ino, None).await?;
+    }
     if attr.typ == FileType::Regular && attr.length > 0 {
         v.put_pending(Pending::File {
             ino,
@@ -293,7 +301,7 @@ pub(super) async fn rmdir<V: TxnView + ?Sized>(
 
 /// Deepest directory nesting followed when checking for rename cycles before the tree is
 /// declared corrupted.
-const MAX_DEPTH: usize = 100_000;
+pub(super) const MAX_DEPTH: usize = 100_000;
 
 /// EINVAL when `dir` is `moving` or lies below it (rename(2): "an attempt was made to make a
 /// directory a subdirectory of itself").
@@ -418,6 +426,8 @@ pub(super) async fn rename<V: TxnView + ?Sized>(
                 dattr.parent = moved_parent(&dattr, new_parent, parent);
                 restat(v, limits, sentry.ino, Some(&sbefore), Some(&sattr)).await?;
                 restat(v, limits, d.ino, Some(&dbefore), Some(&dattr)).await?;
+                quota::check_uncharged_entry(v, limits, sentry.ino, &sattr, new_parent).await?;
+                quota::check_uncharged_entry(v, limits, d.ino, &dattr, parent).await?;
                 let moved = i64::from(s_is_dir) - i64::from(d_is_dir);
                 dsrc -= moved;
                 ddst += moved;
@@ -465,6 +475,7 @@ pub(super) async fn rename<V: TxnView + ?Sized>(
         let before = sattr;
         sattr.parent = moved_parent(&sattr, parent, new_parent);
         restat(v, limits, sentry.ino, Some(&before), Some(&sattr)).await?;
+        quota::check_uncharged_entry(v, limits, sentry.ino, &sattr, new_parent).await?;
         if s_is_dir {
             dsrc -= 1;
             ddst += 1;

@@ -3,6 +3,7 @@
 //! an unbatched call. Sessions, open files and locks: [`session`].
 
 mod open;
+mod quota;
 mod session;
 mod stats;
 

@@ -16,7 +16,7 @@ const ENTRIES_PER_PAGE: usize = 4096;
 const LISTINGS_IN_FLIGHT: usize = 16;
 
 impl Meta {
-    fn require_dir_stats(&self) -> Result<()> {
+    pub(super) fn require_dir_stats(&self) -> Result<()> {
         if self.inner.setting.dir_stats {
             return Ok(());
         }

@@ -1,0 +1,197 @@
+//! Directory quotas inside the ops ([`crate::quota`]): charging the quotas on a directory's
+//! way to the root, the EXDEV boundaries, and the ops that set and remove a quota.
+
+use crate::error::{Result, err};
+use crate::op::OpOutput;
+use crate::quota::{Quota, check_subtree};
+use crate::stats::{DirStat, charge};
+use crate::types::{Attr, FileType, Ino};
+
+use super::checks::live_dir_attr;
+use super::namespace::MAX_DEPTH;
+use super::{Limits, TxnView};
+
+/// The quotas on `dir` and on each of its ancestors, nearest first, as this transaction sees
+/// them. Errors: `Corrupted` for a broken or looping parent chain.
+pub(super) async fn chain<V: TxnView + ?Sized>(v: &mut V, dir: Ino) -> Result<Vec<(Ino, Quota)>> {
+    let mut out = Vec::new();
+    let mut cur = dir;
+    for _ in 0..MAX_DEPTH {
+        if let Some(q) = v.get_quota(cur).await? {
+            out.push((cur, q));
+        }
+        if cur == Ino::ROOT {
+            return Ok(out);
+        }
+        let parent = v.get_attr(cur).await?.map(|a| a.parent);
+        cur = match parent {
+            Some(p) if p != Ino::ZERO => p,
+            _ => {
+                return Err(err::corrupted(format!(
+                    "directory {cur} has no parent on the way from {dir} to the root"
+                )));
+            }
+        };
+    }
+    Err(err::corrupted(format!(
+        "directory {dir} is nested deeper than {MAX_DEPTH} levels (a parent loop?)"
+    )))
+}
+
+/// The quota side of a directory-statistics change of inode `ino` (attributes `before` →
+/// `after`, `changes` from [`crate::stats::recharge`]), on a volume that has quotas: the
+/// EXDEV boundaries, then each quota on the changed directories' ways to the root gets the
+/// net change, checked when it grows (`QuotaExceeded`).
+pub(super) async fn on_recharge<V: TxnView + ?Sized>(
+    v: &mut V,
+    ino: Ino,
+    before: Option<&Attr>,
+    after: Option<&Attr>,
+    changes: &[(Ino, DirStat)],
+) -> Result<()> {
+    let old = before.and_then(|a| charge(ino, a));
+    if let (Some((from, _)), Some(a)) = (old, after) {
+        if a.nlink > 0 && a.parent == Ino::ZERO && !chain(v, from).await?.is_empty() {
+            return Err(err::cross_device(format!(
+                "inode {ino} would be named in several directories and leave the quota over \
+                 directory {from}"
+            )));
+        }
+        if a.typ == FileType::Directory && a.parent != from && a.parent != Ino::ZERO {
+            moving_dir(v, ino, a, from).await?;
+        }
+    }
+    let mut net: Vec<(Ino, Quota, DirStat)> = Vec::new();
+    for (dir, delta) in changes {
+        for (q_dir, q) in chain(v, *dir).await? {
+            match net.iter_mut().find(|(d, _, _)| *d == q_dir) {
+                Some((_, _, sum)) => *sum = *sum + *delta,
+                None => net.push((q_dir, q, *delta)),
+            }
+        }
+    }
+    for (q_dir, mut q, delta) in net {
+        if delta.is_zero() {
+            continue;
+        }
+        q.check(q_dir, &delta)?;
+        q.used = q.used + delta;
+        v.put_quota(q_dir, Some(&q)).await?;
+    }
+    Ok(())
+}
+
+/// EXDEV when directory `ino` (attributes after the move: parent `after.parent`), moving out
+/// of directory `from`, is not empty and the quotas above its old and new places differ.
+async fn moving_dir<V: TxnView + ?Sized>(
+    v: &mut V,
+    ino: Ino,
+    after: &Attr,
+    from: Ino,
+) -> Result<()> {
+    if after.nlink <= 2 && v.get_dir_stat(ino).await?.is_zero() {
+        return Ok(());
+    }
+    let old: Vec<Ino> = chain(v, from).await?.into_iter().map(|q| q.0).collect();
+    let new: Vec<Ino> = chain(v, after.parent)
+        .await?
+        .into_iter()
+        .map(|q| q.0)
+        .collect();
+    if old != new {
+        return Err(err::cross_device(format!(
+            "directory {ino} is not empty and would move across a directory quota's boundary"
+        )));
+    }
+    Ok(())
+}
+
+/// EXDEV when a link or rename names `attr` (an inode charged to no directory because it is
+/// named in several, parent 0) in directory `dir` under a quota: the quota could not account
+/// for it. Does nothing on a volume without statistics or quotas.
+pub(super) async fn check_uncharged_entry<V: TxnView + ?Sized>(
+    v: &mut V,
+    limits: &Limits,
+    ino: Ino,
+    attr: &Attr,
+    dir: Ino,
+) -> Result<()> {
+    if !limits.dir_stats
+        || attr.nlink == 0
+        || attr.parent != Ino::ZERO
+        || attr.typ == FileType::Directory
+        || !v.has_quotas().await?
+    {
+        return Ok(());
+    }
+    if let Some((q, _)) = chain(v, dir).await?.first() {
+        return Err(err::cross_device(format!(
+            "inode {ino} is named in several directories and cannot enter the quota over \
+             directory {q}"
+        )));
+    }
+    Ok(())
+}
+
+/// [`crate::Op::SetQuota`]: sets the limits of `dir`'s quota; a new quota's usage is the sum
+/// of the statistics of `subtree` (the directories of `dir`'s subtree, `dir` first), which
+/// [`check_subtree`] verifies against the stored attributes.
+pub(super) async fn set_quota<V: TxnView + ?Sized>(
+    v: &mut V,
+    dir: Ino,
+    max_space: u64,
+    max_inodes: u64,
+    subtree: &[Ino],
+    limits: &Limits,
+) -> Result<OpOutput> {
+    if !limits.dir_stats {
+        return Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            "directory quotas need directory statistics (the volume was formatted without them)",
+        ));
+    }
+    live_dir_attr(v, dir).await?;
+    let quota = match v.get_quota(dir).await? {
+        Some(q) => Quota {
+            max_space,
+            max_inodes,
+            ..q
+        },
+        None if subtree.is_empty() => {
+            return Err(err::would_block(format!(
+                "directory {dir} has no quota yet: list its subtree's directories"
+            )));
+        }
+        None => {
+            let mut attrs = Vec::with_capacity(subtree.len());
+            for d in subtree {
+                attrs.push(v.get_attr(*d).await?);
+            }
+            check_subtree(dir, subtree, &attrs)?;
+            let mut used = DirStat::default();
+            for d in subtree {
+                used = used + v.get_dir_stat(*d).await?;
+                // Written back unchanged: a store with snapshot isolation then sees a
+                // write-write conflict with any op that charged one of these directories
+                // without seeing this quota.
+                v.add_dir_stat(*d, DirStat::default()).await?;
+            }
+            Quota {
+                max_space,
+                max_inodes,
+                used,
+            }
+        }
+    };
+    v.put_quota(dir, Some(&quota)).await?;
+    Ok(OpOutput::Quota { dir, quota })
+}
+
+/// [`crate::Op::RemoveQuota`]: ENOENT when `dir` has no quota.
+pub(super) async fn remove_quota<V: TxnView + ?Sized>(v: &mut V, dir: Ino) -> Result<OpOutput> {
+    if v.get_quota(dir).await?.is_none() {
+        return Err(err::not_found(format!("directory {dir} has no quota")));
+    }
+    v.put_quota(dir, None).await?;
+    Ok(OpOutput::Done)
+}
