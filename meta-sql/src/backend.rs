@@ -14,7 +14,8 @@ use meta_core::logic::{self, Limits, TxnView};
 use meta_core::snapshot::{InodeData, VolumeReads};
 use meta_core::{
     Attr, Backend, Counter, DirEntry, DirStat, Error, ErrorKind, IdKind, Ino, InodeLocks, Op,
-    OpOutput, Pending, Result, Session, SessionHoldings, Setting, Sid, Slice, Statfs, Timespec,
+    OpOutput, Pending, Quota, Result, Session, SessionHoldings, Setting, Sid, Slice, Statfs,
+    Timespec,
 };
 use rand::Rng;
 
@@ -22,7 +23,7 @@ use crate::codec::{self, NODE_TYS};
 use crate::dump_reads;
 use crate::error::{Stage, classify};
 use crate::exec::{Arg, Exec, Stmt, Ty, Val};
-use crate::sql::{Dialect, RENAME_LOCK, Sql, TABLES};
+use crate::sql::{Dialect, QUOTA_COUNT, RENAME_LOCK, Sql, TABLES};
 use crate::txn::{SqlTxn, Stats};
 
 /// Most ops one `apply` call accepts (the batcher never sends more).
@@ -32,7 +33,7 @@ pub const MAX_BATCH_OPS: usize = 1024;
 pub const MAX_ATTEMPTS: u32 = 24;
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The embedded migrations of a dialect: `(version, description, SQL)`.
 fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
@@ -53,6 +54,11 @@ fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
                 "directory statistics",
                 include_str!("../migrations/sqlite/0003_dirstat.sql"),
             ),
+            (
+                4,
+                "directory quotas",
+                include_str!("../migrations/sqlite/0004_quota.sql"),
+            ),
         ],
         Dialect::Postgres => &[
             (
@@ -70,6 +76,11 @@ fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
                 "directory statistics",
                 include_str!("../migrations/postgres/0003_dirstat.sql"),
             ),
+            (
+                4,
+                "directory quotas",
+                include_str!("../migrations/postgres/0004_quota.sql"),
+            ),
         ],
         Dialect::MySql => &[
             (
@@ -86,6 +97,11 @@ fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
                 3,
                 "directory statistics",
                 include_str!("../migrations/mysql/0003_dirstat.sql"),
+            ),
+            (
+                4,
+                "directory quotas",
+                include_str!("../migrations/mysql/0004_quota.sql"),
             ),
         ],
     }
@@ -157,6 +173,11 @@ pub struct SqlBackend {
     schema_ok: AtomicBool,
     schema_lock: tokio::sync::Mutex<()>,
     limits: RwLock<Option<Limits>>,
+    /// The last batch that read the quota count found quotas (or an autocommitted batch's
+    /// guard found one): PostgreSQL batches of creates then run in a transaction, which
+    /// can share-lock the count, instead of autocommitted (see `txn::quota`). A hint only:
+    /// the guard keeps the autocommitted path correct whatever it says.
+    quotas_seen: AtomicBool,
 }
 
 impl fmt::Debug for SqlBackend {
@@ -319,6 +340,7 @@ impl SqlBackend {
             schema_ok: AtomicBool::new(false),
             schema_lock: tokio::sync::Mutex::new(()),
             limits: RwLock::new(None),
+            quotas_seen: AtomicBool::new(false),
         }
     }
 
@@ -622,7 +644,7 @@ async fn format_in(
             };
             (c.name(), v)
         })
-        .chain([(RENAME_LOCK, 0)])
+        .chain([(RENAME_LOCK, 0), (QUOTA_COUNT, 0)])
         .map(|(n, v)| vec![Arg::Text(n.to_string()), Arg::Int(v)])
         .collect();
     for s in sql.insert(
@@ -736,7 +758,7 @@ impl Backend for SqlBackend {
         Stats::add(&self.stats.ops, ops.len() as u64);
         let mut hints: BTreeSet<Ino> = BTreeSet::new();
         let mut n = 0u32;
-        // A volume with limits locks its counter rows for the quota checks (see
+        // A volume with limits locks its counter rows for the volume-limit checks (see
         // `Sql::counters`), which needs a transaction.
         let fast = self.sql.d == Dialect::Postgres
             && SqlTxn::lock_free(ops)
@@ -744,16 +766,23 @@ impl Backend for SqlBackend {
             && limits.inodes == 0;
         loop {
             let mut learned = Vec::new();
-            let r = if fast && hints.is_empty() {
+            let mut guarded = false;
+            let mut seen = None;
+            let r = if fast && hints.is_empty() && !self.quotas_seen.load(Ordering::Relaxed) {
                 // Creates only: no BEGIN/COMMIT, two statements (see SqlTxn::set_autocommit).
                 Stats::add(&self.stats.transactions, 1);
                 conn!(self, writer, |c| {
                     let mut t = SqlTxn::new(c, &self.sql, &self.stats, true);
                     t.set_autocommit();
-                    t.prefetch(ops, &limits, &hints).await?;
-                    let out = logic::apply_ops(&mut t, ops, &limits).await?;
-                    t.flush().await?;
-                    Ok::<_, Error>(out)
+                    let r = async {
+                        t.prefetch(ops, &limits, &hints).await?;
+                        let out = logic::apply_ops(&mut t, ops, &limits).await?;
+                        t.flush().await?;
+                        Ok::<_, Error>(out)
+                    }
+                    .await;
+                    guarded = t.quota_guarded();
+                    r
                 })
             } else {
                 txn!(self, self.sql.d.begin(), |c| {
@@ -766,11 +795,20 @@ impl Backend for SqlBackend {
                     }
                     .await;
                     learned = std::mem::take(&mut t.hints);
+                    seen = t.quotas_seen();
                     r
                 })
             };
+            if let Some(any) = seen {
+                self.quotas_seen.store(any, Ordering::Relaxed);
+            }
             match r {
                 Err(e) if e.kind() == ErrorKind::Conflict && n + 1 < MAX_ATTEMPTS => {
+                    if guarded {
+                        // Maybe the quota guard: run it again in a transaction, which reads
+                        // the count (and clears this when there is no quota after all).
+                        self.quotas_seen.store(true, Ordering::Relaxed);
+                    }
                     hints.extend(learned);
                     n += 1;
                     Stats::add(&self.stats.retries, 1);
@@ -950,6 +988,17 @@ impl Backend for SqlBackend {
             conn!(self, reader, |c| {
                 let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
                 t.read_dir_stats(dirs).await
+            })
+        )
+    }
+
+    /// One `SELECT ... FROM quota ORDER BY ino`, outside a transaction.
+    async fn quotas(&self) -> Result<Vec<(Ino, Quota)>> {
+        self.ready().await?;
+        retry!(
+            self,
+            conn!(self, reader, |c| {
+                dump_reads::quotas_in(c, &self.sql, &self.stats).await
             })
         )
     }

@@ -5,7 +5,9 @@
 //! length is not a multiple of 24) is a `Corrupted` error naming the record.
 
 use meta_core::types::{MAX_SYMLINK_LEN, MAX_XATTR_VALUE_LEN};
-use meta_core::{Attr, DirStat, Entry, Error, ErrorKind, FileType, Ino, Result, Slice, Timespec};
+use meta_core::{
+    Attr, DirStat, Entry, Error, ErrorKind, FileType, Ino, Quota, Result, Slice, Timespec,
+};
 
 use crate::exec::{Arg, Ty, Val};
 
@@ -194,6 +196,54 @@ pub(crate) fn dir_stat(v: &[Val]) -> Result<(Ino, DirStat)> {
     ))
 }
 
+/// Columns of the `quota` table, in the order every statement uses (key first).
+pub(crate) const QUOTA_COLS: [&str; 6] = [
+    "ino",
+    "max_space",
+    "max_inodes",
+    "used_inodes",
+    "used_length",
+    "used_space",
+];
+
+/// The six column values of a `quota` row: the limits as their `i64` bit pattern (every
+/// `u64` limit reads back as itself), the usage as is.
+pub(crate) fn quota_args(dir: Ino, q: &Quota) -> Vec<Arg> {
+    vec![
+        ino_arg(dir),
+        Arg::Int(q.max_space as i64),
+        Arg::Int(q.max_inodes as i64),
+        Arg::Int(q.used.inodes),
+        Arg::Int(q.used.length),
+        Arg::Int(q.used.space),
+    ]
+}
+
+/// Decodes a `quota` row (the columns of [`QUOTA_COLS`]) into the directory and its quota;
+/// `Corrupted` for a NULL or non-integer column, a row of another width, or inode 0.
+pub(crate) fn quota(v: &[Val]) -> Result<(Ino, Quota)> {
+    let [ino, max_space, max_inodes, inodes, length, space] = v else {
+        return Err(corrupted(format!("quota row with {} columns", v.len())));
+    };
+    let dir = Ino(id_of(int(ino, "quota inode")?));
+    if dir == Ino::ZERO {
+        return Err(corrupted("a quota row names inode 0"));
+    }
+    let what = |c: &str| format!("quota of directory {dir}: {c}");
+    Ok((
+        dir,
+        Quota {
+            max_space: id_of(int(max_space, &what("max_space"))?),
+            max_inodes: id_of(int(max_inodes, &what("max_inodes"))?),
+            used: DirStat {
+                inodes: int(inodes, &what("used_inodes"))?,
+                length: int(length, &what("used_length"))?,
+                space: int(space, &what("used_space"))?,
+            },
+        },
+    ))
+}
+
 /// Encodes slices as stored in `chunk.slices`: 24 bytes each, big-endian
 /// `pos:u32 id:u64 size:u32 off:u32 len:u32`, in write order.
 pub(crate) fn encode_slices(slices: &[Slice]) -> Vec<u8> {
@@ -301,6 +351,38 @@ mod tests {
     }
 
     #[test]
+    fn quota_round_trip_and_garbage() {
+        let q = Quota {
+            max_space: u64::MAX,
+            max_inodes: 1 << 63,
+            used: DirStat {
+                inodes: -1,
+                length: i64::MAX,
+                space: 4096,
+            },
+        };
+        let vals: Vec<Val> = quota_args(Ino(u64::MAX), &q)
+            .into_iter()
+            .map(|x| match x {
+                Arg::Int(i) => Val::Int(i),
+                _ => Val::Null,
+            })
+            .collect();
+        assert_eq!(quota(&vals).unwrap(), (Ino(u64::MAX), q));
+        for col in 0..6 {
+            let mut v = vals.clone();
+            v[col] = Val::Null;
+            assert_eq!(quota(&v).unwrap_err().kind(), ErrorKind::Corrupted, "{col}");
+            v[col] = Val::Bytes(vec![1]);
+            assert_eq!(quota(&v).unwrap_err().kind(), ErrorKind::Corrupted, "{col}");
+        }
+        assert!(quota(&vals[..5]).is_err());
+        let mut zero = vals;
+        zero[0] = Val::Int(0);
+        assert!(quota(&zero).is_err());
+    }
+
+    #[test]
     fn slices_round_trip_and_garbage() {
         let s = vec![
             Slice {
@@ -372,6 +454,8 @@ mod fuzz {
                 let _ = symlink_target(a, Ino(2));
                 let _ = xattr_value(a, Ino(2));
             }
+            let _ = quota(&row);
+            let _ = dir_stat(&row);
         }
     }
 }

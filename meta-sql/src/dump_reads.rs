@@ -12,7 +12,7 @@ use meta_core::logic::{self, TxnView};
 use meta_core::session::{Session, SessionHoldings, Sid};
 use meta_core::snapshot::{InodeData, VolumeReads};
 use meta_core::{
-    Counter, DirEntry, Error, ErrorKind, FileType, Ino, Pending, Result, Setting, Slice,
+    Counter, DirEntry, Error, ErrorKind, FileType, Ino, Pending, Quota, Result, Setting, Slice,
 };
 
 use crate::backend::SqlBackend;
@@ -192,6 +192,21 @@ pub(crate) async fn list_pending_in(
         }
     }
     Ok(out)
+}
+
+/// Every directory quota, by directory inode, in one statement. Errors: `Corrupted` for an
+/// undecodable row, the driver's.
+pub(crate) async fn quotas_in(
+    c: &mut dyn Exec,
+    sql: &Sql,
+    stats: &Stats,
+) -> Result<Vec<(Ino, Quota)>> {
+    let mut t = SqlTxn::new(c, sql, stats, false);
+    t.rows(sql.all_quotas(), &[Ty::Int; 6])
+        .await?
+        .iter()
+        .map(|r| codec::quota(r))
+        .collect()
 }
 
 /// The format record. Errors: `NotFound` when there is none, `Corrupted`, the driver's.
@@ -403,5 +418,8 @@ impl VolumeReads for SqlSnapshot<'_> {
             let mut t = SqlTxn::new(c, self.sql(), self.stats(), false);
             logic::session_holdings(&mut t, sid).await
         })
+    }
+    async fn quotas(&self) -> Result<Vec<(Ino, Quota)>> {
+        on_snapshot!(self, |c| quotas_in(c, self.sql(), self.stats()).await)
     }
 }

@@ -386,13 +386,27 @@ mod tests {
                 .map(|s| ("directory statistics delete", s)),
         );
         let write: Vec<Stmt> = sql
-            .dir_deltas(vec![[1, 1, 0, 0], [2, 1, 0, 0]])
+            .dir_deltas(vec![[1, 1, 0, 0, 0], [2, 1, 0, 0, 1]])
             .into_iter()
             .chain(sql.dir_stat_deltas(vec![[1, 1, 4096, 4096], [2, -1, -10, -4096]]))
             .chain(sql.counter_deltas(vec![
                 (Counter::UsedSpace.name().to_string(), 4096),
                 (Counter::TotalInodes.name().to_string(), 1),
             ]))
+            .collect();
+        v.extend(
+            sql.quota_rows(vec![2, 3], true)
+                .into_iter()
+                .map(|s| ("locked quota rows", s)),
+        );
+        v.push(("quota count", sql.quota_count(crate::sql::LockMode::Share)));
+        v.push(("ancestors of directories", sql.ancestors(vec![2, 3])));
+        let quota_cols: Vec<(&str, Ty)> = codec::QUOTA_COLS.iter().map(|c| (*c, Ty::Int)).collect();
+        let quota_row = vec![Arg::Int(2); quota_cols.len()];
+        let write: Vec<Stmt> = write
+            .into_iter()
+            .chain(sql.insert("quota", &quota_cols, 1, vec![quota_row], true))
+            .chain([sql.quota_count_delta(1), sql.quota_guard()])
             .collect();
         let guards = vec![Some(1); write.len()];
         v.push((
@@ -440,7 +454,7 @@ mod tests {
                     .await?;
             sqlx::raw_sql("DEALLOCATE q").execute(&mut *conn).await?;
             let plan = plan.join("\n");
-            for table in ["node", "edge", "dirstat"] {
+            for table in ["node", "edge", "dirstat", "quota", "counter"] {
                 if plan.contains(&format!("Seq Scan on {prefix}{table}")) {
                     failures.push(format!("{what} scans {table}:\n{plan}"));
                 }

@@ -66,7 +66,7 @@ impl Dialect {
 }
 
 /// Every table of a volume, in creation order (`schema_version` last).
-pub(crate) const TABLES: [&str; 15] = [
+pub(crate) const TABLES: [&str; 16] = [
     "setting",
     "counter",
     "node",
@@ -81,6 +81,7 @@ pub(crate) const TABLES: [&str; 15] = [
     "flock",
     "plock",
     "dirstat",
+    "quota",
     "schema_version",
 ];
 
@@ -238,6 +239,15 @@ fn padded_lists(keys: Vec<Vec<Arg>>, max: usize) -> Vec<Vec<Vec<Arg>>> {
     padded_lists_upto(keys, max.clamp(1, MAX_ROWS))
 }
 
+/// The first `IN` list of [`padded_lists`]: at most `MAX_ROWS` keys (the caller keeps to
+/// that), padded to a power of two.
+pub(crate) fn padded_key_list(keys: Vec<Vec<Arg>>) -> Vec<Vec<Arg>> {
+    padded_lists(keys, MAX_ROWS)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
 /// [`padded_lists`] with lists of up to `max` keys (a power of two).
 fn padded_lists_upto(keys: Vec<Vec<Arg>>, max: usize) -> Vec<Vec<Vec<Arg>>> {
     let max = max.max(1);
@@ -303,7 +313,13 @@ impl Sql {
     }
 
     /// Appends a condition matching any of `keys` on the key columns `kcols`.
-    fn where_keys(&self, b: &mut B, alias: &str, kcols: &[(&str, Ty)], keys: Vec<Vec<Arg>>) {
+    pub(crate) fn where_keys(
+        &self,
+        b: &mut B,
+        alias: &str,
+        kcols: &[(&str, Ty)],
+        keys: Vec<Vec<Arg>>,
+    ) {
         if self.d == Dialect::Postgres {
             let tys: Vec<Ty> = kcols.iter().map(|(_, t)| *t).collect();
             let cols = columns(keys, &tys);
@@ -581,7 +597,7 @@ impl Sql {
     // Node and edge reads
 
     /// Node columns with a table alias, e.g. `n.ino, n.type, ...`.
-    fn node_cols(alias: &str) -> String {
+    pub(crate) fn node_cols(alias: &str) -> String {
         NODE_COLS
             .iter()
             .map(|c| format!("{alias}{c}"))
@@ -676,7 +692,8 @@ impl Sql {
 
     /// PostgreSQL: several data-modifying statements as one, each a CTE (`WITH w0 AS
     /// (... RETURNING 1), ...`), returning one row with each statement's row count. The
-    /// statements must touch disjoint rows (they share one snapshot).
+    /// statements must touch disjoint rows (they share one snapshot). A `SELECT` (a locking
+    /// read, e.g. the quota guard) is taken as is; its count is the rows it returned.
     ///
     /// `guards[i] = Some(n)`: statement `i` must match at least `n` rows, else the whole
     /// statement fails with `division_by_zero` (SQLSTATE 22012: the count is divided by
@@ -690,7 +707,13 @@ impl Sql {
             if i > 0 {
                 s.push_str(", ");
             }
-            let _ = write!(s, "w{i} AS ({} RETURNING 1)", renumber(&st.sql, args.len()));
+            let text = renumber(&st.sql, args.len());
+            if text.starts_with("SELECT ") {
+                // A locking read (a guard): its rows are its count.
+                let _ = write!(s, "w{i} AS ({text})");
+            } else {
+                let _ = write!(s, "w{i} AS ({text} RETURNING 1)");
+            }
             args.extend(st.args);
         }
         s.push_str(" SELECT ");
@@ -1020,10 +1043,13 @@ impl Sql {
     }
 
     /// `nlink += delta` and mtime/ctime raised to `(sec, nsec)` for each `(ino, delta, sec,
-    /// nsec)` row (distinct inodes), without reading the rows first. MySQL evaluates a
-    /// single-table UPDATE's assignments left to right, so each `*_nsec` is assigned before
-    /// its `*_sec` (PostgreSQL and SQLite read the old values everywhere).
-    pub(crate) fn dir_deltas(&self, rows: Vec<[i64; 4]>) -> Vec<Stmt> {
+    /// nsec, parent)` row (distinct inodes), without reading the rows first. A row whose
+    /// `parent` is not 0 only matches while the directory's parent is still that one (a batch
+    /// that charged the quotas above it: see `txn::quota`); a directory moved meanwhile is a
+    /// shortfall in the matched rows, like one removed. MySQL evaluates a single-table
+    /// UPDATE's assignments left to right, so each `*_nsec` is assigned before its `*_sec`
+    /// (PostgreSQL and SQLite read the old values everywhere).
+    pub(crate) fn dir_deltas(&self, rows: Vec<[i64; 5]>) -> Vec<Stmt> {
         if rows.is_empty() {
             return Vec::new();
         }
@@ -1045,7 +1071,7 @@ impl Sql {
                 raise("mtime"),
                 raise("ctime")
             ));
-            let cols = columns(rows, &[Ty::Int; 4]);
+            let cols = columns(rows, &[Ty::Int; 5]);
             let inos = cols[0].clone();
             for (i, a) in cols.into_iter().enumerate() {
                 if i > 0 {
@@ -1053,9 +1079,9 @@ impl Sql {
                 }
                 b.arr(a, Ty::Int);
             }
-            b.s(") AS d(ino, dn, s, ns), ");
+            b.s(") AS d(ino, dn, s, ns, p), ");
             self.pg_lock_in_order(&mut b, "node", "ino", inos, Ty::Int);
-            b.s(" WHERE n.ino = d.ino AND l.ino = n.ino");
+            b.s(" WHERE n.ino = d.ino AND l.ino = n.ino AND (d.p = 0 OR n.parent = d.p)");
             return vec![b.done()];
         }
         let keys = rows
@@ -1102,7 +1128,12 @@ impl Sql {
                     }
                     b.p(row(k, 0));
                 }
-                b.s(")");
+                b.s(") AND CASE ino");
+                for k in &list {
+                    b.s(" WHEN ").p(row(k, 0)).s(" THEN (").p(row(k, 4));
+                    b.s(" = 0 OR parent = ").p(row(k, 4)).s(")");
+                }
+                b.s(" END");
                 b.done()
             })
             .collect()
@@ -1334,6 +1365,10 @@ pub(crate) const DIRSTAT_COLS: [(&str, Ty); 4] = [
 pub(crate) const SETTING_NAME: &str = "format";
 /// Name of the counter row whose lock serializes directory moves.
 pub(crate) const RENAME_LOCK: &str = "renameLock";
+/// Name of the counter row holding the number of directory quotas; its row lock orders the
+/// creation of a quota against the batches that charge directory statistics (see
+/// `txn::quota`).
+pub(crate) const QUOTA_COUNT: &str = "quotaCount";
 
 /// Adds `offset` to every `$n` placeholder of a PostgreSQL text (our texts hold no other
 /// `$`: no string literals, and the prefix is `[a-z0-9_]`).
@@ -1503,7 +1538,7 @@ mod tests {
             false,
         );
         assert_eq!(ins.len(), 2, "5 rows = 4 + 1");
-        let d = s.dir_deltas(vec![[1, 1, 5, 6]]);
+        let d = s.dir_deltas(vec![[1, 1, 5, 6, 0]]);
         let t = &d[0].sql;
         assert!(t.find("mtime_nsec =").unwrap() < t.find("mtime_sec =").unwrap());
     }

@@ -145,6 +145,117 @@ async fn inode_limit_2x16(f: SqlFactory) -> Result<()> {
     t.close().await
 }
 
+/// The first directory quota of a volume, created while the other client's 16 tasks create
+/// files below it, round after round (each round removes it again, so every `set_quota` is
+/// the volume's first quota and races batches that read "no quotas", autocommitted ones on
+/// PostgreSQL included): its usage equals its subtree's statistics, and once a limit is set
+/// the creates stop exactly at it.
+async fn first_quota_vs_creates(f: SqlFactory) -> Result<()> {
+    let Some(t) = Two::new(f).await? else {
+        return Ok(());
+    };
+    for round in 0..4 {
+        let (q, _) =
+            t.m1.mkdir(ME, Ino::ROOT, format!("q{round}").as_bytes(), 0o755)
+                .await?;
+        let (sub, _) = t.m1.mkdir(ME, q, b"sub", 0o755).await?;
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let m = t.m2.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in 0.. {
+                    let name = format!("f{i}_{n}");
+                    match m.create(ME, sub, name.as_bytes(), 0o644).await {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::QuotaExceeded => return Ok(n),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(0)
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let first = t.m1.set_quota(q, 0, 0).await?;
+        let (quota, sum) = t.m1.check_quota(q).await?;
+        ensure!(
+            quota.used.inodes >= first.used.inodes && quota.used.inodes <= sum.inodes,
+            "round {round}: usage {first:?} when set, then {quota:?} with {sum:?} stored"
+        );
+        let limit = sum.inodes as u64 + 40;
+        let set = t.m1.set_quota(q, 0, limit).await?;
+        for h in tasks {
+            h.await.context("task")??;
+        }
+        let (quota, sum) = t.m1.check_quota(q).await?;
+        ensure!(
+            quota.used == sum,
+            "round {round}: the quota says {:?}, its subtree adds up to {sum:?}",
+            quota.used
+        );
+        let want = limit.max(set.used.inodes as u64) as i64;
+        ensure!(
+            quota.used.inodes == want,
+            "round {round}: {} inodes under a limit of {limit}",
+            quota.used.inodes
+        );
+        t.m1.remove_quota(q).await?;
+    }
+    t.fsck("first quota vs creates").await?;
+    t.close().await
+}
+
+/// An empty directory moved from one quota to another while a file is created in it, 60
+/// times: the create charged the quotas above the directory as it read it, so either the
+/// move waits for the create and then finds the directory not empty (EXDEV), or it commits
+/// first and the create, whose directory update finds another parent, is run again and
+/// charges the new quota. Both quotas' usage stays exact.
+async fn move_empty_dir_vs_create(f: SqlFactory) -> Result<()> {
+    let Some(t) = Two::new(f).await? else {
+        return Ok(());
+    };
+    let (a, _) = t.m1.mkdir(ME, Ino::ROOT, b"a", 0o755).await?;
+    let (b, _) = t.m1.mkdir(ME, Ino::ROOT, b"b", 0o755).await?;
+    t.m1.set_quota(a, 0, 0).await?;
+    t.m1.set_quota(b, 0, 0).await?;
+    let mut moved = 0;
+    for round in 0..60 {
+        let name = format!("d{round}");
+        let (d, _) = t.m1.mkdir(ME, a, name.as_bytes(), 0o755).await?;
+        let (x, y) = tokio::join!(
+            t.m1.create(ME, d, b"x", 0o644),
+            t.m2.rename(
+                ME,
+                a,
+                name.as_bytes(),
+                b,
+                name.as_bytes(),
+                RenameFlags::NONE
+            )
+        );
+        x.with_context(|| format!("round {round}: create"))?;
+        match y {
+            Ok(_) => moved += 1,
+            Err(e) if e.kind() == ErrorKind::CrossDevice => {}
+            Err(e) => bail!("round {round}: rename: {e}"),
+        }
+        for q in [a, b] {
+            let (quota, sum) = t.m1.check_quota(q).await?;
+            ensure!(
+                quota.used == sum,
+                "round {round}: the quota of {q} says {:?}, its subtree adds up to {sum:?}",
+                quota.used
+            );
+        }
+    }
+    let retries = t.b1.stats().retries + t.b2.stats().retries;
+    eprintln!(
+        "{}: {moved} of 60 moved, {retries} retries",
+        f.dialect.scheme()
+    );
+    t.fsck("moves across quotas").await?;
+    t.close().await
+}
+
 async fn one_name(f: SqlFactory) -> Result<()> {
     let Some(t) = Two::new(f).await? else {
         return Ok(());
@@ -424,6 +535,14 @@ macro_rules! dialect_tests {
             async fn rename_cycles_two_clients() -> Result<()> { rename_cycles($f).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn rmdir_vs_create_two_clients() -> Result<()> { rmdir_vs_create($f).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn move_empty_dir_vs_create_two_clients() -> Result<()> {
+                move_empty_dir_vs_create($f).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn first_quota_vs_creates_two_clients() -> Result<()> {
+                first_quota_vs_creates($f).await
+            }
         }
     )*};
 }

@@ -19,7 +19,11 @@
 //!    updates of parent directories, the `dirstat` upsert adding each directory's statistics
 //!    delta, and the `value = value + δ` counter updates as the last statements, so the hot
 //!    rows are locked only from there to COMMIT.
+//!
+//! Directory quotas (their row locks, and how a new quota is ordered against the batches
+//! that charge statistics without it) are in the `quota` submodule.
 
+mod quota;
 mod session;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -30,7 +34,7 @@ use meta_core::logic::{self, Limits, TxnView};
 use meta_core::types::validate_name;
 use meta_core::{
     Attr, Counter, DirStat, Entry, Error, ErrorKind, FileType, Ino, LockKind, LockOwner, LockType,
-    Op, Pending, PlockRange, Result, Session, SetAttrMask, Sid, Slice, Timespec,
+    Op, Pending, PlockRange, Quota, Result, Session, SetAttrMask, Sid, Slice, Timespec,
 };
 
 use crate::codec::{self, NODE_TYS, corrupted, ino_arg};
@@ -97,6 +101,10 @@ struct Base {
     counters: HashMap<Counter, Result<i64>>,
     /// Directory statistics rows (zeros for a directory without one).
     dir_stats: HashMap<Ino, Result<DirStat>>,
+    /// Quota rows (locked in PostgreSQL/MySQL write transactions; see `quota`).
+    quotas: HashMap<Ino, Cached<Quota>>,
+    /// The quota count, as read with the lock of `quota` (`None`: not read).
+    quota_count: Option<Result<i64>>,
     pend: HashMap<PKey, bool>,
     sess: session::SessBase,
 }
@@ -141,6 +149,8 @@ struct Layer {
     pend: BTreeMap<PKey, Option<u64>>,
     counters: BTreeMap<Counter, i64>,
     dir_stats: BTreeMap<Ino, StatW>,
+    /// Quotas stored (`Some`) or removed (`None`).
+    quotas: BTreeMap<Ino, Option<Quota>>,
     /// Inodes whose xattrs / symlink / chunks below this layer are all gone.
     wiped: BTreeMap<Ino, u8>,
     sess: session::SessLayer,
@@ -208,6 +218,7 @@ impl Layer {
                 e.delta = e.delta + w.delta;
             }
         }
+        self.quotas.extend(op.quotas);
         self.sess.fold(op.sess);
     }
 }
@@ -230,6 +241,10 @@ pub(crate) struct SqlTxn<'a> {
     op: Layer,
     /// Inodes whose unlocked read proved stale at flush: the retry locks them up front.
     pub hints: Vec<Ino>,
+    /// Directories whose quota chains the batch's first quota read covers too (see `quota`).
+    quota_hint: BTreeSet<Ino>,
+    /// `has_quotas` answered "none" without a read (autocommit): the flush carries a guard.
+    quota_guard: bool,
 }
 
 fn edge_cols() -> [Ty; 4] {
@@ -250,6 +265,8 @@ impl<'a> SqlTxn<'a> {
             batch: Layer::default(),
             op: Layer::default(),
             hints: Vec::new(),
+            quota_hint: BTreeSet::new(),
+            quota_guard: false,
         }
     }
 
@@ -260,7 +277,8 @@ impl<'a> SqlTxn<'a> {
     }
 
     /// True when `ops` need no row lock and can run autocommitted: plain creates only (a
-    /// create that opens the new inode takes a share lock on its session row).
+    /// create that opens the new inode takes a share lock on its session row). Their share
+    /// lock on the quota count is the guard in their single write statement (see `quota`).
     pub(crate) fn lock_free(ops: &[Op]) -> bool {
         ops.iter().all(|o| {
             matches!(
@@ -653,6 +671,9 @@ impl<'a> SqlTxn<'a> {
         let mut removals: HashMap<Ino, i64> = HashMap::new();
         let mut cross_rename = false;
         let mut sess = session::SessNeeds::default();
+        let mut quota = quota::QuotaNeeds::default();
+        // Directories the ops are expected to charge (their quota chains are read together).
+        let mut charged: BTreeSet<Ino> = BTreeSet::new();
         let name = |p: Ino, n: &[u8], keys: &mut BTreeSet<(Ino, Vec<u8>)>| {
             if validate_name(n).is_ok() {
                 keys.insert((p, n.to_vec()));
@@ -662,7 +683,7 @@ impl<'a> SqlTxn<'a> {
             }
         };
         for op in ops {
-            if sess.add(op) {
+            if sess.add(op) || quota.add(op) {
                 continue;
             }
             match op {
@@ -675,6 +696,7 @@ impl<'a> SqlTxn<'a> {
                     name(*parent, n, &mut edge_keys);
                     plain.insert(*parent);
                     plain.insert(*ino);
+                    charged.insert(*parent);
                 }
                 Op::Link {
                     ino,
@@ -685,6 +707,7 @@ impl<'a> SqlTxn<'a> {
                     name(*parent, n, &mut edge_keys);
                     lock.insert(*ino);
                     plain.insert(*parent);
+                    charged.insert(*parent);
                 }
                 Op::Unlink {
                     parent, name: n, ..
@@ -696,6 +719,7 @@ impl<'a> SqlTxn<'a> {
                         target_keys.push((*parent, n.clone()));
                     }
                     plain.insert(*parent);
+                    charged.insert(*parent);
                     *removals.entry(*parent).or_default() += 1;
                 }
                 Op::Rename {
@@ -713,6 +737,7 @@ impl<'a> SqlTxn<'a> {
                     }
                     plain.insert(*parent);
                     plain.insert(*new_parent);
+                    charged.extend([*parent, *new_parent]);
                     *removals.entry(*parent).or_default() += 1;
                     cross_rename |= parent != new_parent;
                 }
@@ -746,6 +771,7 @@ impl<'a> SqlTxn<'a> {
                     for (p, n) in &rec.links {
                         name(*p, n, &mut edge_keys);
                         plain.insert(*p);
+                        charged.insert(*p);
                     }
                 }
                 _ => {}
@@ -793,6 +819,16 @@ impl<'a> SqlTxn<'a> {
             plain.extend(lock.iter().copied());
             self.fetch_plain(&plain_keys, &plain).await?;
         }
+
+        // Quota chains start at the named parents, the removed directories, and the parents
+        // of the inodes the batch rewrites (a write or truncate charges the file's parent).
+        charged.extend(dirs_removed.iter().copied());
+        for i in &lock {
+            if let Some(Ok(Some(a))) = self.base.nodes.get(i) {
+                charged.insert(a.parent);
+            }
+        }
+        self.hint_quota_chains(charged);
 
         // After the locks: what the ops check inside the rows they locked.
         let dirs: Vec<(i64, i64)> = dirs_removed
@@ -894,7 +930,9 @@ impl<'a> SqlTxn<'a> {
             self.fetch_counters(&[Counter::UsedSpace, Counter::TotalInodes], true)
                 .await?;
         }
-        self.prefetch_records(&sess).await
+        self.prefetch_records(&sess).await?;
+        // Last: the quota count's lock comes after every other row lock (see `quota`).
+        self.prefetch_quotas(&quota).await
     }
 
     // ------------------------------------------------------------------------------------
@@ -1059,7 +1097,8 @@ impl<'a> SqlTxn<'a> {
         let mut node_upsert: Vec<Vec<Arg>> = Vec::new();
         let mut node_delete: Vec<i64> = Vec::new();
         let mut expect_deleted = 0u64;
-        let mut dir_rows: Vec<[i64; 4]> = Vec::new();
+        let mut dir_rows: Vec<[i64; 5]> = Vec::new();
+        let walked = self.quotas_walked(&w.quotas);
         let mut validate: BTreeSet<Ino> = BTreeSet::new();
         for (ino, nw) in &w.nodes {
             let base = self.base.nodes.get(ino);
@@ -1093,7 +1132,8 @@ impl<'a> SqlTxn<'a> {
                 }
                 None => {
                     if let Some((d, t)) = nw.delta {
-                        dir_rows.push([ino.0 as i64, d, t.sec, i64::from(t.nsec)]);
+                        let parent = self.chain_parent(walked, *ino);
+                        dir_rows.push([ino.0 as i64, d, t.sec, i64::from(t.nsec), parent]);
                     }
                 }
             }
@@ -1269,6 +1309,7 @@ impl<'a> SqlTxn<'a> {
                 stat_rows.push([ino.0 as i64, d.inodes, d.length, d.space]);
             }
         }
+        let quotas = self.quota_flush(w.quotas, !stat_rows.is_empty());
         let (sess_deletes, sess_puts) = session::flush_statements(sql, w.sess);
         let counters: Vec<(String, i64)> = w
             .counters
@@ -1323,6 +1364,7 @@ impl<'a> SqlTxn<'a> {
         } else {
             plan.push(g);
         }
+        plan.push(Group::new(quotas.deletes));
         plan.push(Group::new(sql.delete_keys(
             "chunk",
             &[("ino", Ty::Int), ("indx", Ty::Int)],
@@ -1405,10 +1447,11 @@ impl<'a> SqlTxn<'a> {
             true,
         )));
         plan.push(Group::new(sess_puts));
+        plan.push(Group::new(quotas.upserts));
         let dirs = dir_rows.len() as u64;
         plan.push(Group::new(sql.dir_deltas(dir_rows)).expect(
             dirs,
-            "a directory this batch updates was removed concurrently",
+            "a directory this batch updates was removed (or moved) concurrently",
         ));
         // After the directories' node rows: a batch that removes a directory locks its node
         // row first, so it waits for (or is waited on by) a batch charging it.
@@ -1417,6 +1460,8 @@ impl<'a> SqlTxn<'a> {
         let mut g = Group::new(sql.counter_deltas(counters)).expect(n, "");
         g.corrupt = true;
         plan.push(g);
+        plan.push(quotas.count);
+        plan.extend(quotas.guard);
         if self.autocommit && !early.is_empty() {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -1810,6 +1855,18 @@ impl TxnView for SqlTxn<'_> {
             }
         }
         Ok(v)
+    }
+
+    async fn has_quotas(&mut self) -> Result<bool> {
+        self.quota_any().await
+    }
+
+    async fn get_quota(&mut self, dir: Ino) -> Result<Option<Quota>> {
+        self.quota_get(dir).await
+    }
+
+    async fn put_quota(&mut self, dir: Ino, quota: Option<&Quota>) -> Result<()> {
+        self.quota_put(dir, quota).await
     }
 
     async fn put_pending(&mut self, pending: Pending) -> Result<()> {
