@@ -1,20 +1,22 @@
 -- batch.lua: the entry point that applies a batch of ops in one call.
 --
 -- keys: the batch's shared keys (limits, usedSpace, totalInodes, sessions, pending files,
---       pending slices, directory statistics), then the round's sequence token key when
---       argv[3] is not empty, then each op's keys in order.
+--       pending slices, directory statistics, directory quotas), then the round's sequence
+--       token key when argv[3] is not empty, then each op's keys in order.
 -- argv: argv[1] = the header, 5 bytes per op (`>BHH`: op code, number of keys, number of
 --       arguments); argv[2] = the volume's key tag `{prefix}` (for derived keys); argv[3] =
 --       '' for a call alone in its round, else `>HH` (this call's position, number of calls
---       in the round); then each op's arguments in order.
+--       in the round); argv[4] = 's' when keys are strict (strict_keys: no undeclared key),
+--       else ''; then each op's arguments in order.
 -- Reply: {stop, message, result 1, result 2, ...}: one result per op that ran, in order;
 --   stop = 'done' (every op ran), 'retry' (the next op found what the client read changed;
 --   nothing of it was written), 'fault' (the next op raised a server error, message =
 --   the error; writes it made before are kept, as for any Redis script) or 'skip' (an
 --   earlier call of the round did not finish: nothing ran).
 -- Ops apply in order, each atomic on its own; op i sees the effects of ops before it. The
--- attribute and counter caches and the directory statistics changes (lib.lua) are written
--- back before the reply.
+-- attribute and counter caches, the directory statistics changes and the quotas (lib.lua)
+-- are written back before the reply; an op's quota changes count only when it succeeds
+-- (`quota_end`).
 --
 -- A round of several calls is sent as one pipeline. The sequence token keeps them in order
 -- across a stop: call 0 runs; call p > 0 runs only when the token reads p, i.e. every
@@ -22,7 +24,7 @@
 -- to p + 1 (expiring after 60 s, in case the client goes away); the last call, or one that
 -- stops, deletes it, so the calls after a stop answer 'skip'.
 
-local NSHARED = 7
+local NSHARED = 8
 
 -- OPS[code] for each op code, filled in by the registration the Rust side appends.
 local OP_BY_CODE = {}
@@ -37,13 +39,13 @@ end
 
 local function batch(keys, argv)
   local seq, pos, count
-  local kp, ap = NSHARED + 1, 4
+  local kp, ap = NSHARED + 1, 5
   if argv[3] ~= '' then
     pos, count = struct.unpack('>HH', argv[3])
     seq, kp = keys[NSHARED + 1], NSHARED + 2
     if pos > 0 and redis.call('GET', seq) ~= tostring(pos) then return { 'skip', '' } end
   end
-  begin_batch(keys, argv[2])
+  begin_batch(keys, argv[2], argv[4])
   local hdr = argv[1]
   local out = { 'done', '' }
   for i = 1, #hdr / 5 do
@@ -54,6 +56,7 @@ local function batch(keys, argv)
       break
     end
     local ok, res = pcall(f, slice(keys, kp, nk), slice(argv, ap, na))
+    if QST then quota_end(ok) end
     kp, ap = kp + nk, ap + na
     if ok then
       out[#out + 1] = res

@@ -96,8 +96,9 @@ end
 
 -- The batch's state -------------------------------------------------------------------------
 
--- Shared keys of the batch (KEYS[1..7]): limits, usedSpace, totalInodes, sessions, pending
--- files, pending slices, directory statistics; and the volume's key tag `{prefix}` (ARGV[2]).
+-- Shared keys of the batch (KEYS[1..8]): limits, usedSpace, totalInodes, sessions, pending
+-- files, pending slices, directory statistics, directory quotas; the volume's key tag
+-- `{prefix}` (ARGV[2]) and whether keys are strict (ARGV[4] 's': no undeclared key).
 local S = {}
 local AC = {}      -- attribute key -> encoded attributes, or false when absent / deleted
 local AD = {}      -- attribute key -> the decoded (checked) form of AC's value, once decoded
@@ -111,12 +112,21 @@ local DSV = {}     -- directory ino8 -> its stored statistics record as read (fa
 local DSON = nil   -- LIMITS[3] (whether the volume keeps directory statistics) once read
 local LIVE = {}    -- session ID -> true once found live by this batch (close_session forgets)
 local SETS = {}    -- keys already type-checked by this batch (check_type)
+-- Directory quotas (see `quota_chain`): committed by the ops that succeeded, written back
+-- at the end (`flush_quotas`); an op stages its changes (QST) until it succeeds (`quota_end`).
+local QC = {}      -- directory ino8 -> its quota as the batch sees it (false: none)
+local QLIST = {}   -- directories whose quota the batch changed, in order
+local QDIRTY = {}  -- the same, as a set
+local QST = nil    -- the running op's staged quotas: directory ino8 -> quota or false
+local QN = nil     -- how many quotas the volume has as the batch sees it (HLEN once)
+local QND = 0      -- the running op's staged change to QN
 
-local function begin_batch(keys, tag)
+local function begin_batch(keys, tag, flags)
   S = { limits = keys[1], used = keys[2], total = keys[3], sessions = keys[4], pf = keys[5],
-    ps = keys[6], stats = keys[7], tag = tag }
+    ps = keys[6], stats = keys[7], quotas = keys[8], tag = tag, strict = flags == 's' }
   AC, AD, DSET, DLIST, CNT, LIMITS, LIVE, SETS = {}, {}, {}, {}, {}, nil, {}, {}
   DS, DSLIST, DSV, DSON = {}, {}, {}, nil
+  QC, QLIST, QDIRTY, QST, QN, QND = {}, {}, {}, nil, nil, 0
 end
 
 -- The key of kind `kind` of an inode (crate::layout::Layout: `{prefix}` kind decimal inode).
@@ -140,10 +150,13 @@ local P31, P32, P53 = 2147483648, 4294967296, 9007199254740992
 local P106 = P53 * P53
 
 -- A directory's statistics record: three big-endian i64 (inodes, length, space), each read
--- as its signed high and unsigned low 32-bit halves.
+-- as its signed high and unsigned low 32-bit halves, then (32 bytes) its parent directory's
+-- 8-byte inode; a record written before directory quotas has 24 bytes (no parent).
 local STAT_REC = '>i4I4i4I4i4I4'
 -- The same as three i64 (exact as doubles below 2^53).
 local STAT_REC8 = '>i8i8i8'
+-- Both with the parent.
+local STAT_RECP, STAT_REC8P = STAT_REC .. 'c8', STAT_REC8 .. 'c8'
 
 -- The i64 h * 2^32 + l (whole numbers, |l| < 2^53) as halves (h signed, l in [0, 2^32)),
 -- saturated at the i64 bounds as DirStat's addition saturates.
@@ -157,10 +170,11 @@ local function i64_norm(h, l)
   return h, l
 end
 
--- Writes the changes of directory statistics (`restat`, `stat_reset`): each changed
--- directory's new record, computed from the one `stat_check` read (exactly, for any i64),
--- all in one HSET; the records of deleted directories and of those back to all zeros in one
--- HDEL (a missing record is all zeros).
+-- Writes the changes of directory statistics (`restat`, `stat_reset`, `stat_parent`): each
+-- changed directory's new record, computed from the one `stat_check` read (exactly, for any
+-- i64), with its parent (the new one, else the stored one), all in one HSET; the records of
+-- deleted directories and of those back to all zeros without a parent in one HDEL (a
+-- missing record is all zeros).
 local function flush_stats()
   local n = #DSLIST
   if n == 0 then return end
@@ -168,7 +182,7 @@ local function flush_stats()
   for j = 1, n do
     local d = DSLIST[j]
     local e = DS[d]
-    local di, dlh, dll, dsh, dsl, reset = e[1], e[2], e[3], e[4], e[5], e[6]
+    local di, dlh, dll, dsh, dsl, reset, parent = e[1], e[2], e[3], e[4], e[5], e[6], e[7]
     local v = false
     if not reset then
       v = DSV[d]
@@ -176,7 +190,7 @@ local function flush_stats()
         -- Changed without `stat_check` (no op does that): read it now.
         v = redis.call('HGET', S.stats, d)
       end
-      if v and #v ~= 24 then
+      if v and #v ~= 24 and #v ~= 32 then
         error('directory ' .. dec(d) .. ': undecodable statistics record')
       end
     end
@@ -184,8 +198,16 @@ local function flush_stats()
     -- there (a value past 2^53 may come out rounded, but never to below 2^53: then the
     -- halves are used). A sum of squares below 2^106 means each |x| < 2^53 (x * x rounds
     -- up to 2^106 at worst).
-    local i, l, sp = 0, 0, 0
-    if v then i, l, sp = struct.unpack(STAT_REC8, v) end
+    local i, l, sp, p = 0, 0, 0, nil
+    if v then
+      if #v == 32 then
+        i, l, sp, p = struct.unpack(STAT_REC8P, v)
+      else
+        i, l, sp = struct.unpack(STAT_REC8, v)
+      end
+    end
+    -- The new parent, else the stored one (none: the root, or a record from before quotas).
+    parent = parent or p
     local xl, xs = dlh * P32 + dll, dsh * P32 + dsl
     local rec, ok = nil, i * i + l * l + sp * sp + xl * xl + xs * xs < P106
     if ok then
@@ -193,14 +215,20 @@ local function flush_stats()
       ok = i * i + l * l + sp * sp < P106
     end
     if ok then
-      if i ~= 0 or l ~= 0 or sp ~= 0 then rec = struct.pack(STAT_REC8, i, l, sp) end
+      if parent then
+        rec = struct.pack(STAT_REC8P, i, l, sp, parent)
+      elseif i ~= 0 or l ~= 0 or sp ~= 0 then
+        rec = struct.pack(STAT_REC8, i, l, sp)
+      end
     else
       local ih, il, lh, ll, sh, sl = 0, 0, 0, 0, 0, 0
       if v then ih, il, lh, ll, sh, sl = struct.unpack(STAT_REC, v) end
       ih, il = i64_norm(ih, il + di)
       lh, ll = i64_norm(lh + dlh, ll + dll)
       sh, sl = i64_norm(sh + dsh, sl + dsl)
-      if ih ~= 0 or il ~= 0 or lh ~= 0 or ll ~= 0 or sh ~= 0 or sl ~= 0 then
+      if parent then
+        rec = struct.pack(STAT_RECP, ih, il, lh, ll, sh, sl, parent)
+      elseif ih ~= 0 or il ~= 0 or lh ~= 0 or ll ~= 0 or sh ~= 0 or sl ~= 0 then
         rec = struct.pack(STAT_REC, ih, il, lh, ll, sh, sl)
       end
     end
@@ -220,7 +248,39 @@ local function flush_stats()
   DS, DSLIST = {}, {}
 end
 
--- Writes the cached attributes, counter deltas and directory statistics back.
+-- A quota record ({prefix}quotas, crate::reply::quota_of): max_space and max_inodes (u64,
+-- kept as 8-byte strings: `ms`, `mi`), then the usage `u`: inodes, length, space (i64, as
+-- halves like STAT_REC: { ih, il, lh, ll, sh, sl }).
+local QUOTA_REC = '>c8c8i4I4i4I4i4I4'
+
+local function enc_quota(q)
+  local u = q.u
+  return struct.pack(QUOTA_REC, q.ms, q.mi, u[1], u[2], u[3], u[4], u[5], u[6])
+end
+
+-- Writes the quotas the batch changed (one HSET, one HDEL).
+local function flush_quotas()
+  if #QLIST == 0 then return end
+  local set, del = {}, {}
+  for _, d in ipairs(QLIST) do
+    local q = QC[d]
+    if q then
+      set[#set + 1] = d
+      set[#set + 1] = enc_quota(q)
+    else
+      del[#del + 1] = d
+    end
+  end
+  for i = 1, #del, 510 do
+    redis.call('HDEL', S.quotas, unpack(del, i, math.min(i + 509, #del)))
+  end
+  for i = 1, #set, 510 do
+    redis.call('HSET', S.quotas, unpack(set, i, math.min(i + 509, #set)))
+  end
+  QLIST, QDIRTY = {}, {}
+end
+
+-- Writes the cached attributes, counter deltas, directory statistics and quotas back.
 local function flush_batch()
   local set, del = {}, {}
   for _, k in ipairs(DLIST) do
@@ -242,6 +302,7 @@ local function flush_batch()
     if c.d ~= 0 then redis.call('INCRBY', k, num(c.d)) end
   end
   flush_stats()
+  flush_quotas()
   AC, AD, DSET, DLIST, CNT = {}, {}, {}, {}, {}
 end
 
@@ -663,9 +724,12 @@ end
 
 -- Directory statistics (meta_core::stats) -------------------------------------------------
 --
--- One hash per volume (S.stats), one field per directory: its ino8 -> a 24-byte record of
--- three big-endian i64 (STAT_REC): the inodes charged to it, their lengths, their space; a
--- missing field is all zeros. Kept only when the limits record says so (`limits`, DSON). In
+-- One hash per volume (S.stats), one field per directory: its ino8 -> a 32-byte record of
+-- three big-endian i64 (STAT_REC): the inodes charged to it, their lengths, their space,
+-- then its parent's ino8 (written by mknod, rename and restore of a directory:
+-- `stat_parent`), so that the quotas above a directory are found from this hash alone
+-- (`quota_chain`); a missing field is all zeros, a 24-byte record (from before quotas) has
+-- no parent. Kept only when the limits record says so (`limits`, DSON). In
 -- its check phase an op calls `stat_check` for every directory it may charge: that reads the
 -- directory's record (HGET, once per batch) and checks that it decodes. In its write phase it
 -- computes its changes (`restat`, at the places meta_core::logic calls checks::restat, with
@@ -701,7 +765,7 @@ local function stat_check(dir8)
     end
     DSV[dir8] = v
   end
-  if v and #v ~= 24 then
+  if v and #v ~= 32 and #v ~= 24 then
     fail('Corrupted', 'directory ' .. dec(dir8) .. ': undecodable statistics record ('
       .. #v .. ' bytes)')
   end
@@ -806,7 +870,291 @@ local function stat_reset(ino8)
   if DSON == nil then limits() end
   if not DSON then return end
   local t = DS[ino8] or stat_entry(ino8)
-  t[1], t[2], t[3], t[4], t[5], t[6] = 0, 0, 0, 0, 0, true
+  t[1], t[2], t[3], t[4], t[5], t[6], t[7] = 0, 0, 0, 0, 0, true, nil
+end
+
+-- Directory `dir8`'s statistics record names `parent8` as its parent from now on (mknod,
+-- rename, restore of a directory; the op read its record in its check phase, unless new).
+local function stat_parent(dir8, parent8)
+  if not DSON or dir8 == ROOT8 or parent8 == ZERO8 then return end
+  local t = DS[dir8] or stat_entry(dir8)
+  t[7] = parent8
+end
+
+-- The statistics of directory `dir8` as the batch sees them (its record plus the batch's
+-- changes), as halves { ih, il, lh, ll, sh, sl } (STAT_REC). Check phase (reads the record).
+local function stat_now(dir8)
+  stat_check(dir8)
+  local v, e = DSV[dir8], DS[dir8]
+  local s = { 0, 0, 0, 0, 0, 0 }
+  if v and not (e and e[6]) then
+    s[1], s[2], s[3], s[4], s[5], s[6] = struct.unpack(STAT_REC, v)
+  end
+  if e then
+    s[1], s[2] = i64_norm(s[1], s[2] + e[1])
+    s[3], s[4] = i64_norm(s[3] + e[2], s[4] + e[3])
+    s[5], s[6] = i64_norm(s[5] + e[4], s[6] + e[5])
+  end
+  return s
+end
+
+-- a := a + b, statistics as halves (b's from index o + 1 on), saturating as DirStat's
+-- addition does.
+local function stat_add(a, b, o)
+  a[1], a[2] = i64_norm(a[1] + b[o + 1], a[2] + b[o + 2])
+  a[3], a[4] = i64_norm(a[3] + b[o + 3], a[4] + b[o + 4])
+  a[5], a[6] = i64_norm(a[5] + b[o + 5], a[6] + b[o + 6])
+end
+
+-- Decimal text of the i64 h * 2^32 + l (halves as i64_norm gives them).
+local function i64_dec(h, l)
+  if h >= 0 then return dec(struct.pack('>I4I4', h, l)) end
+  if l == 0 then return '-' .. dec(struct.pack('>I4I4', -h, 0)) end
+  return '-' .. dec(struct.pack('>I4I4', -h - 1, P32 - l))
+end
+
+-- stats::recharge: the changes of directory statistics when inode `ino8` goes from `before`
+-- to `after` (nil: absent): at most two { dir8, ih, il, lh, ll, sh, sl } (halves), none zero.
+local function recharge(ino8, before, after)
+  local out, d, dh, dl, dsh, dsl, e, eh, el, esh, esl = {}, nil, 0, 0, 0, 0, nil, 0, 0, 0, 0
+  if before then d, dh, dl, dsh, dsl = charge(ino8, before) end
+  if after then e, eh, el, esh, esl = charge(ino8, after) end
+  if d and d == e then
+    local c = { d, 0, 0 }
+    c[4], c[5] = i64_norm(eh - dh, el - dl)
+    c[6], c[7] = i64_norm(esh - dsh, esl - dsl)
+    if c[4] ~= 0 or c[5] ~= 0 or c[6] ~= 0 or c[7] ~= 0 then out[1] = c end
+    return out
+  end
+  if d then
+    local c = { d, -1, P32 - 1 }
+    c[4], c[5] = i64_norm(-dh, -dl)
+    c[6], c[7] = i64_norm(-dsh, -dsl)
+    out[1] = c
+  end
+  if e then out[#out + 1] = { e, 0, 1, eh, el, i64_norm(esh, esl) } end
+  return out
+end
+
+-- Directory quotas (meta_core::quota) -------------------------------------------------------
+--
+-- One hash per volume (S.quotas): directory ino8 -> a 40-byte record (QUOTA_REC). The
+-- quotas above a directory are found by walking its parents in the statistics records
+-- (`dir_parent`), only on a volume that has quotas (`has_quotas`: one HLEN per call), so
+-- ops on a volume without any pay nothing more. An op checks and stages its quota changes
+-- in its check phase (`restat_check`, `check_uncharged_entry`, set_quota, remove_quota);
+-- batch.lua commits them when the op succeeds (`quota_end`), and `flush_quotas` writes them
+-- at the end of the call.
+
+-- TxnView::has_quotas: whether the volume has a quota, as the running op sees it.
+local function has_quotas()
+  if QN == nil then QN = redis.call('HLEN', S.quotas) end
+  return QN + QND > 0
+end
+
+-- Directory `dir8`'s quota as the running op sees it: a table (see enc_quota) or false;
+-- nil when not read yet.
+local function quota_known(dir8)
+  local q = QST and QST[dir8]
+  if q == nil then q = QC[dir8] end
+  return q
+end
+
+-- TxnView::get_quota: directory `dir8`'s quota or false (Corrupted: undecodable).
+local function quota_get(dir8)
+  local q = quota_known(dir8)
+  if q ~= nil then return q end
+  local v = redis.call('HGET', S.quotas, dir8)
+  q = false
+  if v then
+    if #v ~= 40 then
+      fail('Corrupted', 'quota of directory ' .. dec(dir8) .. ': undecodable record (' .. #v
+        .. ' bytes)')
+    end
+    local ms, mi, ih, il, lh, ll, sh, sl = struct.unpack(QUOTA_REC, v)
+    q = { ms = ms, mi = mi, u = { ih, il, lh, ll, sh, sl } }
+  end
+  QC[dir8] = q
+  return q
+end
+
+-- TxnView::put_quota, staged: directory `dir8`'s quota becomes `q` (false: removed) when
+-- the op succeeds. `had`: whether it has one now.
+local function quota_stage(dir8, q, had)
+  has_quotas()
+  QST = QST or {}
+  QST[dir8] = q
+  if had and not q then QND = QND - 1 elseif q and not had then QND = QND + 1 end
+end
+
+-- Removes directory `dir8`'s quota, if any, without decoding it (delete_inode: a directory
+-- goes with its quota).
+local function quota_drop(dir8)
+  local q = quota_known(dir8)
+  if q == nil then
+    q = redis.call('HEXISTS', S.quotas, dir8) == 1
+    if not q then QC[dir8] = false end
+  end
+  if q then quota_stage(dir8, false, true) end
+end
+
+-- After each op (batch.lua): its staged quotas become the batch's when it succeeded.
+local function quota_end(ok)
+  if not QST then return end
+  if ok then
+    for d, q in pairs(QST) do
+      QC[d] = q
+      if not QDIRTY[d] then
+        QDIRTY[d] = true
+        QLIST[#QLIST + 1] = d
+      end
+    end
+    QN = QN + QND
+  end
+  QST, QND = nil, 0
+end
+
+-- The parent of directory `dir8` (nil: unknown), from its statistics record, or the batch's
+-- change of it. A record written before quotas names none: then its attributes do (and the
+-- record gets it at the end of the call), unless keys are strict (Corrupted).
+local function dir_parent(dir8)
+  local e = DS[dir8]
+  if e and e[7] then return e[7] end
+  stat_check(dir8)
+  local v = DSV[dir8]
+  if v and #v == 32 then return string.sub(v, 25) end
+  if S.strict then
+    fail('Corrupted', 'directory ' .. dec(dir8) .. ': its statistics record names no parent '
+      .. '(written before directory quotas); an op on it without strict_keys records it')
+  end
+  local a = get_attr(ikey('i', dir8), dir8)
+  if not a then return nil end
+  if a.typ == T_DIR and a.nlink > 0 then stat_parent(dir8, a.parent) end
+  return a.parent
+end
+
+-- quota::chain: the directories with a quota among `dir8` and its ancestors, nearest first.
+local function quota_chain(dir8)
+  local out, cur = {}, dir8
+  for _ = 1, MAX_DEPTH do
+    if quota_get(cur) then out[#out + 1] = cur end
+    if cur == ROOT8 then return out end
+    local p = dir_parent(cur)
+    if not p or p == ZERO8 then
+      fail('Corrupted', 'directory ' .. dec(cur) .. ' has no parent on the way from '
+        .. dec(dir8) .. ' to the root')
+    end
+    cur = p
+  end
+  fail('Corrupted', 'directory ' .. dec(dir8) .. ' is nested deeper than ' .. MAX_DEPTH
+    .. ' levels (a parent loop?)')
+end
+
+-- Quota::check: EDQUOT when adding `d` (halves) to the usage of quota `q` of directory
+-- `dir8` passes one of its limits (as meta-core, compared as i64; only growth is checked).
+local function quota_check(dir8, q, d)
+  local function over(max8, h, l, uh, ul, what)
+    if max8 == ZERO8 or h < 0 or (h == 0 and l == 0) then return end
+    local ah, al = i64_norm(uh + h, ul + l)
+    local mh, ml = struct.unpack('>i4I4', max8)
+    if ah > mh or (ah == mh and al > ml) then
+      fail('QuotaExceeded', 'quota of directory ' .. dec(dir8) .. ': ' .. i64_dec(h, l) .. what
+        .. dec(max8) .. ' (' .. i64_dec(uh, ul) .. ' used)')
+    end
+  end
+  local u = q.u
+  over(q.ms, d[5], d[6], u[5], u[6], ' bytes of space would pass its limit of ')
+  over(q.mi, d[1], d[2], u[1], u[2], ' more inodes would pass its limit of ')
+end
+
+-- quota::moving_dir: EXDEV when directory `ino8` (attributes `after`), moving out of
+-- directory `from`, is not empty and the quotas above its old and new places differ.
+local function moving_dir(ino8, after, from)
+  if after.nlink <= 2 then
+    local s = stat_now(ino8)
+    if s[1] == 0 and s[2] == 0 and s[3] == 0 and s[4] == 0 and s[5] == 0 and s[6] == 0 then
+      return
+    end
+  end
+  local old, new = quota_chain(from), quota_chain(after.parent)
+  local same = #old == #new
+  for i = 1, #old do same = same and old[i] == new[i] end
+  if not same then
+    fail('CrossDevice', 'directory ' .. dec(ino8) .. ' is not empty and would move across a '
+      .. "directory quota's boundary")
+  end
+end
+
+-- quota::on_recharge: the EXDEV boundaries, then each quota on the changed directories'
+-- ways to the root gets the net change (`changes` from `recharge`), checked when it grows.
+local function on_recharge(ino8, before, after, changes)
+  local from = before and charge(ino8, before)
+  if from and after then
+    if after.nlink > 0 and after.parent == ZERO8 and #quota_chain(from) > 0 then
+      fail('CrossDevice', 'inode ' .. dec(ino8) .. ' would be named in several directories '
+        .. 'and leave the quota over directory ' .. dec(from))
+    end
+    if after.typ == T_DIR and after.parent ~= from and after.parent ~= ZERO8 then
+      moving_dir(ino8, after, from)
+    end
+  end
+  local net, order = {}, {}
+  for _, c in ipairs(changes) do
+    for _, qd in ipairs(quota_chain(c[1])) do
+      local n = net[qd]
+      if not n then
+        n = { 0, 0, 0, 0, 0, 0 }
+        net[qd] = n
+        order[#order + 1] = qd
+      end
+      stat_add(n, c, 1)
+    end
+  end
+  for _, qd in ipairs(order) do
+    local d = net[qd]
+    if d[1] ~= 0 or d[2] ~= 0 or d[3] ~= 0 or d[4] ~= 0 or d[5] ~= 0 or d[6] ~= 0 then
+      local q = quota_get(qd)
+      quota_check(qd, q, d)
+      local u = { q.u[1], q.u[2], q.u[3], q.u[4], q.u[5], q.u[6] }
+      stat_add(u, d, 0)
+      quota_stage(qd, { ms = q.ms, mi = q.mi, u = u }, true)
+    end
+  end
+end
+
+-- Whether an op must mirror checks::restat's quota side (`restat_check`): the volume keeps
+-- statistics and has quotas. Check phase (after the op's stat_check).
+local function quota_on()
+  if DSON == nil then limits() end
+  return DSON and has_quotas()
+end
+
+-- checks::restat's quota side, in the check phase, with the attributes the write phase's
+-- `restat` gets (the charge's fields: typ, nlink, length, parent): quota::on_recharge when
+-- the change is not empty.
+local function restat_check(ino8, before, after)
+  if QN == 0 and QND == 0 then return end -- (known: no quota)
+  if not quota_on() then return end
+  local changes = recharge(ino8, before, after)
+  if #changes > 0 then on_recharge(ino8, before, after, changes) end
+end
+
+-- quota::check_uncharged_entry: EXDEV when a link or rename names inode `ino8` (attributes
+-- `a` after the op), charged to no directory because named in several (parent 0), in
+-- directory `dir8` under a quota.
+local function check_uncharged_entry(ino8, a, dir8)
+  if a.nlink == 0 or a.parent ~= ZERO8 or a.typ == T_DIR or not quota_on() then return end
+  local q = quota_chain(dir8)[1]
+  if q then
+    fail('CrossDevice', 'inode ' .. dec(ino8) .. ' is named in several directories and '
+      .. 'cannot enter the quota over directory ' .. dec(q))
+  end
+end
+
+-- The charge-relevant attributes (see `charge`) of `a` with another length or parent: the
+-- "after" of restat_check.
+local function charged_as(a, length, parent)
+  return { typ = a.typ, nlink = a.nlink, length = length or a.length, parent = parent or a.parent }
 end
 
 -- Both counters an op that creates or deletes an inode adds to, read (and checked) in the
@@ -818,19 +1166,27 @@ end
 
 -- The check phase of an op that may delete an inode (delete_inode): the counters, and the
 -- pending-files hash a regular file with data goes to; `dir` when a directory may be among
--- the deleted (its statistics record goes: the limits and the statistics hash are checked).
+-- the deleted (its statistics record and its quota go: the limits, the statistics hash and
+-- the quotas hash are checked).
 local function check_deletion(dir)
   check_counters()
   check_type(S.pf, 'hash')
-  if dir then stat_check(ZERO8) end
+  if dir then
+    stat_check(ZERO8)
+    has_quotas()
+  end
 end
 
 -- Deleting an inode (logic::delete_inode): attributes, symlink target, xattrs and directory
--- statistics go; a regular file with data becomes pending deletion (its chunks stay until
--- ClearPendingFile). The caller ran check_counters in its check phase.
+-- statistics go, and a directory's quota; a regular file with data becomes pending deletion
+-- (its chunks stay until ClearPendingFile). The caller ran check_counters in its check
+-- phase (check_deletion for a directory).
 local function delete_inode(kattr, ksymlink, kxattr, ino8, a)
   del_attr(kattr)
-  if a.typ == T_DIR then stat_reset(ino8) end
+  if a.typ == T_DIR then
+    stat_reset(ino8)
+    if has_quotas() then quota_drop(ino8) end
+  end
   if a.typ == T_LNK then
     redis.call('DEL', ksymlink, kxattr)
   else
@@ -914,7 +1270,10 @@ local function truncate_check(t)
   end
   if delta ~= 0 then counter(S.used, 'usedSpace') end
   if #plan.pending > 0 then check_type(S.ps, 'hash') end
-  if t.length ~= t.a.length then stat_check_attr(t.ino, t.a) end
+  if t.length ~= t.a.length then
+    stat_check_attr(t.ino, t.a)
+    if quota_on() then restat_check(t.ino, t.a, charged_as(t.a, t.length)) end
+  end
   return plan
 end
 
@@ -1008,11 +1367,13 @@ local function sustain_inode(kattr, a, time)
 end
 
 -- logic::namespace::remove_inode: the last link of inode `ino8` (attributes `a`) is gone; it
--- is charged to no directory from now on, and is kept (`sustain`: some session holds it
--- open) or deleted. Write phase: the op ran stat_check_attr, and check_deletion unless
--- sustained. Returns the sustained inode's encoded attributes, or false when deleted.
+-- is charged to no directory from now on (a directory's quota goes), and is kept (`sustain`:
+-- some session holds it open) or deleted. Write phase: the op ran stat_check_attr,
+-- restat_check, has_quotas for a directory, and check_deletion unless sustained. Returns the
+-- sustained inode's encoded attributes, or false when deleted.
 local function remove_inode(kattr, ksymlink, kxattr, ino8, a, sustain, time)
   restat(ino8, a, nil)
+  if a.typ == T_DIR and has_quotas() then quota_drop(ino8) end
   if sustain then return sustain_inode(kattr, a, time) end
   delete_inode(kattr, ksymlink, kxattr, ino8, a)
   return false

@@ -53,9 +53,11 @@ end
 -- hash is a hashtable from the start: a listpack (up to hash-max-listpack-entries fields)
 -- would scan its fields at every HGET / HSET of a record.
 local STATS_LAYOUT = 'meta directory statistics: field = 8-byte big-endian directory inode, '
-  .. 'value = 24 bytes, three big-endian i64: the inodes charged to it, their lengths, their '
-  .. 'space (a missing field is all zeros). This field is longer than hash-max-listpack-value '
-  .. 'so that the hash is a hashtable: constant-time field access at any size.'
+  .. 'value = 32 bytes, three big-endian i64: the inodes charged to it, their lengths, their '
+  .. 'space, then its parent directory (8-byte inode; a 24-byte value, written before '
+  .. 'directory quotas, has none; a missing field is all zeros). This field is longer than '
+  .. 'hash-max-listpack-value so that the hash is a hashtable: constant-time field access at '
+  .. 'any size.'
 
 -- format: write the format record, the limits, the root directory and the counters (and,
 -- for a volume that keeps directory statistics, the statistics hash's `layout` field),

@@ -25,7 +25,7 @@ use crate::Inner;
 use crate::calls::CallArgs;
 use crate::error::{Stage, classify, did_not_run};
 use crate::plan::{Call, Known, kind_from_name, plan, shared_keys};
-use crate::reply::{bytes, internal, list, split_member};
+use crate::reply::{bytes, internal, list, quota_of, split_member};
 use crate::scripts::Entry as Fn;
 
 /// Most ops one call carries (also [`crate::MAX_BATCH_OPS`], the most the batcher sends per
@@ -94,7 +94,7 @@ pub(crate) async fn apply(inner: &Inner, ops: &[Op]) -> Result<Vec<Result<OpOutp
             }
         }
         let groups = group(&planned);
-        let outcomes = match send(inner, &planned, &groups).await {
+        let outcomes = match send(inner, &planned, &groups, declared).await {
             Ok(r) => r,
             Err(e) => return finish(results, e, ran_any),
         };
@@ -190,15 +190,18 @@ fn group(planned: &[(usize, Call)]) -> Vec<std::ops::Range<usize>> {
 /// Sends the calls `groups` of `planned` as one pipeline of calls of the `batch` entry
 /// point (ordered by a sequence token when there are several); returns, per call, how it
 /// stopped and the results of the ops that ran, in order, or the error that came back in
-/// its place.
+/// its place. `declared`: the ops' keys are declared (strict_keys), so the library touches
+/// no other key.
 async fn send(
     inner: &Inner,
     planned: &[(usize, Call)],
     groups: &[std::ops::Range<usize>],
+    declared: bool,
 ) -> Result<Vec<Result<(Stop, Vec<Value>)>>> {
     let shared = shared_keys(&inner.layout);
     let sequence = (groups.len() > 1).then(|| inner.layout.sequence(rand::random()));
     let tag = inner.layout.tag().as_bytes();
+    let flags: &[u8] = if declared { b"s" } else { b"" };
     let count = count16(groups.len())?;
     let mut headers = Vec::with_capacity(groups.len());
     let mut positions = Vec::with_capacity(groups.len());
@@ -224,7 +227,7 @@ async fn send(
             let ops = &planned[range.clone()];
             let mut keys: Vec<&[u8]> = shared.iter().map(|k| k.as_bytes()).collect();
             keys.extend(sequence.iter().map(|k| k.as_bytes()));
-            let mut args: Vec<&[u8]> = vec![&headers[pos], tag, &positions[pos]];
+            let mut args: Vec<&[u8]> = vec![&headers[pos], tag, &positions[pos], flags];
             for (_, c) in ops {
                 keys.extend(c.keys.iter().map(|k| k.as_bytes()));
                 args.extend(c.args.iter().map(Vec::as_slice));
@@ -614,7 +617,15 @@ fn output(op: &Op, items: Vec<Value>) -> Result<OpOutput> {
             ino: *ino,
             attr: need(attr_at(&mut it, "attr")?, "attr")?,
         },
-        Op::RemoveXattr { .. }
+        Op::SetQuota { dir, .. } => {
+            let rec = need(bytes(need(it.next(), "quota")?, "quota")?, "quota")?;
+            OpOutput::Quota {
+                dir: *dir,
+                quota: quota_of(&rec, *dir)?,
+            }
+        }
+        Op::RemoveQuota { .. }
+        | Op::RemoveXattr { .. }
         | Op::SetXattr { .. }
         | Op::ClearPendingFile { .. }
         | Op::ClearPendingSlice { .. }

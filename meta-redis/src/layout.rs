@@ -119,11 +119,20 @@ impl Layout {
     }
 
     /// `{prefix}dirstats`: the directory statistics of the volume (`meta_core::stats`), one
-    /// hash: field 8-byte big-endian inode → 24-byte record, three big-endian i64: the inodes
-    /// charged to the directory, their lengths, their space; a missing field is all zeros.
-    /// Written only when the limits record says the volume keeps statistics.
+    /// hash: field 8-byte big-endian inode → 32-byte record, three big-endian i64 (the inodes
+    /// charged to the directory, their lengths, their space) and the directory's parent
+    /// (8-byte inode; a 24-byte record, written before directory quotas, has none); a missing
+    /// field is all zeros. Written only when the limits record says the volume keeps
+    /// statistics.
     pub fn dir_stats(&self) -> String {
         format!("{}dirstats", self.tag)
+    }
+
+    /// `{prefix}quotas`: the directory quotas of the volume (`meta_core::quota`), one hash:
+    /// field 8-byte big-endian directory inode → 40-byte record, big-endian: `max_space`,
+    /// `max_inodes` (u64, 0 = no limit), then the usage: inodes, length, space (i64).
+    pub fn quotas(&self) -> String {
+        format!("{}quotas", self.tag)
     }
 
     /// `{prefix}{name}`: a counter (decimal integer): `nextInode`, `nextChunk`, `usedSpace`,
@@ -176,6 +185,7 @@ mod tests {
         assert_eq!(l.chunk(Ino(7), 3), "{vol1}c7_3");
         assert_eq!(l.counter(Counter::NextInode), "{vol1}nextInode");
         assert_eq!(l.dir_stats(), "{vol1}dirstats");
+        assert_eq!(l.quotas(), "{vol1}quotas");
         assert_eq!(l.pattern(), "{vol1}*");
         assert!(valid_prefix("a-b_c.d:e9"));
         for bad in ["", "a{b", "a}b", "a*", "a?", "a[b]", "a b", &"x".repeat(65)] {

@@ -399,6 +399,10 @@ impl Backend for RedisBackend {
         self.inner.dir_stats(dirs).await
     }
 
+    async fn quotas(&self) -> Result<Vec<(Ino, meta_core::Quota)>> {
+        self.inner.quotas().await
+    }
+
     async fn scan_inodes(&self, cursor: Option<&[u8]>, limit: usize) -> Result<InodePage> {
         self.inner.scan_inodes(cursor, limit).await
     }

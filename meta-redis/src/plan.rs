@@ -54,7 +54,7 @@ impl Call {
 }
 
 /// The batch's shared keys, in the order `lua/batch.lua` takes them.
-pub(crate) fn shared_keys(l: &Layout) -> [String; 7] {
+pub(crate) fn shared_keys(l: &Layout) -> [String; 8] {
     [
         l.limits(),
         l.counter(Counter::UsedSpace),
@@ -63,6 +63,7 @@ pub(crate) fn shared_keys(l: &Layout) -> [String; 7] {
         l.pending_files(),
         l.pending_slices(),
         l.dir_stats(),
+        l.quotas(),
     ]
 }
 
@@ -105,6 +106,9 @@ pub(crate) fn kind_from_name(s: &str) -> Option<ErrorKind> {
         "PermissionDenied" => PermissionDenied,
         "NotPermitted" => NotPermitted,
         "NoSpace" => NoSpace,
+        "QuotaExceeded" => QuotaExceeded,
+        "CrossDevice" => CrossDevice,
+        "Unsupported" => Unsupported,
         "NoData" => NoData,
         "OutOfRange" => OutOfRange,
         "TooBig" => TooBig,
@@ -592,6 +596,33 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
             }
             call(keys, vec![fixed, inos, places])
         }
+        Op::SetQuota {
+            dir,
+            max_space,
+            max_inodes,
+            subtree,
+        } => {
+            let fixed = Record::new("set_quota")
+                .bytes(&ino8(*dir))
+                .bytes(&max_space.to_be_bytes())
+                .bytes(&max_inodes.to_be_bytes())
+                .finish()?;
+            // The subtree's attribute keys are declared with strict_keys only (at most
+            // 65,534 directories then), else derived by the body.
+            let mut keys = vec![l.attr(*dir)];
+            let mut list = Vec::with_capacity(8 * subtree.len());
+            for &d in subtree {
+                if declared {
+                    keys.push(l.attr(d));
+                }
+                list.extend_from_slice(&ino8(d));
+            }
+            call(keys, vec![fixed, list])
+        }
+        Op::RemoveQuota { dir } => {
+            let fixed = Record::new("remove_quota").bytes(&ino8(*dir)).finish()?;
+            call(Vec::new(), vec![fixed])
+        }
         Op::Flock { ino, owner, typ } => {
             let decision = decode_fields(&k.fields, decode_flock).and_then(|held| {
                 flock_decision(&held, *ino, *owner, *typ)
@@ -700,6 +731,9 @@ mod tests {
             ErrorKind::PermissionDenied,
             ErrorKind::NotPermitted,
             ErrorKind::NoSpace,
+            ErrorKind::QuotaExceeded,
+            ErrorKind::CrossDevice,
+            ErrorKind::Unsupported,
             ErrorKind::NoData,
             ErrorKind::OutOfRange,
             ErrorKind::TooBig,

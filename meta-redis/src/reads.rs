@@ -13,8 +13,8 @@ use redis::{Value, cmd, pipe};
 use crate::Inner;
 use crate::error::{Stage, classify};
 use crate::reply::{
-    attr_of, bytes, counter_of, dir_stat_of, internal, list, not_found, parse_scan, split_member,
-    take, zero_inode,
+    attr_of, bytes, counter_of, dir_stat_of, internal, list, not_found, parse_scan, quota_of,
+    split_member, take, zero_inode,
 };
 use crate::scripts::Entry;
 
@@ -335,6 +335,42 @@ impl Inner {
             .zip(dirs)
             .map(|(v, &d)| dir_stat_of(v, d))
             .collect()
+    }
+
+    /// `Backend::quotas`: one `HGETALL` of the quotas hash (see `Layout::quotas`), sorted by
+    /// directory. Errors: `Corrupted` for a field that is not an 8-byte inode or a record that
+    /// does not decode (naming the field), or a quotas key of another Redis type.
+    pub(crate) async fn quotas(&self) -> Result<Vec<(Ino, meta_core::Quota)>> {
+        let mut p = pipe();
+        p.ignore_errors();
+        p.cmd("HGETALL").arg(self.layout.quotas());
+        let mut v = self.read_pipe(&p).await?;
+        let mut it = list(take(&mut v), "directory quotas")?.into_iter();
+        let mut out = Vec::new();
+        while let Some(f) = it.next() {
+            let f = bytes(f, "directory quotas")?.unwrap_or_default();
+            let rec = bytes(it.next().unwrap_or(Value::Nil), "directory quotas")?;
+            let dir = <[u8; 8]>::try_from(f.as_slice())
+                .map(|b| Ino(u64::from_be_bytes(b)))
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::Corrupted,
+                        format!(
+                            "directory quotas: undecodable field {:?} (not an 8-byte inode)",
+                            String::from_utf8_lossy(&f)
+                        ),
+                    )
+                })?;
+            let rec = rec.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Corrupted,
+                    format!("quota of directory {dir}: no record"),
+                )
+            })?;
+            out.push((dir, quota_of(&rec, dir)?));
+        }
+        out.sort_unstable_by_key(|(d, _)| *d);
+        Ok(out)
     }
 
     pub(crate) async fn get_counter(&self, counter: Counter) -> Result<i64> {

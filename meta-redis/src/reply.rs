@@ -1,7 +1,7 @@
 //! Turning reply values into meta's types.
 
 use meta_core::kv::{decode_attr, decode_entry};
-use meta_core::{Attr, Counter, DirStat, Entry, Error, ErrorKind, Ino, Result};
+use meta_core::{Attr, Counter, DirStat, Entry, Error, ErrorKind, Ino, Quota, Result};
 use redis::Value;
 
 /// The cursor and keys of a `SCAN` reply.
@@ -94,31 +94,58 @@ pub(crate) fn counter_of(v: Value, c: Counter) -> Result<i64> {
     }
 }
 
+/// The i64 at byte `8 * i` of `rec` (which holds it).
+fn i64_at(rec: &[u8], i: usize) -> i64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&rec[8 * i..8 * i + 8]);
+    i64::from_be_bytes(x)
+}
+
 /// A directory's statistics record from an `HMGET` of the statistics hash (see
-/// `Layout::dir_stats`: three big-endian i64, inodes, length, space): zeros when missing.
-/// Errors: `Corrupted` (naming the directory) for a value that is not 24 bytes.
+/// `Layout::dir_stats`: three big-endian i64, inodes, length, space, then the parent, which
+/// a record from before directory quotas lacks): zeros when missing. Errors: `Corrupted`
+/// (naming the directory) for a value that is neither 32 nor 24 bytes.
 pub(crate) fn dir_stat_of(v: Value, dir: Ino) -> Result<DirStat> {
     let Some(b) = bytes(v, "directory statistics")? else {
         return Ok(DirStat::default());
     };
-    let rec: [u8; 24] = b.as_slice().try_into().map_err(|_| {
-        Error::new(
+    if b.len() != 32 && b.len() != 24 {
+        return Err(Error::new(
             ErrorKind::Corrupted,
             format!(
-                "directory {dir}: undecodable statistics record ({} bytes, not 24)",
+                "directory {dir}: undecodable statistics record ({} bytes, not 32 or 24)",
                 b.len()
             ),
-        )
-    })?;
-    let field = |i: usize| {
-        let mut x = [0u8; 8];
-        x.copy_from_slice(&rec[8 * i..8 * i + 8]);
-        i64::from_be_bytes(x)
-    };
+        ));
+    }
     Ok(DirStat {
-        inodes: field(0),
-        length: field(1),
-        space: field(2),
+        inodes: i64_at(&b, 0),
+        length: i64_at(&b, 1),
+        space: i64_at(&b, 2),
+    })
+}
+
+/// Directory `dir`'s quota record (see `Layout::quotas`: `max_space`, `max_inodes`, then the
+/// usage's inodes, length, space, big-endian). Errors: `Corrupted` (naming the directory)
+/// for a value that is not 40 bytes.
+pub(crate) fn quota_of(rec: &[u8], dir: Ino) -> Result<Quota> {
+    if rec.len() != 40 {
+        return Err(Error::new(
+            ErrorKind::Corrupted,
+            format!(
+                "quota of directory {dir}: undecodable record ({} bytes, not 40)",
+                rec.len()
+            ),
+        ));
+    }
+    Ok(Quota {
+        max_space: i64_at(rec, 0) as u64,
+        max_inodes: i64_at(rec, 1) as u64,
+        used: DirStat {
+            inodes: i64_at(rec, 2),
+            length: i64_at(rec, 3),
+            space: i64_at(rec, 4),
+        },
     })
 }
 
@@ -183,7 +210,7 @@ mod fuzz {
         #![proptest_config(config())]
 
         #[test]
-        fn reply_decoding_never_panics(v in value(), m in proptest::collection::vec(any::<u8>(), 0..40)) {
+        fn reply_decoding_never_panics(v in value(), m in proptest::collection::vec(any::<u8>(), 0..48)) {
             let _ = parse_scan(v.clone());
             let _ = bytes(v.clone(), "fuzz");
             let _ = list(v.clone(), "fuzz");
@@ -191,6 +218,7 @@ mod fuzz {
             let _ = counter_of(v.clone(), Counter::UsedSpace);
             let _ = dir_stat_of(v, Ino(2));
             let _ = split_member(&m);
+            let _ = quota_of(&m, Ino(2));
         }
     }
 }

@@ -26,7 +26,7 @@ const BATCH: &str = include_str!("../lua/batch.lua");
 const READS: &str = include_str!("../lua/reads.lua");
 
 /// The op bodies, `(name, source)`, in the order of [`OPS`].
-pub(crate) const OP_SOURCES: [(&str, &str); 22] = [
+pub(crate) const OP_SOURCES: [(&str, &str); 24] = [
     ("mknod", include_str!("../lua/ops/mknod.lua")),
     ("link", include_str!("../lua/ops/link.lua")),
     ("unlink", include_str!("../lua/ops/unlink.lua")),
@@ -67,6 +67,8 @@ pub(crate) const OP_SOURCES: [(&str, &str); 22] = [
         "compact_chunk",
         include_str!("../lua/ops/compact_chunk.lua"),
     ),
+    ("set_quota", include_str!("../lua/ops/set_quota.lua")),
+    ("remove_quota", include_str!("../lua/ops/remove_quota.lua")),
 ];
 
 /// How the library reaches the server (URL option `scripting`).

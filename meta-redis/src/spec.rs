@@ -45,7 +45,7 @@ impl OpLayout {
 macro_rules! layouts {
     ($($code:literal $name:literal keys $keys:literal fixed $fixed:literal args $args:literal;)*) => {
         /// Every op with a body in the library, by code.
-        pub(crate) const OPS: [OpLayout; 22] = [
+        pub(crate) const OPS: [OpLayout; 24] = [
             $(OpLayout { code: $code, name: $name, keys: $keys, fixed: $fixed, args: $args },)*
         ];
     };
@@ -140,6 +140,14 @@ layouts! {
         keys "attr chunk chunk_index"
         fixed ">c8I4 ino index"
         args "error expect slices";
+    23 "set_quota"
+        keys "attr [subtree_attr...]"
+        fixed ">c8c8c8 dir max_space max_inodes"
+        args "subtree";
+    24 "remove_quota"
+        keys ""
+        fixed ">c8 dir"
+        args "";
 }
 
 /// The layout of the op called `name`.

@@ -1,7 +1,8 @@
 //! Directory statistics in the Redis backend (`{prefix}dirstats`, kept by the Lua ops): batch
 //! by batch, the same ops give the same statistics as the in-memory reference (meta_core's
 //! generic logic), for every inode number used (a deleted directory's record is gone, not
-//! zero, and so is one back to all zeros), with several ops changing one directory in one
+//! zero, and one back to all zeros keeps only the directory's parent, which every live
+//! directory's record names, as the quota walk needs), with several ops changing one directory in one
 //! batch (`[unlink a file of D, rmdir D]`), lengths past 2^53, sustained inodes deleted by a
 //! session's end, restores; on a standalone server, with `strict_keys`, and on a Cluster.
 //! Also: exact totals on both sides of 2^53, the limits record's `dir_stats` field (the old
@@ -332,8 +333,9 @@ async fn all_stats(b: &dyn Backend) -> anyhow::Result<Vec<DirStat>> {
     Ok(b.dir_stats(&inos).await?)
 }
 
-/// The records of the statistics hash (field: 8-byte inode, value: 24 bytes, never all
-/// zeros), by inode; beside them only the `layout` field, which makes the hash a hashtable.
+/// The records of the statistics hash (field: 8-byte inode, value: 32 bytes, statistics and
+/// parent, or 24 bytes, statistics only, never all zeros), by inode; beside them only the
+/// `layout` field, which makes the hash a hashtable.
 async fn stored_fields(b: &RedisBackend) -> anyhow::Result<BTreeMap<u64, Vec<u8>>> {
     let v = b
         .query(redis::cmd("HGETALL").arg(b.layout().dir_stats()))
@@ -353,7 +355,7 @@ async fn stored_fields(b: &RedisBackend) -> anyhow::Result<BTreeMap<u64, Vec<u8>
         }
         ensure!(f.len() == 8, "field {f:?}");
         ensure!(
-            rec.len() == 24 && rec.iter().any(|&x| x != 0),
+            (rec.len() == 32 || rec.len() == 24) && rec.iter().any(|&x| x != 0),
             "record {rec:?} of field {f:?}"
         );
         out.insert(u64::from_be_bytes(f[..].try_into()?), rec.clone());
@@ -417,13 +419,25 @@ async fn scenario(url: &str) -> anyhow::Result<()> {
                 i + 1
             );
         }
-        // No record outlives its directory.
-        for (ino, rec) in stored_fields(&b).await? {
-            let a = attrs.get(&Ino(ino));
+        // No record outlives its directory; every directory but the root has one, naming
+        // its parent (what the walk to the quotas above a directory reads).
+        let fields = stored_fields(&b).await?;
+        for (ino, rec) in &fields {
+            let a = attrs.get(&Ino(*ino));
             ensure!(
                 a.is_some_and(|a| a.typ == FileType::Directory),
                 "{what}: record {rec:?} of inode {ino}, which is no live directory"
             );
+        }
+        for (ino, a) in &attrs {
+            if a.typ == FileType::Directory && *ino != Ino::ROOT {
+                let rec = fields.get(&ino.0);
+                ensure!(
+                    rec.is_some_and(|r| r.len() == 32 && r[24..] == a.parent.0.to_be_bytes()),
+                    "{what}: directory {ino} (parent {}) has the record {rec:?}",
+                    a.parent
+                );
+            }
         }
     }
     let big = all_stats(&b).await?[29];
@@ -524,7 +538,7 @@ async fn the_limits_record_says_whether_statistics_are_kept() -> anyhow::Result<
     Ok(())
 }
 
-/// A statistics record that is not 24 bytes fails an op that would add to it, before any
+/// A statistics record that is neither 32 nor 24 bytes fails an op that would add to it, before any
 /// write; the read names the directory.
 #[tokio::test]
 async fn a_corrupted_record_fails_before_any_write() -> anyhow::Result<()> {
@@ -539,7 +553,7 @@ async fn a_corrupted_record_fails_before_any_write() -> anyhow::Result<()> {
     ensure!(r.iter().all(Result::is_ok), "{r:?}");
     let stats = b.layout().dir_stats();
     let field = 10u64.to_be_bytes();
-    let garbage: [&[u8]; 5] = [b"abc", b"", b"10", &[0; 23], &[0; 25]];
+    let garbage: [&[u8]; 7] = [b"abc", b"", b"10", &[0; 23], &[0; 25], &[0; 31], &[0; 33]];
     for garbage in garbage {
         b.query(redis::cmd("HSET").arg(&stats).arg(&field[..]).arg(garbage))
             .await?;
@@ -589,8 +603,8 @@ async fn a_corrupted_record_fails_before_any_write() -> anyhow::Result<()> {
 }
 
 /// Totals on both sides of 2^53 (where the library leaves doubles for 32-bit halves), in
-/// both directions and within one batch, equal the reference's; a directory back to all
-/// zeros keeps no record.
+/// both directions and within one batch, equal the reference's; the root back to all zeros
+/// keeps no record (it has no parent to keep).
 #[tokio::test]
 async fn exact_totals_around_2_pow_53() -> anyhow::Result<()> {
     let Some(url) = server(STANDALONE_ENV, "dirstats 2^53") else {
@@ -642,6 +656,142 @@ async fn exact_totals_around_2_pow_53() -> anyhow::Result<()> {
     // Dir 10 emptied in batch 12 and removed in 13; the root emptied too.
     let d = stored_fields(&b).await?;
     ensure!(d.is_empty(), "records left: {d:?}");
+    b.erase().await?;
+    Ok(())
+}
+
+/// The record of directory `dir` in the statistics hash, raw.
+async fn record(b: &RedisBackend, dir: u64) -> anyhow::Result<Option<Vec<u8>>> {
+    Ok(
+        match b
+            .query(
+                redis::cmd("HGET")
+                    .arg(b.layout().dir_stats())
+                    .arg(&dir.to_be_bytes()[..]),
+            )
+            .await?
+        {
+            Value::BulkString(v) => Some(v),
+            _ => None,
+        },
+    )
+}
+
+/// Records written before directory quotas (24 bytes, or none for a directory with nothing
+/// charged) name no parent: with `strict_keys` the walk to the quotas above such a directory
+/// fails with `Corrupted` (naming it) before writing; without, it reads the attributes and
+/// the call records the parents, after which strict clients walk too. A damaged quota record
+/// fails the ops that would charge it and `quotas()` names its directory.
+#[tokio::test]
+async fn records_without_a_parent_and_damaged_quotas() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "dirstats legacy records") else {
+        return Ok(());
+    };
+    let prefix = unique_prefix("l");
+    let b = open(&url, &prefix).await?;
+    let strict = open(&with_param(&url, "strict_keys=true"), &prefix).await?;
+    Meta::format(&b, &Setting::new("legacy"), false).await?;
+    let r = b
+        .apply(&[
+            mkdir(1, "a", 10),
+            mkdir(10, "b", 11),
+            Op::SetQuota {
+                dir: Ino(10),
+                max_space: 0,
+                max_inodes: 100,
+                subtree: vec![Ino(10), Ino(11)],
+            },
+        ])
+        .await?;
+    ensure!(r.iter().all(Result::is_ok), "{r:?}");
+    let stats = b.layout().dir_stats();
+    // As an older version left them: 10 without its parent, 11 (nothing charged) without a
+    // record.
+    let rec10 = record(&b, 10).await?.context("record of 10")?;
+    ensure!(
+        rec10.len() == 32 && rec10[24..] == 1u64.to_be_bytes(),
+        "{rec10:?}"
+    );
+    b.query(
+        redis::cmd("HSET")
+            .arg(&stats)
+            .arg(&10u64.to_be_bytes()[..])
+            .arg(&rec10[..24]),
+    )
+    .await?;
+    b.query(redis::cmd("HDEL").arg(&stats).arg(&11u64.to_be_bytes()[..]))
+        .await?;
+    let r = strict.apply(&[file(11, "f", 12)]).await?;
+    let e = r[0]
+        .as_ref()
+        .expect_err("a strict walk through a record without parent");
+    ensure!(
+        e.kind() == ErrorKind::Corrupted && e.to_string().contains("directory 11"),
+        "{e}"
+    );
+    ensure!(
+        strict.lookup(Ino(11), b"f").await.is_err(),
+        "the create wrote"
+    );
+    ensure!(
+        record(&b, 11).await?.is_none(),
+        "the failed create wrote a record"
+    );
+    let r = b.apply(&[file(11, "f", 12)]).await?;
+    ensure!(r[0].is_ok(), "{r:?}");
+    for (dir, parent) in [(10u64, 1u64), (11, 10)] {
+        let rec = record(&b, dir).await?;
+        ensure!(
+            rec.as_ref()
+                .is_some_and(|r| r.len() == 32 && r[24..] == parent.to_be_bytes()),
+            "directory {dir}: {rec:?}"
+        );
+    }
+    let r = strict.apply(&[file(11, "g", 13)]).await?;
+    ensure!(r[0].is_ok(), "{r:?}");
+    let q = b.quotas().await?;
+    ensure!(
+        q.len() == 1 && q[0].0 == Ino(10) && q[0].1.used.inodes == 3,
+        "b, f, g under 10: {q:?}"
+    );
+
+    // A damaged quota record.
+    b.query(
+        redis::cmd("HSET")
+            .arg(b.layout().quotas())
+            .arg(&10u64.to_be_bytes()[..])
+            .arg("garbage"),
+    )
+    .await?;
+    let e = b.quotas().await.expect_err("a damaged quota");
+    ensure!(
+        e.kind() == ErrorKind::Corrupted && e.to_string().contains("directory 10"),
+        "{e}"
+    );
+    let r = b.apply(&[file(11, "h", 14)]).await?;
+    ensure!(
+        r[0].as_ref().err().map(|e| e.kind()) == Some(ErrorKind::Corrupted),
+        "{r:?}"
+    );
+    ensure!(b.lookup(Ino(11), b"h").await.is_err(), "the create wrote");
+    b.query(
+        redis::cmd("HSET")
+            .arg(b.layout().quotas())
+            .arg("bad-field")
+            .arg(&[0u8; 40][..]),
+    )
+    .await?;
+    b.query(
+        redis::cmd("HDEL")
+            .arg(b.layout().quotas())
+            .arg(&10u64.to_be_bytes()[..]),
+    )
+    .await?;
+    let e = b.quotas().await.expect_err("a damaged field");
+    ensure!(
+        e.kind() == ErrorKind::Corrupted && e.to_string().contains("bad-field"),
+        "{e}"
+    );
     b.erase().await?;
     Ok(())
 }

@@ -310,6 +310,7 @@ async fn strays(b: &RedisBackend) -> anyhow::Result<Vec<String>> {
         "setting",
         "limits",
         "dirstats",
+        "quotas",
         "nextInode",
         "nextChunk",
         "usedSpace",

@@ -3,7 +3,9 @@
 //! run once to find the keys it writes; then, for each of those keys, on a fresh copy of the
 //! state, that key is replaced by a value of another Redis type and the op is run again. It
 //! must either fail and leave every key exactly as it was, or succeed with exactly the effects
-//! it has on a clean volume (an op may overwrite or delete a key whatever its type).
+//! it has on a clean volume (an op may overwrite or delete a key whatever its type). The
+//! ops that charge, set or remove directory quotas run again with quotas on two directories
+//! (the quotas hash among the keys they write).
 
 mod common;
 
@@ -404,6 +406,85 @@ fn cases() -> Vec<(&'static str, Op)> {
     ]
 }
 
+/// The ops that make /d (10) and /e (14) quota directories, before the quota cases.
+fn quota_prelude() -> Vec<Op> {
+    [10, 14]
+        .map(|d| Op::SetQuota {
+            dir: Ino(d),
+            max_space: 0,
+            max_inodes: 0,
+            subtree: vec![Ino(d)],
+        })
+        .to_vec()
+}
+
+/// Ops that charge, set or remove quotas (run after [`quota_prelude`]), so each writes the
+/// quotas hash too.
+fn quota_cases() -> Vec<(&'static str, Op)> {
+    let rename = |a: &str, dir: u64, b: &str| Op::Rename {
+        parent: Ino(10),
+        name: a.as_bytes().to_vec(),
+        new_parent: Ino(dir),
+        new_name: b.as_bytes().to_vec(),
+        flags: RenameFlags::NONE,
+        caller: ME,
+        time: t(5),
+    };
+    vec![
+        ("quota: mknod", mknod(10, "new", 20, FileType::Regular)),
+        ("quota: mkdir", mknod(10, "sub", 24, FileType::Directory)),
+        ("quota: write", write(11, 2, 1200)),
+        (
+            "quota: truncate",
+            Op::Truncate {
+                ino: Ino(11),
+                length: 0,
+                caller: ME,
+                time: t(5),
+            },
+        ),
+        (
+            "quota: unlink",
+            Op::Unlink {
+                parent: Ino(10),
+                name: b"f".to_vec(),
+                caller: ME,
+                time: t(5),
+            },
+        ),
+        ("quota: rename to another quota", rename("f", 14, "f")),
+        ("quota: rename out of the quotas", rename("f", 1, "f")),
+        (
+            "quota: rmdir of a quota's directory",
+            Op::Rmdir {
+                parent: Ino(1),
+                name: b"e".to_vec(),
+                caller: ME,
+                time: t(5),
+            },
+        ),
+        (
+            "quota: set_quota, new",
+            Op::SetQuota {
+                dir: Ino::ROOT,
+                max_space: 1 << 40,
+                max_inodes: 1000,
+                subtree: vec![Ino::ROOT, Ino(10), Ino(14)],
+            },
+        ),
+        (
+            "quota: set_quota, new limits",
+            Op::SetQuota {
+                dir: Ino(10),
+                max_space: 1 << 40,
+                max_inodes: 1000,
+                subtree: Vec::new(),
+            },
+        ),
+        ("quota: remove_quota", Op::RemoveQuota { dir: Ino(10) }),
+    ]
+}
+
 /// Every key of the volume (its name without the `{prefix}` tag) → type and `DUMP`.
 async fn snapshot(b: &RedisBackend) -> anyhow::Result<BTreeMap<Vec<u8>, (String, Vec<u8>)>> {
     let tag = b.layout().tag().as_bytes().to_vec();
@@ -443,11 +524,13 @@ async fn snapshot(b: &RedisBackend) -> anyhow::Result<BTreeMap<Vec<u8>, (String,
     Ok(out)
 }
 
-/// A fresh volume in the setup state.
-async fn fresh(url: &str) -> anyhow::Result<RedisBackend> {
+/// A fresh volume in the setup state, then `prelude`.
+async fn fresh(url: &str, prelude: &[Op]) -> anyhow::Result<RedisBackend> {
     let b = open(url, &unique_prefix("w")).await?;
     Meta::format(&b, &Setting::new("wrongtype"), false).await?;
-    for (i, r) in b.apply(&setup()).await?.into_iter().enumerate() {
+    let mut ops = setup();
+    ops.extend_from_slice(prelude);
+    for (i, r) in b.apply(&ops).await?.into_iter().enumerate() {
         r.with_context(|| format!("setup op {i}"))?;
     }
     Ok(b)
@@ -468,9 +551,17 @@ async fn a_wrong_type_key_leaves_no_half_applied_op() -> anyhow::Result<()> {
     };
     let mut problems = Vec::new();
     let mut planted = 0;
-    for (name, op) in cases() {
+    let all = cases()
+        .into_iter()
+        .map(|(name, op)| (name, Vec::new(), op))
+        .chain(
+            quota_cases()
+                .into_iter()
+                .map(|(name, op)| (name, quota_prelude(), op)),
+        );
+    for (name, prelude, op) in all {
         // The clean run: which keys the op writes, and the state it leaves.
-        let b = fresh(&url).await?;
+        let b = fresh(&url, &prelude).await?;
         let before = snapshot(&b).await?;
         let r = b.apply(std::slice::from_ref(&op)).await?;
         ensure!(r[0].is_ok(), "{name} on the clean state: {:?}", r[0]);
@@ -486,7 +577,7 @@ async fn a_wrong_type_key_leaves_no_half_applied_op() -> anyhow::Result<()> {
             .collect();
         ensure!(!written.is_empty(), "{name} wrote nothing");
         for key in written {
-            let b = fresh(&url).await?;
+            let b = fresh(&url, &prelude).await?;
             let full = [b.layout().tag().as_bytes(), &key].concat();
             let is_string = before
                 .get(&key)
@@ -561,7 +652,7 @@ async fn an_out_of_range_counter_fails_before_any_write() -> anyhow::Result<()> 
         return Ok(());
     };
     for counter in ["usedSpace", "totalInodes"] {
-        let b = fresh(&url).await?;
+        let b = fresh(&url, &[]).await?;
         let key = [b.layout().tag(), counter].concat();
         b.query(redis::cmd("SET").arg(&key).arg("99999999999999999999"))
             .await?;

@@ -21,13 +21,20 @@ OPS.link = function(K, A)
   end
   perm_check_dir_write(pa, parent8, c, 'link')
   if a.nlink == U32MAX then fail('NotPermitted', 'inode ' .. dec(ino8) .. ' has too many links') end
-  -- Its directory keeps it (same directory) or loses it (named in two).
+  -- Its directory keeps it (same directory) or loses it (named in two), and the quotas
+  -- above (named in two: EXDEV when it enters or leaves one).
   stat_check_attr(ino8, a)
+  local after = { typ = a.typ, nlink = a.nlink + 1, length = a.length, parent = a.parent }
+  if a.parent ~= parent8 then
+    after.parent = ZERO8
+    check_uncharged_entry(ino8, after, parent8)
+  end
+  restat_check(ino8, a, after)
   -- Writes.
   local before = stat_snap(a)
-  a.nlink = a.nlink + 1
+  a.nlink = after.nlink
   a.ctime = time
-  if a.parent ~= parent8 then a.parent = ZERO8 end
+  a.parent = after.parent
   local av = put_attr(K[1], a)
   restat(ino8, before, a)
   redis.call('ZADD', K[3], 0, entry_member(name, a.typ, ino8))

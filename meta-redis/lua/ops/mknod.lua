@@ -64,6 +64,7 @@ OPS.mknod = function(K, A)
   local append = slice and append_slice(kchunk, nil, 0, slice, ino8)
   check_counters()
   stat_check(parent8)
+  restat_check(ino8, nil, a)
   -- Writes. The new inode's openers set comes first: a wrong-type key there fails before
   -- anything is written.
   if kop then
@@ -72,6 +73,11 @@ OPS.mknod = function(K, A)
   end
   local av = put_attr(K[3], a)
   restat(ino8, nil, a)
+  -- A new directory's statistics record names its parent (new: nothing to read).
+  if is_dir and DSON then
+    if DSV[ino8] == nil then DSV[ino8] = false end
+    stat_parent(ino8, parent8)
+  end
   redis.call('ZADD', K[2], 0, entry_member(name, typ, ino8))
   if typ == T_LNK then redis.call('SET', K[4], VER .. A[3]) end
   if append then append() end

@@ -120,11 +120,21 @@ OPS.rename = function(K, A)
   if de then
     if exchange then
       if not same_dir then
-        -- Each inode may leave its directory for the other one.
+        -- Each inode may leave its directory for the other one, and the quotas above (in
+        -- logic::namespace::rename's order: both restats, then both uncharged entries); a
+        -- directory's record gets its new parent.
         stat_check_attr(se.ino, sa)
         stat_check_attr(de.ino, da)
         stat_check(np8)
         stat_check(parent8)
+        if s_is_dir then stat_check(se.ino) end
+        if d_is_dir then stat_check(de.ino) end
+        local sa2 = charged_as(sa, nil, moved_parent(sa, parent8, np8))
+        local da2 = charged_as(da, nil, moved_parent(da, np8, parent8))
+        restat_check(se.ino, sa, sa2)
+        restat_check(de.ino, da, da2)
+        check_uncharged_entry(se.ino, sa2, np8)
+        check_uncharged_entry(de.ino, da2, parent8)
       end
       -- Writes.
       redis.call('ZREM', K[2], se.member)
@@ -137,6 +147,8 @@ OPS.rename = function(K, A)
         da.parent = moved_parent(da, np8, parent8)
         restat(se.ino, sbefore, sa)
         restat(de.ino, dbefore, da)
+        if s_is_dir then stat_parent(se.ino, np8) end
+        if d_is_dir then stat_parent(de.ino, parent8) end
         local moved = (s_is_dir and 1 or 0) - (d_is_dir and 1 or 0)
         dsrc = dsrc - moved
         ddst = ddst + moved
@@ -159,12 +171,21 @@ OPS.rename = function(K, A)
       sustain = is_open(kdo)
       stat_check_attr(de.ino, da)
       if not sustain then check_deletion(d_is_dir) end
+      -- logic::namespace::remove_inode: uncharged, and a directory's quota goes (before the
+      -- source's move is charged, as there).
+      restat_check(de.ino, da, nil)
+      if d_is_dir and has_quotas() then quota_drop(de.ino) end
     end
   end
   if not same_dir then
-    -- The source may leave its directory for the destination.
+    -- The source may leave its directory for the destination, and the quotas above; a
+    -- directory's record gets its new parent.
     stat_check_attr(se.ino, sa)
     stat_check(np8)
+    if s_is_dir then stat_check(se.ino) end
+    local after = charged_as(sa, nil, moved_parent(sa, parent8, np8))
+    restat_check(se.ino, sa, after)
+    check_uncharged_entry(se.ino, after, np8)
   end
   -- Writes.
   if de then
@@ -189,6 +210,7 @@ OPS.rename = function(K, A)
     sa.parent = moved_parent(sa, parent8, np8)
     restat(se.ino, before, sa)
     if s_is_dir then
+      stat_parent(se.ino, np8)
       dsrc = dsrc - 1
       ddst = ddst + 1
     end

@@ -28,6 +28,9 @@ OPS.restore = function(K, A)
   check_counters()
   stat_check_attr(ino8, old)
   stat_check_attr(ino8, new)
+  restat_check(ino8, old, new)
+  -- A directory's statistics record names its parent.
+  if typ == T_DIR then stat_check(ino8) end
   if nx > 0 then check_type(K[3], 'hash') end
   if nc > 0 then check_type(K[4], 'zset') end
   -- Writes.
@@ -50,5 +53,6 @@ OPS.restore = function(K, A)
   add_counter(S.used, space(new) - old_space)
   if not old then add_counter(S.total, 1) end
   restat(ino8, old, new)
+  if typ == T_DIR then stat_parent(ino8, new.parent) end
   return { 'ok', av }
 end

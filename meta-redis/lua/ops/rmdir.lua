@@ -34,9 +34,12 @@ OPS.rmdir = function(K, A)
   if has_entries(kents) then fail('NotEmpty', dec(parent8) .. '/' .. show(name)) end
   local sustain = is_open(kop)
   stat_check_attr(e.ino, a)
+  restat_check(e.ino, a, nil)
+  -- Its quota goes (logic::namespace::remove_inode), sustained or not.
+  has_quotas()
   if not sustain then
     check_counters()
-    -- Its statistics fields go (the hash's type is known by now: no command).
+    -- Its statistics field goes (the hash's type is known by now: no command).
     stat_check(ZERO8)
   end
   -- Writes.

@@ -18,7 +18,10 @@ OPS.write = function(K, A)
   check_quota(delta, 0)
   local append = append_slice(K[2], K[3], indx, slice, ino8)
   if delta ~= 0 then counter(S.used, 'usedSpace') end
-  if new_len ~= a.length then stat_check_attr(ino8, a) end
+  if new_len ~= a.length then
+    stat_check_attr(ino8, a)
+    if quota_on() then restat_check(ino8, a, charged_as(a, new_len)) end
+  end
   -- Writes.
   append()
   local before = stat_snap(a)
