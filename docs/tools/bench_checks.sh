@@ -4,9 +4,11 @@
 #
 #   CHECKS=perm (default): permission checks on vs off (URL option permissions=1/0);
 #   CHECKS=all: permission checks and directory statistics on vs both off (the "off" volume
-#               is formatted with `meta format --no-dir-stats`).
+#               is formatted with `meta format --no-dir-stats`);
+#   CHECKS=quota: as all, plus a directory quota on the run's directory on the "on" side
+#               (`meta bench --quota`): #16's three checks vs none.
 #
-# Usage: [CHECKS=perm|all] bench_checks.sh [FILES] [ROUNDS]
+# Usage: [CHECKS=perm|all|quota] bench_checks.sh [FILES] [ROUNDS]
 # Env: ENV_FILE (default /tmp/env.sh: the `env` lines of the services state file as exports),
 #      META_BIN (default ${CARGO_TARGET_DIR:-target}/release/meta).
 set -euo pipefail
@@ -14,8 +16,8 @@ FILES=${1:-20000}
 ROUNDS=${2:-3}
 CHECKS=${CHECKS:-perm}
 case $CHECKS in
-  perm | all) ;;
-  *) echo "CHECKS must be perm or all, not '$CHECKS'" >&2; exit 2 ;;
+  perm | all | quota) ;;
+  *) echo "CHECKS must be perm, all or quota, not '$CHECKS'" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC1090
 source "${ENV_FILE:-/tmp/env.sh}"
@@ -31,17 +33,21 @@ for round in $(seq 1 "$ROUNDS"); do
         postgres) url="${META_TEST_POSTGRES_URL}?table_prefix=pb$CHECKS$round${p}_&permissions=$p" ;;
       esac
       stats=on
-      if [ "$CHECKS" = all ] && [ "$p" = 0 ]; then
+      quota=()
+      if [ "$CHECKS" != perm ] && [ "$p" = 0 ]; then
         "$META_BIN" --url "$url" format --no-dir-stats >/dev/null
         stats=off
       fi
+      if [ "$CHECKS" = quota ] && [ "$p" = 1 ]; then
+        quota=(--quota)
+      fi
       "$META_BIN" --url "$url" bench --files "$FILES" --dirs 16 --tasks 16 \
-        --caller 1000:1000 --json |
+        --caller 1000:1000 --json "${quota[@]}" |
         python3 -c "
 import json, sys
 r = json.load(sys.stdin)
 ph = {p['phase']: p['ops_per_sec'] for p in r['runs'][0]['phases']}
-print('$b permissions=$p dir_stats=$stats round=$round create=%.0f unlink=%.0f rename=%.0f'
+print('$b permissions=$p dir_stats=$stats quota=${#quota[@]} round=$round create=%.0f unlink=%.0f rename=%.0f'
       % (ph['create'], ph['unlink'], ph['rename']))
 "
     done

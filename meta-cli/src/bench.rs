@@ -45,6 +45,9 @@ pub struct BenchOpts {
     /// so a caller other than root makes every op go through the permission checks the way
     /// an unprivileged user's would.
     pub caller: Caller,
+    /// Set a directory quota on the run's top directory (`--quota`), with limits the run
+    /// never reaches, so every create, write and unlink charges it.
+    pub quota: bool,
 }
 
 /// One phase's result.
@@ -353,6 +356,11 @@ async fn run_once(vol: &Volume, batched: bool, o: &BenchOpts, hub: &Hub) -> Resu
     let (top, _) = meta
         .mkdir(me.clone(), Ino::ROOT, top_name.as_bytes(), 0o755)
         .await?;
+    if o.quota {
+        meta.set_quota(top, 1 << 60, 1 << 40)
+            .await
+            .context("set the quota of the run's directory (--quota)")?;
+    }
     let dirs: Arc<Mutex<Vec<Ino>>> = Arc::new(Mutex::new(vec![Ino::ZERO; ndirs as usize]));
     let dir_of = {
         let dirs = dirs.clone();

@@ -1,7 +1,7 @@
 //! `meta`: the command-line tool of the meta filesystem-metadata engine.
 //!
 //! Formats volumes, imports real directory trees through the batch API, browses a volume
-//! (`ls`, `stat`, `tree`, `du`), checks it (`fsck`), dumps and loads it as JSON Lines, and
+//! (`ls`, `stat`, `tree`, `du`), sets directory quotas (`quota`), checks it (`fsck`), dumps and loads it as JSON Lines, and
 //! benchmarks a backend (`bench`). See `meta --help` and this crate's README.
 
 mod admin;
@@ -10,6 +10,7 @@ mod bench_sessions;
 mod browse;
 mod import;
 mod mount;
+mod quota;
 mod status;
 mod util;
 mod volume;
@@ -121,6 +122,12 @@ enum Cmd {
         #[arg(default_value = "/")]
         path: OsString,
     },
+    /// Directory quotas: limits on the space and inodes of a directory's subtree, checked
+    /// by every op that grows it (EDQUOT). Needs directory statistics.
+    Quota {
+        #[command(subcommand)]
+        cmd: quota::QuotaCmd,
+    },
     /// Format record, statfs numbers and counters of the volume.
     Stats {
         /// Print JSON.
@@ -186,6 +193,10 @@ enum Cmd {
         /// them off, for comparison). Default: root.
         #[arg(long, value_name = "UID:GID[:GROUPS]", default_value = "0:0", value_parser = util::parse_caller)]
         caller: meta_core::Caller,
+        /// Put a directory quota (limits never reached) on the run's directory, so every op
+        /// charges it: what a quota on the path costs. Needs directory statistics.
+        #[arg(long)]
+        quota: bool,
     },
     /// Serve the volume as a filesystem through FUSE (file data as slice files in --data).
     /// Runs in the background unless --foreground; unmount with `meta umount`, SIGINT or
@@ -349,6 +360,19 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             let (meta, _) = volume::open_meta(&url, Access::Read, None).await?;
             browse::du(&meta, &bytes(&path), walk, json, out).await?;
         }
+        Cmd::Quota { cmd } => {
+            let access = match cmd {
+                quota::QuotaCmd::Get { .. } | quota::QuotaCmd::Ls { .. } => Access::Read,
+                quota::QuotaCmd::Check { repair, .. } if !repair => Access::Read,
+                _ => Access::Write,
+            };
+            let (meta, _) = volume::open_meta(&url, access, None).await?;
+            let ok = quota::run(&meta, cmd, out).await;
+            meta.close().await?;
+            if !ok? {
+                return Ok(Outcome::Fail);
+            }
+        }
         Cmd::Stats { json } => {
             let (meta, o) = volume::open_meta(&url, Access::Read, None).await?;
             admin::stats(&meta, &o, json, out).await?;
@@ -387,9 +411,11 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             json,
             metrics_addr,
             caller,
+            quota,
         } => {
             let report = bench::bench(&bench::BenchOpts {
                 caller,
+                quota,
                 files,
                 dirs,
                 tasks,
