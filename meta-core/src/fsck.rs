@@ -273,9 +273,14 @@ async fn check_quotas(
         let expected = want.get(&dir).copied().unwrap_or_default();
         if q.used != expected {
             rep.problems.push(format!(
-                "quota of directory {dir} says {} inodes, {} bytes of space used but its \
-                 subtree adds up to {}, {}",
-                q.used.inodes, q.used.space, expected.inodes, expected.space
+                "quota of directory {dir} says {} inodes, {} bytes long, {} bytes of space used \
+                 but its subtree adds up to {}, {}, {}",
+                q.used.inodes,
+                q.used.length,
+                q.used.space,
+                expected.inodes,
+                expected.length,
+                expected.space
             ));
         }
     }
