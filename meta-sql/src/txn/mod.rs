@@ -1982,7 +1982,8 @@ impl TxnView for SqlTxn<'_> {
 #[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use super::*;
-    use meta_core::{Backend, Caller, Setting};
+    use meta_conformance::util::mknod_op;
+    use meta_core::{Backend, Setting};
 
     fn ds(inodes: i64, length: i64, space: i64) -> DirStat {
         DirStat {
@@ -2002,25 +2003,11 @@ mod tests {
         b.format(&Setting::new("overlay"), false).await?;
         let ids = b.reserve_ids(meta_core::IdKind::Inode, 2).await?;
         let (d, f) = (Ino(ids.start), Ino(ids.start + 1));
-        let mknod = |parent: Ino, name: &[u8], ino: Ino, typ: FileType| Op::Mknod {
-            caller: Caller::ROOT,
-            parent,
-            name: name.to_vec(),
-            ino,
-            typ,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            target: Vec::new(),
-            time: Timespec::now(),
-            opened_by: None,
-            imported: None,
-        };
+        let now = Timespec::now();
         let res = b
             .apply(&[
-                mknod(Ino::ROOT, b"d", d, FileType::Directory),
-                mknod(d, b"f", f, FileType::Regular),
+                mknod_op(Ino::ROOT, b"d", d, FileType::Directory, now),
+                mknod_op(d, b"f", f, FileType::Regular, now),
             ])
             .await?;
         anyhow::ensure!(res.iter().all(|r| r.is_ok()), "{res:?}");

@@ -477,8 +477,9 @@ impl SqlTxn<'_> {
 
 #[cfg(all(test, feature = "sqlite"))]
 mod tests {
+    use meta_conformance::util::mknod_op;
     use meta_core::logic::TxnView;
-    use meta_core::{Backend, Caller, DirStat, FileType, Setting, Timespec};
+    use meta_core::{Backend, DirStat, FileType, Setting, Timespec};
 
     use super::*;
 
@@ -504,21 +505,7 @@ mod tests {
         let b = crate::open(meta_core::parse_url(&url)?.0)?;
         b.format(&Setting::new("overlay"), false).await?;
         let d = Ino(b.reserve_ids(meta_core::IdKind::Inode, 1).await?.start);
-        let mkdir = Op::Mknod {
-            caller: Caller::ROOT,
-            parent: Ino::ROOT,
-            name: b"d".to_vec(),
-            ino: d,
-            typ: FileType::Directory,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            target: Vec::new(),
-            time: Timespec::now(),
-            opened_by: None,
-            imported: None,
-        };
+        let mkdir = mknod_op(Ino::ROOT, b"d", d, FileType::Directory, Timespec::now());
         anyhow::ensure!(b.apply(&[mkdir]).await?[0].is_ok());
         #[allow(irrefutable_let_patterns)] // the only pool of a sqlite-only build
         let crate::backend::Pools::Sqlite { writer, .. } = &b.pools else {
