@@ -118,9 +118,6 @@ pub fn check_subtree(dir: Ino, dirs: &[Ino], attrs: &[Option<Attr>]) -> Result<(
     Ok(())
 }
 
-/// Entries per `read_dir` page while listing a subtree's directories.
-const ENTRIES_PER_PAGE: usize = 4096;
-
 /// Every directory of `dir`'s subtree, `dir` first, breadth first, from plain `read_dir`
 /// pages (no attributes): the list [`crate::Op::SetQuota`] takes. A directory removed while
 /// the walk runs is skipped (the op then finds the list stale). Errors: `NotADirectory`,
@@ -135,29 +132,11 @@ pub async fn subtree_dirs(backend: &dyn Backend, dir: Ino) -> Result<Vec<Ino>> {
     while next < out.len() {
         let parent = out[next];
         next += 1;
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = match backend
-                .read_dir(parent, after.as_deref(), ENTRIES_PER_PAGE, false)
-                .await
-            {
-                Ok(p) => p,
-                Err(e) if e.kind() == crate::ErrorKind::NotFound => break,
-                Err(e) => return Err(e),
-            };
-            let full = page.len() == ENTRIES_PER_PAGE;
-            after = page.last().map(|e| e.name.clone());
-            for e in page {
-                if e.typ == FileType::Directory {
-                    if !seen.insert(e.ino) {
-                        return Err(crate::dump::second_link(parent, &e.name, e.ino));
-                    }
-                    out.push(e.ino);
-                }
+        for (name, d) in crate::stats::subdirectories(backend, parent).await? {
+            if !seen.insert(d) {
+                return Err(crate::dump::second_link(parent, &name, d));
             }
-            if !full {
-                break;
-            }
+            out.push(d);
         }
     }
     Ok(out)

@@ -130,6 +130,41 @@ pub fn expected_dir_stats<'a>(
     out
 }
 
+/// Entries per `read_dir` page while looking for subdirectories.
+const ENTRIES_PER_PAGE: usize = 4096;
+
+/// The subdirectories of `dir` (name, inode), from its entries, a page of 4,096 at a time
+/// (no attributes read); none when `dir` is gone (removed while a walk runs). Errors: those
+/// of `read_dir` other than `NotFound`.
+pub(crate) async fn subdirectories(
+    backend: &dyn crate::Backend,
+    dir: Ino,
+) -> crate::Result<Vec<(Vec<u8>, Ino)>> {
+    let mut out = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = match backend
+            .read_dir(dir, after.as_deref(), ENTRIES_PER_PAGE, false)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        let full = page.len() == ENTRIES_PER_PAGE;
+        let last = page.last().map(|e| e.name.clone());
+        out.extend(
+            page.into_iter()
+                .filter(|e| e.typ == FileType::Directory)
+                .map(|e| (e.name, e.ino)),
+        );
+        match last {
+            Some(name) if full => after = Some(name),
+            _ => return Ok(out),
+        }
+    }
+}
+
 /// What a subtree holds, summed from directory statistics ([`crate::Meta::summary`]): the
 /// directory itself and everything charged to a directory inside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

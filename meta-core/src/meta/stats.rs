@@ -10,8 +10,6 @@ use crate::types::{FileType, Ino};
 
 /// Directories whose statistics one [`crate::Backend::dir_stats`] call reads.
 const STATS_PER_READ: usize = 1024;
-/// Entries per `readdir` page while looking for subdirectories.
-const ENTRIES_PER_PAGE: usize = 4096;
 /// Directories listed at the same time.
 const LISTINGS_IN_FLIGHT: usize = 16;
 
@@ -69,7 +67,7 @@ impl Meta {
         let mut level = vec![ino];
         while !level.is_empty() {
             let subdirs: Vec<Vec<(Vec<u8>, Ino)>> = futures::stream::iter(level.iter().copied())
-                .map(|d| self.subdirectories(d))
+                .map(|d| crate::stats::subdirectories(&*self.inner.backend, d))
                 .buffered(LISTINGS_IN_FLIGHT)
                 .try_collect()
                 .await?;
@@ -102,33 +100,5 @@ impl Meta {
             level = next;
         }
         Ok(sum)
-    }
-
-    /// The subdirectories of `dir` (name, inode), from its entries (no attributes read).
-    async fn subdirectories(&self, dir: Ino) -> Result<Vec<(Vec<u8>, Ino)>> {
-        let mut out = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = match self
-                .readdir(dir, after.as_deref(), ENTRIES_PER_PAGE, false)
-                .await
-            {
-                Ok(p) => p,
-                // Removed while we walk: it holds nothing any more.
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
-                Err(e) => return Err(e),
-            };
-            let full = page.len() == ENTRIES_PER_PAGE;
-            let last = page.last().map(|e| e.name.clone());
-            out.extend(
-                page.into_iter()
-                    .filter(|e| e.typ == FileType::Directory)
-                    .map(|e| (e.name, e.ino)),
-            );
-            match last {
-                Some(name) if full => after = Some(name),
-                _ => return Ok(out),
-            }
-        }
     }
 }
