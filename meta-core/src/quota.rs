@@ -46,11 +46,12 @@ pub struct Quota {
 impl Quota {
     /// Fails with `QuotaExceeded` (EDQUOT) when adding `delta` to the usage would pass a limit
     /// of the quota on directory `dir`. Only a growing field is checked (a positive space or
-    /// inode change), so a shrink always passes.
+    /// inode change), so a shrink always passes. Limits are compared as unsigned values, so a
+    /// limit above `i64::MAX` is never reached.
     pub fn check(&self, dir: Ino, delta: &DirStat) -> Result<()> {
         if self.max_space > 0 && delta.space > 0 {
             let after = self.used.space.saturating_add(delta.space);
-            if after > self.max_space as i64 {
+            if i128::from(after) > i128::from(self.max_space) {
                 return Err(err::quota_exceeded(format!(
                     "quota of directory {dir}: {} bytes of space would pass its limit of {} \
                      ({} used)",
@@ -60,7 +61,7 @@ impl Quota {
         }
         if self.max_inodes > 0 && delta.inodes > 0 {
             let after = self.used.inodes.saturating_add(delta.inodes);
-            if after > self.max_inodes as i64 {
+            if i128::from(after) > i128::from(self.max_inodes) {
                 return Err(err::quota_exceeded(format!(
                     "quota of directory {dir}: {} more inodes would pass its limit of {} \
                      ({} used)",
@@ -198,6 +199,14 @@ mod tests {
             space: 0,
         };
         assert!(space_only.check(Ino(5), &grow_len).is_ok());
+        // Limits are unsigned: one above i64::MAX (stored as a negative i64 by SQL) is not
+        // passed by any usage.
+        let huge = Quota {
+            max_space: u64::MAX - 1,
+            max_inodes: 1 << 63,
+            ..q
+        };
+        assert!(huge.check(Ino(5), &one).is_ok());
     }
 
     #[test]

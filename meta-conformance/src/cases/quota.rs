@@ -127,6 +127,77 @@ pub async fn limits_at_the_edge(ctx: &TestCtx) -> Result<()> {
     Ok(())
 }
 
+/// One batch (a backend may remember the quotas above a directory for the rest of a batch,
+/// `meta_core::logic::QuotaChains`): an empty directory charged under quota A, then moved
+/// under quota B, charges B; a quota created and then removed on it in the same batch is
+/// charged while it exists and not after; usage stays exact.
+pub async fn one_batch(ctx: &TestCtx) -> Result<()> {
+    let m = &ctx.meta();
+    let b = ctx.backend();
+    let (a, _) = m.mkdir(ME, ROOT, b"a", 0o755).await?;
+    let (bq, _) = m.mkdir(ME, ROOT, b"b", 0o755).await?;
+    let (e, _) = m.mkdir(ME, a, b"e", 0o755).await?;
+    m.set_quota(a, 0, 100).await?;
+    m.set_quota(bq, 0, 100).await?;
+    let ids = b.reserve_ids(meta_core::IdKind::Inode, 4).await?;
+    let file = |name: &[u8], i: u64| mknod_op(e, name, Ino(i), FileType::Regular, t(7, 0));
+    let ops = vec![
+        file(b"f1", ids.start),
+        Op::Unlink {
+            parent: e,
+            name: b"f1".to_vec(),
+            caller: Caller::ROOT,
+            time: t(7, 0),
+        },
+        Op::Rename {
+            parent: a,
+            name: b"e".to_vec(),
+            new_parent: bq,
+            new_name: b"e".to_vec(),
+            flags: RenameFlags::NONE,
+            caller: Caller::ROOT,
+            time: t(7, 0),
+        },
+        file(b"f2", ids.start + 1),
+        Op::SetQuota {
+            dir: e,
+            max_space: 0,
+            max_inodes: 2,
+            subtree: vec![e],
+        },
+        file(b"f3", ids.start + 2),
+        file(b"f4", ids.start + 3),
+        Op::RemoveQuota { dir: e },
+        file(b"f4", ids.start + 3),
+    ];
+    let r = b.apply(&ops).await?;
+    for (i, res) in r.iter().enumerate() {
+        if i == 6 {
+            expect_err(
+                res.clone(),
+                QuotaExceeded,
+                "a third inode under e's new quota",
+            )?;
+        } else {
+            ensure!(
+                res.is_ok(),
+                "op {i} ({}) of the batch: {res:?}",
+                ops[i].name()
+            );
+        }
+    }
+    let qa = usage_exact(m, a, "A after its directory moved out").await?;
+    ensure!(
+        qa.used == DirStat::default(),
+        "nothing left under A: {qa:?}"
+    );
+    let qb = usage_exact(m, bq, "B after the batch").await?;
+    ensure!(qb.used.inodes == 4, "e, f2, f3, f4 under B: {qb:?}");
+    ensure!(m.quota(e).await?.is_none(), "e's quota was removed");
+    fsck_clean(&*b, "after one batch of moves and quota changes").await?;
+    Ok(())
+}
+
 /// Nested quotas each count their own subtree; files and empty directories moving across a
 /// boundary move their charge (checked against the destination's quotas); a non-empty
 /// directory moving across one, or a hard link that would name a file in a second

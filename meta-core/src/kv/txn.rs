@@ -9,7 +9,7 @@ use crate::kv::VALUE_VERSION;
 use crate::kv::codec::*;
 use crate::kv::schema::*;
 use crate::kv::store::{KvRead, WriteSet};
-use crate::logic::TxnView;
+use crate::logic::{QuotaChains, TxnView};
 use crate::session::{LockKind, LockOwner, LockType, PlockRange, Session, Sid};
 use crate::stats::DirStat;
 use crate::types::{Attr, Counter, Entry, Ino, Pending, Slice};
@@ -27,6 +27,8 @@ pub struct KvTxn<'a, R: KvRead + ?Sized> {
     sessions: std::collections::HashMap<Sid, bool>,
     /// Whether the store holds a quota (read once per transaction, as `sessions`).
     quotas: Option<bool>,
+    /// Where the quotas are, as the logic found them in this transaction.
+    chains: QuotaChains,
 }
 
 impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
@@ -38,6 +40,7 @@ impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
             op: WriteSet::new(),
             sessions: std::collections::HashMap::new(),
             quotas: None,
+            chains: QuotaChains::default(),
         }
     }
 
@@ -311,6 +314,9 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
         }
         self.set(quota_key(dir), quota.map(encode_quota));
         Ok(())
+    }
+    fn quota_chains(&mut self) -> Option<&mut QuotaChains> {
+        Some(&mut self.chains)
     }
     async fn put_pending(&mut self, pending: Pending) -> Result<()> {
         self.set(pending_key(pending), Some(encode_pending(pending)));

@@ -22,6 +22,7 @@ pub use checks::{
     bump_dir, check_length, check_record, check_slices, check_write, dropped_slices, precheck,
 };
 pub(crate) use namespace::delete_inode;
+pub use quota::QuotaChains;
 pub use read::{
     corrupted, get_attr, get_xattr, list_xattr, lookup, read_dir, read_link, root_attr, statfs_from,
 };
@@ -203,6 +204,12 @@ pub trait TxnView: Send {
     async fn get_quota(&mut self, dir: Ino) -> Result<Option<Quota>>;
     /// Stores (`Some`) or removes (`None`) directory `dir`'s quota.
     async fn put_quota(&mut self, dir: Ino, quota: Option<&Quota>) -> Result<()>;
+    /// This transaction's memo of quota chains, if the view keeps one (a new, empty
+    /// [`QuotaChains`] per transaction; the logic fills and invalidates it). The default
+    /// keeps none: every charge walks from the changed directory to the root.
+    fn quota_chains(&mut self) -> Option<&mut QuotaChains> {
+        None
+    }
 
     /// Starts an op: its writes can be undone alone with `rollback_to_savepoint`.
     async fn savepoint(&mut self) -> Result<()>;
@@ -231,6 +238,8 @@ pub async fn apply_ops<V: TxnView + ?Sized>(
             Err(e) if e.kind().is_batch_fatal() => return Err(e),
             Err(e) => {
                 v.rollback_to_savepoint().await?;
+                // The op may have moved a directory or created a quota and then walked.
+                quota::forget_chains(v);
                 out.push(Err(e));
             }
         }

@@ -11,9 +11,58 @@ use super::checks::live_dir_attr;
 use super::namespace::MAX_DEPTH;
 use super::{Limits, TxnView};
 
+/// A transaction's memo of where the quotas are: for a directory, the directories on its way
+/// to the root (itself included) that have a quota, nearest first. A batch of ops in one
+/// directory then walks its chain once instead of once per op (a walk reads each level's
+/// quota record and attributes). A view keeps one per transaction
+/// ([`TxnView::quota_chains`]); the logic keeps it true: it forgets everything when a
+/// directory changes parent, when a quota is created and when an op is rolled back, and
+/// walks again when a remembered quota is gone. Quota values themselves are always read
+/// through the view (they change with every charge).
+#[derive(Debug, Default)]
+pub struct QuotaChains(std::collections::HashMap<Ino, Vec<Ino>>);
+
+impl QuotaChains {
+    /// Forgets every chain.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// Forgets `v`'s remembered quota chains, if it keeps any.
+pub(super) fn forget_chains<V: TxnView + ?Sized>(v: &mut V) {
+    if let Some(m) = v.quota_chains() {
+        m.clear();
+    }
+}
+
 /// The quotas on `dir` and on each of its ancestors, nearest first, as this transaction sees
-/// them. Errors: `Corrupted` for a broken or looping parent chain.
+/// them (through [`QuotaChains`] when the view keeps one). Errors: `Corrupted` for a broken or
+/// looping parent chain.
 pub(super) async fn chain<V: TxnView + ?Sized>(v: &mut V, dir: Ino) -> Result<Vec<(Ino, Quota)>> {
+    if let Some(dirs) = v.quota_chains().and_then(|m| m.0.get(&dir).cloned()) {
+        let n = dirs.len();
+        let mut out = Vec::with_capacity(n);
+        for d in dirs {
+            match v.get_quota(d).await? {
+                Some(q) => out.push((d, q)),
+                // Removed (with its directory, or by RemoveQuota): walk again below.
+                None => break,
+            }
+        }
+        if out.len() == n {
+            return Ok(out);
+        }
+    }
+    let out = walk(v, dir).await?;
+    if let Some(m) = v.quota_chains() {
+        m.0.insert(dir, out.iter().map(|(d, _)| *d).collect());
+    }
+    Ok(out)
+}
+
+/// [`chain`] by reading every level: its quota and its parent.
+async fn walk<V: TxnView + ?Sized>(v: &mut V, dir: Ino) -> Result<Vec<(Ino, Quota)>> {
     let mut out = Vec::new();
     let mut cur = dir;
     for _ in 0..MAX_DEPTH {
@@ -59,6 +108,8 @@ pub(super) async fn on_recharge<V: TxnView + ?Sized>(
         }
         if a.typ == FileType::Directory && a.parent != from && a.parent != Ino::ZERO {
             moving_dir(v, ino, a, from).await?;
+            // Every chain through it changes.
+            forget_chains(v);
         }
     }
     let mut net: Vec<(Ino, Quota, DirStat)> = Vec::new();
@@ -176,6 +227,7 @@ pub(super) async fn set_quota<V: TxnView + ?Sized>(
                 // without seeing this quota.
                 v.add_dir_stat(*d, DirStat::default()).await?;
             }
+            forget_chains(v);
             Quota {
                 max_space,
                 max_inodes,
