@@ -1,7 +1,8 @@
 //! What meta costs the Redis server: CPU per op and memory per file.
 //!
-//! `cost` mode (default): N files created by T tasks spread over D directories through `Meta`
-//! (default options: batched), then looked up, renamed and unlinked the same way. For each
+//! `cost` mode (default): N files created by T tasks spread over D directories (under one
+//! top directory `run`) through `Meta` (default options: batched), then looked up, renamed
+//! and unlinked the same way. For each
 //! phase: ops/s, and the server's work per op from `INFO` deltas: process CPU
 //! (`used_cpu_user + used_cpu_sys`, everything the server did: parsing, scripts, I/O),
 //! script time (the `usec` of `EVALSHA`/`EVAL`/`FCALL`/`FCALL_RO` in `INFO commandstats`,
@@ -10,13 +11,20 @@
 //! `memory` mode: `used_memory` growth per file for N empty files (named `file0`, `file1`,
 //! ...) in D directories, and again for N files with one slice each.
 //!
+//! `--dir-stats false` formats the volume without directory statistics; `--quota true` sets
+//! one directory quota on `run` before the timed phases (limits that are never reached, as
+//! `meta bench --quota` does), so every create, rename and unlink charges it; `--opts
+//! permissions=0` turns the engine's permission checks off (the ops run as uid 1000, on
+//! directories of mode 0755 that uid 1000 owns). Issue #16's comparison is `--dir-stats
+//! false --opts permissions=0` vs `--quota true`.
+//!
 //! Only the public API is used, so the same file builds against an older meta-redis to
 //! compare in one session against one server.
 //!
 //! ```text
 //! cargo run --release -p meta-redis --example server_cost -- \
 //!     --url redis://127.0.0.1:6379/0 [--mode cost|memory] [--files 20000] [--tasks 64] [--dirs 16]
-//!     [--opts 'k=v&...'] [--dir-stats true|false]
+//!     [--opts 'k=v&...'] [--dir-stats true|false] [--quota true|false]
 //! ```
 
 use std::collections::BTreeMap;
@@ -36,6 +44,7 @@ struct Args {
     dirs: u64,
     opts: String,
     dir_stats: bool,
+    quota: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -47,6 +56,7 @@ fn args() -> anyhow::Result<Args> {
         dirs: 16,
         opts: String::new(),
         dir_stats: true,
+        quota: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -61,12 +71,17 @@ fn args() -> anyhow::Result<Args> {
             "--dirs" => a.dirs = v.parse()?,
             "--opts" => a.opts = v,
             "--dir-stats" => a.dir_stats = v.parse()?,
+            "--quota" => a.quota = v.parse()?,
             other => anyhow::bail!("unknown option {other}"),
         }
     }
     anyhow::ensure!(
         a.tasks > 0 && a.dirs > 0,
         "--tasks and --dirs must be positive"
+    );
+    anyhow::ensure!(
+        a.dir_stats || !a.quota,
+        "--quota true needs directory statistics (--dir-stats true)"
     );
     Ok(a)
 }
@@ -185,19 +200,25 @@ where
 
 async fn cost(a: &Args) -> anyhow::Result<()> {
     let (b, m) = open(a).await?;
+    let (top, _) = m.mkdir(ME, Ino::ROOT, b"run", 0o755).await?;
+    if a.quota {
+        // Limits never reached: every op charges the quota, none fails on it.
+        m.set_quota(top, 1 << 60, 1 << 40).await?;
+    }
     let mut dirs = Vec::new();
     for d in 0..a.dirs {
-        dirs.push(
-            m.mkdir(ME, Ino::ROOT, format!("d{d}").as_bytes(), 0o755)
-                .await?
-                .0,
-        );
+        dirs.push(m.mkdir(ME, top, format!("d{d}").as_bytes(), 0o755).await?.0);
     }
+    m.flush().await?;
     let n = a.files / a.tasks * a.tasks;
     println!(
-        "{n} files, {} tasks, {} directories; per op: server CPU (INFO cpu), script time \
-         (commandstats usec of EVALSHA/FCALL), top-level and nested calls",
-        a.tasks, a.dirs
+        "{n} files, {} tasks, {} directories, statistics {}, quota {}; per op: server CPU \
+         (INFO cpu), script time (commandstats usec of EVALSHA/FCALL), top-level and nested \
+         calls",
+        a.tasks,
+        a.dirs,
+        if a.dir_stats { "on" } else { "off" },
+        if a.quota { "on" } else { "off" },
     );
     println!("| phase | ops/s | server CPU µs/op | script µs/op | calls per op |");
     println!("|---|---|---|---|---|");
@@ -240,6 +261,21 @@ async fn cost(a: &Args) -> anyhow::Result<()> {
     m.flush().await?;
     let s4 = snap(&b).await?;
     report("unlink", n, secs, &s3, &s4);
+
+    if a.quota {
+        // Everything created was removed again: the quota is back to `run` and its
+        // directories (inodes, 4 KiB each).
+        let q = m
+            .quota(top)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the quota of run is gone"))?;
+        anyhow::ensure!(
+            q.used.inodes == a.dirs as i64,
+            "quota usage after the run: {:?} (expected {} inodes)",
+            q.used,
+            a.dirs
+        );
+    }
 
     m.close().await?;
     b.erase().await?;

@@ -113,20 +113,31 @@ local DSON = nil   -- LIMITS[3] (whether the volume keeps directory statistics) 
 local LIVE = {}    -- session ID -> true once found live by this batch (close_session forgets)
 local SETS = {}    -- keys already type-checked by this batch (check_type)
 -- Directory quotas (see `quota_chain`): committed by the ops that succeeded, written back
--- at the end (`flush_quotas`); an op stages its changes (QST) until it succeeds (`quota_end`).
+-- at the end (`flush_quotas`). An op stages the creation and removal of quotas (QST) until
+-- it succeeds (`quota_end`); it changes a quota's usage in place, keeping the old usage in
+-- its undo log (QU) until then.
 local QC = {}      -- directory ino8 -> its quota as the batch sees it (false: none)
+local QRAW = nil   -- the quotas hash as stored (directory ino8 -> record), when read whole
 local QLIST = {}   -- directories whose quota the batch changed, in order
 local QDIRTY = {}  -- the same, as a set
 local QST = nil    -- the running op's staged quotas: directory ino8 -> quota or false
+local QSTX = false -- whether QST creates or removes a quota (not only new limits)
 local QN = nil     -- how many quotas the volume has as the batch sees it (HLEN once)
 local QND = 0      -- the running op's staged change to QN
+local QUN = 0      -- entries in the running op's undo log of usage changes (see `quota_add`):
+local UQ, UD, U1, U2, U3, U4, U5, U6 -- the first (upvalues: cheaper than table slots),
+local QU = {}      -- the others, 8 slots each
+local QCH = {}     -- directory ino8 -> its `quota_chain` (a table never changed), memoized
+local QDEP = {}    -- directory ino8 in QCH -> the directories on its way to the root, both included
+local QWAY = {}    -- scratch of `quota_chain`: the directories of its walk (past its count: stale)
 
 local function begin_batch(keys, tag, flags)
   S = { limits = keys[1], used = keys[2], total = keys[3], sessions = keys[4], pf = keys[5],
     ps = keys[6], stats = keys[7], quotas = keys[8], tag = tag, strict = flags == 's' }
   AC, AD, DSET, DLIST, CNT, LIMITS, LIVE, SETS = {}, {}, {}, {}, {}, nil, {}, {}
   DS, DSLIST, DSV, DSON = {}, {}, {}, nil
-  QC, QLIST, QDIRTY, QST, QN, QND = {}, {}, {}, nil, nil, 0
+  QC, QRAW, QLIST, QDIRTY, QST, QSTX, QN, QND = {}, nil, {}, {}, nil, false, nil, 0
+  QUN, QCH, QDEP = 0, {}, {}
 end
 
 -- The key of kind `kind` of an inode (crate::layout::Layout: `{prefix}` kind decimal inode).
@@ -245,22 +256,35 @@ local function flush_stats()
   for i = 1, #set, 510 do
     redis.call('HSET', S.stats, unpack(set, i, math.min(i + 509, #set)))
   end
-  DS, DSLIST = {}, {}
 end
 
--- A quota record ({prefix}quotas, crate::reply::quota_of): max_space and max_inodes (u64,
--- kept as 8-byte strings: `ms`, `mi`), then the usage `u`: inodes, length, space (i64, as
--- halves like STAT_REC: { ih, il, lh, ll, sh, sl }).
-local QUOTA_REC = '>c8c8i4I4i4I4i4I4'
+-- A quota record ({prefix}quotas, crate::reply::quota_of): max_space and max_inodes (u64),
+-- then the usage: inodes, length, space (i64); every field read as its signed high and
+-- unsigned low 32-bit halves (STAT_REC's way: packing the halves back gives the same bytes,
+-- so a u64 limit past 2^63 stays exact too). Decoded, a quota is the array { usage ih, il,
+-- lh, ll, sh, sl, then max_space h, l, max_inodes h, l }: usage first, as `stat_add` takes
+-- it.
+local QUOTA_REC = '>i4I4i4I4i4I4i4I4i4I4'
 
 local function enc_quota(q)
-  local u = q.u
-  return struct.pack(QUOTA_REC, q.ms, q.mi, u[1], u[2], u[3], u[4], u[5], u[6])
+  return struct.pack(QUOTA_REC, q[7], q[8], q[9], q[10], q[1], q[2], q[3], q[4], q[5], q[6])
 end
 
 -- Writes the quotas the batch changed (one HSET, one HDEL).
 local function flush_quotas()
-  if #QLIST == 0 then return end
+  local n = #QLIST
+  if n == 0 then return end
+  if n == 1 then
+    -- (The common case: no table to build.)
+    local d = QLIST[1]
+    local q = QC[d]
+    if q then
+      redis.call('HSET', S.quotas, d, enc_quota(q))
+    else
+      redis.call('HDEL', S.quotas, d)
+    end
+    return
+  end
   local set, del = {}, {}
   for _, d in ipairs(QLIST) do
     local q = QC[d]
@@ -277,7 +301,6 @@ local function flush_quotas()
   for i = 1, #set, 510 do
     redis.call('HSET', S.quotas, unpack(set, i, math.min(i + 509, #set)))
   end
-  QLIST, QDIRTY = {}, {}
 end
 
 -- Writes the cached attributes, counter deltas, directory statistics and quotas back.
@@ -303,7 +326,7 @@ local function flush_batch()
   end
   flush_stats()
   flush_quotas()
-  AC, AD, DSET, DLIST, CNT = {}, {}, {}, {}, {}
+  -- (The caches stay as they are until the next call's begin_batch.)
 end
 
 -- Attributes --------------------------------------------------------------------------------
@@ -457,22 +480,43 @@ local function perm_in_group(c, gid4)
   return false
 end
 
+-- PERM_HAS[bits * 8 + mask]: whether the 3 permission bits `bits` include every bit of
+-- `mask` (bits & mask == mask), for bits and mask in 0..7. Filled once, at load, with plain
+-- arithmetic: the checks below look it up instead of calling the bit library (a library
+-- call costs far more than a table lookup in Redis's Lua).
+local PERM_HAS = {}
+for b = 0, 7 do
+  for m = 0, 7 do
+    local ok, bb, mm = true, b, m
+    for _ = 1, 3 do
+      if mm % 2 == 1 and bb % 2 == 0 then ok = false end
+      bb, mm = (bb - bb % 2) / 2, (mm - mm % 2) / 2
+    end
+    PERM_HAS[b * 8 + m] = ok
+  end
+end
+
 -- perm::permits: one class of bits (owner, else group, else other); root reads and writes
--- anything and executes a directory, or a file with an execute bit.
+-- anything and executes a directory, or a file with an execute bit. `mask` is a whole
+-- number >= 0 (only its 3 low bits count); modes are u16, so the shifts are exact
+-- arithmetic.
 local function perm_permits(a, c, mask)
-  mask = bit.band(mask, 7)
+  mask = mask % 8
+  local m = a.mode
   if c.uid == ROOT4 then
-    return bit.band(mask, 1) == 0 or a.typ == T_DIR or bit.band(a.mode, 73) ~= 0
+    -- (An execute bit: 1, 8 or 64.)
+    return mask % 2 == 0 or a.typ == T_DIR or m % 2 == 1 or (m - m % 8) / 8 % 2 == 1
+      or (m - m % 64) / 64 % 2 == 1
   end
   local bits
   if c.uid == a.uid then
-    bits = bit.rshift(a.mode, 6)
+    bits = (m - m % 64) / 64 % 8
   elseif perm_in_group(c, a.gid) then
-    bits = bit.rshift(a.mode, 3)
+    bits = (m - m % 8) / 8 % 8
   else
-    bits = a.mode
+    bits = m % 8
   end
-  return bit.band(bits, mask) == mask
+  return PERM_HAS[bits * 8 + mask]
 end
 
 -- perm::check_access: EACCES.
@@ -489,18 +533,18 @@ end
 
 -- perm::check_search: search permission on a directory an entry is looked up in.
 local function perm_check_search(dir, ino8, c, what)
-  perm_check_access(dir, ino8, c, 1, what)
+  if not perm_permits(dir, c, 1) then perm_check_access(dir, ino8, c, 1, what) end
 end
 
 -- perm::check_dir_write: write and search permission on a directory that gains or loses an
 -- entry.
 local function perm_check_dir_write(dir, ino8, c, what)
-  perm_check_access(dir, ino8, c, 3, what)
+  if not perm_permits(dir, c, 3) then perm_check_access(dir, ino8, c, 3, what) end
 end
 
 -- perm::check_sticky: EPERM.
 local function perm_check_sticky(dir, target, c, what)
-  if bit.band(dir.mode, 512) ~= 0 and c.uid ~= ROOT4 and c.uid ~= dir.uid
+  if dir.mode % 1024 >= 512 and c.uid ~= ROOT4 and c.uid ~= dir.uid
     and c.uid ~= target.uid then
     fail('NotPermitted', what .. ': sticky directory owned by uid ' .. id4(dir.uid))
   end
@@ -871,6 +915,8 @@ local function stat_reset(ino8)
   if not DSON then return end
   local t = DS[ino8] or stat_entry(ino8)
   t[1], t[2], t[3], t[4], t[5], t[6], t[7] = 0, 0, 0, 0, 0, true, nil
+  -- (Its parent, as `dir_parent` sees it, may change: the memoized quota chains through it go.)
+  if QCH[ino8] then QCH, QDEP = {}, {} end
 end
 
 -- Directory `dir8`'s statistics record names `parent8` as its parent from now on (mknod,
@@ -879,6 +925,9 @@ local function stat_parent(dir8, parent8)
   if not DSON or dir8 == ROOT8 or parent8 == ZERO8 then return end
   local t = DS[dir8] or stat_entry(dir8)
   t[7] = parent8
+  -- The memoized quota chains through it go (every directory of a memoized chain's walk is
+  -- memoized itself: see `quota_chain`).
+  if QCH[dir8] then QCH, QDEP = {}, {} end
 end
 
 -- The statistics of directory `dir8` as the batch sees them (its record plus the batch's
@@ -913,38 +962,26 @@ local function i64_dec(h, l)
   return '-' .. dec(struct.pack('>I4I4', -h - 1, P32 - l))
 end
 
--- stats::recharge: the changes of directory statistics when inode `ino8` goes from `before`
--- to `after` (nil: absent): at most two { dir8, ih, il, lh, ll, sh, sl } (halves), none zero.
-local function recharge(ino8, before, after)
-  local out, d, dh, dl, dsh, dsl, e, eh, el, esh, esl = {}, nil, 0, 0, 0, 0, nil, 0, 0, 0, 0
-  if before then d, dh, dl, dsh, dsl = charge(ino8, before) end
-  if after then e, eh, el, esh, esl = charge(ino8, after) end
-  if d and d == e then
-    local c = { d, 0, 0 }
-    c[4], c[5] = i64_norm(eh - dh, el - dl)
-    c[6], c[7] = i64_norm(esh - dsh, esl - dsl)
-    if c[4] ~= 0 or c[5] ~= 0 or c[6] ~= 0 or c[7] ~= 0 then out[1] = c end
-    return out
-  end
-  if d then
-    local c = { d, -1, P32 - 1 }
-    c[4], c[5] = i64_norm(-dh, -dl)
-    c[6], c[7] = i64_norm(-dsh, -dsl)
-    out[1] = c
-  end
-  if e then out[#out + 1] = { e, 0, 1, eh, el, i64_norm(esh, esl) } end
-  return out
-end
-
 -- Directory quotas (meta_core::quota) -------------------------------------------------------
 --
 -- One hash per volume (S.quotas): directory ino8 -> a 40-byte record (QUOTA_REC). The
 -- quotas above a directory are found by walking its parents in the statistics records
 -- (`dir_parent`), only on a volume that has quotas (`has_quotas`: one HLEN per call), so
--- ops on a volume without any pay nothing more. An op checks and stages its quota changes
--- in its check phase (`restat_check`, `check_uncharged_entry`, set_quota, remove_quota);
--- batch.lua commits them when the op succeeds (`quota_end`), and `flush_quotas` writes them
--- at the end of the call.
+-- ops on a volume without any pay nothing more. On a volume with at most QALL_MAX quotas
+-- the call reads the whole hash once (HGETALL) instead of one HGET per directory it looks
+-- at, and it memoizes each directory's chain of quotas (`quota_chain`), so an op whose
+-- directory an earlier op of the call charged does not walk again. An op checks its quota
+-- changes in its check phase (`restat_check`, `check_uncharged_entry`, set_quota,
+-- remove_quota): it stages the creation or removal of a quota, and changes a usage in place
+-- with an undo log; batch.lua commits both when the op succeeds, else undoes them
+-- (`quota_end`), and `flush_quotas` writes the changed records at the end of the call.
+
+-- The most quotas a volume may have for a call to read its quotas hash whole: HGETALL costs
+-- about two HGETs of one field, and a walk to the root looks at two directories or more.
+local QALL_MAX = 2
+
+-- An empty chain of quotas (shared: never changed).
+local NOQ = {}
 
 -- TxnView::has_quotas: whether the volume has a quota, as the running op sees it.
 local function has_quotas()
@@ -952,55 +989,100 @@ local function has_quotas()
   return QN + QND > 0
 end
 
--- Directory `dir8`'s quota as the running op sees it: a table (see enc_quota) or false;
--- nil when not read yet.
-local function quota_known(dir8)
-  local q = QST and QST[dir8]
-  if q == nil then q = QC[dir8] end
-  return q
+-- The stored record of directory `dir8`'s quota, or nil: from the hash read whole once per
+-- call (when the volume has at most QALL_MAX quotas), else with one HGET.
+local function quota_raw(dir8)
+  if not QRAW then
+    has_quotas()
+    if QN > QALL_MAX then return redis.call('HGET', S.quotas, dir8) or nil end
+    local all = redis.call('HGETALL', S.quotas)
+    QRAW = {}
+    for i = 1, #all, 2 do QRAW[all[i]] = all[i + 1] end
+  end
+  return QRAW[dir8]
 end
 
--- TxnView::get_quota: directory `dir8`'s quota or false (Corrupted: undecodable).
+-- TxnView::get_quota: directory `dir8`'s quota (see QUOTA_REC) or false (Corrupted:
+-- undecodable), as the running op sees it.
 local function quota_get(dir8)
-  local q = quota_known(dir8)
+  local q
+  if QST then q = QST[dir8] end
+  if q == nil then q = QC[dir8] end
   if q ~= nil then return q end
-  local v = redis.call('HGET', S.quotas, dir8)
+  local v = quota_raw(dir8)
   q = false
   if v then
     if #v ~= 40 then
       fail('Corrupted', 'quota of directory ' .. dec(dir8) .. ': undecodable record (' .. #v
         .. ' bytes)')
     end
-    local ms, mi, ih, il, lh, ll, sh, sl = struct.unpack(QUOTA_REC, v)
-    q = { ms = ms, mi = mi, u = { ih, il, lh, ll, sh, sl } }
+    local msh, msl, mih, mil, ih, il, lh, ll, sh, sl = struct.unpack(QUOTA_REC, v)
+    q = { ih, il, lh, ll, sh, sl, msh, msl, mih, mil }
   end
   QC[dir8] = q
   return q
 end
 
 -- TxnView::put_quota, staged: directory `dir8`'s quota becomes `q` (false: removed) when
--- the op succeeds. `had`: whether it has one now.
+-- the op succeeds. `had`: whether it has one now. Creating or removing a quota forgets the
+-- memoized chains (`quota_chain`).
 local function quota_stage(dir8, q, had)
   has_quotas()
   QST = QST or {}
   QST[dir8] = q
-  if had and not q then QND = QND - 1 elseif q and not had then QND = QND + 1 end
+  if had and not q then
+    QND = QND - 1
+  elseif q and not had then
+    QND = QND + 1
+  else
+    return
+  end
+  QSTX = true
+  QCH, QDEP = {}, {}
 end
 
 -- Removes directory `dir8`'s quota, if any, without decoding it (delete_inode: a directory
--- goes with its quota).
+-- goes with its quota). The caller made sure the volume has quotas (`has_quotas`).
 local function quota_drop(dir8)
-  local q = quota_known(dir8)
+  local q
+  if QST then q = QST[dir8] end
+  if q == nil then q = QC[dir8] end
   if q == nil then
-    q = redis.call('HEXISTS', S.quotas, dir8) == 1
+    if QRAW or QN <= QALL_MAX then
+      q = quota_raw(dir8) ~= nil
+    else
+      q = redis.call('HEXISTS', S.quotas, dir8) == 1
+    end
     if not q then QC[dir8] = false end
   end
   if q then quota_stage(dir8, false, true) end
 end
 
--- After each op (batch.lua): its staged quotas become the batch's when it succeeded.
+-- After an op that failed having changed usages (batch.lua; one that succeeded just
+-- empties the log): the usages go back, newest first, and the quotas it was the first of
+-- the call to change are no longer to be written.
+local function quota_undo()
+  for i = 8 * QUN - 15, 1, -8 do
+    local q = QU[i]
+    q[1], q[2], q[3], q[4], q[5], q[6] = QU[i + 2], QU[i + 3], QU[i + 4], QU[i + 5],
+      QU[i + 6], QU[i + 7]
+    local d = QU[i + 1]
+    if d then
+      QDIRTY[d] = nil
+      QLIST[#QLIST] = nil
+    end
+  end
+  UQ[1], UQ[2], UQ[3], UQ[4], UQ[5], UQ[6] = U1, U2, U3, U4, U5, U6
+  if UD then
+    QDIRTY[UD] = nil
+    QLIST[#QLIST] = nil
+  end
+  QUN, UQ, UD = 0, nil, nil
+end
+
+-- After each op that staged quotas (batch.lua): they become the batch's when it succeeded;
+-- else they are dropped (with the memoized chains when they created or removed one).
 local function quota_end(ok)
-  if not QST then return end
   if ok then
     for d, q in pairs(QST) do
       QC[d] = q
@@ -1010,8 +1092,10 @@ local function quota_end(ok)
       end
     end
     QN = QN + QND
+  elseif QSTX then
+    QCH, QDEP = {}, {}
   end
-  QST, QND = nil, 0
+  QST, QND, QSTX = nil, 0, false
 end
 
 -- The parent of directory `dir8` (nil: unknown), from its statistics record, or the batch's
@@ -1033,38 +1117,160 @@ local function dir_parent(dir8)
   return a.parent
 end
 
--- quota::chain: the directories with a quota among `dir8` and its ancestors, nearest first.
+local function too_deep(dir8)
+  fail('Corrupted', 'directory ' .. dec(dir8) .. ' is nested deeper than ' .. MAX_DEPTH
+    .. ' levels (a parent loop?)')
+end
+
+-- quota::chain: the directories with a quota among `dir8` and its ancestors, nearest first
+-- (a table the caller must not change). Memoized per call for every directory of a walk
+-- that reaches the root (QCH, with its depth in QDEP), so a walk stops at the first
+-- memoized directory: a directory without a quota shares its parent's chain. The memo holds
+-- while no quota is created or removed (`quota_stage`, `quota_end`) and no memoized
+-- directory's parent changes (`stat_parent`, `stat_reset`): nothing else changes what the
+-- walk reads (a quota's usage is not part of a chain). The walk checks what quota::chain
+-- checks in the same order (a quota record that does not decode, a missing parent, more
+-- than MAX_DEPTH directories on the way, memoized ones included). Callers test QCH first:
+-- `QCH[d] or quota_chain(d)`.
 local function quota_chain(dir8)
-  local out, cur = {}, dir8
-  for _ = 1, MAX_DEPTH do
-    if quota_get(cur) then out[#out + 1] = cur end
-    if cur == ROOT8 then return out end
-    local p = dir_parent(cur)
+  local base = QCH[dir8]
+  if base then return base end
+  -- The common case first, without the general walk's bookkeeping (and only when nothing
+  -- there can fail): no quota of its own, its parent memoized.
+  local q
+  if QST then q = QST[dir8] end
+  if q == nil then q = QC[dir8] end
+  if q == nil and QRAW and QRAW[dir8] == nil then q = false end
+  if q == false and dir8 ~= ROOT8 then
+    local p
+    local e = DS[dir8]
+    if e and e[7] then
+      p = e[7]
+    else
+      local v = DSV[dir8]
+      if v and #v == 32 then p = string.sub(v, 25) end
+    end
+    base = p and QCH[p]
+    if base then
+      local depth = QDEP[p] + 1
+      if depth <= MAX_DEPTH then
+        QCH[dir8], QDEP[dir8] = base, depth
+        return base
+      end
+    end
+  end
+  -- Up to the root or to a memoized directory: QWAY gets each directory and its quota.
+  local n, cur, depth = 0, dir8, 0
+  while true do
+    if n >= MAX_DEPTH then too_deep(dir8) end
+    n = n + 1
+    -- (quota_get and dir_parent, their cached cases inline.)
+    local q
+    if QST then q = QST[cur] end
+    if q == nil then q = QC[cur] end
+    if q == nil then
+      if QRAW and QRAW[cur] == nil then q = false else q = quota_get(cur) end
+    end
+    QWAY[2 * n - 1], QWAY[2 * n] = cur, q
+    if cur == ROOT8 then
+      base = NOQ
+      break
+    end
+    local p
+    local e = DS[cur]
+    if e and e[7] then
+      p = e[7]
+    else
+      local v = DSV[cur]
+      if v and #v == 32 then p = string.sub(v, 25) else p = dir_parent(cur) end
+    end
     if not p or p == ZERO8 then
       fail('Corrupted', 'directory ' .. dec(cur) .. ' has no parent on the way from '
         .. dec(dir8) .. ' to the root')
     end
     cur = p
-  end
-  fail('Corrupted', 'directory ' .. dec(dir8) .. ' is nested deeper than ' .. MAX_DEPTH
-    .. ' levels (a parent loop?)')
-end
-
--- Quota::check: EDQUOT when adding `d` (halves) to the usage of quota `q` of directory
--- `dir8` passes one of its limits (as meta-core, compared as i64; only growth is checked).
-local function quota_check(dir8, q, d)
-  local function over(max8, h, l, uh, ul, what)
-    if max8 == ZERO8 or h < 0 or (h == 0 and l == 0) then return end
-    local ah, al = i64_norm(uh + h, ul + l)
-    local mh, ml = struct.unpack('>i4I4', max8)
-    if ah > mh or (ah == mh and al > ml) then
-      fail('QuotaExceeded', 'quota of directory ' .. dec(dir8) .. ': ' .. i64_dec(h, l) .. what
-        .. dec(max8) .. ' (' .. i64_dec(uh, ul) .. ' used)')
+    base = QCH[cur]
+    if base then
+      depth = QDEP[cur]
+      break
     end
   end
-  local u = q.u
-  over(q.ms, d[5], d[6], u[5], u[6], ' bytes of space would pass its limit of ')
-  over(q.mi, d[1], d[2], u[1], u[2], ' more inodes would pass its limit of ')
+  if n + depth > MAX_DEPTH then too_deep(dir8) end
+  -- Down again: each directory's chain is its parent's, with itself first when it has a
+  -- quota.
+  for i = n, 1, -1 do
+    local d = QWAY[2 * i - 1]
+    if QWAY[2 * i] then
+      local c = { d }
+      for j = 1, #base do c[j + 1] = base[j] end
+      base = c
+    end
+    depth = depth + 1
+    QCH[d], QDEP[d] = base, depth
+  end
+  return base
+end
+
+-- Quota::check's error: adding h, l to the usage uh, ul of directory `dir8`'s quota would
+-- pass its limit mh, ml.
+local function quota_exceeded(dir8, mh, ml, h, l, uh, ul, what)
+  fail('QuotaExceeded', 'quota of directory ' .. dec(dir8) .. ': ' .. i64_dec(h, l) .. what
+    .. dec(struct.pack('>i4I4', mh, ml)) .. ' (' .. i64_dec(uh, ul) .. ' used)')
+end
+
+-- The end of quota::on_recharge for the quota of directory `qd` (in a chain: it has one):
+-- the net change ih .. sl (halves, as i64_norm gives them), when not zero, is checked when
+-- it grows (Quota::check: space, then inodes; a limit of 0 is none; the limit is a u64
+-- stored as i64 halves, so one past i64::MAX (high half < 0) is above every usage; else
+-- compared as i64 with the new usage), then becomes the usage: in place, the op's undo log (the quota, its
+-- directory when this made it the call's to write, the old usage) keeping the old one
+-- until batch.lua knows whether the op succeeded (`quota_undo`). The new usage is
+-- DirStat's saturating addition (i64_norm, called only when a half overflows).
+local function quota_add(qd, ih, il, lh, ll, sh, sl)
+  if ih == 0 and il == 0 and lh == 0 and ll == 0 and sh == 0 and sl == 0 then return end
+  local q
+  if QST then q = QST[qd] end
+  if q == nil then q = QC[qd] end
+  if not q then q = quota_get(qd) end
+  local u1, u2, u3, u4, u5, u6 = q[1], q[2], q[3], q[4], q[5], q[6]
+  local a1, a2 = u1 + ih, u2 + il
+  if a2 < 0 or a2 >= P32 or a1 >= P31 or a1 < -P31 then a1, a2 = i64_norm(a1, a2) end
+  local b1, b2 = u3, u4
+  if lh ~= 0 or ll ~= 0 then
+    b1, b2 = u3 + lh, u4 + ll
+    if b2 < 0 or b2 >= P32 or b1 >= P31 or b1 < -P31 then b1, b2 = i64_norm(b1, b2) end
+  end
+  local c1, c2 = u5 + sh, u6 + sl
+  if c2 < 0 or c2 >= P32 or c1 >= P31 or c1 < -P31 then c1, c2 = i64_norm(c1, c2) end
+  if sh >= 0 and (sh ~= 0 or sl ~= 0) then
+    local m1, m2 = q[7], q[8]
+    if m1 >= 0 and (m1 ~= 0 or m2 ~= 0) and (c1 > m1 or (c1 == m1 and c2 > m2)) then
+      quota_exceeded(qd, m1, m2, sh, sl, u5, u6, ' bytes of space would pass its limit of ')
+    end
+  end
+  if ih >= 0 and (ih ~= 0 or il ~= 0) then
+    local m1, m2 = q[9], q[10]
+    if m1 >= 0 and (m1 ~= 0 or m2 ~= 0) and (a1 > m1 or (a1 == m1 and a2 > m2)) then
+      quota_exceeded(qd, m1, m2, ih, il, u1, u2, ' more inodes would pass its limit of ')
+    end
+  end
+  local first = false
+  if not QDIRTY[qd] then
+    QDIRTY[qd] = true
+    QLIST[#QLIST + 1] = qd
+    first = qd
+  end
+  local n = QUN
+  if n == 0 then
+    UQ, UD, U1, U2, U3, U4, U5, U6 = q, first, u1, u2, u3, u4, u5, u6
+  else
+    n = 8 * n - 8
+    QU[n + 1], QU[n + 2], QU[n + 3], QU[n + 4], QU[n + 5], QU[n + 6], QU[n + 7], QU[n + 8] =
+      q, first, u1, u2, u3, u4, u5, u6
+  end
+  QUN = QUN + 1
+  q[1], q[2], q[5], q[6] = a1, a2, c1, c2
+  if lh ~= 0 or ll ~= 0 then q[3], q[4] = b1, b2 end
 end
 
 -- quota::moving_dir: EXDEV when directory `ino8` (attributes `after`), moving out of
@@ -1085,43 +1291,6 @@ local function moving_dir(ino8, after, from)
   end
 end
 
--- quota::on_recharge: the EXDEV boundaries, then each quota on the changed directories'
--- ways to the root gets the net change (`changes` from `recharge`), checked when it grows.
-local function on_recharge(ino8, before, after, changes)
-  local from = before and charge(ino8, before)
-  if from and after then
-    if after.nlink > 0 and after.parent == ZERO8 and #quota_chain(from) > 0 then
-      fail('CrossDevice', 'inode ' .. dec(ino8) .. ' would be named in several directories '
-        .. 'and leave the quota over directory ' .. dec(from))
-    end
-    if after.typ == T_DIR and after.parent ~= from and after.parent ~= ZERO8 then
-      moving_dir(ino8, after, from)
-    end
-  end
-  local net, order = {}, {}
-  for _, c in ipairs(changes) do
-    for _, qd in ipairs(quota_chain(c[1])) do
-      local n = net[qd]
-      if not n then
-        n = { 0, 0, 0, 0, 0, 0 }
-        net[qd] = n
-        order[#order + 1] = qd
-      end
-      stat_add(n, c, 1)
-    end
-  end
-  for _, qd in ipairs(order) do
-    local d = net[qd]
-    if d[1] ~= 0 or d[2] ~= 0 or d[3] ~= 0 or d[4] ~= 0 or d[5] ~= 0 or d[6] ~= 0 then
-      local q = quota_get(qd)
-      quota_check(qd, q, d)
-      local u = { q.u[1], q.u[2], q.u[3], q.u[4], q.u[5], q.u[6] }
-      stat_add(u, d, 0)
-      quota_stage(qd, { ms = q.ms, mi = q.mi, u = u }, true)
-    end
-  end
-end
-
 -- Whether an op must mirror checks::restat's quota side (`restat_check`): the volume keeps
 -- statistics and has quotas. Check phase (after the op's stat_check).
 local function quota_on()
@@ -1129,14 +1298,87 @@ local function quota_on()
   return DSON and has_quotas()
 end
 
+-- Whether directory `qd` is in chain `c`.
+local function in_chain(c, qd)
+  for i = 1, #c do
+    if c[i] == qd then return true end
+  end
+  return false
+end
+
 -- checks::restat's quota side, in the check phase, with the attributes the write phase's
 -- `restat` gets (the charge's fields: typ, nlink, length, parent): quota::on_recharge when
--- the change is not empty.
+-- stats::recharge's change is not empty. The changes (at most two: the old directory loses
+-- the old charge, the new one gains the new charge; one directory: the difference) are not
+-- built as tables: each quota on the changed directories' ways to the root gets the net
+-- change in on_recharge's order (the first way's quotas, then the second's not on the
+-- first), added with DirStat's saturation as on_recharge adds them up.
 local function restat_check(ino8, before, after)
   if QN == 0 and QND == 0 then return end -- (known: no quota)
-  if not quota_on() then return end
-  local changes = recharge(ino8, before, after)
-  if #changes > 0 then on_recharge(ino8, before, after, changes) end
+  -- (quota_on, inline.)
+  if DSON == nil then limits() end
+  if not DSON then return end
+  if QN == nil then QN = redis.call('HLEN', S.quotas) end
+  if QN + QND <= 0 then return end
+  local d, dh, dl, dsh, dsl, e, eh, el, esh, esl
+  if before then d, dh, dl, dsh, dsl = charge(ino8, before) end
+  if after then e, eh, el, esh, esl = charge(ino8, after) end
+  if d and d == e then
+    -- One directory (no EXDEV boundary: `after` is charged to where `before` was). (Here and
+    -- below i64_norm is called only when it would change something.)
+    local lh, ll = eh - dh, el - dl
+    if ll < 0 or ll >= P32 or lh >= P31 or lh < -P31 then lh, ll = i64_norm(lh, ll) end
+    local sh, sl = esh - dsh, esl - dsl
+    if sl < 0 or sl >= P32 or sh >= P31 or sh < -P31 then sh, sl = i64_norm(sh, sl) end
+    if lh == 0 and ll == 0 and sh == 0 and sl == 0 then return end
+    local c = QCH[d] or quota_chain(d)
+    for i = 1, #c do quota_add(c[i], 0, 0, lh, ll, sh, sl) end
+    return
+  end
+  if not d and not e then return end
+  -- quota::on_recharge's EXDEV boundaries.
+  if d and after then
+    if after.nlink > 0 and after.parent == ZERO8 and #(QCH[d] or quota_chain(d)) > 0 then
+      fail('CrossDevice', 'inode ' .. dec(ino8) .. ' would be named in several directories '
+        .. 'and leave the quota over directory ' .. dec(d))
+    end
+    if after.typ == T_DIR and after.parent ~= d and after.parent ~= ZERO8 then
+      moving_dir(ino8, after, d)
+    end
+  end
+  local c1, c2 = NOQ, NOQ
+  local lh, ll, sh, sl = 0, 0, 0, 0
+  if d then
+    c1 = QCH[d] or quota_chain(d)
+    -- The old directory's change: minus the old charge (one inode: halves -1, 2^32 - 1).
+    lh, ll, sh, sl = -dh, -dl, -dsh, -dsl
+    if ll < 0 or lh < -P31 then lh, ll = i64_norm(lh, ll) end
+    if sl < 0 or sh < -P31 then sh, sl = i64_norm(sh, sl) end
+  end
+  if e then
+    c2 = QCH[e] or quota_chain(e)
+    -- The new directory's change: the new charge (space as halves: esl may be 2^32).
+    if esl >= P32 or esh >= P31 then esh, esl = i64_norm(esh, esl) end
+  end
+  for i = 1, #c1 do
+    local qd = c1[i]
+    if e and in_chain(c2, qd) then
+      -- Both changes (the inodes: -1 + 1 = 0).
+      local xlh, xll = i64_norm(lh + eh, ll + el)
+      local xsh, xsl = i64_norm(sh + esh, sl + esl)
+      quota_add(qd, 0, 0, xlh, xll, xsh, xsl)
+    else
+      quota_add(qd, -1, P32 - 1, lh, ll, sh, sl)
+    end
+  end
+  if #c2 > 0 then
+    local elh, ell = eh, el
+    if eh >= P31 then elh, ell = i64_norm(eh, el) end
+    for i = 1, #c2 do
+      local qd = c2[i]
+      if not (d and in_chain(c1, qd)) then quota_add(qd, 0, 1, elh, ell, esh, esl) end
+    end
+  end
 end
 
 -- quota::check_uncharged_entry: EXDEV when a link or rename names inode `ino8` (attributes

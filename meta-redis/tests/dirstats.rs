@@ -14,7 +14,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use anyhow::{Context, ensure};
-use common::{CLUSTER_ENV, STANDALONE_ENV, open, unique_prefix, with_param};
+use common::{CLUSTER_ENV, STANDALONE_ENV, open, server, unique_prefix, with_param};
 use meta_core::memory::memory_backend;
 use meta_core::stats::expected_dir_stats;
 use meta_core::{
@@ -33,19 +33,6 @@ fn t(sec: i64) -> Timespec {
     Timespec {
         sec: 1_900_000_000 + sec,
         nsec: 0,
-    }
-}
-
-fn server(var: &str, test: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if meta_conformance::skips_are_failures() {
-                panic!("{test}: {var} is not set and META_CONFORMANCE_REQUIRE=1");
-            }
-            eprintln!("SKIP meta-redis {test}: {var} is not set");
-            None
-        }
     }
 }
 

@@ -11,27 +11,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail, ensure};
 use common::proxy::{Mode, Proxy};
-use common::{CLUSTER_ENV, STANDALONE_ENV, open, unique_prefix, with_prefix};
+use common::{CLUSTER_ENV, STANDALONE_ENV, open, server, unique_prefix, with_prefix};
 use meta_core::{
     Backend, Caller, ErrorKind, FileType, Ino, Meta, MetaOptions, Op, OpOutput, RenameFlags,
     Setting, Timespec,
 };
 use meta_redis::{RedisBackend, normalize_url, parse_url};
-
-/// The URL of `var`, or `None` after printing a SKIP line (a failure under
-/// `META_CONFORMANCE_REQUIRE=1`).
-fn server(var: &str, test: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if meta_conformance::skips_are_failures() {
-                panic!("{test}: {var} is not set and META_CONFORMANCE_REQUIRE=1");
-            }
-            eprintln!("SKIP meta-redis {test}: {var} is not set");
-            None
-        }
-    }
-}
 
 async fn open_err(url: &str) -> meta_core::Error {
     let r = match parse_url(url) {

@@ -39,6 +39,8 @@ end
 
 OPS.set_quota = function(K, A)
   local dir8, ms, mi = struct.unpack('>c8c8c8', A[1])
+  -- (The limits as halves, as QUOTA_REC reads them: the same bytes once packed.)
+  local msh, msl, mih, mil = struct.unpack('>i4I4i4I4', ms .. mi)
   local _, _, stats = limits()
   if not stats then
     fail('Unsupported',
@@ -48,7 +50,7 @@ OPS.set_quota = function(K, A)
   local q = quota_get(dir8)
   local had = q and true
   if q then
-    q = { ms = ms, mi = mi, u = q.u }
+    q = { q[1], q[2], q[3], q[4], q[5], q[6], msh, msl, mih, mil }
   elseif A[2] == '' then
     fail('WouldBlock', 'directory ' .. dec(dir8)
       .. ' has no quota yet: list its subtree\'s directories')
@@ -59,9 +61,8 @@ OPS.set_quota = function(K, A)
       attrs[i] = get_attr(K[1 + i] or ikey('i', r[1]), r[1])
     end
     check_subtree(dir8, dirs, attrs)
-    local u = { 0, 0, 0, 0, 0, 0 }
-    for _, d in ipairs(dirs) do stat_add(u, stat_now(d), 0) end
-    q = { ms = ms, mi = mi, u = u }
+    q = { 0, 0, 0, 0, 0, 0, msh, msl, mih, mil }
+    for _, d in ipairs(dirs) do stat_add(q, stat_now(d), 0) end
   end
   quota_stage(dir8, q, had)
   return { 'ok', enc_quota(q) }

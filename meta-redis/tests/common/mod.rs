@@ -58,6 +58,22 @@ impl RedisFactory {
     }
 }
 
+/// The server URL in environment variable `var`, or `None` (the caller skips `test`, saying
+/// so on stderr) when it is unset or empty; panics instead under
+/// `META_CONFORMANCE_REQUIRE=1`, where a skip is a failure.
+pub fn server(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if meta_conformance::skips_are_failures() {
+                panic!("{test}: {var} is not set and META_CONFORMANCE_REQUIRE=1");
+            }
+            eprintln!("SKIP meta-redis {test}: {var} is not set");
+            None
+        }
+    }
+}
+
 /// A prefix no other test (of this or another process) uses.
 pub fn unique_prefix(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);

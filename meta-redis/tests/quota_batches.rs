@@ -1,0 +1,210 @@
+//! Directory quotas inside one call of the Lua library (`lua/lib.lua`): batch by batch, the
+//! same ops give the same results and the same quotas as the in-memory reference
+//! (meta_core's generic logic), on a standalone server, with `strict_keys`, and on a Cluster.
+//!
+//! Each batch is one call, and exercises what a call keeps from one op to the next: the
+//! memoized quota chain of a directory (an empty directory renamed from under quota A to
+//! under quota B after a create in it, then a create in it again; a quota created or
+//! removed after an op walked the directory; a walk through a memoized ancestor), the quotas
+//! hash read whole (two quotas or fewer) or field by field (more), and the undo of the usage
+//! changes of an op that fails on a later quota of its chain (EDQUOT), the op before it
+//! having changed another quota in the same call.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, ensure};
+use common::{CLUSTER_ENV, STANDALONE_ENV, open, server, unique_prefix, with_param};
+use meta_conformance::util::{kind_of, mknod_op, t};
+use meta_core::memory::memory_backend;
+use meta_core::quota::Quota;
+use meta_core::{Backend, Caller, FileType, Ino, Op, RenameFlags, Setting};
+
+const ME: Caller = Caller::new(0, 0);
+
+fn mkdir(parent: u64, name: &str, ino: u64) -> Op {
+    mknod_op(
+        Ino(parent),
+        name.as_bytes(),
+        Ino(ino),
+        FileType::Directory,
+        t(1_900_000_000, 0),
+    )
+}
+
+fn file(parent: u64, name: &str, ino: u64) -> Op {
+    mknod_op(
+        Ino(parent),
+        name.as_bytes(),
+        Ino(ino),
+        FileType::Regular,
+        t(1_900_000_000, 0),
+    )
+}
+
+fn unlink(parent: u64, name: &str) -> Op {
+    Op::Unlink {
+        parent: Ino(parent),
+        name: name.as_bytes().to_vec(),
+        caller: ME,
+        time: t(1_900_000_001, 0),
+    }
+}
+
+fn rename(parent: u64, name: &str, new_parent: u64, new_name: &str) -> Op {
+    Op::Rename {
+        parent: Ino(parent),
+        name: name.as_bytes().to_vec(),
+        new_parent: Ino(new_parent),
+        new_name: new_name.as_bytes().to_vec(),
+        flags: RenameFlags::default(),
+        caller: ME,
+        time: t(1_900_000_002, 0),
+    }
+}
+
+/// A quota on `dir` limited to `max_inodes` inodes; `subtree`: every directory of dir's
+/// subtree, dir first.
+fn set_quota(dir: u64, max_inodes: u64, subtree: &[u64]) -> Op {
+    Op::SetQuota {
+        dir: Ino(dir),
+        max_space: 0,
+        max_inodes,
+        subtree: subtree.iter().map(|&d| Ino(d)).collect(),
+    }
+}
+
+/// The batches, each one call; what each op must give is the reference's answer.
+fn batches() -> Vec<(&'static str, Vec<Op>)> {
+    vec![
+        (
+            // Quotas A (10) and B (11): the hash is read whole. y (12) is walked by the
+            // create of f0 (its chain memoized: [A]), emptied, renamed under B, and gets f2,
+            // which must charge B, not A.
+            "an empty directory renamed from under quota A to under quota B",
+            vec![
+                mkdir(1, "A", 10),
+                mkdir(1, "B", 11),
+                set_quota(10, 1000, &[10]),
+                set_quota(11, 1000, &[11]),
+                mkdir(10, "y", 12),
+                file(12, "f0", 13),
+                unlink(12, "f0"),
+                rename(10, "y", 11, "y"),
+                file(12, "f2", 14),
+            ],
+        ),
+        (
+            // A walked directory (20, chain []) gets a quota, then loses it, in the same call.
+            "a quota created and removed after a walk",
+            vec![
+                mkdir(1, "C", 20),
+                file(20, "c1", 21),
+                set_quota(20, 1000, &[20]),
+                file(20, "c2", 22),
+                Op::RemoveQuota { dir: Ino(20) },
+                file(20, "c3", 23),
+            ],
+        ),
+        (
+            // Three nested quotas (the hash now has more than two: read field by field).
+            // g2 passes the limit of the outermost one (40: 3 inodes) after changing the two
+            // inner ones: both changes are undone. The op before it changed B's quota, which
+            // must still be written.
+            "an op failing on the last quota of its chain",
+            vec![
+                mkdir(1, "G", 40),
+                mkdir(40, "h", 41),
+                mkdir(41, "i", 42),
+                set_quota(40, 3, &[40, 41, 42]),
+                set_quota(41, 100, &[41, 42]),
+                set_quota(42, 100, &[42]),
+                file(42, "g1", 43),
+                file(11, "b1", 44),
+                file(42, "g2", 45),
+                file(41, "g3", 46),
+            ],
+        ),
+        (
+            // The first op of the call to touch the three quotas fails (EDQUOT on 40): the
+            // undo must not drop B's quota, changed before it, from the call's writes.
+            "a failing op the first of its call to change its quotas",
+            vec![file(11, "b2", 47), file(42, "g4", 48), file(11, "b3", 49)],
+        ),
+        (
+            // Walks through memoized ancestors: i (42) first, then h (41) from the memo, then
+            // j (51, new) stopping at i, in one call (G's limit raised first: an existing
+            // quota keeps its usage, no subtree needed).
+            "walks that stop at a memoized directory",
+            vec![
+                set_quota(40, 10, &[]),
+                unlink(42, "g1"),
+                file(41, "h1", 50),
+                mkdir(42, "j", 51),
+                file(51, "j1", 52),
+                unlink(51, "j1"),
+                unlink(41, "h1"),
+            ],
+        ),
+    ]
+}
+
+async fn quotas(b: &dyn Backend) -> anyhow::Result<BTreeMap<Ino, Quota>> {
+    Ok(b.quotas().await?.into_iter().collect())
+}
+
+async fn scenario(url: &str) -> anyhow::Result<()> {
+    let b = open(url, &unique_prefix("q")).await?;
+    let reference = memory_backend();
+    let setting = Setting::new("quota-batches");
+    meta_core::Meta::format(&b, &setting, false).await?;
+    meta_core::Meta::format(&reference, &setting, false).await?;
+    for (what, ops) in batches() {
+        let got = b.apply(&ops).await?;
+        let want = reference.apply(&ops).await?;
+        ensure!(got.len() == want.len(), "{what}: {got:?} vs {want:?}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            ensure!(
+                kind_of(g) == kind_of(w),
+                "{what}, op {i}: redis {g:?}, reference {w:?}"
+            );
+        }
+        let (g, w) = (quotas(&b).await?, quotas(&reference).await?);
+        ensure!(g == w, "{what}: redis {g:?}, reference {w:?}");
+    }
+    // What the batches must have done (not only what the reference did).
+    let q = quotas(&b).await?;
+    let used = |d: u64| q.get(&Ino(d)).map(|q| q.used.inodes);
+    ensure!(
+        used(10) == Some(0) && used(11) == Some(5),
+        "A: y moved out; B: y, f2, b1, b2, b3: {q:?}"
+    );
+    ensure!(used(20).is_none(), "the removed quota: {q:?}");
+    ensure!(
+        used(40) == Some(3) && used(41) == Some(2) && used(42) == Some(1),
+        "G: h, i, j; h: i, j; i: j (g1 gone, the rest refused or gone): {q:?}"
+    );
+    b.erase().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn same_quotas_as_the_reference() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "quota batches") else {
+        return Ok(());
+    };
+    scenario(&url).await.context("standalone")?;
+    scenario(&with_param(&url, "strict_keys=true"))
+        .await
+        .context("strict_keys")?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn same_quotas_as_the_reference_cluster() -> anyhow::Result<()> {
+    let Some(url) = server(CLUSTER_ENV, "quota batches cluster") else {
+        return Ok(());
+    };
+    scenario(&url).await.context("cluster")
+}
