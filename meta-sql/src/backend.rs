@@ -23,8 +23,8 @@ use crate::codec::{self, NODE_TYS};
 use crate::dump_reads;
 use crate::error::{Stage, classify};
 use crate::exec::{Arg, Exec, Stmt, Ty, Val};
-use crate::sql::{Dialect, QUOTA_COUNT, RENAME_LOCK, Sql, TABLES};
-use crate::txn::{SqlTxn, Stats};
+use crate::sql::{Dialect, QUOTA_COUNT, QUOTA_GEN, RENAME_LOCK, Sql, TABLES};
+use crate::txn::{Counters, QuotaCache, SqlTxn, Stats};
 
 /// Most ops one `apply` call accepts (the batcher never sends more).
 pub const MAX_BATCH_OPS: usize = 1024;
@@ -33,7 +33,7 @@ pub const MAX_BATCH_OPS: usize = 1024;
 pub const MAX_ATTEMPTS: u32 = 24;
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The embedded migrations of a dialect: `(version, description, SQL)`.
 fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
@@ -59,6 +59,11 @@ fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
                 "directory quotas",
                 include_str!("../migrations/sqlite/0004_quota.sql"),
             ),
+            (
+                5,
+                "quota set generation",
+                include_str!("../migrations/sqlite/0005_quota_gen.sql"),
+            ),
         ],
         Dialect::Postgres => &[
             (
@@ -81,6 +86,11 @@ fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
                 "directory quotas",
                 include_str!("../migrations/postgres/0004_quota.sql"),
             ),
+            (
+                5,
+                "quota set generation",
+                include_str!("../migrations/postgres/0005_quota_gen.sql"),
+            ),
         ],
         Dialect::MySql => &[
             (
@@ -102,6 +112,11 @@ fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
                 4,
                 "directory quotas",
                 include_str!("../migrations/mysql/0004_quota.sql"),
+            ),
+            (
+                5,
+                "quota set generation",
+                include_str!("../migrations/mysql/0005_quota_gen.sql"),
             ),
         ],
     }
@@ -145,6 +160,10 @@ pub struct SqlStats {
     pub retries: u64,
     /// Reads the prefetch did not anticipate (one extra SELECT each).
     pub misses: u64,
+    /// Optimistic attempts of batches that charge directory quotas re-run on the locked
+    /// path (a stale memory of the quotas, a limit reached, a lost race); also counted in
+    /// `retries`.
+    pub reruns: u64,
 }
 
 impl SqlStats {
@@ -159,6 +178,7 @@ impl SqlStats {
             statements: self.statements.saturating_sub(earlier.statements),
             retries: self.retries.saturating_sub(earlier.retries),
             misses: self.misses.saturating_sub(earlier.misses),
+            reruns: self.reruns.saturating_sub(earlier.reruns),
         }
     }
 }
@@ -173,11 +193,9 @@ pub struct SqlBackend {
     schema_ok: AtomicBool,
     schema_lock: tokio::sync::Mutex<()>,
     limits: RwLock<Option<Limits>>,
-    /// The last batch that read the quota count found quotas (or an autocommitted batch's
-    /// guard found one): PostgreSQL batches of creates then run in a transaction, which
-    /// can share-lock the count, instead of autocommitted (see `txn::quota`). A hint only:
-    /// the guard keeps the autocommitted path correct whatever it says.
-    quotas_seen: AtomicBool,
+    /// What this backend remembers of the volume's quotas between batches, for their
+    /// optimistic attempts (see `txn::quota`).
+    quota_cache: QuotaCache,
 }
 
 impl fmt::Debug for SqlBackend {
@@ -340,7 +358,7 @@ impl SqlBackend {
             schema_ok: AtomicBool::new(false),
             schema_lock: tokio::sync::Mutex::new(()),
             limits: RwLock::new(None),
-            quotas_seen: AtomicBool::new(false),
+            quota_cache: QuotaCache::default(),
         }
     }
 
@@ -365,6 +383,7 @@ impl SqlBackend {
             statements: g(&self.stats.statements),
             retries: g(&self.stats.retries),
             misses: g(&self.stats.misses),
+            reruns: g(&self.stats.reruns),
         }
     }
 
@@ -397,6 +416,7 @@ impl SqlBackend {
         r?;
         // The next call creates an empty schema again.
         self.schema_ok.store(false, Ordering::SeqCst);
+        self.quota_cache.reset(None);
         *self.limits.write().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(())
     }
@@ -591,14 +611,17 @@ async fn migrate(c: &mut dyn Exec, sql: &Sql, stats: &Stats) -> Result<()> {
     })
 }
 
-/// The body of `format` inside its transaction; returns the record now in force.
+/// The body of `format` inside its transaction; returns the record now in force, and the
+/// quota set's generation when it formatted the volume (it starts at the time in
+/// nanoseconds, so formatting a volume again never repeats a generation a client may
+/// remember).
 async fn format_in(
     c: &mut dyn Exec,
     sql: &Sql,
     stats: &Stats,
     setting: &Setting,
     force: bool,
-) -> Result<Setting> {
+) -> Result<(Setting, Option<i64>)> {
     let mut t = SqlTxn::new(c, sql, stats, true);
     let rows = t.rows(sql.setting_get(true), &[Ty::Text]).await?;
     if let Some(r) = rows.first()
@@ -606,7 +629,7 @@ async fn format_in(
     {
         let old = Setting::from_json(codec::text(&r[0], "format record")?.as_bytes())?;
         if old.name == setting.name {
-            return Ok(old);
+            return Ok((old, None));
         }
         return Err(Error::new(
             ErrorKind::AlreadyExists,
@@ -620,6 +643,10 @@ async fn format_in(
         t.run(sql.erase(table)).await?;
     }
     let now = Timespec::now();
+    let generation = now
+        .sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(i64::from(now.nsec));
     let root = logic::root_attr(now);
     t.run(sql.setting_put(String::from_utf8_lossy(&setting.to_json()).into_owned()))
         .await?;
@@ -644,7 +671,7 @@ async fn format_in(
             };
             (c.name(), v)
         })
-        .chain([(RENAME_LOCK, 0), (QUOTA_COUNT, 0)])
+        .chain([(RENAME_LOCK, 0), (QUOTA_COUNT, 0), (QUOTA_GEN, generation)])
         .map(|(n, v)| vec![Arg::Text(n.to_string()), Arg::Int(v)])
         .collect();
     for s in sql.insert(
@@ -656,7 +683,7 @@ async fn format_in(
     ) {
         t.run(s).await?;
     }
-    Ok(setting.clone())
+    Ok((setting.clone(), Some(generation)))
 }
 
 /// `reserve_ids` in one autocommitted statement; returns the counter's new value.
@@ -686,20 +713,41 @@ async fn reserve_in(
     }
 }
 
+/// One attempt of a batch on `t`: prefetch, the ops' logic, the flush. `cache`: the
+/// backend's quota cache for an optimistic attempt (`None`: the locked path).
+async fn run_batch<'a>(
+    t: &mut SqlTxn<'a>,
+    cache: Option<&'a QuotaCache>,
+    ops: &[Op],
+    limits: &Limits,
+    hints: &BTreeSet<Ino>,
+) -> Result<Vec<Result<OpOutput>>> {
+    if let Some(c) = cache {
+        t.set_optimistic(c);
+    }
+    t.prefetch(ops, limits, hints).await?;
+    let out = logic::apply_ops(t, ops, limits).await?;
+    t.quota_outcome(&out)?;
+    t.flush().await?;
+    Ok(out)
+}
+
 #[async_trait]
 impl Backend for SqlBackend {
     fn info(&self) -> BackendInfo {
         BackendInfo::new(self.sql.d.scheme(), MAX_BATCH_OPS, true)
     }
 
-    /// `commits`, `statements` and `retries` (transactions re-run after losing a race) of
-    /// [`SqlBackend::stats`].
+    /// `commits`, `statements`, `retries` (transactions re-run after losing a race) and
+    /// `quota_reruns` (optimistic quota attempts re-run on the locked path, among the
+    /// retries) of [`SqlBackend::stats`].
     fn activity(&self) -> Vec<(&'static str, u64)> {
         let s = self.stats();
         vec![
             ("commits", s.commits),
             ("statements", s.statements),
             ("retries", s.retries),
+            ("quota_reruns", s.reruns),
         ]
     }
 
@@ -716,7 +764,7 @@ impl Backend for SqlBackend {
     async fn format(&self, setting: &Setting, force: bool) -> Result<()> {
         setting.validate()?;
         self.ready().await?;
-        let s = retry!(
+        let (s, generation) = retry!(
             self,
             txn!(self, self.sql.d.begin(), |c| format_in(
                 c,
@@ -727,6 +775,13 @@ impl Backend for SqlBackend {
             )
             .await)
         )?;
+        if let Some(generation) = generation {
+            // A new volume: no quota, and the generation format_in started.
+            self.quota_cache.reset(Some(Counters {
+                generation,
+                count: 0,
+            }));
+        }
         self.set_limits(&s);
         Ok(())
     }
@@ -764,57 +819,55 @@ impl Backend for SqlBackend {
             && SqlTxn::lock_free(ops)
             && limits.capacity == 0
             && limits.inodes == 0;
+        // Quotas are charged optimistically first (see `txn::quota`); batches that set or
+        // remove a quota or move entries between directories take the locked path, and so
+        // does the re-run of an optimistic attempt that failed.
+        let mut locked = !SqlTxn::optimistic_ok(ops);
         loop {
-            let mut learned = Vec::new();
-            let mut guarded = false;
-            let mut seen = None;
-            let r = if fast && hints.is_empty() && !self.quotas_seen.load(Ordering::Relaxed) {
+            let mut stale = Vec::new();
+            let mut learned = None;
+            let cache = (!locked).then_some(&self.quota_cache);
+            let r = if fast && !locked && hints.is_empty() {
                 // Creates only: no BEGIN/COMMIT, two statements (see SqlTxn::set_autocommit).
                 Stats::add(&self.stats.transactions, 1);
                 conn!(self, writer, |c| {
                     let mut t = SqlTxn::new(c, &self.sql, &self.stats, true);
                     t.set_autocommit();
-                    let r = async {
-                        t.prefetch(ops, &limits, &hints).await?;
-                        let out = logic::apply_ops(&mut t, ops, &limits).await?;
-                        t.flush().await?;
-                        Ok::<_, Error>(out)
-                    }
-                    .await;
-                    guarded = t.quota_guarded();
+                    let r = run_batch(&mut t, cache, ops, &limits, &hints).await;
+                    learned = r.is_ok().then(|| t.quota_learned());
                     r
                 })
             } else {
                 txn!(self, self.sql.d.begin(), |c| {
                     let mut t = SqlTxn::new(c, &self.sql, &self.stats, true);
-                    let r = async {
-                        t.prefetch(ops, &limits, &hints).await?;
-                        let out = logic::apply_ops(&mut t, ops, &limits).await?;
-                        t.flush().await?;
-                        Ok::<_, Error>(out)
-                    }
-                    .await;
-                    learned = std::mem::take(&mut t.hints);
-                    seen = t.quotas_seen();
+                    let r = run_batch(&mut t, cache, ops, &limits, &hints).await;
+                    stale = std::mem::take(&mut t.hints);
+                    learned = r.is_ok().then(|| t.quota_learned());
                     r
                 })
             };
-            if let Some(any) = seen {
-                self.quotas_seen.store(any, Ordering::Relaxed);
-            }
             match r {
-                Err(e) if e.kind() == ErrorKind::Conflict && n + 1 < MAX_ATTEMPTS => {
-                    if guarded {
-                        // Maybe the quota guard: run it again in a transaction, which reads
-                        // the count (and clears this when there is no quota after all).
-                        self.quotas_seen.store(true, Ordering::Relaxed);
+                Ok(out) => {
+                    if let Some(l) = learned {
+                        self.quota_cache.learn(l);
                     }
-                    hints.extend(learned);
+                    return Ok(out);
+                }
+                Err(e) if e.kind() == ErrorKind::Conflict && n + 1 < MAX_ATTEMPTS => {
+                    hints.extend(stale);
                     n += 1;
                     Stats::add(&self.stats.retries, 1);
-                    backoff(n).await;
+                    if locked {
+                        backoff(n).await;
+                    } else {
+                        // Whatever failed the optimistic attempt (the quota set changed, a
+                        // quota's usage or limit moved on, a lost race of its own), the
+                        // locked path reads everything again, at once.
+                        Stats::add(&self.stats.reruns, 1);
+                        locked = true;
+                    }
                 }
-                r => return r,
+                Err(e) => return Err(e),
             }
         }
     }

@@ -399,14 +399,27 @@ mod tests {
                 .into_iter()
                 .map(|s| ("locked quota rows", s)),
         );
-        v.push(("quota count", sql.quota_count(crate::sql::LockMode::Share)));
+        v.extend(
+            sql.quota_deltas(vec![[2, 1, 0, 4096, 1, 1, 1, 4096]])
+                .into_iter()
+                .map(|s| ("conditional update of one quota", s)),
+        );
+        v.push((
+            "quota counters",
+            sql.quota_counters(crate::sql::LockMode::Share),
+        ));
         v.push(("ancestors of directories", sql.ancestors(vec![2, 3])));
         let quota_cols: Vec<(&str, Ty)> = codec::QUOTA_COLS.iter().map(|c| (*c, Ty::Int)).collect();
         let quota_row = vec![Arg::Int(2); quota_cols.len()];
         let write: Vec<Stmt> = write
             .into_iter()
             .chain(sql.insert("quota", &quota_cols, 1, vec![quota_row], true))
-            .chain([sql.quota_count_delta(1), sql.quota_guard()])
+            .chain([sql.quota_count_delta(1), sql.quota_gen_bump()])
+            .chain(sql.quota_deltas(vec![
+                [2, 1, 0, 4096, 1, 1, 1, 4096],
+                [3, -1, 0, 0, 0, 0, 0, 0],
+            ]))
+            .chain([sql.quota_gen_guard(7)])
             .collect();
         let guards = vec![Some(1); write.len()];
         v.push((

@@ -169,7 +169,7 @@ impl B {
         self
     }
     /// A PostgreSQL array placeholder with its cast.
-    fn arr(&mut self, a: Arg, ty: Ty) -> &mut Self {
+    pub(crate) fn arr(&mut self, a: Arg, ty: Ty) -> &mut Self {
         self.p(a);
         self.s.push_str(match ty {
             Ty::Int => "::int8[]",
@@ -187,7 +187,7 @@ impl B {
 }
 
 /// Transposes rows of scalar arguments into one array argument per column (PostgreSQL).
-fn columns(rows: Vec<Vec<Arg>>, tys: &[Ty]) -> Vec<Arg> {
+pub(crate) fn columns(rows: Vec<Vec<Arg>>, tys: &[Ty]) -> Vec<Arg> {
     let mut ints: Vec<Vec<i64>> = vec![Vec::new(); tys.len()];
     let mut blobs: Vec<Vec<Vec<u8>>> = vec![Vec::new(); tys.len()];
     let mut texts: Vec<Vec<String>> = vec![Vec::new(); tys.len()];
@@ -235,7 +235,7 @@ fn pow2_pieces(mut n: usize, max: usize) -> Vec<usize> {
 
 /// Splits keys into lists of at most `MAX_ROWS` (or `max`), each padded to a power of two by
 /// repeating its last key (harmless in `IN` / `OR` lists).
-fn padded_lists(keys: Vec<Vec<Arg>>, max: usize) -> Vec<Vec<Vec<Arg>>> {
+pub(crate) fn padded_lists(keys: Vec<Vec<Arg>>, max: usize) -> Vec<Vec<Vec<Arg>>> {
     padded_lists_upto(keys, max.clamp(1, MAX_ROWS))
 }
 
@@ -1033,7 +1033,7 @@ impl Sql {
     /// changes as they are updated): two batches updating the same two counter rows then
     /// deadlock (40P01, retried: measured at 4–76 retries per 10,000 unbatched creates by 16
     /// tasks in 16 directories, and up to 6× fewer creates/s).
-    fn pg_lock_in_order(&self, b: &mut B, table: &str, key: &str, keys: Arg, ty: Ty) {
+    pub(crate) fn pg_lock_in_order(&self, b: &mut B, table: &str, key: &str, keys: Arg, ty: Ty) {
         b.s(&format!(
             "(SELECT {key} FROM {} WHERE {key} = ANY(",
             self.t(table)
@@ -1365,10 +1365,13 @@ pub(crate) const DIRSTAT_COLS: [(&str, Ty); 4] = [
 pub(crate) const SETTING_NAME: &str = "format";
 /// Name of the counter row whose lock serializes directory moves.
 pub(crate) const RENAME_LOCK: &str = "renameLock";
-/// Name of the counter row holding the number of directory quotas; its row lock orders the
-/// creation of a quota against the batches that charge directory statistics (see
-/// `txn::quota`).
+/// Name of the counter row holding the number of directory quotas.
 pub(crate) const QUOTA_COUNT: &str = "quotaCount";
+/// Name of the counter row holding the generation of the volume's quota set: it grows by one
+/// in every batch that creates or removes a quota or moves a directory between two sets of
+/// quotas, and its row lock orders those batches against the ones that charge directory
+/// statistics (see `txn::quota`).
+pub(crate) const QUOTA_GEN: &str = "quotaGen";
 
 /// Adds `offset` to every `$n` placeholder of a PostgreSQL text (our texts hold no other
 /// `$`: no string literals, and the prefix is `[a-z0-9_]`).

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail, ensure};
 use common::{SqlFactory, SqlVolume};
-use meta_core::{Backend, Caller, ErrorKind, Ino, Meta, MetaOptions, RenameFlags, Setting, Slice};
+use meta_core::{
+    Backend, Caller, ErrorKind, Ino, Meta, MetaOptions, Op, RenameFlags, Setting, Slice,
+};
 use meta_sql::SqlBackend;
 
 const ME: Caller = Caller::new(0, 0);
@@ -253,6 +255,86 @@ async fn move_empty_dir_vs_create(f: SqlFactory) -> Result<()> {
         f.dialect.scheme()
     );
     t.fsck("moves across quotas").await?;
+    t.close().await
+}
+
+/// The volume's one quota moves, in single batches that remove it and set another (so the
+/// quota count never changes), round after round around `/z` (off the creates' path), `/a`
+/// and `/a/b`, while the other client's 16 tasks create files in `/a/b/c`. That client
+/// charges optimistically from what it remembers of the quotas: right after `/z`→`/a` it
+/// remembers "no quota on my path", and only the quota set's generation (not the count)
+/// tells it otherwise. After each move the creates pause and the quota in force must equal
+/// its subtree's statistics exactly.
+async fn quota_moves_vs_creates(f: SqlFactory) -> Result<()> {
+    let Some(t) = Two::new(f).await? else {
+        return Ok(());
+    };
+    let (z, _) = t.m1.mkdir(ME, Ino::ROOT, b"z", 0o755).await?;
+    let (a, _) = t.m1.mkdir(ME, Ino::ROOT, b"a", 0o755).await?;
+    let (b, _) = t.m1.mkdir(ME, a, b"b", 0o755).await?;
+    let (c, _) = t.m1.mkdir(ME, b, b"c", 0o755).await?;
+    t.m1.set_quota(z, 0, 0).await?;
+    let pause = Arc::new(tokio::sync::RwLock::new(()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (m, pause, stop) = (t.m2.clone(), pause.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let _running = pause.read().await;
+                m.create(ME, c, format!("f{i}_{n}").as_bytes(), 0o644)
+                    .await?;
+                n += 1;
+            }
+            Ok::<_, meta_core::Error>(n)
+        }));
+    }
+    let cycle = [z, a, b];
+    let mut cur = 0;
+    for round in 0..24 {
+        tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+        let next = (cur + 1) % cycle.len();
+        let subtree = meta_core::quota::subtree_dirs(&*t.b1, cycle[next]).await?;
+        let ops = [
+            Op::RemoveQuota { dir: cycle[cur] },
+            Op::SetQuota {
+                dir: cycle[next],
+                max_space: 0,
+                max_inodes: 0,
+                subtree,
+            },
+        ];
+        let res = t.b1.apply(&ops).await?;
+        ensure!(
+            res.iter().all(|r| r.is_ok()),
+            "round {round}: moving the quota: {res:?}"
+        );
+        cur = next;
+        tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+        let _paused = pause.write().await;
+        let (quota, sum) = t.m1.check_quota(cycle[cur]).await?;
+        ensure!(
+            quota.used == sum,
+            "round {round}: the quota of {} says {:?}, its subtree adds up to {sum:?}",
+            cycle[cur],
+            quota.used
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut made = 0;
+    for h in tasks {
+        made += h.await.context("task")??;
+    }
+    let (r1, r2) = (t.b1.stats(), t.b2.stats());
+    eprintln!(
+        "{}: {made} creates, creator {} re-runs on the locked path, mover {} statements",
+        f.dialect.scheme(),
+        r2.reruns,
+        r1.statements
+    );
+    ensure!(made > 0, "no create ran");
+    t.fsck("quota moves vs creates").await?;
     t.close().await
 }
 
@@ -542,6 +624,10 @@ macro_rules! dialect_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn first_quota_vs_creates_two_clients() -> Result<()> {
                 first_quota_vs_creates($f).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn quota_moves_vs_creates_two_clients() -> Result<()> {
+                quota_moves_vs_creates($f).await
             }
         }
     )*};

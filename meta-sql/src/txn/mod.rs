@@ -20,11 +20,15 @@
 //!    delta, and the `value = value + δ` counter updates as the last statements, so the hot
 //!    rows are locked only from there to COMMIT.
 //!
-//! Directory quotas (their row locks, and how a new quota is ordered against the batches
-//! that charge statistics without it) are in the `quota` submodule.
+//! Directory quotas (optimistic charging with a locked rerun, and how a new quota is ordered
+//! against the batches that charge statistics without it) are in the `quota` and
+//! `optimistic` submodules.
 
+mod optimistic;
 mod quota;
 mod session;
+
+pub(crate) use optimistic::{Counters, QuotaCache};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +56,7 @@ pub(crate) struct Stats {
     pub batches: AtomicU64,
     pub ops: AtomicU64,
     pub misses: AtomicU64,
+    pub reruns: AtomicU64,
 }
 
 impl Stats {
@@ -103,8 +108,11 @@ struct Base {
     dir_stats: HashMap<Ino, Result<DirStat>>,
     /// Quota rows (locked in PostgreSQL/MySQL write transactions; see `quota`).
     quotas: HashMap<Ino, Cached<Quota>>,
-    /// The quota count, as read with the lock of `quota` (`None`: not read).
+    /// The quota count, as read with the lock of `quota` (`None`: not read), or as an
+    /// optimistic attempt started from it.
     quota_count: Option<Result<i64>>,
+    /// The quota set's generation read with the count (or started from).
+    quota_gen: Option<i64>,
     pend: HashMap<PKey, bool>,
     sess: session::SessBase,
 }
@@ -151,6 +159,8 @@ struct Layer {
     dir_stats: BTreeMap<Ino, StatW>,
     /// Quotas stored (`Some`) or removed (`None`).
     quotas: BTreeMap<Ino, Option<Quota>>,
+    /// The growth of quotas the ops checked (optimistic attempts).
+    quota_peaks: BTreeMap<Ino, optimistic::Peak>,
     /// Inodes whose xattrs / symlink / chunks below this layer are all gone.
     wiped: BTreeMap<Ino, u8>,
     sess: session::SessLayer,
@@ -219,6 +229,7 @@ impl Layer {
             }
         }
         self.quotas.extend(op.quotas);
+        optimistic::fold_peaks(&mut self.quota_peaks, op.quota_peaks);
         self.sess.fold(op.sess);
     }
 }
@@ -243,8 +254,11 @@ pub(crate) struct SqlTxn<'a> {
     pub hints: Vec<Ino>,
     /// Directories whose quota chains the batch's first quota read covers too (see `quota`).
     quota_hint: BTreeSet<Ino>,
-    /// `has_quotas` answered "none" without a read (autocommit): the flush carries a guard.
+    /// `has_quotas` answered from counters it did not lock (an optimistic attempt): the
+    /// flush carries the generation guard.
     quota_guard: bool,
+    /// Optimistic quota charging (see `quota`).
+    opt: optimistic::OptState<'a>,
 }
 
 fn edge_cols() -> [Ty; 4] {
@@ -267,6 +281,7 @@ impl<'a> SqlTxn<'a> {
             hints: Vec::new(),
             quota_hint: BTreeSet::new(),
             quota_guard: false,
+            opt: optimistic::OptState::default(),
         }
     }
 
@@ -277,8 +292,9 @@ impl<'a> SqlTxn<'a> {
     }
 
     /// True when `ops` need no row lock and can run autocommitted: plain creates only (a
-    /// create that opens the new inode takes a share lock on its session row). Their share
-    /// lock on the quota count is the guard in their single write statement (see `quota`).
+    /// create that opens the new inode takes a share lock on its session row). Such a batch
+    /// runs optimistically (see `quota`): its generation guard and conditional quota
+    /// updates sit in its single write statement.
     pub(crate) fn lock_free(ops: &[Op]) -> bool {
         ops.iter().all(|o| {
             matches!(
@@ -931,7 +947,7 @@ impl<'a> SqlTxn<'a> {
                 .await?;
         }
         self.prefetch_records(&sess).await?;
-        // Last: the quota count's lock comes after every other row lock (see `quota`).
+        // Last: the quota counters' lock comes after every other row lock (see `quota`).
         self.prefetch_quotas(&quota).await
     }
 
@@ -1309,7 +1325,7 @@ impl<'a> SqlTxn<'a> {
                 stat_rows.push([ino.0 as i64, d.inodes, d.length, d.space]);
             }
         }
-        let quotas = self.quota_flush(w.quotas, !stat_rows.is_empty());
+        let quotas = self.quota_flush(w.quotas, &w.quota_peaks, &w.nodes)?;
         let (sess_deletes, sess_puts) = session::flush_statements(sql, w.sess);
         let counters: Vec<(String, i64)> = w
             .counters
@@ -1323,6 +1339,9 @@ impl<'a> SqlTxn<'a> {
         let ino_key = [("ino", Ty::Int)];
         let node_cols: Vec<(&str, Ty)> = codec::NODE_COLS.iter().map(|c| (*c, Ty::Int)).collect();
         let mut plan: Vec<Group> = Vec::new();
+        // First the generation guard of an optimistic batch: it waits for a batch creating a
+        // quota before this one takes any other row lock (see `quota`).
+        plan.extend(quotas.guard);
         // A wipe and a put of the same inode in one table must not share a PostgreSQL
         // statement (one snapshot, unpredictable order): run such a wipe on its own first.
         let alone = |i: usize| !wiped[i].is_disjoint(&put_inos[i]);
@@ -1453,6 +1472,9 @@ impl<'a> SqlTxn<'a> {
             dirs,
             "a directory this batch updates was removed (or moved) concurrently",
         ));
+        // An optimistic batch's quota rows after the directories' node rows and before the
+        // statistics rows, the order the locked path takes them in.
+        plan.push(quotas.deltas);
         // After the directories' node rows: a batch that removes a directory locks its node
         // row first, so it waits for (or is waited on by) a batch charging it.
         plan.push(Group::new(sql.dir_stat_deltas(stat_rows)));
@@ -1461,7 +1483,6 @@ impl<'a> SqlTxn<'a> {
         g.corrupt = true;
         plan.push(g);
         plan.push(quotas.count);
-        plan.extend(quotas.guard);
         if self.autocommit && !early.is_empty() {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -1525,7 +1546,12 @@ impl<'a> SqlTxn<'a> {
             }
         } else {
             for mut g in plan {
-                let n = self.run_all(std::mem::take(&mut g.stmts)).await?;
+                let stmts = std::mem::take(&mut g.stmts);
+                let n = if g.query {
+                    self.rows_all(stmts, &[Ty::Int]).await?.len() as u64
+                } else {
+                    self.run_all(stmts).await?
+                };
                 g.check(n)?;
             }
         }
@@ -1540,6 +1566,8 @@ struct Group {
     short: &'static str,
     /// A shortfall means a missing row (Corrupted), not a lost race (Conflict).
     corrupt: bool,
+    /// Locking reads (a guard): what they match is the rows they return.
+    query: bool,
 }
 
 impl Group {
@@ -1549,6 +1577,7 @@ impl Group {
             expect: 0,
             short: "",
             corrupt: false,
+            query: false,
         }
     }
 
