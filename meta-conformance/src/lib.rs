@@ -103,7 +103,7 @@ macro_rules! __case_list {
                 off_when_formatted_without,
             ],
             quota: [
-                limits_at_the_edge, one_batch, nested_moves_and_links, set_on_populated_tree,
+                limits_at_the_edge, limits_past_i64_max, one_batch, op_by_op, nested_moves_and_links, set_on_populated_tree,
                 race_16x2, set_while_writing, unsupported_and_dump,
             ],
             xattr: [set_get_list_remove, flags, limits, deleted_with_inode],
