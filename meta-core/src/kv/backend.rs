@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::kv::shared;
 use crate::kv::store::{KvStore, SnapRead, SyncRead};
 use crate::kv::txn::KvTxn;
-use crate::logic::{self, Limits, TxnView};
+use crate::logic::{self, Limits, QuotaChains, TxnView};
 use crate::op::{Op, OpOutput};
 use crate::session::{InodeLocks, Session, SessionHoldings, Sid};
 use crate::snapshot::{InodeData, KvStoreSnapshot, VolumeReads};
@@ -22,10 +22,27 @@ use crate::types::{Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice
 /// A complete [`Backend`] over any [`KvStore`]: one writer at a time applies a batch through a
 /// [`KvTxn`] and commits every surviving op's writes with one `commit` (one RocksDB WriteBatch,
 /// one BTreeMap update). Calls of blocking stores run on tokio's blocking pool.
+///
+/// The writer is the store's only one (RocksDB locks its directory to one process; the
+/// memory store lives in one), so it keeps the quota memo of a batch ([`QuotaChains`], and
+/// whether the store holds a quota) for the next: a batch then charges the quotas above a
+/// directory that earlier batches walked without reading the directories on the way. The
+/// logic forgets the memo on the events that change it (a directory moving, a quota
+/// created, an op rolled back); the writer forgets it after a batch that fails as a whole
+/// (its commit included) and on `format`. Writing to the store behind the writer's back
+/// (`store().commit`) is for tests that plant damaged records: the memo may then answer for
+/// a directory whose parent record was replaced.
 #[derive(Debug)]
 pub struct KvBackend<S: KvStore> {
     store: Arc<S>,
-    writer: Arc<Mutex<()>>,
+    writer: Arc<Mutex<WriterState>>,
+}
+
+/// What the single writer keeps from one batch to the next (see [`KvBackend`]).
+#[derive(Debug, Default)]
+struct WriterState {
+    chains: QuotaChains,
+    quotas: Option<bool>,
 }
 
 impl<S: KvStore> Clone for KvBackend<S> {
@@ -37,7 +54,7 @@ impl<S: KvStore> Clone for KvBackend<S> {
     }
 }
 
-fn lock_writer(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+fn lock_writer(m: &Mutex<WriterState>) -> std::sync::MutexGuard<'_, WriterState> {
     // A panic while holding the lock cannot leave the store half-written (commit is atomic),
     // so a poisoned lock is still safe to use.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -48,7 +65,7 @@ impl<S: KvStore> KvBackend<S> {
     pub fn new(store: S) -> Self {
         KvBackend {
             store: Arc::new(store),
-            writer: Arc::new(Mutex::new(())),
+            writer: Arc::new(Mutex::new(WriterState::default())),
         }
     }
 
@@ -61,7 +78,7 @@ impl<S: KvStore> KvBackend<S> {
     async fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&S, &Mutex<()>) -> Result<T> + Send + 'static,
+        F: FnOnce(&S, &Mutex<WriterState>) -> Result<T> + Send + 'static,
     {
         let store = self.store.clone();
         let writer = self.writer.clone();
@@ -110,7 +127,8 @@ impl<S: KvStore> Backend for KvBackend<S> {
     async fn format(&self, setting: &Setting, force: bool) -> Result<()> {
         let setting = setting.clone();
         self.run(move |store, writer| {
-            let _g = lock_writer(writer);
+            let mut g = lock_writer(writer);
+            *g = WriterState::default();
             match block_on(shared::format_writes(&SyncRead(store), &setting, force))? {
                 Some(writes) => store.commit(writes),
                 None => Ok(()),
@@ -130,15 +148,19 @@ impl<S: KvStore> Backend for KvBackend<S> {
         }
         let ops = ops.to_vec();
         self.run(move |store, writer| {
-            let _g = lock_writer(writer);
+            let mut g = lock_writer(writer);
+            // Taken: a batch that fails as a whole leaves it forgotten.
+            let memo = std::mem::take(&mut *g);
             let limits = Limits::from(&block_on(shared::load_setting(&SyncRead(store)))?);
             let reader = SyncRead(store);
-            let mut txn = KvTxn::new(&reader);
+            let mut txn = KvTxn::new(&reader).with_quota_memo(memo.chains, memo.quotas);
             let results = block_on(logic::apply_ops(&mut txn, &ops, &limits))?;
+            let (chains, quotas) = txn.take_quota_memo();
             let writes = txn.into_writes();
             if !writes.is_empty() {
                 store.commit(writes)?;
             }
+            *g = WriterState { chains, quotas };
             Ok(results)
         })
         .await

@@ -44,6 +44,21 @@ impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
         }
     }
 
+    /// This transaction starting from a memo of where the quotas are (`chains`) and of
+    /// whether the store holds any (`quotas`), kept from an earlier transaction by a caller
+    /// that is the store's only writer (see [`crate::kv::KvBackend`]).
+    pub fn with_quota_memo(mut self, chains: QuotaChains, quotas: Option<bool>) -> Self {
+        self.chains = chains;
+        self.quotas = quotas;
+        self
+    }
+
+    /// Takes this transaction's memo of where the quotas are and of whether the store holds
+    /// any, for the next transaction of the same writer (see [`KvTxn::with_quota_memo`]).
+    pub fn take_quota_memo(&mut self) -> (QuotaChains, Option<bool>) {
+        (std::mem::take(&mut self.chains), self.quotas.take())
+    }
+
     /// The writes of every released op (what to commit).
     pub fn into_writes(mut self) -> WriteSet {
         let op = std::mem::take(&mut self.op);

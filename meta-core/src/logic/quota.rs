@@ -11,21 +11,43 @@ use super::checks::live_dir_attr;
 use super::namespace::MAX_DEPTH;
 use super::{Limits, TxnView};
 
-/// A transaction's memo of where the quotas are: for a directory, the directories on its way
-/// to the root (itself included) that have a quota, nearest first. A batch of ops in one
-/// directory then walks its chain once instead of once per op (a walk reads each level's
-/// quota record and attributes). A view keeps one per transaction
-/// ([`TxnView::quota_chains`]); the logic keeps it true: it forgets everything when a
-/// directory changes parent, when a quota is created and when an op is rolled back, and
+/// A memo of where the quotas are: for a directory, the directories on its way to the root
+/// (itself included) that have a quota, nearest first. A batch of ops in one directory then
+/// walks its chain once instead of once per op, and a walk stops at the first directory whose
+/// chain is remembered (a walk reads each level's quota record and attributes). A view keeps
+/// one per transaction ([`TxnView::quota_chains`]), or longer when it is the store's only
+/// writer (see [`crate::kv::KvBackend`]). The logic keeps it true: it forgets everything when
+/// a directory changes parent, when a quota is created and when an op is rolled back, and
 /// walks again when a remembered quota is gone. Quota values themselves are always read
-/// through the view (they change with every charge).
+/// through the view (they change with every charge). It holds at most [`QuotaChains::MAX`]
+/// directories (past that it starts again empty).
 #[derive(Debug, Default)]
 pub struct QuotaChains(std::collections::HashMap<Ino, Vec<Ino>>);
 
 impl QuotaChains {
+    /// Most directories remembered at once.
+    pub const MAX: usize = 65_536;
+
     /// Forgets every chain.
     pub fn clear(&mut self) {
         self.0.clear();
+    }
+
+    /// How many directories' chains are remembered.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no chain is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn remember(&mut self, dir: Ino, chain: Vec<Ino>) {
+        if self.0.len() >= Self::MAX && !self.0.contains_key(&dir) {
+            self.0.clear();
+        }
+        self.0.insert(dir, chain);
     }
 }
 
@@ -36,41 +58,55 @@ pub(super) fn forget_chains<V: TxnView + ?Sized>(v: &mut V) {
     }
 }
 
+/// The remembered chain of `dir` with each quota read through the view, or `None` when there
+/// is none or one of its quotas is gone (removed with its directory, or by RemoveQuota).
+async fn remembered<V: TxnView + ?Sized>(v: &mut V, dir: Ino) -> Result<Option<Vec<(Ino, Quota)>>> {
+    let Some(dirs) = v.quota_chains().and_then(|m| m.0.get(&dir).cloned()) else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(dirs.len());
+    for d in dirs {
+        match v.get_quota(d).await? {
+            Some(q) => out.push((d, q)),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
 /// The quotas on `dir` and on each of its ancestors, nearest first, as this transaction sees
 /// them (through [`QuotaChains`] when the view keeps one). Errors: `Corrupted` for a broken or
 /// looping parent chain.
 pub(super) async fn chain<V: TxnView + ?Sized>(v: &mut V, dir: Ino) -> Result<Vec<(Ino, Quota)>> {
-    if let Some(dirs) = v.quota_chains().and_then(|m| m.0.get(&dir).cloned()) {
-        let n = dirs.len();
-        let mut out = Vec::with_capacity(n);
-        for d in dirs {
-            match v.get_quota(d).await? {
-                Some(q) => out.push((d, q)),
-                // Removed (with its directory, or by RemoveQuota): walk again below.
-                None => break,
-            }
-        }
-        if out.len() == n {
-            return Ok(out);
-        }
+    if let Some(out) = remembered(v, dir).await? {
+        return Ok(out);
     }
-    let out = walk(v, dir).await?;
-    if let Some(m) = v.quota_chains() {
-        m.0.insert(dir, out.iter().map(|(d, _)| *d).collect());
-    }
-    Ok(out)
+    walk(v, dir).await
 }
 
-/// [`chain`] by reading every level: its quota and its parent.
+/// [`chain`] by reading each level (its quota and its parent) up to the root or to the first
+/// ancestor whose chain is remembered; remembers the chain of every level it read.
 async fn walk<V: TxnView + ?Sized>(v: &mut V, dir: Ino) -> Result<Vec<(Ino, Quota)>> {
     let mut out = Vec::new();
+    // Each level read and how many quotas were found below it.
+    let mut levels: Vec<(Ino, usize)> = Vec::new();
     let mut cur = dir;
+    let mut done = false;
     for _ in 0..MAX_DEPTH {
+        if cur != dir
+            && let Some(rest) = remembered(v, cur).await?
+        {
+            out.extend(rest);
+            done = true;
+            break;
+        }
+        levels.push((cur, out.len()));
         if let Some(q) = v.get_quota(cur).await? {
             out.push((cur, q));
         }
         if cur == Ino::ROOT {
-            return Ok(out);
+            done = true;
+            break;
         }
         let parent = v.get_attr(cur).await?.map(|a| a.parent);
         cur = match parent {
@@ -82,9 +118,17 @@ async fn walk<V: TxnView + ?Sized>(v: &mut V, dir: Ino) -> Result<Vec<(Ino, Quot
             }
         };
     }
-    Err(err::corrupted(format!(
-        "directory {dir} is nested deeper than {MAX_DEPTH} levels (a parent loop?)"
-    )))
+    if !done {
+        return Err(err::corrupted(format!(
+            "directory {dir} is nested deeper than {MAX_DEPTH} levels (a parent loop?)"
+        )));
+    }
+    if let Some(m) = v.quota_chains() {
+        for (level, below) in levels {
+            m.remember(level, out[below..].iter().map(|(d, _)| *d).collect());
+        }
+    }
+    Ok(out)
 }
 
 /// The quota side of a directory-statistics change of inode `ino` (attributes `before` →
