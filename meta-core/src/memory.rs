@@ -10,9 +10,11 @@ use crate::error::Result;
 use crate::kv::{KvBackend, KvSnapshot, KvStore, WriteSet};
 
 /// An ordered map in memory. Cloning shares the map, so a second `KvBackend` over a clone sees
-/// the same volume (a "reopen"). Concurrent writers must share one `KvBackend`: each backend
-/// value has its own writer lock, and two of them writing at once would interleave their
-/// read-modify-writes.
+/// the same volume (a "reopen"). Writers must share one `KvBackend`: each backend value has
+/// its own writer lock, so two of them writing at once would interleave their
+/// read-modify-writes, and its own memo of where the quotas are (kept from batch to batch,
+/// see [`KvBackend`]), so one writing after another may charge the quotas of a directory's
+/// old place. Reopen by dropping the first backend.
 #[derive(Debug, Clone, Default)]
 pub struct MemStore {
     map: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
