@@ -1,6 +1,7 @@
 #!/bin/bash
 # The engine's checks on vs off, alternating on fresh volumes, one line per run: RocksDB (temp
-# dir), Redis and PostgreSQL from `cargo xtask services up`.
+# dir), Redis and PostgreSQL from `cargo xtask services up`; optionally an earlier build's
+# "on" side in the same rounds (OLD_BIN).
 #
 #   CHECKS=perm (default): permission checks on vs off (URL option permissions=1/0);
 #   CHECKS=all: permission checks and directory statistics on vs both off (the "off" volume
@@ -9,8 +10,13 @@
 #               (`meta bench --quota`): #16's three checks vs none.
 #
 # Usage: [CHECKS=perm|all|quota] bench_checks.sh [FILES] [ROUNDS]
-# Env: ENV_FILE (default /tmp/env.sh: the `env` lines of the services state file as exports),
-#      META_BIN (default ${CARGO_TARGET_DIR:-target}/release/meta).
+# Env: ENV_FILE (default /tmp/env.sh: the `env` lines of the services state file as exports;
+#        read only when BACKENDS names a server),
+#      META_BIN (default ${CARGO_TARGET_DIR:-target}/release/meta),
+#      BACKENDS (default "rocks redis postgres"),
+#      OLD_BIN (optional: an earlier build, run on the "on" side after META_BIN; its lines
+#        say bin=old).
+# RocksDB only, two builds: BACKENDS=rocks OLD_BIN=... CHECKS=quota bench_checks.sh 20000 10
 set -euo pipefail
 FILES=${1:-20000}
 ROUNDS=${2:-3}
@@ -19,38 +25,54 @@ case $CHECKS in
   perm | all | quota) ;;
   *) echo "CHECKS must be perm, all or quota, not '$CHECKS'" >&2; exit 2 ;;
 esac
-# shellcheck disable=SC1090
-source "${ENV_FILE:-/tmp/env.sh}"
+BACKENDS=${BACKENDS:-rocks redis postgres}
+if [ "$BACKENDS" != rocks ]; then
+  # shellcheck disable=SC1090
+  source "${ENV_FILE:-/tmp/env.sh}"
+fi
 META_BIN=${META_BIN:-${CARGO_TARGET_DIR:-target}/release/meta}
+OLD_BIN=${OLD_BIN:-}
+sides=(1)
+[ -n "$OLD_BIN" ] && sides+=(old)
+sides+=(0)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # A fresh key / table prefix per invocation: PostgreSQL tables reused from an earlier run
 # hold that run's dead rows, and creates into them were measured 4-5x slower.
 run=$(date +%s)
 for round in $(seq 1 "$ROUNDS"); do
-  for p in 1 0; do
-    for b in rocks redis postgres; do
+  for side in "${sides[@]}"; do
+    bin=$META_BIN
+    name=new
+    p=$side
+    if [ "$side" = old ]; then
+      bin=$OLD_BIN
+      name=old
+      p=1
+    fi
+    for b in $BACKENDS; do
       case $b in
-        rocks) url="rocksdb://$work/r$round$p?permissions=$p" ;;
-        redis) url="${META_TEST_REDIS_URL}?prefix=pb$CHECKS$run$round$p&permissions=$p" ;;
-        postgres) url="${META_TEST_POSTGRES_URL}?table_prefix=pb$CHECKS$run$round${p}_&permissions=$p" ;;
+        rocks) url="rocksdb://$work/r$round$side?permissions=$p" ;;
+        redis) url="${META_TEST_REDIS_URL}?prefix=pb$CHECKS$run$round$side&permissions=$p" ;;
+        postgres) url="${META_TEST_POSTGRES_URL}?table_prefix=pb$CHECKS$run$round${side}_&permissions=$p" ;;
+        *) echo "BACKENDS: unknown backend '$b' (rocks, redis, postgres)" >&2; exit 2 ;;
       esac
       stats=on
       quota=()
       if [ "$CHECKS" != perm ] && [ "$p" = 0 ]; then
-        "$META_BIN" --url "$url" format --no-dir-stats >/dev/null
+        "$bin" --url "$url" format --no-dir-stats >/dev/null
         stats=off
       fi
       if [ "$CHECKS" = quota ] && [ "$p" = 1 ]; then
         quota=(--quota)
       fi
-      "$META_BIN" --url "$url" bench --files "$FILES" --dirs 16 --tasks 16 \
+      "$bin" --url "$url" bench --files "$FILES" --dirs 16 --tasks 16 \
         --caller 1000:1000 --json "${quota[@]}" |
         python3 -c "
 import json, sys
 r = json.load(sys.stdin)
 ph = {p['phase']: p['ops_per_sec'] for p in r['runs'][0]['phases']}
-print('$b permissions=$p dir_stats=$stats quota=${#quota[@]} round=$round create=%.0f unlink=%.0f rename=%.0f'
+print('$b permissions=$p dir_stats=$stats quota=${#quota[@]} round=$round bin=$name create=%.0f unlink=%.0f rename=%.0f'
       % (ph['create'], ph['unlink'], ph['rename']))
 "
     done
