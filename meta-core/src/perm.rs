@@ -1,6 +1,6 @@
 //! POSIX permission rules as Linux applies them, written once as pure functions over an
 //! inode's [`Attr`] and the [`Caller`]. The op logic (`crate::logic`) and [`crate::Meta::access`]
-//! call them; the Redis backend's Lua library repeats them (`lib.lua`, `perm_*`), and the
+//! call them; the Redis backend's Lua library repeats them (`lua/perm.lua`, `perm_*`), and the
 //! conformance suite's permission matrix keeps the two in agreement.
 //!
 //! Sources: path_resolution(7) ("Permission checking", "Capabilities"), access(2), chmod(2),

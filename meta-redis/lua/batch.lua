@@ -24,6 +24,32 @@
 -- to p + 1 (expiring after 60 s, in case the client goes away); the last call, or one that
 -- stops, deletes it, so the calls after a stop answer 'skip'.
 
+-- Writes the cached attributes, counter deltas, directory statistics and quotas back.
+local function flush_batch()
+  local set, del = {}, {}
+  for _, k in ipairs(DLIST) do
+    local v = AC[k]
+    if v then
+      set[#set + 1] = k
+      set[#set + 1] = v
+    else
+      del[#del + 1] = k
+    end
+  end
+  for i = 1, #set, 512 do
+    redis.call('MSET', unpack(set, i, math.min(i + 511, #set)))
+  end
+  for i = 1, #del, 512 do
+    redis.call('DEL', unpack(del, i, math.min(i + 511, #del)))
+  end
+  for k, c in pairs(CNT) do
+    if c.d ~= 0 then redis.call('INCRBY', k, num(c.d)) end
+  end
+  flush_stats()
+  flush_quotas()
+  -- (The caches stay as they are until the next call's begin_batch.)
+end
+
 local NSHARED = 8
 
 -- OPS[code] for each op code, filled in by the registration the Rust side appends.

@@ -1,7 +1,8 @@
 //! The Lua library and how it is called.
 //!
-//! One library, assembled from `lua/base.lua`, `lua/lib.lua`, `lua/ops/*.lua`, `lua/batch.lua`
-//! and `lua/reads.lua`, has four entry points ([`Entry`]): `batch` (every mutating op),
+//! One library, assembled from `lua/base.lua`, the shared op code ([`LIB_PARTS`]:
+//! `lua/lib.lua`, `perm.lua`, `stats.lua`, `quota.lua`, `files.lua`), `lua/ops/*.lua`,
+//! `lua/batch.lua` and `lua/reads.lua`, has four entry points ([`Entry`]): `batch` (every mutating op),
 //! `format`, and the read-only `lookup` and `readdir_plus`. It reaches the
 //! server in one of two ways ([`Scripting`]):
 //!
@@ -21,7 +22,15 @@ use redis::Script;
 use crate::spec::OPS;
 
 const BASE: &str = include_str!("../lua/base.lua");
-const LIB: &str = include_str!("../lua/lib.lua");
+/// The code the op bodies share, `(file, source)`, in the order it is assembled: one Lua
+/// chunk, in which a local is visible in the files after the one defining it.
+const LIB_PARTS: [(&str, &str); 5] = [
+    ("lib.lua", include_str!("../lua/lib.lua")),
+    ("perm.lua", include_str!("../lua/perm.lua")),
+    ("stats.lua", include_str!("../lua/stats.lua")),
+    ("quota.lua", include_str!("../lua/quota.lua")),
+    ("files.lua", include_str!("../lua/files.lua")),
+];
 const BATCH: &str = include_str!("../lua/batch.lua");
 const READS: &str = include_str!("../lua/reads.lua");
 
@@ -171,8 +180,12 @@ impl Library {
             .iter()
             .map(|(name, src)| format!("-- ops/{name}.lua\n{src}\n"))
             .collect();
+        let lib: String = LIB_PARTS
+            .iter()
+            .map(|(file, src)| format!("-- {file}\n{src}\n"))
+            .collect();
         let ops_lib = format!(
-            "-- base.lua\n{BASE}\n-- lib.lua\n{LIB}\n{ops}-- batch.lua\n{BATCH}\n{}",
+            "-- base.lua\n{BASE}\n{lib}{ops}-- batch.lua\n{BATCH}\n{}",
             op_codes()
         );
         let body = format!("{ops_lib}\n-- reads.lua\n{READS}\n");

@@ -1,0 +1,479 @@
+-- quota.lua: directory quotas (meta_core::quota): the record codec, the write-back
+-- (`flush_quotas`), the chains of quotas above a directory and the charges an op checks.
+-- After stats.lua.
+
+-- A quota record ({prefix}quotas, crate::reply::quota_of): max_space and max_inodes (u64),
+-- then the usage: inodes, length, space (i64); every field read as its signed high and
+-- unsigned low 32-bit halves (STAT_REC's way: packing the halves back gives the same bytes,
+-- so a u64 limit past 2^63 stays exact too). Decoded, a quota is the array { usage ih, il,
+-- lh, ll, sh, sl, then max_space h, l, max_inodes h, l }: usage first, as `stat_add` takes
+-- it.
+local QUOTA_REC = '>i4I4i4I4i4I4i4I4i4I4'
+
+local function enc_quota(q)
+  return struct.pack(QUOTA_REC, q[7], q[8], q[9], q[10], q[1], q[2], q[3], q[4], q[5], q[6])
+end
+
+-- Writes the quotas the batch changed (one HSET, one HDEL).
+local function flush_quotas()
+  local n = #QLIST
+  if n == 0 then return end
+  if n == 1 then
+    -- (The common case: no table to build.)
+    local d = QLIST[1]
+    local q = QC[d]
+    if q then
+      redis.call('HSET', S.quotas, d, enc_quota(q))
+    else
+      redis.call('HDEL', S.quotas, d)
+    end
+    return
+  end
+  local set, del = {}, {}
+  for _, d in ipairs(QLIST) do
+    local q = QC[d]
+    if q then
+      set[#set + 1] = d
+      set[#set + 1] = enc_quota(q)
+    else
+      del[#del + 1] = d
+    end
+  end
+  for i = 1, #del, 510 do
+    redis.call('HDEL', S.quotas, unpack(del, i, math.min(i + 509, #del)))
+  end
+  for i = 1, #set, 510 do
+    redis.call('HSET', S.quotas, unpack(set, i, math.min(i + 509, #set)))
+  end
+end
+
+-- Directory quotas (meta_core::quota) -------------------------------------------------------
+--
+-- One hash per volume (S.quotas): directory ino8 -> a 40-byte record (QUOTA_REC). The
+-- quotas above a directory are found by walking its parents in the statistics records
+-- (`dir_parent`), only on a volume that has quotas (`has_quotas`: one HLEN per call), so
+-- ops on a volume without any pay nothing more. On a volume with at most QALL_MAX quotas
+-- the call reads the whole hash once (HGETALL) instead of one HGET per directory it looks
+-- at, and it memoizes each directory's chain of quotas (`quota_chain`), so an op whose
+-- directory an earlier op of the call charged does not walk again. An op checks its quota
+-- changes in its check phase (`restat_check`, `check_uncharged_entry`, set_quota,
+-- remove_quota): it stages the creation or removal of a quota, and changes a usage in place
+-- with an undo log; batch.lua commits both when the op succeeds, else undoes them
+-- (`quota_end`), and `flush_quotas` writes the changed records at the end of the call.
+
+-- The most quotas a volume may have for a call to read its quotas hash whole: HGETALL costs
+-- about two HGETs of one field, and a walk to the root looks at two directories or more.
+local QALL_MAX = 2
+
+-- An empty chain of quotas (shared: never changed).
+local NOQ = {}
+
+-- TxnView::has_quotas: whether the volume has a quota, as the running op sees it.
+local function has_quotas()
+  if QN == nil then QN = redis.call('HLEN', S.quotas) end
+  return QN + QND > 0
+end
+
+-- The stored record of directory `dir8`'s quota, or nil: from the hash read whole once per
+-- call (when the volume has at most QALL_MAX quotas), else with one HGET.
+local function quota_raw(dir8)
+  if not QRAW then
+    has_quotas()
+    if QN > QALL_MAX then return redis.call('HGET', S.quotas, dir8) or nil end
+    local all = redis.call('HGETALL', S.quotas)
+    QRAW = {}
+    for i = 1, #all, 2 do QRAW[all[i]] = all[i + 1] end
+  end
+  return QRAW[dir8]
+end
+
+-- TxnView::get_quota: directory `dir8`'s quota (see QUOTA_REC) or false (Corrupted:
+-- undecodable), as the running op sees it.
+local function quota_get(dir8)
+  local q
+  if QST then q = QST[dir8] end
+  if q == nil then q = QC[dir8] end
+  if q ~= nil then return q end
+  local v = quota_raw(dir8)
+  q = false
+  if v then
+    if #v ~= 40 then
+      fail('Corrupted', 'quota of directory ' .. dec(dir8) .. ': undecodable record (' .. #v
+        .. ' bytes)')
+    end
+    local msh, msl, mih, mil, ih, il, lh, ll, sh, sl = struct.unpack(QUOTA_REC, v)
+    q = { ih, il, lh, ll, sh, sl, msh, msl, mih, mil }
+  end
+  QC[dir8] = q
+  return q
+end
+
+-- TxnView::put_quota, staged: directory `dir8`'s quota becomes `q` (false: removed) when
+-- the op succeeds. `had`: whether it has one now. Creating or removing a quota forgets the
+-- memoized chains (`quota_chain`).
+local function quota_stage(dir8, q, had)
+  has_quotas()
+  QST = QST or {}
+  QST[dir8] = q
+  if had and not q then
+    QND = QND - 1
+  elseif q and not had then
+    QND = QND + 1
+  else
+    return
+  end
+  QSTX = true
+  QCH, QDEP = {}, {}
+end
+
+-- Removes directory `dir8`'s quota, if any, without decoding it (delete_inode: a directory
+-- goes with its quota). The caller made sure the volume has quotas (`has_quotas`).
+local function quota_drop(dir8)
+  local q
+  if QST then q = QST[dir8] end
+  if q == nil then q = QC[dir8] end
+  if q == nil then
+    if QRAW or QN <= QALL_MAX then
+      q = quota_raw(dir8) ~= nil
+    else
+      q = redis.call('HEXISTS', S.quotas, dir8) == 1
+    end
+    if not q then QC[dir8] = false end
+  end
+  if q then quota_stage(dir8, false, true) end
+end
+
+-- After an op that failed having changed usages (batch.lua; one that succeeded just
+-- empties the log): the usages go back, newest first, and the quotas it was the first of
+-- the call to change are no longer to be written.
+local function quota_undo()
+  for i = 8 * QUN - 15, 1, -8 do
+    local q = QU[i]
+    q[1], q[2], q[3], q[4], q[5], q[6] = QU[i + 2], QU[i + 3], QU[i + 4], QU[i + 5],
+      QU[i + 6], QU[i + 7]
+    local d = QU[i + 1]
+    if d then
+      QDIRTY[d] = nil
+      QLIST[#QLIST] = nil
+    end
+  end
+  UQ[1], UQ[2], UQ[3], UQ[4], UQ[5], UQ[6] = U1, U2, U3, U4, U5, U6
+  if UD then
+    QDIRTY[UD] = nil
+    QLIST[#QLIST] = nil
+  end
+  QUN, UQ, UD = 0, nil, nil
+end
+
+-- After each op that staged quotas (batch.lua): they become the batch's when it succeeded;
+-- else they are dropped (with the memoized chains when they created or removed one).
+local function quota_end(ok)
+  if ok then
+    for d, q in pairs(QST) do
+      QC[d] = q
+      if not QDIRTY[d] then
+        QDIRTY[d] = true
+        QLIST[#QLIST + 1] = d
+      end
+    end
+    QN = QN + QND
+  elseif QSTX then
+    QCH, QDEP = {}, {}
+  end
+  QST, QND, QSTX = nil, 0, false
+end
+
+-- The parent of directory `dir8` (nil: unknown), from its statistics record, or the batch's
+-- change of it. A record written before quotas names none: then its attributes do (and the
+-- record gets it at the end of the call), unless keys are strict (Corrupted).
+local function dir_parent(dir8)
+  local e = DS[dir8]
+  if e and e[7] then return e[7] end
+  stat_check(dir8)
+  local v = DSV[dir8]
+  if v and #v == 32 then return string.sub(v, 25) end
+  if S.strict then
+    fail('Corrupted', 'directory ' .. dec(dir8) .. ': its statistics record names no parent '
+      .. '(written before directory quotas); an op on it without strict_keys records it')
+  end
+  local a = get_attr(ikey('i', dir8), dir8)
+  if not a then return nil end
+  if a.typ == T_DIR and a.nlink > 0 then stat_parent(dir8, a.parent) end
+  return a.parent
+end
+
+local function too_deep(dir8)
+  fail('Corrupted', 'directory ' .. dec(dir8) .. ' is nested deeper than ' .. MAX_DEPTH
+    .. ' levels (a parent loop?)')
+end
+
+-- quota::chain: the directories with a quota among `dir8` and its ancestors, nearest first
+-- (a table the caller must not change). Memoized per call for every directory of a walk
+-- that reaches the root (QCH, with its depth in QDEP), so a walk stops at the first
+-- memoized directory: a directory without a quota shares its parent's chain. The memo holds
+-- while no quota is created or removed (`quota_stage`, `quota_end`) and no memoized
+-- directory's parent changes (`stat_parent`, `stat_reset`): nothing else changes what the
+-- walk reads (a quota's usage is not part of a chain). The walk checks what quota::chain
+-- checks in the same order (a quota record that does not decode, a missing parent, more
+-- than MAX_DEPTH directories on the way, memoized ones included). Callers test QCH first:
+-- `QCH[d] or quota_chain(d)`.
+local function quota_chain(dir8)
+  local base = QCH[dir8]
+  if base then return base end
+  -- The common case first, without the general walk's bookkeeping (and only when nothing
+  -- there can fail): no quota of its own, its parent memoized.
+  local q
+  if QST then q = QST[dir8] end
+  if q == nil then q = QC[dir8] end
+  if q == nil and QRAW and QRAW[dir8] == nil then q = false end
+  if q == false and dir8 ~= ROOT8 then
+    local p
+    local e = DS[dir8]
+    if e and e[7] then
+      p = e[7]
+    else
+      local v = DSV[dir8]
+      if v and #v == 32 then p = string.sub(v, 25) end
+    end
+    base = p and QCH[p]
+    if base then
+      local depth = QDEP[p] + 1
+      if depth <= MAX_DEPTH then
+        QCH[dir8], QDEP[dir8] = base, depth
+        return base
+      end
+    end
+  end
+  -- Up to the root or to a memoized directory: QWAY gets each directory and its quota.
+  local n, cur, depth = 0, dir8, 0
+  while true do
+    if n >= MAX_DEPTH then too_deep(dir8) end
+    n = n + 1
+    -- (quota_get and dir_parent, their cached cases inline.)
+    local q
+    if QST then q = QST[cur] end
+    if q == nil then q = QC[cur] end
+    if q == nil then
+      if QRAW and QRAW[cur] == nil then q = false else q = quota_get(cur) end
+    end
+    QWAY[2 * n - 1], QWAY[2 * n] = cur, q
+    if cur == ROOT8 then
+      base = NOQ
+      break
+    end
+    local p
+    local e = DS[cur]
+    if e and e[7] then
+      p = e[7]
+    else
+      local v = DSV[cur]
+      if v and #v == 32 then p = string.sub(v, 25) else p = dir_parent(cur) end
+    end
+    if not p or p == ZERO8 then
+      fail('Corrupted', 'directory ' .. dec(cur) .. ' has no parent on the way from '
+        .. dec(dir8) .. ' to the root')
+    end
+    cur = p
+    base = QCH[cur]
+    if base then
+      depth = QDEP[cur]
+      break
+    end
+  end
+  if n + depth > MAX_DEPTH then too_deep(dir8) end
+  -- Down again: each directory's chain is its parent's, with itself first when it has a
+  -- quota.
+  for i = n, 1, -1 do
+    local d = QWAY[2 * i - 1]
+    if QWAY[2 * i] then
+      local c = { d }
+      for j = 1, #base do c[j + 1] = base[j] end
+      base = c
+    end
+    depth = depth + 1
+    QCH[d], QDEP[d] = base, depth
+  end
+  return base
+end
+
+-- Quota::check's error: adding h, l to the usage uh, ul of directory `dir8`'s quota would
+-- pass its limit mh, ml.
+local function quota_exceeded(dir8, mh, ml, h, l, uh, ul, what)
+  fail('QuotaExceeded', 'quota of directory ' .. dec(dir8) .. ': ' .. i64_dec(h, l) .. what
+    .. dec(struct.pack('>i4I4', mh, ml)) .. ' (' .. i64_dec(uh, ul) .. ' used)')
+end
+
+-- The end of quota::on_recharge for the quota of directory `qd` (in a chain: it has one):
+-- the net change ih .. sl (halves, as i64_norm gives them), when not zero, is checked when
+-- it grows (Quota::check: space, then inodes; a limit of 0 is none; the limit is a u64
+-- stored as i64 halves, so one past i64::MAX (high half < 0) is above every usage; else
+-- compared as i64 with the new usage), then becomes the usage: in place, the op's undo log (the quota, its
+-- directory when this made it the call's to write, the old usage) keeping the old one
+-- until batch.lua knows whether the op succeeded (`quota_undo`). The new usage is
+-- DirStat's saturating addition (i64_norm, called only when a half overflows).
+local function quota_add(qd, ih, il, lh, ll, sh, sl)
+  if ih == 0 and il == 0 and lh == 0 and ll == 0 and sh == 0 and sl == 0 then return end
+  local q
+  if QST then q = QST[qd] end
+  if q == nil then q = QC[qd] end
+  if not q then q = quota_get(qd) end
+  local u1, u2, u3, u4, u5, u6 = q[1], q[2], q[3], q[4], q[5], q[6]
+  local a1, a2 = u1 + ih, u2 + il
+  if a2 < 0 or a2 >= P32 or a1 >= P31 or a1 < -P31 then a1, a2 = i64_norm(a1, a2) end
+  local b1, b2 = u3, u4
+  if lh ~= 0 or ll ~= 0 then
+    b1, b2 = u3 + lh, u4 + ll
+    if b2 < 0 or b2 >= P32 or b1 >= P31 or b1 < -P31 then b1, b2 = i64_norm(b1, b2) end
+  end
+  local c1, c2 = u5 + sh, u6 + sl
+  if c2 < 0 or c2 >= P32 or c1 >= P31 or c1 < -P31 then c1, c2 = i64_norm(c1, c2) end
+  if sh >= 0 and (sh ~= 0 or sl ~= 0) then
+    local m1, m2 = q[7], q[8]
+    if m1 >= 0 and (m1 ~= 0 or m2 ~= 0) and (c1 > m1 or (c1 == m1 and c2 > m2)) then
+      quota_exceeded(qd, m1, m2, sh, sl, u5, u6, ' bytes of space would pass its limit of ')
+    end
+  end
+  if ih >= 0 and (ih ~= 0 or il ~= 0) then
+    local m1, m2 = q[9], q[10]
+    if m1 >= 0 and (m1 ~= 0 or m2 ~= 0) and (a1 > m1 or (a1 == m1 and a2 > m2)) then
+      quota_exceeded(qd, m1, m2, ih, il, u1, u2, ' more inodes would pass its limit of ')
+    end
+  end
+  local first = false
+  if not QDIRTY[qd] then
+    QDIRTY[qd] = true
+    QLIST[#QLIST + 1] = qd
+    first = qd
+  end
+  local n = QUN
+  if n == 0 then
+    UQ, UD, U1, U2, U3, U4, U5, U6 = q, first, u1, u2, u3, u4, u5, u6
+  else
+    n = 8 * n - 8
+    QU[n + 1], QU[n + 2], QU[n + 3], QU[n + 4], QU[n + 5], QU[n + 6], QU[n + 7], QU[n + 8] =
+      q, first, u1, u2, u3, u4, u5, u6
+  end
+  QUN = QUN + 1
+  q[1], q[2], q[5], q[6] = a1, a2, c1, c2
+  if lh ~= 0 or ll ~= 0 then q[3], q[4] = b1, b2 end
+end
+
+-- quota::moving_dir: EXDEV when directory `ino8` (attributes `after`), moving out of
+-- directory `from`, is not empty and the quotas above its old and new places differ.
+local function moving_dir(ino8, after, from)
+  if after.nlink <= 2 then
+    local s = stat_now(ino8)
+    if s[1] == 0 and s[2] == 0 and s[3] == 0 and s[4] == 0 and s[5] == 0 and s[6] == 0 then
+      return
+    end
+  end
+  local old, new = quota_chain(from), quota_chain(after.parent)
+  local same = #old == #new
+  for i = 1, #old do same = same and old[i] == new[i] end
+  if not same then
+    fail('CrossDevice', 'directory ' .. dec(ino8) .. ' is not empty and would move across a '
+      .. "directory quota's boundary")
+  end
+end
+
+-- Whether an op must mirror checks::restat's quota side (`restat_check`): the volume keeps
+-- statistics and has quotas. Check phase (after the op's stat_check).
+local function quota_on()
+  if DSON == nil then limits() end
+  return DSON and has_quotas()
+end
+
+-- Whether directory `qd` is in chain `c`.
+local function in_chain(c, qd)
+  for i = 1, #c do
+    if c[i] == qd then return true end
+  end
+  return false
+end
+
+-- checks::restat's quota side, in the check phase, with the attributes the write phase's
+-- `restat` gets (the charge's fields: typ, nlink, length, parent): quota::on_recharge when
+-- stats::recharge's change is not empty. The changes (at most two: the old directory loses
+-- the old charge, the new one gains the new charge; one directory: the difference) are not
+-- built as tables: each quota on the changed directories' ways to the root gets the net
+-- change in on_recharge's order (the first way's quotas, then the second's not on the
+-- first), added with DirStat's saturation as on_recharge adds them up.
+local function restat_check(ino8, before, after)
+  if QN == 0 and QND == 0 then return end -- (known: no quota)
+  -- (quota_on, inline.)
+  if DSON == nil then limits() end
+  if not DSON then return end
+  if QN == nil then QN = redis.call('HLEN', S.quotas) end
+  if QN + QND <= 0 then return end
+  local d, dh, dl, dsh, dsl, e, eh, el, esh, esl
+  if before then d, dh, dl, dsh, dsl = charge(ino8, before) end
+  if after then e, eh, el, esh, esl = charge(ino8, after) end
+  if d and d == e then
+    -- One directory (no EXDEV boundary: `after` is charged to where `before` was). (Here and
+    -- below i64_norm is called only when it would change something.)
+    local lh, ll = eh - dh, el - dl
+    if ll < 0 or ll >= P32 or lh >= P31 or lh < -P31 then lh, ll = i64_norm(lh, ll) end
+    local sh, sl = esh - dsh, esl - dsl
+    if sl < 0 or sl >= P32 or sh >= P31 or sh < -P31 then sh, sl = i64_norm(sh, sl) end
+    if lh == 0 and ll == 0 and sh == 0 and sl == 0 then return end
+    local c = QCH[d] or quota_chain(d)
+    for i = 1, #c do quota_add(c[i], 0, 0, lh, ll, sh, sl) end
+    return
+  end
+  if not d and not e then return end
+  -- quota::on_recharge's EXDEV boundaries.
+  if d and after then
+    if after.nlink > 0 and after.parent == ZERO8 and #(QCH[d] or quota_chain(d)) > 0 then
+      fail('CrossDevice', 'inode ' .. dec(ino8) .. ' would be named in several directories '
+        .. 'and leave the quota over directory ' .. dec(d))
+    end
+    if after.typ == T_DIR and after.parent ~= d and after.parent ~= ZERO8 then
+      moving_dir(ino8, after, d)
+    end
+  end
+  local c1, c2 = NOQ, NOQ
+  local lh, ll, sh, sl = 0, 0, 0, 0
+  if d then
+    c1 = QCH[d] or quota_chain(d)
+    -- The old directory's change: minus the old charge (one inode: halves -1, 2^32 - 1).
+    lh, ll, sh, sl = -dh, -dl, -dsh, -dsl
+    if ll < 0 or lh < -P31 then lh, ll = i64_norm(lh, ll) end
+    if sl < 0 or sh < -P31 then sh, sl = i64_norm(sh, sl) end
+  end
+  if e then
+    c2 = QCH[e] or quota_chain(e)
+    -- The new directory's change: the new charge (space as halves: esl may be 2^32).
+    if esl >= P32 or esh >= P31 then esh, esl = i64_norm(esh, esl) end
+  end
+  for i = 1, #c1 do
+    local qd = c1[i]
+    if e and in_chain(c2, qd) then
+      -- Both changes (the inodes: -1 + 1 = 0).
+      local xlh, xll = i64_norm(lh + eh, ll + el)
+      local xsh, xsl = i64_norm(sh + esh, sl + esl)
+      quota_add(qd, 0, 0, xlh, xll, xsh, xsl)
+    else
+      quota_add(qd, -1, P32 - 1, lh, ll, sh, sl)
+    end
+  end
+  if #c2 > 0 then
+    local elh, ell = eh, el
+    if eh >= P31 then elh, ell = i64_norm(eh, el) end
+    for i = 1, #c2 do
+      local qd = c2[i]
+      if not (d and in_chain(c1, qd)) then quota_add(qd, 0, 1, elh, ell, esh, esl) end
+    end
+  end
+end
+
+-- quota::check_uncharged_entry: EXDEV when a link or rename names inode `ino8` (attributes
+-- `a` after the op), charged to no directory because named in several (parent 0), in
+-- directory `dir8` under a quota.
+local function check_uncharged_entry(ino8, a, dir8)
+  if a.nlink == 0 or a.parent ~= ZERO8 or a.typ == T_DIR or not quota_on() then return end
+  local q = quota_chain(dir8)[1]
+  if q then
+    fail('CrossDevice', 'inode ' .. dec(ino8) .. ' is named in several directories and '
+      .. 'cannot enter the quota over directory ' .. dec(q))
+  end
+end
