@@ -14,170 +14,21 @@ mod common;
 use std::collections::BTreeMap;
 
 use anyhow::{Context, ensure};
+use common::ops::{
+    attr, file, link, mkdir, mknod, rename, restore, rmdir, set_size, t, truncate, unlink, write,
+};
 use common::{CLUSTER_ENV, STANDALONE_ENV, open, server, unique_prefix, with_param};
 use meta_core::memory::memory_backend;
 use meta_core::stats::expected_dir_stats;
 use meta_core::{
-    Attr, Backend, Caller, DirStat, ErrorKind, FileType, Ino, Meta, Op, RenameFlags, RestoreRecord,
-    SessionInfo, SetAttrMask, SetAttrValues, Setting, Slice, Timespec,
+    Backend, DirStat, ErrorKind, FileType, Ino, Meta, Op, RenameFlags, SessionInfo, Setting,
 };
 use meta_redis::RedisBackend;
 use redis::Value;
 
-const ME: Caller = Caller::new(0, 0);
 const SID: u64 = 7;
 /// Inode numbers the scenario uses (1..=MAX_INO).
 const MAX_INO: u64 = 60;
-
-fn t(sec: i64) -> Timespec {
-    Timespec {
-        sec: 1_900_000_000 + sec,
-        nsec: 0,
-    }
-}
-
-fn mknod(parent: u64, name: &str, ino: u64, typ: FileType) -> Op {
-    Op::Mknod {
-        parent: Ino(parent),
-        name: name.as_bytes().to_vec(),
-        ino: Ino(ino),
-        typ,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        caller: ME,
-        rdev: 0,
-        target: if typ == FileType::Symlink {
-            b"0123456789".to_vec()
-        } else {
-            Vec::new()
-        },
-        time: t(0),
-        opened_by: None,
-        imported: None,
-    }
-}
-
-fn mkdir(parent: u64, name: &str, ino: u64) -> Op {
-    mknod(parent, name, ino, FileType::Directory)
-}
-
-fn file(parent: u64, name: &str, ino: u64) -> Op {
-    mknod(parent, name, ino, FileType::Regular)
-}
-
-fn write(ino: u64, indx: u32, id: u64, pos: u32, len: u32) -> Op {
-    Op::Write {
-        ino: Ino(ino),
-        indx,
-        slice: Slice {
-            pos,
-            id,
-            size: len,
-            off: 0,
-            len,
-        },
-        caller: ME,
-        time: t(1),
-    }
-}
-
-fn unlink(parent: u64, name: &str) -> Op {
-    Op::Unlink {
-        parent: Ino(parent),
-        name: name.as_bytes().to_vec(),
-        caller: ME,
-        time: t(2),
-    }
-}
-
-fn rmdir(parent: u64, name: &str) -> Op {
-    Op::Rmdir {
-        parent: Ino(parent),
-        name: name.as_bytes().to_vec(),
-        caller: ME,
-        time: t(2),
-    }
-}
-
-fn rename(parent: u64, name: &str, new_parent: u64, new_name: &str, flags: RenameFlags) -> Op {
-    Op::Rename {
-        parent: Ino(parent),
-        name: name.as_bytes().to_vec(),
-        new_parent: Ino(new_parent),
-        new_name: new_name.as_bytes().to_vec(),
-        flags,
-        caller: ME,
-        time: t(3),
-    }
-}
-
-fn link(ino: u64, parent: u64, name: &str) -> Op {
-    Op::Link {
-        ino: Ino(ino),
-        parent: Ino(parent),
-        name: name.as_bytes().to_vec(),
-        caller: ME,
-        time: t(4),
-    }
-}
-
-fn truncate(ino: u64, length: u64) -> Op {
-    Op::Truncate {
-        ino: Ino(ino),
-        length,
-        caller: ME,
-        time: t(5),
-    }
-}
-
-fn set_size(ino: u64, size: u64) -> Op {
-    Op::SetAttr {
-        ino: Ino(ino),
-        mask: SetAttrMask::SIZE,
-        values: SetAttrValues {
-            mode: 0,
-            uid: 0,
-            gid: 0,
-            atime: t(0),
-            mtime: t(0),
-            size,
-        },
-        caller: ME,
-        time: t(6),
-    }
-}
-
-fn attr(typ: FileType, parent: u64, nlink: u32, length: u64) -> Attr {
-    Attr {
-        typ,
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        atime: t(0),
-        mtime: t(0),
-        ctime: t(0),
-        nlink,
-        length,
-        parent: Ino(parent),
-        flags: 0,
-    }
-}
-
-fn restore(ino: u64, a: Attr, links: &[(u64, &str)]) -> Op {
-    Op::Restore(Box::new(RestoreRecord {
-        ino: Ino(ino),
-        attr: a,
-        links: links
-            .iter()
-            .map(|(p, n)| (Ino(*p), n.as_bytes().to_vec()))
-            .collect(),
-        target: Vec::new(),
-        xattrs: Vec::new(),
-        chunks: Vec::new(),
-    }))
-}
 
 /// The scenario, one `apply` per batch: (what, ops).
 fn batches() -> Vec<(&'static str, Vec<Op>)> {

@@ -1,4 +1,4 @@
-//! Directory quotas inside one call of the Lua library (`lua/lib.lua`): batch by batch, the
+//! Directory quotas inside one call of the Lua library (`lua/quota.lua`): batch by batch, the
 //! same ops give the same results and the same quotas as the in-memory reference
 //! (meta_core's generic logic), on a standalone server, with `strict_keys`, and on a Cluster.
 //!
@@ -15,65 +15,12 @@ mod common;
 use std::collections::BTreeMap;
 
 use anyhow::{Context, ensure};
+use common::ops::{file, mkdir, rename, set_quota, unlink};
 use common::{CLUSTER_ENV, STANDALONE_ENV, open, server, unique_prefix, with_param};
-use meta_conformance::util::{kind_of, mknod_op, t};
+use meta_conformance::util::kind_of;
 use meta_core::memory::memory_backend;
 use meta_core::quota::Quota;
-use meta_core::{Backend, Caller, FileType, Ino, Op, RenameFlags, Setting};
-
-const ME: Caller = Caller::new(0, 0);
-
-fn mkdir(parent: u64, name: &str, ino: u64) -> Op {
-    mknod_op(
-        Ino(parent),
-        name.as_bytes(),
-        Ino(ino),
-        FileType::Directory,
-        t(1_900_000_000, 0),
-    )
-}
-
-fn file(parent: u64, name: &str, ino: u64) -> Op {
-    mknod_op(
-        Ino(parent),
-        name.as_bytes(),
-        Ino(ino),
-        FileType::Regular,
-        t(1_900_000_000, 0),
-    )
-}
-
-fn unlink(parent: u64, name: &str) -> Op {
-    Op::Unlink {
-        parent: Ino(parent),
-        name: name.as_bytes().to_vec(),
-        caller: ME,
-        time: t(1_900_000_001, 0),
-    }
-}
-
-fn rename(parent: u64, name: &str, new_parent: u64, new_name: &str) -> Op {
-    Op::Rename {
-        parent: Ino(parent),
-        name: name.as_bytes().to_vec(),
-        new_parent: Ino(new_parent),
-        new_name: new_name.as_bytes().to_vec(),
-        flags: RenameFlags::default(),
-        caller: ME,
-        time: t(1_900_000_002, 0),
-    }
-}
-
-/// A quota on `dir` limited to `max_inodes` inodes; `subtree`: every directory of dir's
-/// subtree, dir first.
-fn set_quota(dir: u64, max_inodes: u64, subtree: &[u64]) -> Op {
-    Op::SetQuota {
-        dir: Ino(dir),
-        max_space: 0,
-        max_inodes,
-        subtree: subtree.iter().map(|&d| Ino(d)).collect(),
-    }
-}
+use meta_core::{Backend, Ino, Op, RenameFlags, Setting};
 
 /// The batches, each one call; what each op must give is the reference's answer.
 fn batches() -> Vec<(&'static str, Vec<Op>)> {
@@ -91,7 +38,7 @@ fn batches() -> Vec<(&'static str, Vec<Op>)> {
                 mkdir(10, "y", 12),
                 file(12, "f0", 13),
                 unlink(12, "f0"),
-                rename(10, "y", 11, "y"),
+                rename(10, "y", 11, "y", RenameFlags::NONE),
                 file(12, "f2", 14),
             ],
         ),
