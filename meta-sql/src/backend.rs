@@ -1,5 +1,5 @@
-//! [`SqlBackend`]: the [`Backend`] of every dialect — pools, schema migrations, the retry
-//! loop, one transaction per batch, and the reads.
+//! [`SqlBackend`]: the [`Backend`] of every dialect — pools, the retry loop, one
+//! transaction per batch, and the reads (the schema's migrations are in `schema`).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -22,7 +22,8 @@ use rand::Rng;
 use crate::codec::{self, NODE_TYS};
 use crate::dump_reads;
 use crate::error::{Stage, classify};
-use crate::exec::{Arg, Exec, Stmt, Ty, Val};
+use crate::exec::{Arg, Exec, Stmt, Ty};
+use crate::schema::migrate;
 use crate::sql::{Dialect, QUOTA_COUNT, QUOTA_GEN, RENAME_LOCK, Sql, TABLES};
 use crate::txn::{Counters, QuotaCache, SqlTxn, Stats};
 
@@ -31,96 +32,6 @@ pub const MAX_BATCH_OPS: usize = 1024;
 
 /// Attempts of a batch (or any transaction) that lost a race before `Conflict` is returned.
 pub const MAX_ATTEMPTS: u32 = 24;
-
-/// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i64 = 5;
-
-/// The embedded migrations of a dialect: `(version, description, SQL)`.
-fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
-    match d {
-        Dialect::Sqlite => &[
-            (
-                1,
-                "initial schema",
-                include_str!("../migrations/sqlite/0001_init.sql"),
-            ),
-            (
-                2,
-                "sessions, open files, locks",
-                include_str!("../migrations/sqlite/0002_sessions.sql"),
-            ),
-            (
-                3,
-                "directory statistics",
-                include_str!("../migrations/sqlite/0003_dirstat.sql"),
-            ),
-            (
-                4,
-                "directory quotas",
-                include_str!("../migrations/sqlite/0004_quota.sql"),
-            ),
-            (
-                5,
-                "quota set generation",
-                include_str!("../migrations/sqlite/0005_quota_gen.sql"),
-            ),
-        ],
-        Dialect::Postgres => &[
-            (
-                1,
-                "initial schema",
-                include_str!("../migrations/postgres/0001_init.sql"),
-            ),
-            (
-                2,
-                "sessions, open files, locks",
-                include_str!("../migrations/postgres/0002_sessions.sql"),
-            ),
-            (
-                3,
-                "directory statistics",
-                include_str!("../migrations/postgres/0003_dirstat.sql"),
-            ),
-            (
-                4,
-                "directory quotas",
-                include_str!("../migrations/postgres/0004_quota.sql"),
-            ),
-            (
-                5,
-                "quota set generation",
-                include_str!("../migrations/postgres/0005_quota_gen.sql"),
-            ),
-        ],
-        Dialect::MySql => &[
-            (
-                1,
-                "initial schema",
-                include_str!("../migrations/mysql/0001_init.sql"),
-            ),
-            (
-                2,
-                "sessions, open files, locks",
-                include_str!("../migrations/mysql/0002_sessions.sql"),
-            ),
-            (
-                3,
-                "directory statistics",
-                include_str!("../migrations/mysql/0003_dirstat.sql"),
-            ),
-            (
-                4,
-                "directory quotas",
-                include_str!("../migrations/mysql/0004_quota.sql"),
-            ),
-            (
-                5,
-                "quota set generation",
-                include_str!("../migrations/mysql/0005_quota_gen.sql"),
-            ),
-        ],
-    }
-}
 
 /// Connection pools of one volume.
 pub(crate) enum Pools {
@@ -427,7 +338,6 @@ impl SqlBackend {
     /// API.
     #[doc(hidden)]
     pub async fn raw_execute(&self, sql: &str, params: Vec<RawParam>) -> Result<u64> {
-        self.ready().await?;
         let mut text = String::with_capacity(sql.len());
         let mut n = 0;
         for ch in sql.replace("{p}", self.sql.prefix()).chars() {
@@ -446,10 +356,18 @@ impl SqlBackend {
                 RawParam::Text(s) => Arg::Text(s),
             })
             .collect();
-        let stmt = Stmt {
+        self.run_stmt(Stmt {
             sql: text.into(),
             args,
-        };
+        })
+        .await
+    }
+
+    /// Runs `stmt` by itself (autocommitted) on a pooled connection, the writer's on SQLite;
+    /// the rows it matched. For [`SqlBackend::raw_execute`] and tests. Errors: those of the
+    /// connection and of the statement, classified (`Unavailable`, `Conflict`, ...).
+    pub(crate) async fn run_stmt(&self, stmt: Stmt) -> Result<u64> {
+        self.ready().await?;
         conn!(self, writer, |c| {
             let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
             t.run(stmt).await
@@ -546,69 +464,6 @@ pub enum RawParam {
     Bytes(Vec<u8>),
     /// Text.
     Text(String),
-}
-
-/// Creates the tables (migrations newer than the stored version), under the dialect's
-/// migration lock. `Unsupported` when the database holds a newer schema than this build.
-async fn migrate(c: &mut dyn Exec, sql: &Sql, stats: &Stats) -> Result<()> {
-    let mut t = SqlTxn::new(c, sql, stats, false);
-    if let Some(lock) = sql.migration_lock() {
-        if sql.d == Dialect::MySql {
-            let got = t.rows(lock, &[Ty::Int]).await?;
-            if got.first().and_then(|r| r.first()) != Some(&Val::Int(1)) {
-                return Err(Error::new(
-                    ErrorKind::Unavailable,
-                    "mysql: another client holds the schema migration lock for 60 s",
-                ));
-            }
-        } else {
-            t.run(lock).await?;
-        }
-    }
-    let r = async {
-        t.run(sql.version_table()).await?;
-        let v = t.rows(sql.version_get(), &[Ty::Int]).await?;
-        let have = match v.first().and_then(|r| r.first()) {
-            Some(Val::Int(i)) => *i,
-            _ => 0,
-        };
-        if have > SCHEMA_VERSION {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "{}: the tables of prefix {:?} have schema version {have}, newer than this \
-                     build understands ({SCHEMA_VERSION}); upgrade meta",
-                    sql.d.scheme(),
-                    sql.prefix()
-                ),
-            ));
-        }
-        for (version, description, text) in migrations(sql.d) {
-            if *version <= have {
-                continue;
-            }
-            for stmt in sql.script(text) {
-                t.run(stmt).await?;
-            }
-            t.run(sql.version_put(*version, description, Timespec::now().sec))
-                .await?;
-        }
-        Ok(())
-    }
-    .await;
-    if let Some(unlock) = sql.migration_unlock() {
-        let _ = t.rows(unlock, &[Ty::Int]).await;
-    }
-    r.map_err(|e| {
-        if e.kind() == ErrorKind::Internal {
-            Error::new(
-                ErrorKind::Unavailable,
-                format!("{}: cannot create the schema: {e}", sql.d.scheme()),
-            )
-        } else {
-            e
-        }
-    })
 }
 
 /// The body of `format` inside its transaction; returns the record now in force, and the

@@ -8,6 +8,7 @@ mod codec;
 mod dump_reads;
 mod error;
 mod exec;
+mod schema;
 mod sql;
 mod txn;
 
@@ -16,7 +17,8 @@ use std::time::Duration;
 use meta_core::options::{parse_bool, parse_duration, parse_int};
 use meta_core::{Error, ErrorKind, Result, VolumeUrl};
 
-pub use backend::{MAX_ATTEMPTS, MAX_BATCH_OPS, RawParam, SCHEMA_VERSION, SqlBackend, SqlStats};
+pub use backend::{MAX_ATTEMPTS, MAX_BATCH_OPS, RawParam, SqlBackend, SqlStats};
+pub use schema::SCHEMA_VERSION;
 pub use sql::{Dialect, validate_prefix};
 
 /// The URL schemes this crate opens (those of the dialects compiled in).
@@ -414,7 +416,10 @@ mod tests {
         let write: Vec<Stmt> = write
             .into_iter()
             .chain(sql.insert("quota", &quota_cols, 1, vec![quota_row], true))
-            .chain([sql.quota_count_delta(1), sql.quota_gen_bump()])
+            .chain([
+                sql.counter_add(crate::sql::QUOTA_COUNT, 1),
+                sql.counter_add(crate::sql::QUOTA_GEN, 1),
+            ])
             .chain(sql.quota_deltas(vec![
                 [2, 1, 0, 4096, 1, 1, 1, 4096],
                 [3, -1, 0, 0, 0, 0, 0, 0],

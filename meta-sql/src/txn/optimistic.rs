@@ -60,17 +60,6 @@ impl Sql {
         b.done()
     }
 
-    /// Adds one to the quota set's generation (a plain UPDATE, like the count's).
-    pub(crate) fn quota_gen_bump(&self) -> Stmt {
-        let mut b = self.b();
-        b.s(&format!(
-            "UPDATE {} SET value = value + 1 WHERE name = ",
-            self.t("counter")
-        ));
-        b.p(Arg::Text(QUOTA_GEN.into()));
-        b.done()
-    }
-
     /// The conditional commutative update of an optimistic batch's quotas. Each row `[ino,
     /// inodes, length, space, grew_inodes, peak_inodes, grew_space, peak_space]` (distinct
     /// inodes, increasing) adds the three deltas to the stored usage where the stored row
@@ -671,36 +660,6 @@ mod tests {
     use meta_core::Backend;
 
     use super::*;
-    use crate::backend::{Pools, SqlBackend};
-
-    /// Rows matched by `stmt` on `b`'s database.
-    async fn matched(b: &SqlBackend, stmt: Stmt) -> Result<u64> {
-        let d = b.sql.d;
-        let fail = |e: sqlx::Error| crate::error::classify(e, crate::error::Stage::Connect, d);
-        match &b.pools {
-            #[cfg(feature = "sqlite")]
-            Pools::Sqlite { writer, .. } => {
-                let mut c = writer.acquire().await.map_err(fail)?;
-                SqlTxn::new(&mut *c, &b.sql, &b.stats, false)
-                    .run(stmt)
-                    .await
-            }
-            #[cfg(feature = "postgres")]
-            Pools::Postgres(p) => {
-                let mut c = p.acquire().await.map_err(fail)?;
-                SqlTxn::new(&mut *c, &b.sql, &b.stats, false)
-                    .run(stmt)
-                    .await
-            }
-            #[cfg(feature = "mysql")]
-            Pools::MySql(p) => {
-                let mut c = p.acquire().await.map_err(fail)?;
-                SqlTxn::new(&mut *c, &b.sql, &b.stats, false)
-                    .run(stmt)
-                    .await
-            }
-        }
-    }
 
     /// The volumes to try: SQLite always, PostgreSQL and MySQL when their test URLs are set.
     fn urls(dir: &std::path::Path) -> Vec<String> {
@@ -749,7 +708,7 @@ mod tests {
                             };
                             let row = vec![crate::codec::quota_args(dir, &q)];
                             for st in b.sql.insert("quota", &cols, 1, row, false) {
-                                matched(&b, st).await?;
+                                b.run_stmt(st).await?;
                             }
                             // What the locked path checks: the op's own growth (1) on top
                             // of the usage before it, reaching `used + peak`.
@@ -770,7 +729,7 @@ mod tests {
                             };
                             let mut got = 0;
                             for st in b.sql.quota_deltas(vec![row]) {
-                                got += matched(&b, st).await?;
+                                got += b.run_stmt(st).await?;
                             }
                             anyhow::ensure!(
                                 got == u64::from(want),

@@ -158,19 +158,6 @@ impl Sql {
         b.done()
     }
 
-    /// Adds `delta` to the quota count (a plain UPDATE: see the module docs).
-    pub(crate) fn quota_count_delta(&self, delta: i64) -> Stmt {
-        let mut b = self.b();
-        b.s(&format!(
-            "UPDATE {} SET value = value + ",
-            self.t("counter")
-        ));
-        b.p(Arg::Int(delta));
-        b.s(" WHERE name = ");
-        b.p(Arg::Text(QUOTA_COUNT.into()));
-        b.done()
-    }
-
     /// Node rows of `inos` (at most 256) and of all their ancestors up to
     /// [`MAX_CHAIN_DEPTH`] levels, without locks: a recursive CTE over `node.parent` that
     /// stops at the root and at parent 0.
@@ -539,10 +526,10 @@ impl SqlTxn<'_> {
         }
         let mut stmts = Vec::new();
         if delta != 0 {
-            stmts.push(self.sql.quota_count_delta(delta));
+            stmts.push(self.sql.counter_add(QUOTA_COUNT, delta));
         }
         if changed {
-            stmts.push(self.sql.quota_gen_bump());
+            stmts.push(self.sql.counter_add(QUOTA_GEN, 1));
         }
         self.opt.changed = changed;
         let n = stmts.len() as u64;
