@@ -645,6 +645,37 @@ async fn limits_give_enospc_and_statfs_counts() {
     assert_eq!(ErrorKind::NoSpace.errno(), 28);
 }
 
+/// The single writer keeps the format record's limits from one batch to the next; a new
+/// format record (here, `format --force` with room for one more inode) is in force from the
+/// next batch on.
+#[tokio::test]
+async fn a_new_format_sets_the_limits_of_the_next_batch() {
+    let b = Arc::new(memory_backend());
+    let mut s = Setting::new("limits");
+    s.inodes = 2;
+    Meta::format(&*b, &s, false).await.unwrap();
+    let m = Meta::open(b.clone(), MetaOptions::default(), None)
+        .await
+        .unwrap();
+    m.create(ME, Ino::ROOT, b"a", 0o644).await.unwrap();
+    assert_eq!(
+        kind(m.create(ME, Ino::ROOT, b"b", 0o644).await),
+        ErrorKind::NoSpace
+    );
+    m.close().await.unwrap();
+    s.inodes = 3;
+    Meta::format(&*b, &s, true).await.unwrap();
+    let m = Meta::open(b, MetaOptions::default(), None).await.unwrap();
+    m.create(ME, Ino::ROOT, b"a", 0o644).await.unwrap();
+    m.create(ME, Ino::ROOT, b"b", 0o644)
+        .await
+        .expect("the new record allows 3 inodes");
+    assert_eq!(
+        kind(m.create(ME, Ino::ROOT, b"c", 0o644).await),
+        ErrorKind::NoSpace
+    );
+}
+
 #[tokio::test]
 async fn readdir_pagination_over_10k_entries() {
     let m = volume().await;

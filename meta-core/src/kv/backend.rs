@@ -26,7 +26,9 @@ use crate::types::{Attr, Counter, DirEntry, IdKind, Ino, Pending, Setting, Slice
 /// The writer is the store's only one (RocksDB locks its directory to one process; the
 /// memory store lives in one), so it keeps the quota memo of a batch ([`QuotaChains`], and
 /// whether the store holds a quota) for the next: a batch then charges the quotas above a
-/// directory that earlier batches walked without reading the directories on the way. The
+/// directory that earlier batches walked without reading the directories on the way. It also
+/// keeps the volume's limits from the format record, which only `format` writes, so a batch
+/// does not read and decode that record again. The
 /// logic forgets the memo on the events that change it (a directory moving, a quota
 /// created, an op rolled back); the writer forgets it after a batch that fails as a whole
 /// (its commit included) and on `format`. Writing to the store behind the writer's back
@@ -43,6 +45,8 @@ pub struct KvBackend<S: KvStore> {
 struct WriterState {
     chains: QuotaChains,
     quotas: Option<bool>,
+    /// The format record's limits, once a batch read them.
+    limits: Option<Limits>,
 }
 
 impl<S: KvStore> Clone for KvBackend<S> {
@@ -151,7 +155,10 @@ impl<S: KvStore> Backend for KvBackend<S> {
             let mut g = lock_writer(writer);
             // Taken: a batch that fails as a whole leaves it forgotten.
             let memo = std::mem::take(&mut *g);
-            let limits = Limits::from(&block_on(shared::load_setting(&SyncRead(store)))?);
+            let limits = match memo.limits {
+                Some(l) => l,
+                None => Limits::from(&block_on(shared::load_setting(&SyncRead(store)))?),
+            };
             let reader = SyncRead(store);
             let mut txn = KvTxn::new(&reader).with_quota_memo(memo.chains, memo.quotas);
             let results = block_on(logic::apply_ops(&mut txn, &ops, &limits))?;
@@ -160,7 +167,11 @@ impl<S: KvStore> Backend for KvBackend<S> {
             if !writes.is_empty() {
                 store.commit(writes)?;
             }
-            *g = WriterState { chains, quotas };
+            *g = WriterState {
+                chains,
+                quotas,
+                limits: Some(limits),
+            };
             Ok(results)
         })
         .await
