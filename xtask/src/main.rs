@@ -460,6 +460,7 @@ fn cmd_test(a: &Args) -> Result<ExitCode> {
     }
     let ws_ok = child.wait().map(|s| s.success()).unwrap_or(false);
     let (ws_passed, ws_failed) = sum_results(&captured);
+    let variants = check_feature_variants();
     // The matrix reuses the running servers.
     let mut runs = Vec::new();
     for b in BACKENDS {
@@ -505,7 +506,9 @@ fn cmd_test(a: &Args) -> Result<ExitCode> {
         p_passed += p;
         p_failed += f;
     }
-    let matrix_bad = runs.iter().any(|(_, r)| r.failure) || p_failed > 0;
+    let v_failed = print_feature_variants(&variants);
+    let v_passed = variants.len() - v_failed;
+    let matrix_bad = runs.iter().any(|(_, r)| r.failure) || p_failed > 0 || v_failed > 0;
     if !ws_ok {
         println!("cargo test --workspace failed");
     }
@@ -517,14 +520,63 @@ fn cmd_test(a: &Args) -> Result<ExitCode> {
             .count();
     println!(
         "{} passed, {} failed",
-        ws_passed + m_passed + p_passed,
-        ws_failed + m_failed + broken + p_failed
+        ws_passed + m_passed + p_passed + v_passed,
+        ws_failed + m_failed + broken + p_failed + v_failed
     );
     Ok(if ws_ok && !matrix_bad {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Feature sets a user of the crates may build that the workspace build never does (it
+/// unifies features: meta-cli turns on every backend of meta-sql and TLS in meta-redis):
+/// `(crate, features)`, each checked with `--no-default-features` and all targets.
+const FEATURE_VARIANTS: [(&str, &str); 5] = [
+    ("meta-sql", "sqlite"),
+    ("meta-sql", "postgres"),
+    ("meta-sql", "mysql"),
+    ("meta-redis", ""),
+    ("meta-cli", "rocksdb"),
+];
+
+/// `cargo check` of each of [`FEATURE_VARIANTS`]: `(variant, error output or None)`.
+fn check_feature_variants() -> Vec<(String, Option<String>)> {
+    FEATURE_VARIANTS
+        .iter()
+        .map(|(krate, features)| {
+            let name = format!("{krate} --no-default-features --features '{features}'");
+            eprintln!("xtask: cargo check -p {name} --all-targets");
+            let out = cargo()
+                .args(["check", "--quiet", "--all-targets", "-p", krate])
+                .args(["--no-default-features", "--features", features])
+                .output();
+            let err = match out {
+                Ok(o) if o.status.success() => None,
+                Ok(o) => Some(String::from_utf8_lossy(&o.stderr).into_owned()),
+                Err(e) => Some(format!("cannot run cargo: {e}")),
+            };
+            (name, err)
+        })
+        .collect()
+}
+
+/// Prints one line per feature variant (with the compiler's output of a failed one) and
+/// returns how many failed.
+fn print_feature_variants(variants: &[(String, Option<String>)]) -> usize {
+    println!("feature variants (cargo check):");
+    let mut failed = 0;
+    for (name, err) in variants {
+        match err {
+            None => println!("  ok      {name}"),
+            Some(e) => {
+                failed += 1;
+                println!("  FAILED  {name}\n{e}");
+            }
+        }
+    }
+    failed
 }
 
 /// Builds `meta`, installs pjdfstest if needed, and runs it on each backend.
