@@ -12,23 +12,16 @@ mod common;
 use std::collections::BTreeMap;
 
 use anyhow::{Context, ensure};
+use common::ops::{ME, mknod, t};
 use common::{STANDALONE_ENV, open, unique_prefix};
 use meta_core::{
-    Backend, Caller, FileType, Imported, Ino, LockOwner, LockType, Meta, Op, Pending, RenameFlags,
-    RestoreRecord, SessionInfo, SetAttrMask, SetAttrValues, Setting, Slice, Timespec, XattrFlags,
+    Backend, FileType, Imported, Ino, LockOwner, LockType, Meta, Op, Pending, RenameFlags,
+    RestoreRecord, SessionInfo, SetAttrMask, SetAttrValues, Setting, Slice, XattrFlags,
 };
 use meta_redis::RedisBackend;
 use redis::Value;
 
-const ME: Caller = Caller::new(0, 0);
 const SID: u64 = 7;
-
-fn t(sec: i64) -> Timespec {
-    Timespec {
-        sec: 1_900_000_000 + sec,
-        nsec: 0,
-    }
-}
 
 fn slice(id: u64, len: u32) -> Slice {
     Slice {
@@ -37,28 +30,6 @@ fn slice(id: u64, len: u32) -> Slice {
         size: len,
         off: 0,
         len,
-    }
-}
-
-fn mknod(parent: u64, name: &str, ino: u64, typ: FileType) -> Op {
-    Op::Mknod {
-        parent: Ino(parent),
-        name: name.as_bytes().to_vec(),
-        ino: Ino(ino),
-        typ,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        caller: ME,
-        rdev: 0,
-        target: if typ == FileType::Symlink {
-            b"target".to_vec()
-        } else {
-            Vec::new()
-        },
-        time: t(0),
-        opened_by: None,
-        imported: None,
     }
 }
 
