@@ -2,8 +2,8 @@
 //!
 //! One library, assembled from `lua/base.lua`, the shared op code ([`LIB_PARTS`]:
 //! `lua/lib.lua`, `perm.lua`, `stats.lua`, `quota.lua`, `files.lua`), `lua/ops/*.lua`,
-//! `lua/batch.lua` and `lua/reads.lua`, has four entry points ([`Entry`]): `batch` (every mutating op),
-//! `format`, and the read-only `lookup` and `readdir_plus`. It reaches the
+//! `lua/batch.lua` and `lua/reads.lua`, has four entry points ([`Entry`]): `batch` (every
+//! mutating op), `format`, and the read-only `lookup` and `readdir_plus`. It reaches the
 //! server in one of two ways ([`Scripting`]):
 //!
 //! - **Redis Functions** (Redis ≥ 7.0): `FUNCTION LOAD REPLACE` once per server (on a
