@@ -1,5 +1,6 @@
 //! [`SqlBackend`]: the [`Backend`] of every dialect — pools, the retry loop, one
-//! transaction per batch, and the reads (the schema's migrations are in `schema`).
+//! transaction per batch, and the reads (the schema's migrations and what `format` writes
+//! are in `schema`).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -15,7 +16,6 @@ use meta_core::snapshot::{InodeData, VolumeReads};
 use meta_core::{
     Attr, Backend, Counter, DirEntry, DirStat, Error, ErrorKind, IdKind, Ino, InodeLocks, Op,
     OpOutput, Pending, Quota, Result, Session, SessionHoldings, Setting, Sid, Slice, Statfs,
-    Timespec,
 };
 use rand::Rng;
 
@@ -23,8 +23,8 @@ use crate::codec::{self, NODE_TYS};
 use crate::dump_reads;
 use crate::error::{Stage, classify};
 use crate::exec::{Arg, Exec, Stmt, Ty};
-use crate::schema::migrate;
-use crate::sql::{Dialect, QUOTA_COUNT, QUOTA_GEN, RENAME_LOCK, Sql, TABLES};
+use crate::schema::{format_in, migrate};
+use crate::sql::{Dialect, Sql, TABLES};
 use crate::txn::{Counters, QuotaCache, SqlTxn, Stats};
 
 /// Most ops one `apply` call accepts (the batcher never sends more).
@@ -464,81 +464,6 @@ pub enum RawParam {
     Bytes(Vec<u8>),
     /// Text.
     Text(String),
-}
-
-/// The body of `format` inside its transaction; returns the record now in force, and the
-/// quota set's generation when it formatted the volume (it starts at the time in
-/// nanoseconds, so formatting a volume again never repeats a generation a client may
-/// remember).
-async fn format_in(
-    c: &mut dyn Exec,
-    sql: &Sql,
-    stats: &Stats,
-    setting: &Setting,
-    force: bool,
-) -> Result<(Setting, Option<i64>)> {
-    let mut t = SqlTxn::new(c, sql, stats, true);
-    let rows = t.rows(sql.setting_get(true), &[Ty::Text]).await?;
-    if let Some(r) = rows.first()
-        && !force
-    {
-        let old = Setting::from_json(codec::text(&r[0], "format record")?.as_bytes())?;
-        if old.name == setting.name {
-            return Ok((old, None));
-        }
-        return Err(Error::new(
-            ErrorKind::AlreadyExists,
-            format!(
-                "the tables hold volume {:?}; format with force to erase it",
-                old.name
-            ),
-        ));
-    }
-    for table in TABLES.iter().filter(|t| **t != "schema_version") {
-        t.run(sql.erase(table)).await?;
-    }
-    let now = Timespec::now();
-    let generation = now
-        .sec
-        .saturating_mul(1_000_000_000)
-        .saturating_add(i64::from(now.nsec));
-    let root = logic::root_attr(now);
-    t.run(sql.setting_put(String::from_utf8_lossy(&setting.to_json()).into_owned()))
-        .await?;
-    let node_cols: Vec<(&str, Ty)> = codec::NODE_COLS.iter().map(|c| (*c, Ty::Int)).collect();
-    for s in sql.insert(
-        "node",
-        &node_cols,
-        1,
-        vec![codec::node_args(Ino::ROOT, &root)],
-        false,
-    ) {
-        t.run(s).await?;
-    }
-    let counters = Counter::ALL
-        .into_iter()
-        .chain(Counter::SESSIONS)
-        .map(|c| {
-            let v = match c {
-                Counter::UsedSpace => root.space() as i64,
-                Counter::TotalInodes => 1,
-                c => c.initial(),
-            };
-            (c.name(), v)
-        })
-        .chain([(RENAME_LOCK, 0), (QUOTA_COUNT, 0), (QUOTA_GEN, generation)])
-        .map(|(n, v)| vec![Arg::Text(n.to_string()), Arg::Int(v)])
-        .collect();
-    for s in sql.insert(
-        "counter",
-        &[("name", Ty::Text), ("value", Ty::Int)],
-        1,
-        counters,
-        false,
-    ) {
-        t.run(s).await?;
-    }
-    Ok((setting.clone(), Some(generation)))
 }
 
 /// `reserve_ids` in one autocommitted statement; returns the counter's new value.

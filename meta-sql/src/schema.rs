@@ -1,10 +1,13 @@
-//! The schema: the embedded migrations of each dialect and [`migrate`], which applies the
-//! ones newer than the stored version.
+//! The schema: the embedded migrations of each dialect, [`migrate`], which applies the ones
+//! newer than the stored version, and [`format_in`], what a newly formatted volume's tables
+//! hold.
 
-use meta_core::{Error, ErrorKind, Result, Timespec};
+use meta_core::logic;
+use meta_core::{Counter, Error, ErrorKind, Ino, Result, Setting, Timespec};
 
-use crate::exec::{Exec, Ty, Val};
-use crate::sql::{Dialect, Sql};
+use crate::codec;
+use crate::exec::{Arg, Exec, Ty, Val};
+use crate::sql::{Dialect, QUOTA_COUNT, QUOTA_GEN, RENAME_LOCK, Sql, TABLES};
 use crate::txn::{SqlTxn, Stats};
 
 /// The schema version this build creates and understands.
@@ -158,4 +161,79 @@ pub(crate) async fn migrate(c: &mut dyn Exec, sql: &Sql, stats: &Stats) -> Resul
             e
         }
     })
+}
+
+/// The body of `format` inside its transaction; returns the record now in force, and the
+/// quota set's generation when it formatted the volume (it starts at the time in
+/// nanoseconds, so formatting a volume again never repeats a generation a client may
+/// remember).
+pub(crate) async fn format_in(
+    c: &mut dyn Exec,
+    sql: &Sql,
+    stats: &Stats,
+    setting: &Setting,
+    force: bool,
+) -> Result<(Setting, Option<i64>)> {
+    let mut t = SqlTxn::new(c, sql, stats, true);
+    let rows = t.rows(sql.setting_get(true), &[Ty::Text]).await?;
+    if let Some(r) = rows.first()
+        && !force
+    {
+        let old = Setting::from_json(codec::text(&r[0], "format record")?.as_bytes())?;
+        if old.name == setting.name {
+            return Ok((old, None));
+        }
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "the tables hold volume {:?}; format with force to erase it",
+                old.name
+            ),
+        ));
+    }
+    for table in TABLES.iter().filter(|t| **t != "schema_version") {
+        t.run(sql.erase(table)).await?;
+    }
+    let now = Timespec::now();
+    let generation = now
+        .sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(i64::from(now.nsec));
+    let root = logic::root_attr(now);
+    t.run(sql.setting_put(String::from_utf8_lossy(&setting.to_json()).into_owned()))
+        .await?;
+    let node_cols: Vec<(&str, Ty)> = codec::NODE_COLS.iter().map(|c| (*c, Ty::Int)).collect();
+    for s in sql.insert(
+        "node",
+        &node_cols,
+        1,
+        vec![codec::node_args(Ino::ROOT, &root)],
+        false,
+    ) {
+        t.run(s).await?;
+    }
+    let counters = Counter::ALL
+        .into_iter()
+        .chain(Counter::SESSIONS)
+        .map(|c| {
+            let v = match c {
+                Counter::UsedSpace => root.space() as i64,
+                Counter::TotalInodes => 1,
+                c => c.initial(),
+            };
+            (c.name(), v)
+        })
+        .chain([(RENAME_LOCK, 0), (QUOTA_COUNT, 0), (QUOTA_GEN, generation)])
+        .map(|(n, v)| vec![Arg::Text(n.to_string()), Arg::Int(v)])
+        .collect();
+    for s in sql.insert(
+        "counter",
+        &[("name", Ty::Text), ("value", Ty::Int)],
+        1,
+        counters,
+        false,
+    ) {
+        t.run(s).await?;
+    }
+    Ok((setting.clone(), Some(generation)))
 }
