@@ -12,7 +12,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use anyhow::{Context, ensure};
-use common::ops::{ME, mknod, t};
+use common::ops::{ME, attr, mknod, t};
 use common::{STANDALONE_ENV, open, unique_prefix};
 use meta_core::{
     Backend, FileType, Imported, Ino, LockOwner, LockType, Meta, Op, Pending, RenameFlags,
@@ -273,20 +273,7 @@ fn cases() -> Vec<(&'static str, Op)> {
             "restore",
             Op::Restore(Box::new(RestoreRecord {
                 ino: Ino(30),
-                attr: meta_core::Attr {
-                    typ: FileType::Regular,
-                    mode: 0o644,
-                    uid: 0,
-                    gid: 0,
-                    rdev: 0,
-                    atime: t(0),
-                    mtime: t(0),
-                    ctime: t(0),
-                    nlink: 1,
-                    length: 100,
-                    parent: Ino(10),
-                    flags: 0,
-                },
+                attr: attr(FileType::Regular, 10, 1, 100),
                 links: vec![(Ino(10), b"restored".to_vec())],
                 target: Vec::new(),
                 xattrs: vec![(b"user.r".to_vec(), b"1".to_vec())],
