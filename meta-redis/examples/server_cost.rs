@@ -16,7 +16,9 @@
 //! `meta bench --quota` does), so every create, rename and unlink charges it; `--opts
 //! permissions=0` turns the engine's permission checks off (the ops run as uid 1000, on
 //! directories of mode 0755 that uid 1000 owns). Issue #16's comparison is `--dir-stats
-//! false --opts permissions=0` vs `--quota true`.
+//! false --opts permissions=0` vs `--quota true`. `--until PHASE` stops after that phase
+//! (create, stat, rename or unlink), for a profiler that counts the server's whole run:
+//! `docs/tools/redis_ir.sh` counts instructions with callgrind and subtracts such runs.
 //!
 //! Only the public API is used, so the same file builds against an older meta-redis to
 //! compare in one session against one server.
@@ -25,6 +27,7 @@
 //! cargo run --release -p meta-redis --example server_cost -- \
 //!     --url redis://127.0.0.1:6379/0 [--mode cost|memory] [--files 20000] [--tasks 64] [--dirs 16]
 //!     [--opts 'k=v&...'] [--dir-stats true|false] [--quota true|false]
+//!     [--until create|stat|rename|unlink]
 //! ```
 
 use std::collections::BTreeMap;
@@ -45,6 +48,8 @@ struct Args {
     opts: String,
     dir_stats: bool,
     quota: bool,
+    /// The last phase of `cost` mode to run (create, stat, rename or unlink).
+    until: String,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -57,6 +62,7 @@ fn args() -> anyhow::Result<Args> {
         opts: String::new(),
         dir_stats: true,
         quota: false,
+        until: "unlink".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -72,12 +78,18 @@ fn args() -> anyhow::Result<Args> {
             "--opts" => a.opts = v,
             "--dir-stats" => a.dir_stats = v.parse()?,
             "--quota" => a.quota = v.parse()?,
+            "--until" => a.until = v,
             other => anyhow::bail!("unknown option {other}"),
         }
     }
     anyhow::ensure!(
         a.tasks > 0 && a.dirs > 0,
         "--tasks and --dirs must be positive"
+    );
+    anyhow::ensure!(
+        PHASES.contains(&a.until.as_str()),
+        "--until must be one of {PHASES:?}, not {}",
+        a.until
     );
     anyhow::ensure!(
         a.dir_stats || !a.quota,
@@ -128,6 +140,9 @@ async fn snap(b: &RedisBackend) -> anyhow::Result<Snap> {
         cmds,
     })
 }
+
+/// The phases of `cost` mode, in order (`--until` names the last one to run).
+const PHASES: [&str; 4] = ["create", "stat", "rename", "unlink"];
 
 const SCRIPT_CMDS: [&str; 4] = ["evalsha", "eval", "fcall", "fcall_ro"];
 
@@ -234,6 +249,9 @@ async fn cost(a: &Args) -> anyhow::Result<()> {
     m.flush().await?;
     let s1 = snap(&b).await?;
     report("create", n, secs, &s0, &s1);
+    if a.until == "create" {
+        return finish(b, m).await;
+    }
 
     let secs = run(&m, &dirs, a, move |m, d, i| async move {
         m.lookup(d, &name(i)).await?;
@@ -242,6 +260,9 @@ async fn cost(a: &Args) -> anyhow::Result<()> {
     .await?;
     let s2 = snap(&b).await?;
     report("stat (lookup)", n, secs, &s1, &s2);
+    if a.until == "stat" {
+        return finish(b, m).await;
+    }
 
     let secs = run(&m, &dirs, a, move |m, d, i| async move {
         m.rename(ME, d, &name(i), d, &renamed(i), Default::default())
@@ -252,6 +273,9 @@ async fn cost(a: &Args) -> anyhow::Result<()> {
     m.flush().await?;
     let s3 = snap(&b).await?;
     report("rename", n, secs, &s2, &s3);
+    if a.until == "rename" {
+        return finish(b, m).await;
+    }
 
     let secs = run(&m, &dirs, a, move |m, d, i| async move {
         m.unlink(ME, d, &renamed(i)).await?;
@@ -277,6 +301,11 @@ async fn cost(a: &Args) -> anyhow::Result<()> {
         );
     }
 
+    finish(b, m).await
+}
+
+/// Closes the session and erases the volume.
+async fn finish(b: RedisBackend, m: Meta) -> anyhow::Result<()> {
     m.close().await?;
     b.erase().await?;
     Ok(())
