@@ -6,41 +6,39 @@
 //!   changes made through other mounts show at once).
 //! - Regular files are opened in the engine's session (`open_file` / `create_open` /
 //!   `release_file`), so a file unlinked while open stays readable until its last close.
-//! - Directory listings map FUSE offsets onto the engine's name cursor: each entry sent gets
-//!   a new offset of the open directory handle, remembered with its name, and a listing
-//!   resumes strictly after that name, so entries added or removed meanwhile never make it
-//!   skip or repeat the others.
-//! - POSIX byte-range locks (`getlk` / `setlk`) go to the engine, so they hold across
+//! - Directory listings map FUSE offsets onto the engine's name cursor (`dir.rs`), so
+//!   entries added or removed meanwhile never make a listing skip or repeat the others.
+//! - POSIX byte-range locks (`getlk` / `setlk`, `locks.rs`) go to the engine, so they hold across
 //!   mounts; `flock(2)` is left to the kernel (one mount): fuser 0.18 does not tell a flock
 //!   request from a byte-range one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use meta_core::perm::{MAY_EXEC, MAY_READ};
 
 use super::access;
 
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner as FuseLockOwner, OpenFlags, RenameFlags as FuseRenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, INodeNo, KernelConfig,
+    LockOwner as FuseLockOwner, OpenFlags, RenameFlags as FuseRenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use meta_core::{
     Attr, Caller, ErrorKind, FileType, Ino, LockType, Meta, PlockRequest, RenameFlags, Result,
-    SetAttrMask, SetAttrValues, Timespec, XattrFlags,
+    SetAttrMask, SetAttrValues, XattrFlags,
 };
 
+use super::convert::{GEN, errno, file_attr, name_bytes, setattr_request, type_of_mode};
+use super::dir::{self, DirCursor};
 use super::files::Files;
-
-/// Entries per engine `readdir` call while answering one FUSE readdir.
-const DIR_PAGE: usize = 256;
+use super::locks;
 
 /// The mount's filesystem.
 pub struct MetaFs {
@@ -65,104 +63,6 @@ pub struct Shared {
     /// closing process's locks on them (and costs nothing for the others).
     locked: Mutex<std::collections::HashSet<u64>>,
 }
-
-/// The offsets handed out by one open directory: offset → the name it follows.
-#[derive(Default)]
-struct DirCursor {
-    names: BTreeMap<u64, Vec<u8>>,
-    next: u64,
-}
-
-/// The errno of an engine error.
-pub fn errno(e: &meta_core::Error) -> Errno {
-    Errno::from_i32(e.kind().errno())
-}
-
-fn time(t: Timespec) -> SystemTime {
-    if t.sec >= 0 {
-        UNIX_EPOCH + Duration::new(t.sec as u64, t.nsec)
-    } else {
-        UNIX_EPOCH
-            .checked_sub(Duration::from_secs(t.sec.unsigned_abs()))
-            .map(|s| s + Duration::from_nanos(u64::from(t.nsec)))
-            .unwrap_or(UNIX_EPOCH)
-    }
-}
-
-fn timespec(t: SystemTime) -> Timespec {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => Timespec {
-            sec: d.as_secs() as i64,
-            nsec: d.subsec_nanos(),
-        },
-        Err(e) => {
-            let d = e.duration();
-            let borrow = i64::from(d.subsec_nanos() > 0);
-            Timespec {
-                sec: -(d.as_secs() as i64) - borrow,
-                nsec: (1_000_000_000 - d.subsec_nanos()) % 1_000_000_000,
-            }
-        }
-    }
-}
-
-fn kind(t: FileType) -> fuser::FileType {
-    match t {
-        FileType::Regular => fuser::FileType::RegularFile,
-        FileType::Directory => fuser::FileType::Directory,
-        FileType::Symlink => fuser::FileType::Symlink,
-        FileType::Fifo => fuser::FileType::NamedPipe,
-        FileType::CharDevice => fuser::FileType::CharDevice,
-        FileType::BlockDevice => fuser::FileType::BlockDevice,
-        FileType::Socket => fuser::FileType::Socket,
-    }
-}
-
-/// The engine type of a `st_mode`'s `S_IFMT` bits.
-fn type_of_mode(mode: u32) -> Option<FileType> {
-    Some(match mode & libc::S_IFMT {
-        libc::S_IFREG | 0 => FileType::Regular,
-        libc::S_IFDIR => FileType::Directory,
-        libc::S_IFLNK => FileType::Symlink,
-        libc::S_IFIFO => FileType::Fifo,
-        libc::S_IFCHR => FileType::CharDevice,
-        libc::S_IFBLK => FileType::BlockDevice,
-        libc::S_IFSOCK => FileType::Socket,
-        _ => return None,
-    })
-}
-
-/// FUSE attributes of an engine inode.
-pub fn file_attr(ino: Ino, a: &Attr) -> FileAttr {
-    let blocks = match a.typ {
-        FileType::Regular => a.length.div_ceil(512),
-        FileType::Directory => 8,
-        _ => 0,
-    };
-    FileAttr {
-        ino: INodeNo(ino.0),
-        size: a.length,
-        blocks,
-        atime: time(a.atime),
-        mtime: time(a.mtime),
-        ctime: time(a.ctime),
-        crtime: time(a.ctime),
-        kind: kind(a.typ),
-        perm: a.mode & 0o7777,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: a.rdev,
-        blksize: 4096,
-        flags: 0,
-    }
-}
-
-fn name_bytes(name: &OsStr) -> Vec<u8> {
-    name.as_bytes().to_vec()
-}
-
-const GEN: Generation = Generation(0);
 
 impl MetaFs {
     /// A filesystem over `meta` and `files`, running its requests on `rt`.
@@ -290,40 +190,7 @@ impl Filesystem for MetaFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let mut mask = SetAttrMask::default();
-        let mut v = SetAttrValues::default();
-        if let Some(m) = mode {
-            mask = mask | SetAttrMask::MODE;
-            v.mode = (m & 0o7777) as u16;
-        }
-        if let Some(u) = uid {
-            mask = mask | SetAttrMask::UID;
-            v.uid = u;
-        }
-        if let Some(g) = gid {
-            mask = mask | SetAttrMask::GID;
-            v.gid = g;
-        }
-        if let Some(s) = size {
-            mask = mask | SetAttrMask::SIZE;
-            v.size = s;
-        }
-        match atime {
-            Some(TimeOrNow::Now) => mask = mask | SetAttrMask::ATIME_NOW,
-            Some(TimeOrNow::SpecificTime(t)) => {
-                mask = mask | SetAttrMask::ATIME;
-                v.atime = timespec(t);
-            }
-            None => {}
-        }
-        match mtime {
-            Some(TimeOrNow::Now) => mask = mask | SetAttrMask::MTIME_NOW,
-            Some(TimeOrNow::SpecificTime(t)) => {
-                mask = mask | SetAttrMask::MTIME;
-                v.mtime = timespec(t);
-            }
-            None => {}
-        }
+        let (mask, v) = setattr_request(mode, uid, gid, size, atime, mtime);
         let who = self.who(req);
         // ftruncate(2) on a descriptor open for writing: open(2) checked the permission, so
         // the engine must not check it again (the file may have been made read-only since).
@@ -692,85 +559,13 @@ impl Filesystem for MetaFs {
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
         let Some(cursor) = self.cursor(fh.0) else {
             reply.error(Errno::EBADF);
             return;
         };
-        self.run(|meta, _, _| async move {
-            let dir = Ino(ino.0);
-            let mut off = offset;
-            if off == 0 {
-                if reply.add(INodeNo(dir.0), 1, fuser::FileType::Directory, ".") {
-                    reply.ok();
-                    return;
-                }
-                off = 1;
-            }
-            if off == 1 {
-                let parent = match meta.lookup(dir, b"..").await {
-                    Ok((p, _)) => p,
-                    Err(_) => dir,
-                };
-                if reply.add(INodeNo(parent.0), 2, fuser::FileType::Directory, "..") {
-                    reply.ok();
-                    return;
-                }
-                off = 2;
-            }
-            let mut after = if off <= 2 {
-                None
-            } else {
-                match cursor
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .names
-                    .get(&off)
-                {
-                    Some(n) => Some(n.clone()),
-                    None => {
-                        reply.error(Errno::EINVAL);
-                        return;
-                    }
-                }
-            };
-            loop {
-                let page = match meta.readdir(dir, after.as_deref(), DIR_PAGE, false).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        reply.error(errno(&e));
-                        return;
-                    }
-                };
-                let n = page.len();
-                for e in page {
-                    let next = {
-                        let mut c = cursor.lock().unwrap_or_else(|p| p.into_inner());
-                        c.next = c.next.max(3);
-                        let o = c.next;
-                        c.next += 1;
-                        c.names.insert(o, e.name.clone());
-                        o
-                    };
-                    let full = reply.add(
-                        INodeNo(e.ino.0),
-                        next,
-                        kind(e.typ),
-                        OsStr::from_bytes(&e.name),
-                    );
-                    if full {
-                        reply.ok();
-                        return;
-                    }
-                    after = Some(e.name);
-                }
-                if n < DIR_PAGE {
-                    reply.ok();
-                    return;
-                }
-            }
-        });
+        self.run(|meta, _, _| dir::readdir(meta, Ino(ino.0), cursor, offset, reply));
     }
 
     fn readdirplus(
@@ -779,94 +574,13 @@ impl Filesystem for MetaFs {
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
         let Some(cursor) = self.cursor(fh.0) else {
             reply.error(Errno::EBADF);
             return;
         };
-        self.run(|meta, _, ttl| async move {
-            let dir = Ino(ino.0);
-            let mut off = offset;
-            for (dot, name) in [(1u64, &b"."[..]), (2, &b".."[..])] {
-                if off < dot {
-                    match meta.lookup(dir, name).await {
-                        Ok((i, a)) => {
-                            if reply.add(
-                                INodeNo(i.0),
-                                dot,
-                                OsStr::from_bytes(name),
-                                &ttl,
-                                &file_attr(i, &a),
-                                GEN,
-                            ) {
-                                reply.ok();
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            reply.error(errno(&e));
-                            return;
-                        }
-                    }
-                    off = dot;
-                }
-            }
-            let mut after = if off <= 2 {
-                None
-            } else {
-                match cursor
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .names
-                    .get(&off)
-                {
-                    Some(n) => Some(n.clone()),
-                    None => {
-                        reply.error(Errno::EINVAL);
-                        return;
-                    }
-                }
-            };
-            loop {
-                let page = match meta.readdir(dir, after.as_deref(), DIR_PAGE, true).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        reply.error(errno(&e));
-                        return;
-                    }
-                };
-                let n = page.len();
-                for e in page {
-                    let Some(a) = e.attr else { continue };
-                    let next = {
-                        let mut c = cursor.lock().unwrap_or_else(|p| p.into_inner());
-                        c.next = c.next.max(3);
-                        let o = c.next;
-                        c.next += 1;
-                        c.names.insert(o, e.name.clone());
-                        o
-                    };
-                    let full = reply.add(
-                        INodeNo(e.ino.0),
-                        next,
-                        OsStr::from_bytes(&e.name),
-                        &ttl,
-                        &file_attr(e.ino, &a),
-                        GEN,
-                    );
-                    if full {
-                        reply.ok();
-                        return;
-                    }
-                    after = Some(e.name);
-                }
-                if n < DIR_PAGE {
-                    reply.ok();
-                    return;
-                }
-            }
-        });
+        self.run(|meta, _, ttl| dir::readdirplus(meta, Ino(ino.0), cursor, offset, ttl, reply));
     }
 
     fn releasedir(
@@ -1014,30 +728,11 @@ impl Filesystem for MetaFs {
         pid: u32,
         reply: ReplyLock,
     ) {
-        let Some(typ) = lock_type(typ) else {
+        let Some(req) = locks::request(typ, start, end, pid) else {
             reply.error(Errno::EINVAL);
             return;
         };
-        self.run(|meta, _, _| async move {
-            let req = PlockRequest {
-                typ,
-                start,
-                end,
-                pid,
-            };
-            match meta.getlk(Ino(ino.0), lock_owner.0, req).await {
-                Ok(None) => reply.locked(start, end, libc::F_UNLCK, 0),
-                Ok(Some((_, r))) => {
-                    let t = if r.typ == LockType::Write {
-                        libc::F_WRLCK
-                    } else {
-                        libc::F_RDLCK
-                    };
-                    reply.locked(r.start, r.end, t, r.pid)
-                }
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+        self.run(|meta, _, _| locks::getlk(meta, Ino(ino.0), lock_owner.0, req, reply));
     }
 
     fn setlk(
@@ -1053,28 +748,14 @@ impl Filesystem for MetaFs {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
-        let Some(typ) = lock_type(typ) else {
+        let Some(req) = locks::request(typ, start, end, pid) else {
             reply.error(Errno::EINVAL);
             return;
         };
-        if typ != LockType::Unlock {
+        if req.typ != LockType::Unlock {
             self.locked().insert(ino.0);
         }
-        self.run(|meta, _, _| async move {
-            let req = PlockRequest {
-                typ,
-                start,
-                end,
-                pid,
-            };
-            let ino = Ino(ino.0);
-            let r = if sleep {
-                meta.setlk_wait(ino, lock_owner.0, req, None).await
-            } else {
-                meta.setlk(ino, lock_owner.0, req).await
-            };
-            empty_reply(reply, r)
-        });
+        self.run(|meta, _, _| locks::setlk(meta, Ino(ino.0), lock_owner.0, req, sleep, reply));
     }
 
     fn fallocate(
@@ -1117,41 +798,5 @@ impl Filesystem for MetaFs {
             .await;
             empty_reply(reply, r)
         });
-    }
-}
-
-fn lock_type(typ: i32) -> Option<LockType> {
-    match typ {
-        libc::F_RDLCK => Some(LockType::Read),
-        libc::F_WRLCK => Some(LockType::Write),
-        libc::F_UNLCK => Some(LockType::Unlock),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_round_trip_before_and_after_the_epoch() {
-        for t in [
-            Timespec { sec: 0, nsec: 0 },
-            Timespec {
-                sec: 1_700_000_000,
-                nsec: 123,
-            },
-            Timespec { sec: -5, nsec: 1 },
-            Timespec { sec: -1, nsec: 0 },
-        ] {
-            assert_eq!(timespec(time(t)), t, "{t:?}");
-        }
-    }
-
-    #[test]
-    fn modes_map_to_types() {
-        assert_eq!(type_of_mode(libc::S_IFIFO | 0o644), Some(FileType::Fifo));
-        assert_eq!(type_of_mode(0o644), Some(FileType::Regular));
-        assert_eq!(type_of_mode(0o170000), None);
     }
 }

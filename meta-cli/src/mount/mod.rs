@@ -14,10 +14,13 @@
 
 mod access;
 mod compact;
+mod convert;
 mod data;
+mod dir;
 mod files;
 mod fs;
 mod gc;
+mod locks;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
