@@ -1,13 +1,12 @@
-//! [`SqlBackend`]: the [`Backend`] of every dialect — pools, the retry loop, one
-//! transaction per batch, and the reads (the schema's migrations and what `format` writes
-//! are in `schema`).
+//! [`SqlBackend`]: the [`Backend`] of every dialect — pools, one transaction per batch,
+//! and the reads (how a transaction runs and is retried is in `run`; the schema's
+//! migrations and what `format` writes are in `schema`).
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::Range;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use meta_core::backend::{BackendInfo, InodePage};
@@ -17,12 +16,12 @@ use meta_core::{
     Attr, Backend, Counter, DirEntry, DirStat, Error, ErrorKind, IdKind, Ino, InodeLocks, Op,
     OpOutput, Pending, Quota, Result, Session, SessionHoldings, Setting, Sid, Slice, Statfs,
 };
-use rand::Rng;
 
 use crate::codec::{self, NODE_TYS};
 use crate::dump_reads;
 use crate::error::{Stage, classify};
 use crate::exec::{Arg, Exec, Stmt, Ty};
+use crate::run::{backoff, conn, retry, txn};
 use crate::schema::{format_in, migrate};
 use crate::sql::{Dialect, Sql, TABLES};
 use crate::txn::{Counters, QuotaCache, SqlTxn, Stats};
@@ -117,139 +116,6 @@ impl fmt::Debug for SqlBackend {
             .field("table_prefix", &self.sql.prefix())
             .finish()
     }
-}
-
-/// Runs `$body` (an expression using `$c: &mut dyn Exec`) in one transaction on `$pool`,
-/// committing when it returns `Ok`, rolling back otherwise. Evaluates to `Result<T>`.
-macro_rules! run_txn {
-    ($self:expr, $pool:expr, $begin:expr, |$c:ident| $body:expr) => {{
-        let d = $self.sql.d;
-        let stats = &$self.stats;
-        Stats::add(&stats.transactions, 1);
-        // A pooled connection whose server went away fails at BEGIN, before anything was
-        // sent; sqlx discards it when it returns to the pool, so try a few fresh ones.
-        let mut tries = 0;
-        let mut tx = loop {
-            Stats::add(&stats.statements, 1);
-            match $pool.begin_with($begin).await {
-                Ok(tx) => break tx,
-                Err(e @ (sqlx::Error::Io(_) | sqlx::Error::Protocol(_))) if tries < 3 => {
-                    tries += 1;
-                    tracing::debug!(
-                        "{}: BEGIN failed ({e}); retrying on another connection",
-                        d.scheme()
-                    );
-                }
-                // No connection at all (server down, pool exhausted): "cannot connect".
-                Err(e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)) => {
-                    return Err(classify(e, Stage::Connect, d));
-                }
-                Err(e) => return Err(classify(e, Stage::Begin, d)),
-            }
-        };
-        let r: Result<_> = {
-            let $c: &mut dyn Exec = &mut *tx;
-            $body
-        };
-        Stats::add(&stats.statements, 1);
-        match r {
-            Ok(v) => {
-                tx.commit()
-                    .await
-                    .map_err(|e| classify(e, Stage::Commit, d))?;
-                Stats::add(&stats.commits, 1);
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = tx.rollback().await;
-                Err(e)
-            }
-        }
-    }};
-}
-
-/// `run_txn!` on the volume's writer pool. Evaluates to `Result<T>`.
-macro_rules! txn {
-    ($self:expr, $begin:expr, |$c:ident| $body:expr) => {
-        async {
-            match &$self.pools {
-                #[cfg(feature = "sqlite")]
-                Pools::Sqlite { writer, .. } => run_txn!($self, writer, $begin, |$c| $body),
-                #[cfg(feature = "postgres")]
-                Pools::Postgres(p) => run_txn!($self, p, $begin, |$c| $body),
-                #[cfg(feature = "mysql")]
-                Pools::MySql(p) => run_txn!($self, p, $begin, |$c| $body),
-            }
-        }
-        .await
-    };
-}
-
-/// Runs `$body` on a pooled connection without a transaction (`reader` or `writer` pool
-/// for SQLite; the one pool elsewhere). Evaluates to `Result<T>`.
-macro_rules! conn {
-    ($self:expr, $which:ident, |$c:ident| $body:expr) => {
-        async {
-            let d = $self.sql.d;
-            match &$self.pools {
-                #[cfg(feature = "sqlite")]
-                Pools::Sqlite { $which, .. } => {
-                    let mut pc = $which
-                        .acquire()
-                        .await
-                        .map_err(|e| classify(e, Stage::Connect, d))?;
-                    let $c: &mut dyn Exec = &mut *pc;
-                    $body
-                }
-                #[cfg(feature = "postgres")]
-                Pools::Postgres(p) => {
-                    let mut pc = p
-                        .acquire()
-                        .await
-                        .map_err(|e| classify(e, Stage::Connect, d))?;
-                    let $c: &mut dyn Exec = &mut *pc;
-                    $body
-                }
-                #[cfg(feature = "mysql")]
-                Pools::MySql(p) => {
-                    let mut pc = p
-                        .acquire()
-                        .await
-                        .map_err(|e| classify(e, Stage::Connect, d))?;
-                    let $c: &mut dyn Exec = &mut *pc;
-                    $body
-                }
-            }
-        }
-        .await
-    };
-}
-
-/// Re-runs `$attempt` (a `Result<T>` expression) while it fails with `Conflict`, with
-/// exponential backoff and jitter, at most [`MAX_ATTEMPTS`] times.
-macro_rules! retry {
-    ($self:expr, $attempt:expr) => {{
-        let mut n = 0u32;
-        loop {
-            let r: Result<_> = $attempt;
-            match r {
-                Err(e) if e.kind() == ErrorKind::Conflict && n + 1 < MAX_ATTEMPTS => {
-                    n += 1;
-                    Stats::add(&$self.stats.retries, 1);
-                    backoff(n).await;
-                }
-                r => break r,
-            }
-        }
-    }};
-}
-
-/// Sleeps before retry `n` (1-based): 1 ms doubling up to 256 ms, times a random factor in
-/// [0.5, 1.5) so racing clients spread out.
-async fn backoff(n: u32) {
-    let base = Duration::from_millis(1u64 << n.min(8));
-    let f: f64 = rand::rng().random_range(0.5..1.5);
-    tokio::time::sleep(base.mul_f64(f)).await;
 }
 
 fn not_formatted() -> Error {

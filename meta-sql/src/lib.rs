@@ -8,6 +8,7 @@ mod codec;
 mod dump_reads;
 mod error;
 mod exec;
+mod run;
 mod schema;
 mod sql;
 mod txn;
