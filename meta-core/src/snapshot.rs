@@ -13,7 +13,8 @@
 //! | MySQL / MariaDB | yes | one `REPEATABLE READ` transaction started `WITH CONSISTENT SNAPSHOT` |
 //! | SQLite | yes | one deferred read transaction on a reader connection (WAL) |
 //! | Redis | no | reads are separate commands |
-//! | etcd, TiKV | no (not yet) | a store transaction held for the whole dump would keep every key it read in its read set and cache |
+//! | etcd | yes | every read at one revision (the store's revision when the snapshot was taken), recording nothing; a dump fails if etcd compacts that revision away before it ends |
+//! | TiKV | no (not yet) | a store transaction held for the whole dump would keep every key it read in its read set and cache; a snapshot read at one timestamp would not |
 //!
 //! Without one, [`LiveReads`] reads the live volume through the ordinary [`Backend`] reads
 //! (each of which is consistent on its own), and a dump says it is not a snapshot
@@ -29,6 +30,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::kv::shared;
 use crate::kv::store::{KvRead, KvSnapshot, KvStore, SnapRead};
 use crate::kv::txn::KvTxn;
+use crate::kv::txn_store::StoreTxn;
 use crate::logic::{self, TxnView};
 use crate::session::{Session, SessionHoldings, Sid};
 use crate::types::{Attr, Counter, DirEntry, FileType, Ino, Pending, Setting, Slice};
@@ -332,10 +334,7 @@ impl VolumeReads for KvStoreSnapshot {
     ) -> Result<Vec<DirEntry>> {
         let after = after.map(<[u8]>::to_vec);
         self.run(move |r| {
-            Box::pin(async move {
-                let mut t = KvTxn::new(r);
-                logic::read_dir(&mut t, ino, after.as_deref(), limit, false).await
-            })
+            Box::pin(async move { kv_read_dir(r, ino, after.as_deref(), limit).await })
         })
         .await
     }
@@ -353,24 +352,94 @@ impl VolumeReads for KvStoreSnapshot {
             .await
     }
     async fn list_sessions(&self) -> Result<Vec<Session>> {
-        self.run(|r| {
-            Box::pin(async move {
-                let mut t = KvTxn::new(r);
-                TxnView::list_sessions(&mut t).await
-            })
-        })
-        .await
+        self.run(|r| Box::pin(kv_list_sessions(r))).await
     }
     async fn session_holdings(&self, sid: Sid) -> Result<SessionHoldings> {
-        self.run(move |r| {
-            Box::pin(async move {
-                let mut t = KvTxn::new(r);
-                logic::session_holdings(&mut t, sid).await
-            })
-        })
-        .await
+        self.run(move |r| Box::pin(kv_session_holdings(r, sid)))
+            .await
     }
     async fn quotas(&self) -> Result<Vec<(Ino, crate::quota::Quota)>> {
         self.run(|r| Box::pin(shared::quotas(r))).await
+    }
+}
+
+/// [`VolumeReads::read_dir`] over a key-value reader, through the generic logic.
+async fn kv_read_dir<R: KvRead + ?Sized>(
+    r: &R,
+    ino: Ino,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<DirEntry>> {
+    let mut t = KvTxn::new(r);
+    logic::read_dir(&mut t, ino, after, limit, false).await
+}
+
+/// [`VolumeReads::list_sessions`] over a key-value reader.
+async fn kv_list_sessions<R: KvRead + ?Sized>(r: &R) -> Result<Vec<Session>> {
+    let mut t = KvTxn::new(r);
+    TxnView::list_sessions(&mut t).await
+}
+
+/// [`VolumeReads::session_holdings`] over a key-value reader.
+async fn kv_session_holdings<R: KvRead + ?Sized>(r: &R, sid: Sid) -> Result<SessionHoldings> {
+    let mut t = KvTxn::new(r);
+    logic::session_holdings(&mut t, sid).await
+}
+
+/// The point-in-time view of a transactional store ([`crate::kv::TxnStore::point_in_time`]: etcd reads
+/// at one revision), read directly: its reads are async already and record nothing.
+pub struct TxnSnapshot(pub Box<dyn StoreTxn>);
+
+impl std::fmt::Debug for TxnSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxnSnapshot").finish_non_exhaustive()
+    }
+}
+
+/// What a dump records of each of `inos`, read through one store transaction whose
+/// attribute reads are fetched ahead in as few requests as the store allows
+/// ([`StoreTxn::prefetch`]). Errors: those of the reads.
+pub async fn txn_read_inodes(txn: &dyn StoreTxn, inos: &[Ino]) -> Result<Vec<Option<InodeData>>> {
+    let keys: Vec<Vec<u8>> = inos.iter().map(|&i| crate::kv::attr_key(i)).collect();
+    txn.prefetch(&keys).await?;
+    kv_read_inodes(txn, inos).await
+}
+
+#[async_trait]
+impl VolumeReads for TxnSnapshot {
+    fn is_snapshot(&self) -> bool {
+        true
+    }
+    async fn load(&self) -> Result<Setting> {
+        shared::load_setting(&*self.0).await
+    }
+    async fn get_counter(&self, counter: Counter) -> Result<i64> {
+        shared::read_counter(&*self.0, counter).await
+    }
+    async fn read_dir(
+        &self,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<DirEntry>> {
+        kv_read_dir(&*self.0, ino, after, limit).await
+    }
+    async fn read_inodes(&self, inos: &[Ino]) -> Result<Vec<Option<InodeData>>> {
+        txn_read_inodes(&*self.0, inos).await
+    }
+    async fn list_chunks(&self, ino: Ino) -> Result<Vec<(u32, Vec<Slice>)>> {
+        shared::list_chunks(&*self.0, ino).await
+    }
+    async fn list_pending(&self, limit: usize) -> Result<Vec<Pending>> {
+        shared::list_pending(&*self.0, limit).await
+    }
+    async fn list_sessions(&self) -> Result<Vec<Session>> {
+        kv_list_sessions(&*self.0).await
+    }
+    async fn session_holdings(&self, sid: Sid) -> Result<SessionHoldings> {
+        kv_session_holdings(&*self.0, sid).await
+    }
+    async fn quotas(&self) -> Result<Vec<(Ino, crate::quota::Quota)>> {
+        shared::quotas(&*self.0).await
     }
 }

@@ -171,7 +171,21 @@ impl TxnStore for EtcdStore {
         Ok(Box::new(EtcdTxn {
             store: self.clone(),
             state: Mutex::new(TxnState::default()),
+            record: true,
         }))
+    }
+
+    /// A read-only transaction at the store's current revision (fixed now, by a read of
+    /// the volume's first key), recording nothing. Its reads fail once etcd has compacted
+    /// that revision away (`--auto-compaction-*`, or an explicit compaction).
+    async fn point_in_time(&self) -> Result<Option<Box<dyn StoreTxn>>> {
+        let txn = EtcdTxn {
+            store: self.clone(),
+            state: Mutex::new(TxnState::default()),
+            record: false,
+        };
+        txn.range(&[], None, 1).await?;
+        Ok(Some(Box::new(txn)))
     }
 
     async fn erase(&self) -> Result<()> {
@@ -205,6 +219,10 @@ struct TxnState {
 struct EtcdTxn {
     store: EtcdStore,
     state: Mutex<TxnState>,
+    /// Whether reads are recorded (read set, cache): false for a point-in-time reader
+    /// ([`TxnStore::point_in_time`]), which is never committed and may read the whole
+    /// volume, and keeps only prefetched values until their one read.
+    record: bool,
 }
 
 impl EtcdTxn {
@@ -268,7 +286,11 @@ impl KvRead for EtcdTxn {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         {
             let mut st = self.state();
-            if let Some((v, m)) = st.cache.get(key).cloned() {
+            if !self.record {
+                if let Some((v, _)) = st.cache.remove(key) {
+                    return Ok(v);
+                }
+            } else if let Some((v, m)) = st.cache.get(key).cloned() {
                 st.reads.key(key, m);
                 return Ok(v);
             }
@@ -277,6 +299,9 @@ impl KvRead for EtcdTxn {
         let found = kvs.pop();
         let m = found.as_ref().map_or(0, |(_, _, m)| *m);
         let v = found.map(|(_, v, _)| v);
+        if !self.record {
+            return Ok(v);
+        }
         let mut st = self.state();
         st.reads.key(key, m);
         st.cache.insert(key.to_vec(), (v.clone(), m));
@@ -293,6 +318,9 @@ impl KvRead for EtcdTxn {
             return Ok(Vec::new());
         }
         let (kvs, more) = self.range(start, Some(end), limit).await?;
+        if !self.record {
+            return Ok(kvs.into_iter().map(|(k, v, _)| (k, v)).collect());
+        }
         let mut st = self.state();
         // The part of the range the scan covered: all of it, or up to its last key.
         let covered_end = match kvs.last() {
@@ -330,6 +358,10 @@ impl StoreTxn for EtcdTxn {
     /// Fetches `keys` with `Txn`s of range requests (at most `--max-txn-ops` each), the first
     /// fixing the transaction's revision when no read did yet, into the cache only.
     async fn prefetch(&self, keys: &[Vec<u8>]) -> Result<()> {
+        if !self.record {
+            // (What an earlier prefetch fetched and nobody read goes.)
+            self.state().cache.clear();
+        }
         let per = self.store.limits.max_checks.max(1);
         for group in keys.chunks(per) {
             let rev = self.state().rev;
@@ -381,6 +413,12 @@ impl StoreTxn for EtcdTxn {
     }
 
     async fn commit(self: Box<Self>, writes: WriteSet) -> Result<()> {
+        if !self.record {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "a point-in-time reader of etcd was asked to commit",
+            ));
+        }
         let (rev, reads) = {
             let mut st = self.state();
             (st.rev, std::mem::take(&mut st.reads))

@@ -448,12 +448,16 @@ impl<S: TxnStore> Backend for TxnKvBackend<S> {
     /// are fetched ahead in as few requests as the store allows ([`StoreTxn::prefetch`]).
     async fn read_inodes(&self, inos: &[Ino]) -> Result<Vec<Option<InodeData>>> {
         let txn = self.store.begin().await?;
-        let keys: Vec<Vec<u8>> = inos.iter().map(|&i| crate::kv::attr_key(i)).collect();
-        let r = match txn.prefetch(&keys).await {
-            Ok(()) => crate::snapshot::kv_read_inodes(&*txn, inos).await,
-            Err(e) => Err(e),
-        };
+        let r = crate::snapshot::txn_read_inodes(&*txn, inos).await;
         txn.rollback().await?;
         r
+    }
+
+    /// The store's point-in-time transaction ([`TxnStore::point_in_time`]), when it has
+    /// one: etcd, at one revision.
+    async fn snapshot(&self) -> Result<Option<Box<dyn crate::snapshot::VolumeReads + '_>>> {
+        Ok(self.store.point_in_time().await?.map(|t| {
+            Box::new(crate::snapshot::TxnSnapshot(t)) as Box<dyn crate::snapshot::VolumeReads>
+        }))
     }
 }

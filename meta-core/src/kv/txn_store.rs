@@ -82,6 +82,16 @@ pub trait TxnStore: Send + Sync + Debug + 'static {
     /// Deletes every key of the volume (for `format --force`), in as many requests as the
     /// store needs: not atomic, which is why it is only used when erasing.
     async fn erase(&self) -> Result<()>;
+    /// A read-only transaction that sees the volume as it was when this returned, however
+    /// long it is held and whatever is committed meanwhile, for a walk of the whole volume
+    /// (a dump through [`crate::Backend::snapshot`]): it records no read set and keeps
+    /// nothing it read, only what [`StoreTxn::prefetch`] fetched until it is read once, so
+    /// it stays small over any number of reads. Never committed: rolled back (or dropped)
+    /// when done. `None` when the store cannot give one (the default). Errors:
+    /// `Unavailable`, and those of its reads later (etcd: its revision compacted away).
+    async fn point_in_time(&self) -> Result<Option<Box<dyn StoreTxn>>> {
+        Ok(None)
+    }
 }
 
 /// The keys and ranges a transaction read, each with the version it saw (for etcd, the key's
