@@ -14,6 +14,11 @@ use crate::session::{LockKind, LockOwner, LockType, PlockRange, Session, Sid};
 use crate::stats::DirStat;
 use crate::types::{Attr, Counter, Entry, Ino, Pending, Slice};
 
+/// The bytes a buffered write carries: its key and its value (none for a delete).
+fn write_bytes(key: &[u8], value: &Option<Vec<u8>>) -> usize {
+    key.len() + value.as_ref().map_or(0, Vec::len)
+}
+
 /// The generic op logic's view over a [`KvRead`]: reads see the underlying store overlaid by
 /// the writes of earlier ops of the batch and of the current op; writes are buffered. Each op's
 /// writes live in their own layer until `release_savepoint` folds them into the batch layer, or
@@ -21,6 +26,8 @@ use crate::types::{Attr, Counter, Entry, Ino, Pending, Slice};
 pub struct KvTxn<'a, R: KvRead + ?Sized> {
     reader: &'a R,
     batch: WriteSet,
+    /// Bytes of keys and values in `batch`, kept as ops fold into it (see `write_cost`).
+    batch_bytes: usize,
     op: WriteSet,
     /// Whether the store holds a session (read once per transaction; writes go to the
     /// layers, which are looked at first).
@@ -37,6 +44,7 @@ impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
         KvTxn {
             reader,
             batch: WriteSet::new(),
+            batch_bytes: 0,
             op: WriteSet::new(),
             sessions: std::collections::HashMap::new(),
             quotas: None,
@@ -68,16 +76,25 @@ impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
 
     /// How many writes are buffered and their bytes (keys and values), counting a key written
     /// by the current op and an earlier one twice: an upper bound of what a commit carries.
+    /// Costs O(the current op's writes): the batch layer's bytes are kept as ops fold in.
     pub fn write_cost(&self) -> (usize, usize) {
-        let bytes = |w: &WriteSet| {
-            w.iter()
-                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
-                .sum::<usize>()
-        };
+        let op_bytes: usize = self.op.iter().map(|(k, v)| write_bytes(k, v)).sum();
         (
             self.batch.len() + self.op.len(),
-            bytes(&self.batch) + bytes(&self.op),
+            self.batch_bytes + op_bytes,
         )
+    }
+
+    /// Folds the current op's layer into the batch layer, keeping `batch_bytes`.
+    fn fold_op(&mut self) {
+        for (k, v) in std::mem::take(&mut self.op) {
+            let added = write_bytes(&k, &v);
+            if let Some(old) = self.batch.get(&k) {
+                self.batch_bytes -= write_bytes(&k, old);
+            }
+            self.batch.insert(k, v);
+            self.batch_bytes += added;
+        }
     }
 
     /// Reads a key through the overlay.
@@ -459,8 +476,7 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
         Ok(out)
     }
     async fn savepoint(&mut self) -> Result<()> {
-        let op = std::mem::take(&mut self.op);
-        self.batch.extend(op);
+        self.fold_op();
         Ok(())
     }
     async fn release_savepoint(&mut self) -> Result<()> {
@@ -470,5 +486,61 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
     async fn rollback_to_savepoint(&mut self) -> Result<()> {
         self.op.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store with nothing in it.
+    struct Empty;
+
+    #[async_trait]
+    impl KvRead for Empty {
+        async fn get(&self, _key: &[u8]) -> Result<Option<Vec<u8>>> {
+            Ok(None)
+        }
+        async fn scan(
+            &self,
+            _start: &[u8],
+            _end: &[u8],
+            _limit: usize,
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// `write_cost` computed from scratch over both layers.
+    fn recount(t: &KvTxn<'_, Empty>) -> (usize, usize) {
+        let bytes = |w: &WriteSet| w.iter().map(|(k, v)| write_bytes(k, v)).sum::<usize>();
+        (t.batch.len() + t.op.len(), bytes(&t.batch) + bytes(&t.op))
+    }
+
+    #[tokio::test]
+    async fn write_cost_follows_overwrites_deletes_folds_and_rollbacks() {
+        let r = Empty;
+        let mut t = KvTxn::new(&r);
+        // A fixed pseudo-random walk over 8 keys: values of varying length, deletes, and an
+        // op end (kept or rolled back) every few writes.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = vec![b'k', (x % 8) as u8];
+            let value = match (x >> 8) % 4 {
+                0 => None,
+                n => Some(vec![0u8; ((x >> 16) % 40) as usize * n as usize]),
+            };
+            t.set(key, value);
+            match (x >> 24) % 6 {
+                0 => t.release_savepoint().await.expect("fold"),
+                1 => t.rollback_to_savepoint().await.expect("rollback"),
+                _ => {}
+            }
+            assert_eq!(t.write_cost(), recount(&t));
+        }
+        assert!(t.batch_bytes > 0, "the walk kept some writes");
     }
 }
