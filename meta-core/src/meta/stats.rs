@@ -48,7 +48,7 @@ impl Meta {
 
     /// What the subtree under `ino` holds: directories (`ino` included), other inodes, bytes
     /// of length and of space. It lists each directory's entries to find its subdirectories
-    /// and reads the statistics of every directory ([`STATS_PER_READ`] per request), never
+    /// and reads the statistics of every directory (1,024 per request), never
     /// the attributes of the files. A non-directory gives its own numbers. Inodes charged to
     /// no directory (named in several directories, or sustained) are not in it. Under
     /// concurrent changes each directory's numbers are exact as read, the sum is not a
