@@ -175,9 +175,9 @@ impl TxnStore for EtcdStore {
         }))
     }
 
-    /// A read-only transaction at the store's current revision (fixed now, by a read of
-    /// the volume's first key), recording nothing. Its reads fail once etcd has compacted
-    /// that revision away (`--auto-compaction-*`, or an explicit compaction).
+    /// A read-only transaction at the store's current revision (fixed now, by one point
+    /// read at the volume's base key), recording nothing. Its reads fail once etcd has
+    /// compacted that revision away (`--auto-compaction-*`, or an explicit compaction).
     async fn point_in_time(&self) -> Result<Option<Box<dyn StoreTxn>>> {
         let txn = EtcdTxn {
             store: self.clone(),
