@@ -129,7 +129,8 @@ fn entry_reply(reply: ReplyEntry, ttl: Duration, r: Result<(Ino, Attr)>) {
     }
 }
 
-fn empty_reply(reply: ReplyEmpty, r: Result<()>) {
+/// Answers a request that returns nothing: ok, or the engine error's errno.
+pub(super) fn empty_reply(reply: ReplyEmpty, r: Result<()>) {
     match r {
         Ok(()) => reply.ok(),
         Err(e) => reply.error(errno(&e)),

@@ -5,6 +5,7 @@ use fuser::{ReplyEmpty, ReplyLock};
 use meta_core::{Ino, LockType, Meta, PlockRequest};
 
 use super::convert::errno;
+use super::fs::empty_reply;
 
 /// The engine's lock request for an fcntl(2) `l_type` (`F_RDLCK`, `F_WRLCK`, `F_UNLCK`) over
 /// `[start, end]` (bytes, inclusive) by process `pid`; None for any other `l_type` (EINVAL).
@@ -56,10 +57,7 @@ pub(super) async fn setlk(
     } else {
         meta.setlk(ino, owner, req).await
     };
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(errno(&e)),
-    }
+    empty_reply(reply, r)
 }
 
 #[cfg(test)]
