@@ -31,32 +31,35 @@ command -v valgrind >/dev/null || { echo "valgrind is not installed (apt install
 [ -x "$COST_BIN" ] || { echo "$COST_BIN is missing: cargo build --release -p meta-redis --example server_cost" >&2; exit 2; }
 work=${KEEP:-$(mktemp -d)}
 mkdir -p "$work"
-vpid=
-cleanup() {
-  [ -n "$vpid" ] && kill "$vpid" 2>/dev/null
-  [ -z "${KEEP:-}" ] && rm -rf "$work"
-  return 0
-}
-trap cleanup EXIT
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 
-# One server_cost run under a fresh callgrind'ed server; prints the server's total Ir.
+# One server_cost run under a fresh callgrind'ed server, stopped on every path (this runs
+# in a `$(...)` subshell, where the EXIT trap does not); prints the server's total Ir.
 run() {
   local label=$1
   shift
   local port=$((20000 + RANDOM % 20000))
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.$label" "$REDIS_BIN" --port "$port" \
     --save '' --appendonly no --dir "$work" >"$work/valgrind.$label.log" 2>&1 &
-  vpid=$!
+  local vpid=$!
   local up=
   for _ in $(seq 1 120); do
     if redis-cli -p "$port" ping >/dev/null 2>&1; then up=1; break; fi
     sleep 0.5
   done
-  [ -n "$up" ] || { echo "redis-server under callgrind did not start (see $work/valgrind.$label.log)" >&2; exit 1; }
-  "$COST_BIN" --url "redis://127.0.0.1:$port/0" --tasks 16 --dirs 16 "$@" >"$work/out.$label"
-  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  local failed=
+  if [ -z "$up" ]; then
+    failed="redis-server under callgrind did not start (see $work/valgrind.$label.log)"
+  elif ! "$COST_BIN" --url "redis://127.0.0.1:$port/0" --tasks 16 --dirs 16 "$@" \
+    >"$work/out.$label" 2>&1; then
+    failed="server_cost failed: $(tail -n 3 "$work/out.$label")"
+  fi
+  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || kill "$vpid" 2>/dev/null || true
   wait "$vpid" || true
-  vpid=
+  if [ -n "$failed" ]; then
+    echo "$label: $failed" >&2
+    exit 1
+  fi
   callgrind_annotate "$work/cg.$label" | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
 }
 

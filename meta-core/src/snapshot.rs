@@ -386,8 +386,9 @@ async fn kv_session_holdings<R: KvRead + ?Sized>(r: &R, sid: Sid) -> Result<Sess
     logic::session_holdings(&mut t, sid).await
 }
 
-/// The point-in-time view of a transactional store ([`crate::kv::TxnStore::point_in_time`]: etcd reads
-/// at one revision), read directly: its reads are async already and record nothing.
+/// The point-in-time view of a transactional store
+/// ([`crate::kv::TxnStore::point_in_time`]: etcd reads at one revision), read directly: its
+/// reads are async already and record nothing.
 pub struct TxnSnapshot(pub Box<dyn StoreTxn>);
 
 impl std::fmt::Debug for TxnSnapshot {
