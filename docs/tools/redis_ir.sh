@@ -5,8 +5,8 @@
 # versions of the Lua library, or the engine's checks on and off, to within a percent.
 #
 # Each configuration runs `examples/server_cost.rs` against a fresh `redis-server` started
-# under callgrind (a throw-away process on a loopback port, stopped at the end), 16 tasks in
-# 16 directories, `max_inflight=1` so that every call carries 16 ops whatever the timing
+# under callgrind (a throw-away process on a loopback port, stopped at the end), TASKS tasks in
+# TASKS directories, `max_inflight=1` so that every call carries TASKS ops whatever the timing
 # (under callgrind the server is ~50x slower, and the batch shape would otherwise follow it):
 # once with no file (the setup alone), once up to the creates, once up to the renames, once
 # up to the unlinks. create = (creates run - setup) / FILES, unlink = (unlinks run - renames
@@ -17,13 +17,17 @@
 #     permission checks only, statistics only, statistics and the quota.
 #   REDIS_BIN (default redis-server): a build with symbols gives callgrind_annotate a
 #     per-function profile of the kept outputs (KEEP=dir).
+#   TASKS (default 16): tasks, each in its own directory; with `max_inflight=1` every call
+#     carries TASKS ops (`meta bench` at 16 tasks averages about 4 ops per call on loopback).
 #   COST_BIN (default ${CARGO_TARGET_DIR:-target}/release/examples/server_cost).
 #
 # Usage: [CONFIGS=...] redis_ir.sh [FILES]     (FILES: default 4000, ~15 s per run)
 # Needs valgrind (apt) and `cargo build --release -p meta-redis --example server_cost`.
 set -euo pipefail
 FILES=${1:-4000}
-FILES=$((FILES / 16 * 16)) # (server_cost runs FILES / tasks per task)
+TASKS=${TASKS:-16}
+[[ $TASKS =~ ^[1-9][0-9]*$ ]] || { echo "TASKS must be a positive whole number, not '$TASKS'" >&2; exit 2; }
+FILES=$((FILES / TASKS * TASKS)) # (server_cost runs FILES / tasks per task)
 CONFIGS=${CONFIGS:-off on}
 REDIS_BIN=${REDIS_BIN:-redis-server}
 COST_BIN=${COST_BIN:-${CARGO_TARGET_DIR:-target}/release/examples/server_cost}
@@ -50,7 +54,7 @@ run() {
   local failed=
   if [ -z "$up" ]; then
     failed="redis-server under callgrind did not start (see $work/valgrind.$label.log)"
-  elif ! "$COST_BIN" --url "redis://127.0.0.1:$port/0" --tasks 16 --dirs 16 "$@" \
+  elif ! "$COST_BIN" --url "redis://127.0.0.1:$port/0" --tasks "$TASKS" --dirs "$TASKS" "$@" \
     >"$work/out.$label" 2>&1; then
     failed="server_cost failed: $(tail -n 3 "$work/out.$label")"
   fi
