@@ -23,7 +23,7 @@ use crate::error::{Stage, classify};
 use crate::exec::{Arg, Exec, Stmt, Ty};
 use crate::run::{backoff, conn, retry, txn};
 use crate::schema::{format_in, migrate};
-use crate::sql::{Dialect, Sql, TABLES};
+use crate::sql::{Dialect, OLD_TABLES, Sql, TABLES};
 use crate::txn::{Counters, QuotaCache, SqlTxn, Stats};
 
 /// Most ops one `apply` call accepts (the batcher never sends more).
@@ -185,7 +185,8 @@ impl SqlBackend {
     pub async fn drop_tables(&self) -> Result<()> {
         let r: Result<()> = conn!(self, writer, |c| {
             let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
-            for table in TABLES.iter().rev() {
+            // (And the tables of older schema versions, in case these were never migrated.)
+            for table in TABLES.iter().rev().chain(&OLD_TABLES) {
                 t.run(self.sql.drop_table(table)).await?;
             }
             Ok(())
@@ -674,7 +675,7 @@ impl Backend for SqlBackend {
         )
     }
 
-    /// One `SELECT ... FROM dirstat WHERE ino IN (...)` (PostgreSQL: `= ANY($1)`, one
+    /// One `SELECT ... FROM node WHERE ino IN (...)` of the statistics columns (PostgreSQL: `= ANY($1)`, one
     /// statement whatever the count; MySQL/SQLite: one per 4,096 directories), outside a
     /// transaction.
     async fn dir_stats(&self, dirs: &[Ino]) -> Result<Vec<DirStat>> {

@@ -175,7 +175,8 @@ pub(crate) fn entry(ino: &Val, typ: &Val, what: &str) -> Result<Option<Entry>> {
     }))
 }
 
-/// Decodes a `dirstat` row `(ino, inodes, length, space)` into the directory and its
+/// Decodes a directory statistics row `(ino, inodes, length, space)` (the statistics
+/// columns of its `node` row, NULL read as 0) into the directory and its
 /// statistics; `Corrupted` for a NULL or non-integer column (or a row that is too short).
 pub(crate) fn dir_stat(v: &[Val]) -> Result<(Ino, DirStat)> {
     let [ino, inodes, length, space] = v else {

@@ -383,15 +383,12 @@ mod tests {
                 .into_iter()
                 .map(|s| ("directory statistics read", s)),
         );
-        v.extend(
-            sql.delete_keys("dirstat", &[("ino", Ty::Int)], vec![vec![Arg::Int(2)]])
-                .into_iter()
-                .map(|s| ("directory statistics delete", s)),
-        );
         let write: Vec<Stmt> = sql
-            .dir_deltas(vec![[1, 1, 0, 0, 0], [2, 1, 0, 0, 1]])
+            .dir_deltas(vec![
+                [1, 1, 0, 0, 0, 1, 4096, 4096],
+                [2, 1, 0, 0, 1, -1, -10, -4096],
+            ])
             .into_iter()
-            .chain(sql.dir_stat_deltas(vec![[1, 1, 4096, 4096], [2, -1, -10, -4096]]))
             .chain(sql.counter_deltas(vec![
                 (Counter::UsedSpace.name().to_string(), 4096),
                 (Counter::TotalInodes.name().to_string(), 1),
@@ -436,8 +433,8 @@ mod tests {
     }
 
     /// On a new, empty volume (the planner's worst case: its generic plans are what a pooled
-    /// connection keeps as the tables grow), the batch statements find `node`, `edge` and
-    /// `dirstat` rows by index, never by a sequential scan of the table (see
+    /// connection keeps as the tables grow), the batch statements find `node`, `edge`,
+    /// `quota` and `counter` rows by index, never by a sequential scan of the table (see
     /// [`PG_SESSION`]).
     #[tokio::test]
     async fn batch_statements_use_indexes_on_a_new_volume() -> anyhow::Result<()> {
@@ -473,7 +470,7 @@ mod tests {
                     .await?;
             sqlx::raw_sql("DEALLOCATE q").execute(&mut *conn).await?;
             let plan = plan.join("\n");
-            for table in ["node", "edge", "dirstat", "quota", "counter"] {
+            for table in ["node", "edge", "quota", "counter"] {
                 if plan.contains(&format!("Seq Scan on {prefix}{table}")) {
                     failures.push(format!("{what} scans {table}:\n{plan}"));
                 }

@@ -11,7 +11,7 @@ use crate::sql::{Dialect, QUOTA_COUNT, QUOTA_GEN, RENAME_LOCK, Sql, TABLES};
 use crate::txn::{SqlTxn, Stats};
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The embedded migrations of a dialect: `(version, description, SQL)`.
 fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
@@ -42,6 +42,11 @@ fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
                 "quota set generation",
                 include_str!("../migrations/sqlite/0005_quota_gen.sql"),
             ),
+            (
+                6,
+                "directory statistics in node rows",
+                include_str!("../migrations/sqlite/0006_dirstat_in_node.sql"),
+            ),
         ],
         Dialect::Postgres => &[
             (
@@ -69,6 +74,11 @@ fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
                 "quota set generation",
                 include_str!("../migrations/postgres/0005_quota_gen.sql"),
             ),
+            (
+                6,
+                "directory statistics in node rows",
+                include_str!("../migrations/postgres/0006_dirstat_in_node.sql"),
+            ),
         ],
         Dialect::MySql => &[
             (
@@ -95,6 +105,11 @@ fn migrations(d: Dialect) -> &'static [(i64, &'static str, &'static str)] {
                 5,
                 "quota set generation",
                 include_str!("../migrations/mysql/0005_quota_gen.sql"),
+            ),
+            (
+                6,
+                "directory statistics in node rows",
+                include_str!("../migrations/mysql/0006_dirstat_in_node.sql"),
             ),
         ],
     }

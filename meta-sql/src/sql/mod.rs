@@ -68,7 +68,7 @@ impl Dialect {
 }
 
 /// Every table of a volume, in creation order (`schema_version` last).
-pub(crate) const TABLES: [&str; 16] = [
+pub(crate) const TABLES: [&str; 15] = [
     "setting",
     "counter",
     "node",
@@ -82,10 +82,13 @@ pub(crate) const TABLES: [&str; 16] = [
     "openfile",
     "flock",
     "plock",
-    "dirstat",
     "quota",
     "schema_version",
 ];
+
+/// Tables of older schema versions that a migration dropped: `dirstat` (v3 to v5, moved
+/// into `node` by v6).
+pub(crate) const OLD_TABLES: [&str; 1] = ["dirstat"];
 
 /// Most keys in one non-PostgreSQL `IN (...)` list / rows in one `VALUES` list.
 const MAX_ROWS: usize = 256;
@@ -104,8 +107,9 @@ enum OnConflict {
     Ignore,
     /// The row's other columns replace the stored ones.
     Replace,
-    /// The row's other columns are added to the stored ones (commutative deltas).
-    Add,
+    /// The row's other columns replace the stored ones, except its last `n`, which are added
+    /// to them (a stored NULL counts as 0).
+    ReplaceAdding(usize),
 }
 
 /// Checks and normalizes a table prefix: ASCII letters, digits and `_`, at most 32 bytes,
@@ -464,19 +468,19 @@ impl Sql {
         self.insert_with(table, cols, nkey, rows, mode)
     }
 
-    /// `INSERT` of delta rows: a row whose key (the first `nkey` columns) exists adds its
-    /// other columns to the stored ones, in the database (`ON CONFLICT DO UPDATE SET c =
-    /// t.c + excluded.c`, MySQL's `ON DUPLICATE KEY UPDATE c = c + VALUES(c)`), so concurrent
-    /// batches adding to one row lose nothing. Rows must have distinct keys; they are
-    /// applied (and their row locks taken) in key order, as given on MySQL/SQLite.
-    pub(crate) fn insert_adding(
+    /// [`Sql::insert`]'s upsert, except that the last `adding` columns of a row whose key
+    /// exists are added to the stored ones (a NULL stored counts as 0) instead of replacing
+    /// them: a node row rewritten whole while its statistics take a delta. Rows must have
+    /// distinct keys.
+    pub(crate) fn upsert_adding(
         &self,
         table: &str,
         cols: &[(&str, Ty)],
         nkey: usize,
         rows: Vec<Vec<Arg>>,
+        adding: usize,
     ) -> Vec<Stmt> {
-        self.insert_with(table, cols, nkey, rows, OnConflict::Add)
+        self.insert_with(table, cols, nkey, rows, OnConflict::ReplaceAdding(adding))
     }
 
     /// `INSERT` of rows that are all key (e.g. `openfile`): a row whose key exists is
@@ -510,11 +514,8 @@ impl Sql {
         let pg = self.d == Dialect::Postgres;
         // PostgreSQL names the stored row by the target's alias in `DO UPDATE SET` (an
         // unqualified column would be ambiguous with `excluded`).
-        let alias = if pg && mode == OnConflict::Add {
-            " AS t"
-        } else {
-            ""
-        };
+        let adds = matches!(mode, OnConflict::ReplaceAdding(_));
+        let alias = if pg && adds { " AS t" } else { "" };
         let head = format!(
             "{verb} INTO {}{alias} ({}) ",
             self.t(table),
@@ -533,26 +534,29 @@ impl Sql {
                 let set: Vec<String> = rest.iter().map(|c| format!("{c} = excluded.{c}")).collect();
                 format!(" ON CONFLICT ({keys}) DO UPDATE SET {}", set.join(", "))
             }
-            (OnConflict::Add, Dialect::MySql) => {
+            (OnConflict::ReplaceAdding(n), d) => {
+                let cut = rest.len().saturating_sub(n);
                 let set: Vec<String> = rest
                     .iter()
-                    .map(|c| format!("{c} = {c} + VALUES({c})"))
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let (stored, new) = match d {
+                            Dialect::MySql => (c.to_string(), format!("VALUES({c})")),
+                            Dialect::Postgres => (format!("t.{c}"), format!("excluded.{c}")),
+                            Dialect::Sqlite => (c.to_string(), format!("excluded.{c}")),
+                        };
+                        if i < cut {
+                            format!("{c} = {new}")
+                        } else {
+                            format!("{c} = COALESCE({stored}, 0) + {new}")
+                        }
+                    })
                     .collect();
-                format!(" ON DUPLICATE KEY UPDATE {}", set.join(", "))
-            }
-            (OnConflict::Add, Dialect::Postgres) => {
-                let set: Vec<String> = rest
-                    .iter()
-                    .map(|c| format!("{c} = t.{c} + excluded.{c}"))
-                    .collect();
-                format!(" ON CONFLICT ({keys}) DO UPDATE SET {}", set.join(", "))
-            }
-            (OnConflict::Add, Dialect::Sqlite) => {
-                let set: Vec<String> = rest
-                    .iter()
-                    .map(|c| format!("{c} = {c} + excluded.{c}"))
-                    .collect();
-                format!(" ON CONFLICT ({keys}) DO UPDATE SET {}", set.join(", "))
+                if d == Dialect::MySql {
+                    format!(" ON DUPLICATE KEY UPDATE {}", set.join(", "))
+                } else {
+                    format!(" ON CONFLICT ({keys}) DO UPDATE SET {}", set.join(", "))
+                }
             }
         };
         if pg {
@@ -566,7 +570,7 @@ impl Sql {
                 b.arr(a, ty);
             }
             b.s(")");
-            if mode == OnConflict::Add {
+            if adds {
                 // Rows are inserted (and conflicting rows locked) in key order, whatever the
                 // plan: two batches adding to the same rows cannot deadlock on them.
                 b.s(&format!(" AS d ({}) ORDER BY {keys}", names.join(", ")));
@@ -596,13 +600,10 @@ impl Sql {
     }
 }
 
-/// Columns of the `dirstat` table (key first).
-pub(crate) const DIRSTAT_COLS: [(&str, Ty); 4] = [
-    ("ino", Ty::Int),
-    ("inodes", Ty::Int),
-    ("length", Ty::Int),
-    ("space", Ty::Int),
-];
+/// A directory's statistics (meta_core::stats: inodes charged to it, the sum of their
+/// lengths and of their space, bytes), kept in its own `node` row since schema v6; NULL in
+/// a row that was never charged (every non-directory), read as 0.
+pub(crate) const NODE_STAT_COLS: [&str; 3] = ["st_inodes", "st_length", "st_space"];
 
 /// Name of the format record's row in `setting`.
 pub(crate) const SETTING_NAME: &str = "format";

@@ -63,45 +63,68 @@ fn merge_renumbers() {
 }
 
 #[test]
-fn dir_stat_upserts_add_in_the_database() {
-    let rows = vec![[5, 1, 10, 4096], [9, -1, -3, -4096]];
-    let p = Sql::new(Dialect::Postgres, "v_".into()).dir_stat_deltas(rows.clone());
+fn dir_stats_live_in_node_rows_and_add_in_the_database() {
+    // The directories' commutative update carries the statistics' deltas.
+    let rows = vec![
+        [5, 1, 10, 20, 0, 1, 10, 4096],
+        [9, 0, i64::MIN, 0, 2, -1, -3, -4096],
+    ];
+    let p = Sql::new(Dialect::Postgres, "v_".into()).dir_deltas(rows.clone());
     assert_eq!(p.len(), 1);
+    for c in ["st_inodes", "st_length", "st_space"] {
+        assert!(
+            p[0].sql.contains(&format!("{c} = COALESCE(n.{c}, 0) + d.")),
+            "{}",
+            p[0].sql
+        );
+    }
+    assert!(p[0].sql.contains("AS d(ino, dn, s, ns, p, si, sl, ss)"));
+    assert_eq!(p[0].args.len(), 9, "one array per column and the lock list");
+    for d in [Dialect::MySql, Dialect::Sqlite] {
+        let m = Sql::new(d, "v_".into()).dir_deltas(rows.clone());
+        assert_eq!(m.len(), 1);
+        for c in ["st_inodes", "st_length", "st_space"] {
+            assert!(
+                m[0].sql
+                    .contains(&format!("{c} = COALESCE({c}, 0) + CASE ino WHEN ? THEN ?")),
+                "{d:?}: {}",
+                m[0].sql
+            );
+        }
+    }
+    // A rewritten node row replaces its attributes and adds to its statistics.
+    let cols = [("ino", Ty::Int), ("mode", Ty::Int), ("st_inodes", Ty::Int)];
+    let row = vec![vec![Arg::Int(5), Arg::Int(0o755), Arg::Int(1)]];
+    let p =
+        Sql::new(Dialect::Postgres, "v_".into()).upsert_adding("node", &cols, 1, row.clone(), 1);
     assert_eq!(
         &*p[0].sql,
-        "INSERT INTO v_dirstat AS t (ino, inodes, length, space) SELECT * FROM \
-         UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[]) AS d (ino, inodes, length, \
-         space) ORDER BY ino ON CONFLICT (ino) DO UPDATE SET inodes = t.inodes + \
-         excluded.inodes, length = t.length + excluded.length, space = t.space + \
-         excluded.space"
+        "INSERT INTO v_node AS t (ino, mode, st_inodes) SELECT * FROM UNNEST($1::int8[], \
+         $2::int8[], $3::int8[]) AS d (ino, mode, st_inodes) ORDER BY ino ON CONFLICT (ino) DO \
+         UPDATE SET mode = excluded.mode, st_inodes = COALESCE(t.st_inodes, 0) + \
+         excluded.st_inodes"
     );
-    assert_eq!(p[0].args.len(), 4, "one array per column");
-    let m = Sql::new(Dialect::MySql, "v_".into()).dir_stat_deltas(rows.clone());
-    assert_eq!(m.len(), 1);
+    let m = Sql::new(Dialect::MySql, "v_".into()).upsert_adding("node", &cols, 1, row.clone(), 1);
     assert_eq!(
         &*m[0].sql,
-        "INSERT INTO v_dirstat (ino, inodes, length, space) VALUES (?, ?, ?, ?), \
-         (?, ?, ?, ?) ON DUPLICATE KEY UPDATE inodes = inodes + VALUES(inodes), \
-         length = length + VALUES(length), space = space + VALUES(space)"
+        "INSERT INTO v_node (ino, mode, st_inodes) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE \
+         mode = VALUES(mode), st_inodes = COALESCE(st_inodes, 0) + VALUES(st_inodes)"
     );
-    let l = Sql::new(Dialect::Sqlite, String::new()).dir_stat_deltas(rows);
+    let l = Sql::new(Dialect::Sqlite, String::new()).upsert_adding("node", &cols, 1, row, 1);
     assert_eq!(
         &*l[0].sql,
-        "INSERT INTO dirstat (ino, inodes, length, space) VALUES (?, ?, ?, ?), \
-         (?, ?, ?, ?) ON CONFLICT (ino) DO UPDATE SET inodes = inodes + excluded.inodes, \
-         length = length + excluded.length, space = space + excluded.space"
+        "INSERT INTO node (ino, mode, st_inodes) VALUES (?, ?, ?) ON CONFLICT (ino) DO UPDATE \
+         SET mode = excluded.mode, st_inodes = COALESCE(st_inodes, 0) + excluded.st_inodes"
     );
-    assert!(l[0].args.len() == 8);
     // Reads: one statement for the 1,024 directories meta-core asks for at a time.
     for d in [Dialect::Postgres, Dialect::MySql, Dialect::Sqlite] {
         let sql = Sql::new(d, String::new());
         let one = sql.dir_stats((1..=1024).collect());
         assert_eq!(one.len(), 1, "{d:?}");
-        assert!(
-            one[0]
-                .sql
-                .starts_with("SELECT ino, inodes, length, space FROM dirstat")
-        );
+        assert!(one[0].sql.starts_with(
+            "SELECT ino, COALESCE(st_inodes, 0), COALESCE(st_length, 0), COALESCE(st_space, 0) \
+             FROM node WHERE"
+        ));
         let n = if d == Dialect::Postgres { 1 } else { 2 };
         assert_eq!(sql.dir_stats((1..=5000).collect()).len(), n, "{d:?}");
     }
@@ -130,7 +153,7 @@ fn texts_are_stable_and_parameterized() {
         false,
     );
     assert_eq!(ins.len(), 2, "5 rows = 4 + 1");
-    let d = s.dir_deltas(vec![[1, 1, 5, 6, 0]]);
+    let d = s.dir_deltas(vec![[1, 1, 5, 6, 0, 0, 0, 0]]);
     let t = &d[0].sql;
     assert!(t.find("mtime_nsec =").unwrap() < t.find("mtime_sec =").unwrap());
 }

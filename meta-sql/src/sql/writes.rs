@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::exec::{Arg, Stmt, Ty};
 
 use super::{
-    B, DIRSTAT_COLS, Dialect, MAX_READ_KEYS, SETTING_NAME, Sql, columns, fnv1a, padded_lists,
+    B, Dialect, MAX_READ_KEYS, NODE_STAT_COLS, SETTING_NAME, Sql, columns, fnv1a, padded_lists,
     padded_lists_upto,
 };
 
@@ -27,14 +27,17 @@ impl Sql {
         b.s(&format!(") ORDER BY {key} FOR UPDATE) AS l"));
     }
 
-    /// `nlink += delta` and mtime/ctime raised to `(sec, nsec)` for each `(ino, delta, sec,
-    /// nsec, parent)` row (distinct inodes), without reading the rows first. A row whose
+    /// `nlink += delta`, mtime/ctime raised to `(sec, nsec)` and the directory statistics
+    /// `(inodes, length, space)` added (a NULL stored counts as 0) for each `(ino, delta,
+    /// sec, nsec, parent, inodes, length, space)` row (distinct inodes), without reading the
+    /// rows first: the row lock that serializes the batches charging one directory is taken
+    /// once for both. A row that only charges statistics has delta 0 and time (0, 0). A row whose
     /// `parent` is not 0 only matches while the directory's parent is still that one (a batch
     /// that charged the quotas above it: see `txn::quota`); a directory moved meanwhile is a
     /// shortfall in the matched rows, like one removed. MySQL evaluates a single-table
     /// UPDATE's assignments left to right, so each `*_nsec` is assigned before its `*_sec`
     /// (PostgreSQL and SQLite read the old values everywhere).
-    pub(crate) fn dir_deltas(&self, rows: Vec<[i64; 5]>) -> Vec<Stmt> {
+    pub(crate) fn dir_deltas(&self, rows: Vec<[i64; 8]>) -> Vec<Stmt> {
         if rows.is_empty() {
             return Vec::new();
         }
@@ -51,12 +54,15 @@ impl Sql {
                 )
             };
             b.s(&format!(
-                "UPDATE {} AS n SET nlink = n.nlink + d.dn, {}, {} FROM UNNEST(",
+                "UPDATE {} AS n SET nlink = n.nlink + d.dn, {}, {}, \
+                 st_inodes = COALESCE(n.st_inodes, 0) + d.si, \
+                 st_length = COALESCE(n.st_length, 0) + d.sl, \
+                 st_space = COALESCE(n.st_space, 0) + d.ss FROM UNNEST(",
                 self.t("node"),
                 raise("mtime"),
                 raise("ctime")
             ));
-            let cols = columns(rows, &[Ty::Int; 5]);
+            let cols = columns(rows, &[Ty::Int; 8]);
             let inos = cols[0].clone();
             for (i, a) in cols.into_iter().enumerate() {
                 if i > 0 {
@@ -64,7 +70,7 @@ impl Sql {
                 }
                 b.arr(a, Ty::Int);
             }
-            b.s(") AS d(ino, dn, s, ns, p), ");
+            b.s(") AS d(ino, dn, s, ns, p, si, sl, ss), ");
             self.pg_lock_in_order(&mut b, "node", "ino", inos, Ty::Int);
             b.s(" WHERE n.ino = d.ino AND l.ino = n.ino AND (d.p = 0 OR n.parent = d.p)");
             return vec![b.done()];
@@ -103,6 +109,13 @@ impl Sql {
                     for k in &list {
                         b.s(" WHEN ").p(row(k, 0));
                         b.s(&format!(" THEN {g}({t}_sec, ")).p(row(k, 2)).s(")");
+                    }
+                    b.s(" END");
+                }
+                for (i, c) in NODE_STAT_COLS.iter().enumerate() {
+                    b.s(&format!(", {c} = COALESCE({c}, 0) + CASE ino"));
+                    for k in &list {
+                        b.s(" WHEN ").p(row(k, 0)).s(" THEN ").p(row(k, 5 + i));
                     }
                     b.s(" END");
                 }
@@ -188,7 +201,8 @@ impl Sql {
     // ------------------------------------------------------------------------------------
     // Directory statistics
 
-    /// Statistics rows `(ino, inodes, length, space)` of directories `dirs` (absent: no
+    /// Statistics `(ino, inodes, length, space)` of directories `dirs` from their node rows
+    /// (schema v6; a directory never charged reads zeros, one that does not exist has no
     /// row), in as few statements as the bind limits allow: one on PostgreSQL (`ino =
     /// ANY($1)`), `ino IN (...)` lists of up to 4,096 keys (padded to a power of two)
     /// elsewhere.
@@ -205,25 +219,14 @@ impl Sql {
             .map(|keys| {
                 let mut b = self.b();
                 b.s(&format!(
-                    "SELECT ino, inodes, length, space FROM {} WHERE ",
-                    self.t("dirstat")
+                    "SELECT ino, COALESCE(st_inodes, 0), COALESCE(st_length, 0), \
+                     COALESCE(st_space, 0) FROM {} WHERE ",
+                    self.t("node")
                 ));
                 self.where_keys(&mut b, "", &[("ino", Ty::Int)], keys);
                 b.done()
             })
             .collect()
-    }
-
-    /// Adds `(inodes, length, space)` to the statistics of each directory of `(ino,
-    /// inodes, length, space)` rows (distinct inodes, in increasing order), creating the rows
-    /// that do not exist: one multi-row upsert ([`Sql::insert_adding`]) whose additions the
-    /// database makes, so concurrent batches adding to one directory lose nothing.
-    pub(crate) fn dir_stat_deltas(&self, rows: Vec<[i64; 4]>) -> Vec<Stmt> {
-        let rows = rows
-            .into_iter()
-            .map(|r| r.iter().map(|&v| Arg::Int(v)).collect())
-            .collect();
-        self.insert_adding("dirstat", &DIRSTAT_COLS, 1, rows)
     }
 
     // ------------------------------------------------------------------------------------

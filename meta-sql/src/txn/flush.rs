@@ -1,7 +1,7 @@
 //! [`SqlTxn::flush`]: the batch layer as a few multi-row statements (see the module docs of
 //! `txn`), and the [`Group`]s they run in.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use meta_core::logic;
 use meta_core::{Attr, Error, ErrorKind, FileType, Ino, Result};
@@ -9,6 +9,7 @@ use meta_core::{Attr, Error, ErrorKind, FileType, Ino, Result};
 use crate::codec::{self, NODE_TYS, corrupted, ino_arg};
 use crate::error::{Stage, classify, in_batch};
 use crate::exec::{Arg, Stmt, Ty, Val};
+use crate::sql::NODE_STAT_COLS;
 
 use super::{PKey, SqlTxn, Stats, WIPE_CHUNK, WIPE_SYMLINK, WIPE_XATTR, session};
 
@@ -22,12 +23,30 @@ impl SqlTxn<'_> {
         let w = std::mem::take(&mut self.batch);
         let sql = self.sql;
 
+        // Directory statistics (schema v6: in the directory's node row): each directory's
+        // delta goes with the write of its node row below, which the database adds to the
+        // stored values. A deleted directory's statistics go with its row (`reset`: the
+        // batch's deltas to it before were dropped; none can come after).
+        let mut stats: BTreeMap<Ino, [i64; 3]> = BTreeMap::new();
+        for (ino, sw) in &w.dir_stats {
+            if !sw.delta.is_zero() {
+                let d = sw.delta;
+                stats.insert(*ino, [d.inodes, d.length, d.space]);
+            }
+        }
+        let with_stats = |mut row: Vec<Arg>, st: [i64; 3]| {
+            row.extend(st.map(Arg::Int));
+            row
+        };
+
         // Nodes.
         let mut node_insert: Vec<Vec<Arg>> = Vec::new();
         let mut node_upsert: Vec<Vec<Arg>> = Vec::new();
+        let mut node_insert_st: Vec<Vec<Arg>> = Vec::new();
+        let mut node_upsert_st: Vec<Vec<Arg>> = Vec::new();
         let mut node_delete: Vec<i64> = Vec::new();
         let mut expect_deleted = 0u64;
-        let mut dir_rows: Vec<[i64; 5]> = Vec::new();
+        let mut dir_rows: Vec<[i64; 8]> = Vec::new();
         let walked = self.quotas_walked(&w.quotas);
         let mut validate: BTreeSet<Ino> = BTreeSet::new();
         for (ino, nw) in &w.nodes {
@@ -44,13 +63,25 @@ impl SqlTxn<'_> {
                                 Some((d, t)) => logic::bump_dir(&a, d, t),
                                 None => a,
                             };
-                            if matches!(base, Some(Ok(None))) {
-                                node_insert.push(codec::node_args(*ino, &a));
-                            } else {
-                                node_upsert.push(codec::node_args(*ino, &a));
+                            let new = matches!(base, Some(Ok(None)));
+                            let row = codec::node_args(*ino, &a);
+                            match (stats.remove(ino), new) {
+                                (None, true) => node_insert.push(row),
+                                (None, false) => node_upsert.push(row),
+                                (Some(st), true) => node_insert_st.push(with_stats(row, st)),
+                                (Some(st), false) => node_upsert_st.push(with_stats(row, st)),
                             }
                         }
                         None => {
+                            if stats.remove(ino).is_some() {
+                                return Err(Error::new(
+                                    ErrorKind::Internal,
+                                    format!(
+                                        "directory statistics charged to directory {ino} after \
+                                         the batch deleted it"
+                                    ),
+                                ));
+                            }
                             if !matches!(base, Some(Ok(None))) {
                                 node_delete.push(ino.0 as i64);
                                 if exists {
@@ -61,13 +92,26 @@ impl SqlTxn<'_> {
                     }
                 }
                 None => {
-                    if let Some((d, t)) = nw.delta {
+                    let st = stats.remove(ino);
+                    if nw.delta.is_some() || st.is_some() {
+                        // (A directory whose statistics alone change keeps its times: no
+                        // time is below i64::MIN seconds.)
+                        let (d, sec, nsec) = nw
+                            .delta
+                            .map_or((0, i64::MIN, 0), |(d, t)| (d, t.sec, i64::from(t.nsec)));
+                        let [si, sl, ss] = st.unwrap_or_default();
                         let parent = self.chain_parent(walked, *ino);
-                        dir_rows.push([ino.0 as i64, d, t.sec, i64::from(t.nsec), parent]);
+                        dir_rows.push([ino.0 as i64, d, sec, nsec, parent, si, sl, ss]);
                     }
                 }
             }
         }
+        // Directories whose statistics alone change (no node write).
+        for (ino, [si, sl, ss]) in stats {
+            let parent = self.chain_parent(walked, ino);
+            dir_rows.push([ino.0 as i64, 0, i64::MIN, 0, parent, si, sl, ss]);
+        }
+        dir_rows.sort_unstable_by_key(|r| r[0]);
         if self.autocommit && !validate.is_empty() {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -216,29 +260,6 @@ impl SqlTxn<'_> {
                 (PKey::Slice(id), None) => ps_del.push(vec![Arg::Int(id as i64)]),
             }
         }
-        // Directory statistics: the row of a deleted directory goes (one created by this
-        // batch, or a deleted non-directory, has none), deltas are added by the database.
-        let mut stat_delete: Vec<Vec<Arg>> = Vec::new();
-        let mut stat_rows: Vec<[i64; 4]> = Vec::new();
-        let mut stat_reput = false;
-        for (ino, sw) in &w.dir_stats {
-            let put = !sw.delta.is_zero();
-            if sw.reset {
-                let stored = match self.base.nodes.get(ino) {
-                    Some(Ok(None)) => false,
-                    Some(Ok(Some(a))) => a.typ == FileType::Directory,
-                    _ => true,
-                };
-                if stored {
-                    stat_delete.push(vec![ino_arg(*ino)]);
-                    stat_reput |= put;
-                }
-            }
-            if put {
-                let d = sw.delta;
-                stat_rows.push([ino.0 as i64, d.inodes, d.length, d.space]);
-            }
-        }
         let quotas = self.quota_flush(w.quotas, &w.quota_peaks, &w.nodes)?;
         let (sess_deletes, sess_puts) = session::flush_statements(sql, w.sess);
         let counters: Vec<(String, i64)> = w
@@ -288,15 +309,6 @@ impl SqlTxn<'_> {
                 "an inode this batch deletes was deleted concurrently",
             ),
         );
-        // The row of a directory deleted and then charged again in this batch (not something
-        // the ops do) is deleted first, alone: a PostgreSQL statement's parts share one
-        // snapshot.
-        let g = Group::new(sql.delete_keys("dirstat", &[("ino", Ty::Int)], stat_delete));
-        if stat_reput {
-            early.push(g);
-        } else {
-            plan.push(g);
-        }
         plan.push(Group::new(quotas.deletes));
         plan.push(Group::new(sql.delete_keys(
             "chunk",
@@ -329,6 +341,27 @@ impl SqlTxn<'_> {
             1,
             node_upsert,
             true,
+        )));
+        // Node rows written with their statistics' delta (new directories: the delta is the
+        // whole value; rewritten ones: added to the stored value).
+        let node_cols_st: Vec<(&str, Ty)> = node_cols
+            .iter()
+            .copied()
+            .chain(NODE_STAT_COLS.iter().map(|c| (*c, Ty::Int)))
+            .collect();
+        plan.push(Group::new(sql.insert(
+            "node",
+            &node_cols_st,
+            1,
+            node_insert_st,
+            false,
+        )));
+        plan.push(Group::new(sql.upsert_adding(
+            "node",
+            &node_cols_st,
+            1,
+            node_upsert_st,
+            NODE_STAT_COLS.len(),
         )));
         plan.push(Group::new(sql.insert(
             "edge",
@@ -381,17 +414,15 @@ impl SqlTxn<'_> {
         )));
         plan.push(Group::new(sess_puts));
         plan.push(Group::new(quotas.upserts));
+        // The directories' node rows: their nlink and time changes and their statistics.
         let dirs = dir_rows.len() as u64;
         plan.push(Group::new(sql.dir_deltas(dir_rows)).expect(
             dirs,
             "a directory this batch updates was removed (or moved) concurrently",
         ));
-        // An optimistic batch's quota rows after the directories' node rows and before the
-        // statistics rows, the order the locked path takes them in.
+        // An optimistic batch's quota rows after the directories' node rows, the order the
+        // locked path takes them in.
         plan.push(quotas.deltas);
-        // After the directories' node rows: a batch that removes a directory locks its node
-        // row first, so it waits for (or is waited on by) a batch charging it.
-        plan.push(Group::new(sql.dir_stat_deltas(stat_rows)));
         let n = counters.len() as u64;
         let mut g = Group::new(sql.counter_deltas(counters)).expect(n, "");
         g.corrupt = true;

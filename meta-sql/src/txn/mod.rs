@@ -15,10 +15,11 @@
 //!    folded into the batch layer when it succeeds. Directory updates ([`TxnView::update_dir`]),
 //!    directory statistics ([`TxnView::add_dir_stat`]) and counters are kept as deltas.
 //! 4. **Flush** ([`SqlTxn::flush`]): the batch layer becomes multi-row DELETE / INSERT /
-//!    upsert statements, then the commutative `nlink = nlink + δ, mtime = max(mtime, t)`
-//!    updates of parent directories, the `dirstat` upsert adding each directory's statistics
-//!    delta, and the `value = value + δ` counter updates as the last statements, so the hot
-//!    rows are locked only from there to COMMIT.
+//!    upsert statements, then the commutative `nlink = nlink + δ, mtime = max(mtime, t),
+//!    st_* = st_* + δ` updates of parent directories (a directory's statistics live in its
+//!    node row, schema v6, so the row lock that orders the batches charging it is taken once
+//!    for both), and the `value = value + δ` counter updates as the last statements, so the
+//!    hot rows are locked only from there to COMMIT.
 //!
 //! Directory quotas (optimistic charging with a locked rerun, and how a new quota is ordered
 //! against the batches that charge statistics without it) are in the `quota` and
