@@ -1,7 +1,8 @@
 #!/bin/bash
-# The engine's checks on vs off, alternating on fresh volumes, one line per run: RocksDB (temp
-# dir), Redis and PostgreSQL from `cargo xtask services up`; optionally an earlier build's
-# "on" side in the same rounds (OLD_BIN).
+# The engine's checks on vs off, alternating on fresh volumes (each round in the reverse
+# order of the one before), one line per run: RocksDB (temp dir), Redis and PostgreSQL from
+# `cargo xtask services up` (with psql installed, each PostgreSQL run's tables are dropped
+# right after it); optionally an earlier build's "on" side in the same rounds (OLD_BIN).
 #
 #   CHECKS=perm (default): permission checks on vs off (URL option permissions=1/0);
 #   CHECKS=all: permission checks and directory statistics on vs both off (the "off" volume
@@ -40,8 +41,17 @@ trap 'rm -rf "$work"' EXIT
 # A fresh key / table prefix per invocation: PostgreSQL tables reused from an earlier run
 # hold that run's dead rows, and creates into them were measured 4-5x slower.
 run=$(date +%s)
+# Each round runs the sides in the order of the one before reversed (ABBA...): a run
+# slows the one after it (PostgreSQL's autovacuum of the tables it leaves, the page cache),
+# and a fixed order would charge that to whichever side always comes later.
+order=("${sides[@]}")
 for round in $(seq 1 "$ROUNDS"); do
-  for side in "${sides[@]}"; do
+  if [ "$round" -gt 1 ]; then
+    rev=()
+    for ((i = ${#order[@]} - 1; i >= 0; i--)); do rev+=("${order[$i]}"); done
+    order=("${rev[@]}")
+  fi
+  for side in "${order[@]}"; do
     bin=$META_BIN
     name=new
     p=$side
@@ -75,6 +85,12 @@ ph = {p['phase']: p['ops_per_sec'] for p in r['runs'][0]['phases']}
 print('$b permissions=$p dir_stats=$stats quota=${#quota[@]} round=$round bin=$name create=%.0f unlink=%.0f rename=%.0f'
       % (ph['create'], ph['unlink'], ph['rename']))
 "
+      if [ "$b" = postgres ] && command -v psql >/dev/null; then
+        # The run's tables go at once, so that their autovacuum does not run during the next.
+        echo "SELECT format('DROP TABLE %s', string_agg(tablename, ', ')) FROM pg_tables
+          WHERE starts_with(tablename, 'pb$CHECKS$run$round${side}_') \\gexec" |
+          psql -q "$META_TEST_POSTGRES_URL" >/dev/null
+      fi
     done
   done
 done
