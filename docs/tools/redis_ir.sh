@@ -26,7 +26,10 @@
 set -euo pipefail
 FILES=${1:-4000}
 TASKS=${TASKS:-16}
-[[ $TASKS =~ ^[1-9][0-9]*$ ]] || { echo "TASKS must be a positive whole number, not '$TASKS'" >&2; exit 2; }
+if ! [[ $TASKS =~ ^[1-9][0-9]*$ ]]; then
+  echo "TASKS must be a positive whole number, not '$TASKS'" >&2
+  exit 2
+fi
 FILES=$((FILES / TASKS * TASKS)) # (server_cost runs FILES / tasks per task)
 CONFIGS=${CONFIGS:-off on}
 REDIS_BIN=${REDIS_BIN:-redis-server}

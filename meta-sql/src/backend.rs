@@ -675,9 +675,9 @@ impl Backend for SqlBackend {
         )
     }
 
-    /// One `SELECT ... FROM node WHERE ino IN (...)` of the statistics columns (PostgreSQL: `= ANY($1)`, one
-    /// statement whatever the count; MySQL/SQLite: one per 4,096 directories), outside a
-    /// transaction.
+    /// One `SELECT ... FROM node WHERE ino IN (...)` of the statistics columns (PostgreSQL:
+    /// `= ANY($1)`, one statement whatever the count; MySQL/SQLite: one per 4,096
+    /// directories), outside a transaction.
     async fn dir_stats(&self, dirs: &[Ino]) -> Result<Vec<DirStat>> {
         if dirs.is_empty() {
             return Ok(Vec::new());
