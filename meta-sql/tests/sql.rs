@@ -57,8 +57,8 @@ fn mknod(parent: Ino, name: String, ino: u64, typ: FileType) -> Op {
 /// A batch of 64 creates costs a constant number of statements (each one round trip on
 /// PostgreSQL/MySQL). MySQL/SQLite: BEGIN, one prefetch SELECT (entries + inodes), the
 /// quota generation guard (`has_quotas` answered from what the client remembers), INSERT
-/// node, INSERT edge, the directory's commutative UPDATE, the directory statistics' upsert,
-/// the counters' UPDATE, COMMIT (9). PostgreSQL: the prefetch and one autocommitted
+/// node, INSERT edge, the directory's commutative UPDATE (with its statistics), the
+/// counters' UPDATE, COMMIT (8). PostgreSQL: the prefetch and one autocommitted
 /// statement with every write (2; the guard rides in it). So do 64 unlinks and 64 creates
 /// spread over 64 directories.
 async fn statements_per_batch(f: SqlFactory) -> Result<()> {

@@ -31,10 +31,11 @@ impl Sql {
     /// `(inodes, length, space)` added (a NULL stored counts as 0) for each `(ino, delta,
     /// sec, nsec, parent, inodes, length, space)` row (distinct inodes), without reading the
     /// rows first: the row lock that serializes the batches charging one directory is taken
-    /// once for both. A row that only charges statistics has delta 0 and time (0, 0). A row whose
-    /// `parent` is not 0 only matches while the directory's parent is still that one (a batch
-    /// that charged the quotas above it: see `txn::quota`); a directory moved meanwhile is a
-    /// shortfall in the matched rows, like one removed. MySQL evaluates a single-table
+    /// once for both. A row that only charges statistics has delta 0 and time (i64::MIN, 0),
+    /// which raises nothing. A row whose `parent` is not 0 only matches while the directory's
+    /// parent is still that one (a batch that charged the quotas above it: see
+    /// `txn::quota`); a directory moved meanwhile is a shortfall in the matched rows, like one
+    /// removed. MySQL evaluates a single-table
     /// UPDATE's assignments left to right, so each `*_nsec` is assigned before its `*_sec`
     /// (PostgreSQL and SQLite read the old values everywhere).
     pub(crate) fn dir_deltas(&self, rows: Vec<[i64; 8]>) -> Vec<Stmt> {

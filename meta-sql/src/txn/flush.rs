@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use meta_core::logic;
-use meta_core::{Attr, Error, ErrorKind, FileType, Ino, Result};
+use meta_core::{Attr, Error, ErrorKind, FileType, Ino, Result, Timespec};
 
 use crate::codec::{self, NODE_TYS, corrupted, ino_arg};
 use crate::error::{Stage, classify, in_batch};
@@ -12,6 +12,16 @@ use crate::exec::{Arg, Stmt, Ty, Val};
 use crate::sql::NODE_STAT_COLS;
 
 use super::{PKey, SqlTxn, Stats, WIPE_CHUNK, WIPE_SYMLINK, WIPE_XATTR, session};
+
+/// A row of the directories' commutative update (`Sql::dir_deltas`):
+/// directory `ino`'s nlink and time change (none: its nlink and times stay, as no time is
+/// below i64::MIN seconds), its statistics' delta and the parent its quota chain was walked
+/// from (0: none).
+fn dir_row(ino: Ino, delta: Option<(i64, Timespec)>, st: [i64; 3], parent: i64) -> [i64; 8] {
+    let (d, sec, nsec) = delta.map_or((0, i64::MIN, 0), |(d, t)| (d, t.sec, i64::from(t.nsec)));
+    let [si, sl, ss] = st;
+    [ino.0 as i64, d, sec, nsec, parent, si, sl, ss]
+}
 
 impl SqlTxn<'_> {
     /// Folds the last op's layer and writes the batch: validation of unlocked rows, then
@@ -38,6 +48,7 @@ impl SqlTxn<'_> {
             row.extend(st.map(Arg::Int));
             row
         };
+        let walked = self.quotas_walked(&w.quotas);
 
         // Nodes.
         let mut node_insert: Vec<Vec<Arg>> = Vec::new();
@@ -47,7 +58,6 @@ impl SqlTxn<'_> {
         let mut node_delete: Vec<i64> = Vec::new();
         let mut expect_deleted = 0u64;
         let mut dir_rows: Vec<[i64; 8]> = Vec::new();
-        let walked = self.quotas_walked(&w.quotas);
         let mut validate: BTreeSet<Ino> = BTreeSet::new();
         for (ino, nw) in &w.nodes {
             let base = self.base.nodes.get(ino);
@@ -94,22 +104,15 @@ impl SqlTxn<'_> {
                 None => {
                     let st = stats.remove(ino);
                     if nw.delta.is_some() || st.is_some() {
-                        // (A directory whose statistics alone change keeps its times: no
-                        // time is below i64::MIN seconds.)
-                        let (d, sec, nsec) = nw
-                            .delta
-                            .map_or((0, i64::MIN, 0), |(d, t)| (d, t.sec, i64::from(t.nsec)));
-                        let [si, sl, ss] = st.unwrap_or_default();
                         let parent = self.chain_parent(walked, *ino);
-                        dir_rows.push([ino.0 as i64, d, sec, nsec, parent, si, sl, ss]);
+                        dir_rows.push(dir_row(*ino, nw.delta, st.unwrap_or_default(), parent));
                     }
                 }
             }
         }
         // Directories whose statistics alone change (no node write).
-        for (ino, [si, sl, ss]) in stats {
-            let parent = self.chain_parent(walked, ino);
-            dir_rows.push([ino.0 as i64, 0, i64::MIN, 0, parent, si, sl, ss]);
+        for (ino, st) in stats {
+            dir_rows.push(dir_row(ino, None, st, self.chain_parent(walked, ino)));
         }
         dir_rows.sort_unstable_by_key(|r| r[0]);
         if self.autocommit && !validate.is_empty() {
