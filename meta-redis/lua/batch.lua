@@ -1,8 +1,8 @@
 -- batch.lua: the entry point that applies a batch of ops in one call.
 --
 -- keys: the batch's shared keys (limits, usedSpace, totalInodes, sessions, pending files,
---       pending slices, directory statistics, directory quotas), then the round's sequence
---       token key when argv[3] is not empty, then each op's keys in order.
+--       pending slices, directory statistics, directory quotas, their owner), then the
+--       round's sequence token key when argv[3] is not empty, then each op's keys in order.
 -- argv: argv[1] = the header, 5 bytes per op (`>BHH`: op code, number of keys, number of
 --       arguments); argv[2] = the volume's key tag `{prefix}` (for derived keys); argv[3] =
 --       '' for a call alone in its round, else `>HH` (this call's position, number of calls
@@ -13,6 +13,8 @@
 --   nothing of it was written), 'fault' (the next op raised a server error, message =
 --   the error; writes it made before are kept, as for any Redis script) or 'skip' (an
 --   earlier call of the round did not finish: nothing ran).
+-- `once` (the scripts way, whose library code runs anew on every call): keep nothing for
+-- the next call (see `stats_load`).
 -- Ops apply in order, each atomic on its own; op i sees the effects of ops before it. The
 -- attribute and counter caches, the directory statistics changes and the quotas (lib.lua)
 -- are written back before the reply; an op's quota changes count only when it succeeds
@@ -47,10 +49,11 @@ local function flush_batch()
   end
   flush_stats()
   flush_quotas()
+  stats_save()
   -- (The caches stay as they are until the next call's begin_batch.)
 end
 
-local NSHARED = 8
+local NSHARED = 9
 
 -- OPS[code] for each op code, filled in by the registration the Rust side appends.
 local OP_BY_CODE = {}
@@ -63,7 +66,7 @@ local function slice(t, from, count)
   return out
 end
 
-local function batch(keys, argv)
+local function batch(keys, argv, once)
   local seq, pos, count
   local kp, ap = NSHARED + 1, 5
   if argv[3] ~= '' then
@@ -71,7 +74,7 @@ local function batch(keys, argv)
     seq, kp = keys[NSHARED + 1], NSHARED + 2
     if pos > 0 and redis.call('GET', seq) ~= tostring(pos) then return { 'skip', '' } end
   end
-  begin_batch(keys, argv[2], argv[4])
+  begin_batch(keys, argv[2], argv[4], once)
   local hdr = argv[1]
   local out = { 'done', '' }
   for i = 1, #hdr / 5 do

@@ -100,8 +100,9 @@ end
 
 -- The batch's state -------------------------------------------------------------------------
 
--- Shared keys of the batch (KEYS[1..8]): limits, usedSpace, totalInodes, sessions, pending
--- files, pending slices, directory statistics, directory quotas; the volume's key tag
+-- Shared keys of the batch (KEYS[1..9]): limits, usedSpace, totalInodes, sessions, pending
+-- files, pending slices, directory statistics, directory quotas, their owner (see
+-- `stats_load`); the volume's key tag
 -- `{prefix}` (ARGV[2]) and whether keys are strict (ARGV[4] 's': no undeclared key).
 local S = {}
 local AC = {}      -- attribute key -> encoded attributes, or false when absent / deleted
@@ -134,14 +135,31 @@ local QU = {}      -- the others, 8 slots each
 local QCH = {}     -- directory ino8 -> its `quota_chain` (a table never changed), memoized
 local QDEP = {}    -- directory ino8 in QCH -> the directories on its way to the root, both included
 local QWAY = {}    -- scratch of `quota_chain`: the directories of its walk (past its count: stale)
+local QCHN = 0     -- directories in QCH
+local DSVN = 0     -- directories in DSV (at most: those deleted since are not counted off)
+local QCN = 0      -- directories in QC (the same)
+local OWNED = nil  -- whether this library owns the volume's statistics (`stats_load`); nil: unknown
+local KEEP = true  -- whether DSV, QN and QCH may be kept for the next call (not the scripts way)
+-- Kept from call to call (see `stats_load`): Redis Functions run the library's code once, at
+-- FUNCTION LOAD, so these live as long as the library does (the scripts way runs it per call).
+local MEMO = {}    -- volume key tag -> { dsv, dsvn, qn, ch, dep, chn, qc, qraw, qcn }: DSV, DSVN...
+local MEMON = 0    -- volumes in MEMO
+local MYID = nil   -- this library's name as an owner (`stats_load`)
 
-local function begin_batch(keys, tag, flags)
+local function begin_batch(keys, tag, flags, once)
   S = { limits = keys[1], used = keys[2], total = keys[3], sessions = keys[4], pf = keys[5],
-    ps = keys[6], stats = keys[7], quotas = keys[8], tag = tag, strict = flags == 's' }
+    ps = keys[6], stats = keys[7], quotas = keys[8], owner = keys[9], tag = tag,
+    strict = flags == 's' }
   AC, AD, DSET, DLIST, CNT, LIMITS, LIVE, SETS = {}, {}, {}, {}, {}, nil, {}, {}
   DS, DSLIST, DSV, DSON = {}, {}, {}, nil
   QC, QRAW, QLIST, QDIRTY, QST, QSTX, QN, QND = {}, nil, {}, {}, nil, false, nil, 0
-  QUN, QCH, QDEP = 0, {}, {}
+  QUN, QCH, QDEP, QCHN, DSVN, QCN, OWNED, KEEP = 0, {}, {}, 0, 0, 0, nil, not once
+end
+
+-- The memoized quota chains (QCH) go: a memoized directory moved or went, or the running op
+-- staged a quota's creation or removal (`quota_stage`), or failed having done so.
+local function chains_reset()
+  QCH, QDEP, QCHN = {}, {}, 0
 end
 
 -- The key of kind `kind` of an inode (crate::layout::Layout: `{prefix}` kind decimal inode).

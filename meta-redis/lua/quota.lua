@@ -18,6 +18,7 @@ end
 local function flush_quotas()
   local n = #QLIST
   if n == 0 then return end
+  stats_claim()
   if n == 1 then
     -- (The common case: no table to build.)
     local d = QLIST[1]
@@ -51,11 +52,13 @@ end
 --
 -- One hash per volume (S.quotas): directory ino8 -> a 40-byte record (QUOTA_REC). The
 -- quotas above a directory are found by walking its parents in the statistics records
--- (`dir_parent`), only on a volume that has quotas (`has_quotas`: one HLEN per call), so
--- ops on a volume without any pay nothing more. On a volume with at most QALL_MAX quotas
--- the call reads the whole hash once (HGETALL) instead of one HGET per directory it looks
--- at, and it memoizes each directory's chain of quotas (`quota_chain`), so an op whose
--- directory an earlier op of the call charged does not walk again. An op checks its quota
+-- (`dir_parent`), only on a volume that has quotas (`has_quotas`: one HLEN per call, none
+-- while this library owns the volume: `stats_load`), so ops on a volume without any pay
+-- nothing more. On a volume with at most QALL_MAX quotas the call reads the
+-- whole hash once (HGETALL) instead of one HGET per directory it looks at, and it memoizes
+-- each directory's chain of quotas (`quota_chain`), so an op whose directory an earlier op
+-- (of the call, or of an earlier call while this library owns the volume) charged
+-- does not walk again. An op checks its quota
 -- changes in its check phase (`restat_check`, `check_uncharged_entry`, set_quota,
 -- remove_quota): it stages the creation or removal of a quota, and changes a usage in place
 -- with an undo log; batch.lua commits both when the op succeeds, else undoes them
@@ -68,9 +71,17 @@ local QALL_MAX = 2
 -- An empty chain of quotas (shared: never changed).
 local NOQ = {}
 
+-- The number of quotas (QN) once per call: kept from the last call while this library owns
+-- the volume's statistics and quotas (`stats_load`), else one HLEN.
+local function quota_load()
+  if DSON == nil then limits() end
+  if DSON and OWNED == nil then stats_load() end
+  if QN == nil then QN = redis.call('HLEN', S.quotas) end
+end
+
 -- TxnView::has_quotas: whether the volume has a quota, as the running op sees it.
 local function has_quotas()
-  if QN == nil then QN = redis.call('HLEN', S.quotas) end
+  if QN == nil then quota_load() end
   return QN + QND > 0
 end
 
@@ -104,7 +115,7 @@ local function quota_get(dir8)
     local msh, msl, mih, mil, ih, il, lh, ll, sh, sl = struct.unpack(QUOTA_REC, v)
     q = { ih, il, lh, ll, sh, sl, msh, msl, mih, mil }
   end
-  QC[dir8] = q
+  QC[dir8], QCN = q, QCN + 1
   return q
 end
 
@@ -123,7 +134,7 @@ local function quota_stage(dir8, q, had)
     return
   end
   QSTX = true
-  QCH, QDEP = {}, {}
+  chains_reset()
 end
 
 -- Removes directory `dir8`'s quota, if any, without decoding it (delete_inode: a directory
@@ -138,7 +149,7 @@ local function quota_drop(dir8)
     else
       q = redis.call('HEXISTS', S.quotas, dir8) == 1
     end
-    if not q then QC[dir8] = false end
+    if not q then QC[dir8], QCN = false, QCN + 1 end
   end
   if q then quota_stage(dir8, false, true) end
 end
@@ -178,7 +189,7 @@ local function quota_end(ok)
     end
     QN = QN + QND
   elseif QSTX then
-    QCH, QDEP = {}, {}
+    chains_reset()
   end
   QST, QND, QSTX = nil, 0, false
 end
@@ -208,15 +219,16 @@ local function too_deep(dir8)
 end
 
 -- quota::chain: the directories with a quota among `dir8` and its ancestors, nearest first
--- (a table the caller must not change). Memoized per call for every directory of a walk
--- that reaches the root (QCH, with its depth in QDEP), so a walk stops at the first
--- memoized directory: a directory without a quota shares its parent's chain. The memo holds
--- while no quota is created or removed (`quota_stage`, `quota_end`) and no memoized
--- directory's parent changes (`stat_parent`, `stat_reset`): nothing else changes what the
--- walk reads (a quota's usage is not part of a chain). The walk checks what quota::chain
--- checks in the same order (a quota record that does not decode, a missing parent, more
--- than MAX_DEPTH directories on the way, memoized ones included). Callers test QCH first:
--- `QCH[d] or quota_chain(d)`.
+-- (a table the caller must not change). Memoized for every directory of a walk that
+-- reaches the root (QCH, with its depth in QDEP), so a walk stops at the first memoized
+-- directory: a directory without a quota shares its parent's chain. The memo holds while
+-- no quota is created or removed (`quota_stage`, `quota_end`) and no memoized directory's
+-- parent changes (`stat_parent`, `stat_reset`): nothing else changes what the walk reads (a
+-- quota's usage is not part of a chain). Across calls it holds while this library owns the
+-- volume (`stats_load`): nothing else changed a parent or a quota. The walk checks what
+-- quota::chain checks in the same order (a quota record that does not decode, a missing
+-- parent, more than MAX_DEPTH directories on the way, memoized ones included). Callers test
+-- QCH first: `QCH[d] or quota_chain(d)`.
 local function quota_chain(dir8)
   local base = QCH[dir8]
   if base then return base end
@@ -239,7 +251,7 @@ local function quota_chain(dir8)
     if base then
       local depth = QDEP[p] + 1
       if depth <= MAX_DEPTH then
-        QCH[dir8], QDEP[dir8] = base, depth
+        QCH[dir8], QDEP[dir8], QCHN = base, depth, QCHN + 1
         return base
       end
     end
@@ -293,6 +305,7 @@ local function quota_chain(dir8)
     depth = depth + 1
     QCH[d], QDEP[d] = base, depth
   end
+  QCHN = QCHN + n
   return base
 end
 
@@ -403,7 +416,7 @@ local function restat_check(ino8, before, after)
   -- (quota_on, inline.)
   if DSON == nil then limits() end
   if not DSON then return end
-  if QN == nil then QN = redis.call('HLEN', S.quotas) end
+  if QN == nil then quota_load() end
   if QN + QND <= 0 then return end
   local d, dh, dl, dsh, dsl, e, eh, el, esh, esl
   if before then d, dh, dl, dsh, dsl = charge(ino8, before) end

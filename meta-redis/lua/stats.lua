@@ -26,6 +26,72 @@ local function i64_norm(h, l)
   return h, l
 end
 
+-- The most directories whose statistics records, and whose quota chains, a volume keeps
+-- from call to call (about 100 bytes each), and the most volumes that keep them.
+local MEMO_MAX, MEMO_VOLUMES = 8192, 8
+
+-- Whether this library owns the volume's directory statistics and quotas (OWNED), found
+-- once per call before the first read of either (`stat_check`, `quota_load`).
+-- {prefix}statsOwner names the library that last wrote them: MYID (the address of this
+-- library's MEMO table and the server's time at its first call: unique per library and
+-- server process), or 'script' for the scripts way, which keeps nothing. While this library
+-- owns the volume, what it kept at the end of its last call (`stats_save`: the statistics
+-- records and quotas it read or wrote, the number of quotas, the quota chains) is what is
+-- stored, as nothing else wrote them since, and the call takes it instead of reading again
+-- (the HGET per directory, the HLEN, the HGETALL or HGETs of quotas, the walks of
+-- `quota_chain`). Else the call starts from nothing
+-- and, before it writes either hash, makes this library the owner (`stats_claim`), so that
+-- every other (another version of the library, another server's after a failover) drops
+-- what it kept. Anything else that writes those hashes must delete {prefix}statsOwner.
+local function stats_load()
+  local o = redis.call('GET', S.owner)
+  if not KEEP then
+    OWNED = o == 'script'
+    return
+  end
+  if not MYID then
+    local t = redis.call('TIME')
+    MYID = tostring(MEMO) .. ' ' .. t[1] .. '.' .. t[2]
+  end
+  OWNED = o == MYID
+  -- Taken out until `stats_save` puts it back: a call that stops on an error keeps nothing.
+  local m = MEMO[S.tag]
+  if m then
+    MEMO[S.tag] = nil
+    MEMON = MEMON - 1
+    if OWNED then
+      DSV, DSVN, QN, QCH, QDEP, QCHN = m.dsv, m.dsvn, m.qn, m.ch, m.dep, m.chn
+      QC, QRAW, QCN = m.qc, m.qraw, m.qcn
+    end
+  end
+end
+
+-- Before the call writes the statistics or quotas hash: this library becomes their owner.
+local function stats_claim()
+  if OWNED == nil then stats_load() end
+  if not OWNED then
+    redis.call('SET', S.owner, KEEP and MYID or 'script')
+    OWNED = true
+  end
+end
+
+-- At the end of a call of a library that owns the volume (Redis Functions only): keeps for
+-- the next call the statistics records and the quotas as now stored (QC: the decoded quotas
+-- it read, with the changes `flush_quotas` wrote; QRAW: the hash as read whole, under QC),
+-- the number of quotas and the chains; past MEMO_MAX directories, the records or the chains
+-- and quotas start again from none.
+local function stats_save()
+  if not OWNED or not KEEP then return end
+  if DSVN > MEMO_MAX then DSV, DSVN = {}, 0 end
+  if QCHN > MEMO_MAX or QCN > MEMO_MAX then
+    QCH, QDEP, QCHN, QC, QRAW, QCN = {}, {}, 0, {}, nil, 0
+  end
+  if MEMON >= MEMO_VOLUMES then MEMO, MEMON = {}, 0 end
+  MEMON = MEMON + 1
+  MEMO[S.tag] = { dsv = DSV, dsvn = DSVN, qn = QN, ch = QCH, dep = QDEP, chn = QCHN, qc = QC,
+    qraw = QRAW, qcn = QCN }
+end
+
 -- Writes the changes of directory statistics (`restat`, `stat_reset`, `stat_parent`): each
 -- changed directory's new record, computed from the one `stat_check` read (exactly, for any
 -- i64), with its parent (the new one, else the stored one), all in one HSET; the records of
@@ -34,6 +100,7 @@ end
 local function flush_stats()
   local n = #DSLIST
   if n == 0 then return end
+  stats_claim()
   local set, del = {}, {}
   for j = 1, n do
     local d = DSLIST[j]
@@ -45,6 +112,7 @@ local function flush_stats()
       if v == nil then
         -- Changed without `stat_check` (no op does that): read it now.
         v = redis.call('HGET', S.stats, d)
+        DSVN = DSVN + 1
       end
       if v and #v ~= 24 and #v ~= 32 then
         error('directory ' .. dec(d) .. ': undecodable statistics record')
@@ -94,6 +162,9 @@ local function flush_stats()
     elseif v or reset then
       del[#del + 1] = d
     end
+    -- (What is stored after the call, kept for the next one: `stats_save`; a deleted
+    -- directory's is never read again.)
+    if reset and not rec then DSV[d] = nil else DSV[d] = rec or false end
   end
   for i = 1, #del, 510 do
     redis.call('HDEL', S.stats, unpack(del, i, math.min(i + 509, #del)))
@@ -112,7 +183,8 @@ end
 -- (`quota_chain`); a missing field is all zeros, a 24-byte record (from before quotas) has
 -- no parent. Kept only when the limits record says so (`limits`, DSON). In
 -- its check phase an op calls `stat_check` for every directory it may charge: that reads the
--- directory's record (HGET, once per batch) and checks that it decodes. In its write phase it
+-- directory's record (HGET, once per batch, none while kept from an earlier call:
+-- `stats_load`) and checks that it decodes. In its write phase it
 -- computes its changes (`restat`, at the places meta_core::logic calls checks::restat, with
 -- the same attributes before and after), which the batch adds up per directory;
 -- `flush_batch` writes the new records (`flush_stats`: one HSET). Deleting a directory
@@ -127,6 +199,7 @@ end
 local function stat_check(dir8)
   if DSON == nil then limits() end
   if not DSON then return end
+  if OWNED == nil then stats_load() end
   local v = DSV[dir8]
   if v == nil then
     if dir8 == ZERO8 then
@@ -144,7 +217,7 @@ local function stat_check(dir8)
       end
       SETS[S.stats] = true
     end
-    DSV[dir8] = v
+    DSV[dir8], DSVN = v, DSVN + 1
   end
   if v and #v ~= 32 and #v ~= 24 then
     fail('Corrupted', 'directory ' .. dec(dir8) .. ': undecodable statistics record ('
@@ -253,7 +326,7 @@ local function stat_reset(ino8)
   local t = DS[ino8] or stat_entry(ino8)
   t[1], t[2], t[3], t[4], t[5], t[6], t[7] = 0, 0, 0, 0, 0, true, nil
   -- (Its parent, as `dir_parent` sees it, may change: the memoized quota chains through it go.)
-  if QCH[ino8] then QCH, QDEP = {}, {} end
+  if QCH[ino8] then chains_reset() end
 end
 
 -- Directory `dir8`'s statistics record names `parent8` as its parent from now on (mknod,
@@ -264,7 +337,7 @@ local function stat_parent(dir8, parent8)
   t[7] = parent8
   -- The memoized quota chains through it go (every directory of a memoized chain's walk is
   -- memoized itself: see `quota_chain`).
-  if QCH[dir8] then QCH, QDEP = {}, {} end
+  if QCH[dir8] then chains_reset() end
 end
 
 -- The statistics of directory `dir8` as the batch sees them (its record plus the batch's

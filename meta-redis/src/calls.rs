@@ -31,9 +31,11 @@ impl Inner {
         }
     }
 
-    /// Loads the library `want`'s way: `FUNCTION LOAD REPLACE` (on a Cluster, on every
-    /// primary), or `SCRIPT LOAD` of every script; `None` (the `scripting=auto` default):
-    /// Functions when the server has them, else scripts.
+    /// Loads the library `want`'s way: `FUNCTION LOAD` (on a Cluster, on every primary; a
+    /// library of this name already there is this code, since the name is its hash, and
+    /// stays, with what it keeps from call to call), or `SCRIPT LOAD` of every script;
+    /// `None` (the `scripting=auto` default): Functions when the server has them, else
+    /// scripts.
     ///
     /// Errors: `Unavailable` when the server cannot be reached, `ConfigInvalid` when the
     /// ACL user may not load functions or scripts, or `scripting=function` names a server
@@ -42,11 +44,14 @@ impl Inner {
         if want != Some(Scripting::Eval) {
             let c = cmd("FUNCTION")
                 .arg("LOAD")
-                .arg("REPLACE")
                 .arg(&self.library.function_code)
                 .clone();
             match self.conn.cmd(&c).await {
                 Ok(_) => {
+                    self.functions.store(true, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) if e.to_string().contains("already exists") => {
                     self.functions.store(true, Ordering::Relaxed);
                     return Ok(());
                 }

@@ -135,6 +135,15 @@ impl Layout {
         format!("{}quotas", self.tag)
     }
 
+    /// `{prefix}statsOwner`: which Lua library last wrote the volume's directory statistics or
+    /// quotas (a name it makes up: unique per library and server process; `script` for the
+    /// scripts way). The owner keeps the records it read and wrote from call to call and reads
+    /// them again only when another library took over, so anything else that writes the
+    /// statistics or quotas hashes must delete this key.
+    pub fn stats_owner(&self) -> String {
+        format!("{}statsOwner", self.tag)
+    }
+
     /// `{prefix}{name}`: a counter (decimal integer): `nextInode`, `nextChunk`, `usedSpace`,
     /// `totalInodes`, `nextSession`, `cleanupLease`.
     pub fn counter(&self, c: Counter) -> String {
@@ -186,6 +195,7 @@ mod tests {
         assert_eq!(l.counter(Counter::NextInode), "{vol1}nextInode");
         assert_eq!(l.dir_stats(), "{vol1}dirstats");
         assert_eq!(l.quotas(), "{vol1}quotas");
+        assert_eq!(l.stats_owner(), "{vol1}statsOwner");
         assert_eq!(l.pattern(), "{vol1}*");
         assert!(valid_prefix("a-b_c.d:e9"));
         for bad in ["", "a{b", "a}b", "a*", "a?", "a[b]", "a b", &"x".repeat(65)] {

@@ -54,7 +54,7 @@ impl Call {
 }
 
 /// The batch's shared keys, in the order `lua/batch.lua` takes them.
-pub(crate) fn shared_keys(l: &Layout) -> [String; 8] {
+pub(crate) fn shared_keys(l: &Layout) -> [String; 9] {
     [
         l.limits(),
         l.counter(Counter::UsedSpace),
@@ -64,6 +64,7 @@ pub(crate) fn shared_keys(l: &Layout) -> [String; 8] {
         l.pending_slices(),
         l.dir_stats(),
         l.quotas(),
+        l.stats_owner(),
     ]
 }
 

@@ -6,10 +6,11 @@
 //! mutating op), `format`, and the read-only `lookup` and `readdir_plus`. It reaches the
 //! server in one of two ways ([`Scripting`]):
 //!
-//! - **Redis Functions** (Redis ≥ 7.0): `FUNCTION LOAD REPLACE` once per server (on a
-//!   Cluster, on every primary; functions are replicated and persisted with the data), then
-//!   `FCALL` / `FCALL_RO`. The library's code runs once at load; a call runs only its entry
-//!   point.
+//! - **Redis Functions** (Redis ≥ 7.0): `FUNCTION LOAD` once per server (on a Cluster, on
+//!   every primary; functions are replicated and persisted with the data; a library of the
+//!   same name is the same code and stays), then `FCALL` / `FCALL_RO`. The library's code
+//!   runs once at load; a call runs only its entry point, and what the library keeps from
+//!   call to call (`lua/stats.lua`'s `stats_load`) lives as long as it is loaded.
 //! - **Scripts**: one script per entry point (`SCRIPT LOAD`, `EVALSHA`), for servers without
 //!   Functions. Every call re-runs its script's definitions (for `batch`, the whole library:
 //!   ≈ 2–3 µs of server time per call, shared by the ops of the batch).
@@ -208,7 +209,7 @@ impl Library {
             .iter()
             .map(|&e| {
                 let code = match e {
-                    Entry::Batch => format!("{ops_lib}\nreturn batch(KEYS, ARGV)\n"),
+                    Entry::Batch => format!("{ops_lib}\nreturn batch(KEYS, ARGV, true)\n"),
                     _ => format!("{BASE}\n{READS}\nreturn {}(KEYS, ARGV)\n", e.lua_name()),
                 };
                 Lua {

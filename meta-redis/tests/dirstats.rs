@@ -319,6 +319,16 @@ async fn get(b: &RedisBackend, key: &str) -> anyhow::Result<Value> {
     Ok(b.query(redis::cmd("GET").arg(key)).await?)
 }
 
+/// Runs `c`, a direct write of the statistics or quotas hash, and deletes the volume's
+/// `statsOwner` key as the layout asks of anything but the library that writes them (else
+/// the library would go on from the records it kept).
+async fn tamper(b: &RedisBackend, c: &mut redis::Cmd) -> anyhow::Result<()> {
+    b.query(c).await?;
+    b.query(redis::cmd("DEL").arg(b.layout().stats_owner()))
+        .await?;
+    Ok(())
+}
+
 async fn exists(b: &RedisBackend, key: &str) -> anyhow::Result<bool> {
     Ok(matches!(
         b.query(redis::cmd("EXISTS").arg(key)).await?,
@@ -393,8 +403,7 @@ async fn a_corrupted_record_fails_before_any_write() -> anyhow::Result<()> {
     let field = 10u64.to_be_bytes();
     let garbage: [&[u8]; 7] = [b"abc", b"", b"10", &[0; 23], &[0; 25], &[0; 31], &[0; 33]];
     for garbage in garbage {
-        b.query(redis::cmd("HSET").arg(&stats).arg(&field[..]).arg(garbage))
-            .await?;
+        tamper(&b, redis::cmd("HSET").arg(&stats).arg(&field[..]).arg(garbage)).await?;
         let attr_before = b.get_attr(Ino(11)).await?;
         for op in [
             write(11, 0, 6, 10, 10),
@@ -427,7 +436,7 @@ async fn a_corrupted_record_fails_before_any_write() -> anyhow::Result<()> {
     }
     // A wrong-type hash fails the ops that would write it, and the read.
     b.query(redis::cmd("DEL").arg(&stats)).await?;
-    b.query(redis::cmd("SET").arg(&stats).arg("x")).await?;
+    tamper(&b, redis::cmd("SET").arg(&stats).arg("x")).await?;
     let r = b.apply(&[file(10, "g", 12)]).await?;
     ensure!(
         r[0].as_ref().err().map(|e| e.kind()) == Some(ErrorKind::Corrupted),
@@ -557,8 +566,7 @@ async fn records_without_a_parent_and_damaged_quotas() -> anyhow::Result<()> {
             .arg(&rec10[..24]),
     )
     .await?;
-    b.query(redis::cmd("HDEL").arg(&stats).arg(&11u64.to_be_bytes()[..]))
-        .await?;
+    tamper(&b, redis::cmd("HDEL").arg(&stats).arg(&11u64.to_be_bytes()[..])).await?;
     let r = strict.apply(&[file(11, "f", 12)]).await?;
     let e = r[0]
         .as_ref()
@@ -594,7 +602,8 @@ async fn records_without_a_parent_and_damaged_quotas() -> anyhow::Result<()> {
     );
 
     // A damaged quota record.
-    b.query(
+    tamper(
+        &b,
         redis::cmd("HSET")
             .arg(b.layout().quotas())
             .arg(&10u64.to_be_bytes()[..])
@@ -630,6 +639,77 @@ async fn records_without_a_parent_and_damaged_quotas() -> anyhow::Result<()> {
         e.kind() == ErrorKind::Corrupted && e.to_string().contains("bad-field"),
         "{e}"
     );
+    b.erase().await?;
+    Ok(())
+}
+
+/// The library keeps the statistics records, the number of quotas and the quota chains from
+/// call to call while `{prefix}statsOwner` names it, and drops them when another library
+/// wrote the hashes and took the key over (another version of the library, or another
+/// server's after a failover; here the test plays it): the next op reads the records that
+/// library left, a quota it created is charged, and the key names this library again.
+#[tokio::test]
+async fn another_owner_of_the_statistics_is_seen() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "dirstats owner") else {
+        return Ok(());
+    };
+    let b = open(&url, &unique_prefix("o")).await?;
+    Meta::format(&b, &Setting::new("owner"), false).await?;
+    let owner = b.layout().stats_owner();
+    let r = b.apply(&[mkdir(1, "d", 10), file(10, "a", 11)]).await?;
+    ensure!(r.iter().all(Result::is_ok), "{r:?}");
+    let ours = get(&b, &owner).await?;
+    ensure!(
+        matches!(&ours, Value::BulkString(v) if !v.is_empty() && v.as_slice() != b"script"),
+        "the library names itself the owner: {ours:?}"
+    );
+    let r = b.apply(&[file(10, "b", 12)]).await?;
+    ensure!(r[0].is_ok(), "{r:?}");
+    ensure!(get(&b, &owner).await? == ours, "the owner changed");
+
+    // Another library: directory 10 now has 50 inodes (its parent still 1), and a quota of
+    // 52 inodes on it with 50 used.
+    let mut rec = Vec::new();
+    for v in [50i64, 0, 50 * 4096] {
+        rec.extend_from_slice(&v.to_be_bytes());
+    }
+    rec.extend_from_slice(&1u64.to_be_bytes());
+    let mut quota = Vec::new();
+    for v in [0i64, 52, 50, 0, 50 * 4096] {
+        quota.extend_from_slice(&v.to_be_bytes());
+    }
+    b.query(
+        redis::cmd("HSET")
+            .arg(b.layout().dir_stats())
+            .arg(&10u64.to_be_bytes()[..])
+            .arg(&rec[..]),
+    )
+    .await?;
+    b.query(
+        redis::cmd("HSET")
+            .arg(b.layout().quotas())
+            .arg(&10u64.to_be_bytes()[..])
+            .arg(&quota[..]),
+    )
+    .await?;
+    b.query(redis::cmd("SET").arg(&owner).arg("another library"))
+        .await?;
+
+    let r = b
+        .apply(&[file(10, "c", 13), file(10, "d", 14), file(10, "e", 15)])
+        .await?;
+    ensure!(
+        r[0].is_ok()
+            && r[1].is_ok()
+            && r[2].as_ref().err().map(|e| e.kind()) == Some(ErrorKind::QuotaExceeded),
+        "the quota the other library created is charged: {r:?}"
+    );
+    let s = b.dir_stats(&[Ino(10)]).await?;
+    ensure!(
+        s[0].inodes == 52,
+        "the other library's 50 inodes and 2 more: {s:?}"
+    );
+    ensure!(get(&b, &owner).await? == ours, "the library took the key back");
     b.erase().await?;
     Ok(())
 }

@@ -296,6 +296,7 @@ async fn strays(b: &RedisBackend) -> anyhow::Result<Vec<String>> {
         "limits",
         "dirstats",
         "quotas",
+        "statsOwner",
         "nextInode",
         "nextChunk",
         "usedSpace",
