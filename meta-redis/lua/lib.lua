@@ -114,6 +114,7 @@ local LIMITS = nil -- { capacity, inodes, dir_stats (boolean) } once read
 local DS = {}      -- directory ino8 -> the batch's changes to its statistics (see `restat`)
 local DSLIST = {}  -- the same directories, in order
 local DSV = {}     -- directory ino8 -> its stored statistics record as read (false: none)
+local DSD = {}     -- directory ino8 -> DSV's record decoded, when the last flush wrote it
 local DSON = nil   -- LIMITS[3] (whether the volume keeps directory statistics) once read
 local LIVE = {}    -- session ID -> true once found live by this batch (close_session forgets)
 local SETS = {}    -- keys already type-checked by this batch (check_type)
@@ -142,7 +143,7 @@ local OWNED = nil  -- whether this library owns the volume's statistics (`stats_
 local KEEP = true  -- whether DSV, QN and QCH may be kept for the next call (not the scripts way)
 -- Kept from call to call (see `stats_load`): Redis Functions run the library's code once, at
 -- FUNCTION LOAD, so these live as long as the library does (the scripts way runs it per call).
-local MEMO = {}    -- volume key tag -> { dsv, dsvn, qn, ch, dep, chn, qc, qraw, qcn }: DSV, DSVN...
+local MEMO = {}    -- volume key tag -> { dsv, dsd, dsvn, qn, ch, dep, chn, qc, qraw, qcn }: DSV...
 local MEMON = 0    -- volumes in MEMO
 local MYID = nil   -- this library's name as an owner (`stats_load`)
 
@@ -151,7 +152,7 @@ local function begin_batch(keys, tag, flags, once)
     ps = keys[6], stats = keys[7], quotas = keys[8], owner = keys[9], tag = tag,
     strict = flags == 's' }
   AC, AD, DSET, DLIST, CNT, LIMITS, LIVE, SETS = {}, {}, {}, {}, {}, nil, {}, {}
-  DS, DSLIST, DSV, DSON = {}, {}, {}, nil
+  DS, DSLIST, DSV, DSD, DSON = {}, {}, {}, {}, nil
   QC, QRAW, QLIST, QDIRTY, QST, QSTX, QN, QND = {}, nil, {}, {}, nil, false, nil, 0
   QUN, QCH, QDEP, QCHN, DSVN, QCN, OWNED, KEEP = 0, {}, {}, 0, 0, 0, nil, not once
 end

@@ -2,7 +2,7 @@
 -- record codec, the batch's changes and their write-back (`flush_stats`). After perm.lua.
 
 -- 2^31, 2^32 and 2^53 (beyond which a double no longer holds every integer).
-local P31, P32, P53 = 2147483648, 4294967296, 9007199254740992
+local P31, P32, P52, P53 = 2147483648, 4294967296, 4503599627370496, 9007199254740992
 local P106 = P53 * P53
 
 -- A directory's statistics record: three big-endian i64 (inodes, length, space), each read
@@ -60,7 +60,7 @@ local function stats_load()
     MEMO[S.tag] = nil
     MEMON = MEMON - 1
     if OWNED then
-      DSV, DSVN, QN, QCH, QDEP, QCHN = m.dsv, m.dsvn, m.qn, m.ch, m.dep, m.chn
+      DSV, DSD, DSVN, QN, QCH, QDEP, QCHN = m.dsv, m.dsd, m.dsvn, m.qn, m.ch, m.dep, m.chn
       QC, QRAW, QCN = m.qc, m.qraw, m.qcn
     end
   end
@@ -82,14 +82,14 @@ end
 -- and quotas start again from none.
 local function stats_save()
   if not OWNED or not KEEP then return end
-  if DSVN > MEMO_MAX then DSV, DSVN = {}, 0 end
+  if DSVN > MEMO_MAX then DSV, DSD, DSVN = {}, {}, 0 end
   if QCHN > MEMO_MAX or QCN > MEMO_MAX then
     QCH, QDEP, QCHN, QC, QRAW, QCN = {}, {}, 0, {}, nil, 0
   end
   if MEMON >= MEMO_VOLUMES then MEMO, MEMON = {}, 0 end
   MEMON = MEMON + 1
-  MEMO[S.tag] = { dsv = DSV, dsvn = DSVN, qn = QN, ch = QCH, dep = QDEP, chn = QCHN, qc = QC,
-    qraw = QRAW, qcn = QCN }
+  MEMO[S.tag] = { dsv = DSV, dsd = DSD, dsvn = DSVN, qn = QN, ch = QCH, dep = QDEP,
+    chn = QCHN, qc = QC, qraw = QRAW, qcn = QCN }
 end
 
 -- Writes the changes of directory statistics (`restat`, `stat_reset`, `stat_parent`): each
@@ -106,54 +106,72 @@ local function flush_stats()
     local d = DSLIST[j]
     local e = DS[d]
     local di, dlh, dll, dsh, dsl, reset, parent = e[1], e[2], e[3], e[4], e[5], e[6], e[7]
-    local v = false
-    if not reset then
-      v = DSV[d]
-      if v == nil then
-        -- Changed without `stat_check` (no op does that): read it now.
-        v = redis.call('HGET', S.stats, d)
-        DSVN = DSVN + 1
-      end
-      if v and #v ~= 24 and #v ~= 32 then
-        error('directory ' .. dec(d) .. ': undecodable statistics record')
-      end
-    end
-    -- Most values are below 2^53 in magnitude: read, added and written as doubles, exact
-    -- there (a value past 2^53 may come out rounded, but never to below 2^53: then the
-    -- halves are used). A sum of squares below 2^106 means each |x| < 2^53 (x * x rounds
-    -- up to 2^106 at worst).
-    local i, l, sp, p = 0, 0, 0, nil
-    if v then
-      if #v == 32 then
-        i, l, sp, p = struct.unpack(STAT_REC8P, v)
-      else
-        i, l, sp = struct.unpack(STAT_REC8, v)
-      end
-    end
-    -- The new parent, else the stored one (none: the root, or a record from before quotas).
-    parent = parent or p
-    local xl, xs = dlh * P32 + dll, dsh * P32 + dsl
-    local rec, ok = nil, i * i + l * l + sp * sp + xl * xl + xs * xs < P106
-    if ok then
-      i, l, sp = i + di, l + xl, sp + xs
-      ok = i * i + l * l + sp * sp < P106
-    end
-    if ok then
-      if parent then
+    local v, rec = false, nil
+    -- The common case: the record as the last flush wrote it, kept decoded (DSD: each value
+    -- below 2^52 in magnitude), and changes below 2^32 (high halves 0): added as doubles,
+    -- exact, without decoding the record again.
+    local c = DSD[d]
+    if c and not reset and dlh == 0 and dsh == 0 then
+      local i, l, sp = c[1] + di, c[2] + dll, c[3] + dsl
+      if i < P52 and i > -P52 and l < P52 and l > -P52 and sp < P52 and sp > -P52 then
+        parent = parent or c[4]
         rec = struct.pack(STAT_REC8P, i, l, sp, parent)
-      elseif i ~= 0 or l ~= 0 or sp ~= 0 then
-        rec = struct.pack(STAT_REC8, i, l, sp)
+        c[1], c[2], c[3], c[4] = i, l, sp, parent
       end
-    else
-      local ih, il, lh, ll, sh, sl = 0, 0, 0, 0, 0, 0
-      if v then ih, il, lh, ll, sh, sl = struct.unpack(STAT_REC, v) end
-      ih, il = i64_norm(ih, il + di)
-      lh, ll = i64_norm(lh + dlh, ll + dll)
-      sh, sl = i64_norm(sh + dsh, sl + dsl)
-      if parent then
-        rec = struct.pack(STAT_RECP, ih, il, lh, ll, sh, sl, parent)
-      elseif ih ~= 0 or il ~= 0 or lh ~= 0 or ll ~= 0 or sh ~= 0 or sl ~= 0 then
-        rec = struct.pack(STAT_REC, ih, il, lh, ll, sh, sl)
+    end
+    if not rec then
+      if not reset then
+        v = DSV[d]
+        if v == nil then
+          -- Changed without `stat_check` (no op does that): read it now.
+          v = redis.call('HGET', S.stats, d)
+          DSVN = DSVN + 1
+        end
+        if v and #v ~= 24 and #v ~= 32 then
+          error('directory ' .. dec(d) .. ': undecodable statistics record')
+        end
+      end
+      -- Most values are below 2^53 in magnitude: read, added and written as doubles, exact
+      -- there (a value past 2^53 may come out rounded, but never to below 2^53: then the
+      -- halves are used). A sum of squares below 2^106 means each |x| < 2^53 (x * x rounds
+      -- up to 2^106 at worst).
+      local i, l, sp, p = 0, 0, 0, nil
+      if v then
+        if #v == 32 then
+          i, l, sp, p = struct.unpack(STAT_REC8P, v)
+        else
+          i, l, sp = struct.unpack(STAT_REC8, v)
+        end
+      end
+      -- The new parent, else the stored one (none: the root, or a record from before quotas).
+      parent = parent or p
+      local xl, xs = dlh * P32 + dll, dsh * P32 + dsl
+      local ok = i * i + l * l + sp * sp + xl * xl + xs * xs < P106
+      if ok then
+        i, l, sp = i + di, l + xl, sp + xs
+        ok = i * i + l * l + sp * sp < P106
+      end
+      DSD[d] = nil
+      if ok then
+        if parent then
+          rec = struct.pack(STAT_REC8P, i, l, sp, parent)
+          if i < P52 and i > -P52 and l < P52 and l > -P52 and sp < P52 and sp > -P52 then
+            DSD[d] = { i, l, sp, parent }
+          end
+        elseif i ~= 0 or l ~= 0 or sp ~= 0 then
+          rec = struct.pack(STAT_REC8, i, l, sp)
+        end
+      else
+        local ih, il, lh, ll, sh, sl = 0, 0, 0, 0, 0, 0
+        if v then ih, il, lh, ll, sh, sl = struct.unpack(STAT_REC, v) end
+        ih, il = i64_norm(ih, il + di)
+        lh, ll = i64_norm(lh + dlh, ll + dll)
+        sh, sl = i64_norm(sh + dsh, sl + dsl)
+        if parent then
+          rec = struct.pack(STAT_RECP, ih, il, lh, ll, sh, sl, parent)
+        elseif ih ~= 0 or il ~= 0 or lh ~= 0 or ll ~= 0 or sh ~= 0 or sl ~= 0 then
+          rec = struct.pack(STAT_REC, ih, il, lh, ll, sh, sl)
+        end
       end
     end
     if rec then
@@ -164,7 +182,11 @@ local function flush_stats()
     end
     -- (What is stored after the call, kept for the next one: `stats_save`; a deleted
     -- directory's is never read again.)
-    if reset and not rec then DSV[d] = nil else DSV[d] = rec or false end
+    if reset and not rec then
+      DSV[d], DSD[d] = nil, nil
+    else
+      DSV[d] = rec or false
+    end
   end
   for i = 1, #del, 510 do
     redis.call('HDEL', S.stats, unpack(del, i, math.min(i + 509, #del)))
