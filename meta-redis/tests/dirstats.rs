@@ -403,7 +403,11 @@ async fn a_corrupted_record_fails_before_any_write() -> anyhow::Result<()> {
     let field = 10u64.to_be_bytes();
     let garbage: [&[u8]; 7] = [b"abc", b"", b"10", &[0; 23], &[0; 25], &[0; 31], &[0; 33]];
     for garbage in garbage {
-        tamper(&b, redis::cmd("HSET").arg(&stats).arg(&field[..]).arg(garbage)).await?;
+        tamper(
+            &b,
+            redis::cmd("HSET").arg(&stats).arg(&field[..]).arg(garbage),
+        )
+        .await?;
         let attr_before = b.get_attr(Ino(11)).await?;
         for op in [
             write(11, 0, 6, 10, 10),
@@ -566,7 +570,11 @@ async fn records_without_a_parent_and_damaged_quotas() -> anyhow::Result<()> {
             .arg(&rec10[..24]),
     )
     .await?;
-    tamper(&b, redis::cmd("HDEL").arg(&stats).arg(&11u64.to_be_bytes()[..])).await?;
+    tamper(
+        &b,
+        redis::cmd("HDEL").arg(&stats).arg(&11u64.to_be_bytes()[..]),
+    )
+    .await?;
     let r = strict.apply(&[file(11, "f", 12)]).await?;
     let e = r[0]
         .as_ref()
@@ -653,7 +661,8 @@ async fn another_owner_of_the_statistics_is_seen() -> anyhow::Result<()> {
     let Some(url) = server(STANDALONE_ENV, "dirstats owner") else {
         return Ok(());
     };
-    let b = open(&url, &unique_prefix("o")).await?;
+    // (Redis Functions: the scripts way keeps nothing from call to call.)
+    let b = open(&with_param(&url, "scripting=function"), &unique_prefix("o")).await?;
     Meta::format(&b, &Setting::new("owner"), false).await?;
     let owner = b.layout().stats_owner();
     let r = b.apply(&[mkdir(1, "d", 10), file(10, "a", 11)]).await?;
@@ -709,7 +718,10 @@ async fn another_owner_of_the_statistics_is_seen() -> anyhow::Result<()> {
         s[0].inodes == 52,
         "the other library's 50 inodes and 2 more: {s:?}"
     );
-    ensure!(get(&b, &owner).await? == ours, "the library took the key back");
+    ensure!(
+        get(&b, &owner).await? == ours,
+        "the library took the key back"
+    );
     b.erase().await?;
     Ok(())
 }
