@@ -110,7 +110,7 @@ local AD = {}      -- attribute key -> the decoded (checked) form of AC's value,
 local DSET = {}    -- attribute keys written by the batch
 local DLIST = {}   -- the same, in order
 local CNT = {}     -- counter key -> { v = stored value, d = delta of the batch }
-local LIMITS = nil -- { capacity, inodes, dir_stats (boolean) } once read
+local LIMITS = nil -- { capacity, inodes, dir_stats (boolean), fenced (boolean), record } once read
 local DS = {}      -- directory ino8 -> the batch's changes to its statistics (see `restat`)
 local DSLIST = {}  -- the same directories, in order
 local DSV = {}     -- directory ino8 -> its stored statistics record as read (false: none)
@@ -385,10 +385,12 @@ local function limits()
     local v = redis.call('GET', S.limits)
     if not v then fail('NotFound', 'volume is not formatted (no limits record)') end
     local c, i = string.match(v, '^(%d+) (%d+)$')
-    local f = '0'
+    local f, k = '0', nil
     if not c then c, i, f = string.match(v, '^(%d+) (%d+) ([01])$') end
+    -- (The fourth field: see `stats_claim`.)
+    if not c then c, i, f, k = string.match(v, '^(%d+) (%d+) ([01]) (1)$') end
     if not c then fail('Corrupted', 'undecodable limits record') end
-    LIMITS = { tonumber(c), tonumber(i), f == '1' }
+    LIMITS = { tonumber(c), tonumber(i), f == '1', k ~= nil, v }
     DSON = LIMITS[3]
   end
   return LIMITS[1], LIMITS[2], LIMITS[3]

@@ -67,11 +67,18 @@ local function stats_load()
 end
 
 -- Before the call writes the statistics or quotas hash: this library becomes their owner.
+-- The limits record gets a fourth field `1` if it has none: libraries from before
+-- {prefix}statsOwner existed (which would write the hashes without a word) refuse a limits
+-- record of four fields (`Corrupted`) rather than make what this one kept wrong.
 local function stats_claim()
   if OWNED == nil then stats_load() end
   if not OWNED then
     redis.call('SET', S.owner, KEEP and MYID or 'script')
     OWNED = true
+    if LIMITS and not LIMITS[4] then
+      redis.call('SET', S.limits, LIMITS[5] .. ' 1')
+      LIMITS[4] = true
+    end
   end
 end
 

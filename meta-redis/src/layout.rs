@@ -113,7 +113,10 @@ impl Layout {
     /// `{prefix}limits`: `"{capacity} {inodes} {dir_stats}"` from the format record (dir_stats
     /// `1` when the volume keeps directory statistics, else `0`), read by scripts. A record of
     /// a volume formatted before directory statistics existed has the first two fields only
-    /// (no statistics).
+    /// (no statistics). A fourth field `1` says the statistics and quotas are written under
+    /// [`Layout::stats_owner`]: `format` writes it with statistics, and a library that
+    /// becomes the owner adds it, so that libraries from before the owner key existed, which
+    /// refuse four fields, cannot write the hashes behind the owner's back.
     pub fn limits(&self) -> String {
         format!("{}limits", self.tag)
     }

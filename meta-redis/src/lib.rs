@@ -255,11 +255,14 @@ impl Backend for RedisBackend {
         ];
         let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
         let record = meta_core::kv::encode_setting(setting);
+        // (With statistics, the fourth field that keeps libraries from before
+        // `{prefix}statsOwner` off the volume: `Layout::limits`.)
         let limits = format!(
-            "{} {} {}",
+            "{} {} {}{}",
             setting.capacity,
             setting.inodes,
-            u8::from(setting.dir_stats)
+            u8::from(setting.dir_stats),
+            if setting.dir_stats { " 1" } else { "" }
         );
         let root = meta_core::kv::encode_attr(&root);
         let reply = match inner

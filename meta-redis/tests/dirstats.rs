@@ -361,10 +361,18 @@ async fn the_limits_record_says_whether_statistics_are_kept() -> anyhow::Result<
     b.erase().await?;
 
     Meta::format(&b, &Setting::new("on"), false).await?;
-    ensure!(get(&b, &limits).await? == Value::BulkString(b"0 0 1".to_vec()));
+    ensure!(get(&b, &limits).await? == Value::BulkString(b"0 0 1 1".to_vec()));
+    // As formatted before `statsOwner` existed: the first library to own the statistics adds
+    // the fourth field, which older libraries refuse.
+    b.query(redis::cmd("SET").arg(&limits).arg("0 0 1")).await?;
     let r = b.apply(&[mkdir(1, "d", 10)]).await?;
     ensure!(r.iter().all(Result::is_ok), "{r:?}");
     ensure!(exists(&b, &stats).await?, "no statistics written when on");
+    ensure!(
+        get(&b, &limits).await? == Value::BulkString(b"0 0 1 1".to_vec()),
+        "{:?}",
+        get(&b, &limits).await?
+    );
     // The old form: no statistics.
     b.query(redis::cmd("SET").arg(&limits).arg("0 0")).await?;
     let before = b.dir_stats(&[Ino(1), Ino(10)]).await?;
@@ -374,7 +382,15 @@ async fn the_limits_record_says_whether_statistics_are_kept() -> anyhow::Result<
         b.dir_stats(&[Ino(1), Ino(10)]).await? == before,
         "statistics changed when off"
     );
-    for bad in ["0 0 2", "0 0 1 1", "0 0 ", "0", "x 0 1", "0 0 true"] {
+    for bad in [
+        "0 0 2",
+        "0 0 1 2",
+        "0 0 1 1 1",
+        "0 0 ",
+        "0",
+        "x 0 1",
+        "0 0 true",
+    ] {
         b.query(redis::cmd("SET").arg(&limits).arg(bad)).await?;
         let r = b.apply(&[file(10, "g", 13)]).await?;
         ensure!(
