@@ -26,8 +26,9 @@ local function i64_norm(h, l)
   return h, l
 end
 
--- The most directories whose statistics records, and whose quota chains, a volume keeps
--- from call to call (about 100 bytes each), and the most volumes that keep them.
+-- The most directories whose statistics records, and whose quota chains and quotas, a
+-- volume keeps from call to call (a few hundred bytes each: at most ≈ 4 MB of Lua memory
+-- per volume), and the most volumes that keep them.
 local MEMO_MAX, MEMO_VOLUMES = 8192, 8
 
 -- Whether this library owns the volume's directory statistics and quotas (OWNED), found
@@ -39,10 +40,10 @@ local MEMO_MAX, MEMO_VOLUMES = 8192, 8
 -- records and quotas it read or wrote, the number of quotas, the quota chains) is what is
 -- stored, as nothing else wrote them since, and the call takes it instead of reading again
 -- (the HGET per directory, the HLEN, the HGETALL or HGETs of quotas, the walks of
--- `quota_chain`). Else the call starts from nothing
--- and, before it writes either hash, makes this library the owner (`stats_claim`), so that
--- every other (another version of the library, another server's after a failover) drops
--- what it kept. Anything else that writes those hashes must delete {prefix}statsOwner.
+-- `quota_chain`). Else the call starts from nothing and, before it writes either hash,
+-- makes this library the owner (`stats_claim`), so that every other (another version of
+-- the library, another server's after a failover) drops what it kept. Anything else that
+-- writes those hashes must delete {prefix}statsOwner.
 local function stats_load()
   local o = redis.call('GET', S.owner)
   if not KEEP then
@@ -75,7 +76,7 @@ local function stats_claim()
   if not OWNED then
     redis.call('SET', S.owner, KEEP and MYID or 'script')
     OWNED = true
-    if LIMITS and not LIMITS[4] then
+    if DSON and not LIMITS[4] then
       redis.call('SET', S.limits, LIMITS[5] .. ' 1')
       LIMITS[4] = true
     end
