@@ -86,7 +86,7 @@ local function batch(keys, argv, once)
     end
     local ok, res = pcall(f, slice(keys, kp, nk), slice(argv, ap, na))
     if QUN > 0 then
-      if ok then QUN, UQ, UD = 0, nil, nil else quota_undo() end
+      if ok then QUN = 0 else quota_undo() end
     end
     if QST then quota_end(ok) end
     kp, ap = kp + nk, ap + na

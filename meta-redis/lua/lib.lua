@@ -130,9 +130,8 @@ local QST = nil    -- the running op's staged quotas: directory ino8 -> quota or
 local QSTX = false -- whether QST creates or removes a quota (not only new limits)
 local QN = nil     -- how many quotas the volume has as the batch sees it (HLEN once)
 local QND = 0      -- the running op's staged change to QN
-local QUN = 0      -- entries in the running op's undo log of usage changes (see `quota_add`):
-local UQ, UD, U1, U2, U3, U4, U5, U6 -- the first (upvalues: cheaper than table slots),
-local QU = {}      -- the others, 8 slots each
+local QUN = 0      -- entries in the running op's undo log of usage changes (see `quota_add`)
+local QU = {}      -- the log, 9 slots per entry
 local QCH = {}     -- directory ino8 -> its `quota_chain` (a table never changed), memoized
 local QDEP = {}    -- directory ino8 in QCH -> the directories on its way to the root, both included
 local QWAY = {}    -- scratch of `quota_chain`: the directories of its walk (past its count: stale)

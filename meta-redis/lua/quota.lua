@@ -7,10 +7,53 @@
 -- unsigned low 32-bit halves (STAT_REC's way: packing the halves back gives the same bytes,
 -- so a u64 limit past 2^63 stays exact too). Decoded, a quota is the array { usage ih, il,
 -- lh, ll, sh, sl, then max_space h, l, max_inodes h, l }: usage first, as `stat_add` takes
--- it.
+-- it. While every usage is below 2^52 in magnitude (always, in practice) it may be in the
+-- fast form instead (`quota_fast`): q[16] true, the usage as three numbers in q[11]
+-- (inodes), q[12] (length), q[13] (space), exact, and the limits as numbers in q[14]
+-- (space) and q[15] (inodes) for comparing with them; q[1] .. q[6] are then stale.
+-- `quota_halves` goes back; q[16] false: the usage is too large for the fast form.
 local QUOTA_REC = '>i4I4i4I4i4I4i4I4i4I4'
+-- The same with the usage as three i64 (exact as numbers below 2^53).
+local QUOTA_REC8 = '>i4I4i4I4i8i8i8'
+
+-- A limit (a u64 as stored: halves, the high one signed) as a number for comparing with a
+-- usage below 2^52: none (0) and past i64::MAX (high half < 0) are above every usage; one
+-- past 2^53 comes out rounded, but never below 2^53.
+local function limit_num(h, l)
+  if h < 0 or (h == 0 and l == 0) then return math.huge end
+  return h * P32 + l
+end
+
+-- Quota `q` into the fast form when its usages allow; whether it is in it now.
+local function quota_fast(q)
+  if q[16] then return true end
+  local i, l, sp = q[1] * P32 + q[2], q[3] * P32 + q[4], q[5] * P32 + q[6]
+  if i * i + l * l + sp * sp >= P104 then
+    q[16] = false
+    return false
+  end
+  q[11], q[12], q[13], q[14], q[15], q[16] = i, l, sp, limit_num(q[7], q[8]),
+    limit_num(q[9], q[10]), true
+  return true
+end
+
+-- The i64 x (a whole number, |x| < 2^53) as halves (high signed, low in [0, 2^32)).
+local function halves(x)
+  local h = math.floor(x / P32)
+  return h, x - h * P32
+end
+
+-- Quota `q` back from the fast form (the same usage as halves).
+local function quota_halves(q)
+  if not q[16] then return end
+  q[1], q[2] = halves(q[11])
+  q[3], q[4] = halves(q[12])
+  q[5], q[6] = halves(q[13])
+  q[16] = nil
+end
 
 local function enc_quota(q)
+  if q[16] then return struct.pack(QUOTA_REC8, q[7], q[8], q[9], q[10], q[11], q[12], q[13]) end
   return struct.pack(QUOTA_REC, q[7], q[8], q[9], q[10], q[1], q[2], q[3], q[4], q[5], q[6])
 end
 
@@ -112,8 +155,14 @@ local function quota_get(dir8)
       fail('Corrupted', 'quota of directory ' .. dec(dir8) .. ': undecodable record (' .. #v
         .. ' bytes)')
     end
-    local msh, msl, mih, mil, ih, il, lh, ll, sh, sl = struct.unpack(QUOTA_REC, v)
-    q = { ih, il, lh, ll, sh, sl, msh, msl, mih, mil }
+    local msh, msl, mih, mil, i, l, sp = struct.unpack(QUOTA_REC8, v)
+    if i * i + l * l + sp * sp < P104 then
+      q = { 0, 0, 0, 0, 0, 0, msh, msl, mih, mil, i, l, sp, limit_num(msh, msl),
+        limit_num(mih, mil), true }
+    else
+      local _, _, _, _, ih, il, lh, ll, sh, sl = struct.unpack(QUOTA_REC, v)
+      q = { ih, il, lh, ll, sh, sl, msh, msl, mih, mil }
+    end
   end
   QC[dir8], QCN = q, QCN + 1
   return q
@@ -157,23 +206,28 @@ end
 -- After an op that failed having changed usages (batch.lua; one that succeeded just
 -- empties the log): the usages go back, newest first, and the quotas it was the first of
 -- the call to change are no longer to be written.
+-- An entry (q, its directory or false, the form: q[16] as it was, then the old usage: three
+-- numbers in the fast form, else six halves) puts the usage and form back.
+local function quota_put_back(q, f, u1, u2, u3, u4, u5, u6)
+  if f then
+    q[11], q[12], q[13] = u1, u2, u3
+  else
+    q[1], q[2], q[3], q[4], q[5], q[6] = u1, u2, u3, u4, u5, u6
+  end
+  q[16] = f
+end
+
 local function quota_undo()
-  for i = 8 * QUN - 15, 1, -8 do
-    local q = QU[i]
-    q[1], q[2], q[3], q[4], q[5], q[6] = QU[i + 2], QU[i + 3], QU[i + 4], QU[i + 5],
-      QU[i + 6], QU[i + 7]
+  for i = 9 * QUN - 8, 1, -9 do
+    quota_put_back(QU[i], QU[i + 2], QU[i + 3], QU[i + 4], QU[i + 5], QU[i + 6], QU[i + 7],
+      QU[i + 8])
     local d = QU[i + 1]
     if d then
       QDIRTY[d] = nil
       QLIST[#QLIST] = nil
     end
   end
-  UQ[1], UQ[2], UQ[3], UQ[4], UQ[5], UQ[6] = U1, U2, U3, U4, U5, U6
-  if UD then
-    QDIRTY[UD] = nil
-    QLIST[#QLIST] = nil
-  end
-  QUN, UQ, UD = 0, nil, nil
+  QUN = 0
 end
 
 -- After each op that staged quotas (batch.lua): they become the batch's when it succeeded;
@@ -323,14 +377,16 @@ end
 -- compared as i64 with the new usage), then becomes the usage: in place, the op's undo log (the quota, its
 -- directory when this made it the call's to write, the old usage) keeping the old one
 -- until batch.lua knows whether the op succeeded (`quota_undo`). The new usage is
--- DirStat's saturating addition (i64_norm, called only when a half overflows).
+-- DirStat's saturating addition (i64_norm, called only when a half overflows). The quota
+-- leaves the fast form (`quota_addf` is for that).
 local function quota_add(qd, ih, il, lh, ll, sh, sl)
   if ih == 0 and il == 0 and lh == 0 and ll == 0 and sh == 0 and sl == 0 then return end
   local q
   if QST then q = QST[qd] end
   if q == nil then q = QC[qd] end
   if not q then q = quota_get(qd) end
-  local u1, u2, u3, u4, u5, u6 = q[1], q[2], q[3], q[4], q[5], q[6]
+  if q[16] then quota_halves(q) end
+  local f, u1, u2, u3, u4, u5, u6 = q[16], q[1], q[2], q[3], q[4], q[5], q[6]
   local a1, a2 = u1 + ih, u2 + il
   if a2 < 0 or a2 >= P32 or a1 >= P31 or a1 < -P31 then a1, a2 = i64_norm(a1, a2) end
   local b1, b2 = u3, u4
@@ -360,15 +416,72 @@ local function quota_add(qd, ih, il, lh, ll, sh, sl)
   end
   local n = QUN
   if n == 0 then
-    UQ, UD, U1, U2, U3, U4, U5, U6 = q, first, u1, u2, u3, u4, u5, u6
+    QU[1], QU[2], QU[3], QU[4], QU[5], QU[6], QU[7], QU[8], QU[9] = q, first, f, u1, u2, u3,
+      u4, u5, u6
   else
-    n = 8 * n - 8
-    QU[n + 1], QU[n + 2], QU[n + 3], QU[n + 4], QU[n + 5], QU[n + 6], QU[n + 7], QU[n + 8] =
-      q, first, u1, u2, u3, u4, u5, u6
+    n = 9 * n
+    QU[n + 1], QU[n + 2], QU[n + 3], QU[n + 4], QU[n + 5], QU[n + 6], QU[n + 7], QU[n + 8],
+      QU[n + 9] = q, first, f, u1, u2, u3, u4, u5, u6
   end
   QUN = QUN + 1
   q[1], q[2], q[5], q[6] = a1, a2, c1, c2
   if lh ~= 0 or ll ~= 0 then q[3], q[4] = b1, b2 end
+  -- (Perhaps small enough for the fast form again: `quota_fast` tells.)
+  q[16] = nil
+end
+
+-- `quota_add` of a change of di inodes, dl bytes of length and ds of space (whole numbers,
+-- each below 2^52 in magnitude) in the fast form: the usages as numbers, exact while the
+-- new ones stay below 2^52 in magnitude (else, and for a quota whose usage is too large
+-- for it, `quota_add` with the change as halves). The same checks in the same order, the
+-- same undo log, unless `nolog`: nothing after this change can make the op fail, so it is
+-- never undone.
+local function quota_addf(qd, di, dl, ds, nolog)
+  local q
+  if QST then q = QST[qd] end
+  if q == nil then q = QC[qd] end
+  if not q then q = quota_get(qd) end
+  local i, l, sp, u1, u2, u3
+  if q[16] or quota_fast(q) then
+    u1, u2, u3 = q[11], q[12], q[13]
+    i, l, sp = u1 + di, u2 + dl, u3 + ds
+  end
+  if not i or i * i + l * l + sp * sp >= P104 then
+    local ih, il = halves(di)
+    local lh, ll = halves(dl)
+    local sh, sl = halves(ds)
+    return quota_add(qd, ih, il, lh, ll, sh, sl)
+  end
+  if ds > 0 and sp > q[14] then
+    local mh, ml, h, lo = q[7], q[8], halves(ds)
+    local uh, ul = halves(u3)
+    quota_exceeded(qd, mh, ml, h, lo, uh, ul, ' bytes of space would pass its limit of ')
+  end
+  if di > 0 and i > q[15] then
+    local mh, ml, h, lo = q[9], q[10], halves(di)
+    local uh, ul = halves(u1)
+    quota_exceeded(qd, mh, ml, h, lo, uh, ul, ' more inodes would pass its limit of ')
+  end
+  local first = false
+  if not QDIRTY[qd] then
+    QDIRTY[qd] = true
+    QLIST[#QLIST + 1] = qd
+    first = qd
+  end
+  if nolog then
+    q[11], q[12], q[13] = i, l, sp
+    return
+  end
+  local n = QUN
+  if n == 0 then
+    QU[1], QU[2], QU[3], QU[4], QU[5], QU[6] = q, first, true, u1, u2, u3
+  else
+    n = 9 * n
+    QU[n + 1], QU[n + 2], QU[n + 3], QU[n + 4], QU[n + 5], QU[n + 6] = q, first, true, u1,
+      u2, u3
+  end
+  QUN = QUN + 1
+  q[11], q[12], q[13] = i, l, sp
 end
 
 -- quota::moving_dir: EXDEV when directory `ino8` (attributes `after`), moving out of
@@ -410,17 +523,51 @@ end
 -- the old charge, the new one gains the new charge; one directory: the difference) are not
 -- built as tables: each quota on the changed directories' ways to the root gets the net
 -- change in on_recharge's order (the first way's quotas, then the second's not on the
--- first), added with DirStat's saturation as on_recharge adds them up.
-local function restat_check(ino8, before, after)
+-- first), added with DirStat's saturation as on_recharge adds them up. `last`: the op's
+-- last check, after which it cannot fail (only its writes follow), so the last quota it
+-- changes needs no undo log.
+local function restat_check(ino8, before, after, last)
   if QN == 0 and QND == 0 then return end -- (known: no quota)
   -- (quota_on, inline.)
   if DSON == nil then limits() end
   if not DSON then return end
   if QN == nil then quota_load() end
   if QN + QND <= 0 then return end
+  if before == nil or after == nil then
+    -- The common case first: an inode appears or goes (k = 1 or -1 times its charge), its
+    -- length below 2^52 (`charge` inline, as numbers), in the fast form (`quota_addf`).
+    local a, k = after, 1
+    if not a then a, k = before, -1 end
+    if not a then return end
+    local p = a.parent
+    if p == ZERO8 or a.nlink == 0 or ino8 == ROOT8 then return end
+    local len, l, sp = a.length, 0, 4096
+    if len == LEN4K then
+      l = 4096
+    elseif len ~= ZERO8 then
+      local hi, lo = struct.unpack('>I4I4', len)
+      l = hi < 1048576 and hi * P32 + lo
+      if l and a.typ == T_REG then sp = math.ceil(l / 4096) * 4096 end
+    end
+    if l then
+      local c = QCH[p] or quota_chain(p)
+      local n = #c
+      for i = 1, n do quota_addf(c[i], k, k * l, k * sp, last and i == n) end
+      return
+    end
+  end
   local d, dh, dl, dsh, dsl, e, eh, el, esh, esl
   if before then d, dh, dl, dsh, dsl = charge(ino8, before) end
   if after then e, eh, el, esh, esl = charge(ino8, after) end
+  if d and d == e and dh < 1048576 and eh < 1048576 then
+    -- One directory, lengths below 2^52: the change as numbers, in the fast form.
+    local xl, xs = (eh - dh) * P32 + el - dl, (esh - dsh) * P32 + esl - dsl
+    if xl == 0 and xs == 0 then return end
+    local c = QCH[d] or quota_chain(d)
+    local n = #c
+    for i = 1, n do quota_addf(c[i], 0, xl, xs, last and i == n) end
+    return
+  end
   if d and d == e then
     -- One directory (no EXDEV boundary: `after` is charged to where `before` was). (Here and
     -- below i64_norm is called only when it would change something.)

@@ -4,6 +4,9 @@
 -- 2^31, 2^32 and 2^53 (beyond which a double no longer holds every integer).
 local P31, P32, P52, P53 = 2147483648, 4294967296, 4503599627370496, 9007199254740992
 local P106 = P53 * P53
+-- 2^104: a sum of three squares below it means each |x| < 2^52 (x * x rounds to 2^104 or
+-- more when |x| >= 2^52).
+local P104 = P52 * P52
 
 -- A directory's statistics record: three big-endian i64 (inodes, length, space), each read
 -- as its signed high and unsigned low 32-bit halves, then (32 bytes) its parent directory's
@@ -109,25 +112,28 @@ local function flush_stats()
   local n = #DSLIST
   if n == 0 then return end
   stats_claim()
-  local set, del = {}, {}
+  local set, del, ns = {}, {}, 0
   for j = 1, n do
     local d = DSLIST[j]
     local e = DS[d]
-    local di, dlh, dll, dsh, dsl, reset, parent = e[1], e[2], e[3], e[4], e[5], e[6], e[7]
-    local v, rec = false, nil
     -- The common case: the record as the last flush wrote it, kept decoded (DSD: each value
     -- below 2^52 in magnitude), and changes below 2^32 (high halves 0): added as doubles,
     -- exact, without decoding the record again.
-    local c = DSD[d]
-    if c and not reset and dlh == 0 and dsh == 0 then
-      local i, l, sp = c[1] + di, c[2] + dll, c[3] + dsl
-      if i < P52 and i > -P52 and l < P52 and l > -P52 and sp < P52 and sp > -P52 then
-        parent = parent or c[4]
+    local c, rec = DSD[d], nil
+    if c and e[2] == 0 and e[4] == 0 and not e[6] then
+      local i, l, sp = c[1] + e[1], c[2] + e[3], c[3] + e[5]
+      if i * i + l * l + sp * sp < P104 then
+        local parent = e[7] or c[4]
         rec = struct.pack(STAT_REC8P, i, l, sp, parent)
         c[1], c[2], c[3], c[4] = i, l, sp, parent
+        ns = ns + 2
+        set[ns - 1], set[ns] = d, rec
+        DSV[d] = rec
       end
     end
     if not rec then
+      local di, dlh, dll, dsh, dsl, reset, parent = e[1], e[2], e[3], e[4], e[5], e[6], e[7]
+      local v = false
       if not reset then
         v = DSV[d]
         if v == nil then
@@ -163,9 +169,7 @@ local function flush_stats()
       if ok then
         if parent then
           rec = struct.pack(STAT_REC8P, i, l, sp, parent)
-          if i < P52 and i > -P52 and l < P52 and l > -P52 and sp < P52 and sp > -P52 then
-            DSD[d] = { i, l, sp, parent }
-          end
+          if i * i + l * l + sp * sp < P104 then DSD[d] = { i, l, sp, parent } end
         elseif i ~= 0 or l ~= 0 or sp ~= 0 then
           rec = struct.pack(STAT_REC8, i, l, sp)
         end
@@ -181,26 +185,26 @@ local function flush_stats()
           rec = struct.pack(STAT_REC, ih, il, lh, ll, sh, sl)
         end
       end
-    end
-    if rec then
-      set[#set + 1] = d
-      set[#set + 1] = rec
-    elseif v or reset then
-      del[#del + 1] = d
-    end
-    -- (What is stored after the call, kept for the next one: `stats_save`; a deleted
-    -- directory's is never read again.)
-    if reset and not rec then
-      DSV[d], DSD[d] = nil, nil
-    else
-      DSV[d] = rec or false
+      if rec then
+        ns = ns + 2
+        set[ns - 1], set[ns] = d, rec
+      elseif v or reset then
+        del[#del + 1] = d
+      end
+      -- (What is stored after the call, kept for the next one: `stats_save`; a deleted
+      -- directory's is never read again.)
+      if reset and not rec then
+        DSV[d], DSD[d] = nil, nil
+      else
+        DSV[d] = rec or false
+      end
     end
   end
   for i = 1, #del, 510 do
     redis.call('HDEL', S.stats, unpack(del, i, math.min(i + 509, #del)))
   end
-  for i = 1, #set, 510 do
-    redis.call('HSET', S.stats, unpack(set, i, math.min(i + 509, #set)))
+  for i = 1, ns, 510 do
+    redis.call('HSET', S.stats, unpack(set, i, math.min(i + 509, ns)))
   end
 end
 

@@ -8,14 +8,16 @@
 //! removed after an op walked the directory; a walk through a memoized ancestor), the quotas
 //! hash read whole (two quotas or fewer) or field by field (more), and the undo of the usage
 //! changes of an op that fails on a later quota of its chain (EDQUOT), the op before it
-//! having changed another quota in the same call.
+//! having changed another quota in the same call; usages on both sides of 2^52 and 2^53,
+//! where the library leaves its numbers for 32-bit halves and comes back (`quota_addf`),
+//! within one call and from one call to the next, with EDQUOT at a space limit there.
 
 mod common;
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, ensure};
-use common::ops::{file, mkdir, rename, set_quota, unlink};
+use common::ops::{file, mkdir, rename, set_quota, set_size, truncate, unlink};
 use common::{CLUSTER_ENV, STANDALONE_ENV, open, server, unique_prefix, with_param};
 use meta_conformance::util::kind_of;
 use meta_core::memory::memory_backend;
@@ -94,7 +96,80 @@ fn batches() -> Vec<(&'static str, Vec<Op>)> {
                 unlink(41, "h1"),
             ],
         ),
+        (
+            // A space limit of 2^53 + 2^52 on L (60). f's length goes past 2^52 (the usage
+            // leaves the fast form), creates and a growth the limit refuses follow in that
+            // form, then the usage comes back below 2^52.
+            "usages past 2^52 and back in one call",
+            vec![
+                mkdir(1, "L", 60),
+                space_quota(60, P53 + P52),
+                file(60, "f", 61),
+                set_size(61, P52 - 4097),
+                file(60, "g", 62),
+                set_size(61, P52 + 1),
+                file(60, "h", 63),
+                set_size(62, P53),
+                set_size(62, P53 - P52 - 3 * 4096),
+                set_size(62, P53 - P52 - 2 * 4096),
+                unlink(60, "f"),
+                file(60, "i", 64),
+            ],
+        ),
+        (
+            // The next calls start from the kept quota: past 2^53 (and refused above the
+            // limit) in one call, back below 2^52 in the next.
+            "usages past 2^53 from one call to the next",
+            vec![
+                set_size(63, P53 + 4097),
+                truncate(64, P52 - 1),
+                file(60, "j", 65),
+                set_size(64, 5),
+            ],
+        ),
+        (
+            "back below 2^52",
+            vec![
+                set_size(63, 1),
+                set_size(62, 0),
+                unlink(60, "i"),
+                file(60, "k", 66),
+            ],
+        ),
+        (
+            // M (70), without limits: usages past 2^53 that no number holds exactly, reached
+            // by changes below 2^52 each, then by one past 2^53.
+            "odd usages past 2^53",
+            vec![
+                mkdir(1, "M", 70),
+                space_quota(70, 0),
+                file(70, "a", 71),
+                set_size(71, P52 - 1),
+                file(70, "b", 72),
+                set_size(72, P52 - 1),
+                file(70, "c", 73),
+                set_size(73, P52 - 1),
+                set_size(71, P53 + 1),
+                set_size(72, 3),
+                set_size(71, 7),
+                unlink(70, "b"),
+                unlink(70, "c"),
+            ],
+        ),
     ]
+}
+
+const P52: u64 = 1 << 52;
+const P53: u64 = 1 << 53;
+
+/// A new quota on the empty directory `dir` limited to `max_space` bytes of space.
+fn space_quota(dir: u64, max_space: u64) -> Op {
+    Op::SetQuota {
+        dir: Ino(dir),
+        max_space,
+        max_inodes: 0,
+        subtree: vec![Ino(dir)],
+    }
 }
 
 async fn quotas(b: &dyn Backend) -> anyhow::Result<BTreeMap<Ino, Quota>> {
@@ -131,6 +206,16 @@ async fn scenario(url: &str) -> anyhow::Result<()> {
     ensure!(
         used(40) == Some(3) && used(41) == Some(2) && used(42) == Some(1),
         "G: h, i, j; h: i, j; i: j (g1 gone, the rest refused or gone): {q:?}"
+    );
+    let l = q.get(&Ino(60)).context("L's quota")?;
+    ensure!(
+        (l.used.inodes, l.used.length, l.used.space) == (4, 1, 4 * 4096),
+        "L: g, j, k empty, h of 1 byte (f and i gone): {l:?}"
+    );
+    let m = q.get(&Ino(70)).context("M's quota")?;
+    ensure!(
+        (m.used.inodes, m.used.length, m.used.space) == (1, 7, 4096),
+        "M: a of 7 bytes: {m:?}"
     );
     b.erase().await?;
     Ok(())

@@ -29,7 +29,7 @@ OPS.link = function(K, A)
     after.parent = ZERO8
     check_uncharged_entry(ino8, after, parent8)
   end
-  restat_check(ino8, a, after)
+  restat_check(ino8, a, after, true)
   -- Writes.
   local before = stat_snap(a)
   a.nlink = after.nlink

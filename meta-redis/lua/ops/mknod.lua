@@ -64,7 +64,7 @@ OPS.mknod = function(K, A)
   local append = slice and append_slice(kchunk, nil, 0, slice, ino8)
   check_counters()
   stat_check(parent8)
-  restat_check(ino8, nil, a)
+  restat_check(ino8, nil, a, not kop)
   -- Writes. The new inode's openers set comes first: a wrong-type key there fails before
   -- anything is written.
   if kop then

@@ -50,6 +50,7 @@ OPS.set_quota = function(K, A)
   local q = quota_get(dir8)
   local had = q and true
   if q then
+    quota_halves(q)
     q = { q[1], q[2], q[3], q[4], q[5], q[6], msh, msl, mih, mil }
   elseif A[2] == '' then
     fail('WouldBlock', 'directory ' .. dec(dir8)

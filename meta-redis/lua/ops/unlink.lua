@@ -32,7 +32,7 @@ OPS.unlink = function(K, A)
     sustain = is_open(kop)
     if not sustain then check_deletion(a.typ == T_DIR) end
     stat_check_attr(e.ino, a)
-    restat_check(e.ino, a, nil)
+    restat_check(e.ino, a, nil, true)
   end
   -- Writes.
   redis.call('ZREM', K[2], e.member)

@@ -20,7 +20,7 @@ OPS.write = function(K, A)
   if delta ~= 0 then counter(S.used, 'usedSpace') end
   if new_len ~= a.length then
     stat_check_attr(ino8, a)
-    if quota_on() then restat_check(ino8, a, charged_as(a, new_len)) end
+    if quota_on() then restat_check(ino8, a, charged_as(a, new_len), true) end
   end
   -- Writes.
   append()
