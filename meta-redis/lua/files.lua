@@ -219,10 +219,11 @@ end
 -- logic::namespace::remove_inode: the last link of inode `ino8` (attributes `a`) is gone; it
 -- is charged to no directory from now on (a directory's quota goes), and is kept (`sustain`:
 -- some session holds it open) or deleted. Write phase: the op ran stat_check_attr,
--- restat_check, has_quotas for a directory, and check_deletion unless sustained. Returns the
--- sustained inode's encoded attributes, or false when deleted.
-local function remove_inode(kattr, ksymlink, kxattr, ino8, a, sustain, time)
-  restat(ino8, a, nil)
+-- restat_check (`restated`: which made the statistics change itself), has_quotas for a
+-- directory, and check_deletion unless sustained. Returns the sustained inode's encoded
+-- attributes, or false when deleted.
+local function remove_inode(kattr, ksymlink, kxattr, ino8, a, sustain, time, restated)
+  if not restated then restat(ino8, a, nil) end
   if a.typ == T_DIR and has_quotas() then quota_drop(ino8) end
   if sustain then return sustain_inode(kattr, a, time) end
   delete_inode(kattr, ksymlink, kxattr, ino8, a)

@@ -525,7 +525,8 @@ end
 -- change in on_recharge's order (the first way's quotas, then the second's not on the
 -- first), added with DirStat's saturation as on_recharge adds them up. `last`: the op's
 -- last check, after which it cannot fail (only its writes follow), so the last quota it
--- changes needs no undo log.
+-- changes needs no undo log, and an inode that appears or goes may get the write phase's
+-- `restat` here: returns true when it did (the op then does not call `restat`).
 local function restat_check(ino8, before, after, last)
   if QN == 0 and QND == 0 then return end -- (known: no quota)
   -- (quota_on, inline.)
@@ -553,6 +554,12 @@ local function restat_check(ino8, before, after, last)
       local c = QCH[p] or quota_chain(p)
       local n = #c
       for i = 1, n do quota_addf(c[i], k, k * l, k * sp, last and i == n) end
+      if last then
+        -- `restat`'s change too (the length whole in the low half's place).
+        local t = DS[p] or stat_entry(p)
+        t[1], t[3], t[5] = t[1] + k, t[3] + k * l, t[5] + k * sp
+        return true
+      end
       return
     end
   end

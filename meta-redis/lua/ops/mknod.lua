@@ -64,7 +64,7 @@ OPS.mknod = function(K, A)
   local append = slice and append_slice(kchunk, nil, 0, slice, ino8)
   check_counters()
   stat_check(parent8)
-  restat_check(ino8, nil, a, not kop)
+  local restated = restat_check(ino8, nil, a, not kop)
   -- Writes. The new inode's openers set comes first: a wrong-type key there fails before
   -- anything is written.
   if kop then
@@ -72,7 +72,7 @@ OPS.mknod = function(K, A)
     redis.call('SADD', kso, ino8)
   end
   local av = put_attr(K[3], a)
-  restat(ino8, nil, a)
+  if not restated then restat(ino8, nil, a) end
   -- A new directory's statistics record names its parent (new: nothing to read).
   if is_dir and DSON then
     if DSV[ino8] == nil then DSV[ino8] = false end

@@ -27,12 +27,12 @@ OPS.unlink = function(K, A)
   local a = get_attr(kattr, e.ino)
   perm_check_delete(pa, parent8, a, c, 'unlink')
   if e.typ == T_DIR then fail('IsADirectory', dec(parent8) .. '/' .. show(name)) end
-  local sustain = false
+  local sustain, restated = false, false
   if a and a.nlink <= 1 then
     sustain = is_open(kop)
     if not sustain then check_deletion(a.typ == T_DIR) end
     stat_check_attr(e.ino, a)
-    restat_check(e.ino, a, nil, true)
+    restated = restat_check(e.ino, a, nil, true)
   end
   -- Writes.
   redis.call('ZREM', K[2], e.member)
@@ -43,7 +43,7 @@ OPS.unlink = function(K, A)
       a.ctime = time
       left = put_attr(kattr, a)
     else
-      left = remove_inode(kattr, ksym, kx, e.ino, a, sustain, time)
+      left = remove_inode(kattr, ksym, kx, e.ino, a, sustain, time, restated)
     end
   end
   local pv = put_attr(K[1], bump_dir(pa, 0, time))
