@@ -142,7 +142,8 @@ local OWNED = nil  -- whether this library owns the volume's statistics (`stats_
 local KEEP = true  -- whether DSV, QN and QCH may be kept for the next call (not the scripts way)
 -- Kept from call to call (see `stats_load`): Redis Functions run the library's code once, at
 -- FUNCTION LOAD, so these live as long as the library does (the scripts way runs it per call).
-local MEMO = {}    -- volume key tag -> { dsv, dsd, dsvn, qn, ch, dep, chn, qc, qraw, qcn }: DSV...
+local MEMO = {}    -- volume key tag -> { DSV, DSD, DSVN, QN, QCH, QDEP, QCHN, QC, QRAW, QCN }
+                   -- (and [0]: such a table taken out by `stats_load`, to serve again)
 local MEMON = 0    -- volumes in MEMO
 local MYID = nil   -- this library's name as an owner (`stats_load`)
 

@@ -65,9 +65,11 @@ local function stats_load()
     MEMO[S.tag] = nil
     MEMON = MEMON - 1
     if OWNED then
-      DSV, DSD, DSVN, QN, QCH, QDEP, QCHN = m.dsv, m.dsd, m.dsvn, m.qn, m.ch, m.dep, m.chn
-      QC, QRAW, QCN = m.qc, m.qraw, m.qcn
+      DSV, DSD, DSVN, QN, QCH, QDEP, QCHN, QC, QRAW, QCN = m[1], m[2], m[3], m[4], m[5], m[6],
+        m[7], m[8], m[9], m[10]
     end
+    -- (The table itself serves again: `stats_save`.)
+    MEMO[0] = m
   end
 end
 
@@ -100,8 +102,11 @@ local function stats_save()
   end
   if MEMON >= MEMO_VOLUMES then MEMO, MEMON = {}, 0 end
   MEMON = MEMON + 1
-  MEMO[S.tag] = { dsv = DSV, dsd = DSD, dsvn = DSVN, qn = QN, ch = QCH, dep = QDEP,
-    chn = QCHN, qc = QC, qraw = QRAW, qcn = QCN }
+  local m = MEMO[0]
+  if m then MEMO[0] = nil else m = {} end
+  m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10] = DSV, DSD, DSVN, QN, QCH, QDEP,
+    QCHN, QC, QRAW, QCN
+  MEMO[S.tag] = m
 end
 
 -- Writes the changes of directory statistics (`restat`, `stat_reset`, `stat_parent`): each
