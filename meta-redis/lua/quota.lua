@@ -203,11 +203,9 @@ local function quota_drop(dir8)
   if q then quota_stage(dir8, false, true) end
 end
 
--- After an op that failed having changed usages (batch.lua; one that succeeded just
--- empties the log): the usages go back, newest first, and the quotas it was the first of
--- the call to change are no longer to be written.
--- An entry (q, its directory or false, the form: q[16] as it was, then the old usage: three
--- numbers in the fast form, else six halves) puts the usage and form back.
+-- An undo log entry is nine slots: the quota q, its directory when the change made it the
+-- call's to write (else false), its form (q[16] as it was), then its old usage: three
+-- numbers in the fast form, else six halves. This puts the usage and form back.
 local function quota_put_back(q, f, u1, u2, u3, u4, u5, u6)
   if f then
     q[11], q[12], q[13] = u1, u2, u3
@@ -217,6 +215,9 @@ local function quota_put_back(q, f, u1, u2, u3, u4, u5, u6)
   q[16] = f
 end
 
+-- After an op that failed having changed usages (batch.lua; one that succeeded just
+-- empties the log): the usages go back, newest first, and the quotas it was the first of
+-- the call to change are no longer to be written.
 local function quota_undo()
   for i = 9 * QUN - 8, 1, -9 do
     quota_put_back(QU[i], QU[i + 2], QU[i + 3], QU[i + 4], QU[i + 5], QU[i + 6], QU[i + 7],
@@ -374,8 +375,9 @@ end
 -- the net change ih .. sl (halves, as i64_norm gives them), when not zero, is checked when
 -- it grows (Quota::check: space, then inodes; a limit of 0 is none; the limit is a u64
 -- stored as i64 halves, so one past i64::MAX (high half < 0) is above every usage; else
--- compared as i64 with the new usage), then becomes the usage: in place, the op's undo log (the quota, its
--- directory when this made it the call's to write, the old usage) keeping the old one
+-- compared as i64 with the new usage), then becomes the usage: in place, the op's undo log
+-- (the quota, its directory when this made it the call's to write, its form and old usage:
+-- see `quota_put_back`) keeping the old one
 -- until batch.lua knows whether the op succeeded (`quota_undo`). The new usage is
 -- DirStat's saturating addition (i64_norm, called only when a half overflows). The quota
 -- leaves the fast form (`quota_addf` is for that).

@@ -36,9 +36,10 @@ local MEMO_MAX, MEMO_VOLUMES = 8192, 8
 
 -- Whether this library owns the volume's directory statistics and quotas (OWNED), found
 -- once per call before the first read of either (`stat_check`, `quota_load`), from the
--- owner `limits` read. {prefix}statsOwner names the library that last wrote them: MYID (the address of this
--- library's MEMO table and the server's time at its first call: unique per library and
--- server process), or 'script' for the scripts way, which keeps nothing. While this library
+-- owner `limits` read. {prefix}statsOwner names the library that last wrote them: MYID
+-- (the address of this library's MEMO table and the server's time at its first call:
+-- unique per library and server process), or 'script' for the scripts way, which keeps
+-- nothing. While this library
 -- owns the volume, what it kept at the end of its last call (`stats_save`: the statistics
 -- records and quotas it read or wrote, the number of quotas, the quota chains) is what is
 -- stored, as nothing else wrote them since, and the call takes it instead of reading again
