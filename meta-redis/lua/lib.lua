@@ -110,7 +110,7 @@ local AD = {}      -- attribute key -> the decoded (checked) form of AC's value,
 local DSET = {}    -- attribute keys written by the batch
 local DLIST = {}   -- the same, in order
 local CNT = {}     -- counter key -> { v = stored value, d = delta of the batch }
-local LIMITS = nil -- the limits record and the statistics' owner once read (`limits`)
+local LIMITS = nil -- the limits record once read (`limits`)
 local DS = {}      -- directory ino8 -> the batch's changes to its statistics (see `restat`)
 local DSLIST = {}  -- the same directories, in order
 local DSV = {}     -- directory ino8 -> its stored statistics record as read (false: none)
@@ -380,9 +380,8 @@ end
 -- The volume's limits (capacity bytes, inode count; 0 = unlimited) and whether it keeps
 -- directory statistics, from the limits record "capacity inodes dir_stats" (dir_stats 0 or 1;
 -- a record without it, written before directory statistics existed, means 0). Read once per
--- call, with the owner of the statistics (`stats_load`) in the same command: LIMITS =
--- { capacity, inodes, dir_stats, fenced (the fourth field: see `stats_claim`), the record,
--- the owner or false }.
+-- call: LIMITS = { capacity, inodes, dir_stats, fenced (the fourth field: see
+-- `stats_claim`), the record }.
 local limits
 do
   -- What may follow "capacity inodes": { dir_stats, fenced }.
@@ -390,15 +389,12 @@ do
     [' 0 1'] = { false, true }, [' 1 1'] = { true, true } }
   limits = function()
     if not LIMITS then
-      local r = redis.call('MGET', S.limits, S.owner)
-      local v = r[1]
-      -- (MGET answers nil for a key of another type: GET says what it is.)
-      if not v then v = redis.call('GET', S.limits) end
+      local v = redis.call('GET', S.limits)
       if not v then fail('NotFound', 'volume is not formatted (no limits record)') end
       local c, i, rest = string.match(v, '^(%d+) (%d+)(.*)$')
       local t = c and TAIL[rest]
       if not t then fail('Corrupted', 'undecodable limits record') end
-      LIMITS = { tonumber(c), tonumber(i), t[1], t[2], v, r[2] }
+      LIMITS = { tonumber(c), tonumber(i), t[1], t[2], v }
       DSON = t[1]
     end
     return LIMITS[1], LIMITS[2], LIMITS[3]

@@ -35,8 +35,8 @@ end
 local MEMO_MAX, MEMO_VOLUMES = 8192, 8
 
 -- Whether this library owns the volume's directory statistics and quotas (OWNED), found
--- once per call before the first read of either (`stat_check`, `quota_load`), from the
--- owner `limits` read. {prefix}statsOwner names the library that last wrote them: MYID
+-- once per call before the first read of either (`stat_check`, `quota_load`) with one GET.
+-- {prefix}statsOwner names the library that last wrote them: MYID
 -- (the address of this library's MEMO table and the server's time at its first call:
 -- unique per library and server process), or 'script' for the scripts way, which keeps
 -- nothing. While this library
@@ -49,8 +49,7 @@ local MEMO_MAX, MEMO_VOLUMES = 8192, 8
 -- the library, another server's after a failover) drops what it kept. Anything else that
 -- writes those hashes must delete {prefix}statsOwner.
 local function stats_load()
-  if not LIMITS then limits() end
-  local o = LIMITS[6]
+  local o = redis.call('GET', S.owner)
   if not KEEP then
     OWNED = o == 'script'
     return

@@ -158,8 +158,6 @@ async fn one_mode(url: &str, mode: Scripting) -> anyhow::Result<()> {
         calls(&s, "set") == 0 && calls(&s, "time") == 0,
         "no SET per create: {s:?}"
     );
-    // The limits record and the statistics' owner: one MGET per call.
-    ensure!(calls(&s, "mget") == 1, "{s:?}");
     // The root's statistics record and the number of quotas: kept from the first call by a
     // function library, read once per call by scripts.
     let reads = match mode {
