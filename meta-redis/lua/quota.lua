@@ -37,18 +37,13 @@ local function quota_fast(q)
   return true
 end
 
--- The i64 x (a whole number, |x| < 2^53) as halves (high signed, low in [0, 2^32)).
-local function halves(x)
-  local h = math.floor(x / P32)
-  return h, x - h * P32
-end
-
--- Quota `q` back from the fast form (the same usage as halves).
+-- Quota `q` back from the fast form (the same usage as halves: `i64_norm` of a number below
+-- 2^53 in magnitude is exact and never saturates).
 local function quota_halves(q)
   if not q[16] then return end
-  q[1], q[2] = halves(q[11])
-  q[3], q[4] = halves(q[12])
-  q[5], q[6] = halves(q[13])
+  q[1], q[2] = i64_norm(0, q[11])
+  q[3], q[4] = i64_norm(0, q[12])
+  q[5], q[6] = i64_norm(0, q[13])
   q[16] = nil
 end
 
@@ -449,19 +444,19 @@ local function quota_addf(qd, di, dl, ds, nolog)
     i, l, sp = u1 + di, u2 + dl, u3 + ds
   end
   if not i or i * i + l * l + sp * sp >= P104 then
-    local ih, il = halves(di)
-    local lh, ll = halves(dl)
-    local sh, sl = halves(ds)
+    local ih, il = i64_norm(0, di)
+    local lh, ll = i64_norm(0, dl)
+    local sh, sl = i64_norm(0, ds)
     return quota_add(qd, ih, il, lh, ll, sh, sl)
   end
   if ds > 0 and sp > q[14] then
-    local mh, ml, h, lo = q[7], q[8], halves(ds)
-    local uh, ul = halves(u3)
+    local mh, ml, h, lo = q[7], q[8], i64_norm(0, ds)
+    local uh, ul = i64_norm(0, u3)
     quota_exceeded(qd, mh, ml, h, lo, uh, ul, ' bytes of space would pass its limit of ')
   end
   if di > 0 and i > q[15] then
-    local mh, ml, h, lo = q[9], q[10], halves(di)
-    local uh, ul = halves(u1)
+    local mh, ml, h, lo = q[9], q[10], i64_norm(0, di)
+    local uh, ul = i64_norm(0, u1)
     quota_exceeded(qd, mh, ml, h, lo, uh, ul, ' more inodes would pass its limit of ')
   end
   local first = false
