@@ -131,8 +131,8 @@ macro_rules! __case_list {
             session: [
                 unlink_open_file, rename_over_and_rmdir_open, two_clients_unlink_while_open,
                 crashed_session_is_cleaned_up, lifecycle_and_errors, flock_matrix,
-                plock_split_merge_getlk, lock_race_16x2, open_release_churn,
-                cleanup_lease_one_at_a_time,
+                plock_split_merge_getlk, lock_race_16x2, lock_ops_in_one_batch_see_each_other,
+                open_release_churn, cleanup_lease_one_at_a_time,
             ],
             model: [randomized_vs_memory],
         }

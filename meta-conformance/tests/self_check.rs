@@ -367,6 +367,7 @@ const KILLERS: &[(Bug, &[(&str, &str)])] = &[
             ("session", "flock_matrix"),
             ("session", "crashed_session_is_cleaned_up"),
             ("session", "lock_race_16x2"),
+            ("session", "lock_ops_in_one_batch_see_each_other"),
         ],
     ),
     (

@@ -8,8 +8,8 @@ use meta_core::session::{
 };
 use meta_core::types::{CHUNK_BITS, CHUNK_SIZE};
 use meta_core::{
-    Counter, Entry, Error, ErrorKind, Ino, LockKind, LockOwner, LockType, Op, Pending, Result,
-    SetAttrMask, Slice, Timespec,
+    Counter, Entry, Error, ErrorKind, Ino, LockKind, LockOwner, LockScope, LockType, Op, Pending,
+    Result, SetAttrMask, Slice, Timespec,
 };
 
 use crate::layout::Layout;
@@ -32,6 +32,38 @@ pub(crate) struct Known {
     pub places: Vec<Vec<u8>>,
     /// The lock hash of the inode a lock op works on: `(field, value)` pairs.
     pub fields: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A lock op that no earlier op of its round can change the lock hash of (set by
+    /// [`mark_alone`]).
+    pub alone: bool,
+}
+
+/// Sets [`Known::alone`] for the lock ops among `pending` (the ops of one round, in order;
+/// `known[k]` belongs to `pending[k]`): a lock op is alone when no op before it in the round
+/// writes its lock hash, i.e. no lock op on the same inode and kind, and no release or
+/// session close (they drop locks of inodes not named here).
+///
+/// Why it matters: a lock op's decision is made here from the hash read before the round.
+/// When the decision writes nothing (a conflict, or nothing to change) and the op is alone,
+/// anything that changed the hash since the read came from another client, concurrently, so
+/// the decision stands as of the read (it is linearized there) and the body need not compare
+/// the hash. Two clients contending for one lock then no longer make each other retry round
+/// after round until the retry budget runs out.
+pub(crate) fn mark_alone(ops: &[Op], pending: &[usize], known: &mut [Known]) {
+    let mut written = std::collections::HashSet::new();
+    let mut all = false;
+    for (k, &i) in pending.iter().enumerate() {
+        let hash = match ops[i].lock_scope() {
+            LockScope::Inode(kind, ino) => (kind.tag(), ino),
+            LockScope::Session(_) => {
+                all = true;
+                continue;
+            }
+            LockScope::None => continue,
+        };
+        if let Some(kn) = known.get_mut(k) {
+            kn.alone = written.insert(hash) && !all;
+        }
+    }
 }
 
 /// One op's part of a batch call.
@@ -629,7 +661,13 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                 flock_decision(&held, *ino, *owner, *typ)
                     .map(|d| d.map(|t| (t != LockType::Unlock).then(|| vec![t.code()])))
             });
-            lock_call(l, *ino, *owner, LockKind::Flock, &k.fields, decision)?
+            let check = LockCheck::of(*typ, k.alone);
+            lock_call(
+                l,
+                (*ino, *owner, LockKind::Flock, check),
+                &k.fields,
+                decision,
+            )?
         }
         Op::Setlk {
             ino,
@@ -643,7 +681,13 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                 setlk_decision(&held, *ino, *owner, *typ, (*start, *end), *pid)
                     .map(|d| d.map(|r| (!r.is_empty()).then(|| encode_plocks(&r))))
             });
-            lock_call(l, *ino, *owner, LockKind::Plock, &k.fields, decision)?
+            let check = LockCheck::of(*typ, k.alone);
+            lock_call(
+                l,
+                (*ino, *owner, LockKind::Plock, check),
+                &k.fields,
+                decision,
+            )?
         }
         other => {
             return Err(Error::new(
@@ -678,14 +722,37 @@ fn decode_fields<T>(
         .collect()
 }
 
+/// What the lock body compares before it applies the decision (the `check` byte of its
+/// fixed record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum LockCheck {
+    /// The whole hash must still hold what was read.
+    All = 0,
+    /// As `All`, except that a decision writing nothing stands as of the read (the op is
+    /// alone in its round: [`mark_alone`]).
+    WritesOnly = 1,
+    /// Only the owner's own field must be unchanged: an unlock, whose result depends on the
+    /// owner's own locks alone (fcntl(2) and flock(2): unlocking never conflicts).
+    Own = 2,
+}
+
+impl LockCheck {
+    fn of(typ: LockType, alone: bool) -> LockCheck {
+        match (typ, alone) {
+            (LockType::Unlock, _) => LockCheck::Own,
+            (_, true) => LockCheck::WritesOnly,
+            (_, false) => LockCheck::All,
+        }
+    }
+}
+
 /// The lock op's call applying `decision` (`Ok(None)`: nothing changes, `Ok(Some(None))`:
-/// remove the owner's record, `Ok(Some(Some(v)))`: store `v`, `Err`: the op's error) if the
-/// lock hash still holds `fields`.
+/// remove the owner's record, `Ok(Some(Some(v)))`: store `v`, `Err`: the op's error) on the
+/// lock hash of `kind` on `ino` if the hash still holds `fields` (as far as `check` asks).
 fn lock_call(
     l: &Layout,
-    ino: Ino,
-    owner: LockOwner,
-    kind: LockKind,
+    (ino, owner, kind, check): (Ino, LockOwner, LockKind, LockCheck),
     fields: &[(Vec<u8>, Vec<u8>)],
     decision: Result<Option<Option<Vec<u8>>>>,
 ) -> Result<Call> {
@@ -696,6 +763,7 @@ fn lock_call(
         .bytes(&owner.sid.to_be_bytes())
         .bytes(&field)
         .bytes(&[kind.tag()])
+        .u8(check as u8)
         .finish()?;
     let (what, payload): (&[u8], Vec<u8>) = match decision {
         Ok(None) => (b"keep", Vec::new()),
@@ -718,6 +786,48 @@ fn lock_call(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_op_is_alone_until_an_earlier_op_of_the_round_writes_its_hash() {
+        let owner = LockOwner { sid: 1, owner: 7 };
+        let flock = |ino| Op::Flock {
+            ino: Ino(ino),
+            owner,
+            typ: LockType::Write,
+        };
+        let setlk = |ino| Op::Setlk {
+            ino: Ino(ino),
+            owner,
+            typ: LockType::Write,
+            start: 0,
+            end: 9,
+            pid: 1,
+        };
+        let ops = vec![
+            flock(2),
+            setlk(2),
+            flock(2),
+            flock(3),
+            Op::Release {
+                sid: 1,
+                inos: vec![(Ino(9), true)],
+            },
+            flock(4),
+        ];
+        // A round of every op, then a round without the first two.
+        for (pending, want) in [
+            (
+                vec![0, 1, 2, 3, 4, 5],
+                vec![true, true, false, true, false, false],
+            ),
+            (vec![2, 3, 5], vec![true, true, true]),
+        ] {
+            let mut known = vec![Known::default(); pending.len()];
+            mark_alone(&ops, &pending, &mut known);
+            let got: Vec<bool> = known.iter().map(|k| k.alone).collect();
+            assert_eq!(got, want, "round {pending:?}");
+        }
+    }
 
     #[test]
     fn every_body_error_kind_round_trips() {

@@ -134,7 +134,7 @@ layouts! {
         args "inodes";
     21 "lock"
         keys "attr locks session_locks"
-        fixed ">c8c8c16c1 ino sid field tag"
+        fixed ">c8c8c16c1B ino sid field tag check"
         args "decision payload fields...";
     22 "compact_chunk"
         keys "attr chunk chunk_index"

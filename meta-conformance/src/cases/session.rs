@@ -684,6 +684,69 @@ pub async fn lock_race_16x2(ctx: &TestCtx) -> Result<()> {
     Ok(())
 }
 
+/// Lock ops in one batch see each other in order (the batch contract), also on a backend
+/// that decides a lock op from the records it read before the batch ran (meta-redis). With
+/// owner 2 holding an exclusive flock and the write range `[0,9]`: `[flock by 3, unlock by 2,
+/// flock by 3]` refuses the first (EAGAIN: 2 holds it then) and grants the second, and
+/// `[unlock [0,9] by 2, write lock [0,9] by 3]` grants 3's range.
+pub async fn lock_ops_in_one_batch_see_each_other(ctx: &TestCtx) -> Result<()> {
+    let a = ctx.meta();
+    let (f, _) = a.create(ME, ROOT, b"f", 0o644).await?;
+    let sid = a
+        .session_id()
+        .context("a read-write client has a session")?;
+    let by = |owner| LockOwner { sid, owner };
+    let flock = |owner, typ| Op::Flock {
+        ino: f,
+        owner: by(owner),
+        typ,
+    };
+    let setlk = |owner, typ| Op::Setlk {
+        ino: f,
+        owner: by(owner),
+        typ,
+        start: 0,
+        end: 9,
+        pid: 42,
+    };
+    a.flock(f, 2, LockType::Write).await?;
+    a.setlk(f, 2, req(LockType::Write, 0, 9)).await?;
+    let ops = vec![
+        flock(3, LockType::Write),
+        flock(2, LockType::Unlock),
+        flock(3, LockType::Write),
+        setlk(2, LockType::Unlock),
+        setlk(3, LockType::Write),
+    ];
+    let r = a.apply_batch(ops).await;
+    ensure!(r.len() == 5, "one result per op: {r:?}");
+    expect_err(
+        r[0].clone().map(drop),
+        WouldBlock,
+        "flock by 3 while 2 holds it",
+    )?;
+    for (i, what) in [
+        (1, "flock unlock by 2"),
+        (2, "flock by 3 after 2's unlock in the same batch"),
+        (3, "range unlock by 2"),
+        (4, "range lock by 3 after 2's unlock in the same batch"),
+    ] {
+        ok(r[i].clone().map(drop), what)?;
+    }
+    let locks = a.locks(f).await?;
+    let owners =
+        |l: &[(LockOwner, LockType)]| l.iter().map(|(o, t)| (o.owner, *t)).collect::<Vec<_>>();
+    ensure!(
+        owners(&locks.flocks) == [(3, LockType::Write)],
+        "3 alone holds the flock: {locks:?}"
+    );
+    ensure!(
+        locks.plocks.len() == 1 && locks.plocks[0].0.owner == 3,
+        "3 alone holds the range: {locks:?}"
+    );
+    Ok(())
+}
+
 /// The cleanup lease ([`Op::ClaimCleanup`]) admits one client at a time: 16 tasks × 2
 /// clients claim it at the same instant and exactly one wins; a claim within the lease is
 /// refused (EAGAIN), one at its end succeeds. The claims use instants far beyond the
