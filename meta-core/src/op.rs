@@ -660,7 +660,7 @@ impl Op {
 /// Which lock records an [`Op`] may change ([`Op::lock_scope`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockScope {
-    /// None.
+    /// The op changes no lock record.
     None,
     /// The records of one kind on one inode (a lock op's own).
     Inode(LockKind, Ino),
