@@ -260,7 +260,8 @@ pub async fn list_pending<R: KvRead + ?Sized>(r: &R, limit: usize) -> Result<Vec
 
 /// The keys a batch of `ops` will most likely read first: the format record, the space and
 /// inode counters, and per op the attributes and entries it names (parent directories, the
-/// new inode, the named entries, the written chunk, the named xattr). A store with
+/// new inode, the named entries, the written chunk, the named xattr, the inodes a release
+/// names) and the session record an open, a create-and-open or a lock op checks. A store with
 /// round trips fetches them in one request before running the batch
 /// ([`crate::kv::StoreTxn::prefetch`]); what the ops read beyond them (an entry's target
 /// inode, a directory listing) is read as usual. Duplicates are removed; order is by key.
@@ -272,11 +273,18 @@ pub fn batch_keys(ops: &[Op]) -> Vec<Vec<u8>> {
     for op in ops {
         match op {
             Op::Mknod {
-                parent, name, ino, ..
+                parent,
+                name,
+                ino,
+                opened_by,
+                ..
             } => {
                 keys.insert(attr_key(*parent));
                 keys.insert(entry_key(*parent, name));
                 keys.insert(attr_key(*ino));
+                if let Some(sid) = opened_by {
+                    keys.insert(session_key(*sid));
+                }
             }
             Op::Link {
                 ino, parent, name, ..
@@ -305,8 +313,22 @@ pub fn batch_keys(ops: &[Op]) -> Vec<Vec<u8>> {
                 keys.insert(attr_key(*ino));
                 keys.insert(chunk_key(*ino, *indx));
             }
-            Op::SetAttr { ino, .. } | Op::Truncate { ino, .. } | Op::Open { ino, .. } => {
+            Op::SetAttr { ino, .. } | Op::Truncate { ino, .. } => {
                 keys.insert(attr_key(*ino));
+            }
+            Op::Open { sid, ino } => {
+                keys.insert(attr_key(*ino));
+                keys.insert(session_key(*sid));
+            }
+            // A release reads each inode's attributes (is it sustained?).
+            Op::Release { inos, .. } => {
+                for (ino, _) in inos {
+                    keys.insert(attr_key(*ino));
+                }
+            }
+            Op::Flock { ino, owner, .. } | Op::Setlk { ino, owner, .. } => {
+                keys.insert(attr_key(*ino));
+                keys.insert(session_key(owner.sid));
             }
             Op::SetXattr { ino, name, .. } | Op::RemoveXattr { ino, name, .. } => {
                 keys.insert(attr_key(*ino));
