@@ -259,9 +259,10 @@ pub async fn list_pending<R: KvRead + ?Sized>(r: &R, limit: usize) -> Result<Vec
 }
 
 /// The keys a batch of `ops` will most likely read first: the format record, the space and
-/// inode counters, and per op the attributes and entries it names (parent directories, the
-/// new inode, the named entries, the written chunk, the named xattr, the inodes a release
-/// names) and the session record an open, a create-and-open or a lock op checks. A store with
+/// inode counters, and per op the attributes and entries it names (parent directories and
+/// their statistics, the new inode, the named entries, the written chunk, the named xattr,
+/// the inodes a release names) and the session record an open, a create-and-open or a lock
+/// op checks. A store with
 /// round trips fetches them in one request before running the batch
 /// ([`crate::kv::StoreTxn::prefetch`]); what the ops read beyond them (an entry's target
 /// inode, a directory listing) is read as usual. Duplicates are removed; order is by key.
@@ -280,6 +281,7 @@ pub fn batch_keys(ops: &[Op]) -> Vec<Vec<u8>> {
                 ..
             } => {
                 keys.insert(attr_key(*parent));
+                keys.insert(dir_stat_key(*parent));
                 keys.insert(entry_key(*parent, name));
                 keys.insert(attr_key(*ino));
                 if let Some(sid) = opened_by {
@@ -291,10 +293,12 @@ pub fn batch_keys(ops: &[Op]) -> Vec<Vec<u8>> {
             } => {
                 keys.insert(attr_key(*ino));
                 keys.insert(attr_key(*parent));
+                keys.insert(dir_stat_key(*parent));
                 keys.insert(entry_key(*parent, name));
             }
             Op::Unlink { parent, name, .. } | Op::Rmdir { parent, name, .. } => {
                 keys.insert(attr_key(*parent));
+                keys.insert(dir_stat_key(*parent));
                 keys.insert(entry_key(*parent, name));
             }
             Op::Rename {
@@ -306,6 +310,8 @@ pub fn batch_keys(ops: &[Op]) -> Vec<Vec<u8>> {
             } => {
                 keys.insert(attr_key(*parent));
                 keys.insert(attr_key(*new_parent));
+                keys.insert(dir_stat_key(*parent));
+                keys.insert(dir_stat_key(*new_parent));
                 keys.insert(entry_key(*parent, name));
                 keys.insert(entry_key(*new_parent, new_name));
             }
