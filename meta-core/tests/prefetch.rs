@@ -20,6 +20,15 @@ struct Recorder<'a> {
     gets: Mutex<Vec<Vec<u8>>>,
 }
 
+impl<'a> Recorder<'a> {
+    fn new(store: &'a MemStore) -> Self {
+        Recorder {
+            store,
+            gets: Mutex::new(Vec::new()),
+        }
+    }
+}
+
 #[async_trait]
 impl KvRead for Recorder<'_> {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -50,15 +59,6 @@ async fn point_reads(store: &MemStore, ops: &[Op]) -> Vec<Vec<u8>> {
             .unwrap_or_else(|e| panic!("{}: {e}", op.name()));
     }
     rec.gets.into_inner().unwrap_or_else(|p| p.into_inner())
-}
-
-impl<'a> Recorder<'a> {
-    fn new(store: &'a MemStore) -> Self {
-        Recorder {
-            store,
-            gets: Mutex::new(Vec::new()),
-        }
-    }
 }
 
 #[tokio::test]
