@@ -64,8 +64,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use idpool::PoolStats;
 pub use meta::{Meta, PlockRequest};
 pub use op::{
-    Caller, Imported, LockScope, Op, OpOutput, RenameFlags, RestoreRecord, SetAttrMask,
-    SetAttrValues, XattrFlags,
+    Caller, Imported, Op, OpOutput, RenameFlags, RestoreRecord, SetAttrMask, SetAttrValues,
+    XattrFlags,
 };
 pub use options::{MetaOptions, VolumeUrl, parse_url};
 pub use quota::Quota;

@@ -4,7 +4,7 @@
 //! allocated (from the ID pool) and times are taken *before* the op is queued, so applying the
 //! same op on two backends gives the same result.
 
-use crate::session::{LockKind, LockOwner, LockType, SessionInfo, Sid};
+use crate::session::{LockOwner, LockType, SessionInfo, Sid};
 use crate::types::{Attr, FileType, Ino, Slice, Timespec};
 
 /// The caller of an operation: the user and groups whose permissions are checked (POSIX
@@ -563,39 +563,6 @@ impl Op {
         }
     }
 
-    /// The lock records (flock(2) and fcntl(2) locks) the op may change: for a backend that
-    /// decides a lock op from records read before its batch runs (meta-redis), to know
-    /// whether an earlier op of the same batch may have changed what was read.
-    pub fn lock_scope(&self) -> LockScope {
-        match self {
-            Op::Flock { ino, .. } => LockScope::Inode(LockKind::Flock, *ino),
-            Op::Setlk { ino, .. } => LockScope::Inode(LockKind::Plock, *ino),
-            // A release drops the session's locks on the inodes it names, a close all of them.
-            Op::Release { sid, .. } | Op::CloseSession { sid, .. } => LockScope::Session(*sid),
-            Op::Mknod { .. }
-            | Op::Link { .. }
-            | Op::Unlink { .. }
-            | Op::Rmdir { .. }
-            | Op::Rename { .. }
-            | Op::SetAttr { .. }
-            | Op::Write { .. }
-            | Op::Truncate { .. }
-            | Op::CompactChunk { .. }
-            | Op::SetQuota { .. }
-            | Op::RemoveQuota { .. }
-            | Op::SetXattr { .. }
-            | Op::RemoveXattr { .. }
-            | Op::ClearPendingFile { .. }
-            | Op::ClearPendingSlice { .. }
-            | Op::Restore(_)
-            | Op::RestorePending { .. }
-            | Op::OpenSession { .. }
-            | Op::Heartbeat { .. }
-            | Op::ClaimCleanup { .. }
-            | Op::Open { .. } => LockScope::None,
-        }
-    }
-
     /// Every op name, for pre-creating metric series.
     pub const NAMES: [&'static str; 25] = [
         "mknod",
@@ -655,17 +622,6 @@ impl Op {
             _ => 0,
         }
     }
-}
-
-/// Which lock records an [`Op`] may change ([`Op::lock_scope`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockScope {
-    /// The op changes no lock record.
-    None,
-    /// The records of one kind on one inode (a lock op's own).
-    Inode(LockKind, Ino),
-    /// Any of one session's records, on any inode (release, session close).
-    Session(Sid),
 }
 
 /// The result of one successful [`Op`].

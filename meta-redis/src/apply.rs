@@ -24,7 +24,7 @@ use redis::{Pipeline, Value, pipe};
 use crate::Inner;
 use crate::calls::CallArgs;
 use crate::error::{Stage, classify, did_not_run};
-use crate::plan::{Call, Known, kind_from_name, mark_alone, plan, shared_keys};
+use crate::plan::{Call, Known, kind_from_name, plan, shared_keys};
 use crate::reply::{bytes, internal, list, quota_of, split_member};
 use crate::scripts::Entry as Fn;
 
@@ -86,7 +86,9 @@ pub(crate) async fn apply(inner: &Inner, ops: &[Op]) -> Result<Vec<Result<OpOutp
             Ok(k) => k,
             Err(e) => return finish(results, e, ran_any),
         };
-        mark_alone(ops, &pending, &mut known);
+        if let Some(k) = known.first_mut() {
+            k.first = true;
+        }
         let mut planned: Vec<(usize, Call)> = Vec::with_capacity(pending.len());
         for (&i, k) in pending.iter().zip(&known) {
             match plan(&inner.layout, &ops[i], k, declared) {

@@ -8,8 +8,8 @@ use meta_core::session::{
 };
 use meta_core::types::{CHUNK_BITS, CHUNK_SIZE};
 use meta_core::{
-    Counter, Entry, Error, ErrorKind, Ino, LockKind, LockOwner, LockScope, LockType, Op, Pending,
-    Result, SetAttrMask, Slice, Timespec,
+    Counter, Entry, Error, ErrorKind, Ino, LockKind, LockOwner, LockType, Op, Pending, Result,
+    SetAttrMask, Slice, Timespec,
 };
 
 use crate::layout::Layout;
@@ -32,38 +32,9 @@ pub(crate) struct Known {
     pub places: Vec<Vec<u8>>,
     /// The lock hash of the inode a lock op works on: `(field, value)` pairs.
     pub fields: Vec<(Vec<u8>, Vec<u8>)>,
-    /// A lock op that no earlier op of its round can change the lock hash of (set by
-    /// [`mark_alone`]).
-    pub alone: bool,
-}
-
-/// Sets [`Known::alone`] for the lock ops among `pending` (the ops of one round, in order;
-/// `known[k]` belongs to `pending[k]`): a lock op is alone when no op before it in the round
-/// writes its lock hash, i.e. no lock op on the same inode and kind, and no release or
-/// session close (they drop locks of inodes not named here).
-///
-/// Why it matters: a lock op's decision is made here from the hash read before the round.
-/// When the decision writes nothing (a conflict, or nothing to change) and the op is alone,
-/// anything that changed the hash since the read came from another client, concurrently, so
-/// the decision stands as of the read (it is linearized there) and the body need not compare
-/// the hash. Two clients contending for one lock then no longer make each other retry round
-/// after round until the retry budget runs out.
-pub(crate) fn mark_alone(ops: &[Op], pending: &[usize], known: &mut [Known]) {
-    let mut written = std::collections::HashSet::new();
-    let mut all = false;
-    for (k, &i) in pending.iter().enumerate() {
-        let hash = match ops[i].lock_scope() {
-            LockScope::Inode(kind, ino) => (kind.tag(), ino),
-            LockScope::Session(_) => {
-                all = true;
-                continue;
-            }
-            LockScope::None => continue,
-        };
-        if let Some(kn) = known.get_mut(k) {
-            kn.alone = written.insert(hash) && !all;
-        }
-    }
+    /// The op is the first of its round: nothing of this client runs between the round's
+    /// reads and it (see [`LockCheck::WritesOnly`]).
+    pub first: bool,
 }
 
 /// One op's part of a batch call.
@@ -661,7 +632,7 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                 flock_decision(&held, *ino, *owner, *typ)
                     .map(|d| d.map(|t| (t != LockType::Unlock).then(|| vec![t.code()])))
             });
-            let check = LockCheck::of(*typ, k.alone);
+            let check = LockCheck::of(*typ, k.first, decision.is_err());
             lock_call(
                 l,
                 (*ino, *owner, LockKind::Flock, check),
@@ -681,7 +652,7 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                 setlk_decision(&held, *ino, *owner, *typ, (*start, *end), *pid)
                     .map(|d| d.map(|r| (!r.is_empty()).then(|| encode_plocks(&r))))
             });
-            let check = LockCheck::of(*typ, k.alone);
+            let check = LockCheck::of(*typ, k.first, decision.is_err());
             lock_call(
                 l,
                 (*ino, *owner, LockKind::Plock, check),
@@ -723,26 +694,35 @@ fn decode_fields<T>(
 }
 
 /// What the lock body compares before it applies the decision (the `check` byte of its
-/// fixed record).
+/// fixed record). The decision was made from the lock hash read before the round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 enum LockCheck {
-    /// The whole hash must still hold what was read.
+    /// The whole hash must still hold what was read: the decision then holds now.
     All = 0,
-    /// As `All`, except that a decision writing nothing stands as of the read (the op is
-    /// alone in its round: [`mark_alone`]).
+    /// As `All`, except that a decision writing nothing (a conflict, or nothing to change)
+    /// stands as of the read, without comparing. Only for the first op of a round: nothing
+    /// of this client ran between the read and it, and every later op of the batch runs
+    /// after it, so taking effect at the read keeps the batch's order. (A later op of the
+    /// round may not: the ops before it may have seen another client's changes made after
+    /// the read.) Two clients contending for one lock then no longer make each other retry
+    /// round after round until the retry budget runs out.
     WritesOnly = 1,
-    /// Only the owner's own field must be unchanged: an unlock, whose result depends on the
-    /// owner's own locks alone (fcntl(2) and flock(2): unlocking never conflicts).
+    /// Only the owner's own field must be unchanged: an unlock, whose outcome depends on the
+    /// owner's own locks alone (flock(2), fcntl(2): unlocking never conflicts), so it holds
+    /// now whatever other owners did since the read.
     Own = 2,
 }
 
 impl LockCheck {
-    fn of(typ: LockType, alone: bool) -> LockCheck {
-        match (typ, alone) {
-            (LockType::Unlock, _) => LockCheck::Own,
-            (_, true) => LockCheck::WritesOnly,
-            (_, false) => LockCheck::All,
+    /// The check for a request of `typ`; `first`: the op is the first of its round;
+    /// `failed`: the decision is an error (which, for an unlock, came from another owner's
+    /// undecodable record, so it depends on more than the owner's own field).
+    fn of(typ: LockType, first: bool, failed: bool) -> LockCheck {
+        match (typ, first, failed) {
+            (LockType::Unlock, _, false) => LockCheck::Own,
+            (_, true, _) => LockCheck::WritesOnly,
+            (_, false, _) => LockCheck::All,
         }
     }
 }
@@ -788,44 +768,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_lock_op_is_alone_until_an_earlier_op_of_the_round_writes_its_hash() {
-        let owner = LockOwner { sid: 1, owner: 7 };
-        let flock = |ino| Op::Flock {
-            ino: Ino(ino),
-            owner,
-            typ: LockType::Write,
-        };
-        let setlk = |ino| Op::Setlk {
-            ino: Ino(ino),
-            owner,
-            typ: LockType::Write,
-            start: 0,
-            end: 9,
-            pid: 1,
-        };
-        let ops = vec![
-            flock(2),
-            setlk(2),
-            flock(2),
-            flock(3),
-            Op::Release {
-                sid: 1,
-                inos: vec![(Ino(9), true)],
-            },
-            flock(4),
-        ];
-        // A round of every op, then a round without the first two.
-        for (pending, want) in [
-            (
-                vec![0, 1, 2, 3, 4, 5],
-                vec![true, true, false, true, false, false],
-            ),
-            (vec![2, 3, 5], vec![true, true, true]),
+    fn a_lock_decision_is_checked_as_far_as_it_depends_on_the_hash() {
+        use LockType::{Read, Unlock, Write};
+        for (typ, first, failed, want) in [
+            (Unlock, false, false, LockCheck::Own),
+            (Unlock, true, false, LockCheck::Own),
+            // An unlock refused over another owner's undecodable record.
+            (Unlock, false, true, LockCheck::All),
+            (Unlock, true, true, LockCheck::WritesOnly),
+            (Write, true, false, LockCheck::WritesOnly),
+            (Write, true, true, LockCheck::WritesOnly),
+            (Read, false, false, LockCheck::All),
+            (Write, false, true, LockCheck::All),
         ] {
-            let mut known = vec![Known::default(); pending.len()];
-            mark_alone(&ops, &pending, &mut known);
-            let got: Vec<bool> = known.iter().map(|k| k.alone).collect();
-            assert_eq!(got, want, "round {pending:?}");
+            assert_eq!(
+                LockCheck::of(typ, first, failed),
+                want,
+                "{typ:?} first={first} failed={failed}"
+            );
         }
     }
 

@@ -8,9 +8,9 @@
 -- (payload = the value to store), 'del', 'keep' or 'err' (payload = kind \0 message);
 -- fields: the field/value pairs read, two arguments each. check (plan.rs, LockCheck): 0 = the
 -- whole hash must be as read; 1 = the same, but a decision that writes nothing ('keep',
--- 'err') stands as of the read (no earlier op of the client's round wrote this hash, so any
--- change since came from another client, concurrently); 2 = an unlock: only the owner's
--- own field must be as read.
+-- 'err') stands as of the read (the op is the first of the client's round: nothing of the
+-- client ran between the read and it); 2 = an unlock: only the owner's own field must be
+-- as read.
 -- Reply: {'ok'}
 OPS.lock = function(K, A)
   local ino8, sid8, field, tag, check = struct.unpack('>c8c8c16c1B', A[1])
