@@ -50,8 +50,9 @@ impl KvRead for Recorder<'_> {
 
 /// The keys `ops` read with point reads when applied in one transaction over `store`.
 async fn point_reads(store: &MemStore, ops: &[Op]) -> Vec<Vec<u8>> {
-    let limits = Limits::from(&load_setting(&Recorder::new(store)).await.expect("setting"));
+    // The format record is read as the store's transaction reads it (it is prefetched).
     let rec = Recorder::new(store);
+    let limits = Limits::from(&load_setting(&rec).await.expect("setting"));
     let mut t = KvTxn::new(&rec);
     for op in ops {
         logic::apply_op(&mut t, op, &limits)

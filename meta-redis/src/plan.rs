@@ -632,13 +632,7 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                 flock_decision(&held, *ino, *owner, *typ)
                     .map(|d| d.map(|t| (t != LockType::Unlock).then(|| vec![t.code()])))
             });
-            let check = LockCheck::of(*typ, k.first, decision.is_err());
-            lock_call(
-                l,
-                (*ino, *owner, LockKind::Flock, check),
-                &k.fields,
-                decision,
-            )?
+            lock_call(l, *ino, *owner, LockKind::Flock, *typ, k, decision)?
         }
         Op::Setlk {
             ino,
@@ -652,13 +646,7 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                 setlk_decision(&held, *ino, *owner, *typ, (*start, *end), *pid)
                     .map(|d| d.map(|r| (!r.is_empty()).then(|| encode_plocks(&r))))
             });
-            let check = LockCheck::of(*typ, k.first, decision.is_err());
-            lock_call(
-                l,
-                (*ino, *owner, LockKind::Plock, check),
-                &k.fields,
-                decision,
-            )?
+            lock_call(l, *ino, *owner, LockKind::Plock, *typ, k, decision)?
         }
         other => {
             return Err(Error::new(
@@ -729,13 +717,18 @@ impl LockCheck {
 
 /// The lock op's call applying `decision` (`Ok(None)`: nothing changes, `Ok(Some(None))`:
 /// remove the owner's record, `Ok(Some(Some(v)))`: store `v`, `Err`: the op's error) on the
-/// lock hash of `kind` on `ino` if the hash still holds `fields` (as far as `check` asks).
+/// lock hash of `kind` on `ino` (a request of `typ`) if the hash still holds what `k` read,
+/// as far as [`LockCheck::of`] asks.
 fn lock_call(
     l: &Layout,
-    (ino, owner, kind, check): (Ino, LockOwner, LockKind, LockCheck),
-    fields: &[(Vec<u8>, Vec<u8>)],
+    ino: Ino,
+    owner: LockOwner,
+    kind: LockKind,
+    typ: LockType,
+    k: &Known,
     decision: Result<Option<Option<Vec<u8>>>>,
 ) -> Result<Call> {
+    let check = LockCheck::of(typ, k.first, decision.is_err());
     let mut field = owner.sid.to_be_bytes().to_vec();
     field.extend_from_slice(&owner.owner.to_be_bytes());
     let fixed = Record::new("lock")
@@ -752,7 +745,7 @@ fn lock_call(
         Err(e) => (b"err", error_arg(Err(e))),
     };
     let mut args = vec![fixed, what.to_vec(), payload];
-    for (f, v) in fields {
+    for (f, v) in &k.fields {
         args.push(f.clone());
         args.push(v.clone());
     }

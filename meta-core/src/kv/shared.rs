@@ -262,8 +262,7 @@ pub async fn list_pending<R: KvRead + ?Sized>(r: &R, limit: usize) -> Result<Vec
 /// inode counters, and per op the attributes and entries it names (parent directories and
 /// their statistics, the new inode, the named entries, the written chunk, the named xattr,
 /// the inodes a release names) and the session record an open, a create-and-open or a lock
-/// op checks. A store with
-/// round trips fetches them in one request before running the batch
+/// op checks. A store with round trips fetches them in one request before running the batch
 /// ([`crate::kv::StoreTxn::prefetch`]); what the ops read beyond them (an entry's target
 /// inode, a directory listing) is read as usual. Duplicates are removed; order is by key.
 pub fn batch_keys(ops: &[Op]) -> Vec<Vec<u8>> {
