@@ -107,7 +107,7 @@ macro_rules! __case_list {
                 race_16x2, set_while_writing, unsupported_and_dump,
             ],
             xattr: [set_get_list_remove, flags, limits, deleted_with_inode],
-            statfs: [counters, limits_shown],
+            statfs: [counters, limits_shown, space_saturates_at_i64_max],
             batch: [
                 positional_results, order_and_dependencies, failing_op_leaves_no_trace,
                 partial_writes_rolled_back, empty_batch, apply_batch_chunks, batcher_routes_results,

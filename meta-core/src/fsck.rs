@@ -131,7 +131,8 @@ pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
     let mut space: i64 = 0;
     let mut max_slice: u64 = 0;
     for (&ino, a) in &attrs {
-        space += a.space() as i64;
+        // (Saturating, as the usedSpace counter itself stops at i64::MAX.)
+        space = space.saturating_add(a.space() as i64);
         if a.nlink == 0 && !links.contains_key(&ino) {
             if held.contains(&ino) {
                 rep.sustained += 1;

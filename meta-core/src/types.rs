@@ -372,7 +372,8 @@ pub enum Counter {
     NextInode,
     /// The next chunk (slice) ID to reserve.
     NextChunk,
-    /// Bytes used, see [`Attr::space`].
+    /// Bytes used, see [`Attr::space`]. Saturates at `i64::MAX` (every backend: 513 sparse
+    /// files of [`MAX_FILE_LEN`] pass it), as directory statistics and quota usage do.
     UsedSpace,
     /// Number of live inodes.
     TotalInodes,

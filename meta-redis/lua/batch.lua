@@ -45,7 +45,15 @@ local function flush_batch()
     redis.call('DEL', unpack(del, i, math.min(i + 511, #del)))
   end
   for k, c in pairs(CNT) do
-    if c.d ~= 0 then redis.call('INCRBY', k, num(c.d)) end
+    if c.d ~= 0 then
+      -- The counter saturates at the i64 bounds, as a store's `saturating_add` does (513 files
+      -- of 2^54 bytes pass i64::MAX): INCRBY refuses a sum out of range and changes nothing
+      -- (the value itself was checked to be an integer when read), then the bound is set.
+      local r = redis.pcall('INCRBY', k, num(c.d))
+      if type(r) == 'table' and r.err then
+        redis.call('SET', k, c.d > 0 and '9223372036854775807' or '-9223372036854775808')
+      end
+    end
   end
   flush_stats()
   flush_quotas()

@@ -345,7 +345,7 @@ end
 -- leading zero or `+` (anything else would fail the write-back at the end of the call, after
 -- the batch's other writes).
 local function int64_text(v)
-  if v == '0' then return true end
+  if v == '0' or v == '-9223372036854775808' then return true end
   local digits = string.match(v, '^%-?([1-9]%d*)$')
   return digits ~= nil and (#digits < 19 or (#digits == 19 and digits <= '9223372036854775807'))
 end

@@ -551,7 +551,7 @@ impl Backend for SqlBackend {
             .checked_sub(n as i64)
             .filter(|&s| s > 0)
             .ok_or_else(|| {
-                codec::corrupted(format!("counter {} is {}", c.name(), end - n as i64))
+                codec::corrupted(format!("counter {} is {end} after reserving {n}", c.name()))
             })?;
         Ok(start as u64..end as u64)
     }

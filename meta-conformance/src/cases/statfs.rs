@@ -1,5 +1,8 @@
 //! statfs(2) numbers from the volume counters.
 
+use meta_core::stats::DirStat;
+use meta_core::types::MAX_FILE_LEN;
+
 use super::prelude::*;
 
 /// used_space is the sum of every inode's 4 KiB-aligned space ([`Attr::space`]: at least
@@ -89,4 +92,50 @@ pub async fn limits_shown(ctx: &TestCtx) -> Result<()> {
     );
     drop(m);
     vol.close().await
+}
+
+/// Space that adds up past `i64::MAX`: 513 sparse files of [`MAX_FILE_LEN`] (2^54 bytes
+/// each, no data) in one directory use 513 × 2^54 > 2^63 − 1 bytes. With no capacity set
+/// every truncate succeeds, and the volume's usedSpace counter and the directory's
+/// statistics and the usage of a quota on it (limit u64::MAX, never reached) stop at
+/// `i64::MAX` (saturating, as `DirStat`'s addition does) instead of failing the op or
+/// wrapping around; statfs, `dir_stat`, `summary`, the quota and fsck agree.
+pub async fn space_saturates_at_i64_max(ctx: &TestCtx) -> Result<()> {
+    let m = ctx.meta();
+    let b = ctx.backend();
+    let (d, _) = m.mkdir(ME, ROOT, b"huge", 0o755).await?;
+    m.set_quota(d, u64::MAX, 0).await?;
+    const FILES: i64 = 513;
+    for i in 0..FILES {
+        let name = format!("f{i}");
+        let (f, _) = m.create(ME, d, name.as_bytes(), 0o644).await?;
+        m.truncate(ME, f, MAX_FILE_LEN)
+            .await
+            .with_context(|| format!("truncate of {name} to {MAX_FILE_LEN} bytes"))?;
+    }
+    let st = m.statfs().await?;
+    ensure!(
+        st.used_space == i64::MAX as u64,
+        "used_space {} after {FILES} files of 2^54 bytes, expected i64::MAX",
+        st.used_space
+    );
+    let want = DirStat {
+        inodes: FILES,
+        length: i64::MAX,
+        space: i64::MAX,
+    };
+    let got = m.dir_stat(d).await?;
+    ensure!(got == want, "dir_stat {got:?}, expected {want:?}");
+    let sum = m.summary(d).await?;
+    ensure!(
+        sum.files == FILES as u64 && sum.length == i64::MAX as u64 + 4096,
+        "summary {sum:?}: the directory's 4096 bytes and its statistics' i64::MAX"
+    );
+    let (q, sum) = m.check_quota(d).await?;
+    ensure!(
+        q.used == want && sum == want,
+        "quota usage {:?}, its subtree adds up to {sum:?}, expected {want:?}",
+        q.used
+    );
+    fsck_clean(&*b, "space past i64::MAX").await
 }

@@ -65,6 +65,60 @@ impl Dialect {
             _ => "GREATEST",
         }
     }
+
+    fn least(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "MIN",
+            _ => "LEAST",
+        }
+    }
+
+    /// The SQL of `base + delta` (two BIGINT expressions; `delta` is evaluated several times,
+    /// so a column or a parameter-free expression) saturating at the i64 bounds, as the KV
+    /// stores' counters and `DirStat`'s addition do: `base` is first clamped to
+    /// `[i64::MIN - min(delta, 0), i64::MAX - max(delta, 0)]`, so no step leaves the BIGINT
+    /// range, whatever order the database evaluates it in; a NULL `base` stays NULL. A plain
+    /// `+` past the range fails the statement on PostgreSQL (22003) and MySQL (1690), and
+    /// SQLite turns the sum into a REAL that no longer reads back as an integer (513 files of
+    /// 2^54 bytes pass i64::MAX). (A CASE, not LEAST/GREATEST: PostgreSQL's skip NULLs.)
+    pub(crate) fn sat_add(self, base: &str, delta: &str) -> String {
+        let g = self.greatest();
+        let l = self.least();
+        let hi = format!("9223372036854775807 - {g}({delta}, 0)");
+        let lo = format!("(-9223372036854775807 - 1) - {l}({delta}, 0)");
+        format!(
+            "CASE WHEN {base} > {hi} THEN {hi} WHEN {base} < {lo} THEN {lo} ELSE {base} END \
+             + {delta}"
+        )
+    }
+}
+
+/// The integer at `row[i]` (0 when there is none or it is not an integer: a padded row's
+/// missing column).
+pub(crate) fn int_at(row: &[Arg], i: usize) -> i64 {
+    match row.get(i) {
+        Some(Arg::Int(v)) => *v,
+        _ => 0,
+    }
+}
+
+/// Appends `base + delta` for a known `delta`, saturating at the i64 bounds as
+/// [`Dialect::sat_add`] does, with the clamp's bounds as parameters: `CASE WHEN base > hi
+/// THEN hi WHEN base < lo THEN lo ELSE base END + delta` (five parameters; one statement
+/// shape whatever the sign, so that the prepared statements stay few).
+pub(crate) fn sat_add_arg(b: &mut B, base: &str, delta: i64) {
+    let lo = i64::MIN - delta.min(0);
+    let hi = i64::MAX - delta.max(0);
+    b.s(&format!("CASE WHEN {base} > "))
+        .p(Arg::Int(hi))
+        .s(" THEN ")
+        .p(Arg::Int(hi))
+        .s(&format!(" WHEN {base} < "))
+        .p(Arg::Int(lo))
+        .s(" THEN ")
+        .p(Arg::Int(lo))
+        .s(&format!(" ELSE {base} END + "))
+        .p(Arg::Int(delta));
 }
 
 /// Every table of a volume, in creation order (`schema_version` last).
@@ -548,7 +602,10 @@ impl Sql {
                         if i < cut {
                             format!("{c} = {new}")
                         } else {
-                            format!("{c} = COALESCE({stored}, 0) + {new}")
+                            format!(
+                                "{c} = {}",
+                                d.sat_add(&format!("COALESCE({stored}, 0)"), &new)
+                            )
                         }
                     })
                     .collect();
@@ -651,6 +708,22 @@ fn fnv1a(b: &[u8]) -> i64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h as i64
+}
+
+/// For tests that run statements on every database at hand: a SQLite file in `dir`, and
+/// PostgreSQL and MySQL when `META_TEST_POSTGRES_URL` / `META_TEST_MYSQL_URL` are set (tables
+/// under a fresh prefix starting with `tag`).
+#[cfg(test)]
+pub(crate) fn test_urls(dir: &std::path::Path, tag: &str) -> Vec<String> {
+    let prefix = format!("{tag}{:08x}_", rand::random::<u32>());
+    let mut out = vec![format!("sqlite://{}", dir.join("d.db").display())];
+    for var in ["META_TEST_POSTGRES_URL", "META_TEST_MYSQL_URL"] {
+        if let Some(u) = std::env::var(var).ok().filter(|u| !u.is_empty()) {
+            let sep = if u.contains('?') { '&' } else { '?' };
+            out.push(format!("{u}{sep}table_prefix={prefix}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -412,10 +412,18 @@ impl Sql {
 
     /// Reserves `n` IDs from counter `name` in one autocommitted statement. PostgreSQL and
     /// SQLite return the new value (`RETURNING`); MySQL reports it as `LAST_INSERT_ID()` in
-    /// the statement's OK packet (`Done::last_id`).
+    /// the statement's OK packet (`Done::last_id`). A plain `value + n`, not saturating:
+    /// past i64::MAX the statement fails rather than hand out IDs again.
     pub(crate) fn reserve(&self, name: &str, n: i64) -> Stmt {
         if self.d != Dialect::MySql {
-            let mut b = self.counter_add_b(name, n);
+            let mut b = self.b();
+            b.s(&format!(
+                "UPDATE {} SET value = value + ",
+                self.t("counter")
+            ));
+            b.p(Arg::Int(n));
+            b.s(" WHERE name = ");
+            b.p(Arg::Text(name.into()));
             b.s(" RETURNING value");
             return b.done();
         }

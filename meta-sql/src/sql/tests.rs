@@ -73,7 +73,9 @@ fn dir_stats_live_in_node_rows_and_add_in_the_database() {
     assert_eq!(p.len(), 1);
     for c in ["st_inodes", "st_length", "st_space"] {
         assert!(
-            p[0].sql.contains(&format!("{c} = COALESCE(n.{c}, 0) + d.")),
+            p[0].sql.contains(&format!(
+                "{c} = CASE WHEN COALESCE(n.{c}, 0) > 9223372036854775807 - GREATEST(d."
+            )),
             "{}",
             p[0].sql
         );
@@ -84,15 +86,33 @@ fn dir_stats_live_in_node_rows_and_add_in_the_database() {
         let m = Sql::new(d, "v_".into()).dir_deltas(rows.clone());
         assert_eq!(m.len(), 1);
         for c in ["st_inodes", "st_length", "st_space"] {
+            let v = format!("COALESCE({c}, 0)");
             assert!(
-                m[0].sql
-                    .contains(&format!("{c} = COALESCE({c}, 0) + CASE ino WHEN ? THEN ?")),
+                m[0].sql.contains(&format!(
+                    "{c} = CASE ino WHEN ? THEN CASE WHEN {v} > ? THEN ? WHEN {v} < ? THEN ? \
+                     ELSE {v} END + ?"
+                )),
                 "{d:?}: {}",
                 m[0].sql
             );
         }
+        // Each statistics delta comes with the bounds its column is clamped to first.
+        let ints: Vec<i64> = m[0]
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                Arg::Int(v) => Some(*v),
+                _ => None,
+            })
+            .collect();
+        for w in [
+            [i64::MAX - 10, i64::MAX - 10, i64::MIN, i64::MIN, 10],
+            [i64::MAX, i64::MAX, i64::MIN + 4096, i64::MIN + 4096, -4096],
+        ] {
+            assert!(ints.windows(5).any(|x| x == w), "{d:?}: {w:?} in {ints:?}");
+        }
     }
-    // A rewritten node row replaces its attributes and adds to its statistics.
+    // A rewritten node row replaces its attributes and adds to its statistics (saturating).
     let cols = [("ino", Ty::Int), ("mode", Ty::Int), ("st_inodes", Ty::Int)];
     let row = vec![vec![Arg::Int(5), Arg::Int(0o755), Arg::Int(1)]];
     let p =
@@ -100,21 +120,33 @@ fn dir_stats_live_in_node_rows_and_add_in_the_database() {
     assert_eq!(
         &*p[0].sql,
         "INSERT INTO v_node AS t (ino, mode, st_inodes) SELECT * FROM UNNEST($1::int8[], \
-         $2::int8[], $3::int8[]) AS d (ino, mode, st_inodes) ORDER BY ino ON CONFLICT (ino) DO \
-         UPDATE SET mode = excluded.mode, st_inodes = COALESCE(t.st_inodes, 0) + \
+         $2::int8[], $3::int8[]) AS d (ino, mode, st_inodes) ORDER BY ino ON CONFLICT (ino) \
+         DO UPDATE SET mode = excluded.mode, st_inodes = CASE WHEN COALESCE(t.st_inodes, 0) > \
+         9223372036854775807 - GREATEST(excluded.st_inodes, 0) THEN 9223372036854775807 - \
+         GREATEST(excluded.st_inodes, 0) WHEN COALESCE(t.st_inodes, 0) < \
+         (-9223372036854775807 - 1) - LEAST(excluded.st_inodes, 0) THEN (-9223372036854775807 \
+         - 1) - LEAST(excluded.st_inodes, 0) ELSE COALESCE(t.st_inodes, 0) END + \
          excluded.st_inodes"
     );
     let m = Sql::new(Dialect::MySql, "v_".into()).upsert_adding("node", &cols, 1, row.clone(), 1);
     assert_eq!(
         &*m[0].sql,
         "INSERT INTO v_node (ino, mode, st_inodes) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE \
-         mode = VALUES(mode), st_inodes = COALESCE(st_inodes, 0) + VALUES(st_inodes)"
+         mode = VALUES(mode), st_inodes = CASE WHEN COALESCE(st_inodes, 0) > \
+         9223372036854775807 - GREATEST(VALUES(st_inodes), 0) THEN 9223372036854775807 - \
+         GREATEST(VALUES(st_inodes), 0) WHEN COALESCE(st_inodes, 0) < (-9223372036854775807 - \
+         1) - LEAST(VALUES(st_inodes), 0) THEN (-9223372036854775807 - 1) - \
+         LEAST(VALUES(st_inodes), 0) ELSE COALESCE(st_inodes, 0) END + VALUES(st_inodes)"
     );
     let l = Sql::new(Dialect::Sqlite, String::new()).upsert_adding("node", &cols, 1, row, 1);
     assert_eq!(
         &*l[0].sql,
         "INSERT INTO node (ino, mode, st_inodes) VALUES (?, ?, ?) ON CONFLICT (ino) DO UPDATE \
-         SET mode = excluded.mode, st_inodes = COALESCE(st_inodes, 0) + excluded.st_inodes"
+         SET mode = excluded.mode, st_inodes = CASE WHEN COALESCE(st_inodes, 0) > \
+         9223372036854775807 - MAX(excluded.st_inodes, 0) THEN 9223372036854775807 - \
+         MAX(excluded.st_inodes, 0) WHEN COALESCE(st_inodes, 0) < (-9223372036854775807 - 1) \
+         - MIN(excluded.st_inodes, 0) THEN (-9223372036854775807 - 1) - \
+         MIN(excluded.st_inodes, 0) ELSE COALESCE(st_inodes, 0) END + excluded.st_inodes"
     );
     // Reads: one statement for the 1,024 directories meta-core asks for at a time.
     for d in [Dialect::Postgres, Dialect::MySql, Dialect::Sqlite] {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use crate::exec::{Arg, Stmt, Ty};
 
 use super::{
-    B, Dialect, MAX_READ_KEYS, NODE_STAT_COLS, SETTING_NAME, Sql, columns, fnv1a, padded_lists,
-    padded_lists_upto,
+    B, Dialect, MAX_READ_KEYS, NODE_STAT_COLS, SETTING_NAME, Sql, columns, fnv1a, int_at,
+    padded_lists, padded_lists_upto, sat_add_arg,
 };
 
 impl Sql {
@@ -54,14 +54,20 @@ impl Sql {
                      {t}_sec = GREATEST(n.{t}_sec, d.s)"
                 )
             };
+            let st = |c: &str, d: &str| {
+                format!(
+                    "{c} = {}",
+                    self.d.sat_add(&format!("COALESCE(n.{c}, 0)"), d)
+                )
+            };
             b.s(&format!(
-                "UPDATE {} AS n SET nlink = n.nlink + d.dn, {}, {}, \
-                 st_inodes = COALESCE(n.st_inodes, 0) + d.si, \
-                 st_length = COALESCE(n.st_length, 0) + d.sl, \
-                 st_space = COALESCE(n.st_space, 0) + d.ss FROM UNNEST(",
+                "UPDATE {} AS n SET nlink = n.nlink + d.dn, {}, {}, {}, {}, {} FROM UNNEST(",
                 self.t("node"),
                 raise("mtime"),
-                raise("ctime")
+                raise("ctime"),
+                st("st_inodes", "d.si"),
+                st("st_length", "d.sl"),
+                st("st_space", "d.ss")
             ));
             let cols = columns(rows, &[Ty::Int; 8]);
             let inos = cols[0].clone();
@@ -114,9 +120,11 @@ impl Sql {
                     b.s(" END");
                 }
                 for (i, c) in NODE_STAT_COLS.iter().enumerate() {
-                    b.s(&format!(", {c} = COALESCE({c}, 0) + CASE ino"));
+                    b.s(&format!(", {c} = CASE ino"));
                     for k in &list {
-                        b.s(" WHEN ").p(row(k, 0)).s(" THEN ").p(row(k, 5 + i));
+                        b.s(" WHEN ").p(row(k, 0)).s(" THEN ");
+                        let delta = int_at(k, 5 + i);
+                        sat_add_arg(&mut b, &format!("COALESCE({c}, 0)"), delta);
                     }
                     b.s(" END");
                 }
@@ -138,28 +146,19 @@ impl Sql {
             .collect()
     }
 
-    /// `value = value + delta` on the counter row `name`: a plain UPDATE (the statement of
-    /// [`Sql::counter_add`], open for a tail).
-    pub(super) fn counter_add_b(&self, name: &str, delta: i64) -> B {
+    /// `value = value + delta` on the counter row `name`, saturating ([`Dialect::sat_add`]): a
+    /// plain UPDATE (on PostgreSQL it takes `FOR NO KEY UPDATE`, which a `FOR KEY SHARE`
+    /// reader does not block; see `txn::quota`).
+    pub(crate) fn counter_add(&self, name: &str, delta: i64) -> Stmt {
         let mut b = self.b();
-        b.s(&format!(
-            "UPDATE {} SET value = value + ",
-            self.t("counter")
-        ));
-        b.p(Arg::Int(delta));
+        b.s(&format!("UPDATE {} SET value = ", self.t("counter")));
+        sat_add_arg(&mut b, "value", delta);
         b.s(" WHERE name = ");
         b.p(Arg::Text(name.into()));
-        b
+        b.done()
     }
 
-    /// `value = value + delta` on the counter row `name` (a plain UPDATE: on PostgreSQL it
-    /// takes `FOR NO KEY UPDATE`, which a `FOR KEY SHARE` reader does not block; see
-    /// `txn::quota`).
-    pub(crate) fn counter_add(&self, name: &str, delta: i64) -> Stmt {
-        self.counter_add_b(name, delta).done()
-    }
-
-    /// `value += delta` for each `(name, delta)` (distinct names).
+    /// `value += delta` for each `(name, delta)` (distinct names), saturating.
     pub(crate) fn counter_deltas(&self, rows: Vec<(String, i64)>) -> Vec<Stmt> {
         if rows.is_empty() {
             return Vec::new();
@@ -168,8 +167,9 @@ impl Sql {
         if self.d == Dialect::Postgres {
             let (names, deltas): (Vec<String>, Vec<i64>) = rows.into_iter().unzip();
             b.s(&format!(
-                "UPDATE {} AS c SET value = c.value + d.dv FROM UNNEST(",
-                self.t("counter")
+                "UPDATE {} AS c SET value = {} FROM UNNEST(",
+                self.t("counter"),
+                self.d.sat_add("c.value", "d.dv")
             ));
             b.arr(Arg::Texts(names.clone()), Ty::Text).s(", ");
             b.arr(Arg::Ints(deltas), Ty::Int);
@@ -179,14 +179,12 @@ impl Sql {
             return vec![b.done()];
         }
         b.s(&format!(
-            "UPDATE {} SET value = value + CASE name",
+            "UPDATE {} SET value = CASE name",
             self.t("counter")
         ));
         for (n, d) in &rows {
-            b.s(" WHEN ")
-                .p(Arg::Text(n.clone()))
-                .s(" THEN ")
-                .p(Arg::Int(*d));
+            b.s(" WHEN ").p(Arg::Text(n.clone())).s(" THEN ");
+            sat_add_arg(&mut b, "value", *d);
         }
         b.s(" END WHERE name IN (");
         for (i, (n, _)) in rows.iter().enumerate() {
@@ -360,5 +358,70 @@ impl Sql {
                 args: Vec::new(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use meta_core::{Backend, Counter};
+
+    use crate::exec::Arg;
+
+    /// The counters' addition saturates at the i64 bounds and keeps a NULL NULL (which reads
+    /// back as `Corrupted`, as before), one row at a time and several at once, on every
+    /// database at hand.
+    #[tokio::test]
+    async fn counter_additions_saturate() -> anyhow::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let (max, min) = (i64::MAX, i64::MIN);
+        let cases = [
+            (Some(max - 10), 100, Some(max)),
+            (Some(min + 10), -100, Some(min)),
+            (Some(5), -3, Some(2)),
+            (Some(max), min, Some(-1)),
+            (Some(min), max, Some(-1)),
+            (Some(max), max, Some(max)),
+            (Some(min), min, Some(min)),
+            (None, 7, None),
+        ];
+        for url in crate::sql::test_urls(tmp.path(), "cs") {
+            let b = crate::open(meta_core::parse_url(&url)?.0)?;
+            b.format(&meta_core::Setting::new("sat"), false).await?;
+            let name = Counter::UsedSpace.name();
+            for (several, (start, delta, want)) in [false, true]
+                .into_iter()
+                .flat_map(|s| cases.map(|c| (s, c)))
+            {
+                let mut set = b.sql.b();
+                set.s(&format!("UPDATE {} SET value = ", b.sql.t("counter")));
+                match start {
+                    Some(v) => set.p(Arg::Int(v)),
+                    None => set.s("NULL"),
+                };
+                set.s(" WHERE name = ").p(Arg::Text(name.into()));
+                b.run_stmt(set.done()).await?;
+                let stmts = if several {
+                    b.sql.counter_deltas(vec![
+                        (name.to_string(), delta),
+                        (Counter::TotalInodes.name().to_string(), 1),
+                    ])
+                } else {
+                    vec![b.sql.counter_add(name, delta)]
+                };
+                for st in stmts {
+                    b.run_stmt(st).await?;
+                }
+                let got = b.get_counter(Counter::UsedSpace).await;
+                let what = format!(
+                    "{}: {start:?} + {delta} (several: {several})",
+                    b.sql.d.scheme()
+                );
+                match want {
+                    Some(w) => anyhow::ensure!(got.as_ref().ok() == Some(&w), "{what}: {got:?}"),
+                    None => anyhow::ensure!(got.is_err(), "{what}: NULL became {got:?}"),
+                }
+            }
+        }
+        Ok(())
     }
 }

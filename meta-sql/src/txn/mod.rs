@@ -19,7 +19,8 @@
 //!    st_* = st_* + δ` updates of parent directories (a directory's statistics live in its
 //!    node row, schema v6, so the row lock that orders the batches charging it is taken once
 //!    for both), and the `value = value + δ` counter updates as the last statements, so the
-//!    hot rows are locked only from there to COMMIT.
+//!    hot rows are locked only from there to COMMIT. Each `+ δ` of statistics, quota usage
+//!    and counters saturates at the i64 bounds (`Dialect::sat_add`).
 //!
 //! Directory quotas (optimistic charging with a locked rerun, and how a new quota is ordered
 //! against the batches that charge statistics without it) are in the `quota` and
@@ -219,7 +220,8 @@ impl Layer {
         self.xattrs.extend(op.xattrs);
         self.pend.extend(op.pend);
         for (c, d) in op.counters {
-            *self.counters.entry(c).or_default() += d;
+            let e = self.counters.entry(c).or_default();
+            *e = e.saturating_add(d);
         }
         for (ino, w) in op.dir_stats {
             if w.reset {

@@ -10,7 +10,9 @@ use meta_core::{Attr, DirStat, Error, ErrorKind, Ino, Op, OpOutput, Quota, Resul
 
 use super::{Group, NodeW, SqlTxn};
 use crate::exec::{Arg, Stmt, Ty};
-use crate::sql::{Dialect, LockMode, QUOTA_COUNT, QUOTA_GEN, Sql, columns, padded_lists};
+use crate::sql::{
+    Dialect, LockMode, QUOTA_COUNT, QUOTA_GEN, Sql, columns, int_at, padded_lists, sat_add_arg,
+};
 
 /// Directories a [`QuotaCache`] holds at most (past that it starts again empty).
 const MAX_CACHED_DIRS: usize = 65_536;
@@ -84,9 +86,13 @@ impl Sql {
             let cols = columns(rows, &[Ty::Int; 8]);
             let inos = cols[0].clone();
             let mut b = self.b();
+            let sat = |a: &str, d: &str| self.d.sat_add(a, d);
             b.s(&format!(
-                "UPDATE {quota} AS q SET used_inodes = q.used_inodes + d.di, used_length = \
-                 q.used_length + d.dl, used_space = q.used_space + d.ds FROM UNNEST("
+                "UPDATE {quota} AS q SET used_inodes = {}, used_length = {}, used_space = {} \
+                 FROM UNNEST(",
+                sat("q.used_inodes", "d.di"),
+                sat("q.used_length", "d.dl"),
+                sat("q.used_space", "d.ds")
             ));
             for (i, a) in cols.into_iter().enumerate() {
                 if i > 0 {
@@ -102,9 +108,13 @@ impl Sql {
             } else {
                 b.s(" WHERE");
             }
-            b.s(" q.ino = d.ino \
-                 AND (d.cs = 0 OR q.max_space <= 0 OR q.used_space + d.ps <= q.max_space) \
-                 AND (d.ci = 0 OR q.max_inodes <= 0 OR q.used_inodes + d.pi <= q.max_inodes)");
+            b.s(&format!(
+                " q.ino = d.ino \
+                 AND (d.cs = 0 OR q.max_space <= 0 OR {} <= q.max_space) \
+                 AND (d.ci = 0 OR q.max_inodes <= 0 OR {} <= q.max_inodes)",
+                sat("q.used_space", "d.ps"),
+                sat("q.used_inodes", "d.pi")
+            ));
             return vec![b.done()];
         }
         let keys = rows
@@ -124,9 +134,10 @@ impl Sql {
                     if n > 0 {
                         b.s(", ");
                     }
-                    b.s(&format!("{col} = {col} + CASE ino"));
+                    b.s(&format!("{col} = CASE ino"));
                     for k in &list {
-                        b.s(" WHEN ").p(v(k, 0)).s(" THEN ").p(v(k, i));
+                        b.s(" WHEN ").p(v(k, 0)).s(" THEN ");
+                        sat_add_arg(&mut b, col, int_at(k, i));
                     }
                     b.s(" END");
                 }
@@ -140,9 +151,11 @@ impl Sql {
                 b.s(") AND CASE ino");
                 for k in &list {
                     b.s(" WHEN ").p(v(k, 0)).s(" THEN ((").p(v(k, 6));
-                    b.s(" = 0 OR max_space <= 0 OR used_space + ").p(v(k, 7));
+                    b.s(" = 0 OR max_space <= 0 OR ");
+                    sat_add_arg(&mut b, "used_space", int_at(k, 7));
                     b.s(" <= max_space) AND (").p(v(k, 4));
-                    b.s(" = 0 OR max_inodes <= 0 OR used_inodes + ").p(v(k, 5));
+                    b.s(" = 0 OR max_inodes <= 0 OR ");
+                    sat_add_arg(&mut b, "used_inodes", int_at(k, 5));
                     b.s(" <= max_inodes))");
                 }
                 b.s(" END");
@@ -661,19 +674,6 @@ mod tests {
 
     use super::*;
 
-    /// The volumes to try: SQLite always, PostgreSQL and MySQL when their test URLs are set.
-    fn urls(dir: &std::path::Path) -> Vec<String> {
-        let prefix = format!("qd{:08x}_", rand::random::<u32>());
-        let mut out = vec![format!("sqlite://{}", dir.join("d.db").display())];
-        for var in ["META_TEST_POSTGRES_URL", "META_TEST_MYSQL_URL"] {
-            if let Some(u) = std::env::var(var).ok().filter(|u| !u.is_empty()) {
-                let sep = if u.contains('?') { '&' } else { '?' };
-                out.push(format!("{u}{sep}table_prefix={prefix}"));
-            }
-        }
-        out
-    }
-
     /// The conditional quota update passes exactly when the locked path's `Quota::check` of
     /// an op whose growth brings the stored usage to `used + peak` passes — limits of 0, at
     /// the edge, at `i64::MAX` and above it (stored negative), peaks up to and past the
@@ -686,7 +686,7 @@ mod tests {
             .iter()
             .map(|c| (*c, Ty::Int))
             .collect();
-        for url in urls(tmp.path()) {
+        for url in crate::sql::test_urls(tmp.path(), "qd") {
             let b = crate::open(meta_core::parse_url(&url)?.0)?;
             b.format(&meta_core::Setting::new("deltas"), false).await?;
             let mut n = 0;

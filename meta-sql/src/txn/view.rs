@@ -414,13 +414,15 @@ impl TxnView for SqlTxn<'_> {
 
     async fn get_counter(&mut self, counter: Counter) -> Result<i64> {
         let base = self.load_counter(counter).await?;
-        let d = self.batch.counters.get(&counter).copied().unwrap_or(0)
-            + self.op.counters.get(&counter).copied().unwrap_or(0);
+        let d = (self.batch.counters.get(&counter).copied().unwrap_or(0))
+            .saturating_add(self.op.counters.get(&counter).copied().unwrap_or(0));
         Ok(base.saturating_add(d))
     }
 
     async fn add_counter(&mut self, counter: Counter, delta: i64) -> Result<()> {
-        *self.op.counters.entry(counter).or_default() += delta;
+        // (Saturating, as the stored counter's addition is: `Dialect::sat_add`.)
+        let c = self.op.counters.entry(counter).or_default();
+        *c = c.saturating_add(delta);
         Ok(())
     }
 
