@@ -20,7 +20,8 @@
 //!
 //! Beyond the single-process cases, [`process`] holds multi-process fault tests a backend crate
 //! runs from its own test files: a SIGKILLed writer ([`process::crash`]) and two processes
-//! racing in one directory ([`process::race`]).
+//! racing in one directory ([`process::race`]); [`proxy`] is a fault-injecting TCP proxy for
+//! a server backend's failure tests (lost connections, a server that stops answering).
 //!
 //! Environment:
 //! - `META_CONFORMANCE_REQUIRE=1`: a skipped backend fails instead of passing.
@@ -34,6 +35,7 @@ pub mod cases;
 mod ctx;
 mod factory;
 pub mod process;
+pub mod proxy;
 pub mod util;
 
 pub use async_trait::async_trait;

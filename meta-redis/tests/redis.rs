@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, bail, ensure};
-use common::proxy::{Mode, Proxy};
 use common::{CLUSTER_ENV, STANDALONE_ENV, open, server, unique_prefix, with_prefix};
+use meta_conformance::proxy::{Mode, Proxy};
 use meta_core::{
     Backend, Caller, ErrorKind, FileType, Ino, Meta, MetaOptions, Op, OpOutput, RenameFlags,
     Setting, Timespec,

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 pub mod ops;
-pub mod proxy;
 pub mod server;
 
 use std::sync::Arc;

@@ -1,5 +1,16 @@
-//! A TCP proxy on loopback that can break the connection in controlled ways, to test how
-//! the backend reports failures.
+//! A TCP proxy on loopback that can break the connection in controlled ways, for a backend's
+//! failure tests against its real server: a connection lost after the server ran a request
+//! (the outcome is unknown: `Indeterminate`), a server that stops answering (the backend's
+//! timeout), a server gone (`Unavailable`). Used by meta-redis and meta-sql.
+//!
+//! ```no_run
+//! # async fn demo(server: std::net::SocketAddr) -> anyhow::Result<()> {
+//! use meta_conformance::proxy::{Mode, Proxy};
+//! let proxy = Proxy::start(server).await?;
+//! // ... open the backend on `proxy.addr`, run a call ...
+//! proxy.set_mode(Mode::Stall); // requests reach the server, replies never come back
+//! # Ok(()) }
+//! ```
 
 use std::net::SocketAddr;
 use std::sync::Arc;
