@@ -106,6 +106,9 @@ pub struct SqlBackend {
     /// What this backend remembers of the volume's quotas between batches, for their
     /// optimistic attempts (see `txn::quota`).
     quota_cache: QuotaCache,
+    /// How long one call may wait for the server ([`crate::SqlOptions::timeout`]; `None`
+    /// on SQLite).
+    pub(crate) timeout: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for SqlBackend {
@@ -126,7 +129,12 @@ fn not_formatted() -> Error {
 }
 
 impl SqlBackend {
-    pub(crate) fn new(pools: Pools, sql: Sql, display: String) -> SqlBackend {
+    pub(crate) fn new(
+        pools: Pools,
+        sql: Sql,
+        display: String,
+        timeout: Option<std::time::Duration>,
+    ) -> SqlBackend {
         SqlBackend {
             pools,
             sql,
@@ -136,6 +144,7 @@ impl SqlBackend {
             schema_lock: tokio::sync::Mutex::new(()),
             limits: RwLock::new(None),
             quota_cache: QuotaCache::default(),
+            timeout,
         }
     }
 
@@ -183,7 +192,8 @@ impl SqlBackend {
     /// Drops every table of this volume (the data is gone for good). For tests and for
     /// decommissioning a volume; the next call recreates an empty, unformatted schema.
     pub async fn drop_tables(&self) -> Result<()> {
-        let r: Result<()> = conn!(self, writer, |c| {
+        // Unbounded: dropping large tables may take long.
+        let r: Result<()> = conn!(unbounded self, writer, |c| {
             let mut t = SqlTxn::new(c, &self.sql, &self.stats, false);
             // (And the tables of older schema versions, in case these were never migrated.)
             for table in TABLES.iter().rev().chain(&OLD_TABLES) {
@@ -251,9 +261,10 @@ impl SqlBackend {
             return Ok(());
         }
         self.probe().await?;
+        // Unbounded: an upgrade may rewrite large tables.
         retry!(
             self,
-            txn!(self, self.sql.d.begin(), |c| migrate(
+            txn!(unbounded self, self.sql.d.begin(), |c| migrate(
                 c,
                 &self.sql,
                 &self.stats
@@ -411,9 +422,10 @@ impl Backend for SqlBackend {
     async fn format(&self, setting: &Setting, force: bool) -> Result<()> {
         setting.validate()?;
         self.ready().await?;
+        // Unbounded: `force` deletes a whole volume's rows.
         let (s, generation) = retry!(
             self,
-            txn!(self, self.sql.d.begin(), |c| format_in(
+            txn!(unbounded self, self.sql.d.begin(), |c| format_in(
                 c,
                 &self.sql,
                 &self.stats,

@@ -330,8 +330,9 @@ impl<'a> SqlSnapshot<'a> {
             conn: tokio::sync::Mutex::new(None),
         };
         for text in begin_snapshot(d) {
-            conn.run_raw(text)
-                .await
+            let bound = crate::run::bound(backend.timeout);
+            crate::run::within(bound, Stage::Begin, d, conn.run_raw(text))
+                .await?
                 .map_err(|e| classify(e, Stage::Begin, d))?;
         }
         *snap.conn.lock().await = Some(conn);
@@ -349,7 +350,8 @@ impl<'a> SqlSnapshot<'a> {
     }
 }
 
-/// Runs `$body` with `$c: &mut dyn Exec` on the snapshot's connection.
+/// Runs `$body` with `$c: &mut dyn Exec` on the snapshot's connection, within the URL's
+/// `timeout` (past it: `Unavailable`).
 macro_rules! on_snapshot {
     ($self:expr, |$c:ident| $body:expr) => {{
         let mut guard = $self.conn.lock().await;
@@ -357,7 +359,12 @@ macro_rules! on_snapshot {
             .as_mut()
             .ok_or_else(|| Error::new(ErrorKind::Internal, "the snapshot's connection is gone"))?;
         let $c: &mut dyn Exec = conn.exec();
-        $body
+        let body = async {
+            let r: Result<_> = $body;
+            r
+        };
+        let bound = crate::run::bound($self.backend.timeout);
+        crate::run::within(bound, Stage::Statement, $self.backend.sql.d, body).await?
     }};
 }
 

@@ -46,6 +46,26 @@ impl Stage {
     }
 }
 
+/// A call whose answer did not come within the URL's `timeout` (`after`) at `stage`: the
+/// future was dropped, and with it the transaction (the server rolls it back when it reads
+/// on). Before COMMIT nothing was applied (`Unavailable`); at COMMIT or an autocommitted
+/// write the outcome is unknown (`Indeterminate`), as when the connection is lost there.
+pub(crate) fn timed_out(stage: Stage, dialect: Dialect, after: std::time::Duration) -> Error {
+    let kind = if stage.outcome_unknown() {
+        ErrorKind::Indeterminate
+    } else {
+        ErrorKind::Unavailable
+    };
+    Error::new(
+        kind,
+        format!(
+            "{}: cannot {} the database: no answer within {after:?} (URL parameter timeout)",
+            dialect.scheme(),
+            stage.verb()
+        ),
+    )
+}
+
 /// Classifies `e`, raised at `stage` on a `dialect` database.
 pub(crate) fn classify(e: sqlx::Error, stage: Stage, dialect: Dialect) -> Error {
     let at = format!("{}: cannot {} the database", dialect.scheme(), stage.verb());

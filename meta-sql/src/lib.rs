@@ -49,6 +49,18 @@ pub struct SqlOptions {
     /// `acquire_timeout` (default `30s`): how long a call waits for a pooled connection
     /// (connecting included) before failing with `Unavailable`.
     pub acquire_timeout: Duration,
+    /// PostgreSQL/MySQL `timeout` (default `10s`): how long one attempt of a call (a read,
+    /// or one transaction; a batch that lost a race runs again with a new bound) may wait
+    /// for the server's answers once it has a connection, so that a server that stops
+    /// answering (frozen, or cut off without a reset) cannot stall a batch, a heartbeat or a
+    /// clean close forever. Past it a read, or a transaction short of COMMIT, fails with
+    /// `Unavailable` (nothing was applied: the server rolls the transaction back); a COMMIT
+    /// or an autocommitted write with `Indeterminate` (the kinds of a lost connection, and
+    /// the rule of the Redis and etcd backends' `timeout`). Creating or upgrading the schema
+    /// (`format`, the first call after an upgrade) and dropping the tables are not bounded:
+    /// they may rewrite large tables. Getting a connection is bounded by `acquire_timeout`.
+    /// Must be above zero. Ignored on SQLite, whose waits `busy_timeout` bounds.
+    pub timeout: Duration,
     /// SQLite `sync` (default `true`): `synchronous=FULL`, every commit is fsync'd; `false`:
     /// `synchronous=NORMAL`, a commit survives a process crash but maybe not a power loss.
     pub sync: bool,
@@ -64,6 +76,10 @@ pub struct SqlOptions {
     pub tls: Vec<(String, String)>,
 }
 
+/// [`SqlOptions::timeout`] when the URL has no `timeout=`: the Redis and etcd backends'
+/// default too.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The TLS parameters each dialect accepts (see [`SqlOptions::tls`]).
 const PG_TLS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
 const MYSQL_TLS: [&str; 4] = ["ssl-mode", "ssl-ca", "ssl-cert", "ssl-key"];
@@ -75,6 +91,7 @@ impl SqlOptions {
             table_prefix: String::new(),
             max_connections: if dialect == Dialect::Sqlite { 4 } else { 16 },
             acquire_timeout: Duration::from_secs(30),
+            timeout: DEFAULT_TIMEOUT,
             sync: true,
             busy_timeout: Duration::from_secs(5),
             tls: Vec::new(),
@@ -114,6 +131,7 @@ pub fn factory() -> meta_core::registry::BackendFactory {
 /// sqlite:///var/lib/meta/vol1.db?sync=true&busy_timeout=5s
 /// sqlite://./relative.db
 /// postgres://user:pass@host:5432/db?table_prefix=vol1_&max_connections=16&acquire_timeout=30s
+/// postgres://user@host/db?timeout=30s
 /// postgres://user@host/db?sslmode=verify-full&sslrootcert=/etc/meta/ca.pem
 /// mysql://user@host/db?ssl-mode=VERIFY_IDENTITY&ssl-ca=/etc/meta/ca.pem
 /// mysql://user:pass@host:3306/db?table_prefix=vol1_
@@ -122,7 +140,7 @@ pub fn factory() -> meta_core::registry::BackendFactory {
 /// Must be called inside a tokio runtime (the pools start their maintenance tasks).
 /// Errors (`ConfigInvalid`, naming the problem, never the password): another scheme, a
 /// dialect not compiled in, a missing SQLite path, a malformed option value, an unknown
-/// parameter, a bad table prefix; no tokio runtime.
+/// parameter, a bad table prefix, `timeout=0`; no tokio runtime.
 pub fn open(mut url: VolumeUrl) -> Result<SqlBackend> {
     let scheme = url.scheme().to_string();
     let dialect = dialect_of(&scheme).ok_or_else(|| {
@@ -139,6 +157,11 @@ pub fn open(mut url: VolumeUrl) -> Result<SqlBackend> {
     }
     if let Some(v) = url.take_param("acquire_timeout") {
         o.acquire_timeout = parse_duration("acquire_timeout", &v)?;
+    }
+    if dialect != Dialect::Sqlite
+        && let Some(v) = url.take_param("timeout")
+    {
+        o.timeout = parse_duration("timeout", &v)?;
     }
     let tls_names: &[&str] = match dialect {
         Dialect::Postgres => &PG_TLS,
@@ -179,7 +202,14 @@ pub fn open_with(url: &VolumeUrl, o: SqlOptions) -> Result<SqlBackend> {
         Dialect::Postgres => postgres_pool(url, &o)?,
         Dialect::MySql => mysql_pool(url, &o)?,
     };
-    Ok(SqlBackend::new(pools, sql, display))
+    if dialect != Dialect::Sqlite && o.timeout.is_zero() {
+        return Err(config(
+            "timeout=0: a call must be given some time to answer (e.g. timeout=10s)",
+        ));
+    }
+    // SQLite has no server to wait for; its lock waits are bounded by busy_timeout.
+    let timeout = (dialect != Dialect::Sqlite).then_some(o.timeout);
+    Ok(SqlBackend::new(pools, sql, display, timeout))
 }
 
 #[allow(dead_code)]

@@ -4,16 +4,61 @@
 //! exponential backoff with jitter). Macros, because each pool has its own connection
 //! type; the names they use are spelled with full paths, so they expand anywhere in the
 //! crate.
+//!
+//! Each call's waits on the server are bounded by the URL's `timeout` ([`within`]; the
+//! `unbounded` forms of `txn!` and `conn!` are for schema changes, which may take long).
 
+use std::future::Future;
 use std::time::Duration;
 
+use meta_core::Result;
 use rand::Rng;
+use tokio::time::Instant;
+
+use crate::error::{Stage, timed_out};
+use crate::sql::Dialect;
+
+/// The deadline of one call and the timeout it came from (`None`: no bound).
+pub(crate) type Bound = Option<(Instant, Duration)>;
+
+/// The bound of a call that starts now and may take `timeout` (`None`: unbounded).
+pub(crate) fn bound(timeout: Option<Duration>) -> Bound {
+    timeout.map(|t| (Instant::now() + t, t))
+}
+
+/// Awaits `f` until the deadline of `bound`. Errors: [`timed_out`] at `stage` when the
+/// deadline passes first (`f` is dropped then: a transaction it held rolls back).
+pub(crate) async fn within<F: Future>(
+    bound: Bound,
+    stage: Stage,
+    d: Dialect,
+    f: F,
+) -> Result<F::Output> {
+    match bound {
+        None => Ok(f.await),
+        Some((at, t)) => tokio::time::timeout_at(at, f)
+            .await
+            .map_err(|_| timed_out(stage, d, t)),
+    }
+}
+
+/// The stage of a `conn!` body on pool `which`: statements on the writer may write
+/// (autocommitted), on the reader they only read.
+pub(crate) fn conn_stage(which: &str) -> Stage {
+    if which == "writer" {
+        Stage::AutoCommit
+    } else {
+        Stage::Statement
+    }
+}
 
 /// Runs `$body` (an expression using `$c: &mut dyn Exec`) in one transaction on `$pool`,
-/// committing when it returns `Ok`, rolling back otherwise. Evaluates to `Result<T>`.
+/// committing when it returns `Ok`, rolling back otherwise, every wait on the server within
+/// `$bound` (a [`Bound`]). Evaluates to `Result<T>`.
 macro_rules! run_txn {
-    ($self:expr, $pool:expr, $begin:expr, |$c:ident| $body:expr) => {{
+    ($self:expr, $bound:expr, $pool:expr, $begin:expr, |$c:ident| $body:expr) => {{
         let d = $self.sql.d;
+        let bound: $crate::run::Bound = $bound;
         let stats = &$self.stats;
         $crate::txn::Stats::add(&stats.transactions, 1);
         // A pooled connection whose server went away fails at BEGIN, before anything was
@@ -21,7 +66,14 @@ macro_rules! run_txn {
         let mut tries = 0;
         let mut tx = loop {
             $crate::txn::Stats::add(&stats.statements, 1);
-            match $pool.begin_with($begin).await {
+            let begun = $crate::run::within(
+                bound,
+                $crate::error::Stage::Begin,
+                d,
+                $pool.begin_with($begin),
+            )
+            .await?;
+            match begun {
                 Ok(tx) => break tx,
                 Err(e @ (sqlx::Error::Io(_) | sqlx::Error::Protocol(_))) if tries < 3 => {
                     tries += 1;
@@ -39,19 +91,27 @@ macro_rules! run_txn {
         };
         let r: meta_core::Result<_> = {
             let $c: &mut dyn $crate::exec::Exec = &mut *tx;
-            $body
+            let body = async {
+                let r: meta_core::Result<_> = $body;
+                r
+            };
+            // Past the deadline `tx` is dropped unfinished: sqlx rolls it back before the
+            // connection's next use, and nothing more waits on the silent server here.
+            $crate::run::within(bound, $crate::error::Stage::Statement, d, body).await?
         };
         $crate::txn::Stats::add(&stats.statements, 1);
         match r {
             Ok(v) => {
-                tx.commit()
-                    .await
+                $crate::run::within(bound, $crate::error::Stage::Commit, d, tx.commit())
+                    .await?
                     .map_err(|e| $crate::error::classify(e, $crate::error::Stage::Commit, d))?;
                 $crate::txn::Stats::add(&stats.commits, 1);
                 Ok(v)
             }
             Err(e) => {
-                let _ = tx.rollback().await;
+                let _ =
+                    $crate::run::within(bound, $crate::error::Stage::Statement, d, tx.rollback())
+                        .await;
                 Err(e)
             }
         }
@@ -59,36 +119,50 @@ macro_rules! run_txn {
 }
 pub(crate) use run_txn;
 
-/// `run_txn!` on the volume's writer pool. Evaluates to `Result<T>`.
+/// `run_txn!` on the volume's writer pool, within the URL's `timeout`; `txn!(unbounded
+/// ...)` without it. Evaluates to `Result<T>`.
 macro_rules! txn {
-    ($self:expr, $begin:expr, |$c:ident| $body:expr) => {
+    (unbounded $self:expr, $begin:expr, |$c:ident| $body:expr) => {
+        $crate::run::txn!(@within None, $self, $begin, |$c| $body)
+    };
+    (@within $bound:expr, $self:expr, $begin:expr, |$c:ident| $body:expr) => {
         async {
             match &$self.pools {
                 #[cfg(feature = "sqlite")]
                 $crate::backend::Pools::Sqlite { writer, .. } => {
-                    $crate::run::run_txn!($self, writer, $begin, |$c| $body)
+                    $crate::run::run_txn!($self, $bound, writer, $begin, |$c| $body)
                 }
                 #[cfg(feature = "postgres")]
                 $crate::backend::Pools::Postgres(p) => {
-                    $crate::run::run_txn!($self, p, $begin, |$c| $body)
+                    $crate::run::run_txn!($self, $bound, p, $begin, |$c| $body)
                 }
                 #[cfg(feature = "mysql")]
                 $crate::backend::Pools::MySql(p) => {
-                    $crate::run::run_txn!($self, p, $begin, |$c| $body)
+                    $crate::run::run_txn!($self, $bound, p, $begin, |$c| $body)
                 }
             }
         }
         .await
     };
+    ($self:expr, $begin:expr, |$c:ident| $body:expr) => {
+        $crate::run::txn!(@within $crate::run::bound($self.timeout), $self, $begin, |$c| $body)
+    };
 }
 pub(crate) use txn;
 
 /// Runs `$body` on a pooled connection without a transaction (`reader` or `writer` pool
-/// for SQLite; the one pool elsewhere). Evaluates to `Result<T>`.
+/// for SQLite; the one pool elsewhere), within the URL's `timeout` (past it: `Unavailable`
+/// on the reader, `Indeterminate` on the writer, whose statements may write); `conn!(unbounded
+/// ...)` without it. Evaluates to `Result<T>`.
 macro_rules! conn {
-    ($self:expr, $which:ident, |$c:ident| $body:expr) => {
+    (unbounded $self:expr, $which:ident, |$c:ident| $body:expr) => {
+        $crate::run::conn!(@within None, $self, $which, |$c| $body)
+    };
+    (@within $bound:expr, $self:expr, $which:ident, |$c:ident| $body:expr) => {
         async {
             let d = $self.sql.d;
+            let bound: $crate::run::Bound = $bound;
+            let stage = $crate::run::conn_stage(stringify!($which));
             match &$self.pools {
                 #[cfg(feature = "sqlite")]
                 $crate::backend::Pools::Sqlite { $which, .. } => {
@@ -96,7 +170,11 @@ macro_rules! conn {
                         $crate::error::classify(e, $crate::error::Stage::Connect, d)
                     })?;
                     let $c: &mut dyn $crate::exec::Exec = &mut *pc;
-                    $body
+                    let body = async {
+                        let r: meta_core::Result<_> = $body;
+                        r
+                    };
+                    $crate::run::within(bound, stage, d, body).await?
                 }
                 #[cfg(feature = "postgres")]
                 $crate::backend::Pools::Postgres(p) => {
@@ -104,7 +182,11 @@ macro_rules! conn {
                         $crate::error::classify(e, $crate::error::Stage::Connect, d)
                     })?;
                     let $c: &mut dyn $crate::exec::Exec = &mut *pc;
-                    $body
+                    let body = async {
+                        let r: meta_core::Result<_> = $body;
+                        r
+                    };
+                    $crate::run::within(bound, stage, d, body).await?
                 }
                 #[cfg(feature = "mysql")]
                 $crate::backend::Pools::MySql(p) => {
@@ -112,11 +194,18 @@ macro_rules! conn {
                         $crate::error::classify(e, $crate::error::Stage::Connect, d)
                     })?;
                     let $c: &mut dyn $crate::exec::Exec = &mut *pc;
-                    $body
+                    let body = async {
+                        let r: meta_core::Result<_> = $body;
+                        r
+                    };
+                    $crate::run::within(bound, stage, d, body).await?
                 }
             }
         }
         .await
+    };
+    ($self:expr, $which:ident, |$c:ident| $body:expr) => {
+        $crate::run::conn!(@within $crate::run::bound($self.timeout), $self, $which, |$c| $body)
     };
 }
 pub(crate) use conn;
