@@ -231,6 +231,11 @@ enum Cmd {
         /// slice (compaction; 0: never).
         #[arg(long, default_value = "64")]
         compact_slices: usize,
+        /// Seconds the unmount and the end of the session may take after SIGINT/SIGTERM;
+        /// past them (a backend that does not answer) the process exits anyway and leaves
+        /// its session to expire.
+        #[arg(long, default_value = "15")]
+        stop_timeout: f64,
         /// Log file of a background mount (default: a file in the temp directory).
         #[arg(long)]
         log: Option<PathBuf>,
@@ -442,6 +447,7 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             write_buffer,
             gc_interval,
             compact_slices,
+            stop_timeout,
             log,
         } => {
             let seconds = |name: &str, v: f64| -> Result<std::time::Duration> {
@@ -457,6 +463,7 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 write_buffer: usize::try_from(write_buffer).unwrap_or(usize::MAX),
                 gc_interval: seconds("gc-interval", gc_interval)?,
                 compact_slices,
+                stop_timeout: seconds("stop-timeout", stop_timeout)?,
                 log,
             };
             if foreground {

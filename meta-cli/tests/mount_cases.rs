@@ -1,7 +1,8 @@
 //! `meta mount` cases beyond the real-program run of `mount.rs`, on SQLite volumes (two
 //! processes can serve one): the lifecycle (`meta status` of a live mount, SIGTERM unmounts
 //! and ends the session, a SIGKILLed mount is cleaned by `meta umount` and
-//! `meta status --clean`), data across a chunk boundary and compaction of a chunk written
+//! `meta status --clean`; SIGTERM with a file held open, and with a backend that cannot
+//! answer), data across a chunk boundary and compaction of a chunk written
 //! many times, readdir while entries are added and removed, and fcntl locks between two
 //! mounts of one volume.
 //!
@@ -110,6 +111,89 @@ fn lifecycle_status_sigterm_and_a_crashed_mount() {
     assert_eq!(sessions(&st), 0, "{st}");
     let fsck = run(meta(&url).arg("fsck"), "meta fsck");
     assert!(fsck.starts_with("clean:"), "{fsck}");
+}
+
+/// SIGTERM while a process holds a file open in the mount: the kernel refuses a plain
+/// unmount (EBUSY), so the mount is detached lazily instead of being left behind dead
+/// (ENOTCONN until `meta umount --lazy`).
+#[test]
+fn sigterm_detaches_a_busy_mount() {
+    if let Some(why) = no_fuse() {
+        return skip_or_fail(&why);
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let url = volume(work.path(), "");
+    let m = Mount::start(&url, work.path(), "mnt", &[]);
+    let mut held = File::create(m.mnt.join("held")).expect("create");
+    held.write_all(b"open").expect("write");
+    m.signal(Signal::SIGTERM);
+    assert!(
+        wait_until(30, || !m.alive()),
+        "still running 30 s after SIGTERM; log:\n{}",
+        m.log_text()
+    );
+    assert!(
+        !mounted(&m.mnt),
+        "a busy mount was left behind after SIGTERM; log:\n{}",
+        m.log_text()
+    );
+    drop(held);
+}
+
+/// SIGTERM while the backend cannot answer (another process holds the SQLite volume's write
+/// lock, so every write waits and retries for minutes): the process still exits after
+/// `--stop-timeout`, unmounted, and says so; its session stays for another client to clean
+/// up once it expires.
+#[test]
+fn sigterm_with_a_stuck_backend_exits_after_stop_timeout() {
+    if let Some(why) = no_fuse() {
+        return skip_or_fail(&why);
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let url = volume(work.path(), "");
+    let m = Mount::start(&url, work.path(), "mnt", &["--stop-timeout", "2"]);
+    std::fs::write(m.mnt.join("a"), b"a").expect("write a");
+    // sqlite3(1) holds the write lock while its stdin stays open.
+    let mut locker = std::process::Command::new("sqlite3")
+        .arg(work.path().join("vol.db"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run sqlite3 (apt-get install sqlite3)");
+    let mut stdin = locker.stdin.take().expect("sqlite3's stdin");
+    stdin
+        .write_all(b"BEGIN EXCLUSIVE;\nSELECT 1;\n")
+        .expect("lock the volume");
+    stdin.flush().expect("flush");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    m.signal(Signal::SIGTERM);
+    let exited = wait_until(60, || !m.alive());
+    let took = started.elapsed();
+    drop(stdin);
+    let _ = locker.wait();
+    assert!(
+        exited,
+        "still running 60 s after SIGTERM; log:\n{}",
+        m.log_text()
+    );
+    // 2 s, the runtime's 5 s for its tasks, and slack for a loaded machine.
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "took {took:?} to exit with --stop-timeout 2; log:\n{}",
+        m.log_text()
+    );
+    assert!(!mounted(&m.mnt), "left mounted; log:\n{}", m.log_text());
+    let log = m.log_text();
+    assert!(
+        log.contains("--stop-timeout"),
+        "the log does not say why: {log}"
+    );
+    assert_eq!(
+        sessions(&status(&url, false)),
+        1,
+        "the session that could not end"
+    );
 }
 
 #[test]

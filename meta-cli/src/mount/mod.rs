@@ -55,6 +55,8 @@ pub struct MountOpts {
     pub gc_interval: Duration,
     /// Slices this mount records in one chunk before it compacts the chunk (0: never).
     pub compact_slices: usize,
+    /// How long the unmount and the session's end may take after SIGINT/SIGTERM.
+    pub stop_timeout: Duration,
     /// Log file of a background mount.
     pub log: Option<PathBuf>,
 }
@@ -273,23 +275,50 @@ pub async fn run(o: &MountOpts, out: &mut dyn Write) -> Result<()> {
     let why = wait_for_end(&session).await;
     writeln!(out, "meta: {why}; unmounting {}", mp.display())?;
     out.flush()?;
-    let unmounted = tokio::task::spawn_blocking(move || {
+    let stop = async {
+        let unmounted = unmount(session, mp.clone()).await;
+        gc.abort();
+        if let Err(e) = unmounted {
+            tracing::warn!("{e:#}");
+        }
+        close_meta(&meta).await
+    };
+    let stopped = tokio::time::timeout(o.stop_timeout, stop).await;
+    gc.abort();
+    match stopped {
+        Ok(closed) => closed,
+        Err(_) => bail!(
+            "the unmount and the end of session {} took longer than {:?} (--stop-timeout): \
+             exiting without them; the session expires after 5 missed heartbeats and another \
+             client then releases its open files and locks",
+            meta.session_id().unwrap_or(0),
+            o.stop_timeout
+        ),
+    }
+}
+
+/// Unmounts the session's mount point and waits for its FUSE thread, or, when the kernel
+/// refuses because the mount is busy (a process has a file or its working directory there,
+/// or a request in flight), detaches it lazily (umount(8) `-l`): it leaves the namespace at
+/// once, and processes still inside get errors once this process has exited, rather than a
+/// dead mount point (ENOTCONN) that needs `meta umount --lazy`. Errors: the unmount's.
+async fn unmount(session: fuser::BackgroundSession, mp: PathBuf) -> Result<()> {
+    tokio::task::spawn_blocking(move || {
         if session.guard.is_finished() {
             // Unmounted from outside: nothing left to unmount.
-            session.join()
-        } else {
-            session.umount_and_join()
+            return session.join().context("the FUSE session");
+        }
+        match session.umount_and_join() {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                tracing::warn!("{} is busy (EBUSY): detaching it lazily", mp.display());
+                umount(&mp, true)
+            }
+            Err(e) => Err(e).with_context(|| format!("unmount {}", mp.display())),
         }
     })
-    .await;
-    gc.abort();
-    let closed = close_meta(&meta).await;
-    match unmounted {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("unmount: {e}"),
-        Err(e) => tracing::warn!("unmount task: {e}"),
-    }
-    closed
+    .await
+    .context("the unmount task")?
 }
 
 async fn close_meta(meta: &Meta) -> Result<()> {
