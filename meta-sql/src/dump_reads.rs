@@ -246,6 +246,19 @@ impl Conn {
         }
     }
 
+    /// Closes the connection instead of returning it to the pool (where it would arrive
+    /// with its snapshot transaction open, or with replies still due after a timeout).
+    fn discard(self) {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite(c) => drop(c.detach()),
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(c) => drop(c.detach()),
+            #[cfg(feature = "mysql")]
+            Conn::MySql(c) => drop(c.detach()),
+        }
+    }
+
     fn exec(&mut self) -> &mut dyn Exec {
         match self {
             #[cfg(feature = "sqlite")]
@@ -269,17 +282,8 @@ pub(crate) struct SqlSnapshot<'a> {
 
 impl Drop for SqlSnapshot<'_> {
     fn drop(&mut self) {
-        // Detached, the connection closes instead of going back to the pool with the
-        // transaction open.
         if let Some(c) = self.conn.get_mut().take() {
-            match c {
-                #[cfg(feature = "sqlite")]
-                Conn::Sqlite(c) => drop(c.detach()),
-                #[cfg(feature = "postgres")]
-                Conn::Postgres(c) => drop(c.detach()),
-                #[cfg(feature = "mysql")]
-                Conn::MySql(c) => drop(c.detach()),
-            }
+            c.discard();
         }
     }
 }
@@ -304,7 +308,7 @@ impl<'a> SqlSnapshot<'a> {
     /// can be had, the driver's.
     pub(crate) async fn open(backend: &'a SqlBackend) -> Result<SqlSnapshot<'a>> {
         let d = backend.sql.d;
-        let mut conn = match &backend.pools {
+        let conn = match &backend.pools {
             #[cfg(feature = "sqlite")]
             crate::backend::Pools::Sqlite { reader, .. } => Conn::Sqlite(
                 reader
@@ -325,17 +329,22 @@ impl<'a> SqlSnapshot<'a> {
                     .map_err(|e| classify(e, Stage::Connect, d))?,
             ),
         };
+        // In the snapshot before BEGIN: whatever happens next (an error, a timeout),
+        // dropping it discards the connection.
         let snap = SqlSnapshot {
             backend,
-            conn: tokio::sync::Mutex::new(None),
+            conn: tokio::sync::Mutex::new(Some(conn)),
         };
-        for text in begin_snapshot(d) {
+        {
+            let mut guard = snap.conn.lock().await;
             let bound = crate::run::bound(backend.timeout);
-            crate::run::within(bound, Stage::Begin, d, conn.run_raw(text))
-                .await?
-                .map_err(|e| classify(e, Stage::Begin, d))?;
+            for text in begin_snapshot(d) {
+                let Some(conn) = guard.as_mut() else { break };
+                crate::run::within(bound, Stage::Begin, d, conn.run_raw(text))
+                    .await?
+                    .map_err(|e| classify(e, Stage::Begin, d))?;
+            }
         }
-        *snap.conn.lock().await = Some(conn);
         // SQLite takes the snapshot at the first read.
         snap.load().await?;
         Ok(snap)
@@ -351,20 +360,35 @@ impl<'a> SqlSnapshot<'a> {
 }
 
 /// Runs `$body` with `$c: &mut dyn Exec` on the snapshot's connection, within the URL's
-/// `timeout` (past it: `Unavailable`).
+/// `timeout` (past it: `Unavailable`, and the connection is discarded: later reads of the
+/// snapshot fail with `Unavailable` too).
 macro_rules! on_snapshot {
     ($self:expr, |$c:ident| $body:expr) => {{
         let mut guard = $self.conn.lock().await;
-        let conn = guard
-            .as_mut()
-            .ok_or_else(|| Error::new(ErrorKind::Internal, "the snapshot's connection is gone"))?;
-        let $c: &mut dyn Exec = conn.exec();
-        let body = async {
-            let r: Result<_> = $body;
-            r
+        let conn = guard.as_mut().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unavailable,
+                "the snapshot's connection is gone (a read timed out)",
+            )
+        })?;
+        let r = {
+            let $c: &mut dyn Exec = conn.exec();
+            let body = async {
+                let r: Result<_> = $body;
+                r
+            };
+            let bound = crate::run::bound($self.backend.timeout);
+            crate::run::within(bound, Stage::Statement, $self.backend.sql.d, body).await
         };
-        let bound = crate::run::bound($self.backend.timeout);
-        crate::run::within(bound, Stage::Statement, $self.backend.sql.d, body).await?
+        match r {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(c) = guard.take() {
+                    c.discard();
+                }
+                Err(e)
+            }
+        }
     }};
 }
 

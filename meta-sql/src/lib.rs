@@ -56,10 +56,13 @@ pub struct SqlOptions {
     /// clean close forever. Past it a read, or a transaction short of COMMIT, fails with
     /// `Unavailable` (nothing was applied: the server rolls the transaction back); a COMMIT
     /// or an autocommitted write with `Indeterminate` (the kinds of a lost connection, and
-    /// the rule of the Redis and etcd backends' `timeout`). Creating or upgrading the schema
-    /// (`format`, the first call after an upgrade) and dropping the tables are not bounded:
-    /// they may rewrite large tables. Getting a connection is bounded by `acquire_timeout`.
-    /// Must be above zero. Ignored on SQLite, whose waits `busy_timeout` bounds.
+    /// the rule of the Redis and etcd backends' `timeout`); a connection given up that way
+    /// is closed, never reused. Not bounded by it: getting a connection (`acquire_timeout`
+    /// bounds that, connecting included), and the schema work that may rewrite large tables:
+    /// `format`, `drop_tables`, and the schema check and upgrade of a backend's first call
+    /// (which runs after a connection probe, so a server that stopped answering before
+    /// fails there after `acquire_timeout`). Must be above zero. Ignored on SQLite, whose
+    /// waits `busy_timeout` bounds.
     pub timeout: Duration,
     /// SQLite `sync` (default `true`): `synchronous=FULL`, every commit is fsync'd; `false`:
     /// `synchronous=NORMAL`, a commit survives a process crash but maybe not a power loss.

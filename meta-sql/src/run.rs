@@ -52,67 +52,114 @@ pub(crate) fn conn_stage(which: &str) -> Stage {
     }
 }
 
-/// Runs `$body` (an expression using `$c: &mut dyn Exec`) in one transaction on `$pool`,
-/// committing when it returns `Ok`, rolling back otherwise, every wait on the server within
-/// `$bound` (a [`Bound`]). Evaluates to `Result<T>`.
+/// What one attempt of `run_txn!` came to: a BEGIN to try again on another connection, or
+/// the transaction's result.
+pub(crate) enum Step<T> {
+    /// BEGIN failed on a pooled connection whose server went away: nothing was sent.
+    Retry(sqlx::Error),
+    /// Committed (`Ok`), or failed and rolled back, or given up at the deadline.
+    Done(Result<T>),
+}
+
+/// Runs `$body` (an expression using `$c: &mut dyn Exec`) in one transaction on a connection
+/// of `$pool`, committing when it returns `Ok`, rolling back otherwise. Every wait on the
+/// server once the connection is had is within `$bound` (a [`Bound`], evaluated then); a
+/// connection given up at the deadline is detached from the pool and closed, never reused:
+/// the server may still be in the middle of its BEGIN, body or COMMIT, so it could otherwise
+/// come back to the pool with a transaction open or replies pending. Evaluates to
+/// `Result<T>`.
 macro_rules! run_txn {
     ($self:expr, $bound:expr, $pool:expr, $begin:expr, |$c:ident| $body:expr) => {{
+        use $crate::error::Stage;
+        use $crate::run::{Step, within};
         let d = $self.sql.d;
-        let bound: $crate::run::Bound = $bound;
         let stats = &$self.stats;
         $crate::txn::Stats::add(&stats.transactions, 1);
         // A pooled connection whose server went away fails at BEGIN, before anything was
         // sent; sqlx discards it when it returns to the pool, so try a few fresh ones.
         let mut tries = 0;
-        let mut tx = loop {
+        loop {
             $crate::txn::Stats::add(&stats.statements, 1);
-            let begun = $crate::run::within(
-                bound,
-                $crate::error::Stage::Begin,
-                d,
-                $pool.begin_with($begin),
-            )
-            .await?;
-            match begun {
-                Ok(tx) => break tx,
-                Err(e @ (sqlx::Error::Io(_) | sqlx::Error::Protocol(_))) if tries < 3 => {
+            // No connection at all (server down, pool exhausted): "cannot connect".
+            let mut pc = $pool
+                .acquire()
+                .await
+                .map_err(|e| $crate::error::classify(e, Stage::Connect, d))?;
+            let bound: $crate::run::Bound = $bound;
+            let mut abandoned = false;
+            let step: Step<_> = async {
+                let begun = within(
+                    bound,
+                    Stage::Begin,
+                    d,
+                    sqlx::Connection::begin_with(&mut *pc, $begin),
+                )
+                .await;
+                let mut tx = match begun {
+                    Err(e) => {
+                        abandoned = true;
+                        return Step::Done(Err(e));
+                    }
+                    Ok(Err(e @ (sqlx::Error::Io(_) | sqlx::Error::Protocol(_)))) if tries < 3 => {
+                        return Step::Retry(e);
+                    }
+                    Ok(Err(e)) => {
+                        return Step::Done(Err($crate::error::classify(e, Stage::Begin, d)));
+                    }
+                    Ok(Ok(tx)) => tx,
+                };
+                let r: meta_core::Result<_> = {
+                    let $c: &mut dyn $crate::exec::Exec = &mut *tx;
+                    let body = async {
+                        let r: meta_core::Result<_> = $body;
+                        r
+                    };
+                    match within(bound, Stage::Statement, d, body).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            abandoned = true;
+                            return Step::Done(Err(e));
+                        }
+                    }
+                };
+                $crate::txn::Stats::add(&stats.statements, 1);
+                match r {
+                    Ok(v) => match within(bound, Stage::Commit, d, tx.commit()).await {
+                        Err(e) => {
+                            abandoned = true;
+                            Step::Done(Err(e))
+                        }
+                        Ok(Err(e)) => Step::Done(Err($crate::error::classify(e, Stage::Commit, d))),
+                        Ok(Ok(())) => {
+                            $crate::txn::Stats::add(&stats.commits, 1);
+                            Step::Done(Ok(v))
+                        }
+                    },
+                    Err(e) => {
+                        if within(bound, Stage::Statement, d, tx.rollback())
+                            .await
+                            .is_err()
+                        {
+                            abandoned = true;
+                        }
+                        Step::Done(Err(e))
+                    }
+                }
+            }
+            .await;
+            if abandoned {
+                // Closes the socket: the server rolls back whatever it had open.
+                drop(pc.detach());
+            }
+            match step {
+                Step::Retry(e) => {
                     tries += 1;
                     tracing::debug!(
                         "{}: BEGIN failed ({e}); retrying on another connection",
                         d.scheme()
                     );
                 }
-                // No connection at all (server down, pool exhausted): "cannot connect".
-                Err(e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)) => {
-                    return Err($crate::error::classify(e, $crate::error::Stage::Connect, d));
-                }
-                Err(e) => return Err($crate::error::classify(e, $crate::error::Stage::Begin, d)),
-            }
-        };
-        let r: meta_core::Result<_> = {
-            let $c: &mut dyn $crate::exec::Exec = &mut *tx;
-            let body = async {
-                let r: meta_core::Result<_> = $body;
-                r
-            };
-            // Past the deadline `tx` is dropped unfinished: sqlx rolls it back before the
-            // connection's next use, and nothing more waits on the silent server here.
-            $crate::run::within(bound, $crate::error::Stage::Statement, d, body).await?
-        };
-        $crate::txn::Stats::add(&stats.statements, 1);
-        match r {
-            Ok(v) => {
-                $crate::run::within(bound, $crate::error::Stage::Commit, d, tx.commit())
-                    .await?
-                    .map_err(|e| $crate::error::classify(e, $crate::error::Stage::Commit, d))?;
-                $crate::txn::Stats::add(&stats.commits, 1);
-                Ok(v)
-            }
-            Err(e) => {
-                let _ =
-                    $crate::run::within(bound, $crate::error::Stage::Statement, d, tx.rollback())
-                        .await;
-                Err(e)
+                Step::Done(r) => break r,
             }
         }
     }};
@@ -151,54 +198,52 @@ macro_rules! txn {
 pub(crate) use txn;
 
 /// Runs `$body` on a pooled connection without a transaction (`reader` or `writer` pool
-/// for SQLite; the one pool elsewhere), within the URL's `timeout` (past it: `Unavailable`
-/// on the reader, `Indeterminate` on the writer, whose statements may write); `conn!(unbounded
-/// ...)` without it. Evaluates to `Result<T>`.
+/// for SQLite; the one pool elsewhere), within the URL's `timeout` once the connection is had
+/// (past it: `Unavailable` on the reader, `Indeterminate` on the writer, whose statements may
+/// write; the connection is detached and closed, as in `run_txn!`); `conn!(unbounded ...)`
+/// without it. Evaluates to `Result<T>`.
 macro_rules! conn {
     (unbounded $self:expr, $which:ident, |$c:ident| $body:expr) => {
         $crate::run::conn!(@within None, $self, $which, |$c| $body)
     };
+    (@on $pool:expr, $bound:expr, $self:expr, $which:ident, |$c:ident| $body:expr) => {{
+        let d = $self.sql.d;
+        let mut pc = $pool
+            .acquire()
+            .await
+            .map_err(|e| $crate::error::classify(e, $crate::error::Stage::Connect, d))?;
+        let bound: $crate::run::Bound = $bound;
+        let stage = $crate::run::conn_stage(stringify!($which));
+        let r = {
+            let $c: &mut dyn $crate::exec::Exec = &mut *pc;
+            let body = async {
+                let r: meta_core::Result<_> = $body;
+                r
+            };
+            $crate::run::within(bound, stage, d, body).await
+        };
+        match r {
+            Ok(r) => r,
+            Err(e) => {
+                drop(pc.detach());
+                Err(e)
+            }
+        }
+    }};
     (@within $bound:expr, $self:expr, $which:ident, |$c:ident| $body:expr) => {
         async {
-            let d = $self.sql.d;
-            let bound: $crate::run::Bound = $bound;
-            let stage = $crate::run::conn_stage(stringify!($which));
             match &$self.pools {
                 #[cfg(feature = "sqlite")]
                 $crate::backend::Pools::Sqlite { $which, .. } => {
-                    let mut pc = $which.acquire().await.map_err(|e| {
-                        $crate::error::classify(e, $crate::error::Stage::Connect, d)
-                    })?;
-                    let $c: &mut dyn $crate::exec::Exec = &mut *pc;
-                    let body = async {
-                        let r: meta_core::Result<_> = $body;
-                        r
-                    };
-                    $crate::run::within(bound, stage, d, body).await?
+                    $crate::run::conn!(@on $which, $bound, $self, $which, |$c| $body)
                 }
                 #[cfg(feature = "postgres")]
                 $crate::backend::Pools::Postgres(p) => {
-                    let mut pc = p.acquire().await.map_err(|e| {
-                        $crate::error::classify(e, $crate::error::Stage::Connect, d)
-                    })?;
-                    let $c: &mut dyn $crate::exec::Exec = &mut *pc;
-                    let body = async {
-                        let r: meta_core::Result<_> = $body;
-                        r
-                    };
-                    $crate::run::within(bound, stage, d, body).await?
+                    $crate::run::conn!(@on p, $bound, $self, $which, |$c| $body)
                 }
                 #[cfg(feature = "mysql")]
                 $crate::backend::Pools::MySql(p) => {
-                    let mut pc = p.acquire().await.map_err(|e| {
-                        $crate::error::classify(e, $crate::error::Stage::Connect, d)
-                    })?;
-                    let $c: &mut dyn $crate::exec::Exec = &mut *pc;
-                    let body = async {
-                        let r: meta_core::Result<_> = $body;
-                        r
-                    };
-                    $crate::run::within(bound, stage, d, body).await?
+                    $crate::run::conn!(@on p, $bound, $self, $which, |$c| $body)
                 }
             }
         }

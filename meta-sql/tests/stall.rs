@@ -12,7 +12,8 @@ use anyhow::{Context, Result, bail, ensure};
 use common::{SqlFactory, SqlVolume};
 use meta_conformance::proxy::{Mode, Proxy};
 use meta_core::{
-    Backend, Caller, ErrorKind, FileType, Ino, Meta, Op, RenameFlags, Setting, Timespec, parse_url,
+    Backend, Caller, Counter, ErrorKind, FileType, Ino, Meta, Op, RenameFlags, Setting, Timespec,
+    parse_url,
 };
 use meta_sql::Dialect;
 
@@ -99,26 +100,49 @@ async fn silent_server(f: SqlFactory) -> Result<()> {
     // acquire_timeout instead: 2 s here, so a stall before the pool had its connection
     // fails this test quickly, with a message that names no timeout parameter.)
     let url = via(&v, proxy.addr, "timeout=300ms&acquire_timeout=2s")?;
-    let b = meta_sql::open(parse_url(&url)?.0)?;
-    // Through the proxy while it forwards: the pool has a connection to reuse.
-    let r = b.apply(&[mknod(b"before", 100)]).await?;
-    ensure!(r[0].is_ok(), "a create through the proxy: {:?}", r[0]);
-    // sqlx pings a connection when it goes back to the pool, in a task of its own: let
-    // that finish before the replies stop.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each case on a backend of its own (its own pool), warmed up through the proxy while
+    // it forwards (a create: the backend then knows the volume has no quota, and takes
+    // PostgreSQL's autocommitted path for creates), so the call finds a pooled connection;
+    // after a timeout that connection is closed, and a new one would wait for
+    // acquire_timeout on the silent server.
+    let warmed = std::sync::atomic::AtomicU64::new(200);
+    let warm = || async {
+        let b = meta_sql::open(parse_url(&url)?.0)?;
+        let n = warmed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let r = b.apply(&[mknod(format!("warm{n}").as_bytes(), n)]).await?;
+        ensure!(r[0].is_ok(), "a create through the proxy: {:?}", r[0]);
+        // sqlx pings a connection when it goes back to the pool, in a task of its own: let
+        // that finish before the replies stop.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        anyhow::Ok(b)
+    };
+    let r = direct.apply(&[mknod(b"before", 100)]).await?;
+    ensure!(r[0].is_ok(), "a create: {:?}", r[0]);
 
+    let b = warm().await?;
     proxy.set_mode(Mode::Stall);
     failed_in_time("a read", b.get_attr(Ino::ROOT), ErrorKind::Unavailable).await?;
+    proxy.set_mode(Mode::Pass);
+    // Answering again: the same backend works (the connection that timed out was closed,
+    // not put back in the pool with a reply still due).
+    let r = b.apply(&[mknod(b"after", 102)]).await?;
+    ensure!(r[0].is_ok(), "a create after the stall: {:?}", r[0]);
+
+    let b = warm().await?;
+    proxy.set_mode(Mode::Stall);
     let during = [mknod(b"during", 101)];
-    let write = b.apply(&during);
     // PostgreSQL sends a batch of creates as one autocommitted statement, which the server
     // may have run; MySQL's transaction never got past BEGIN.
     let (kind, applied_maybe) = match f.dialect {
         Dialect::Postgres => (ErrorKind::Indeterminate, true),
         _ => (ErrorKind::Unavailable, false),
     };
-    failed_in_time("a batch", write, kind).await?;
+    failed_in_time("a batch", b.apply(&during), kind).await?;
+    proxy.set_mode(Mode::Pass);
+
     // A transaction (a rename is never autocommitted) stops short of COMMIT: nothing applied.
+    let b = warm().await?;
+    proxy.set_mode(Mode::Stall);
     let rename = Op::Rename {
         parent: Ino::ROOT,
         name: b"before".to_vec(),
@@ -134,6 +158,32 @@ async fn silent_server(f: SqlFactory) -> Result<()> {
         ErrorKind::Unavailable,
     )
     .await?;
+    proxy.set_mode(Mode::Pass);
+
+    // A dump's snapshot, on a connection of its own.
+    let b = warm().await?;
+    let snap = b.snapshot().await?.context("a SQL backend has snapshots")?;
+    proxy.set_mode(Mode::Stall);
+    failed_in_time(
+        "a snapshot read",
+        snap.get_counter(Counter::NextInode),
+        ErrorKind::Unavailable,
+    )
+    .await?;
+    // Its connection was discarded: the next read fails at once, without waiting.
+    match snap.get_counter(Counter::NextInode).await {
+        Err(e) if e.kind() == ErrorKind::Unavailable => {}
+        other => bail!("a read of a snapshot that timed out: {other:?}"),
+    }
+    drop(snap);
+    // Closing a pool while the server is silent does not wait for it.
+    ensure!(
+        tokio::time::timeout(Duration::from_secs(10), b.close())
+            .await
+            .is_ok(),
+        "closing the backend waited on the silent server"
+    );
+    proxy.set_mode(Mode::Pass);
 
     // What the server holds, read directly: the rename is not there, and "during" only
     // where the outcome was unknown.
@@ -150,10 +200,6 @@ async fn silent_server(f: SqlFactory) -> Result<()> {
             "an Unavailable batch was applied: {found:?}"
         );
     }
-    // Answering again: new calls work (the stalled connections are dropped with the proxy's).
-    proxy.set_mode(Mode::Pass);
-    let r = b.apply(&[mknod(b"after", 102)]).await?;
-    ensure!(r[0].is_ok(), "a create after the stall: {:?}", r[0]);
     proxy.shutdown();
     direct.drop_tables().await?;
     direct.close().await;
