@@ -231,9 +231,9 @@ enum Cmd {
         /// slice (compaction; 0: never).
         #[arg(long, default_value = "64")]
         compact_slices: usize,
-        /// Seconds the unmount and the end of the session may take after SIGINT/SIGTERM;
-        /// past them (a backend that does not answer) the process exits anyway and leaves
-        /// its session to expire.
+        /// Seconds the unmount (at most half) and the end of the session may take after
+        /// SIGINT/SIGTERM; past them (a backend that does not answer) the process exits
+        /// anyway, within 5 more seconds, and leaves its session to expire.
         #[arg(long, default_value = "15")]
         stop_timeout: f64,
         /// Log file of a background mount (default: a file in the temp directory).
@@ -463,7 +463,12 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 write_buffer: usize::try_from(write_buffer).unwrap_or(usize::MAX),
                 gc_interval: seconds("gc-interval", gc_interval)?,
                 compact_slices,
-                stop_timeout: seconds("stop-timeout", stop_timeout)?,
+                stop_timeout: match seconds("stop-timeout", stop_timeout)? {
+                    t if t.is_zero() => {
+                        anyhow::bail!("--stop-timeout 0: expected seconds > 0 (EINVAL)")
+                    }
+                    t => t,
+                },
                 log,
             };
             if foreground {

@@ -115,7 +115,8 @@ fn lifecycle_status_sigterm_and_a_crashed_mount() {
 
 /// SIGTERM while a process holds a file open in the mount: the kernel refuses a plain
 /// unmount (EBUSY), so the mount is detached lazily instead of being left behind dead
-/// (ENOTCONN until `meta umount --lazy`).
+/// (ENOTCONN until `meta umount --lazy`), and what was written to the open file (buffered
+/// by the mount, never flushed by the kernel) is committed before the session ends.
 #[test]
 fn sigterm_detaches_a_busy_mount() {
     if let Some(why) = no_fuse() {
@@ -138,6 +139,11 @@ fn sigterm_detaches_a_busy_mount() {
         m.log_text()
     );
     drop(held);
+    drop(m);
+    let m = Mount::start(&url, work.path(), "mnt", &[]);
+    let back = std::fs::read(m.mnt.join("held")).expect("read held");
+    assert_eq!(back, b"open", "the write to the file held open was lost");
+    m.unmount();
 }
 
 /// SIGTERM while the backend cannot answer (another process holds the SQLite volume's write

@@ -167,6 +167,27 @@ impl Files {
         self.commit(ino, &state, &mut d).await
     }
 
+    /// Commits the buffered writes of every inode (at shutdown: after a lazy unmount, files
+    /// may still be open with writes the kernel never flushed). Errors: the first commit's
+    /// (the others are still tried).
+    pub async fn flush_all(&self) -> Result<()> {
+        let inos: Vec<Ino> = self
+            .states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        let mut first = Ok(());
+        for ino in inos {
+            let r = self.flush(ino).await;
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
     /// Commits the buffered writes of `ino`, then syncs the files of every slice committed
     /// since the last fsync.
     pub async fn fsync(&self, ino: Ino) -> Result<()> {

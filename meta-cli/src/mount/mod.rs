@@ -247,7 +247,7 @@ pub async fn run(o: &MountOpts, out: &mut dyn Write) -> Result<()> {
     ));
     let fs = fs::MetaFs::new(
         meta.clone(),
-        files,
+        files.clone(),
         tokio::runtime::Handle::current(),
         o.attr_timeout,
         engine_checks,
@@ -275,17 +275,29 @@ pub async fn run(o: &MountOpts, out: &mut dyn Write) -> Result<()> {
     let why = wait_for_end(&session).await;
     writeln!(out, "meta: {why}; unmounting {}", mp.display())?;
     out.flush()?;
+    // The unmount may take half of --stop-timeout: after a lazy unmount (fusermount's, for
+    // a user; ours, when the mount is busy) the FUSE session goes on serving the files still
+    // open there, and a request may be waiting on a backend that does not answer. The
+    // session ends with whatever time is left, in any case.
+    let deadline = tokio::time::Instant::now() + o.stop_timeout;
+    match tokio::time::timeout(o.stop_timeout / 2, unmount(session, mp.clone())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("{e:#}"),
+        Err(_) => tracing::warn!(
+            "the FUSE session of {} is still serving (files held open after a lazy unmount, \
+             or a request waiting on the backend): ending the session anyway",
+            mp.display()
+        ),
+    }
+    gc.abort();
     let stop = async {
-        let unmounted = unmount(session, mp.clone()).await;
-        gc.abort();
-        if let Err(e) = unmounted {
-            tracing::warn!("{e:#}");
+        // Writes buffered for files still open (a lazy unmount flushes nothing).
+        if let Err(e) = files.flush_all().await {
+            tracing::warn!("commit buffered writes: {e}");
         }
         close_meta(&meta).await
     };
-    let stopped = tokio::time::timeout(o.stop_timeout, stop).await;
-    gc.abort();
-    match stopped {
+    match tokio::time::timeout_at(deadline, stop).await {
         Ok(closed) => closed,
         Err(_) => bail!(
             "the unmount and the end of session {} took longer than {:?} (--stop-timeout): \
@@ -299,9 +311,11 @@ pub async fn run(o: &MountOpts, out: &mut dyn Write) -> Result<()> {
 
 /// Unmounts the session's mount point and waits for its FUSE thread, or, when the kernel
 /// refuses because the mount is busy (a process has a file or its working directory there,
-/// or a request in flight), detaches it lazily (umount(8) `-l`): it leaves the namespace at
-/// once, and processes still inside get errors once this process has exited, rather than a
-/// dead mount point (ENOTCONN) that needs `meta umount --lazy`. Errors: the unmount's.
+/// or a request in flight), detaches it lazily (umount2(2) `MNT_DETACH`): it leaves the
+/// namespace at once, and the processes still inside get errors once the session has ended,
+/// rather than a dead mount point (ENOTCONN) that needs `meta umount --lazy`. A user's
+/// unmount is always lazy (fuser runs `fusermount3 -u -z`), and then waits for the files
+/// still open. Errors: the unmount's.
 async fn unmount(session: fuser::BackgroundSession, mp: PathBuf) -> Result<()> {
     tokio::task::spawn_blocking(move || {
         if session.guard.is_finished() {
@@ -312,13 +326,22 @@ async fn unmount(session: fuser::BackgroundSession, mp: PathBuf) -> Result<()> {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                 tracing::warn!("{} is busy (EBUSY): detaching it lazily", mp.display());
-                umount(&mp, true)
+                detach(&mp)
             }
             Err(e) => Err(e).with_context(|| format!("unmount {}", mp.display())),
         }
     })
     .await
     .context("the unmount task")?
+}
+
+/// umount2(2) with `MNT_DETACH`, called directly rather than through umount(8), which may
+/// look at the mount point first and so wait on this very process. Only root gets here (a
+/// user's unmount is fusermount's, lazy already). Errors: the call's errno.
+fn detach(mp: &Path) -> Result<()> {
+    rustix::mount::unmount(mp, rustix::mount::UnmountFlags::DETACH)
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("detach {}", mp.display()))
 }
 
 async fn close_meta(meta: &Meta) -> Result<()> {
