@@ -173,9 +173,26 @@ impl SqlBackend {
         }
     }
 
-    /// Closes the connection pools and waits for their connections to close. Later calls
-    /// fail with `Unavailable`.
+    /// Closes the connection pools and waits for their connections to close, at most the
+    /// URL's `timeout` (PostgreSQL/MySQL: a connection on its way back to the pool waits for
+    /// the server's answer to a ping, which a silent server never gives). Later calls fail
+    /// with `Unavailable`.
     pub async fn close(&self) {
+        let closing = self.close_pools();
+        match self.timeout {
+            Some(t) => {
+                if tokio::time::timeout(t, closing).await.is_err() {
+                    tracing::warn!(
+                        "{}: connections still closing after {t:?}; left to the server",
+                        self.sql.d.scheme()
+                    );
+                }
+            }
+            None => closing.await,
+        }
+    }
+
+    async fn close_pools(&self) {
         match &self.pools {
             #[cfg(feature = "sqlite")]
             Pools::Sqlite { writer, reader } => {

@@ -52,6 +52,58 @@ pub(crate) fn conn_stage(which: &str) -> Stage {
     }
 }
 
+/// A pooled connection that goes back to the pool only when its user [`Held::settle`]s it
+/// (a COMMIT or ROLLBACK answered, a statement answered with no connection error); dropped
+/// unsettled (a timeout, a lost or garbled connection, a caller that cancelled the call
+/// mid-way) it is detached and closed: the server may be in the middle of a BEGIN, a
+/// statement or a COMMIT, and the connection would come back with a transaction open or
+/// replies due (sqlx rolls back only a transaction whose BEGIN it saw answered).
+pub(crate) struct Held<DB: sqlx::Database> {
+    pc: Option<sqlx::pool::PoolConnection<DB>>,
+    settled: bool,
+}
+
+impl<DB: sqlx::Database> Held<DB> {
+    pub(crate) fn new(pc: sqlx::pool::PoolConnection<DB>) -> Self {
+        Held {
+            pc: Some(pc),
+            settled: false,
+        }
+    }
+
+    /// The connection (present until drop).
+    pub(crate) fn conn(&mut self) -> &mut DB::Connection {
+        match self.pc.as_mut() {
+            Some(pc) => pc,
+            None => unreachable!("a Held connection is only taken when dropped"),
+        }
+    }
+
+    /// The connection is idle and in a known state: it may go back to the pool.
+    pub(crate) fn settle(&mut self) {
+        self.settled = true;
+    }
+}
+
+impl<DB: sqlx::Database> Drop for Held<DB> {
+    fn drop(&mut self) {
+        if let Some(pc) = self.pc.take()
+            && !self.settled
+        {
+            // Closes the socket: the server rolls back whatever it had open.
+            drop(pc.detach());
+        }
+    }
+}
+
+/// True when `e` leaves the connection it came from in doubt (lost, garbled, timed out).
+pub(crate) fn connection_in_doubt(e: &meta_core::Error) -> bool {
+    matches!(
+        e.kind(),
+        meta_core::ErrorKind::Unavailable | meta_core::ErrorKind::Indeterminate
+    )
+}
+
 /// What one attempt of `run_txn!` came to: a BEGIN to try again on another connection, or
 /// the transaction's result.
 pub(crate) enum Step<T> {
@@ -81,25 +133,25 @@ macro_rules! run_txn {
         loop {
             $crate::txn::Stats::add(&stats.statements, 1);
             // No connection at all (server down, pool exhausted): "cannot connect".
-            let mut pc = $pool
-                .acquire()
-                .await
-                .map_err(|e| $crate::error::classify(e, Stage::Connect, d))?;
+            let mut held = $crate::run::Held::new(
+                $pool
+                    .acquire()
+                    .await
+                    .map_err(|e| $crate::error::classify(e, Stage::Connect, d))?,
+            );
             let bound: $crate::run::Bound = $bound;
-            let mut abandoned = false;
+            // Set when the attempt leaves the connection idle in a known state.
+            let mut settled = false;
             let step: Step<_> = async {
                 let begun = within(
                     bound,
                     Stage::Begin,
                     d,
-                    sqlx::Connection::begin_with(&mut *pc, $begin),
+                    sqlx::Connection::begin_with(held.conn(), $begin),
                 )
                 .await;
                 let mut tx = match begun {
-                    Err(e) => {
-                        abandoned = true;
-                        return Step::Done(Err(e));
-                    }
+                    Err(e) => return Step::Done(Err(e)),
                     Ok(Err(e @ (sqlx::Error::Io(_) | sqlx::Error::Protocol(_)))) if tries < 3 => {
                         return Step::Retry(e);
                     }
@@ -116,41 +168,40 @@ macro_rules! run_txn {
                     };
                     match within(bound, Stage::Statement, d, body).await {
                         Ok(r) => r,
-                        Err(e) => {
-                            abandoned = true;
-                            return Step::Done(Err(e));
-                        }
+                        Err(e) => return Step::Done(Err(e)),
                     }
                 };
                 $crate::txn::Stats::add(&stats.statements, 1);
                 match r {
                     Ok(v) => match within(bound, Stage::Commit, d, tx.commit()).await {
-                        Err(e) => {
-                            abandoned = true;
+                        Err(e) => Step::Done(Err(e)),
+                        Ok(Err(e)) => {
+                            let e = $crate::error::classify(e, Stage::Commit, d);
+                            if !$crate::run::connection_in_doubt(&e) {
+                                settled = true;
+                            }
                             Step::Done(Err(e))
                         }
-                        Ok(Err(e)) => Step::Done(Err($crate::error::classify(e, Stage::Commit, d))),
                         Ok(Ok(())) => {
+                            settled = true;
                             $crate::txn::Stats::add(&stats.commits, 1);
                             Step::Done(Ok(v))
                         }
                     },
                     Err(e) => {
-                        if within(bound, Stage::Statement, d, tx.rollback())
-                            .await
-                            .is_err()
+                        if let Ok(Ok(())) = within(bound, Stage::Statement, d, tx.rollback()).await
                         {
-                            abandoned = true;
+                            settled = true;
                         }
                         Step::Done(Err(e))
                     }
                 }
             }
             .await;
-            if abandoned {
-                // Closes the socket: the server rolls back whatever it had open.
-                drop(pc.detach());
+            if settled {
+                held.settle();
             }
+            drop(held);
             match step {
                 Step::Retry(e) => {
                     tries += 1;
@@ -208,14 +259,16 @@ macro_rules! conn {
     };
     (@on $pool:expr, $bound:expr, $self:expr, $which:ident, |$c:ident| $body:expr) => {{
         let d = $self.sql.d;
-        let mut pc = $pool
-            .acquire()
-            .await
-            .map_err(|e| $crate::error::classify(e, $crate::error::Stage::Connect, d))?;
+        let mut held = $crate::run::Held::new(
+            $pool
+                .acquire()
+                .await
+                .map_err(|e| $crate::error::classify(e, $crate::error::Stage::Connect, d))?,
+        );
         let bound: $crate::run::Bound = $bound;
         let stage = $crate::run::conn_stage(stringify!($which));
         let r = {
-            let $c: &mut dyn $crate::exec::Exec = &mut *pc;
+            let $c: &mut dyn $crate::exec::Exec = held.conn();
             let body = async {
                 let r: meta_core::Result<_> = $body;
                 r
@@ -223,11 +276,13 @@ macro_rules! conn {
             $crate::run::within(bound, stage, d, body).await
         };
         match r {
-            Ok(r) => r,
-            Err(e) => {
-                drop(pc.detach());
-                Err(e)
+            Ok(r) => {
+                if !r.as_ref().is_err_and($crate::run::connection_in_doubt) {
+                    held.settle();
+                }
+                r
             }
+            Err(e) => Err(e),
         }
     }};
     (@within $bound:expr, $self:expr, $which:ident, |$c:ident| $body:expr) => {
