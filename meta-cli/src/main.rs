@@ -464,9 +464,10 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 gc_interval: seconds("gc-interval", gc_interval)?,
                 compact_slices,
                 stop_timeout: match seconds("stop-timeout", stop_timeout)? {
-                    t if t.is_zero() => {
-                        anyhow::bail!("--stop-timeout 0: expected seconds > 0 (EINVAL)")
-                    }
+                    t if t.is_zero() || t.as_secs() > 86_400 => anyhow::bail!(
+                        "--stop-timeout {stop_timeout}: expected seconds above 0, at most a \
+                         day (EINVAL)"
+                    ),
                     t => t,
                 },
                 log,

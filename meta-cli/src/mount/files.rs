@@ -98,6 +98,9 @@ pub struct Files {
     limit: usize,
     /// Starts a compaction of a chunk this mount wrote many slices to.
     compaction: Trigger,
+    /// Set at shutdown, before the last [`Files::flush_all`]: writes fail from then on
+    /// instead of being buffered and lost.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 fn io_error(what: &str, e: std::io::Error) -> Error {
@@ -114,6 +117,7 @@ impl Files {
             states: Mutex::default(),
             limit: limit.max(4096),
             compaction: Trigger::new(compact_every),
+            closing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -149,6 +153,12 @@ impl Files {
     /// Buffers a write; commits the buffer when it passes the limit. Errors: those of the
     /// commit.
     pub async fn write(&self, ino: Ino, off: u64, data: &[u8]) -> Result<()> {
+        if self.closing.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                "the mount is shutting down: write refused (EIO)",
+            ));
+        }
         let state = self.state(ino);
         let mut d = state.lock().await;
         d.insert(off, data);
@@ -167,10 +177,12 @@ impl Files {
         self.commit(ino, &state, &mut d).await
     }
 
-    /// Commits the buffered writes of every inode (at shutdown: after a lazy unmount, files
-    /// may still be open with writes the kernel never flushed). Errors: the first commit's
-    /// (the others are still tried).
+    /// At shutdown: refuses every later write (EIO), then commits the buffered writes of
+    /// every inode (after a lazy unmount, files may still be open with writes the kernel
+    /// never flushed). Errors: the first commit's (the others are still tried).
     pub async fn flush_all(&self) -> Result<()> {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Release);
         let inos: Vec<Ino> = self
             .states
             .lock()
