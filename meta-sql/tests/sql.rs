@@ -5,7 +5,7 @@
 mod common;
 
 use anyhow::{Context, Result, bail, ensure};
-use common::{SqlFactory, SqlVolume};
+use common::{SqlFactory, SqlVolume, mknod};
 use meta_core::{
     Backend, Caller, ErrorKind, FileType, IdKind, Ino, Meta, MetaOptions, Op, RenameFlags, Setting,
     Timespec, parse_url,
@@ -34,24 +34,6 @@ async fn cleanup(v: &SqlVolume) -> Result<()> {
         b.close().await;
     }
     Ok(())
-}
-
-fn mknod(parent: Ino, name: String, ino: u64, typ: FileType) -> Op {
-    Op::Mknod {
-        caller: Caller::ROOT,
-        parent,
-        name: name.into_bytes(),
-        ino: Ino(ino),
-        typ,
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        target: Vec::new(),
-        time: Timespec::now(),
-        opened_by: None,
-        imported: None,
-    }
 }
 
 /// A batch of 64 creates costs a constant number of statements (each one round trip on

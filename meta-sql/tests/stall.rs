@@ -17,22 +17,8 @@ use meta_core::{
 };
 use meta_sql::Dialect;
 
-fn mknod(name: &[u8], ino: u64) -> Op {
-    Op::Mknod {
-        caller: Caller::ROOT,
-        parent: Ino::ROOT,
-        name: name.to_vec(),
-        ino: Ino(ino),
-        typ: FileType::Regular,
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        target: Vec::new(),
-        time: Timespec::now(),
-        opened_by: None,
-        imported: None,
-    }
+fn mknod(name: &str, ino: u64) -> Op {
+    common::mknod(Ino::ROOT, name.to_string(), ino, FileType::Regular)
 }
 
 /// The volume's URL with the server's `host:port` replaced by `addr`, plus `extra`.
@@ -109,14 +95,14 @@ async fn silent_server(f: SqlFactory) -> Result<()> {
     let warm = || async {
         let b = meta_sql::open(parse_url(&url)?.0)?;
         let n = warmed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let r = b.apply(&[mknod(format!("warm{n}").as_bytes(), n)]).await?;
+        let r = b.apply(&[mknod(&format!("warm{n}"), n)]).await?;
         ensure!(r[0].is_ok(), "a create through the proxy: {:?}", r[0]);
         // sqlx pings a connection when it goes back to the pool, in a task of its own: let
         // that finish before the replies stop.
         tokio::time::sleep(Duration::from_millis(300)).await;
         anyhow::Ok(b)
     };
-    let r = direct.apply(&[mknod(b"before", 100)]).await?;
+    let r = direct.apply(&[mknod("before", 100)]).await?;
     ensure!(r[0].is_ok(), "a create: {:?}", r[0]);
 
     let b = warm().await?;
@@ -125,12 +111,12 @@ async fn silent_server(f: SqlFactory) -> Result<()> {
     proxy.set_mode(Mode::Pass);
     // Answering again: the same backend works (the connection that timed out was closed,
     // not put back in the pool with a reply still due).
-    let r = b.apply(&[mknod(b"after", 102)]).await?;
+    let r = b.apply(&[mknod("after", 102)]).await?;
     ensure!(r[0].is_ok(), "a create after the stall: {:?}", r[0]);
 
     let b = warm().await?;
     proxy.set_mode(Mode::Stall);
-    let during = [mknod(b"during", 101)];
+    let during = [mknod("during", 101)];
     // PostgreSQL sends a batch of creates as one autocommitted statement, which the server
     // may have run; MySQL's transaction never got past BEGIN.
     let (kind, applied_maybe) = match f.dialect {

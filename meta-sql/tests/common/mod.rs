@@ -111,6 +111,30 @@ impl SqlVolume {
     }
 }
 
+/// A create of `name` (a file, a directory, ...) as inode `ino` in `parent`, as root.
+pub fn mknod(
+    parent: meta_core::Ino,
+    name: String,
+    ino: u64,
+    typ: meta_core::FileType,
+) -> meta_core::Op {
+    meta_core::Op::Mknod {
+        caller: meta_core::Caller::ROOT,
+        parent,
+        name: name.into_bytes(),
+        ino: meta_core::Ino(ino),
+        typ,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        target: Vec::new(),
+        time: meta_core::Timespec::now(),
+        opened_by: None,
+        imported: None,
+    }
+}
+
 fn ino(i: meta_core::Ino) -> RawParam {
     RawParam::Int(i.0 as i64)
 }
