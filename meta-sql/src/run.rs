@@ -156,7 +156,12 @@ macro_rules! run_txn {
                         return Step::Retry(e);
                     }
                     Ok(Err(e)) => {
-                        return Step::Done(Err($crate::error::classify(e, Stage::Begin, d)));
+                        // Answered (e.g. SQLite busy): the connection stays usable.
+                        let e = $crate::error::classify(e, Stage::Begin, d);
+                        if !$crate::run::connection_in_doubt(&e) {
+                            settled = true;
+                        }
+                        return Step::Done(Err(e));
                     }
                     Ok(Ok(tx)) => tx,
                 };
