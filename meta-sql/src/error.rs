@@ -46,10 +46,10 @@ impl Stage {
     }
 }
 
-/// A call whose answer did not come within the URL's `timeout` (`after`) at `stage`: the
-/// future was dropped, and with it the transaction (the server rolls it back when it reads
-/// on). Before COMMIT nothing was applied (`Unavailable`); at COMMIT or an autocommitted
-/// write the outcome is unknown (`Indeterminate`), as when the connection is lost there.
+/// A call whose answer did not come within the URL's `timeout` (`after`) at `stage`: its
+/// connection is closed (`run::Held`), so the server rolls back what it had open. Before
+/// COMMIT nothing was applied (`Unavailable`); at COMMIT or an autocommitted write the
+/// outcome is unknown (`Indeterminate`), as when the connection is lost there.
 pub(crate) fn timed_out(stage: Stage, dialect: Dialect, after: std::time::Duration) -> Error {
     let kind = if stage.outcome_unknown() {
         ErrorKind::Indeterminate

@@ -27,7 +27,8 @@ pub(crate) fn bound(timeout: Option<Duration>) -> Bound {
 }
 
 /// Awaits `f` until the deadline of `bound`. Errors: [`timed_out`] at `stage` when the
-/// deadline passes first (`f` is dropped then: a transaction it held rolls back).
+/// deadline passes first (`f` is dropped then; the caller's [`Held`] connection, left
+/// unsettled, is closed).
 pub(crate) async fn within<F: Future>(
     bound: Bound,
     stage: Stage,
