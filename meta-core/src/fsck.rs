@@ -2,9 +2,11 @@
 //!
 //! Rules checked: every entry points to an existing inode of the stated type; every inode is
 //! reachable from the root; a directory's nlink is 2 + its subdirectories and its `parent` is
-//! the directory holding it; a non-directory's nlink equals the number of entries naming it;
-//! a symlink has a target; `usedSpace` and `totalInodes` equal the recomputed sums; the ID
-//! counters are above every inode and slice ID in use. An inode with nlink 0 that some
+//! the directory holding it; a non-directory's nlink equals the number of entries naming it
+//! and its `parent` is the one directory naming it (or 0, and 0 when several do); a symlink
+//! has a target; `usedSpace` and `totalInodes` equal the recomputed sums; the ID counters are
+//! above every inode and slice ID in use or pending deletion; no pending deletion names a
+//! live inode or a slice a live inode reads (the data layer would delete live data). An inode with nlink 0 that some
 //! session holds open is sustained (unlinked while open): not an orphan, counted apart; one
 //! that no session holds is reported. On a volume that keeps directory statistics
 //! ([`crate::Setting::dir_stats`]), every directory's stored statistics equal those
@@ -77,6 +79,8 @@ pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
     let mut links: HashMap<Ino, u32> = HashMap::new();
     let mut subdirs: HashMap<Ino, u32> = HashMap::new();
     let mut seen_dir: HashMap<Ino, Ino> = HashMap::new();
+    // Non-directories: the first directory naming each, and whether another one does too.
+    let mut named_in: HashMap<Ino, (Ino, bool)> = HashMap::new();
     let mut stack = vec![Ino::ROOT];
     seen_dir.insert(Ino::ROOT, Ino::ROOT);
     while let Some(dir) = stack.pop() {
@@ -101,6 +105,12 @@ pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
                     )),
                     Some(a) => {
                         *links.entry(e.ino).or_default() += 1;
+                        if a.typ != FileType::Directory {
+                            named_in
+                                .entry(e.ino)
+                                .and_modify(|(first, several)| *several |= *first != dir)
+                                .or_insert((dir, false));
+                        }
                         if a.typ == FileType::Directory {
                             *subdirs.entry(dir).or_default() += 1;
                             if let Some(first) = seen_dir.insert(e.ino, dir) {
@@ -130,6 +140,8 @@ pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
 
     let mut space: i64 = 0;
     let mut max_slice: u64 = 0;
+    // The slices live inodes (sustained ones too) read: none of them may be pending deletion.
+    let mut live_slices: HashMap<u64, Ino> = HashMap::new();
     for (&ino, a) in &attrs {
         // (Saturating, as the usedSpace counter itself stops at i64::MAX.)
         space = space.saturating_add(a.space() as i64);
@@ -144,7 +156,7 @@ pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
             }
             if a.typ == FileType::Regular {
                 for (_, slices) in backend.list_chunks(ino).await? {
-                    max_slice = max_slice.max(slices.iter().map(|s| s.id).max().unwrap_or(0));
+                    note_slices(&slices, ino, &mut max_slice, &mut live_slices);
                 }
             }
             continue;
@@ -175,6 +187,22 @@ pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
                         a.nlink
                     ));
                 }
+                // The directory its statistics are charged to: the one naming it, or none
+                // (0) once it is named in several (Attr::parent).
+                match named_in.get(&ino) {
+                    Some(&(dir, false)) if a.parent != dir && a.parent != Ino::ZERO => {
+                        rep.problems.push(format!(
+                            "inode {ino} lies in {dir} but its parent field says {}",
+                            a.parent
+                        ))
+                    }
+                    Some(&(_, true)) if a.parent != Ino::ZERO => rep.problems.push(format!(
+                        "inode {ino} is named in several directories but its parent field \
+                         says {} (0 expected)",
+                        a.parent
+                    )),
+                    _ => {}
+                }
             }
         }
         if a.typ == FileType::Symlink
@@ -185,13 +213,48 @@ pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
         }
         if a.typ == FileType::Regular {
             for (_, slices) in backend.list_chunks(ino).await? {
-                max_slice = max_slice.max(slices.iter().map(|s| s.id).max().unwrap_or(0));
+                note_slices(&slices, ino, &mut max_slice, &mut live_slices);
             }
         }
     }
+    // Pending deletions: the data layer deletes what they name, so none may name what a live
+    // inode reads, and the ID counters must stay above their IDs too (a new inode or slice
+    // given one of them would lose its data to that deletion).
+    let mut max_ino = attrs.keys().next_back().map(|i| i.0).unwrap_or(1);
     for p in backend.list_pending(usize::MAX).await? {
-        if let Pending::Slice { id, .. } = p {
-            max_slice = max_slice.max(id);
+        match p {
+            Pending::Slice { id, .. } => {
+                max_slice = max_slice.max(id);
+                if let Some(ino) = live_slices.get(&id) {
+                    rep.problems.push(format!(
+                        "slice {id} is pending deletion but live inode {ino} reads it"
+                    ));
+                }
+            }
+            Pending::File { ino, .. } => {
+                max_ino = max_ino.max(ino.0);
+                let live = attrs.contains_key(&ino);
+                if live {
+                    rep.problems.push(format!(
+                        "inode {ino} is pending deletion but is live (its data would be deleted)"
+                    ));
+                }
+                for (_, slices) in backend.list_chunks(ino).await? {
+                    for s in slices.iter().filter(|s| s.id != 0) {
+                        max_slice = max_slice.max(s.id);
+                        if live {
+                            continue; // (Its own slices: reported above.)
+                        }
+                        if let Some(live) = live_slices.get(&s.id) {
+                            rep.problems.push(format!(
+                                "slice {} of inode {ino}, pending deletion, is read by live \
+                                 inode {live}",
+                                s.id
+                            ));
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -209,11 +272,11 @@ pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
             attrs.len()
         ));
     }
-    let max_ino = attrs.keys().next_back().map(|i| i.0).unwrap_or(1);
     let next_ino = counter(Counter::NextInode).await?;
     if next_ino <= max_ino as i64 {
         rep.problems.push(format!(
-            "nextInode counter {next_ino} is not above the largest inode {max_ino}"
+            "nextInode counter {next_ino} is not above the largest inode {max_ino} (live or \
+             pending deletion)"
         ));
     }
     let next_chunk = counter(Counter::NextChunk).await?;
@@ -227,6 +290,20 @@ pub async fn fsck(backend: &dyn Backend) -> Result<FsckReport> {
         check_quotas(backend, &attrs, &mut rep).await?;
     }
     Ok(rep)
+}
+
+/// Raises `max` to the largest of `slices`' IDs and records them as read by live inode `ino`
+/// (not ID 0: a hole, no object).
+fn note_slices(
+    slices: &[crate::types::Slice],
+    ino: Ino,
+    max: &mut u64,
+    live: &mut HashMap<u64, Ino>,
+) {
+    for s in slices.iter().filter(|s| s.id != 0) {
+        *max = (*max).max(s.id);
+        live.entry(s.id).or_insert(ino);
+    }
 }
 
 /// Compares every quota's stored usage with the sum of its subtree's expected statistics.
