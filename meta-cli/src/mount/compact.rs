@@ -98,7 +98,11 @@ pub async fn compact_chunk(
     match meta.compact_chunk(ino, indx, expect, vec![slice]).await {
         Ok(()) => Ok(Compacted::Done { slices, bytes: len }),
         Err(e) => {
-            let _ = store.delete(id);
+            // Unless the outcome is unknown (the swap may have applied: the chunk would name
+            // a deleted file), the copy goes.
+            if e.kind() != ErrorKind::Indeterminate {
+                let _ = store.delete(id);
+            }
             if e.kind() == ErrorKind::Conflict {
                 Ok(Compacted::Changed)
             } else {

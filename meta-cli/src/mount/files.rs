@@ -26,6 +26,11 @@ pub struct Dirty {
     bytes: usize,
     /// Slices committed since the last fsync (their files are synced by the next one).
     unsynced: Vec<u64>,
+    /// The error of a commit that lost buffered writes, until a close(2) or fsync(2) of
+    /// the inode reports it ([`Files::flush_report`], [`Files::fsync`]): the writes were
+    /// acknowledged when buffered, so their loss must reach a writer, as a write-back error
+    /// does on Linux (fsync(2), close(2): EIO, ENOSPC, EDQUOT).
+    lost: Option<Error>,
 }
 
 impl Dirty {
@@ -144,7 +149,7 @@ impl Files {
         if let Some(s) = t.get(&ino)
             && Arc::strong_count(s) == 1
             && s.try_lock()
-                .is_ok_and(|d| d.is_empty() && d.unsynced.is_empty())
+                .is_ok_and(|d| d.is_empty() && d.unsynced.is_empty() && d.lost.is_none())
         {
             t.remove(&ino);
         }
@@ -168,13 +173,28 @@ impl Files {
         Ok(())
     }
 
-    /// Commits the buffered writes of `ino`, if any.
+    /// Commits the buffered writes of `ino`, if any (before a read, a getattr, a
+    /// truncate). Errors: this commit's; an earlier commit's is kept for
+    /// [`Files::flush_report`].
     pub async fn flush(&self, ino: Ino) -> Result<()> {
         let Some(state) = self.existing(ino) else {
             return Ok(());
         };
         let mut d = state.lock().await;
         self.commit(ino, &state, &mut d).await
+    }
+
+    /// [`Files::flush`] for a close(2) (FUSE flush, release): also reports, once, the error
+    /// of an earlier commit that lost buffered writes of `ino` (see `Dirty::lost`).
+    pub async fn flush_report(&self, ino: Ino) -> Result<()> {
+        let Some(state) = self.existing(ino) else {
+            return Ok(());
+        };
+        let mut d = state.lock().await;
+        let r = self.commit(ino, &state, &mut d).await;
+        let lost = d.lost.take();
+        r?;
+        lost.map_or(Ok(()), Err)
     }
 
     /// At shutdown: refuses every later write (EIO), then commits the buffered writes of
@@ -207,7 +227,12 @@ impl Files {
             return Ok(());
         };
         let mut d = state.lock().await;
-        self.commit(ino, &state, &mut d).await?;
+        let r = self.commit(ino, &state, &mut d).await;
+        let lost = d.lost.take();
+        r?;
+        if let Some(e) = lost {
+            return Err(e);
+        }
         let ids = std::mem::take(&mut d.unsynced);
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
@@ -223,11 +248,23 @@ impl Files {
 
     /// Writes each buffered extent as slices (one per chunk it spans) and records them.
     /// `state` is the inode's state, whose lock the caller holds (a compaction this starts
-    /// takes it too, so it runs after the commit).
+    /// takes it too, so it runs after the commit). A failure drops the writes not recorded
+    /// yet (retrying them could fail forever: EDQUOT, ENOSPC) and keeps its error in
+    /// `d.lost` for the writer's close(2) or fsync(2).
     async fn commit(&self, ino: Ino, state: &State, d: &mut Dirty) -> Result<()> {
         if d.is_empty() {
             return Ok(());
         }
+        let r = self.commit_extents(ino, state, d).await;
+        if let Err(e) = &r
+            && d.lost.is_none()
+        {
+            d.lost = Some(e.clone());
+        }
+        r
+    }
+
+    async fn commit_extents(&self, ino: Ino, state: &State, d: &mut Dirty) -> Result<()> {
         for (mut off, data) in d.take() {
             let mut rest: &[u8] = &data;
             while !rest.is_empty() {
@@ -250,8 +287,13 @@ impl Files {
                 };
                 let indx = (off >> 26) as u32;
                 if let Err(e) = self.meta.write(Caller::ROOT, ino, indx, slice).await {
-                    // The slice was not recorded: its file must not leak.
-                    let _ = self.store.delete(id);
+                    // The slice was not recorded: its file must not leak. Unless the outcome
+                    // is unknown: then it may be recorded, and a leaked file is better than
+                    // a chunk naming a deleted one (fsck does not see the leak; the ID is
+                    // never given out again).
+                    if e.kind() != ErrorKind::Indeterminate {
+                        let _ = self.store.delete(id);
+                    }
                     return Err(e);
                 }
                 self.compaction

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use meta_core::perm::{MAY_EXEC, MAY_READ};
+use meta_core::types::MAX_FILE_LEN;
 
 use super::access;
 
@@ -191,6 +192,11 @@ impl Filesystem for MetaFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        // truncate(2): EFBIG past the largest file the engine records.
+        if size.is_some_and(|s| s > MAX_FILE_LEN) {
+            reply.error(Errno::EFBIG);
+            return;
+        }
         let (mask, v) = setattr_request(mode, uid, gid, size, atime, mtime);
         let who = self.who(req);
         // ftruncate(2) on a descriptor open for writing: open(2) checked the permission, so
@@ -433,6 +439,15 @@ impl Filesystem for MetaFs {
         _lock_owner: Option<FuseLockOwner>,
         reply: ReplyWrite,
     ) {
+        // write(2): EFBIG past the largest file the engine records (the kernel's own limit
+        // for a FUSE file is 2^63 - 1).
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > MAX_FILE_LEN)
+        {
+            reply.error(Errno::EFBIG);
+            return;
+        }
         let data = data.to_vec();
         // With engine checks the kernel leaves setuid/setgid clearing to the filesystem.
         let writer = self.shared.check.then(|| self.who(req));
@@ -465,7 +480,7 @@ impl Filesystem for MetaFs {
         self.run(|meta, files, _| async move {
             let ino = Ino(ino.0);
             let r = async {
-                files.flush(ino).await?;
+                files.flush_report(ino).await?;
                 if !had_locks {
                     return Ok(());
                 }
@@ -498,11 +513,11 @@ impl Filesystem for MetaFs {
     ) {
         self.run(|meta, files, _| async move {
             let ino = Ino(ino.0);
-            let r = async {
-                files.flush(ino).await?;
-                meta.release_file(ino).await
-            }
-            .await;
+            // The open is released whatever the flush gives (else it would stay held, and
+            // an unlinked file sustained, until the session ends).
+            let flushed = files.flush_report(ino).await;
+            let released = meta.release_file(ino).await;
+            let r = flushed.and(released);
             files.forget(ino);
             empty_reply(reply, r)
         });
@@ -776,7 +791,10 @@ impl Filesystem for MetaFs {
             reply.error(Errno::EOPNOTSUPP);
             return;
         }
-        let Some(end) = offset.checked_add(length) else {
+        let Some(end) = offset
+            .checked_add(length)
+            .filter(|&end| end <= MAX_FILE_LEN)
+        else {
             reply.error(Errno::EFBIG);
             return;
         };
