@@ -164,7 +164,8 @@ async fn counters_above_ids(b: &dyn Backend, what: &str) -> Result<()> {
 
 /// A load never leaves the ID counters at or below an ID present, wherever it stops: with a
 /// header whose counters are older than its records (a dump of a volume being written), and
-/// with a load that fails on a record near the end (the records before it are applied).
+/// with a load that fails on a record near the end (the records before it are applied: a
+/// failure only the backend finds, a name already taken).
 pub async fn load_keeps_counters_above_ids(ctx: &TestCtx) -> Result<()> {
     let m = ctx.meta();
     build_rich_tree(&m).await?;
@@ -187,14 +188,17 @@ pub async fn load_keeps_counters_above_ids(ctx: &TestCtx) -> Result<()> {
     counters_above_ids(&*b2, "a dump with a stale header").await?;
     drop(b2);
     vol.close().await?;
-    // 2. The last inode record names a directory that does not exist: load fails there,
-    // after applying the records before it.
+    // 2. The last inode record takes the name of the first one after the root: the dump's
+    // checks pass it (they keep no name), the backend refuses it (EEXIST), so the load fails
+    // there, after applying the records before it.
     let last = lines
         .iter()
         .rposition(|l| !l.contains("\"pending\""))
         .context("an inode record")?;
+    let first: serde_json::Value = serde_json::from_str(lines[2])?;
+    ensure!(last > 2, "the rich tree has more than one inode record after the root");
     let mut rec: serde_json::Value = serde_json::from_str(lines[last])?;
-    rec["links"] = serde_json::json!([[999_999_999u64, "nowhere"]]);
+    rec["links"] = serde_json::json!([first["links"][0].clone()]);
     let mut broken: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     broken[last] = rec.to_string();
     let vol = ctx.extra_volume(None).await?;
@@ -204,7 +208,7 @@ pub async fn load_keeps_counters_above_ids(ctx: &TestCtx) -> Result<()> {
     let r = meta_core::dump::load(&*b3, &mut input.as_slice(), false, &mut |_| {}).await;
     let e = r
         .err()
-        .context("a load with a record in a missing directory succeeded")?;
+        .context("a load with a name taken twice succeeded")?;
     ensure!(
         e.to_string().contains(&format!("line {}", last + 1)),
         "the error names the line: {e}"

@@ -27,24 +27,31 @@
 //! consistent read after another, so a dump of a volume that clients are writing may show
 //! some of their ops and not others (a file renamed during the dump may appear under both
 //! names, or neither); [`DumpStats::snapshot`] says which, and `meta dump` prints it. Dump a
-//! quiet volume there for an exact copy.
+//! quiet volume there for an exact copy. A dump refuses a corrupted volume it cannot walk
+//! faithfully (a directory reached twice, an entry whose type is not its inode's) with
+//! `Corrupted`, rather than leave part of it out.
+//!
+//! `load` reads and checks the whole dump before it writes anything (see its module: a
+//! malformed or inconsistent dump leaves the target as it was, even with `force`).
 //! Loading never lets the ID counters trail the IDs present: `load` raises `nextInode` and
 //! `nextChunk` to the header's values first, then above every inode and slice ID of each
-//! batch before applying it, so a load that stops midway (a malformed line, an I/O error) or
-//! a header older than its records (a dump of a volume being written) cannot make the next
-//! create or write reuse an ID. Directory quotas are set last, each with the usage of its
-//! loaded subtree.
+//! batch before applying it, so a load that stops midway (a backend error) or a header older
+//! than its records (a dump of a volume being written) cannot make the next create or write
+//! reuse an ID. Directory quotas are set last, each with the usage of its loaded subtree.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::error::{Error, ErrorKind, Result};
-use crate::op::{Op, RestoreRecord};
 use crate::snapshot::{InodeData, LiveReads, VolumeReads};
-use crate::types::{Attr, Counter, FileType, IdKind, Ino, Pending, Setting, Slice};
+use crate::types::{Attr, Counter, FileType, Ino, Pending, Setting, Slice};
+
+mod load;
+
+pub use load::load;
 
 /// Version of the dump format this build writes and reads.
 pub const DUMP_VERSION: u32 = 1;
@@ -106,8 +113,9 @@ pub struct QuotaLimits {
     pub max_inodes: u64,
 }
 
-/// One inode of a dump.
+/// One inode of a dump (an unknown field is refused: a misspelt one would be lost).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InodeRecord {
     /// Inode number.
     pub ino: Ino,
@@ -143,8 +151,9 @@ pub struct DumpStats {
 }
 
 /// A pending-deletion record of a dump (after every inode): the record and, for a deleted
-/// file, its chunks.
+/// file, its chunks (an unknown field is refused).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PendingRecord {
     /// The record.
     pub pending: Pending,
@@ -271,12 +280,17 @@ pub async fn dump_from(
                     touched.push(e.ino);
                 } else {
                     first.push(e.ino);
-                    named.push((e.ino, e.name));
+                    named.push((e.ino, e.name, e.typ));
                 }
             }
             let data = reads.read_inodes(&first).await?;
-            for ((ino, name), d) in named.into_iter().zip(data) {
+            for ((ino, name, typ), d) in named.into_iter().zip(data) {
                 let d = d.ok_or_else(|| missing(dir, &name, ino))?;
+                if d.attr.typ != typ {
+                    // The walk went by the entry's type: writing the inode's own would leave
+                    // out (or wrongly walk) a subtree without a word.
+                    return Err(type_mismatch(dir, &name, ino, typ, d.attr.typ));
+                }
                 let nlink = d.attr.nlink;
                 if d.attr.typ != FileType::Directory && nlink > 1 {
                     touched.push(ino);
@@ -430,6 +444,20 @@ fn missing(parent: Ino, name: &[u8], ino: Ino) -> Error {
     )
 }
 
+/// The error of an entry whose recorded type is not its inode's: a corrupted volume, which a
+/// dump refuses rather than go by one of the two (run fsck).
+fn type_mismatch(parent: Ino, name: &[u8], ino: Ino, entry: FileType, inode: FileType) -> Error {
+    Error::new(
+        ErrorKind::Corrupted,
+        format!(
+            "entry {parent}/{} says {} but inode {ino} is a {} (run fsck)",
+            String::from_utf8_lossy(name),
+            entry.name(),
+            inode.name()
+        ),
+    )
+}
+
 /// The error of a directory reached a second time (entry `name` of `parent`): a corrupted
 /// volume (a directory cycle, or a second link to a directory), which a walk must not follow.
 pub fn second_link(parent: Ino, name: &[u8], ino: Ino) -> Error {
@@ -441,157 +469,4 @@ pub fn second_link(parent: Ino, name: &[u8], ino: Ino) -> Error {
             String::from_utf8_lossy(name)
         ),
     )
-}
-
-fn bad_line(n: usize, e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::new(
-        ErrorKind::InvalidArgument,
-        format!("dump line {n} is malformed"),
-    )
-    .with_source(e)
-}
-
-/// Loads a dump from `input` into the empty store `backend` (formatted from the dump's record;
-/// `force` erases whatever the store held). Inodes are restored in batches of up to 1000 ops.
-/// Errors: `InvalidArgument` naming the line for malformed input, `AlreadyExists` when the
-/// store holds a volume and `force` is false, and backend errors.
-pub async fn load(
-    backend: &dyn Backend,
-    input: &mut (dyn BufRead + Send),
-    force: bool,
-    progress: &mut (dyn FnMut(u64) + Send),
-) -> Result<DumpStats> {
-    let mut lines = input.lines().enumerate();
-    let header: Header = match lines.next() {
-        Some((_, Ok(l))) => serde_json::from_str(&l).map_err(|e| bad_line(1, e))?,
-        Some((_, Err(e))) => return Err(io_err("read dump", e)),
-        None => return Err(Error::new(ErrorKind::InvalidArgument, "dump is empty")),
-    };
-    if header.dump_version > DUMP_VERSION {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            format!(
-                "dump version {} is newer than {DUMP_VERSION}",
-                header.dump_version
-            ),
-        ));
-    }
-    header.setting.validate()?;
-    if !force && backend.load().await.is_ok() {
-        return Err(Error::new(
-            ErrorKind::AlreadyExists,
-            "the target already holds a volume; load into an empty one or use force",
-        ));
-    }
-    backend.format(&header.setting, force).await?;
-    // The ID counters never trail the IDs present, wherever the load stops: first raised to
-    // the header's values, then, before each batch, above every inode and slice ID in it
-    // (the header may be older than the records: a dump of a volume being written).
-    for kind in [IdKind::Inode, IdKind::Chunk] {
-        let want = header.counters.get(kind.counter().name()).copied();
-        raise_counter(backend, kind, want.map_or(0, |v| v.max(0) as u64)).await?;
-    }
-    let mut stats = DumpStats::default();
-    let mut batch: Vec<Op> = Vec::with_capacity(PAGE);
-    let mut batch_lines: Vec<usize> = Vec::with_capacity(PAGE);
-    let flush = async |batch: &mut Vec<Op>, batch_lines: &mut Vec<usize>| -> Result<()> {
-        let (mut inodes, mut slices) = (0u64, 0u64);
-        for op in batch.iter() {
-            let (ino, chunks, slice) = match op {
-                Op::Restore(r) => (r.ino.0, &r.chunks, 0),
-                Op::RestorePending { pending, chunks } => match pending {
-                    Pending::File { ino, .. } => (ino.0, chunks, 0),
-                    Pending::Slice { id, .. } => (0, chunks, *id),
-                },
-                _ => continue,
-            };
-            inodes = inodes.max(ino);
-            slices = slices.max(slice);
-            for (_, list) in chunks {
-                slices = slices.max(list.iter().map(|s| s.id).max().unwrap_or(0));
-            }
-        }
-        raise_counter(backend, IdKind::Inode, inodes.saturating_add(1)).await?;
-        raise_counter(backend, IdKind::Chunk, slices.saturating_add(1)).await?;
-        let results = backend.apply(batch).await?;
-        for (r, line) in results.into_iter().zip(batch_lines.iter()) {
-            r.map_err(|e| e.context_prefix(format!("dump line {line}")))?;
-        }
-        batch.clear();
-        batch_lines.clear();
-        Ok(())
-    };
-    for (i, line) in lines {
-        let line = line.map_err(|e| io_err("read dump", e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| bad_line(i + 1, e))?;
-        let op = if value.get("pending").is_some() {
-            let rec: PendingRecord =
-                serde_json::from_value(value).map_err(|e| bad_line(i + 1, e))?;
-            stats.pending += 1;
-            Op::RestorePending {
-                pending: rec.pending,
-                chunks: rec.chunks,
-            }
-        } else {
-            let rec: InodeRecord = serde_json::from_value(value).map_err(|e| bad_line(i + 1, e))?;
-            stats.inodes += 1;
-            stats.entries += rec.links.len() as u64;
-            Op::Restore(Box::new(RestoreRecord {
-                ino: rec.ino,
-                attr: rec.attr,
-                links: rec
-                    .links
-                    .into_iter()
-                    .map(|(p, n)| (p, n.into_vec()))
-                    .collect(),
-                target: rec.target.map(Bytes::into_vec).unwrap_or_default(),
-                xattrs: rec
-                    .xattrs
-                    .into_iter()
-                    .map(|(n, v)| (n.into_vec(), v.into_vec()))
-                    .collect(),
-                chunks: rec.chunks,
-            }))
-        };
-        batch.push(op);
-        batch_lines.push(i + 1);
-        if batch.len() >= PAGE.min(backend.info().max_batch_ops) {
-            flush(&mut batch, &mut batch_lines).await?;
-            progress(stats.inodes);
-        }
-    }
-    if !batch.is_empty() {
-        flush(&mut batch, &mut batch_lines).await?;
-        progress(stats.inodes);
-    }
-    // Quotas last, each with the usage of its now complete subtree.
-    for q in &header.quotas {
-        let subtree = crate::quota::subtree_dirs(backend, q.dir)
-            .await
-            .map_err(|e| e.context_prefix(format!("quota of directory {} (dump line 1)", q.dir)))?;
-        let op = Op::SetQuota {
-            dir: q.dir,
-            max_space: q.max_space,
-            max_inodes: q.max_inodes,
-            subtree,
-        };
-        for r in backend.apply(&[op]).await? {
-            r.map_err(|e| e.context_prefix(format!("quota of directory {} (dump line 1)", q.dir)))?;
-        }
-    }
-    Ok(stats)
-}
-
-/// Raises the counter of `kind` so that the next ID it hands out is at least `next` (a
-/// reservation of the difference; never lowers it). Errors: those of the backend.
-async fn raise_counter(backend: &dyn Backend, kind: IdKind, next: u64) -> Result<()> {
-    let have = backend.get_counter(kind.counter()).await?.max(0) as u64;
-    if next > have {
-        backend.reserve_ids(kind, next - have).await?;
-    }
-    Ok(())
 }
