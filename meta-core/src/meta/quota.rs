@@ -96,12 +96,42 @@ impl Meta {
     /// Sets directory `dir`'s quota usage to the sum recomputed from its subtree's statistics
     /// (removing and setting it again with the same limits in one batch), for a usage found
     /// wrong by [`Meta::check_quota`]. Returns the repaired quota.
+    ///
+    /// The two ops are not one atomic op: when the removal applied and the new quota was
+    /// refused (its subtree changed meanwhile, or is inconsistent), the quota is set again
+    /// with the same limits as [`Meta::set_quota`] does (listing the subtree again). Errors:
+    /// `NotFound` when `dir` has no quota; if the quota cannot be set again either, that
+    /// error, saying the quota is gone and its limits, so that it can be set by hand.
     pub async fn repair_quota(&self, dir: Ino) -> Result<Quota> {
         let quota = self
             .quota(dir)
             .await?
             .ok_or_else(|| err::not_found(format!("directory {dir} has no quota")))?;
-        let subtree = self.subtree_dirs(dir).await?;
+        match self.repair_once(dir, &quota).await {
+            Ok(q) => Ok(q),
+            Err((false, e)) => Err(e),
+            Err((true, first)) => self
+                .set_quota(dir, quota.max_space, quota.max_inodes)
+                .await
+                .map_err(|e| {
+                    e.context_prefix(format!(
+                        "the quota of directory {dir} (max_space {}, max_inodes {}) was \
+                         removed for its repair and could not be set again ({first}); set \
+                         it by hand",
+                        quota.max_space, quota.max_inodes
+                    ))
+                }),
+        }
+    }
+
+    /// One remove-and-set batch of [`Meta::repair_quota`]; on failure, whether the removal
+    /// applied (the quota is gone) with the error.
+    async fn repair_once(
+        &self,
+        dir: Ino,
+        quota: &Quota,
+    ) -> std::result::Result<Quota, (bool, crate::Error)> {
+        let subtree = self.subtree_dirs(dir).await.map_err(|e| (false, e))?;
         let mut out = self
             .apply_batch(vec![
                 Op::RemoveQuota { dir },
@@ -113,11 +143,13 @@ impl Meta {
                 },
             ])
             .await;
+        // (Popped last first: the SetQuota's result, then the RemoveQuota's.)
         match (out.pop(), out.pop()) {
             (Some(Ok(OpOutput::Quota { quota, .. })), Some(Ok(_))) => Ok(quota),
-            (Some(Err(e)), _) | (_, Some(Err(e))) => Err(e),
-            (Some(Ok(other)), _) => Err(unexpected("repair_quota", &other)),
-            _ => Err(err::corrupted("repair_quota: missing results")),
+            (Some(Err(e)), Some(Ok(_))) => Err((true, e)),
+            (_, Some(Err(e))) => Err((false, e)),
+            (Some(Ok(other)), _) => Err((true, unexpected("repair_quota", &other))),
+            _ => Err((true, err::corrupted("repair_quota: missing results"))),
         }
     }
 
