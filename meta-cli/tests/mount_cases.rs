@@ -3,8 +3,9 @@
 //! and ends the session, a SIGKILLed mount is cleaned by `meta umount` and
 //! `meta status --clean`; SIGTERM with a file held open, and with a backend that cannot
 //! answer), data across a chunk boundary and compaction of a chunk written
-//! many times, readdir while entries are added and removed, and fcntl locks between two
-//! mounts of one volume.
+//! many times, readdir while entries are added and removed, fcntl locks between two
+//! mounts of one volume, and EFBIG past the largest file, a write lost by a failed commit
+//! reported at close(2), truncate(2) by a writer who is not the owner.
 //!
 //! Needs root and `/dev/fuse`: without them each test is skipped with a loud line, or fails
 //! under `META_MOUNT_TESTS_REQUIRE=1` (set by `cargo xtask test` as root).
@@ -396,4 +397,81 @@ fn fcntl_locks_between_two_mounts() {
     drop(fb);
     a.unmount();
     b.unmount();
+}
+
+/// close(2) of `f`, with its error (dropping a `File` ignores it).
+fn close(f: File) -> nix::Result<()> {
+    use std::os::fd::IntoRawFd;
+    nix::unistd::close(f.into_raw_fd())
+}
+
+#[test]
+fn efbig_lost_writes_at_close_and_truncate_by_a_writer() {
+    if let Some(why) = no_fuse() {
+        return skip_or_fail(&why);
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    // (nobody must reach the mount point.)
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod work dir");
+    let url = volume(work.path(), "");
+    // Engine checks (an -o without default_permissions), as a gateway would run them.
+    let m = Mount::start(&url, work.path(), "mnt", &["-o", "allow_other"]);
+
+    // write(2) and truncate(2) past the engine's largest file (2^54): EFBIG, the file intact
+    // (an offset of 2^58 once wrapped to chunk 0 and overwrote byte 0).
+    let path = m.mnt.join("f");
+    std::fs::write(&path, b"abc").expect("write f");
+    let f = OpenOptions::new().write(true).open(&path).expect("open f");
+    for off in [1u64 << 54, 1 << 58] {
+        let e = f.write_at(b"X", off).expect_err("a write past 2^54");
+        assert_eq!(e.raw_os_error(), Some(libc::EFBIG), "offset {off}: {e}");
+    }
+    let e = f.set_len((1 << 54) + 1).expect_err("a truncate past 2^54");
+    assert_eq!(e.raw_os_error(), Some(libc::EFBIG), "{e}");
+    close(f).expect("close f");
+    assert_eq!(std::fs::read(&path).expect("read f"), b"abc");
+
+    // truncate(2) by path needs write permission only, also under the engine's checks
+    // (truncate(2); a time update along with it is the kernel's, not a utimensat(2)).
+    std::fs::write(m.mnt.join("shared"), b"0123456789").expect("write shared");
+    let shared = m.mnt.join("shared");
+    run(
+        std::process::Command::new("chmod").arg("666").arg(&shared),
+        "chmod 666",
+    );
+    // (truncate(2) by path: coreutils' truncate opens the file and calls ftruncate(2).)
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "python3", "-c"])
+        .arg("import os, sys; os.truncate(sys.argv[1], 4)")
+        .arg(&shared)
+        .output()
+        .expect("runuser");
+    assert!(
+        out.status.success(),
+        "truncate by a writer who is not the owner: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&shared).expect("read shared"), b"0123");
+
+    // A commit that fails (here: EDQUOT) in a read by another descriptor loses the buffered
+    // write; the writer's close(2) reports it (it once returned 0).
+    std::fs::create_dir(m.mnt.join("q")).expect("mkdir q");
+    run(
+        meta(&url).args(["quota", "set", "/q", "--space", "16K"]),
+        "meta quota set",
+    );
+    let big = m.mnt.join("q").join("big");
+    let w = File::create(&big).expect("create big");
+    w.write_all_at(&[7u8; 100_000], 0).expect("buffered write");
+    let mut r = File::open(&big).expect("open big for reading");
+    let mut byte = [0u8; 1];
+    let _ = r.read(&mut byte); // commits first; its own result is not the point
+    let e = close(w).expect_err("the writer's close after its data was lost");
+    assert_eq!(e, nix::errno::Errno::EDQUOT);
+    drop(r);
+    m.unmount();
 }
