@@ -998,7 +998,7 @@ fn edited(good: &[u8], edit: impl Fn(&mut Vec<serde_json::Value>)) -> Vec<u8> {
     let mut lines: Vec<serde_json::Value> = good
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
+        .map(|l| serde_json::from_slice(l).expect("dump line"))
         .collect();
     edit(&mut lines);
     let mut out = Vec::new();

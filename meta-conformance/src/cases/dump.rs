@@ -196,7 +196,10 @@ pub async fn load_keeps_counters_above_ids(ctx: &TestCtx) -> Result<()> {
         .rposition(|l| !l.contains("\"pending\""))
         .context("an inode record")?;
     let first: serde_json::Value = serde_json::from_str(lines[2])?;
-    ensure!(last > 2, "the rich tree has more than one inode record after the root");
+    ensure!(
+        last > 2,
+        "the rich tree has more than one inode record after the root"
+    );
     let mut rec: serde_json::Value = serde_json::from_str(lines[last])?;
     rec["links"] = serde_json::json!([first["links"][0].clone()]);
     let mut broken: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
