@@ -1033,9 +1033,9 @@ async fn load_checks_the_whole_dump_before_writing_anything() {
             Box::new(|v| v[3] = serde_json::json!({"ino": 7, "attr": "garbage"})),
         ),
         (
-            "has a second record",
+            "directory 2 has a second record",
             Box::new(move |v| {
-                let i = line(v, f);
+                let i = line(v, d);
                 let dup = v[i].clone();
                 v.push(dup);
             }),
@@ -1128,9 +1128,20 @@ async fn load_checks_the_whole_dump_before_writing_anything() {
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{want}: {e}");
         kept.lookup(Ino::ROOT, b"keep").await.unwrap();
     }
-    // The dump itself passes every check.
+    // The dump itself passes every check, and so does a second record of a file under
+    // another name (a dump of a live volume, without a snapshot, of a file renamed meanwhile).
     let target = memory_backend();
     meta_core::dump::load(&target, &mut good.as_slice(), false, &mut |_| {})
+        .await
+        .unwrap();
+    let renamed = edited(&good, |v| {
+        let i = line(v, f);
+        let mut again = v[i].clone();
+        again["links"][0][1] = "f2".into();
+        v.push(again);
+    });
+    let target = memory_backend();
+    meta_core::dump::load(&target, &mut renamed.as_slice(), false, &mut |_| {})
         .await
         .unwrap();
 }

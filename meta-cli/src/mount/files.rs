@@ -26,10 +26,12 @@ pub struct Dirty {
     bytes: usize,
     /// Slices committed since the last fsync (their files are synced by the next one).
     unsynced: Vec<u64>,
-    /// The error of a commit that lost buffered writes, until a close(2) or fsync(2) of
-    /// the inode reports it ([`Files::flush_report`], [`Files::fsync`]): the writes were
-    /// acknowledged when buffered, so their loss must reach a writer, as a write-back error
-    /// does on Linux (fsync(2), close(2): EIO, ENOSPC, EDQUOT).
+    /// The error of a commit that lost buffered writes, reported by every close(2) and
+    /// fsync(2) of the inode ([`Files::flush_report`], [`Files::fsync`]) until its last
+    /// release by this mount ([`Files::clear_lost`]): the writes were acknowledged when
+    /// buffered, so their loss must reach the writer, as a write-back error does on Linux
+    /// (fsync(2), close(2): EIO, ENOSPC, EDQUOT). The mount cannot tell which descriptor
+    /// wrote (every handle is the inode's), so a reader's close may report it too.
     lost: Option<Error>,
 }
 
@@ -184,17 +186,22 @@ impl Files {
         self.commit(ino, &state, &mut d).await
     }
 
-    /// [`Files::flush`] for a close(2) (FUSE flush, release): also reports, once, the error
-    /// of an earlier commit that lost buffered writes of `ino` (see `Dirty::lost`).
+    /// [`Files::flush`] for a close(2) (FUSE flush, release): also reports the error of an
+    /// earlier commit that lost buffered writes of `ino` (see `Dirty::lost`).
     pub async fn flush_report(&self, ino: Ino) -> Result<()> {
         let Some(state) = self.existing(ino) else {
             return Ok(());
         };
         let mut d = state.lock().await;
-        let r = self.commit(ino, &state, &mut d).await;
-        let lost = d.lost.take();
-        r?;
-        lost.map_or(Ok(()), Err)
+        self.commit(ino, &state, &mut d).await?;
+        d.lost.clone().map_or(Ok(()), Err)
+    }
+
+    /// Forgets the lost-write error of `ino` (its last release by this mount).
+    pub async fn clear_lost(&self, ino: Ino) {
+        if let Some(state) = self.existing(ino) {
+            state.lock().await.lost = None;
+        }
     }
 
     /// At shutdown: refuses every later write (EIO), then commits the buffered writes of
@@ -227,11 +234,9 @@ impl Files {
             return Ok(());
         };
         let mut d = state.lock().await;
-        let r = self.commit(ino, &state, &mut d).await;
-        let lost = d.lost.take();
-        r?;
-        if let Some(e) = lost {
-            return Err(e);
+        self.commit(ino, &state, &mut d).await?;
+        if let Some(e) = &d.lost {
+            return Err(e.clone());
         }
         let ids = std::mem::take(&mut d.unsynced);
         let store = self.store.clone();

@@ -479,12 +479,13 @@ impl Filesystem for MetaFs {
         let had_locks = self.locked().contains(&ino.0);
         self.run(|meta, files, _| async move {
             let ino = Ino(ino.0);
-            let r = async {
-                files.flush_report(ino).await?;
+            let flushed = files.flush_report(ino).await;
+            let unlocked = async {
                 if !had_locks {
                     return Ok(());
                 }
-                // close(2) drops the closing process's byte-range locks on the file.
+                // close(2) drops the closing process's byte-range locks on the file, whatever
+                // the flush gave.
                 let unlock = PlockRequest {
                     typ: LockType::Unlock,
                     start: 0,
@@ -497,7 +498,7 @@ impl Filesystem for MetaFs {
                 }
             }
             .await;
-            empty_reply(reply, r)
+            empty_reply(reply, flushed.and(unlocked))
         });
     }
 
@@ -518,6 +519,11 @@ impl Filesystem for MetaFs {
             let flushed = files.flush_report(ino).await;
             let released = meta.release_file(ino).await;
             let r = flushed.and(released);
+            // The last release of the inode by this mount: a lost write was reported to
+            // every close and fsync until now.
+            if meta.open_count(ino) == 0 {
+                files.clear_lost(ino).await;
+            }
             files.forget(ino);
             empty_reply(reply, r)
         });

@@ -22,6 +22,10 @@ fn bad_line(n: usize, e: impl std::error::Error + Send + Sync + 'static) -> Erro
     .with_source(e)
 }
 
+/// Said of what a dump of a live volume without a snapshot may show (see `super`'s doc).
+const LIVE_HINT: &str =
+    " (a dump of a volume written meanwhile, without a snapshot? dump a quiet volume)";
+
 fn invalid(n: usize, what: String) -> Error {
     Error::new(ErrorKind::InvalidArgument, format!("dump line {n}: {what}"))
 }
@@ -57,7 +61,7 @@ fn parse(n: usize, line: &str) -> Result<Option<Record>> {
 }
 
 /// What the first pass checks across lines (memory: about 30 bytes per inode and per slice):
-/// each inode has one record; the root's (inode 1) is a directory with no links; every
+/// a directory has one record, a file no records of two types; the root's (inode 1) is a directory with no links; every
 /// other inode has at least one link and a directory exactly one; every link is into an
 /// inode the dump has as a directory; a symlink target only on a symlink; a record names
 /// each chunk index once; no pending deletion names an inode of the dump or a slice one of
@@ -81,8 +85,22 @@ impl LoadCheck {
         if ino == Ino::ZERO {
             return Err(invalid(n, "inode 0 is never valid".into()));
         }
-        if self.types.insert(ino.0, typ).is_some() {
-            return Err(invalid(n, format!("inode {ino} has a second record")));
+        // A second record of a file is what a dump of a live volume without a snapshot
+        // writes for one renamed during it, and restore takes it (the later attributes, both
+        // names); of a directory it would be a second link, making a cycle possible.
+        if let Some(prev) = self.types.insert(ino.0, typ) {
+            if typ == FileType::Directory || prev == FileType::Directory {
+                return Err(invalid(
+                    n,
+                    format!("directory {ino} has a second record{LIVE_HINT}"),
+                ));
+            }
+            if prev != typ {
+                return Err(invalid(
+                    n,
+                    format!("inode {ino} has a second record, of another type"),
+                ));
+            }
         }
         if ino == Ino::ROOT {
             if typ != FileType::Directory {
@@ -170,14 +188,16 @@ impl LoadCheck {
                 Pending::File { ino, .. } if self.types.contains_key(&ino.0) => {
                     return Err(invalid(
                         n,
-                        format!("inode {ino} is pending deletion and has a record of its own"),
+                        format!(
+                            "inode {ino} is pending deletion and has a record of its own{LIVE_HINT}"
+                        ),
                     ));
                 }
                 Pending::Slice { id, .. } if self.slices.contains_key(&id) => {
                     return Err(invalid(
                         n,
                         format!(
-                            "slice {id} is pending deletion but the inode of line {} reads it",
+                            "slice {id} is pending deletion but the inode of line {} reads it{LIVE_HINT}",
                             self.slices[&id]
                         ),
                     ));

@@ -147,7 +147,8 @@ impl Meta {
         match (out.pop(), out.pop()) {
             (Some(Ok(OpOutput::Quota { quota, .. })), Some(Ok(_))) => Ok(quota),
             (Some(Err(e)), Some(Ok(_))) => Err((true, e)),
-            (_, Some(Err(e))) => Err((false, e)),
+            // (A batch whose outcome is unknown may have removed the quota.)
+            (_, Some(Err(e))) => Err((e.kind() == ErrorKind::Indeterminate, e)),
             (Some(Ok(other)), _) => Err((true, unexpected("repair_quota", &other))),
             _ => Err((true, err::corrupted("repair_quota: missing results"))),
         }
