@@ -869,14 +869,28 @@ async fn dump_load_round_trip() {
     assert!(e.to_string().contains("line 2"), "{e}");
 }
 
-#[tokio::test]
-async fn fsck_finds_planted_damage() {
+/// A volume on a memory store the test can also write raw records into (to plant damage).
+async fn raw_volume(
+    name: &str,
+) -> (
+    meta_core::memory::MemStore,
+    Arc<meta_core::kv::KvBackend<meta_core::memory::MemStore>>,
+    Meta,
+) {
     let store = meta_core::memory::MemStore::new();
     let b = Arc::new(meta_core::kv::KvBackend::new(store.clone()));
-    Meta::format(&*b, &Setting::new("c"), false).await.unwrap();
+    Meta::format(&*b, &Setting::new(name), false)
+        .await
+        .expect("format");
     let m = Meta::open(b.clone(), MetaOptions::default(), None)
         .await
-        .unwrap();
+        .expect("open");
+    (store, b, m)
+}
+
+#[tokio::test]
+async fn fsck_finds_planted_damage() {
+    let (store, b, m) = raw_volume("c").await;
     let (f, mut a) = m.create(ME, Ino::ROOT, b"f", 0o644).await.unwrap();
     a.nlink = 5;
     store.put_raw(&meta_core::kv::attr_key(f), &meta_core::kv::encode_attr(&a));
@@ -895,12 +909,7 @@ async fn fsck_finds_planted_damage() {
 #[tokio::test]
 async fn fsck_finds_pending_deletions_of_live_data_and_wrong_parents() {
     use meta_core::kv::{counter_key, encode_counter, encode_pending, pending_key};
-    let store = meta_core::memory::MemStore::new();
-    let b = Arc::new(meta_core::kv::KvBackend::new(store.clone()));
-    Meta::format(&*b, &Setting::new("c"), false).await.unwrap();
-    let m = Meta::open(b.clone(), MetaOptions::default(), None)
-        .await
-        .unwrap();
+    let (store, b, m) = raw_volume("c").await;
     let (d, _) = m.mkdir(ME, Ino::ROOT, b"d", 0o755).await.unwrap();
     let (f, mut a) = m.create(ME, d, b"f", 0o644).await.unwrap();
     let id = m.new_slice_id().await.unwrap();
@@ -964,12 +973,7 @@ async fn fsck_finds_pending_deletions_of_live_data_and_wrong_parents() {
 
 #[tokio::test]
 async fn dump_refuses_an_entry_whose_type_is_not_its_inodes() {
-    let store = meta_core::memory::MemStore::new();
-    let b = Arc::new(meta_core::kv::KvBackend::new(store.clone()));
-    Meta::format(&*b, &Setting::new("c"), false).await.unwrap();
-    let m = Meta::open(b.clone(), MetaOptions::default(), None)
-        .await
-        .unwrap();
+    let (store, b, m) = raw_volume("c").await;
     let (d, _) = m.mkdir(ME, Ino::ROOT, b"d", 0o755).await.unwrap();
     m.create(ME, d, b"inside", 0o644).await.unwrap();
     // The entry says "regular file": a walk by it would leave d's subtree out.
@@ -1148,12 +1152,7 @@ async fn load_checks_the_whole_dump_before_writing_anything() {
 
 #[tokio::test]
 async fn a_failed_quota_repair_says_the_quota_is_gone_and_its_limits() {
-    let store = meta_core::memory::MemStore::new();
-    let b = Arc::new(meta_core::kv::KvBackend::new(store.clone()));
-    Meta::format(&*b, &Setting::new("q"), false).await.unwrap();
-    let m = Meta::open(b.clone(), MetaOptions::default(), None)
-        .await
-        .unwrap();
+    let (store, _, m) = raw_volume("q").await;
     let (q, _) = m.mkdir(ME, Ino::ROOT, b"q", 0o755).await.unwrap();
     let (sub, mut a) = m.mkdir(ME, q, b"sub", 0o755).await.unwrap();
     m.set_quota(q, 0, 100).await.unwrap();
