@@ -6,9 +6,9 @@
 //! and its `parent` is the one directory naming it (or 0, and 0 when several do); a symlink
 //! has a target; `usedSpace` and `totalInodes` equal the recomputed sums; the ID counters are
 //! above every inode and slice ID in use or pending deletion; no pending deletion names a
-//! live inode or a slice a live inode reads (the data layer would delete live data). An inode with nlink 0 that some
-//! session holds open is sustained (unlinked while open): not an orphan, counted apart; one
-//! that no session holds is reported. On a volume that keeps directory statistics
+//! live inode or a slice a live inode reads (the data layer would delete live data). An
+//! inode with nlink 0 that some session holds open is sustained (unlinked while open): not an
+//! orphan, counted apart; one that no session holds is reported. On a volume that keeps directory statistics
 //! ([`crate::Setting::dir_stats`]), every directory's stored statistics equal those
 //! recomputed from the inodes ([`crate::stats::expected_dir_stats`]), and every directory
 //! quota's usage equals the sum of those over its subtree ([`crate::quota`]); a quota on an

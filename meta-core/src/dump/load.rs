@@ -61,12 +61,13 @@ fn parse(n: usize, line: &str) -> Result<Option<Record>> {
 }
 
 /// What the first pass checks across lines (memory: about 30 bytes per inode and per slice):
-/// a directory has one record, a file no records of two types; the root's (inode 1) is a directory with no links; every
-/// other inode has at least one link and a directory exactly one; every link is into an
-/// inode the dump has as a directory; a symlink target only on a symlink; a record names
-/// each chunk index once; no pending deletion names an inode of the dump or a slice one of
-/// its inodes reads (the data layer would delete live data). Each rule is one that `restore`
-/// would otherwise apply blindly, or refuse only part way through the load.
+/// a directory has one record, a file no two records of different types; the root's
+/// (inode 1) is a directory with no links; every other inode has at least one link and a
+/// directory exactly one; every link is into an inode the dump has as a directory; a symlink
+/// target only on a symlink; a record names each chunk index once; no pending deletion names
+/// an inode of the dump or a slice one of its inodes reads (the data layer would delete live
+/// data). Each rule is one that `restore` would otherwise apply blindly, or refuse only part
+/// way through the load.
 #[derive(Default)]
 struct LoadCheck {
     /// Inode records: inode → type.
