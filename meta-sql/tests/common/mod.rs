@@ -217,3 +217,39 @@ impl TestVolume for SqlVolume {
         Ok(())
     }
 }
+
+/// A fresh volume of `f`'s dialect (URL options `extra`), or `None` after a loud SKIP when
+/// its server is not configured (an error instead under `META_CONFORMANCE_REQUIRE=1`).
+pub fn fresh(f: SqlFactory, extra: &str) -> anyhow::Result<Option<SqlVolume>> {
+    match f.fresh(extra) {
+        Ok(v) => Ok(Some(v)),
+        Err(reason) => {
+            if meta_conformance::skips_are_failures() {
+                bail!("{reason} and META_CONFORMANCE_REQUIRE=1 forbids skipping");
+            }
+            eprintln!("SKIP on {}: {reason}", f.dialect.scheme());
+            Ok(None)
+        }
+    }
+}
+
+/// Drops the tables of a server volume (a SQLite file goes with its temporary directory).
+pub async fn cleanup(v: &SqlVolume) -> anyhow::Result<()> {
+    if v.dialect != Dialect::Sqlite {
+        let b = v.backend()?;
+        b.drop_tables().await?;
+        b.close().await;
+    }
+    Ok(())
+}
+
+/// Whether counter row `name` says `n`.
+pub async fn counter_is(b: &SqlBackend, name: &str, n: i64) -> anyhow::Result<bool> {
+    let rows = b
+        .raw_execute(
+            "UPDATE {p}counter SET value = value WHERE name = ? AND value = ?",
+            vec![RawParam::Text(name.into()), RawParam::Int(n)],
+        )
+        .await?;
+    Ok(rows == 1)
+}
