@@ -213,8 +213,9 @@ pub async fn load_keeps_counters_above_ids(ctx: &TestCtx) -> Result<()> {
         .err()
         .context("a load with a name taken twice succeeded")?;
     ensure!(
-        e.to_string().contains(&format!("line {}", last + 1)),
-        "the error names the line: {e}"
+        e.to_string().contains(&format!("line {}", last + 1))
+            && e.to_string().contains("load again with force"),
+        "the error names the line and says the target holds part of the dump: {e}"
     );
     ensure!(
         meta_core::backend::all_inodes(&*b3, 1000).await?.len() > 2,

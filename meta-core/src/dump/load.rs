@@ -249,7 +249,9 @@ fn op_of(rec: Record, stats: &mut DumpStats) -> Op {
 /// batches of up to 1000 ops. Errors: `InvalidArgument` naming the line for malformed input or
 /// a dump that breaks one of [`LoadCheck`]'s rules (nothing written then), `AlreadyExists`
 /// when the store holds a volume and `force` is false, `Unavailable` when the input or the
-/// temporary file cannot be read or written, and backend errors.
+/// temporary file cannot be read or written, and backend errors. An error of the second pass
+/// (the backend refusing a record, or failing) leaves the target formatted and holding the
+/// records before it; its message says so, and that a forced load replaces them.
 pub async fn load(
     backend: &dyn Backend,
     input: &mut (dyn BufRead + Send),
@@ -317,6 +319,26 @@ pub async fn load(
     spool.rewind().map_err(spool_err)?;
 
     backend.format(&header.setting, force).await?;
+    restore(backend, &header, spool, progress)
+        .await
+        .map_err(|e| {
+            e.context_prefix(
+                "load stopped part-way and the target keeps what it loaded before \
+             (load again with force to replace it)",
+            )
+        })
+}
+
+/// The second pass of [`load`]: restores the checked copy of the dump (`spool`, each line
+/// prefixed with its line number in the dump) into the freshly formatted `backend`, then the
+/// header's quotas. Errors: those of the backend, naming the dump line.
+async fn restore(
+    backend: &dyn Backend,
+    header: &Header,
+    spool: std::fs::File,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<DumpStats> {
+    let spool_err = |e| io_err("temporary copy of the dump", e);
     // The ID counters never trail the IDs present, wherever the load stops: first raised to
     // the header's values, then, before each batch, above every inode and slice ID in it
     // (the header may be older than the records: a dump of a volume being written).
