@@ -25,6 +25,8 @@ pub struct DelayBackend {
     reserve_calls: AtomicU64,
     gate: Option<tokio::sync::Semaphore>,
     serial: Option<tokio::sync::Mutex<()>>,
+    /// `(op name, calls)`: see [`DelayBackend::fail_next`].
+    faults: std::sync::Mutex<Option<(&'static str, u64)>>,
 }
 
 impl DelayBackend {
@@ -39,7 +41,31 @@ impl DelayBackend {
             reserve_calls: AtomicU64::new(0),
             gate: None,
             serial: None,
+            faults: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Makes the next `calls` `apply` calls that carry an op named `op` ([`Op::name`], e.g.
+    /// `"release"`) fail as a whole with `Unavailable` before reaching the wrapped backend,
+    /// so nothing of them is applied (a stand-in for a connection refused mid-session).
+    pub fn fail_next(&self, op: &'static str, calls: u64) {
+        *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = Some((op, calls));
+    }
+
+    /// An injected failure for a call carrying `ops`, if one is due.
+    fn fault(&self, ops: &[Op]) -> Result<()> {
+        let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((name, left)) = f.as_mut()
+            && *left > 0
+            && ops.iter().any(|o| o.name() == *name)
+        {
+            *left -= 1;
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("injected failure of a call carrying {name}"),
+            ));
+        }
+        Ok(())
     }
 
     /// Like [`DelayBackend::new`], but calls take turns: one `apply` or `reserve_ids` (delay
@@ -123,6 +149,7 @@ impl Backend for DelayBackend {
             None => None,
         };
         self.pause().await?;
+        self.fault(ops)?;
         self.inner.apply(ops).await
     }
     async fn reserve_ids(&self, kind: IdKind, n: u64) -> Result<Range<u64>> {

@@ -20,6 +20,7 @@ pub mod quota;
 pub mod readdir;
 pub mod rename;
 pub mod session;
+pub mod session_bulk;
 pub mod setattr;
 pub mod statfs;
 pub mod symlink;

@@ -8,11 +8,14 @@
 //!   the inode is still open somewhere. [`Meta::create_open`] records the open inside the
 //!   create op itself, so creating and opening a file is one op.
 //! - The last release (1 → 0) is queued, not sent: [`Meta::release_file`] returns at once,
-//!   and a background flusher sends every queued release of the session as one
-//!   [`Op::Release`] (while one is in flight the next ones gather behind it, as the
-//!   batcher does with ops). An inode reopened before its release left is simply taken
-//!   back from the queue: a close followed by an open costs nothing. [`Meta::flush`] waits
-//!   for the queue; a release that failed is reported by it, like a deferred op.
+//!   and a background flusher sends the session's queued releases as [`Op::Release`]s of
+//!   up to [`RELEASE_CHUNK`] inodes (while they are in flight the next ones gather behind
+//!   them, as the batcher does with ops). An inode reopened before its release left is
+//!   simply taken back from the queue: a close followed by an open costs nothing.
+//!   [`Meta::flush`] waits for the queue; a release that failed is reported by it, like a
+//!   deferred op, and stays queued, so the next flush sends it again (a release is
+//!   idempotent; an inode reopened meanwhile has its open recorded again, since the failed
+//!   release may have been applied).
 //!
 //! Until its release reaches the backend, an inode this client closed still counts as open
 //! there, so removing its last name keeps it (sustained) and the release then deletes it:
@@ -34,13 +37,23 @@ use crate::types::{Attr, FileType, Ino};
 /// One inode's local open count (see the module doc).
 type OpenCount = Arc<tokio::sync::Mutex<u32>>;
 
+/// A queued release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Queued {
+    /// The release drops the session's locks on the inode.
+    drop_locks: bool,
+    /// An earlier send of this release failed, so the backend may or may not still have the
+    /// open: taking it back from the queue records the open again.
+    failed: bool,
+}
+
 /// The open files of a session.
 #[derive(Default)]
 pub(super) struct OpenFiles {
     /// Local open counts by inode (count 0: a release is queued or in flight).
     counts: Mutex<HashMap<Ino, OpenCount>>,
-    /// Releases queued and not sent yet: inode → drop the session's locks on it.
-    queued: Mutex<BTreeMap<Ino, bool>>,
+    /// Releases queued and not sent yet, by inode.
+    queued: Mutex<BTreeMap<Ino, Queued>>,
     /// Wakes the flusher when a release is queued.
     pub(super) wake: Arc<tokio::sync::Notify>,
     /// One flush at a time, so releases reach the backend in the order they were queued.
@@ -109,10 +122,19 @@ impl Meta {
         if *count == 0 {
             let queued = lock(&files.queued).remove(&ino);
             match queued {
-                // Taken back from the queue: the backend still has the open.
-                Some(drop_locks) => {
-                    if drop_locks && let Ok(st) = self.state() {
+                // Taken back from the queue: the backend still has the open (unless a send
+                // of the release failed: maybe applied, so the open is recorded again).
+                Some(q) => {
+                    if q.drop_locks
+                        && let Ok(st) = self.state()
+                    {
                         lock(&st.locked).insert(ino);
+                    }
+                    if q.failed
+                        && let Err(e) = self.submit(Op::Open { sid, ino }).await
+                    {
+                        lock(&files.queued).insert(ino, q);
+                        return Err(e);
                     }
                 }
                 None => {
@@ -179,7 +201,13 @@ impl Meta {
         *count -= 1;
         if *count == 0 {
             let drop_locks = self.state().is_ok_and(|st| lock(&st.locked).remove(&ino));
-            lock(&files.queued).insert(ino, drop_locks);
+            lock(&files.queued).insert(
+                ino,
+                Queued {
+                    drop_locks,
+                    failed: false,
+                },
+            );
             files.wake.notify_one();
         }
         Ok(())
@@ -194,7 +222,9 @@ impl Meta {
             .unwrap_or(0)
     }
 
-    /// Sends every queued release as one op and waits for it (see the module doc).
+    /// Sends every queued release, [`RELEASE_CHUNK`] inodes per op, and waits for them (see
+    /// the module doc). A chunk that fails goes back to the queue (a release is idempotent),
+    /// so the next flush sends it again; the first error is returned.
     pub(super) async fn flush_releases(&self) -> Result<()> {
         let Some(st) = &self.inner.session else {
             return Ok(());
@@ -207,33 +237,53 @@ impl Meta {
         }
         let sid = self.sid()?;
         // Lock each entry (in inode order) and keep those still released: an inode reopened
-        // after the queue was taken has a count again and its open stays.
+        // after the queue was taken has a count again and its open stays; if its release was
+        // to drop this session's locks, its next release must do it.
         let mut held = Vec::with_capacity(queued.len());
-        let mut inos = Vec::with_capacity(queued.len());
-        for (ino, drop_locks) in queued {
-            let entry = lock(&files.counts).get(&ino).cloned();
-            let Some(entry) = entry else { continue };
+        for (ino, q) in queued {
+            let entry = lock(&files.counts).entry(ino).or_default().clone();
             let guard = entry.clone().lock_owned().await;
             if *guard == 0 {
-                inos.push((ino, drop_locks));
-                held.push((ino, entry, guard));
+                held.push((ino, q, entry, guard));
+            } else if q.drop_locks {
+                lock(&st.locked).insert(ino);
             }
         }
-        let r = if inos.is_empty() {
-            Ok(())
-        } else {
+        // The chunks go together (the batcher puts them in one batch where the backend takes
+        // them); each is atomic on its own.
+        let sends = held.chunks(RELEASE_CHUNK).map(|chunk| {
+            let inos: Vec<(Ino, bool)> =
+                chunk.iter().map(|(i, q, ..)| (*i, q.drop_locks)).collect();
             self.submit_unchecked(Op::Release { sid, inos })
-                .await
-                .map(drop)
-        };
-        for (ino, entry, guard) in held {
-            files.forget(ino, &entry);
+        });
+        let results = futures::future::join_all(sends).await;
+        let mut first_err = None;
+        for (chunk, r) in held.chunks(RELEASE_CHUNK).zip(results) {
+            if let Err(e) = r {
+                let mut queued = lock(&files.queued);
+                for (ino, q, ..) in chunk {
+                    let failed = Queued { failed: true, ..*q };
+                    queued.entry(*ino).or_insert(failed);
+                }
+                first_err.get_or_insert(e);
+            }
+        }
+        let requeued = lock(&files.queued).clone();
+        for (ino, _, entry, guard) in held {
+            if !requeued.contains_key(&ino) {
+                files.forget(ino, &entry);
+            }
             drop(guard);
         }
         self.count_open_files();
-        r
+        first_err.map_or(Ok(()), Err)
     }
 }
+
+/// Inodes per [`Op::Release`] sent by the flusher: a release of an inode whose last link is
+/// gone deletes it (≈ 4 keys checked and written on a KV store), so 16 keep one op well inside
+/// etcd's default of 128 operations per transaction (`--max-txn-ops`).
+pub(super) const RELEASE_CHUNK: usize = 16;
 
 /// Sends queued releases whenever some are queued, until the `Meta` is closed or every
 /// clone of it is dropped. A failed release is logged and kept for the next

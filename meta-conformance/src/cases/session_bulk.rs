@@ -1,0 +1,75 @@
+//! Sessions holding many files: a client that closes hundreds of files at once (a process
+//! exiting, `tar`, a build) releases them all, on every backend, whatever the store's limits
+//! per transaction (etcd takes 128 operations by default).
+
+use std::sync::Arc;
+
+use meta_core::LockType;
+
+use super::prelude::*;
+
+/// 200 files created open by one client, 100 of them unlinked (sustained) and 40 locked, all
+/// closed together: every release reaches the backend (the sustained inodes become pending
+/// deletion, the locks go), another client can lock the files, and the session holds
+/// nothing afterwards.
+pub async fn many_released_at_once(ctx: &TestCtx) -> Result<()> {
+    let a = ctx.meta();
+    let sid = a.session_id().context("a read-write Meta has a session")?;
+    let (dir, _) = a.mkdir(ME, ROOT, b"bulk", 0o755).await?;
+    let mut files = Vec::new();
+    for i in 0..200u32 {
+        let name = format!("f{i:03}");
+        let (f, _) = a.create_open(ME, dir, name.as_bytes(), 0o644).await?;
+        let s = slice(a.new_slice_id().await?, 0, 100);
+        a.write(Caller::ROOT, f, 0, s).await?;
+        if i % 5 == 0 {
+            a.flock(f, 1, LockType::Write).await?;
+        }
+        files.push((name, f));
+    }
+    for (name, _) in files.iter().step_by(2) {
+        a.unlink(ME, dir, name.as_bytes()).await?;
+    }
+    // All closes at once, as the kernel sends them when a process with 200 files exits.
+    let a2 = Arc::new(a.clone());
+    let tasks: Vec<_> = files
+        .iter()
+        .map(|&(_, f)| {
+            let a = a2.clone();
+            tokio::spawn(async move { a.release_file(f).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.context("release task panicked")??;
+    }
+    a.flush().await.context("the queued releases")?;
+    let h = a.session_holdings(sid).await?;
+    ensure!(
+        h.open.is_empty() && h.flocks.is_empty(),
+        "the session still holds {} open files and {} flocks after the releases",
+        h.open.len(),
+        h.flocks.len()
+    );
+    let pending = a.list_pending(usize::MAX).await?;
+    for (i, (_, f)) in files.iter().enumerate() {
+        let gone = i % 2 == 0;
+        match a.getattr(*f).await {
+            Err(e) if gone && e.kind() == NotFound => {}
+            Ok(_) if !gone => {}
+            other => bail!("file {i} (unlinked: {gone}) after its release: {other:?}"),
+        }
+        let is_pending = pending
+            .iter()
+            .any(|p| matches!(p, Pending::File { ino, .. } if ino == f));
+        ensure!(is_pending == gone, "file {i}: pending deletion {is_pending}");
+    }
+    let b = ctx.open_meta(MetaOptions::default()).await?;
+    for (i, (_, f)) in files.iter().enumerate().skip(1).step_by(10) {
+        b.flock(*f, 2, LockType::Write)
+            .await
+            .with_context(|| format!("another client locks file {i}"))?;
+    }
+    b.close().await?;
+    counters_exact(&*ctx.backend(), "after the bulk release").await?;
+    fsck_clean(&*ctx.backend(), "after the bulk release").await
+}

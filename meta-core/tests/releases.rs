@@ -1,0 +1,96 @@
+//! Queued releases of open files (`Meta::release_file`): a release whose call fails stays
+//! queued, and a later flush sends it again; a reopen meanwhile records the open again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meta_core::memory::memory_backend;
+use meta_core::testing::DelayBackend;
+use meta_core::{Backend, Caller, ErrorKind, Ino, LockType, Meta, MetaOptions, Setting};
+
+const ME: Caller = Caller::new(1, 1);
+
+async fn backend() -> Arc<DelayBackend> {
+    let b: Arc<dyn Backend> = Arc::new(memory_backend());
+    Meta::format(&*b, &Setting::new("t"), false)
+        .await
+        .expect("format");
+    Arc::new(DelayBackend::new(b, Duration::ZERO))
+}
+
+/// Flushes until a flush succeeds (a failure the background flusher met before the fault
+/// was lifted is reported by the next flush); fails the test after 5 tries.
+async fn flush_until_ok(m: &Meta) {
+    for _ in 0..5 {
+        if m.flush().await.is_ok() {
+            return;
+        }
+    }
+    panic!("5 flushes in a row failed");
+}
+
+#[tokio::test]
+async fn a_failed_release_is_sent_again() {
+    let b = backend().await;
+    let a = Meta::open(b.clone(), MetaOptions::default(), None)
+        .await
+        .expect("open");
+    let sid = a.session_id().expect("a session");
+    let (gone, _) = a
+        .create_open(ME, Ino::ROOT, b"gone", 0o644)
+        .await
+        .expect("create_open");
+    let (kept, _) = a
+        .create_open(ME, Ino::ROOT, b"kept", 0o644)
+        .await
+        .expect("create_open");
+    a.flock(kept, 7, LockType::Write).await.expect("flock");
+    a.unlink(ME, Ino::ROOT, b"gone").await.expect("unlink");
+    // Every release call fails (the background flusher's tries and the flush's) until the
+    // fault is lifted.
+    b.fail_next("release", u64::MAX);
+    a.release_file(gone).await.expect("release");
+    a.release_file(kept).await.expect("release");
+    let e = a.flush().await.expect_err("the injected failure");
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    let h = a.session_holdings(sid).await.expect("holdings");
+    assert_eq!(h.open, vec![gone, kept], "both releases failed");
+    assert_eq!(b.get_attr(gone).await.expect("sustained").nlink, 0);
+    // A later flush sends them again: the sustained inode goes, the lock too.
+    b.fail_next("release", 0);
+    flush_until_ok(&a).await;
+    let h = a.session_holdings(sid).await.expect("holdings");
+    assert!(
+        h.open.is_empty() && h.flocks.is_empty(),
+        "the releases were sent again: {h:?}"
+    );
+    assert_eq!(
+        b.get_attr(gone).await.expect_err("deleted").kind(),
+        ErrorKind::NotFound
+    );
+    let c = Meta::open(b.clone(), MetaOptions::default(), None)
+        .await
+        .expect("open");
+    c.flock(kept, 1, LockType::Write)
+        .await
+        .expect("the released file's lock was dropped");
+
+    // A release that failed and a reopen before it was sent again: the open is recorded
+    // again (the failed release may have reached the backend), and the next release
+    // forgets it.
+    a.open_file(kept).await.expect("open");
+    b.fail_next("release", u64::MAX);
+    a.release_file(kept).await.expect("release");
+    assert!(a.flush().await.is_err(), "the injected failure");
+    b.fail_next("release", 0);
+    a.open_file(kept).await.expect("reopen");
+    assert_eq!(a.open_count(kept), 1);
+    let h = a.session_holdings(sid).await.expect("holdings");
+    assert_eq!(h.open, vec![kept], "the reopened file is open on the backend");
+    a.release_file(kept).await.expect("release");
+    flush_until_ok(&a).await;
+    let h = a.session_holdings(sid).await.expect("holdings");
+    assert!(h.open.is_empty(), "released: {h:?}");
+    c.close().await.expect("close");
+    a.close().await.expect("close");
+}
