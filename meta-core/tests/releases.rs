@@ -86,7 +86,11 @@ async fn a_failed_release_is_sent_again() {
     a.open_file(kept).await.expect("reopen");
     assert_eq!(a.open_count(kept), 1);
     let h = a.session_holdings(sid).await.expect("holdings");
-    assert_eq!(h.open, vec![kept], "the reopened file is open on the backend");
+    assert_eq!(
+        h.open,
+        vec![kept],
+        "the reopened file is open on the backend"
+    );
     a.release_file(kept).await.expect("release");
     flush_until_ok(&a).await;
     let h = a.session_holdings(sid).await.expect("holdings");

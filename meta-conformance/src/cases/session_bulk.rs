@@ -61,7 +61,10 @@ pub async fn many_released_at_once(ctx: &TestCtx) -> Result<()> {
         let is_pending = pending
             .iter()
             .any(|p| matches!(p, Pending::File { ino, .. } if ino == f));
-        ensure!(is_pending == gone, "file {i}: pending deletion {is_pending}");
+        ensure!(
+            is_pending == gone,
+            "file {i}: pending deletion {is_pending}"
+        );
     }
     let b = ctx.open_meta(MetaOptions::default()).await?;
     for (i, (_, f)) in files.iter().enumerate().skip(1).step_by(10) {
@@ -72,4 +75,59 @@ pub async fn many_released_at_once(ctx: &TestCtx) -> Result<()> {
     b.close().await?;
     counters_exact(&*ctx.backend(), "after the bulk release").await?;
     fsck_clean(&*ctx.backend(), "after the bulk release").await
+}
+
+/// A client that closes its `Meta` while it holds 200 files open, 100 of them unlinked
+/// (sustained) and 40 locked: the close succeeds, the session is gone with everything it held
+/// (the sustained inodes pending deletion, the others intact, the locks free for others).
+pub async fn many_held_at_close(ctx: &TestCtx) -> Result<()> {
+    let a = ctx.meta();
+    let c = ctx.open_meta(MetaOptions::default()).await?;
+    let sid = c.session_id().context("a read-write Meta has a session")?;
+    let (dir, _) = a.mkdir(ME, ROOT, b"held", 0o755).await?;
+    let mut files = Vec::new();
+    for i in 0..200u32 {
+        let name = format!("f{i:03}");
+        let (f, _) = c.create_open(ME, dir, name.as_bytes(), 0o644).await?;
+        let s = slice(c.new_slice_id().await?, 0, 100);
+        c.write(Caller::ROOT, f, 0, s).await?;
+        if i % 5 == 0 {
+            c.flock(f, 1, LockType::Write).await?;
+        }
+        if i % 2 == 0 {
+            c.unlink(ME, dir, name.as_bytes()).await?;
+        }
+        files.push(f);
+    }
+    c.close()
+        .await
+        .context("close of a session holding 200 files")?;
+    expect_err(
+        a.session_holdings(sid).await,
+        NotFound,
+        "the closed session's holdings",
+    )?;
+    let pending = a.list_pending(usize::MAX).await?;
+    for (i, f) in files.iter().enumerate() {
+        let gone = i % 2 == 0;
+        match a.getattr(*f).await {
+            Err(e) if gone && e.kind() == NotFound => {}
+            Ok(_) if !gone => {}
+            other => bail!("file {i} (unlinked: {gone}) after the close: {other:?}"),
+        }
+        let is_pending = pending
+            .iter()
+            .any(|p| matches!(p, Pending::File { ino, .. } if ino == f));
+        ensure!(
+            is_pending == gone,
+            "file {i}: pending deletion {is_pending}"
+        );
+        if i % 10 == 5 {
+            a.flock(*f, 2, LockType::Write)
+                .await
+                .with_context(|| format!("file {i} is free to lock"))?;
+        }
+    }
+    counters_exact(&*ctx.backend(), "after the close").await?;
+    fsck_clean(&*ctx.backend(), "after the close").await
 }

@@ -221,10 +221,27 @@ impl Meta {
         }
         let sid = st.sid.swap(0, Ordering::AcqRel);
         // Closing the session releases everything it holds, queued releases included.
+        let held = st.files.held();
         st.files.clear();
         self.inner.metrics.open_files.set(0);
         if sid == 0 {
             return Ok(());
+        }
+        // What is still open goes first, in releases of a few inodes each: the close would
+        // release it all in one op, which a store with a limit per transaction (etcd: 128
+        // operations) refuses for a session holding many files. A failed release is left to
+        // the close.
+        let inos: Vec<(Ino, bool)> = held.into_iter().map(|i| (i, true)).collect();
+        let sends = inos.chunks(super::open::RELEASE_CHUNK).map(|c| {
+            self.submit_unchecked(Op::Release {
+                sid,
+                inos: c.to_vec(),
+            })
+        });
+        for r in futures::future::join_all(sends).await {
+            if let Err(e) = r {
+                warn!(sid, "releasing open files before the session's close: {e}");
+            }
         }
         match self
             .submit_unchecked(Op::CloseSession {
@@ -243,11 +260,13 @@ impl Meta {
     /// expiry inside the op. Returns the sessions cleaned. The heartbeat calls this when it
     /// wins the cleanup lease ([`Op::ClaimCleanup`]); an explicit call does not take the
     /// lease. Errors: those of the backend (a session cleaned by another client meanwhile is
-    /// skipped).
+    /// skipped; one that fails is logged and the others are still cleaned, then the first
+    /// failure is returned).
     pub async fn clean_expired_sessions(&self) -> Result<Vec<Sid>> {
         let now = Timespec::now();
         let own = self.session_id();
         let mut cleaned = Vec::new();
+        let mut first_err = None;
         for s in self.inner.backend.list_sessions().await? {
             let sid = s.info.sid;
             if Some(sid) == own || s.expire >= now {
@@ -262,10 +281,14 @@ impl Meta {
             {
                 Ok(_) => cleaned.push(sid),
                 Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::WouldBlock) => {}
-                Err(e) => return Err(e),
+                // One session that cannot be cleaned does not hold up the others.
+                Err(e) => {
+                    warn!(sid, "cannot clean up the expired session: {e}");
+                    first_err.get_or_insert(e.context_prefix(format!("clean up session {sid}")));
+                }
             }
         }
-        Ok(cleaned)
+        first_err.map_or(Ok(cleaned), Err)
     }
 
     /// Every session of the volume (expired ones not yet cleaned up included).
