@@ -345,10 +345,11 @@ pub(crate) async fn apply_recorded(
     match res {
         Ok(results) if results.len() == ops.len() => results,
         Ok(results) => {
+            // The backend ran the batch: any op of it may have been applied.
             let e = Error::new(
-                ErrorKind::Internal,
+                ErrorKind::Indeterminate,
                 format!(
-                    "backend returned {} results for {} ops",
+                    "backend returned {} results for {} ops (a backend bug)",
                     results.len(),
                     ops.len()
                 ),

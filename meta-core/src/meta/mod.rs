@@ -339,6 +339,10 @@ impl Meta {
     /// an op may depend on an earlier one (mkdir, then create inside). Returns one result per
     /// op, positionally; a batch-level failure is the error of every op of that chunk.
     ///
+    /// The batch goes to the backend directly, not through the batcher, so it is not ordered
+    /// after ops queued with [`Meta::enqueue`]: call [`Meta::flush`] first when it depends on
+    /// them.
+    ///
     /// Errors: per op, `Closed` for every op once [`Meta::close`] has started.
     pub async fn apply_batch(&self, mut ops: Vec<Op>) -> Vec<Result<OpOutput>> {
         if let Err(e) = self.check_open() {
