@@ -69,9 +69,10 @@ enum Cmd {
         #[arg(long, default_value = "/", value_name = "PATH")]
         to: OsString,
         /// Ops per batch: one apply call (one commit, one fsync with sync=true) each; capped
-        /// by the backend's limit (RocksDB: 4096).
-        #[arg(long, default_value_t = 4096)]
-        batch: usize,
+        /// by the backend's limit (RocksDB: 4096). Default: the URL's `batch_size` when it
+        /// gives one, else 4096.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+        batch: Option<u64>,
         /// Do not copy extended attributes.
         #[arg(long)]
         no_xattrs: bool,
@@ -285,6 +286,12 @@ fn url_or_default(url: &Option<String>) -> &str {
     url.as_deref().unwrap_or(DEFAULT_URL)
 }
 
+/// Whether volume URL `u` has query parameter `name` (false for an unparsable URL, which
+/// opening it reports).
+fn url_has_param(u: &str, name: &str) -> bool {
+    url::Url::parse(u).is_ok_and(|u| u.query_pairs().any(|(k, _)| k == name))
+}
+
 fn bytes(s: &OsString) -> Vec<u8> {
     util::os_bytes(s).to_vec()
 }
@@ -321,8 +328,15 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
             json,
         } => {
             let mut o = volume::open_backend(&url, Access::Write).await?;
-            // The explicit batch API sends at most `batch_size` ops per apply call.
-            o.opts.batch_size = batch.max(1);
+            // The explicit batch API sends at most `batch_size` ops per apply call: --batch,
+            // else the URL's batch_size, else 4096.
+            let url_gave_batch = url_has_param(&url, "batch_size");
+            let batch = match batch {
+                Some(n) => n as usize,
+                None if url_gave_batch => o.opts.batch_size,
+                None => 4096,
+            };
+            o.opts.batch_size = batch;
             let meta = volume::open_meta_on(&o, Access::Write, None).await?;
             let s = import::import(
                 &meta,
@@ -461,7 +475,13 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 options,
                 attr_timeout: seconds("attr-timeout", attr_timeout)?,
                 write_buffer: usize::try_from(write_buffer).unwrap_or(usize::MAX),
-                gc_interval: seconds("gc-interval", gc_interval)?,
+                gc_interval: match seconds("gc-interval", gc_interval)? {
+                    t if t.as_secs_f64() < 0.1 || t.as_secs() > 86_400 => anyhow::bail!(
+                        "--gc-interval {gc_interval}: expected seconds from 0.1 to a day \
+                         (EINVAL)"
+                    ),
+                    t => t,
+                },
                 compact_slices,
                 stop_timeout: match seconds("stop-timeout", stop_timeout)? {
                     t if t.is_zero() || t.as_secs() > 86_400 => anyhow::bail!(

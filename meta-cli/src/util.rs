@@ -19,7 +19,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(lower.len());
     let (num, suffix) = lower.split_at(num_end);
-    let shift = match suffix.trim_end_matches('b').trim_end_matches('i') {
+    // One unit letter, then at most one 'i' and one 'b' (k, kb, ki, kib); "b" alone is bytes.
+    let unit = suffix.strip_suffix('b').unwrap_or(suffix);
+    let unit = match unit.strip_suffix('i') {
+        Some("") => "?",
+        Some(u) => u,
+        None => unit,
+    };
+    let shift = match unit {
         "" => 0,
         "k" => 10,
         "m" => 20,
@@ -41,6 +48,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
             let v = f * (1u64 << shift) as f64;
             if v >= u64::MAX as f64 {
                 Err(format!("size {s:?} is too large"))
+            } else if f > 0.0 && v < 1.0 {
+                // (0 means "no limit" to quota and capacity options.)
+                Err(format!("size {s:?} is less than one byte"))
             } else {
                 Ok(v as u64)
             }
@@ -350,6 +360,13 @@ mod tests {
         assert!(parse_size("").is_err());
         assert!(parse_size("1X").is_err());
         assert!(parse_size("99999999999P").is_err());
+        assert_eq!(parse_size("10KB"), Ok(10 << 10));
+        assert_eq!(parse_size("10ki"), Ok(10 << 10));
+        assert_eq!(parse_size("7b"), Ok(7));
+        for bad in ["10iiii", "1bbbbb", "1ib", "1i", "0.0001K"] {
+            assert!(parse_size(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(parse_size("0K"), Ok(0));
         assert_eq!(parse_count("10k"), Ok(10_000));
         assert_eq!(parse_count("7"), Ok(7));
         assert!(parse_count("x").is_err());

@@ -96,7 +96,10 @@ pub async fn open_backend(url: &str, access: Access) -> Result<Opened> {
         Ok(v) => v,
         Err(e) => {
             let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
-            if let Some((_, feature)) = KNOWN.iter().find(|(s, _)| *s == scheme) {
+            // A known scheme missing from this build; any other error of a scheme this build
+            // has (a bad option, port, path) is reported as it is.
+            let missing = reg.factory(scheme).is_none();
+            if let Some((_, feature)) = KNOWN.iter().find(|(s, _)| missing && *s == scheme) {
                 return Err(config_err(format!(
                     "URL scheme {scheme:?} is not available: this build of meta lacks the \
                      cargo feature `{feature}` of meta-cli; schemes in this build: {list}"

@@ -442,6 +442,50 @@ mod rocks {
         assert!(stats["process"]["inode_pool"]["reserve_calls"].is_u64());
     }
 
+    /// `meta import` sends `--batch` ops per batch, else the URL's `batch_size`, else 4096
+    /// (the flag's default once overrode the URL's value).
+    #[test]
+    fn import_batch_size_comes_from_the_flag_or_the_url() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let vols = tempfile::tempdir().expect("tempdir");
+        make_tree(src.path());
+        let url = rocks_url(&vols.path().join("vol"));
+        ok(&meta(&url, &[os("format")]), "format");
+        let batches = |url: &str, to: &str, flag: &[&str]| -> (u64, u64) {
+            let mut args = vec![os("import"), src.path().as_os_str(), os("--to"), os(to)];
+            args.extend(flag.iter().map(|a| os(a)));
+            args.push(os("--json"));
+            let out = ok(&meta(url, &args), "import");
+            let v: Value = serde_json::from_str(&out).expect("import JSON");
+            let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+            (n("ops"), n("batches"))
+        };
+        let (ops, b) = batches(&format!("{url}?batch_size=2"), "/small", &[]);
+        assert!(
+            ops > 4 && b * 3 >= ops,
+            "batch_size=2: {ops} ops in {b} batches"
+        );
+        let (ops, b) = batches(
+            &format!("{url}?batch_size=2"),
+            "/flag",
+            &["--batch", "1000"],
+        );
+        assert!(b < ops / 2, "--batch 1000 wins: {ops} ops in {b} batches");
+        let (ops, b) = batches(&url, "/default", &[]);
+        assert!(b < ops / 2, "default 4096: {ops} ops in {b} batches");
+        for bad in ["0", "2000000"] {
+            let out = meta(
+                &url,
+                &[os("import"), src.path().as_os_str(), os("--batch"), os(bad)],
+            );
+            let e = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && e.contains("--batch"),
+                "--batch {bad}: {e}"
+            );
+        }
+    }
+
     #[test]
     fn import_into_a_subdirectory_and_twice() {
         let src = tempfile::tempdir().expect("tempdir");
@@ -567,6 +611,20 @@ mod rocks {
             "bad sync",
         );
         assert!(e.contains("sync"), "{e}");
+        // A bad engine option on a scheme this build has is reported as it is (it was once
+        // masked as "this build lacks the cargo feature"); a '#' is refused, not cut off.
+        let sqlite = format!("sqlite://{}", vols.path().join("s.db").display());
+        for (url, want) in [
+            (format!("{rurl}?batch_size=zero"), "batch_size"),
+            (format!("{rurl}?batch_interval=100years"), "batch_interval"),
+            (format!("{rurl}#2"), "%23"),
+            (format!("{sqlite}?busy_timeout=30days"), "busy_timeout"),
+        ] {
+            let e = failed(&meta(&url, &[os("format")]), "bad URL");
+            assert!(e.contains(want) && !e.contains("feature"), "{url}: {e}");
+        }
+        assert!(!vols.path().join("s.db").exists(), "nothing created");
+        assert!(!vols.path().join("vol").exists(), "nothing created");
         // Read commands never create a volume.
         let missing = rocks_url(&vols.path().join("missing"));
         let e = failed(&meta(&missing, &[os("du")]), "missing volume");
@@ -844,5 +902,24 @@ fn benchmark_sizes_are_bounded() {
         assert!(!out.status.success(), "{args:?} accepted");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+/// `meta mount --gc-interval` out of range is refused before anything is mounted (0 made the
+/// deletion pass run without pause).
+#[test]
+fn mount_gc_interval_is_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for v in ["0", "0.01", "100000"] {
+        let out = Command::new(META)
+            .env_remove("META_URL")
+            .args([os("mount"), os("memory://"), dir.path().as_os_str()])
+            .args([os("--gc-interval"), os(v)])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run meta");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "--gc-interval {v} accepted");
+        assert!(err.contains("--gc-interval"), "--gc-interval {v}: {err}");
     }
 }

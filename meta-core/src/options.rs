@@ -36,8 +36,8 @@ pub struct MetaOptions {
     pub batch_size: usize,
     /// `batch_bytes` (default 262144): most approximate bytes per batch.
     pub batch_bytes: usize,
-    /// `batch_interval` (default `0ms`): how long a batch may wait to fill once started;
-    /// 0 = no artificial delay (group commit only).
+    /// `batch_interval` (default `0ms`, at most [`MAX_BATCH_INTERVAL`]): how long a batch may
+    /// wait to fill once started; 0 = no artificial delay (group commit only).
     pub batch_interval: Duration,
     /// `max_inflight` (default 0 = the backend's preference, [`crate::Backend::preferred_inflight`]:
     /// 1 for single-writer backends such as RocksDB, 4 otherwise): batches applied concurrently
@@ -92,6 +92,9 @@ impl Default for MetaOptions {
 pub const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
 /// Longest heartbeat interval accepted (`heartbeat` option).
 pub const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
+/// Longest `batch_interval` accepted: every op of a batch that does not fill may wait this
+/// long, so more would only stall the engine.
+pub const MAX_BATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// A session expires after this many heartbeat intervals without a heartbeat.
 pub const MISSED_HEARTBEATS: u32 = 5;
 
@@ -145,6 +148,46 @@ pub fn parse_duration(name: &str, value: &str) -> Result<Duration> {
     humantime::parse_duration(value).map_err(|_| bad(name, value, "a duration like 5ms or 1s"))
 }
 
+/// Parses one `host:port` of a list of servers (`[v6addr]:port` too); a missing port is
+/// `default_port`. Errors: `ConfigInvalid` naming `what` and the entry for an empty host,
+/// a host with `/`, `@` or whitespace, or a port that is not 1..=65535.
+pub fn parse_host_port(s: &str, what: &str, default_port: u16) -> Result<(String, u16)> {
+    let err = |why: &str| Error::new(ErrorKind::ConfigInvalid, format!("{what}: {why} in {s:?}"));
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            let port = p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| err("bad port (expected 1..=65535)"))?;
+            (h.to_string(), port)
+        }
+        _ => (s.to_string(), default_port),
+    };
+    if host.is_empty() {
+        return Err(err("empty host"));
+    }
+    if host.contains(['/', '@']) || host.chars().any(char::is_whitespace) {
+        return Err(err("bad host (expected host:port)"));
+    }
+    Ok((host, port))
+}
+
+/// Longest value a backend's timeout option takes ([`parse_timeout`]): one day.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// Parses a backend's timeout option value (`timeout`, `connect_timeout`, `acquire_timeout`,
+/// `busy_timeout`): a duration from 1 ms to [`MAX_TIMEOUT`]. Zero would fail every call;
+/// far longer ones overflow drivers (SQLite's busy timeout is an i32 of milliseconds, 24.8
+/// days). Errors: `ConfigInvalid` naming the option and its value.
+pub fn parse_timeout(name: &str, value: &str) -> Result<Duration> {
+    let d = parse_duration(name, value)?;
+    if d < Duration::from_millis(1) || d > MAX_TIMEOUT {
+        return Err(bad(name, value, "a duration from 1ms to 1day"));
+    }
+    Ok(d)
+}
+
 /// The accepted range of each integer engine option (name → least, most), for the URL
 /// parser and [`MetaOptions::validate`] alike.
 fn int_range(name: &str) -> (u64, u64) {
@@ -183,6 +226,15 @@ impl MetaOptions {
                 ));
             }
         }
+        if self.batch_interval > MAX_BATCH_INTERVAL {
+            return Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                format!(
+                    "engine option batch_interval={:?}: expected a duration of at most 1s",
+                    self.batch_interval
+                ),
+            ));
+        }
         if self.heartbeat < MIN_HEARTBEAT || self.heartbeat > MAX_HEARTBEAT {
             return Err(Error::new(
                 ErrorKind::ConfigInvalid,
@@ -210,7 +262,13 @@ impl MetaOptions {
             "batchwrite" | "batch" => self.batchwrite = parse_bool(name, value)?,
             "batch_size" => self.batch_size = int(name)? as usize,
             "batch_bytes" => self.batch_bytes = int(name)? as usize,
-            "batch_interval" => self.batch_interval = parse_duration(name, value)?,
+            "batch_interval" => {
+                let d = parse_duration(name, value)?;
+                if d > MAX_BATCH_INTERVAL {
+                    return Err(bad(name, value, "a duration of at most 1s"));
+                }
+                self.batch_interval = d;
+            }
             "max_inflight" => self.max_inflight = int(name)? as usize,
             "max_queue" => self.max_queue = int(name)? as usize,
             "session" => self.session = parse_bool(name, value)?,
@@ -369,6 +427,17 @@ pub fn parse_url(s: &str) -> Result<(VolumeUrl, MetaOptions)> {
         )
         .with_source(e)
     })?;
+    // A '#' would silently cut the path and drop the options after it (`vol#2` opening
+    // `vol`): a literal '#' in a path or value is written %23.
+    if url.fragment().is_some() {
+        return Err(Error::new(
+            ErrorKind::ConfigInvalid,
+            format!(
+                "volume URL {} has a '#': write a '#' in a path or option value as %23",
+                redact_url(s)
+            ),
+        ));
+    }
     let mut opts = MetaOptions::default();
     let mut params = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -424,6 +493,51 @@ mod tests {
         assert!(parse_url("memory://?batch=1&batchwrite=0").is_err());
         assert!(parse_url("memory://?inode_low_watermark=101").is_err());
         assert!(parse_url("not a url").is_err());
+        // A batch interval past 1 s is refused, in a URL and in code (a huge one overflowed
+        // the batcher's deadline).
+        let e = parse_url("memory://?batch_interval=18446744073709551615s").unwrap_err();
+        assert!(e.to_string().contains("batch_interval"), "{e}");
+        assert!(parse_url("memory://?batch_interval=1s").is_ok());
+        let o = MetaOptions {
+            batch_interval: Duration::from_secs(2),
+            ..MetaOptions::default()
+        };
+        assert!(
+            o.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("batch_interval")
+        );
+        // A '#' would cut the path and drop the options after it.
+        for url in [
+            "rocksdb:///tmp/vol#2",
+            "sqlite:///tmp/s.db#?table_prefix=v1_",
+        ] {
+            let e = parse_url(url).unwrap_err();
+            assert!(e.to_string().contains("%23"), "{url}: {e}");
+        }
+        let (u, _) = parse_url("rocksdb:///tmp/vol%232").unwrap();
+        assert_eq!(u.file_path(), "/tmp/vol#2");
+    }
+
+    #[test]
+    fn host_ports_and_timeouts() {
+        assert_eq!(parse_host_port("h:1", "n", 9).unwrap(), ("h".into(), 1));
+        assert_eq!(parse_host_port("h", "n", 9).unwrap(), ("h".into(), 9));
+        assert_eq!(
+            parse_host_port("[::1]:7", "n", 9).unwrap(),
+            ("[::1]".into(), 7)
+        );
+        for bad in ["h:99999", "h:0", "h:abc", ":5", "a/b:1", "u@h:1", "h x:1"] {
+            let e = parse_host_port(bad, "URL parameter endpoints", 9).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains("endpoints") && text.contains(bad), "{text}");
+        }
+        assert_eq!(parse_timeout("t", "5s").unwrap(), Duration::from_secs(5));
+        for bad in ["0s", "1ns", "30days", "soon"] {
+            let e = parse_timeout("busy_timeout", bad).unwrap_err();
+            assert!(e.to_string().contains("busy_timeout"), "{e}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use meta_core::options::{parse_duration, parse_int};
+use meta_core::options::{parse_host_port, parse_int, parse_timeout};
 use meta_core::{Error, ErrorKind, Result, VolumeUrl};
 
 /// The URL scheme of this backend.
@@ -87,17 +87,8 @@ pub fn options_from_url(mut url: VolumeUrl) -> Result<EtcdOptions> {
     let mut endpoints = vec![format!("http://{host}:{}", u.port().unwrap_or(2379))];
     if let Some(more) = url.take_param("endpoints") {
         for hp in more.split(',').filter(|s| !s.is_empty()) {
-            if hp.contains('/') || hp.contains('@') {
-                return Err(config(format!(
-                    "bad etcd endpoint {hp:?}: expected host:port"
-                )));
-            }
-            let hp = if hp.contains(':') {
-                hp.to_string()
-            } else {
-                format!("{hp}:2379")
-            };
-            endpoints.push(format!("http://{hp}"));
+            let (h, p) = parse_host_port(hp, "URL parameter endpoints", 2379)?;
+            endpoints.push(format!("http://{h}:{p}"));
         }
     }
     let prefix = url.file_path();
@@ -114,7 +105,7 @@ pub fn options_from_url(mut url: VolumeUrl) -> Result<EtcdOptions> {
         ));
     }
     if let Some(v) = url.take_param("timeout") {
-        opts.timeout = parse_duration("timeout", &v)?;
+        opts.timeout = parse_timeout("timeout", &v)?;
     }
     if let Some(v) = url.take_param("max_txn_ops") {
         opts.max_txn_ops = Some(parse_int("max_txn_ops", &v, 8, 1 << 20)? as usize);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use meta_core::options::{parse_bool, parse_duration, parse_int};
+use meta_core::options::{parse_bool, parse_host_port, parse_int, parse_timeout};
 use meta_core::{Error, ErrorKind, Result, VolumeUrl};
 
 use crate::RedisBackend;
@@ -122,20 +122,12 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_else(|| s.to_string())
 }
 
-fn parse_host_port(s: &str, what: &str) -> Result<(String, u16)> {
-    let (host, port) = match s.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            let port = p
-                .parse::<u16>()
-                .map_err(|_| config(format!("{what}: bad port in {s:?}")))?;
-            (h.to_string(), port)
-        }
-        _ => (s.to_string(), 6379),
-    };
-    if host.is_empty() {
-        return Err(config(format!("{what}: empty host in {s:?}")));
-    }
-    Ok((host, port))
+/// The driver's URL of the Unix socket at `path` with query `query`, or `None` when `path` is
+/// not absolute. The driver reads the path back from the URL, so it is escaped here: a '?'
+/// or '#' in it stays in the path.
+fn unix_url(path: &str, query: &str) -> Option<String> {
+    let p = url::Url::from_file_path(path).ok()?;
+    Some(format!("redis+unix://{}?{query}", p.path()))
 }
 
 /// Opens the volume a Redis URL names and loads the Lua library.
@@ -171,10 +163,10 @@ pub async fn open(mut url: VolumeUrl) -> Result<RedisBackend> {
         opts.prefix = p;
     }
     if let Some(t) = url.take_param("timeout") {
-        opts.timeout = parse_duration("timeout", &t)?;
+        opts.timeout = parse_timeout("timeout", &t)?;
     }
     if let Some(t) = url.take_param("connect_timeout") {
-        opts.connect_timeout = parse_duration("connect_timeout", &t)?;
+        opts.connect_timeout = parse_timeout("connect_timeout", &t)?;
     }
     if let Some(v) = url.take_param("strict_keys") {
         opts.strict_keys = parse_bool("strict_keys", &v)?;
@@ -248,7 +240,9 @@ pub async fn open(mut url: VolumeUrl) -> Result<RedisBackend> {
             if let Some(p) = u.password() {
                 q.append_pair("pass", &percent_decode(p));
             }
-            Target::Single(format!("redis+unix://{path}?{}", q.finish()))
+            let target = unix_url(&path, &q.finish())
+                .ok_or_else(|| config(format!("{shown}: the socket path must be absolute")))?;
+            Target::Single(target)
         }
         SCHEME_CLUSTER | SCHEME_CLUSTER_TLS => {
             let node_scheme = if tls { "rediss" } else { "redis" };
@@ -264,7 +258,7 @@ pub async fn open(mut url: VolumeUrl) -> Result<RedisBackend> {
             let mut nodes = vec![tcp_url(node_scheme, &u, host, u.port().unwrap_or(6379), 0)];
             if let Some(list) = url.take_param("nodes") {
                 for n in list.split(',').filter(|n| !n.is_empty()) {
-                    let (h, p) = parse_host_port(n, "URL parameter nodes")?;
+                    let (h, p) = parse_host_port(n, "URL parameter nodes", 6379)?;
                     nodes.push(tcp_url(node_scheme, &u, &h, p, 0));
                 }
             }
@@ -279,4 +273,23 @@ pub async fn open(mut url: VolumeUrl) -> Result<RedisBackend> {
     };
     url.finish()?;
     RedisBackend::connect(target, opts, shown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_socket_paths_are_escaped() {
+        for path in ["/tmp/a?b.sock", "/tmp/c#d.sock", "/tmp/e f%g.sock"] {
+            let u = unix_url(path, "db=3").expect("an absolute path");
+            let parsed = url::Url::parse(&u).expect("a URL");
+            assert_eq!(
+                parsed.to_file_path().expect("a path"),
+                std::path::PathBuf::from(path)
+            );
+            assert_eq!(parsed.query(), Some("db=3"), "{u}");
+        }
+        assert!(unix_url("relative.sock", "").is_none());
+    }
 }

@@ -15,7 +15,7 @@ mod txn;
 
 use std::time::Duration;
 
-use meta_core::options::{parse_bool, parse_duration, parse_int};
+use meta_core::options::{parse_bool, parse_int, parse_timeout};
 use meta_core::{Error, ErrorKind, Result, VolumeUrl};
 
 pub use backend::{MAX_ATTEMPTS, MAX_BATCH_OPS, RawParam, SqlBackend, SqlStats};
@@ -159,12 +159,12 @@ pub fn open(mut url: VolumeUrl) -> Result<SqlBackend> {
         o.max_connections = parse_int("max_connections", &v, 1, 1024)? as u32;
     }
     if let Some(v) = url.take_param("acquire_timeout") {
-        o.acquire_timeout = parse_duration("acquire_timeout", &v)?;
+        o.acquire_timeout = parse_timeout("acquire_timeout", &v)?;
     }
     if dialect != Dialect::Sqlite
         && let Some(v) = url.take_param("timeout")
     {
-        o.timeout = parse_duration("timeout", &v)?;
+        o.timeout = parse_timeout("timeout", &v)?;
     }
     let tls_names: &[&str] = match dialect {
         Dialect::Postgres => &PG_TLS,
@@ -181,7 +181,7 @@ pub fn open(mut url: VolumeUrl) -> Result<SqlBackend> {
             o.sync = parse_bool("sync", &v)?;
         }
         if let Some(v) = url.take_param("busy_timeout") {
-            o.busy_timeout = parse_duration("busy_timeout", &v)?;
+            o.busy_timeout = parse_timeout("busy_timeout", &v)?;
         }
     }
     url.clone().finish()?;

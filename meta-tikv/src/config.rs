@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use meta_core::options::parse_duration;
+use meta_core::options::parse_timeout;
 use meta_core::{Error, ErrorKind, Result, VolumeUrl};
 
 /// The URL scheme of this backend.
@@ -88,7 +88,7 @@ pub fn options_from_url(mut url: VolumeUrl) -> Result<TikvOptions> {
     let path = u.path().trim_start_matches('/').to_string();
     let mut opts = TikvOptions::new(pd, path.into_bytes());
     if let Some(v) = url.take_param("timeout") {
-        opts.timeout = parse_duration("timeout", &v)?;
+        opts.timeout = parse_timeout("timeout", &v)?;
     }
     url.finish()?;
     opts.validate()?;
