@@ -84,7 +84,7 @@ async fn a_failed_release_is_sent_again() {
     assert!(a.flush().await.is_err(), "the injected failure");
     b.fail_next("release", 0);
     a.open_file(kept).await.expect("reopen");
-    assert_eq!(a.open_count(kept), 1);
+    assert_eq!(a.open_count(kept).await, 1);
     let h = a.session_holdings(sid).await.expect("holdings");
     assert_eq!(
         h.open,

@@ -521,7 +521,7 @@ impl Filesystem for MetaFs {
             let r = flushed.and(released);
             // The last release of the inode by this mount: a lost write was reported to
             // every close and fsync until now.
-            if meta.open_count(ino) == 0 {
+            if meta.open_count(ino).await == 0 {
                 files.clear_lost(ino).await;
             }
             files.forget(ino);

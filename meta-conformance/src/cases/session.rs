@@ -124,7 +124,7 @@ pub async fn rename_over_and_rmdir_open(ctx: &TestCtx) -> Result<()> {
     let m = ctx.meta();
     let (old, s) = file_with_data(&m, b"old").await?;
     let (new, _) = m.create_open(ME, ROOT, b"new", 0o644).await?;
-    ensure!(m.open_count(new) == 1, "create_open opened it");
+    ensure!(m.open_count(new).await == 1, "create_open opened it");
     m.open_file(old).await?;
     let used = m.statfs().await?.used_inodes;
     m.rename(ME, ROOT, b"new", ROOT, b"old", RenameFlags::NONE)
@@ -622,7 +622,7 @@ pub async fn open_release_churn(ctx: &TestCtx) -> Result<()> {
     for &f in files.iter() {
         expect_err(b.getattr(f).await, NotFound, "a released, unlinked file")?;
         ensure!(pending_file(&pending, f), "{f} is pending deletion");
-        ensure!(a.open_count(f) == 0, "no open left of {f}");
+        ensure!(a.open_count(f).await == 0, "no open left of {f}");
     }
     b.close().await?;
     counters_exact(&*ctx.backend(), "after the churn").await?;

@@ -214,12 +214,14 @@ impl Meta {
     }
 
     /// How many opens of `ino` this client holds (0 when none, or only a queued release).
-    pub fn open_count(&self, ino: Ino) -> u32 {
+    /// Waits while an open or release of `ino` is in flight, and counts it once it is done.
+    pub async fn open_count(&self, ino: Ino) -> u32 {
         let Ok(files) = self.files() else { return 0 };
         let entry = lock(&files.counts).get(&ino).cloned();
-        entry
-            .and_then(|e| e.try_lock().ok().map(|c| *c))
-            .unwrap_or(0)
+        match entry {
+            Some(e) => *e.lock().await,
+            None => 0,
+        }
     }
 
     /// Sends every queued release, [`RELEASE_CHUNK`] inodes per op, and waits for them (see
