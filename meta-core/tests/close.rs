@@ -1,24 +1,13 @@
 //! `Meta::close`: new work after it is refused with `Closed` and reaches nothing; deferred
 //! ops accepted before it are all reported; options built in code are validated at open.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use meta_core::memory::memory_backend;
-use meta_core::testing::DelayBackend;
-use meta_core::{
-    Backend, Caller, ErrorKind, FileType, Ino, Meta, MetaOptions, Op, Setting, Timespec,
-};
+use meta_core::{Backend, Caller, ErrorKind, FileType, Ino, Meta, MetaOptions, Op, Timespec};
 
 const ME: Caller = Caller::new(1, 1);
-
-async fn backend() -> Arc<DelayBackend> {
-    let b: Arc<dyn Backend> = Arc::new(memory_backend());
-    Meta::format(&*b, &Setting::new("t"), false)
-        .await
-        .expect("format");
-    Arc::new(DelayBackend::new(b, Duration::ZERO))
-}
 
 fn mknod(parent: Ino, name: &str, ino: u64) -> Op {
     Op::Mknod {
@@ -46,7 +35,7 @@ fn closed<T: std::fmt::Debug>(r: meta_core::Result<T>, what: &str) {
 }
 
 async fn refuses_everything_after_close(batchwrite: bool) {
-    let b = backend().await;
+    let b = common::delay_backend().await;
     let m = Meta::open(
         b.clone(),
         {
@@ -101,7 +90,7 @@ async fn work_after_close_is_refused_unbatched() {
 /// Deferred ops queued before close are applied by it, and its error counts the failures.
 #[tokio::test]
 async fn close_reports_every_deferred_failure() {
-    let b = backend().await;
+    let b = common::delay_backend().await;
     let m = Meta::open(b.clone(), MetaOptions::default(), None)
         .await
         .expect("open");
@@ -126,7 +115,7 @@ async fn close_reports_every_deferred_failure() {
 /// Options built in code get the same range checks as options from a URL.
 #[tokio::test]
 async fn options_built_in_code_are_validated() {
-    let b = backend().await;
+    let b = common::delay_backend().await;
     for (opts, name) in [
         (
             {

@@ -1,22 +1,11 @@
 //! Queued releases of open files (`Meta::release_file`): a release whose call fails stays
 //! queued, and a later flush sends it again; a reopen meanwhile records the open again.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use meta_core::memory::memory_backend;
-use meta_core::testing::DelayBackend;
-use meta_core::{Backend, Caller, ErrorKind, Ino, LockType, Meta, MetaOptions, Setting};
+use meta_core::{Backend, Caller, ErrorKind, Ino, LockType, Meta, MetaOptions};
 
 const ME: Caller = Caller::new(1, 1);
-
-async fn backend() -> Arc<DelayBackend> {
-    let b: Arc<dyn Backend> = Arc::new(memory_backend());
-    Meta::format(&*b, &Setting::new("t"), false)
-        .await
-        .expect("format");
-    Arc::new(DelayBackend::new(b, Duration::ZERO))
-}
 
 /// Flushes until a flush succeeds (a failure the background flusher met before the fault
 /// was lifted is reported by the next flush); fails the test after 5 tries.
@@ -31,7 +20,7 @@ async fn flush_until_ok(m: &Meta) {
 
 #[tokio::test]
 async fn a_failed_release_is_sent_again() {
-    let b = backend().await;
+    let b = common::delay_backend().await;
     let a = Meta::open(b.clone(), MetaOptions::default(), None)
         .await
         .expect("open");

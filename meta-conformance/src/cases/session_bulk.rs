@@ -8,6 +8,28 @@ use meta_core::LockType;
 
 use super::prelude::*;
 
+/// Checks `files` once released: the even ones (unlinked while open) are gone and pending
+/// deletion, the odd ones are still there and not pending.
+async fn check_released(m: &Meta, files: &[Ino], when: &str) -> Result<()> {
+    let pending = m.list_pending(usize::MAX).await?;
+    for (i, f) in files.iter().enumerate() {
+        let gone = i % 2 == 0;
+        match m.getattr(*f).await {
+            Err(e) if gone && e.kind() == NotFound => {}
+            Ok(_) if !gone => {}
+            other => bail!("file {i} (unlinked: {gone}) {when}: {other:?}"),
+        }
+        let is_pending = pending
+            .iter()
+            .any(|p| matches!(p, Pending::File { ino, .. } if ino == f));
+        ensure!(
+            is_pending == gone,
+            "file {i} {when}: pending deletion {is_pending}"
+        );
+    }
+    Ok(())
+}
+
 /// 200 files created open by one client, 100 of them unlinked (sustained) and 40 locked, all
 /// closed together: every release reaches the backend (the sustained inodes become pending
 /// deletion, the locks go), another client can lock the files, and the session holds
@@ -50,22 +72,8 @@ pub async fn many_released_at_once(ctx: &TestCtx) -> Result<()> {
         h.open.len(),
         h.flocks.len()
     );
-    let pending = a.list_pending(usize::MAX).await?;
-    for (i, (_, f)) in files.iter().enumerate() {
-        let gone = i % 2 == 0;
-        match a.getattr(*f).await {
-            Err(e) if gone && e.kind() == NotFound => {}
-            Ok(_) if !gone => {}
-            other => bail!("file {i} (unlinked: {gone}) after its release: {other:?}"),
-        }
-        let is_pending = pending
-            .iter()
-            .any(|p| matches!(p, Pending::File { ino, .. } if ino == f));
-        ensure!(
-            is_pending == gone,
-            "file {i}: pending deletion {is_pending}"
-        );
-    }
+    let inos: Vec<Ino> = files.iter().map(|&(_, f)| f).collect();
+    check_released(&a, &inos, "after its release").await?;
     let b = ctx.open_meta(MetaOptions::default()).await?;
     for (i, (_, f)) in files.iter().enumerate().skip(1).step_by(10) {
         b.flock(*f, 2, LockType::Write)
@@ -107,26 +115,11 @@ pub async fn many_held_at_close(ctx: &TestCtx) -> Result<()> {
         NotFound,
         "the closed session's holdings",
     )?;
-    let pending = a.list_pending(usize::MAX).await?;
-    for (i, f) in files.iter().enumerate() {
-        let gone = i % 2 == 0;
-        match a.getattr(*f).await {
-            Err(e) if gone && e.kind() == NotFound => {}
-            Ok(_) if !gone => {}
-            other => bail!("file {i} (unlinked: {gone}) after the close: {other:?}"),
-        }
-        let is_pending = pending
-            .iter()
-            .any(|p| matches!(p, Pending::File { ino, .. } if ino == f));
-        ensure!(
-            is_pending == gone,
-            "file {i}: pending deletion {is_pending}"
-        );
-        if i % 10 == 5 {
-            a.flock(*f, 2, LockType::Write)
-                .await
-                .with_context(|| format!("file {i} is free to lock"))?;
-        }
+    check_released(&a, &files, "after the close").await?;
+    for (i, f) in files.iter().enumerate().skip(5).step_by(10) {
+        a.flock(*f, 2, LockType::Write)
+            .await
+            .with_context(|| format!("file {i} is free to lock"))?;
     }
     counters_exact(&*ctx.backend(), "after the close").await?;
     fsck_clean(&*ctx.backend(), "after the close").await

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use meta_core::memory::memory_backend;
-use meta_core::{Caller, Counter, ErrorKind, Meta, MetaOptions, Result, Setting, Slice};
+use meta_core::testing::DelayBackend;
+use meta_core::{Backend, Caller, Counter, ErrorKind, Meta, MetaOptions, Result, Setting, Slice};
 
 /// An unprivileged caller that owns what it creates.
 pub const ME: Caller = Caller::new(1000, 1000);
@@ -54,4 +55,14 @@ pub fn slice(id: u64, pos: u32, len: u32) -> Slice {
         off: 0,
         len,
     }
+}
+
+/// A formatted in-memory volume behind a [`DelayBackend`] with no delay (for its call counts
+/// and its fault injection).
+pub async fn delay_backend() -> Arc<DelayBackend> {
+    let b: Arc<dyn Backend> = Arc::new(memory_backend());
+    Meta::format(&*b, &Setting::new("t"), false)
+        .await
+        .expect("format");
+    Arc::new(DelayBackend::new(b, std::time::Duration::ZERO))
 }
