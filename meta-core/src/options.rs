@@ -438,6 +438,22 @@ pub fn parse_url(s: &str) -> Result<(VolumeUrl, MetaOptions)> {
             ),
         ));
     }
+    // %-escapes are decoded as UTF-8: an escape that is not (`%FF`) would become U+FFFD, so
+    // that two different URLs name one path or prefix.
+    for (part, raw) in [("path", url.path()), ("query", url.query().unwrap_or(""))] {
+        if percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .is_err()
+        {
+            return Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                format!(
+                    "volume URL {}: its {part} has %-escapes that are not UTF-8",
+                    redact_url(s)
+                ),
+            ));
+        }
+    }
     let mut opts = MetaOptions::default();
     let mut params = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -518,6 +534,17 @@ mod tests {
         }
         let (u, _) = parse_url("rocksdb:///tmp/vol%232").unwrap();
         assert_eq!(u.file_path(), "/tmp/vol#2");
+        // Escapes that are not UTF-8 would all decode to U+FFFD: refused.
+        for url in [
+            "rocksdb:///tmp/a%FF",
+            "etcd://h:1/p%FE",
+            "sqlite:///x.db?table_prefix=%FF",
+        ] {
+            let e = parse_url(url).unwrap_err();
+            assert!(e.to_string().contains("not UTF-8"), "{url}: {e}");
+        }
+        let (u, _) = parse_url("rocksdb:///tmp/caf%C3%A9").unwrap();
+        assert_eq!(u.file_path(), "/tmp/café");
     }
 
     #[test]
