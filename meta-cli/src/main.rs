@@ -286,10 +286,11 @@ fn url_or_default(url: &Option<String>) -> &str {
     url.as_deref().unwrap_or(DEFAULT_URL)
 }
 
-/// Whether volume URL `u` has query parameter `name` (false for an unparsable URL, which
-/// opening it reports).
+/// Whether volume URL `u` has query parameter `name` (read from the query string itself, so
+/// that multi-host URLs such as `etcd://h1:2379,h2:2379/v?...` count too).
 fn url_has_param(u: &str, name: &str) -> bool {
-    url::Url::parse(u).is_ok_and(|u| u.query_pairs().any(|(k, _)| k == name))
+    u.split_once('?')
+        .is_some_and(|(_, q)| url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == name))
 }
 
 fn bytes(s: &OsString) -> Vec<u8> {

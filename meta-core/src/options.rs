@@ -153,18 +153,35 @@ pub fn parse_duration(name: &str, value: &str) -> Result<Duration> {
 /// a host with `/`, `@` or whitespace, or a port that is not 1..=65535.
 pub fn parse_host_port(s: &str, what: &str, default_port: u16) -> Result<(String, u16)> {
     let err = |why: &str| Error::new(ErrorKind::ConfigInvalid, format!("{what}: {why} in {s:?}"));
-    let (host, port) = match s.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            let port = p
-                .parse::<u16>()
-                .ok()
-                .filter(|&p| p > 0)
-                .ok_or_else(|| err("bad port (expected 1..=65535)"))?;
-            (h.to_string(), port)
+    // `[v6]` or `[v6]:port`; otherwise at most one ':' (a bare IPv6 address is ambiguous).
+    let (host, port) = match s.strip_prefix('[') {
+        Some(rest) => {
+            let (addr, after) = rest
+                .split_once(']')
+                .ok_or_else(|| err("unclosed '[' (expected [addr]:port)"))?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or_else(|| err("bad port"))?),
+            };
+            (format!("[{addr}]"), port)
         }
-        _ => (s.to_string(), default_port),
+        None => match s.split_once(':') {
+            Some((_, p)) if p.contains(':') => {
+                return Err(err("an IPv6 address goes in brackets ([addr]:port)"));
+            }
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (s.to_string(), None),
+        },
     };
-    if host.is_empty() {
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| err("bad port (expected 1..=65535)"))?,
+    };
+    if host.is_empty() || host == "[]" {
         return Err(err("empty host"));
     }
     if host.contains(['/', '@']) || host.chars().any(char::is_whitespace) {
@@ -434,7 +451,7 @@ pub fn parse_url(s: &str) -> Result<(VolumeUrl, MetaOptions)> {
             ErrorKind::ConfigInvalid,
             format!(
                 "volume URL {} has a '#': write a '#' in a path or option value as %23",
-                redact_url(s)
+                redact_url(s.split('#').next().unwrap_or(""))
             ),
         ));
     }
@@ -532,6 +549,8 @@ mod tests {
             let e = parse_url(url).unwrap_err();
             assert!(e.to_string().contains("%23"), "{url}: {e}");
         }
+        let e = parse_url("redis://bob:6379#s3cret@host/0").unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
         let (u, _) = parse_url("rocksdb:///tmp/vol%232").unwrap();
         assert_eq!(u.file_path(), "/tmp/vol#2");
         // Escapes that are not UTF-8 would all decode to U+FFFD: refused.
@@ -555,7 +574,14 @@ mod tests {
             parse_host_port("[::1]:7", "n", 9).unwrap(),
             ("[::1]".into(), 7)
         );
-        for bad in ["h:99999", "h:0", "h:abc", ":5", "a/b:1", "u@h:1", "h x:1"] {
+        assert_eq!(
+            parse_host_port("[::1]", "n", 9).unwrap(),
+            ("[::1]".into(), 9)
+        );
+        for bad in [
+            "h:99999", "h:0", "h:abc", ":5", "a/b:1", "u@h:1", "h x:1", "fe80::1", "h:1:2", "[::1",
+            "[::1]x", "[]:5",
+        ] {
             let e = parse_host_port(bad, "URL parameter endpoints", 9).unwrap_err();
             let text = e.to_string();
             assert!(text.contains("endpoints") && text.contains(bad), "{text}");

@@ -25,8 +25,9 @@ pub struct DelayBackend {
     reserve_calls: AtomicU64,
     gate: Option<tokio::sync::Semaphore>,
     serial: Option<tokio::sync::Mutex<()>>,
-    /// `(op name, calls)`: see [`DelayBackend::fail_next`].
-    faults: std::sync::Mutex<Option<(&'static str, u64)>>,
+    /// `(op name, calls, after the wrapped backend applied them)`: see
+    /// [`DelayBackend::fail_next`].
+    faults: std::sync::Mutex<Option<(&'static str, u64, bool, ErrorKind)>>,
 }
 
 impl DelayBackend {
@@ -49,19 +50,34 @@ impl DelayBackend {
     /// `"release"`) fail as a whole with `Unavailable` before reaching the wrapped backend,
     /// so nothing of them is applied (a stand-in for a connection refused mid-session).
     pub fn fail_next(&self, op: &'static str, calls: u64) {
-        *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = Some((op, calls));
+        self.fail_next_with(op, calls, ErrorKind::Unavailable);
     }
 
-    /// An injected failure for a call carrying `ops`, if one is due.
-    fn fault(&self, ops: &[Op]) -> Result<()> {
+    /// Like [`DelayBackend::fail_next`], with an error of `kind` (e.g. `Unsupported`, as a
+    /// store refuses a transaction past its limits).
+    pub fn fail_next_with(&self, op: &'static str, calls: u64, kind: ErrorKind) {
+        *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = Some((op, calls, false, kind));
+    }
+
+    /// Like [`DelayBackend::fail_next`], but the calls reach the wrapped backend, which
+    /// applies them, and then fail with `Indeterminate` (a connection lost before the reply).
+    pub fn fail_next_after_apply(&self, op: &'static str, calls: u64) {
+        *self.faults.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((op, calls, true, ErrorKind::Indeterminate));
+    }
+
+    /// An injected failure for a call carrying `ops`, if one is due at this point
+    /// (`applied`: after the wrapped backend's apply).
+    fn fault(&self, ops: &[Op], applied: bool) -> Result<()> {
         let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((name, left)) = f.as_mut()
+        if let Some((name, left, after, kind)) = f.as_mut()
+            && *after == applied
             && *left > 0
             && ops.iter().any(|o| o.name() == *name)
         {
             *left -= 1;
             return Err(Error::new(
-                ErrorKind::Unavailable,
+                *kind,
                 format!("injected failure of a call carrying {name}"),
             ));
         }
@@ -149,8 +165,10 @@ impl Backend for DelayBackend {
             None => None,
         };
         self.pause().await?;
-        self.fault(ops)?;
-        self.inner.apply(ops).await
+        self.fault(ops, false)?;
+        let r = self.inner.apply(ops).await;
+        self.fault(ops, true)?;
+        r
     }
     async fn reserve_ids(&self, kind: IdKind, n: u64) -> Result<Range<u64>> {
         self.reserve_calls.fetch_add(1, Ordering::SeqCst);

@@ -68,10 +68,13 @@ async fn a_failed_release_is_sent_again() {
     // again (the failed release may have reached the backend), and the next release
     // forgets it.
     a.open_file(kept).await.expect("open");
-    b.fail_next("release", u64::MAX);
+    b.fail_next_after_apply("release", u64::MAX);
     a.release_file(kept).await.expect("release");
-    assert!(a.flush().await.is_err(), "the injected failure");
-    b.fail_next("release", 0);
+    let e = a.flush().await.expect_err("the injected failure");
+    assert_eq!(e.kind(), ErrorKind::Indeterminate, "{e}");
+    let h = a.session_holdings(sid).await.expect("holdings");
+    assert!(h.open.is_empty(), "the release was applied: {h:?}");
+    b.fail_next_after_apply("release", 0);
     a.open_file(kept).await.expect("reopen");
     assert_eq!(a.open_count(kept).await, 1);
     let h = a.session_holdings(sid).await.expect("holdings");
@@ -85,5 +88,44 @@ async fn a_failed_release_is_sent_again() {
     let h = a.session_holdings(sid).await.expect("holdings");
     assert!(h.open.is_empty(), "released: {h:?}");
     c.close().await.expect("close");
+    a.close().await.expect("close");
+}
+
+/// A release op the store refuses as too large for one transaction (`Unsupported`, as etcd
+/// past its operations per transaction) is split until it fits; none is lost.
+#[tokio::test]
+async fn a_release_too_large_for_the_store_is_split() {
+    let b = common::delay_backend().await;
+    let a = Meta::open(b.clone(), MetaOptions::default(), None)
+        .await
+        .expect("open");
+    let sid = a.session_id().expect("a session");
+    let mut files = Vec::new();
+    for i in 0..20u32 {
+        let name = format!("f{i}");
+        let (f, _) = a
+            .create_open(ME, Ino::ROOT, name.as_bytes(), 0o644)
+            .await
+            .expect("create_open");
+        a.unlink(ME, Ino::ROOT, name.as_bytes())
+            .await
+            .expect("unlink");
+        files.push(f);
+    }
+    // The first two release calls are refused as too large.
+    b.fail_next_with("release", 2, ErrorKind::Unsupported);
+    let releases: Vec<_> = files.iter().map(|&f| a.release_file(f)).collect();
+    for r in futures::future::join_all(releases).await {
+        r.expect("release");
+    }
+    a.flush().await.expect("the releases, split");
+    let h = a.session_holdings(sid).await.expect("holdings");
+    assert!(h.open.is_empty(), "every release went through: {h:?}");
+    for f in files {
+        assert_eq!(
+            b.get_attr(f).await.expect_err("deleted").kind(),
+            ErrorKind::NotFound
+        );
+    }
     a.close().await.expect("close");
 }

@@ -144,7 +144,7 @@ pub(crate) fn node_attr(v: &[Val]) -> Result<Attr> {
     if length < 0 {
         return Err(corrupted(what("negative length")));
     }
-    Ok(Attr {
+    let a = Attr {
         typ: file_type(&v[1], &what("type"))?,
         mode,
         uid: num(&v[3], &what("uid"))?,
@@ -157,7 +157,10 @@ pub(crate) fn node_attr(v: &[Val]) -> Result<Attr> {
         length: length as u64,
         parent: Ino(id_of(int(&v[14], &what("parent"))?)),
         flags: num(&v[15], &what("flags"))?,
-    })
+    };
+    // The ranges a write can produce, as the KV codec checks them (one rule).
+    meta_core::logic::check_record(&a).map_err(|e| corrupted(what(e.context())))?;
+    Ok(a)
 }
 
 /// Decodes an entry from its `(ino, type)` columns; `None` when `ino` is NULL (no match).
@@ -270,7 +273,8 @@ pub(crate) fn decode_slices(v: &Val, what: &str) -> Result<Vec<Slice>> {
             b.len()
         )));
     }
-    Ok(b.chunks_exact(SLICE_BYTES)
+    let slices: Vec<Slice> = b
+        .chunks_exact(SLICE_BYTES)
         .map(|c| {
             let mut id = [0u8; 8];
             id.copy_from_slice(&c[4..12]);
@@ -282,7 +286,13 @@ pub(crate) fn decode_slices(v: &Val, what: &str) -> Result<Vec<Slice>> {
                 len: be32(&c[20..24]),
             }
         })
-        .collect())
+        .collect();
+    // The slice rules of write, as the KV codec checks them (one rule).
+    for s in &slices {
+        meta_core::logic::check_write(0, s)
+            .map_err(|e| corrupted(format!("{what}: {}", e.context())))?;
+    }
+    Ok(slices)
 }
 
 /// Decodes a symlink target (NULL or longer than 4096 bytes is corrupted).

@@ -705,3 +705,59 @@ async fn postgres_guarded_statement_commits_nothing_on_shortfall() -> Result<()>
     b.close().await;
     cleanup(&v).await
 }
+
+/// Rows out of the ranges a write can produce are `Corrupted` (EIO), as a KV record is: a
+/// length past the maximum file length, a slice past its chunk.
+#[tokio::test]
+async fn out_of_range_rows_are_corrupted() -> Result<()> {
+    let Some(v) = fresh(SqlFactory::sqlite(), "")? else {
+        return Ok(());
+    };
+    let b = v.backend()?;
+    Meta::format(&*b, &Setting::new("range"), false).await?;
+    let m = Meta::open(b.clone(), MetaOptions::default(), None).await?;
+    let (f, _) = m.create(ME, Ino::ROOT, b"f", 0o644).await?;
+    let (g, _) = m.create(ME, Ino::ROOT, b"g", 0o644).await?;
+    let s = meta_core::Slice {
+        pos: 0,
+        id: m.new_slice_id().await?,
+        size: 10,
+        off: 0,
+        len: 10,
+    };
+    m.write(Caller::ROOT, g, 0, s).await?;
+    m.close().await?;
+    b.close().await;
+    let n = v
+        .raw(
+            "UPDATE {p}node SET length = ? WHERE ino = ?",
+            vec![RawParam::Int(1 << 60), RawParam::Int(f.0 as i64)],
+        )
+        .await?;
+    ensure!(n == 1, "the length was planted");
+    // One slice at 64 MiB: past the end of its chunk.
+    let mut past = Vec::new();
+    past.extend((64u32 << 20).to_be_bytes());
+    past.extend(s.id.to_be_bytes());
+    for n in [10u32, 0, 10] {
+        past.extend(n.to_be_bytes());
+    }
+    let n = v
+        .raw(
+            "UPDATE {p}chunk SET slices = ? WHERE ino = ?",
+            vec![RawParam::Bytes(past), RawParam::Int(g.0 as i64)],
+        )
+        .await?;
+    ensure!(n == 1, "the slice was planted");
+    let b = v.backend()?;
+    ensure!(
+        b.get_attr(f).await.err().map(|e| e.kind()) == Some(ErrorKind::Corrupted),
+        "a length of 2^60 is damage"
+    );
+    ensure!(
+        b.read_chunk(g, 0).await.err().map(|e| e.kind()) == Some(ErrorKind::Corrupted),
+        "a slice past its chunk is damage"
+    );
+    b.close().await;
+    cleanup(&v).await
+}

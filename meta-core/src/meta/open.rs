@@ -13,9 +13,9 @@
 //!   them, as the batcher does with ops). An inode reopened before its release left is
 //!   simply taken back from the queue: a close followed by an open costs nothing.
 //!   [`Meta::flush`] waits for the queue; a release that failed is reported by it, like a
-//!   deferred op, and stays queued, so the next flush sends it again (a release is
-//!   idempotent; an inode reopened meanwhile has its open recorded again, since the failed
-//!   release may have been applied).
+//!   deferred op, and when the failure may pass it stays queued, so the next flush sends it
+//!   again (a release is idempotent; an inode reopened meanwhile has its open recorded
+//!   again, since the failed release may have been applied).
 //!
 //! Until its release reaches the backend, an inode this client closed still counts as open
 //! there, so removing its last name keeps it (sustained) and the release then deletes it:
@@ -32,6 +32,7 @@ use super::session::lock;
 use super::{Inner, Meta};
 use crate::error::{Error, ErrorKind, Result};
 use crate::op::{Caller, Op};
+use crate::session::Sid;
 use crate::types::{Attr, FileType, Ino};
 
 /// One inode's local open count (see the module doc).
@@ -225,8 +226,10 @@ impl Meta {
     }
 
     /// Sends every queued release, [`RELEASE_CHUNK`] inodes per op, and waits for them (see
-    /// the module doc). A chunk that fails goes back to the queue (a release is idempotent),
-    /// so the next flush sends it again; the first error is returned.
+    /// the module doc). A release that fails for a reason that may pass (`Unavailable`,
+    /// `Indeterminate`, `Conflict`) goes back to the queue (a release is idempotent), so the
+    /// next flush sends it again; one that fails otherwise is dropped (its open stays on the
+    /// backend until the session ends). The first error is returned.
     pub(super) async fn flush_releases(&self) -> Result<()> {
         let Some(st) = &self.inner.session else {
             return Ok(());
@@ -239,36 +242,36 @@ impl Meta {
         }
         let sid = self.sid()?;
         // Lock each entry (in inode order) and keep those still released: an inode reopened
-        // after the queue was taken has a count again and its open stays; if its release was
-        // to drop this session's locks, its next release must do it.
+        // after the queue was taken has a count again, or a new entry, and its open stays; if
+        // its release was to drop this session's locks, its next release must do it. An
+        // entry forgotten meanwhile (an open that failed) is put back: the backend may still
+        // have the open this release forgets.
         let mut held = Vec::with_capacity(queued.len());
         for (ino, q) in queued {
             let entry = lock(&files.counts).entry(ino).or_default().clone();
             let guard = entry.clone().lock_owned().await;
-            if *guard == 0 {
+            let current = {
+                let mut t = lock(&files.counts);
+                Arc::ptr_eq(t.entry(ino).or_insert_with(|| entry.clone()), &entry)
+            };
+            if *guard == 0 && current {
                 held.push((ino, q, entry, guard));
             } else if q.drop_locks {
                 lock(&st.locked).insert(ino);
             }
         }
-        // The chunks go together (the batcher puts them in one batch where the backend takes
-        // them); each is atomic on its own.
-        let sends = held.chunks(RELEASE_CHUNK).map(|chunk| {
-            let inos: Vec<(Ino, bool)> =
-                chunk.iter().map(|(i, q, ..)| (*i, q.drop_locks)).collect();
-            self.submit_unchecked(Op::Release { sid, inos })
-        });
-        let results = futures::future::join_all(sends).await;
+        let inos: Vec<(Ino, bool)> = held.iter().map(|(i, q, ..)| (*i, q.drop_locks)).collect();
         let mut first_err = None;
-        for (chunk, r) in held.chunks(RELEASE_CHUNK).zip(results) {
-            if let Err(e) = r {
-                let mut queued = lock(&files.queued);
-                for (ino, q, ..) in chunk {
-                    let failed = Queued { failed: true, ..*q };
-                    queued.entry(*ino).or_insert(failed);
-                }
-                first_err.get_or_insert(e);
+        for (ino, e) in self.send_releases(sid, &inos).await {
+            if matches!(
+                e.kind(),
+                ErrorKind::Unavailable | ErrorKind::Indeterminate | ErrorKind::Conflict
+            ) && let Some((_, q, ..)) = held.iter().find(|h| h.0 == ino)
+            {
+                let failed = Queued { failed: true, ..*q };
+                lock(&files.queued).entry(ino).or_insert(failed);
             }
+            first_err.get_or_insert(e);
         }
         let requeued = lock(&files.queued).clone();
         for (ino, _, entry, guard) in held {
@@ -280,11 +283,46 @@ impl Meta {
         self.count_open_files();
         first_err.map_or(Ok(()), Err)
     }
+
+    /// Sends the releases of `inos` (inode, drop this session's locks on it) as
+    /// [`Op::Release`]s of up to [`RELEASE_CHUNK`] inodes, together (the batcher puts them in
+    /// one batch where the backend takes them; each is atomic on its own). An op the store
+    /// refuses as too large for one transaction (`Unsupported`: etcd's operations per
+    /// transaction, which xattrs and locks of the inodes fill) is split in halves and sent
+    /// again. Returns the inodes whose release failed, each with its error.
+    pub(super) async fn send_releases(&self, sid: Sid, inos: &[(Ino, bool)]) -> Vec<(Ino, Error)> {
+        let mut groups: Vec<Vec<(Ino, bool)>> =
+            inos.chunks(RELEASE_CHUNK).map(<[_]>::to_vec).collect();
+        let mut failed = Vec::new();
+        while !groups.is_empty() {
+            let sends = groups.iter().map(|g| {
+                self.submit_unchecked(Op::Release {
+                    sid,
+                    inos: g.clone(),
+                })
+            });
+            let results = futures::future::join_all(sends).await;
+            let mut again = Vec::new();
+            for (g, r) in groups.into_iter().zip(results) {
+                match r {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::Unsupported && g.len() > 1 => {
+                        let (a, b) = g.split_at(g.len() / 2);
+                        again.extend([a.to_vec(), b.to_vec()]);
+                    }
+                    Err(e) => failed.extend(g.iter().map(|&(ino, _)| (ino, e.clone()))),
+                }
+            }
+            groups = again;
+        }
+        failed
+    }
 }
 
-/// Inodes per [`Op::Release`] sent by the flusher: a release of an inode whose last link is
-/// gone deletes it (≈ 4 keys checked and written on a KV store), so 16 keep one op well inside
-/// etcd's default of 128 operations per transaction (`--max-txn-ops`).
+/// Inodes per [`Op::Release`]: a release of an inode whose last link is gone deletes it
+/// (≈ 5 keys checked and written on a KV store, more with xattrs and locks), so 16 keep one
+/// op inside etcd's default of 128 operations per transaction (`--max-txn-ops`) in the
+/// common case; [`Meta::send_releases`] splits an op the store still refuses.
 pub(super) const RELEASE_CHUNK: usize = 16;
 
 /// Sends queued releases whenever some are queued, until the `Meta` is closed or every

@@ -232,16 +232,12 @@ impl Meta {
         // operations) refuses for a session holding many files. A failed release is left to
         // the close.
         let inos: Vec<(Ino, bool)> = held.into_iter().map(|i| (i, true)).collect();
-        let sends = inos.chunks(super::open::RELEASE_CHUNK).map(|c| {
-            self.submit_unchecked(Op::Release {
+        if let Some((ino, e)) = self.send_releases(sid, &inos).await.first() {
+            warn!(
                 sid,
-                inos: c.to_vec(),
-            })
-        });
-        for r in futures::future::join_all(sends).await {
-            if let Err(e) = r {
-                warn!(sid, "releasing open files before the session's close: {e}");
-            }
+                ino = ino.0,
+                "releasing open files before the session's close: {e}"
+            );
         }
         match self
             .submit_unchecked(Op::CloseSession {
