@@ -399,7 +399,7 @@ mod tests {
             Slice {
                 pos: 1,
                 id: u64::MAX,
-                size: 3,
+                size: 9,
                 off: 4,
                 len: 5,
             },
@@ -414,6 +414,10 @@ mod tests {
         let b = encode_slices(&s);
         assert_eq!(b.len(), 48);
         assert_eq!(decode_slices(&Val::Bytes(b), "c").unwrap(), s);
+        // A slice that reads past its object is damage (the write rules, as on KV).
+        let past = encode_slices(&[Slice { size: 3, ..s[0] }]);
+        let e = decode_slices(&Val::Bytes(past), "c").unwrap_err();
+        assert_eq!(e.kind(), meta_core::ErrorKind::Corrupted, "{e}");
         assert!(decode_slices(&Val::Bytes(vec![1; 25]), "c").is_err());
         assert!(decode_slices(&Val::Null, "c").is_err());
         assert!(entry(&Val::Int(0), &Val::Int(1), "e").is_err());
