@@ -12,6 +12,21 @@ local ROOT8 = '\0\0\0\0\0\0\0\1'
 local VER = '\1'
 local MAX_DEPTH = 100000
 
+-- The parent field of encoded attributes (either form; see lib.lua), nil when `v` is
+-- neither.
+local function attr_parent(v)
+  if string.byte(v, 1) == 2 and #v >= 38 then return string.sub(v, 31, 38) end
+  if #v == 73 then return string.sub(v, 65, 72) end
+  return nil
+end
+
+-- Whether the link count of encoded attributes (either form) is 0; false when `v` is
+-- neither form.
+local function attr_unlinked(v)
+  if string.byte(v, 1) == 2 and #v >= 38 then return string.sub(v, 13, 16) == '\0\0\0\0' end
+  return #v == 73 and string.sub(v, 53, 56) == '\0\0\0\0'
+end
+
 -- Decimal text of an 8-byte big-endian unsigned integer (exact for every u64).
 local function dec(s)
   local hi, lo = struct.unpack('>I4I4', s)

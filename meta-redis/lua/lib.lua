@@ -18,9 +18,11 @@
 -- `chunk_key`): keys with the volume's hash tag, so in the same Cluster slot as the declared
 -- ones. An op sees which way from the number of keys or arguments it was given.
 --
--- Attributes are 73 bytes (version 1, type, mode u16, uid, gid, rdev u32, atime/mtime/ctime
--- as i64 seconds + u32 nanoseconds, nlink u32, length u64, parent u64, flags u8). Within a
--- batch they are read once and written once: `get_attr` / `put_attr` / `del_attr` go
+-- Attributes are written in meta_core::kv's compact form (version 2: type, mode u16, uid, gid,
+-- nlink u32, flags u8, a shape byte, ctime as i64 seconds + u32 nanoseconds, parent u64, then
+-- mtime, atime, length u64 and rdev u32 only where the shape byte says they are not implied:
+-- 38 bytes for a new empty file, which Redis keeps inline with the key's object); the
+-- 73-byte form (version 1) of volumes written before is read too. Within a batch they are read once and written once: `get_attr` / `put_attr` / `del_attr` go
 -- through a cache that `flush_batch` writes back (one MSET, one DEL) when the batch ends;
 -- the usedSpace and totalInodes counters likewise (one INCRBY each), and the changes to
 -- directory statistics (one HSET, one HDEL; see `flush_stats`). Attribute keys are never
@@ -28,9 +30,14 @@
 
 local T_REG, T_DIR, T_LNK = 1, 2, 3
 local U32MAX = 4294967295
+local ZERO4 = '\0\0\0\0'
+-- The 73-byte form (version 1), read only.
 local ATTR = '>BBHc4c4c4c12c12c12I4c8c8c1'
--- The nanoseconds of the three times (bytes 25..28, 37..40, 49..52).
+-- The nanoseconds of its three times (bytes 25..28, 37..40, 49..52).
 local ATTR_NS = '>' .. 'xxxxxxxxxxxxxxxxxxxxxxxx' .. 'I4xxxxxxxxI4xxxxxxxxI4'
+-- The fixed part of the compact form (version 2): version, type, mode, uid, gid, nlink,
+-- flags, shape, ctime, parent (38 bytes).
+local ATTR2 = '>BBHc4c4I4c1Bc12c8'
 
 local OPS = {}
 -- (A Functions library runs this file once at load, where only `redis.register_function`
@@ -185,23 +192,72 @@ local function bad_attr(ino8, why)
   fail('Corrupted', 'inode ' .. dec(ino8) .. ': ' .. why)
 end
 
+-- The nanoseconds of a 12-byte time (seconds, then u32 nanoseconds) are below 10^9.
+local function check_ns(t, ino8)
+  if struct.unpack('>I4', t, 9) >= 1000000000 then bad_attr(ino8, 'bad nanoseconds') end
+end
+
+-- Decodes either form (meta_core::kv::decode_attr): the compact one (version 2) this
+-- library writes, or the 73-byte one (version 1) of volumes written before it.
 local function dec_attr(v, ino8)
-  if #v ~= 73 then bad_attr(ino8, 'undecodable attributes (' .. #v .. ' bytes)') end
-  local ver, typ, mode, uid, gid, rdev, at, mt, ct, nlink, len, parent, flags =
-    struct.unpack(ATTR, v)
-  if ver ~= 1 then bad_attr(ino8, 'undecodable attributes (version ' .. ver .. ')') end
-  if typ < 1 or typ > 7 then bad_attr(ino8, 'unknown file type code ' .. typ) end
-  local an, mn, cn = struct.unpack(ATTR_NS, v)
-  if an >= 1000000000 or mn >= 1000000000 or cn >= 1000000000 then
-    bad_attr(ino8, 'bad nanoseconds')
+  local n = #v
+  local ver, typ, mode, uid, gid, rdev, at, mt, ct, nlink, len, parent, flags
+  if string.byte(v, 1) == 2 and n >= 38 then
+    local shape
+    ver, typ, mode, uid, gid, nlink, flags, shape, ct, parent = struct.unpack(ATTR2, v)
+    if shape >= 16 then bad_attr(ino8, 'unknown attribute shape bits ' .. shape) end
+    local pos = 39
+    mt, at, len, rdev = ct, nil, ZERO8, ZERO4
+    if shape % 2 == 1 then
+      mt = string.sub(v, pos, pos + 11)
+      pos = pos + 12
+      if mt == ct then bad_attr(ino8, 'attributes not in canonical compact form') end
+      check_ns(mt, ino8)
+    end
+    at = mt
+    if shape % 4 >= 2 then
+      at = string.sub(v, pos, pos + 11)
+      pos = pos + 12
+      if at == mt then bad_attr(ino8, 'attributes not in canonical compact form') end
+      check_ns(at, ino8)
+    end
+    if shape % 8 >= 4 then
+      len = string.sub(v, pos, pos + 7)
+      pos = pos + 8
+      if len == ZERO8 then bad_attr(ino8, 'attributes not in canonical compact form') end
+    end
+    if shape >= 8 then
+      rdev = string.sub(v, pos, pos + 3)
+      pos = pos + 4
+      if rdev == ZERO4 then bad_attr(ino8, 'attributes not in canonical compact form') end
+    end
+    if pos ~= n + 1 then bad_attr(ino8, 'undecodable attributes (' .. n .. ' bytes)') end
+    check_ns(ct, ino8)
+  else
+    if n ~= 73 then bad_attr(ino8, 'undecodable attributes (' .. n .. ' bytes)') end
+    ver, typ, mode, uid, gid, rdev, at, mt, ct, nlink, len, parent, flags = struct.unpack(ATTR, v)
+    if ver ~= 1 then bad_attr(ino8, 'undecodable attributes (version ' .. ver .. ')') end
+    local an, mn, cn = struct.unpack(ATTR_NS, v)
+    if an >= 1000000000 or mn >= 1000000000 or cn >= 1000000000 then
+      bad_attr(ino8, 'bad nanoseconds')
+    end
   end
+  if typ < 1 or typ > 7 then bad_attr(ino8, 'unknown file type code ' .. typ) end
   return { typ = typ, mode = mode, uid = uid, gid = gid, rdev = rdev, atime = at, mtime = mt,
     ctime = ct, nlink = nlink, length = len, parent = parent, flags = flags }
 end
 
+-- Encodes the compact form (meta_core::kv::encode_attr_compact): the fixed part, then mtime
+-- if not ctime, atime if not mtime, the length if not 0, rdev if not 0.
 local function enc_attr(a)
-  return struct.pack(ATTR, 1, a.typ, a.mode, a.uid, a.gid, a.rdev, a.atime, a.mtime, a.ctime,
-    a.nlink, a.length, a.parent, a.flags)
+  local ct, mt, at = a.ctime, a.mtime, a.atime
+  local shape, tail = 0, ''
+  if mt ~= ct then shape, tail = 1, mt end
+  if at ~= mt then shape, tail = shape + 2, tail .. at end
+  if a.length ~= ZERO8 then shape, tail = shape + 4, tail .. a.length end
+  if a.rdev ~= ZERO4 then shape, tail = shape + 8, tail .. a.rdev end
+  return struct.pack(ATTR2, 2, a.typ, a.mode, a.uid, a.gid, a.nlink, a.flags, shape, ct,
+    a.parent) .. tail
 end
 
 -- The stored (or batch-written) attributes at `key`, encoded; false when absent.
@@ -240,13 +296,6 @@ local function put_attr(key, a)
   AC[key] = v
   AD[key] = a
   return v
-end
-
--- Stores encoded attributes (decoded again if an op of the batch reads them).
-local function put_raw_attr(key, v)
-  dirty(key)
-  AC[key] = v
-  AD[key] = nil
 end
 
 local function del_attr(key)

@@ -15,8 +15,8 @@ local function lookup(keys, argv)
   local mode = argv[3]
   if mode == 'dot' then return { pa, false, pa } end
   if mode == 'dotdot' then
-    if #pa ~= 73 then return { pa, false, false } end
-    local p = string.sub(pa, 65, 72)
+    local p = attr_parent(pa)
+    if not p then return { pa, false, false } end
     if p == ZERO8 then p = ROOT8 end
     return { pa, false, redis.call('GET', argv[2] .. dec(p)) }
   end

@@ -50,7 +50,8 @@ impl Layout {
         format!("{}{tag}{}", self.tag, ino.0)
     }
 
-    /// `{prefix}i{ino}`: attributes (73 bytes, `meta_core::kv::encode_attr`).
+    /// `{prefix}i{ino}`: attributes (38 to 74 bytes, `meta_core::kv::encode_attr_compact`; the
+    /// 73-byte `encode_attr` form of older volumes is read too).
     pub fn attr(&self, ino: Ino) -> String {
         self.ino_key('i', ino)
     }

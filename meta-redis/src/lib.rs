@@ -264,7 +264,7 @@ impl Backend for RedisBackend {
             u8::from(setting.dir_stats),
             if setting.dir_stats { " 1" } else { "" }
         );
-        let root = meta_core::kv::encode_attr(&root);
+        let root = meta_core::kv::encode_attr_compact(&root);
         let reply = match inner
             .call(Entry::Format, &keys, &[&record, limits.as_bytes(), &root])
             .await?

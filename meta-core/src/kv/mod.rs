@@ -15,7 +15,7 @@
 //! # Keys
 //! | key | value |
 //! |---|---|
-//! | `A{ino:8}I` | attributes (73 bytes) |
+//! | `A{ino:8}I` | attributes (73 bytes; [`decode_attr`] also reads the compact form meta-redis stores) |
 //! | `A{ino:8}D{name}` | entry: type + inode |
 //! | `A{ino:8}C{indx:4}` | slices of a chunk, 24 bytes each, in write order |
 //! | `A{ino:8}S` | symlink target |
@@ -61,3 +61,7 @@ pub const SETTING_KEY: &[u8] = b"Setting";
 pub const SLICE_BYTES: usize = 24;
 /// Encoded size of an attribute value, in bytes (version byte included).
 pub const ATTR_BYTES: usize = 73;
+/// Version byte of the compact attribute form ([`encode_attr_compact`]).
+pub const ATTR_COMPACT_VERSION: u8 = 2;
+/// Size of the compact attribute form's fixed part, in bytes: a new empty file's whole record.
+pub const ATTR_COMPACT_MIN: usize = 38;

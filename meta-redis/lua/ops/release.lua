@@ -20,12 +20,12 @@ OPS.release = function(K, A)
     if not seen[ino8] then
       seen[ino8] = true
       -- Forgetting an open the session does not have changes nothing; a sustained inode
-      -- (nlink 0) nobody else holds is deleted. The link count alone (bytes 53..56 of the
-      -- attributes) decides; the whole record is decoded only for an inode with no link left.
+      -- (nlink 0) nobody else holds is deleted. The link count alone (`attr_unlinked`)
+      -- decides; the whole record is decoded only for an inode with no link left.
       local held = redis.call('SISMEMBER', kop, sid8)
       local raw = raw_attr(kattr)
       local a, delete = nil, false
-      if raw and string.sub(raw, 53, 56) == '\0\0\0\0' then
+      if raw and attr_unlinked(raw) then
         a = dec_attr(raw, ino8)
         delete = a.nlink == 0 and redis.call('SCARD', kop) - held == 0
       end

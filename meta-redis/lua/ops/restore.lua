@@ -6,6 +6,7 @@
 -- Per link i: K[4 + 2i - 1] parent attr, K[4 + 2i] parent entries, A[1 + i] parent ino8 ..
 -- name. Per xattr j: name and value as two arguments. Per chunk: its key after the links',
 -- its argument u32 index .. slices (24 bytes each; none = delete the chunk).
+-- The attributes come in the 73-byte form and are stored in the compact one.
 -- Reply: {'ok', attr}
 OPS.restore = function(K, A)
   local ino8, av, nl, nx, nc = struct.unpack('>c8c73I4I4I4', A[1])
@@ -37,7 +38,7 @@ OPS.restore = function(K, A)
   for _, l in ipairs(links) do
     redis.call('ZADD', l[1], 0, entry_member(l[2], typ, ino8))
   end
-  put_raw_attr(K[1], av)
+  put_attr(K[1], new)
   if typ == T_LNK then redis.call('SET', K[2], VER .. A[2]) end
   local base = 2 + nl
   for j = 1, nx do
