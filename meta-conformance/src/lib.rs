@@ -136,7 +136,9 @@ macro_rules! __case_list {
                 plock_split_merge_getlk, lock_race_16x2, lock_ops_in_one_batch_see_each_other,
                 open_release_churn, cleanup_lease_one_at_a_time,
             ],
-            session_bulk: [many_released_at_once, many_held_at_close],
+            session_bulk: [
+                many_released_at_once, many_held_at_close, close_beside_many_held_elsewhere,
+            ],
             model: [randomized_vs_memory],
         }
     };

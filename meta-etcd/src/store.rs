@@ -338,6 +338,30 @@ impl KvRead for EtcdTxn {
         }
         Ok(kvs.into_iter().map(|(k, v, _)| (k, v)).collect())
     }
+
+    /// One range read; the commit checks the range (one compare over it) and the kept keys
+    /// (one compare each), so the range may hold more keys than a transaction's compares.
+    async fn scan_where(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        keep: &meta_core::kv::KeyFilter,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let (mut kvs, _) = self.range(start, Some(end), usize::MAX).await?;
+        kvs.retain(|(k, _, _)| keep(k));
+        if self.record {
+            let mut st = self.state();
+            st.reads.range(start, end);
+            for (k, v, m) in &kvs {
+                st.reads.key(k, *m);
+                st.cache.insert(k.clone(), (Some(v.clone()), *m));
+            }
+        }
+        Ok(kvs.into_iter().map(|(k, v, _)| (k, v)).collect())
+    }
 }
 
 #[async_trait]

@@ -248,6 +248,41 @@ impl KvRead for TikvTxn {
         }
         Ok(out)
     }
+
+    /// One scan; only the range and the kept keys count as reads (see `KvRead::scan_where`).
+    async fn scan_where(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        keep: &meta_core::kv::KeyFilter,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let mut g = self.txn.lock().await;
+        let txn = g.as_mut().ok_or_else(ended)?;
+        let pairs = timed(
+            self.store.timeout,
+            Stage::Read,
+            "scan",
+            txn.scan(self.store.full(start)..self.store.full(end), u32::MAX),
+        )
+        .await?;
+        let mut out = Vec::new();
+        for p in pairs {
+            let (k, v) = (p.key().clone(), p.into_value());
+            let k = self.store.strip(k)?;
+            if keep(&k) {
+                out.push((k, v));
+            }
+        }
+        let mut r = self.reads();
+        r.range(start, end);
+        for (k, _) in &out {
+            r.key(k, 0);
+        }
+        Ok(out)
+    }
 }
 
 #[async_trait]

@@ -130,3 +130,49 @@ pub async fn many_held_at_close(ctx: &TestCtx) -> Result<()> {
     counters_exact(&*ctx.backend(), "after the close").await?;
     fsck_clean(&*ctx.backend(), "after the close").await
 }
+
+/// A client that closes its session while another client holds 200 files open, 40 of them
+/// locked: the close succeeds and deletes the file it held unlinked, and the other client's
+/// opens and locks stay. (On etcd, the close's transaction must not check each of the
+/// volume's opens and locks one by one: 128 checks is its limit.)
+pub async fn close_beside_many_held_elsewhere(ctx: &TestCtx) -> Result<()> {
+    let a = ctx.meta();
+    let sa = a.session_id().context("a read-write Meta has a session")?;
+    let (dir, _) = a.mkdir(ME, ROOT, b"elsewhere", 0o755).await?;
+    for i in 0..200u32 {
+        let (f, _) = a
+            .create_open(ME, dir, format!("f{i:03}").as_bytes(), 0o644)
+            .await?;
+        if i % 5 == 0 {
+            a.flock(f, 1, LockType::Write).await?;
+        }
+    }
+    a.flush().await?;
+    let c = ctx.open_meta(MetaOptions::default()).await?;
+    let sc = c.session_id().context("a read-write Meta has a session")?;
+    let (g, _) = c.create_open(ME, dir, b"mine", 0o644).await?;
+    c.flock(g, 7, LockType::Read).await?;
+    c.unlink(ME, dir, b"mine").await?;
+    c.close()
+        .await
+        .context("close beside 200 files another session holds")?;
+    expect_err(
+        a.session_holdings(sc).await,
+        NotFound,
+        "the closed session's holdings",
+    )?;
+    expect_err(
+        a.getattr(g).await,
+        NotFound,
+        "its file, unlinked while open",
+    )?;
+    let h = a.session_holdings(sa).await?;
+    ensure!(
+        h.open.len() == 200 && h.flocks.len() == 40,
+        "the other session holds {} open files and {} flocks, not 200 and 40",
+        h.open.len(),
+        h.flocks.len()
+    );
+    counters_exact(&*ctx.backend(), "after the close").await?;
+    fsck_clean(&*ctx.backend(), "after the close").await
+}

@@ -48,7 +48,7 @@ pub mod txn_store;
 pub use backend::KvBackend;
 pub use codec::*;
 pub use schema::*;
-pub use store::{KvRead, KvSnapshot, KvStore, LiveView, SnapRead, SyncRead, WriteSet};
+pub use store::{KeyFilter, KvRead, KvSnapshot, KvStore, LiveView, SnapRead, SyncRead, WriteSet};
 pub use txn::KvTxn;
 pub use txn_backend::{TxnKvBackend, TxnStats};
 pub use txn_store::{ReadSet, StoreTxn, TxnLimits, TxnStore};

@@ -12,6 +12,9 @@ use crate::error::Result;
 /// [`KvStore::commit`].
 pub type WriteSet = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// Which keys a [`KvRead::scan_where`] keeps.
+pub type KeyFilter = dyn for<'k> Fn(&'k [u8]) -> bool + Sync;
+
 /// Async read access to an ordered KV store (a snapshot or a transaction).
 #[async_trait]
 pub trait KvRead: Send + Sync {
@@ -20,6 +23,23 @@ pub trait KvRead: Send + Sync {
     /// Pairs with `start <= key < end`, in key order, at most `limit`.
     async fn scan(&self, start: &[u8], end: &[u8], limit: usize)
     -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// The pairs with `start <= key < end` whose key `keep` accepts, in key order (no limit).
+    ///
+    /// For a store that checks a transaction's reads at commit ([`crate::kv::ReadSet`]):
+    /// the range is one check (no key in it created or changed since), and only the kept
+    /// keys are checked one by one (not deleted since), so a scan of a large range for a
+    /// few keys (a session's open files among the whole volume's) costs a few checks, not
+    /// one per key in the range. The caller must not depend on a rejected key being
+    /// deleted concurrently. The default scans and filters (every key checked).
+    async fn scan_where(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        keep: &KeyFilter,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let all = self.scan(start, end, usize::MAX).await?;
+        Ok(all.into_iter().filter(|(k, _)| keep(k)).collect())
+    }
 }
 
 /// A synchronous ordered KV store with atomic multi-key commits: what [`crate::kv::KvBackend`] needs.

@@ -97,6 +97,40 @@ impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
         }
     }
 
+    /// The keys under `prefix` that `keep` accepts, through the overlay, in key order (see
+    /// [`KvRead::scan_where`] for what a transactional store checks at commit).
+    pub async fn keys_where(
+        &self,
+        prefix: &[u8],
+        keep: &crate::kv::store::KeyFilter,
+    ) -> Result<Vec<Vec<u8>>> {
+        let end = prefix_end(prefix);
+        let mut keys: std::collections::BTreeSet<Vec<u8>> = self
+            .reader
+            .scan_where(prefix, &end, keep)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let range = (
+            std::ops::Bound::Included(prefix.to_vec()),
+            std::ops::Bound::Excluded(end),
+        );
+        for layer in [&self.batch, &self.op] {
+            for (k, v) in layer.range::<Vec<u8>, _>(range.clone()) {
+                if !keep(k) {
+                    continue;
+                }
+                if v.is_some() {
+                    keys.insert(k.clone());
+                } else {
+                    keys.remove(k);
+                }
+            }
+        }
+        Ok(keys.into_iter().collect())
+    }
+
     /// Reads a key through the overlay.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if let Some(v) = self.op.get(key) {
@@ -413,13 +447,15 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
         Ok(())
     }
     async fn session_opens(&mut self, sid: Sid) -> Result<Vec<Ino>> {
+        // Every open of the volume is scanned, but only this session's are checked one by one
+        // at commit (see KvRead::scan_where): a new open of the session would also have read
+        // its session record, which the ops that call this read and change.
+        let mine = move |k: &[u8]| parse_open_key(k).is_none_or(|(_, s)| s == sid);
         let mut out = Vec::new();
-        for (k, _) in self.scan_prefix(&[OPEN_TAG], None, usize::MAX).await? {
-            let (ino, s) =
+        for k in self.keys_where(&[OPEN_TAG], &mine).await? {
+            let (ino, _) =
                 parse_open_key(&k).ok_or_else(|| err::corrupted(format!("open-file key {k:?}")))?;
-            if s == sid {
-                out.push(ino);
-            }
+            out.push(ino);
         }
         Ok(out)
     }
@@ -465,12 +501,12 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
     async fn session_locks(&mut self, sid: Sid) -> Result<Vec<(Ino, LockKind, u64)>> {
         let mut out = Vec::new();
         for kind in [LockKind::Flock, LockKind::Plock] {
-            for (k, _) in self.scan_prefix(&[kind.tag()], None, usize::MAX).await? {
+            // As session_opens: locks are taken by ops that read the session record.
+            let mine = move |k: &[u8]| parse_lock_key(kind, k).is_none_or(|(_, o)| o.sid == sid);
+            for k in self.keys_where(&[kind.tag()], &mine).await? {
                 let (ino, o) = parse_lock_key(kind, &k)
                     .ok_or_else(|| err::corrupted(format!("lock key {k:?}")))?;
-                if o.sid == sid {
-                    out.push((ino, kind, o.owner));
-                }
+                out.push((ino, kind, o.owner));
             }
         }
         Ok(out)
