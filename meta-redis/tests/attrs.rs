@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use anyhow::ensure;
 use common::{STANDALONE_ENV, open, server, unique_prefix};
+use meta_conformance::util::slice;
 use meta_core::kv::{ATTR_BYTES, ATTR_COMPACT_MIN, ATTR_COMPACT_VERSION, decode_attr};
 use meta_core::kv::{SHAPE_LENGTH, encode_attr, encode_attr_compact};
 use meta_core::{
-    Backend, Caller, ErrorKind, Ino, Meta, MetaOptions, Pending, SetAttrMask, SetAttrValues,
-    Setting, Slice,
+    Attr, Backend, Caller, ErrorKind, Ino, Meta, MetaOptions, Pending, SetAttrMask, SetAttrValues,
+    Setting,
 };
 use meta_redis::RedisBackend;
 use redis::Value;
@@ -32,6 +33,15 @@ async fn put(b: &RedisBackend, ino: Ino, v: &[u8]) -> anyhow::Result<()> {
     b.query(redis::cmd("SET").arg(b.layout().attr(ino)).arg(v))
         .await?;
     Ok(())
+}
+
+/// chmod 600, an op that decodes the stored record and writes it back.
+async fn chmod(m: &Meta, ino: Ino) -> meta_core::Result<Attr> {
+    let values = SetAttrValues {
+        mode: 0o600,
+        ..Default::default()
+    };
+    m.setattr(ME, ino, SetAttrMask::MODE, values).await
 }
 
 fn is_compact(v: &[u8]) -> bool {
@@ -66,15 +76,9 @@ async fn records_are_compact_and_the_full_form_is_still_read() -> anyhow::Result
     );
 
     // Written once: the length and the new mtime join the record, still compact.
-    let id = m.new_slice_id().await?;
-    let slice = Slice {
-        pos: 0,
-        id,
-        size: 1,
-        off: 0,
-        len: 1,
-    };
-    let wa = m.write(ME, f, 0, slice).await?;
+    let wa = m
+        .write(ME, f, 0, slice(m.new_slice_id().await?, 0, 1))
+        .await?;
     m.flush().await?;
     let v = raw(&b, f).await?;
     ensure!(
@@ -96,17 +100,7 @@ async fn records_are_compact_and_the_full_form_is_still_read() -> anyhow::Result
     let (up, _) = m.lookup(d, b"..").await?;
     ensure!(up == Ino::ROOT, "`..` of d is {up:?}");
     // A change rewrites the record compact.
-    let ca = m
-        .setattr(
-            ME,
-            f,
-            SetAttrMask::MODE,
-            SetAttrValues {
-                mode: 0o600,
-                ..Default::default()
-            },
-        )
-        .await?;
+    let ca = chmod(&m, f).await?;
     m.flush().await?;
     let v = raw(&b, f).await?;
     ensure!(
@@ -143,18 +137,7 @@ async fn records_are_compact_and_the_full_form_is_still_read() -> anyhow::Result
     wide[17] |= SHAPE_LENGTH;
     wide.extend_from_slice(&0u64.to_be_bytes());
     put(&b, g, &wide).await?;
-    let e = m
-        .setattr(
-            ME,
-            g,
-            SetAttrMask::MODE,
-            SetAttrValues {
-                mode: 0o600,
-                ..Default::default()
-            },
-        )
-        .await
-        .map(|_| ());
+    let e = chmod(&m, g).await.map(|_| ());
     ensure!(
         e.as_ref().map_err(|e| e.kind()) == Err(ErrorKind::Corrupted),
         "setattr over a non-canonical record: {e:?}"

@@ -8,6 +8,25 @@ use meta_core::LockType;
 
 use super::prelude::*;
 
+/// Creates `n` files `f000`, `f001`, ... in `dir`, open in `m`'s session, with a write flock
+/// (owner 1) on every fifth and, when `write`, one 100-byte slice each: names and inodes.
+async fn create_held(m: &Meta, dir: Ino, n: u32, write: bool) -> Result<Vec<(String, Ino)>> {
+    let mut files = Vec::new();
+    for i in 0..n {
+        let name = format!("f{i:03}");
+        let (f, _) = m.create_open(ME, dir, name.as_bytes(), 0o644).await?;
+        if write {
+            let s = slice(m.new_slice_id().await?, 0, 100);
+            m.write(Caller::ROOT, f, 0, s).await?;
+        }
+        if i % 5 == 0 {
+            m.flock(f, 1, LockType::Write).await?;
+        }
+        files.push((name, f));
+    }
+    Ok(files)
+}
+
 /// Checks `files` once released: the even ones (unlinked while open) are gone and pending
 /// deletion, the odd ones are still there and not pending.
 async fn check_released(m: &Meta, files: &[Ino], when: &str) -> Result<()> {
@@ -38,22 +57,14 @@ pub async fn many_released_at_once(ctx: &TestCtx) -> Result<()> {
     let a = ctx.meta();
     let sid = a.session_id().context("a read-write Meta has a session")?;
     let (dir, _) = a.mkdir(ME, ROOT, b"bulk", 0o755).await?;
-    let mut files = Vec::new();
-    for i in 0..200u32 {
-        let name = format!("f{i:03}");
-        let (f, _) = a.create_open(ME, dir, name.as_bytes(), 0o644).await?;
-        let s = slice(a.new_slice_id().await?, 0, 100);
-        a.write(Caller::ROOT, f, 0, s).await?;
-        if i % 5 == 0 {
-            a.flock(f, 1, LockType::Write).await?;
-        }
+    let files = create_held(&a, dir, 200, true).await?;
+    for &(_, f) in &files {
         // xattrs make each inode's deletion larger (on etcd, 16 of them pass one
         // transaction's limit: the release is split).
         for x in [&b"user.a"[..], b"user.b", b"user.c"] {
             a.setxattr(Caller::ROOT, f, x, b"v", XattrFlags::NONE)
                 .await?;
         }
-        files.push((name, f));
     }
     for (name, _) in files.iter().step_by(2) {
         a.unlink(ME, dir, name.as_bytes()).await?;
@@ -99,20 +110,11 @@ pub async fn many_held_at_close(ctx: &TestCtx) -> Result<()> {
     let c = ctx.open_meta(MetaOptions::default()).await?;
     let sid = c.session_id().context("a read-write Meta has a session")?;
     let (dir, _) = a.mkdir(ME, ROOT, b"held", 0o755).await?;
-    let mut files = Vec::new();
-    for i in 0..200u32 {
-        let name = format!("f{i:03}");
-        let (f, _) = c.create_open(ME, dir, name.as_bytes(), 0o644).await?;
-        let s = slice(c.new_slice_id().await?, 0, 100);
-        c.write(Caller::ROOT, f, 0, s).await?;
-        if i % 5 == 0 {
-            c.flock(f, 1, LockType::Write).await?;
-        }
-        if i % 2 == 0 {
-            c.unlink(ME, dir, name.as_bytes()).await?;
-        }
-        files.push(f);
+    let held = create_held(&c, dir, 200, true).await?;
+    for (name, _) in held.iter().step_by(2) {
+        c.unlink(ME, dir, name.as_bytes()).await?;
     }
+    let files: Vec<Ino> = held.iter().map(|&(_, f)| f).collect();
     c.close()
         .await
         .context("close of a session holding 200 files")?;
@@ -139,14 +141,7 @@ pub async fn close_beside_many_held_elsewhere(ctx: &TestCtx) -> Result<()> {
     let a = ctx.meta();
     let sa = a.session_id().context("a read-write Meta has a session")?;
     let (dir, _) = a.mkdir(ME, ROOT, b"elsewhere", 0o755).await?;
-    for i in 0..200u32 {
-        let (f, _) = a
-            .create_open(ME, dir, format!("f{i:03}").as_bytes(), 0o644)
-            .await?;
-        if i % 5 == 0 {
-            a.flock(f, 1, LockType::Write).await?;
-        }
-    }
+    create_held(&a, dir, 200, false).await?;
     a.flush().await?;
     let c = ctx.open_meta(MetaOptions::default()).await?;
     let sc = c.session_id().context("a read-write Meta has a session")?;
