@@ -199,10 +199,30 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// days). Errors: `ConfigInvalid` naming the option and its value.
 pub fn parse_timeout(name: &str, value: &str) -> Result<Duration> {
     let d = parse_duration(name, value)?;
-    if d < Duration::from_millis(1) || d > MAX_TIMEOUT {
-        return Err(bad(name, value, "a duration from 1ms to 1day"));
+    if !timeout_in_range(d) {
+        return Err(bad(name, value, TIMEOUT_RANGE));
     }
     Ok(d)
+}
+
+const TIMEOUT_RANGE: &str = "a duration from 1ms to 1day";
+
+fn timeout_in_range(d: Duration) -> bool {
+    (Duration::from_millis(1)..=MAX_TIMEOUT).contains(&d)
+}
+
+/// Checks a backend timeout given in code (an options struct, not a URL) against
+/// [`parse_timeout`]'s range, 1 ms to [`MAX_TIMEOUT`]. Errors: `ConfigInvalid` naming the
+/// option and its value.
+pub fn check_timeout(name: &str, d: Duration) -> Result<()> {
+    if timeout_in_range(d) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::ConfigInvalid,
+            format!("option {name} = {d:?}: expected {TIMEOUT_RANGE}"),
+        ))
+    }
 }
 
 /// The accepted range of each integer engine option (name → least, most), for the URL

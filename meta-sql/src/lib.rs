@@ -15,7 +15,7 @@ mod txn;
 
 use std::time::Duration;
 
-use meta_core::options::{parse_bool, parse_int, parse_timeout};
+use meta_core::options::{check_timeout, parse_bool, parse_int, parse_timeout};
 use meta_core::{Error, ErrorKind, Result, VolumeUrl};
 
 pub use backend::{MAX_ATTEMPTS, MAX_BATCH_OPS, RawParam, SqlBackend, SqlStats};
@@ -61,7 +61,7 @@ pub struct SqlOptions {
     /// bounds that, connecting included), and the schema work that may rewrite large tables:
     /// `format`, `drop_tables`, and the schema check and upgrade of a backend's first call
     /// (which runs after a connection probe, so a server that stopped answering before
-    /// fails there after `acquire_timeout`). Must be above zero. Ignored on SQLite, whose
+    /// fails there after `acquire_timeout`). From 1 ms to 1 day. Ignored on SQLite, whose
     /// waits `busy_timeout` bounds.
     pub timeout: Duration,
     /// SQLite `sync` (default `true`): `synchronous=FULL`, every commit is fsync'd; `false`:
@@ -98,6 +98,26 @@ impl SqlOptions {
             sync: true,
             busy_timeout: Duration::from_secs(5),
             tls: Vec::new(),
+        }
+    }
+
+    /// Checks options built in code against the ranges [`open`] enforces on URLs: a pool of
+    /// 1 to 1,024 connections, timeouts from 1 ms to 1 day
+    /// ([`meta_core::options::check_timeout`]; `timeout` only on PostgreSQL/MySQL,
+    /// `busy_timeout` only on SQLite, where each applies), a valid table prefix.
+    /// [`open_with`] calls it. Errors: `ConfigInvalid` naming the first option out of range.
+    pub fn validate(&self, dialect: Dialect) -> Result<()> {
+        if !(1..=1024).contains(&self.max_connections) {
+            return Err(config(format!(
+                "option max_connections = {}: expected 1 to 1024",
+                self.max_connections
+            )));
+        }
+        validate_prefix(&self.table_prefix)?;
+        check_timeout("acquire_timeout", self.acquire_timeout)?;
+        match dialect {
+            Dialect::Sqlite => check_timeout("busy_timeout", self.busy_timeout),
+            Dialect::Postgres | Dialect::MySql => check_timeout("timeout", self.timeout),
         }
     }
 }
@@ -189,9 +209,11 @@ pub fn open(mut url: VolumeUrl) -> Result<SqlBackend> {
 }
 
 /// [`open`] with options given as a struct (`url`'s own parameters are ignored).
+/// Errors: those of [`SqlOptions::validate`], then [`open`]'s.
 pub fn open_with(url: &VolumeUrl, o: SqlOptions) -> Result<SqlBackend> {
     let dialect = dialect_of(url.scheme())
         .ok_or_else(|| config(format!("meta-sql cannot open {}:// URLs", url.scheme())))?;
+    o.validate(dialect)?;
     let prefix = validate_prefix(&o.table_prefix)?;
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(config(
@@ -205,11 +227,6 @@ pub fn open_with(url: &VolumeUrl, o: SqlOptions) -> Result<SqlBackend> {
         Dialect::Postgres => postgres_pool(url, &o)?,
         Dialect::MySql => mysql_pool(url, &o)?,
     };
-    if dialect != Dialect::Sqlite && o.timeout.is_zero() {
-        return Err(config(
-            "timeout=0: a call must be given some time to answer (e.g. timeout=10s)",
-        ));
-    }
     // SQLite has no server to wait for; its lock waits are bounded by busy_timeout.
     let timeout = (dialect != Dialect::Sqlite).then_some(o.timeout);
     Ok(SqlBackend::new(pools, sql, display, timeout))

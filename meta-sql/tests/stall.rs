@@ -15,7 +15,7 @@ use meta_core::{
     Backend, Caller, Counter, ErrorKind, FileType, Ino, Meta, Op, RenameFlags, Setting, Timespec,
     parse_url,
 };
-use meta_sql::Dialect;
+use meta_sql::{Dialect, SqlOptions};
 
 fn mknod(name: &str, ino: u64) -> Op {
     common::mknod(Ino::ROOT, name.to_string(), ino, FileType::Regular)
@@ -226,4 +226,57 @@ async fn timeout_parameter_is_checked() {
     ] {
         assert!(open(good).is_ok(), "{good}");
     }
+    // Options built in code get the URL's ranges (SqlOptions::validate).
+    type Edit = fn(&mut SqlOptions);
+    let cases: [(&str, Dialect, &str, Edit); 5] = [
+        (
+            "postgres://bob@127.0.0.1:1/db",
+            Dialect::Postgres,
+            "timeout",
+            |o| o.timeout = Duration::ZERO,
+        ),
+        (
+            "mysql://bob@127.0.0.1:1/db",
+            Dialect::MySql,
+            "acquire_timeout",
+            |o| o.acquire_timeout = Duration::from_secs(2 * 86_400),
+        ),
+        (
+            "sqlite:///tmp/meta-sql-opts.db",
+            Dialect::Sqlite,
+            "busy_timeout",
+            |o| o.busy_timeout = Duration::ZERO,
+        ),
+        (
+            "sqlite:///tmp/meta-sql-opts.db",
+            Dialect::Sqlite,
+            "max_connections",
+            |o| o.max_connections = 0,
+        ),
+        (
+            "postgres://bob@127.0.0.1:1/db",
+            Dialect::Postgres,
+            "prefix",
+            |o| o.table_prefix = "a b".into(),
+        ),
+    ];
+    for (url, dialect, name, edit) in cases {
+        let mut o = SqlOptions::new(dialect);
+        edit(&mut o);
+        let u = parse_url(url).expect("a valid URL").0;
+        match meta_sql::open_with(&u, o) {
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::ConfigInvalid, "{name}: {e}");
+                assert!(e.to_string().contains(name), "{name}: {e}");
+            }
+            Ok(b) => panic!("{url} with a bad {name} opened: {b:?}"),
+        }
+    }
+    // SQLite has no `timeout`: a zero there is not looked at.
+    let mut o = SqlOptions::new(Dialect::Sqlite);
+    o.timeout = Duration::ZERO;
+    let u = parse_url("sqlite:///tmp/meta-sql-opts.db")
+        .expect("a valid URL")
+        .0;
+    assert!(meta_sql::open_with(&u, o).is_ok());
 }
