@@ -273,9 +273,13 @@ impl Meta {
             }
             first_err.get_or_insert(e);
         }
-        let requeued = lock(&files.queued).clone();
-        for (ino, _, entry, guard) in held {
-            if !requeued.contains_key(&ino) {
+        // Which held inodes went back to the queue (one lookup each, not a copy of the queue).
+        let requeued: Vec<bool> = {
+            let q = lock(&files.queued);
+            held.iter().map(|h| q.contains_key(&h.0)).collect()
+        };
+        for ((ino, _, entry, guard), again) in held.into_iter().zip(requeued) {
+            if !again {
                 files.forget(ino, &entry);
             }
             drop(guard);
