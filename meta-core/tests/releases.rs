@@ -129,3 +129,38 @@ async fn a_release_too_large_for_the_store_is_split() {
     }
     a.close().await.expect("close");
 }
+
+/// A session's close that fails for a reason that may pass is tried again: refused once
+/// (nothing applied), or applied with its answer lost (the retry finds the session gone).
+#[tokio::test]
+async fn a_failed_session_close_is_tried_again() {
+    for after_apply in [false, true] {
+        let b = common::delay_backend().await;
+        let a = Meta::open(b.clone(), MetaOptions::default(), None)
+            .await
+            .expect("open");
+        let sid = a.session_id().expect("a session");
+        a.create_open(ME, Ino::ROOT, b"f", 0o644)
+            .await
+            .expect("create_open");
+        if after_apply {
+            b.fail_next_after_apply("close_session", 1);
+        } else {
+            b.fail_next("close_session", 1);
+        }
+        a.close()
+            .await
+            .unwrap_or_else(|e| panic!("close (fault after apply: {after_apply}): {e}"));
+        let left: Vec<_> = b
+            .list_sessions()
+            .await
+            .expect("sessions")
+            .into_iter()
+            .map(|s| s.info.sid)
+            .collect();
+        assert!(
+            !left.contains(&sid),
+            "session {sid} is still there (fault after apply: {after_apply}): {left:?}"
+        );
+    }
+}

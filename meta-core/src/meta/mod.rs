@@ -302,7 +302,10 @@ impl Meta {
     /// [`crate::Op::CloseSession`]), then stops the batcher and the ID-pool prefetch and waits
     /// for their tasks, so that once every clone of this `Meta` is dropped nothing holds the
     /// backend any more (an embedded database can then be reopened at once). Returns the
-    /// flush's error (naming how many deferred ops failed), else the session's, if any.
+    /// flush's error (naming how many deferred ops failed), else the session's, if any (a
+    /// close of the session that fails for a reason that may pass, `Unavailable`,
+    /// `Indeterminate` or `Conflict`, is tried 3 times; a session not closed expires and
+    /// another client cleans it up).
     ///
     /// From the moment `close` starts, new work on any clone — ops, deferred ops, explicit
     /// batches, new inode and slice IDs — fails with `Closed` and reaches nothing; every op
@@ -318,8 +321,16 @@ impl Meta {
         }
         let mut flushed = self.flush().await;
         let ended = self.end_session().await;
-        if flushed.is_ok() {
-            flushed = ended;
+        match ended {
+            Err(e) if flushed.is_err() => {
+                // The flush's error is returned; this one is not lost.
+                tracing::warn!("closing the session: {e}");
+            }
+            ended => {
+                if flushed.is_ok() {
+                    flushed = ended;
+                }
+            }
         }
         if let Some(b) = &self.inner.batcher {
             b.close().await?;

@@ -239,15 +239,35 @@ impl Meta {
                 "releasing open files before the session's close: {e}"
             );
         }
-        match self
-            .submit_unchecked(Op::CloseSession {
-                sid,
-                expired_before: None,
-            })
-            .await
-        {
-            Err(e) if e.kind() != ErrorKind::NotFound => Err(e.context_prefix("close session")),
-            _ => Ok(()),
+        // A failure that may pass is tried again (a close that was applied although its
+        // answer was lost finds the session gone: NotFound, which is success here).
+        let mut tries = 1;
+        loop {
+            let r = self
+                .submit_unchecked(Op::CloseSession {
+                    sid,
+                    expired_before: None,
+                })
+                .await;
+            match r {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                Err(e)
+                    if tries < CLOSE_TRIES
+                        && matches!(
+                            e.kind(),
+                            ErrorKind::Unavailable | ErrorKind::Indeterminate | ErrorKind::Conflict
+                        ) =>
+                {
+                    warn!(
+                        sid,
+                        "closing the session (try {tries} of {CLOSE_TRIES}): {e}"
+                    );
+                    tokio::time::sleep(CLOSE_RETRY_PAUSE * tries).await;
+                    tries += 1;
+                }
+                Err(e) => return Err(e.context_prefix("close session")),
+            }
         }
     }
 
@@ -441,3 +461,10 @@ async fn heartbeat_loop(
         Meta { inner }.beat().await;
     }
 }
+
+/// Tries of a session's close ([`Meta::close`]) that fails for a reason that may pass
+/// (`Unavailable`, `Indeterminate`, `Conflict`); past them the session is left to expire and
+/// be cleaned up by another client.
+const CLOSE_TRIES: u32 = 3;
+/// Pause before the second try of a session's close; the third waits twice as long.
+const CLOSE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
