@@ -1,5 +1,6 @@
 //! Queued releases of open files (`Meta::release_file`): a release whose call fails stays
-//! queued, and a later flush sends it again; a reopen meanwhile records the open again.
+//! queued, and a later flush sends it again; a reopen meanwhile records the open again. A
+//! session's close that fails the same way is tried again.
 
 mod common;
 
