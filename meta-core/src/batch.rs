@@ -16,6 +16,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::backend::Backend;
@@ -308,7 +309,27 @@ impl Execute {
             .into_iter()
             .map(|r| (r.op, (r.reply, r.queued)))
             .unzip();
-        let results = apply_recorded(&*self.backend, &self.metrics, &ops).await;
+        // A backend that panics fails this batch's ops (it may have applied some of them:
+        // Indeterminate), not the dispatcher, which runs deferred batches itself.
+        let applied =
+            std::panic::AssertUnwindSafe(apply_recorded(&*self.backend, &self.metrics, &ops))
+                .catch_unwind()
+                .await;
+        let results = applied.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            let e = Error::new(
+                ErrorKind::Indeterminate,
+                format!(
+                    "the backend panicked applying a batch of {} ops: {what}",
+                    ops.len()
+                ),
+            );
+            vec![Err(e); ops.len()]
+        });
         for ((op, (reply, queued)), result) in ops.iter().zip(meta).zip(results) {
             self.metrics
                 .record_op(op.name(), &result, queued.elapsed().as_secs_f64());

@@ -28,6 +28,8 @@ pub struct DelayBackend {
     /// `(op name, calls, after the wrapped backend applied them)`: see
     /// [`DelayBackend::fail_next`].
     faults: std::sync::Mutex<Option<(&'static str, u64, bool, ErrorKind)>>,
+    /// `(op name, calls)`: see [`DelayBackend::panic_next`].
+    panics: std::sync::Mutex<Option<(&'static str, u64)>>,
 }
 
 impl DelayBackend {
@@ -43,6 +45,7 @@ impl DelayBackend {
             gate: None,
             serial: None,
             faults: std::sync::Mutex::new(None),
+            panics: std::sync::Mutex::new(None),
         }
     }
 
@@ -64,6 +67,12 @@ impl DelayBackend {
     pub fn fail_next_after_apply(&self, op: &'static str, calls: u64) {
         *self.faults.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((op, calls, true, ErrorKind::Indeterminate));
+    }
+
+    /// Makes the next `calls` `apply` calls that carry an op named `op` panic before
+    /// reaching the wrapped backend (a stand-in for a bug in a backend).
+    pub fn panic_next(&self, op: &'static str, calls: u64) {
+        *self.panics.lock().unwrap_or_else(|p| p.into_inner()) = Some((op, calls));
     }
 
     /// An injected failure for a call carrying `ops`, if one is due at this point
@@ -165,6 +174,19 @@ impl Backend for DelayBackend {
             None => None,
         };
         self.pause().await?;
+        let panic_now = {
+            let mut p = self.panics.lock().unwrap_or_else(|p| p.into_inner());
+            match p.as_mut() {
+                Some((name, left)) if *left > 0 && ops.iter().any(|o| o.name() == *name) => {
+                    *left -= 1;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if panic_now {
+            panic!("injected panic of a call carrying {} ops", ops.len());
+        }
         self.fault(ops, false)?;
         let r = self.inner.apply(ops).await;
         self.fault(ops, true)?;

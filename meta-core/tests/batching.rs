@@ -480,3 +480,52 @@ async fn close_releases_the_backend() {
     drop(m);
     assert_eq!(Arc::strong_count(&b), 1, "a task still holds the backend");
 }
+
+/// A backend that panics while applying a batch fails that batch's ops with `Indeterminate`
+/// (waited for or deferred), and the batcher goes on with the next ops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_backend_fails_its_batch_not_the_batcher() {
+    let b = delayed(Duration::ZERO).await;
+    let m = open(b.clone(), MetaOptions::default()).await;
+    let mknod = |ino: Ino, name: &str| Op::Mknod {
+        caller: Caller::ROOT,
+        parent: Ino::ROOT,
+        name: name.as_bytes().to_vec(),
+        ino,
+        typ: FileType::Regular,
+        mode: 0o644,
+        uid: 1,
+        gid: 1,
+        rdev: 0,
+        target: vec![],
+        time: Timespec::now(),
+        opened_by: None,
+        imported: None,
+    };
+    // A deferred op (its batch runs inside the dispatcher).
+    b.panic_next("mknod", 1);
+    let ino = m.new_ino().await.expect("ino");
+    m.enqueue(mknod(ino, "deferred")).await.expect("enqueue");
+    let e = m.flush().await.expect_err("the panicked batch");
+    assert_eq!(e.kind(), ErrorKind::Indeterminate, "{e}");
+    assert!(e.to_string().contains("panicked"), "{e}");
+    // An op waited for.
+    b.panic_next("mknod", 1);
+    let e = m
+        .create(Caller::ROOT, Ino::ROOT, b"waited", 0o644)
+        .await
+        .expect_err("the panicked batch");
+    assert_eq!(e.kind(), ErrorKind::Indeterminate, "{e}");
+    // The batcher still runs both kinds.
+    m.create(Caller::ROOT, Ino::ROOT, b"after", 0o644)
+        .await
+        .expect("a create after the panics");
+    let ino = m.new_ino().await.expect("ino");
+    m.enqueue(mknod(ino, "deferred-after"))
+        .await
+        .expect("enqueue");
+    m.flush().await.expect("a deferred op after the panics");
+    m.lookup(Ino::ROOT, b"deferred-after")
+        .await
+        .expect("the deferred op was applied");
+}

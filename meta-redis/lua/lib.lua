@@ -192,11 +192,6 @@ local function bad_attr(ino8, why)
   fail('Corrupted', 'inode ' .. dec(ino8) .. ': ' .. why)
 end
 
--- The nanoseconds of a 12-byte time (seconds, then u32 nanoseconds) are below 10^9.
-local function check_ns(t, ino8)
-  if struct.unpack('>I4', t, 9) >= 1000000000 then bad_attr(ino8, 'bad nanoseconds') end
-end
-
 -- Decodes either form (meta_core::kv::decode_attr): the compact one (version 2) this
 -- library writes, or the 73-byte one (version 1) of volumes written before it.
 local function dec_attr(v, ino8)
@@ -212,14 +207,12 @@ local function dec_attr(v, ino8)
       mt = string.sub(v, pos, pos + 11)
       pos = pos + 12
       if mt == ct then bad_attr(ino8, 'attributes not in canonical compact form') end
-      check_ns(mt, ino8)
     end
     at = mt
     if shape % 4 >= 2 then
       at = string.sub(v, pos, pos + 11)
       pos = pos + 12
       if at == mt then bad_attr(ino8, 'attributes not in canonical compact form') end
-      check_ns(at, ino8)
     end
     if shape % 8 >= 4 then
       len = string.sub(v, pos, pos + 7)
@@ -232,7 +225,12 @@ local function dec_attr(v, ino8)
       if rdev == ZERO4 then bad_attr(ino8, 'attributes not in canonical compact form') end
     end
     if pos ~= n + 1 then bad_attr(ino8, 'undecodable attributes (' .. n .. ' bytes)') end
-    check_ns(ct, ino8)
+    -- (Each 12-byte time: i64 seconds, then u32 nanoseconds; only the stored ones checked.)
+    if struct.unpack('>I4', ct, 9) >= 1000000000
+      or (mt ~= ct and struct.unpack('>I4', mt, 9) >= 1000000000)
+      or (at ~= mt and struct.unpack('>I4', at, 9) >= 1000000000) then
+      bad_attr(ino8, 'bad nanoseconds')
+    end
   else
     if n ~= 73 then bad_attr(ino8, 'undecodable attributes (' .. n .. ' bytes)') end
     ver, typ, mode, uid, gid, rdev, at, mt, ct, nlink, len, parent, flags = struct.unpack(ATTR, v)

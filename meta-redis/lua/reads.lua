@@ -66,7 +66,7 @@ local STATS_LAYOUT = 'meta directory statistics: field = 8-byte big-endian direc
 -- keys: 1 setting, 2 limits, 3 root attr, 4 nextInode, 5 nextChunk, 6 usedSpace,
 --       7 totalInodes, 8 nextSession, 9 cleanupLease, 10 directory statistics
 -- argv: 1 format record, 2 limits ("capacity inodes dir_stats", dir_stats 0 or 1), 3 root
---       attr (73 bytes)
+--       attr (compact form, kv::encode_attr_compact)
 -- Reply: {'ok'} or {'exists', stored record}
 local function format(keys, argv)
   local cur = redis.call('GET', keys[1])

@@ -12,7 +12,7 @@ use anyhow::ensure;
 use common::{STANDALONE_ENV, open, server, unique_prefix};
 use meta_conformance::util::slice;
 use meta_core::kv::{ATTR_BYTES, ATTR_COMPACT_MIN, ATTR_COMPACT_VERSION, decode_attr};
-use meta_core::kv::{SHAPE_LENGTH, encode_attr, encode_attr_compact};
+use meta_core::kv::{SHAPE_LENGTH, SHAPE_MTIME, encode_attr, encode_attr_compact};
 use meta_core::{
     Attr, Backend, Caller, ErrorKind, Ino, Meta, MetaOptions, Pending, SetAttrMask, SetAttrValues,
     Setting,
@@ -133,20 +133,26 @@ async fn records_are_compact_and_the_full_form_is_still_read() -> anyhow::Result
     // library's path (setattr decodes it) and on Rust's (getattr).
     let (g, ga) = m.create(ME, d, b"g", 0o644).await?;
     m.flush().await?;
+    // So is one cut short inside a time it announces.
     let mut wide = encode_attr_compact(&ga);
     wide[17] |= SHAPE_LENGTH;
     wide.extend_from_slice(&0u64.to_be_bytes());
-    put(&b, g, &wide).await?;
-    let e = chmod(&m, g).await.map(|_| ());
-    ensure!(
-        e.as_ref().map_err(|e| e.kind()) == Err(ErrorKind::Corrupted),
-        "setattr over a non-canonical record: {e:?}"
-    );
-    let e = b.get_attr(g).await;
-    ensure!(
-        e.as_ref().map_err(|e| e.kind()) == Err(ErrorKind::Corrupted),
-        "getattr of a non-canonical record: {e:?}"
-    );
+    let mut cut = encode_attr_compact(&ga);
+    cut[17] |= SHAPE_MTIME;
+    cut.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+    for (what, bad) in [("non-canonical", wide), ("truncated", cut)] {
+        put(&b, g, &bad).await?;
+        let e = chmod(&m, g).await.map(|_| ());
+        ensure!(
+            e.as_ref().map_err(|e| e.kind()) == Err(ErrorKind::Corrupted),
+            "setattr over a {what} record: {e:?}"
+        );
+        let e = b.get_attr(g).await;
+        ensure!(
+            e.as_ref().map_err(|e| e.kind()) == Err(ErrorKind::Corrupted),
+            "getattr of a {what} record: {e:?}"
+        );
+    }
     put(&b, g, &encode_attr_compact(&ga)).await?;
     m.close().await?;
     b.erase().await?;

@@ -67,6 +67,16 @@ impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
         (std::mem::take(&mut self.chains), self.quotas.take())
     }
 
+    /// Forgets what this transaction remembers of its reads (whether sessions and quotas
+    /// exist, where the quotas are), so that the next op reads them again through the store.
+    /// For a store whose recorded reads were rewound ([`crate::kv::StoreTxn::rewind`]): a
+    /// remembered answer whose read is no longer recorded would not be checked at commit.
+    pub fn forget_reads(&mut self) {
+        self.sessions.clear();
+        self.quotas = None;
+        self.chains = QuotaChains::default();
+    }
+
     /// The writes of every released op (what to commit).
     pub fn into_writes(mut self) -> WriteSet {
         let op = std::mem::take(&mut self.op);
@@ -578,5 +588,44 @@ mod tests {
             assert_eq!(t.write_cost(), recount(&t));
         }
         assert!(t.batch_bytes > 0, "the walk kept some writes");
+    }
+
+    /// A store that counts its point reads and holds nothing.
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl KvRead for Counting {
+        async fn get(&self, _key: &[u8]) -> Result<Option<Vec<u8>>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(None)
+        }
+        async fn scan(
+            &self,
+            _start: &[u8],
+            _end: &[u8],
+            _limit: usize,
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Whether a session or a quota exists is read once per transaction, and again after
+    /// `forget_reads` (when a store rewound the reads that answered it).
+    #[tokio::test]
+    async fn forget_reads_makes_the_next_op_read_again() {
+        let r = Counting(Default::default());
+        let reads = || r.0.load(std::sync::atomic::Ordering::SeqCst);
+        let mut t = KvTxn::new(&r);
+        assert!(!t.has_session(7).await.expect("read"));
+        assert!(!t.has_quotas().await.expect("read"));
+        let first = reads();
+        assert!(first > 0);
+        t.has_session(7).await.expect("read");
+        t.has_quotas().await.expect("read");
+        assert_eq!(reads(), first, "remembered within the transaction");
+        t.forget_reads();
+        t.has_session(7).await.expect("read");
+        t.has_quotas().await.expect("read");
+        assert_eq!(reads(), 2 * first, "read again after forget_reads");
     }
 }

@@ -194,6 +194,7 @@ impl<S: TxnStore> TxnKvBackend<S> {
                 if !limits.fits(reads, writes, write_bytes) {
                     view.rollback_to_savepoint().await?;
                     txn.rewind(mark);
+                    view.forget_reads();
                     if !out.is_empty() {
                         break;
                     }
