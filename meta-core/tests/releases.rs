@@ -165,3 +165,38 @@ async fn a_failed_session_close_is_tried_again() {
         );
     }
 }
+
+/// A release the background flusher could not send goes back to the queue; the next flush
+/// sends it, and when that succeeds the flush reports no error.
+#[tokio::test]
+async fn a_release_the_next_flush_sends_is_not_its_error() {
+    let b = common::delay_backend().await;
+    let a = Meta::open(b.clone(), MetaOptions::default(), None)
+        .await
+        .expect("open");
+    let sid = a.session_id().expect("a session");
+    let (f, _) = a
+        .create_open(ME, Ino::ROOT, b"f", 0o644)
+        .await
+        .expect("create_open");
+    a.flush().await.expect("flush");
+    let before = b.apply_calls();
+    b.fail_next("release", 1);
+    a.release_file(f).await.expect("release");
+    // The background flusher's try (it fails; the flush below waits for its pass to end).
+    for _ in 0..500 {
+        if b.apply_calls() > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        b.apply_calls() > before,
+        "the background flusher never tried"
+    );
+    a.flush()
+        .await
+        .expect("the release went through on the flush's try");
+    let h = a.session_holdings(sid).await.expect("holdings");
+    assert!(h.open.is_empty(), "the release was sent again: {h:?}");
+}

@@ -229,18 +229,36 @@ impl Meta {
     /// the module doc). A release that fails for a reason that may pass (`Unavailable`,
     /// `Indeterminate`, `Conflict`) goes back to the queue (a release is idempotent), so the
     /// next flush sends it again; one that fails otherwise is dropped (its open stays on the
-    /// backend until the session ends). The first error is returned.
+    /// backend until the session ends). The first error is returned, a dropped release's
+    /// before a re-queued one's.
     pub(super) async fn flush_releases(&self) -> Result<()> {
+        let failed = self.send_queued_releases().await;
+        match (failed.dropped, failed.requeued) {
+            (Some(e), _) | (None, Some(e)) => Err(e),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// [`Meta::flush_releases`]'s work: the first error of a release dropped and of one put
+    /// back in the queue.
+    async fn send_queued_releases(&self) -> FailedReleases {
+        let mut failed = FailedReleases::default();
         let Some(st) = &self.inner.session else {
-            return Ok(());
+            return failed;
         };
         let files = &st.files;
         let _turn = files.flushing.lock().await;
         let queued = std::mem::take(&mut *lock(&files.queued));
         if queued.is_empty() {
-            return Ok(());
+            return failed;
         }
-        let sid = self.sid()?;
+        let sid = match self.sid() {
+            Ok(sid) => sid,
+            Err(e) => {
+                failed.dropped = Some(e);
+                return failed;
+            }
+        };
         // Lock each entry (in inode order) and keep those still released: an inode reopened
         // after the queue was taken has a count again, or a new entry, and its open stays; if
         // its release was to drop this session's locks, its next release must do it. An
@@ -261,17 +279,18 @@ impl Meta {
             }
         }
         let inos: Vec<(Ino, bool)> = held.iter().map(|(i, q, ..)| (*i, q.drop_locks)).collect();
-        let mut first_err = None;
         for (ino, e) in self.send_releases(sid, &inos).await {
             if matches!(
                 e.kind(),
                 ErrorKind::Unavailable | ErrorKind::Indeterminate | ErrorKind::Conflict
             ) && let Some((_, q, ..)) = held.iter().find(|h| h.0 == ino)
             {
-                let failed = Queued { failed: true, ..*q };
-                lock(&files.queued).entry(ino).or_insert(failed);
+                let again = Queued { failed: true, ..*q };
+                lock(&files.queued).entry(ino).or_insert(again);
+                failed.requeued.get_or_insert(e);
+            } else {
+                failed.dropped.get_or_insert(e);
             }
-            first_err.get_or_insert(e);
         }
         // Which held inodes went back to the queue (one lookup each, not a copy of the queue).
         let requeued: Vec<bool> = {
@@ -285,7 +304,7 @@ impl Meta {
             drop(guard);
         }
         self.count_open_files();
-        first_err.map_or(Ok(()), Err)
+        failed
     }
 
     /// Sends the releases of `inos` (inode, drop this session's locks on it) as
@@ -329,9 +348,19 @@ impl Meta {
 /// common case; [`Meta::send_releases`] splits an op the store still refuses.
 pub(super) const RELEASE_CHUNK: usize = 16;
 
+/// The first errors of one [`Meta::flush_releases`] pass.
+#[derive(Default)]
+struct FailedReleases {
+    /// Of a release dropped (its open stays on the backend until the session ends).
+    dropped: Option<Error>,
+    /// Of a release put back in the queue (the next flush sends it again).
+    requeued: Option<Error>,
+}
+
 /// Sends queued releases whenever some are queued, until the `Meta` is closed or every
-/// clone of it is dropped. A failed release is logged and kept for the next
-/// [`Meta::flush`], like a deferred op's error.
+/// clone of it is dropped. A release that failed and was dropped is logged and its error
+/// kept for the next [`Meta::flush`], like a deferred op's; one put back in the queue is
+/// only logged: that flush sends it again and reports it if it fails again.
 pub(super) async fn flusher_loop(
     weak: Weak<Inner>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -344,7 +373,11 @@ pub(super) async fn flusher_loop(
         }
         let Some(inner) = weak.upgrade() else { return };
         let meta = Meta { inner };
-        if let Err(e) = meta.flush_releases().await {
+        let failed = meta.send_queued_releases().await;
+        if let Some(e) = failed.requeued {
+            warn!("queued releases failed, to be sent again: {e}");
+        }
+        if let Some(e) = failed.dropped {
             warn!("queued releases failed: {e}");
             meta.inner
                 .deferred_lock()
