@@ -296,6 +296,10 @@ async fn load_checks_the_whole_dump_before_writing_anything() {
             }),
         ),
         (
+            "unknown counter \"nextThing\"",
+            Box::new(|v| v[0]["counters"]["nextThing"] = 5.into()),
+        ),
+        (
             "is pending deletion and has a record",
             Box::new(move |v| {
                 v.push(serde_json::json!({"pending": {"File": {"ino": f.0, "length": 5}}}));

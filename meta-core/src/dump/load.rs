@@ -12,7 +12,7 @@ use super::{DUMP_VERSION, DumpStats, Header, InodeRecord, PAGE, PendingRecord, i
 use crate::backend::Backend;
 use crate::error::{Error, ErrorKind, Result};
 use crate::op::{Op, RestoreRecord};
-use crate::types::{FileType, IdKind, Ino, Pending};
+use crate::types::{Counter, FileType, IdKind, Ino, Pending};
 
 fn bad_line(n: usize, e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::new(
@@ -273,6 +273,23 @@ pub async fn load(
         ));
     }
     header.setting.validate()?;
+    // (The session counters are accepted and not loaded: a loaded volume has no sessions.)
+    let known = |n: &str| {
+        Counter::ALL
+            .iter()
+            .chain(&Counter::SESSIONS)
+            .any(|c| c.name() == n)
+    };
+    if let Some(name) = header.counters.keys().find(|n| !known(n)) {
+        let names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
+        return Err(invalid(
+            1,
+            format!(
+                "unknown counter {name:?} (a dump has {}); is it from a newer meta?",
+                names.join(", ")
+            ),
+        ));
+    }
     if !force && backend.load().await.is_ok() {
         return Err(Error::new(
             ErrorKind::AlreadyExists,

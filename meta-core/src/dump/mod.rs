@@ -94,7 +94,8 @@ pub struct Header {
     pub dump_version: u32,
     /// The volume's format record.
     pub setting: Setting,
-    /// Counter values by stored name (`nextInode`, `nextChunk`, `usedSpace`, `totalInodes`).
+    /// Counter values by stored name (`nextInode`, `nextChunk`, `usedSpace`, `totalInodes`);
+    /// `load` refuses a name it does not know (a dump from a newer meta).
     pub counters: BTreeMap<String, i64>,
     /// Directory quotas' limits (absent when there are none). Their usage is not dumped:
     /// `load` recomputes it from the loaded subtree ([`crate::Op::SetQuota`]).
