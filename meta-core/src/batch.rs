@@ -309,27 +309,7 @@ impl Execute {
             .into_iter()
             .map(|r| (r.op, (r.reply, r.queued)))
             .unzip();
-        // A backend that panics fails this batch's ops (it may have applied some of them:
-        // Indeterminate), not the dispatcher, which runs deferred batches itself.
-        let applied =
-            std::panic::AssertUnwindSafe(apply_recorded(&*self.backend, &self.metrics, &ops))
-                .catch_unwind()
-                .await;
-        let results = applied.unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".into());
-            let e = Error::new(
-                ErrorKind::Indeterminate,
-                format!(
-                    "the backend panicked applying a batch of {} ops: {what}",
-                    ops.len()
-                ),
-            );
-            vec![Err(e); ops.len()]
-        });
+        let results = apply_recorded(&*self.backend, &self.metrics, &ops).await;
         for ((op, (reply, queued)), result) in ops.iter().zip(meta).zip(results) {
             self.metrics
                 .record_op(op.name(), &result, queued.elapsed().as_secs_f64());
@@ -358,7 +338,26 @@ pub(crate) async fn apply_recorded(
     ops: &[Op],
 ) -> Vec<Result<OpOutput>> {
     let started = Instant::now();
-    let res = backend.apply(ops).await;
+    // A backend that panics fails this batch's ops (it may have applied some of them:
+    // Indeterminate), not the task that called: the batcher's dispatcher (which runs
+    // deferred batches itself), the heartbeat, the release flusher.
+    let res = std::panic::AssertUnwindSafe(backend.apply(ops))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(Error::new(
+                ErrorKind::Indeterminate,
+                format!(
+                    "the backend panicked applying a batch of {} ops: {what}",
+                    ops.len()
+                ),
+            ))
+        });
     metrics.batch_size.observe(ops.len() as f64);
     metrics
         .batch_flush_duration

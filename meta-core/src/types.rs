@@ -307,12 +307,12 @@ impl Setting {
     /// Longest volume name [`Setting::validate`] accepts, in bytes.
     pub const MAX_NAME_BYTES: usize = 255;
 
-    /// Checks a record about to be written (format, load): [`Setting::validate_stored`]'s
-    /// rules, and a name of at most [`Setting::MAX_NAME_BYTES`] bytes without control
-    /// characters (it is shown by `meta status`, logs and mount tables). Errors:
-    /// `ConfigInvalid` naming the problem, `Unsupported` for a newer format version.
-    pub fn validate(&self) -> Result<()> {
-        self.validate_stored()?;
+    /// Checks a new volume's name: at most [`Setting::MAX_NAME_BYTES`] bytes, no control
+    /// characters (it is shown by `meta status`, logs and mount tables).
+    /// [`crate::Meta::format`] calls it unless the volume is already formatted under that
+    /// name; records stored before the rule (and dumps of them) are not checked.
+    /// Errors: `ConfigInvalid` naming the problem.
+    pub fn validate_name(&self) -> Result<()> {
         if self.name.len() > Self::MAX_NAME_BYTES {
             return Err(Error::new(
                 ErrorKind::ConfigInvalid,
@@ -335,11 +335,11 @@ impl Setting {
         Ok(())
     }
 
-    /// Checks a stored record (a volume formatted by any version opens): a non-empty name,
-    /// a version this build understands, limits within the signed 64-bit counters.
-    /// Errors: `ConfigInvalid` for an empty name or a limit past `i64::MAX`, `Unsupported`
-    /// for a newer format version.
-    pub fn validate_stored(&self) -> Result<()> {
+    /// Checks the record (a volume formatted by any version passes): a non-empty name, a
+    /// version this build understands, limits within the signed 64-bit counters. Errors:
+    /// `ConfigInvalid` for an empty name or a limit past `i64::MAX`, `Unsupported` for a
+    /// newer format version.
+    pub fn validate(&self) -> Result<()> {
         if self.name.is_empty() {
             return Err(Error::new(
                 ErrorKind::ConfigInvalid,
@@ -378,7 +378,7 @@ impl Setting {
         let s: Setting = serde_json::from_slice(bytes).map_err(|e| {
             Error::new(ErrorKind::Corrupted, "undecodable format record").with_source(e)
         })?;
-        s.validate_stored()?;
+        s.validate()?;
         Ok(s)
     }
 }
@@ -669,17 +669,17 @@ mod tests {
     }
 
     #[test]
-    fn setting_names_are_checked_when_written_not_when_read() {
+    fn setting_names_are_checked_when_new_not_when_read() {
         for bad in ["a\nb", "tab\there", "\u{1b}[31mred", &"x".repeat(256)] {
             let s = Setting::new(bad);
-            let e = s.validate().unwrap_err();
+            let e = s.validate_name().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::ConfigInvalid, "{bad:?}");
             assert!(e.to_string().contains("volume name"), "{e}");
             // A volume formatted before the rule still opens.
             assert_eq!(Setting::from_json(&s.to_json()).unwrap().name, bad);
         }
         for good in ["vol1", "données", "a b", &"x".repeat(255)] {
-            Setting::new(good).validate().unwrap();
+            Setting::new(good).validate_name().unwrap();
         }
     }
 }

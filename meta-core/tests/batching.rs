@@ -528,4 +528,22 @@ async fn a_panicking_backend_fails_its_batch_not_the_batcher() {
     m.lookup(Ino::ROOT, b"deferred-after")
         .await
         .expect("the deferred op was applied");
+    // Without the batcher (the op runs in the caller's task) and through apply_batch.
+    let n = open(b.clone(), no_batch()).await;
+    b.panic_next("mknod", 1);
+    let e = n
+        .create(Caller::ROOT, Ino::ROOT, b"unbatched", 0o644)
+        .await
+        .expect_err("the panicked call");
+    assert_eq!(e.kind(), ErrorKind::Indeterminate, "{e}");
+    b.panic_next("mknod", 1);
+    let ino = n.new_ino().await.expect("ino");
+    let r = n.apply_batch(vec![mknod(ino, "explicit")]).await;
+    assert!(
+        matches!(&r[..], [Err(e)] if e.kind() == ErrorKind::Indeterminate),
+        "{r:?}"
+    );
+    n.create(Caller::ROOT, Ino::ROOT, b"unbatched", 0o644)
+        .await
+        .expect("a create after the panic");
 }

@@ -67,8 +67,16 @@ fn unexpected(op: &str, out: &OpOutput) -> Error {
 }
 
 impl Meta {
-    /// Formats `backend` with `setting` (see [`Backend::format`]).
+    /// Formats `backend` with `setting` (see [`Backend::format`]). Errors: those of
+    /// [`Backend::format`], and `ConfigInvalid` for a new volume name
+    /// [`Setting::validate_name`] refuses.
     pub async fn format(backend: &dyn Backend, setting: &Setting, force: bool) -> Result<()> {
+        // A new name is checked; formatting again under the stored name (a no-op) is not,
+        // so a volume named before the rule can still be.
+        let same = matches!(backend.load().await, Ok(old) if old.name == setting.name);
+        if !same {
+            setting.validate_name()?;
+        }
         backend.format(setting, force).await
     }
 
@@ -274,8 +282,10 @@ impl Meta {
 
     /// Barrier: returns when every op queued before it (by any clone of this `Meta`) has a
     /// result, queued releases of open files included ([`Meta::release_file`]). Returns the
-    /// first error of deferred ops and queued releases since the last flush, naming how many
-    /// failed.
+    /// first error of deferred ops since the last flush, naming how many failed, and of
+    /// queued releases: one dropped since the last flush, or one this flush sent again and
+    /// that failed again (a release the background flusher put back in the queue and this
+    /// flush sent is not an error).
     pub async fn flush(&self) -> Result<()> {
         if let Err(e) = self.flush_releases().await {
             self.inner

@@ -12,10 +12,11 @@
 //!   up to [`RELEASE_CHUNK`] inodes (while they are in flight the next ones gather behind
 //!   them, as the batcher does with ops). An inode reopened before its release left is
 //!   simply taken back from the queue: a close followed by an open costs nothing.
-//!   [`Meta::flush`] waits for the queue; a release that failed is reported by it, like a
-//!   deferred op, and when the failure may pass it stays queued, so the next flush sends it
-//!   again (a release is idempotent; an inode reopened meanwhile has its open recorded
-//!   again, since the failed release may have been applied).
+//!   [`Meta::flush`] waits for the queue. A release that failed for a reason that may pass
+//!   stays queued, so the next flush sends it again (a release is idempotent; an inode
+//!   reopened meanwhile has its open recorded again, since the failed release may have been
+//!   applied); the flush reports it, like a deferred op, if its own try fails too. One that
+//!   failed otherwise is dropped and reported by the next flush.
 //!
 //! Until its release reaches the backend, an inode this client closed still counts as open
 //! there, so removing its last name keeps it (sustained) and the release then deletes it:
