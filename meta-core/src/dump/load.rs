@@ -247,7 +247,7 @@ fn op_of(rec: Record, stats: &mut DumpStats) -> Op {
 /// `force` erases whatever the store held). The whole dump is read and checked first (see the
 /// module doc; it is copied to a temporary file meanwhile), then inodes are restored in
 /// batches of up to 1000 ops. Errors: `InvalidArgument` naming the line for malformed input or
-/// a dump that breaks one of [`LoadCheck`]'s rules (nothing written then), `AlreadyExists`
+/// a dump that breaks one of `LoadCheck`'s rules (nothing written then), `AlreadyExists`
 /// when the store holds a volume and `force` is false, `Unavailable` when the input or the
 /// temporary file cannot be read or written, and backend errors. An error of the second pass
 /// (the backend refusing a record, or failing) leaves the target formatted and holding the
