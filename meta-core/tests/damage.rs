@@ -382,3 +382,24 @@ async fn a_failed_quota_repair_says_the_quota_is_gone_and_its_limits() {
         "{text}"
     );
 }
+
+/// `Meta::format` refuses a new volume name with a control character; a volume named so
+/// before the rule (written by the backend directly) is formatted again under its name as
+/// a no-op, and opens.
+#[tokio::test]
+async fn new_volume_names_are_checked_stored_ones_kept() {
+    let b = Arc::new(memory_backend());
+    let e = Meta::format(&*b, &Setting::new("a\nb"), false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConfigInvalid, "{e}");
+    assert!(b.load().await.is_err(), "nothing was formatted");
+    b.format(&Setting::new("a\nb"), false).await.unwrap();
+    Meta::format(&*b, &Setting::new("a\nb"), false)
+        .await
+        .expect("formatting again under the stored name");
+    let m = Meta::open(b, MetaOptions::default(), None)
+        .await
+        .expect("open");
+    m.close().await.unwrap();
+}
