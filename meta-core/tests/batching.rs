@@ -13,6 +13,30 @@ use meta_core::{
 
 const ME: Caller = Caller::new(1, 1);
 
+/// An `Op::Mknod` by root, owned by uid/gid 1, mode 0o755 for a directory and 0o644 else,
+/// timed now.
+fn mknod(parent: Ino, name: &str, ino: Ino, typ: FileType) -> Op {
+    Op::Mknod {
+        caller: Caller::ROOT,
+        parent,
+        name: name.as_bytes().to_vec(),
+        ino,
+        typ,
+        mode: if typ == FileType::Directory {
+            0o755
+        } else {
+            0o644
+        },
+        uid: 1,
+        gid: 1,
+        rdev: 0,
+        target: vec![],
+        time: Timespec::now(),
+        opened_by: None,
+        imported: None,
+    }
+}
+
 async fn formatted() -> Arc<dyn Backend> {
     let b: Arc<dyn Backend> = Arc::new(memory_backend());
     Meta::format(&*b, &Setting::new("t"), false)
@@ -243,23 +267,9 @@ async fn flush_waits_for_queued_ops_and_reports_deferred_errors() {
         } else {
             format!("f{i}")
         }; // 50 collides
-        m.enqueue(Op::Mknod {
-            caller: Caller::ROOT,
-            parent: Ino::ROOT,
-            name: name.into_bytes(),
-            ino,
-            typ: FileType::Regular,
-            mode: 0o644,
-            uid: 1,
-            gid: 1,
-            rdev: 0,
-            target: vec![],
-            time: Timespec::now(),
-            opened_by: None,
-            imported: None,
-        })
-        .await
-        .expect("enqueue");
+        m.enqueue(mknod(Ino::ROOT, &name, ino, FileType::Regular))
+            .await
+            .expect("enqueue");
     }
     let e = m.flush().await.expect_err("one deferred op failed");
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
@@ -282,23 +292,9 @@ async fn deferred_ops_apply_in_order() {
     let mut parent = Ino::ROOT;
     for i in 0..50 {
         let ino = m.new_ino().await.expect("ino");
-        m.enqueue(Op::Mknod {
-            caller: Caller::ROOT,
-            parent,
-            name: format!("d{i}").into_bytes(),
-            ino,
-            typ: FileType::Directory,
-            mode: 0o755,
-            uid: 1,
-            gid: 1,
-            rdev: 0,
-            target: vec![],
-            time: Timespec::now(),
-            opened_by: None,
-            imported: None,
-        })
-        .await
-        .expect("enqueue");
+        m.enqueue(mknod(parent, &format!("d{i}"), ino, FileType::Directory))
+            .await
+            .expect("enqueue");
         parent = ino;
     }
     m.flush()
@@ -487,25 +483,11 @@ async fn close_releases_the_backend() {
 async fn a_panicking_backend_fails_its_batch_not_the_batcher() {
     let b = delayed(Duration::ZERO).await;
     let m = open(b.clone(), MetaOptions::default()).await;
-    let mknod = |ino: Ino, name: &str| Op::Mknod {
-        caller: Caller::ROOT,
-        parent: Ino::ROOT,
-        name: name.as_bytes().to_vec(),
-        ino,
-        typ: FileType::Regular,
-        mode: 0o644,
-        uid: 1,
-        gid: 1,
-        rdev: 0,
-        target: vec![],
-        time: Timespec::now(),
-        opened_by: None,
-        imported: None,
-    };
+    let file = |ino: Ino, name: &str| mknod(Ino::ROOT, name, ino, FileType::Regular);
     // A deferred op (its batch runs inside the dispatcher).
     b.panic_next("mknod", 1);
     let ino = m.new_ino().await.expect("ino");
-    m.enqueue(mknod(ino, "deferred")).await.expect("enqueue");
+    m.enqueue(file(ino, "deferred")).await.expect("enqueue");
     let e = m.flush().await.expect_err("the panicked batch");
     assert_eq!(e.kind(), ErrorKind::Indeterminate, "{e}");
     assert!(e.to_string().contains("panicked"), "{e}");
@@ -521,7 +503,7 @@ async fn a_panicking_backend_fails_its_batch_not_the_batcher() {
         .await
         .expect("a create after the panics");
     let ino = m.new_ino().await.expect("ino");
-    m.enqueue(mknod(ino, "deferred-after"))
+    m.enqueue(file(ino, "deferred-after"))
         .await
         .expect("enqueue");
     m.flush().await.expect("a deferred op after the panics");
@@ -538,7 +520,7 @@ async fn a_panicking_backend_fails_its_batch_not_the_batcher() {
     assert_eq!(e.kind(), ErrorKind::Indeterminate, "{e}");
     b.panic_next("mknod", 1);
     let ino = n.new_ino().await.expect("ino");
-    let r = n.apply_batch(vec![mknod(ino, "explicit")]).await;
+    let r = n.apply_batch(vec![file(ino, "explicit")]).await;
     assert!(
         matches!(&r[..], [Err(e)] if e.kind() == ErrorKind::Indeterminate),
         "{r:?}"

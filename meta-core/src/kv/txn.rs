@@ -539,12 +539,14 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
 mod tests {
     use super::*;
 
-    /// A store with nothing in it.
-    struct Empty;
+    /// A store with nothing in it, counting its point reads.
+    #[derive(Default)]
+    struct Empty(std::sync::atomic::AtomicUsize);
 
     #[async_trait]
     impl KvRead for Empty {
         async fn get(&self, _key: &[u8]) -> Result<Option<Vec<u8>>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(None)
         }
         async fn scan(
@@ -565,7 +567,7 @@ mod tests {
 
     #[tokio::test]
     async fn write_cost_follows_overwrites_deletes_folds_and_rollbacks() {
-        let r = Empty;
+        let r = Empty::default();
         let mut t = KvTxn::new(&r);
         // A fixed pseudo-random walk over 8 keys: values of varying length, deletes, and an
         // op end (kept or rolled back) every few writes.
@@ -590,30 +592,11 @@ mod tests {
         assert!(t.batch_bytes > 0, "the walk kept some writes");
     }
 
-    /// A store that counts its point reads and holds nothing.
-    struct Counting(std::sync::atomic::AtomicUsize);
-
-    #[async_trait]
-    impl KvRead for Counting {
-        async fn get(&self, _key: &[u8]) -> Result<Option<Vec<u8>>> {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(None)
-        }
-        async fn scan(
-            &self,
-            _start: &[u8],
-            _end: &[u8],
-            _limit: usize,
-        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-            Ok(Vec::new())
-        }
-    }
-
     /// Whether a session or a quota exists is read once per transaction, and again after
     /// `forget_reads` (when a store rewound the reads that answered it).
     #[tokio::test]
     async fn forget_reads_makes_the_next_op_read_again() {
-        let r = Counting(Default::default());
+        let r = Empty::default();
         let reads = || r.0.load(std::sync::atomic::Ordering::SeqCst);
         let mut t = KvTxn::new(&r);
         assert!(!t.has_session(7).await.expect("read"));
