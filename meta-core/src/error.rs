@@ -179,6 +179,16 @@ impl ErrorKind {
         }
     }
 
+    /// True for the kinds of a failure that may pass if the same call is made again
+    /// (`Unavailable`, `Indeterminate`, `Conflict`): what the engine's own retries of
+    /// idempotent ops (queued releases, a session's close) try again.
+    pub fn may_pass(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Unavailable | ErrorKind::Indeterminate | ErrorKind::Conflict
+        )
+    }
+
     /// True for the kinds that describe the whole batch rather than one op's POSIX outcome
     /// (`Conflict`, `Unavailable`, `Indeterminate`, `Internal`, `Closed`): when one of these
     /// comes up while applying an op, the backend abandons the batch and returns it as the

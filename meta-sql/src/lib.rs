@@ -83,6 +83,9 @@ pub struct SqlOptions {
 /// default too.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Largest `max_connections` ([`SqlOptions::max_connections`]).
+const MAX_CONNECTIONS: u32 = 1024;
+
 /// The TLS parameters each dialect accepts (see [`SqlOptions::tls`]).
 const PG_TLS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
 const MYSQL_TLS: [&str; 4] = ["ssl-mode", "ssl-ca", "ssl-cert", "ssl-key"];
@@ -107,9 +110,9 @@ impl SqlOptions {
     /// `busy_timeout` only on SQLite, where each applies), a valid table prefix.
     /// [`open_with`] calls it. Errors: `ConfigInvalid` naming the first option out of range.
     pub fn validate(&self, dialect: Dialect) -> Result<()> {
-        if !(1..=1024).contains(&self.max_connections) {
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
             return Err(config(format!(
-                "option max_connections = {}: expected 1 to 1024",
+                "option max_connections = {}: expected 1 to {MAX_CONNECTIONS}",
                 self.max_connections
             )));
         }
@@ -176,7 +179,7 @@ pub fn open(mut url: VolumeUrl) -> Result<SqlBackend> {
         o.table_prefix = validate_prefix(&p)?;
     }
     if let Some(v) = url.take_param("max_connections") {
-        o.max_connections = parse_int("max_connections", &v, 1, 1024)? as u32;
+        o.max_connections = parse_int("max_connections", &v, 1, MAX_CONNECTIONS.into())? as u32;
     }
     if let Some(v) = url.take_param("acquire_timeout") {
         o.acquire_timeout = parse_timeout("acquire_timeout", &v)?;

@@ -223,7 +223,34 @@ impl KvRead for TikvTxn {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        if limit == 0 || start >= end {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.scan_recorded(start, end, limit, &|_| true).await
+    }
+
+    /// Only the range and the kept keys count as reads (see `KvRead::scan_where`).
+    async fn scan_where(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        keep: &meta_core::kv::KeyFilter,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan_recorded(start, end, usize::MAX, keep).await
+    }
+}
+
+impl TikvTxn {
+    /// One scan of `[start, end)`, at most `limit` pairs, keeping those whose key `keep`
+    /// accepts; records the range and the kept keys as reads.
+    async fn scan_recorded(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        keep: &meta_core::kv::KeyFilter,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if start >= end {
             return Ok(Vec::new());
         }
         let mut g = self.txn.lock().await;
@@ -234,38 +261,6 @@ impl KvRead for TikvTxn {
             Stage::Read,
             "scan",
             txn.scan(self.store.full(start)..self.store.full(end), lim),
-        )
-        .await?;
-        let mut out = Vec::new();
-        for p in pairs {
-            let (k, v) = (p.key().clone(), p.into_value());
-            out.push((self.store.strip(k)?, v));
-        }
-        let mut r = self.reads();
-        r.range(start, end);
-        for (k, _) in &out {
-            r.key(k, 0);
-        }
-        Ok(out)
-    }
-
-    /// One scan; only the range and the kept keys count as reads (see `KvRead::scan_where`).
-    async fn scan_where(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        keep: &meta_core::kv::KeyFilter,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        let mut g = self.txn.lock().await;
-        let txn = g.as_mut().ok_or_else(ended)?;
-        let pairs = timed(
-            self.store.timeout,
-            Stage::Read,
-            "scan",
-            txn.scan(self.store.full(start)..self.store.full(end), u32::MAX),
         )
         .await?;
         let mut out = Vec::new();

@@ -281,10 +281,8 @@ impl Meta {
         }
         let inos: Vec<(Ino, bool)> = held.iter().map(|(i, q, ..)| (*i, q.drop_locks)).collect();
         for (ino, e) in self.send_releases(sid, &inos).await {
-            if matches!(
-                e.kind(),
-                ErrorKind::Unavailable | ErrorKind::Indeterminate | ErrorKind::Conflict
-            ) && let Some((_, q, ..)) = held.iter().find(|h| h.0 == ino)
+            if e.kind().may_pass()
+                && let Some((_, q, ..)) = held.iter().find(|h| h.0 == ino)
             {
                 let again = Queued { failed: true, ..*q };
                 lock(&files.queued).entry(ino).or_insert(again);

@@ -252,13 +252,7 @@ impl Meta {
             match r {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-                Err(e)
-                    if tries < CLOSE_TRIES
-                        && matches!(
-                            e.kind(),
-                            ErrorKind::Unavailable | ErrorKind::Indeterminate | ErrorKind::Conflict
-                        ) =>
-                {
+                Err(e) if tries < CLOSE_TRIES && e.kind().may_pass() => {
                     warn!(
                         sid,
                         "closing the session (try {tries} of {CLOSE_TRIES}): {e}"
