@@ -114,7 +114,7 @@ local function batch(keys, argv, once)
   flush_batch()
   if seq then
     if out[1] == 'done' and pos + 1 < count then
-      redis.call('SET', seq, tostring(pos + 1), 'PX', 60000)
+      redis.call('SET', seq, tostring(pos + 1), 'PX', '60000')
     elseif pos > 0 then
       redis.call('DEL', seq)
     end

@@ -53,7 +53,11 @@ end
 -- found by its key; the indexes of the others are in the inode's chunk index ZSET ---------
 
 local function index_chunk(kindex, indx)
-  if indx ~= 0 then redis.call('ZADD', kindex, indx, indx) end
+  if indx ~= 0 then
+    -- (A string: see lib.lua on numbers passed to redis.call.)
+    local s = tostring(indx)
+    redis.call('ZADD', kindex, s, s)
+  end
 end
 
 local function unindex_chunk(kindex, indx)
@@ -155,7 +159,7 @@ end
 -- Returns the write-phase function.
 local function append_slice(kchunk, kindex, indx, slice, ino8)
   local size = redis.call('STRLEN', kchunk)
-  if size > 0 and (redis.call('GETRANGE', kchunk, 0, 0) ~= VER or (size - 1) % 24 ~= 0) then
+  if size > 0 and (redis.call('GETRANGE', kchunk, '0', '0') ~= VER or (size - 1) % 24 ~= 0) then
     fail('Corrupted', 'chunk ' .. indx .. ' of inode ' .. dec(ino8) .. ': undecodable (' .. size .. ' bytes)')
   end
   if indx ~= 0 then check_type(kindex, 'zset') end

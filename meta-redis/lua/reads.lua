@@ -21,7 +21,7 @@ local function lookup(keys, argv)
     return { pa, false, redis.call('GET', argv[2] .. dec(p)) }
   end
   local name = argv[1]
-  local r = redis.call('ZRANGEBYLEX', keys[2], '[' .. name .. '\0', '(' .. name .. '\1', 'LIMIT', 0, 1)
+  local r = redis.call('ZRANGEBYLEX', keys[2], '[' .. name .. '\0', '(' .. name .. '\1', 'LIMIT', '0', '1')
   local m = r[1]
   if not m then return { pa, false, false } end
   if #m ~= #name + 11 then return { pa, m, false } end
@@ -37,7 +37,7 @@ local function readdir_plus(keys, argv)
   local pa = redis.call('GET', keys[1])
   if not pa then return { false } end
   local out = { pa }
-  local members = redis.call('ZRANGEBYLEX', keys[2], argv[1], '+', 'LIMIT', 0, tonumber(argv[2]))
+  local members = redis.call('ZRANGEBYLEX', keys[2], argv[1], '+', 'LIMIT', '0', argv[2])
   for _, m in ipairs(members) do
     local z = string.find(m, '\0', 1, true)
     local a = false
@@ -74,7 +74,7 @@ local function format(keys, argv)
   if string.sub(argv[2], -2) == ' 1' then
     redis.call('HSET', keys[10], 'layout', STATS_LAYOUT)
   end
-  redis.call('MSET', keys[1], argv[1], keys[2], argv[2], keys[3], argv[3], keys[4], 2,
-    keys[5], 1, keys[6], 4096, keys[7], 1, keys[8], 1, keys[9], 0)
+  redis.call('MSET', keys[1], argv[1], keys[2], argv[2], keys[3], argv[3], keys[4], '2',
+    keys[5], '1', keys[6], '4096', keys[7], '1', keys[8], '1', keys[9], '0')
   return { 'ok' }
 end

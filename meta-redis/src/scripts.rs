@@ -240,3 +240,112 @@ impl Library {
         &self.scripts
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every Lua source of the library, `(file, source)`.
+    fn sources() -> Vec<(&'static str, &'static str)> {
+        let mut all = vec![
+            ("base.lua", BASE),
+            ("batch.lua", BATCH),
+            ("reads.lua", READS),
+        ];
+        all.extend(LIB_PARTS);
+        all.extend(OP_SOURCES);
+        all
+    }
+
+    /// The arguments of each `redis.call(...)` / `redis.pcall(...)` in `src` (split at the
+    /// call's own commas, Lua strings and nested brackets skipped), with the call's line.
+    fn call_args(src: &str) -> Vec<(usize, Vec<String>)> {
+        let mut out = Vec::new();
+        let mut from = 0;
+        while let Some(i) = src[from..].find("redis.").map(|i| i + from) {
+            let rest = &src[i + "redis.".len()..];
+            let Some(name) = ["call(", "pcall("]
+                .into_iter()
+                .find(|n| rest.starts_with(n))
+            else {
+                from = i + 1;
+                continue;
+            };
+            let open = i + "redis.".len() + name.len();
+            let (mut depth, mut quote, mut args, mut cur) = (1, None, Vec::new(), String::new());
+            let mut end = src.len();
+            for (j, ch) in src[open..].char_indices() {
+                match (quote, ch) {
+                    (Some(q), c) if c == q => quote = None,
+                    (Some(_), _) => {}
+                    (None, '\'' | '"') => quote = Some(ch),
+                    (None, '(' | '{' | '[') => depth += 1,
+                    (None, ')' | '}' | ']') => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = open + j;
+                            break;
+                        }
+                    }
+                    (None, ',') if depth == 1 => {
+                        args.push(std::mem::take(&mut cur));
+                        continue;
+                    }
+                    _ => {}
+                }
+                cur.push(ch);
+            }
+            args.push(cur);
+            let line = src[..i].matches('\n').count() + 1;
+            out.push((line, args.iter().map(|a| a.trim().to_string()).collect()));
+            from = end.max(i + 1);
+        }
+        out
+    }
+
+    /// Redis formats a Lua number passed to `redis.call` with snprintf("%.17g"), about 2,000
+    /// server instructions each (lib.lua): the library passes strings. Catches literals.
+    #[test]
+    fn redis_calls_take_no_number_literals() {
+        let mut bad = Vec::new();
+        let mut calls = 0;
+        for (file, src) in sources() {
+            for (line, args) in call_args(src) {
+                calls += 1;
+                for a in args {
+                    if !a.is_empty() && a.parse::<f64>().is_ok() {
+                        bad.push(format!("{file}:{line}: {a}"));
+                    }
+                }
+            }
+        }
+        assert!(
+            calls > 100,
+            "only {calls} redis.call sites found: the scan is broken"
+        );
+        assert!(
+            bad.is_empty(),
+            "number literals passed to redis.call: {bad:?}"
+        );
+    }
+
+    #[test]
+    fn call_args_splits_at_the_calls_own_commas() {
+        let src = "x = redis.call('ZADD', k, 0, f(a, 'b,c'))\nredis.pcall(\n  'GET', t[1])";
+        let got = call_args(src);
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0],
+            (
+                1,
+                vec![
+                    "'ZADD'".into(),
+                    "k".into(),
+                    "0".into(),
+                    "f(a, 'b,c')".into()
+                ]
+            )
+        );
+        assert_eq!(got[1], (2, vec!["'GET'".into(), "t[1]".into()]));
+    }
+}

@@ -37,7 +37,7 @@ OPS.link = function(K, A)
   a.parent = after.parent
   local av = put_attr(K[1], a)
   restat(ino8, before, a)
-  redis.call('ZADD', K[3], 0, entry_member(name, a.typ, ino8))
+  redis.call('ZADD', K[3], '0', entry_member(name, a.typ, ino8))
   local pv = put_attr(K[2], bump_dir(pa, 0, time))
   return { 'ok', av, pv }
 end

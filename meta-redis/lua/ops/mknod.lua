@@ -78,7 +78,7 @@ OPS.mknod = function(K, A)
     if DSV[ino8] == nil then DSV[ino8] = false end
     stat_parent(ino8, parent8)
   end
-  redis.call('ZADD', K[2], 0, entry_member(name, typ, ino8))
+  redis.call('ZADD', K[2], '0', entry_member(name, typ, ino8))
   if typ == T_LNK then redis.call('SET', K[4], VER .. A[3]) end
   if append then append() end
   add_counter(S.used, sp)

@@ -139,8 +139,8 @@ OPS.rename = function(K, A)
       -- Writes.
       redis.call('ZREM', K[2], se.member)
       redis.call('ZREM', K[4], de.member)
-      redis.call('ZADD', K[2], 0, entry_member(name, de.typ, de.ino))
-      redis.call('ZADD', K[4], 0, entry_member(new_name, se.typ, se.ino))
+      redis.call('ZADD', K[2], '0', entry_member(name, de.typ, de.ino))
+      redis.call('ZADD', K[4], '0', entry_member(new_name, se.typ, se.ino))
       if not same_dir then
         local sbefore, dbefore = stat_snap(sa), stat_snap(da)
         sa.parent = moved_parent(sa, parent8, np8)
@@ -204,7 +204,7 @@ OPS.rename = function(K, A)
     end
   end
   redis.call('ZREM', K[2], se.member)
-  redis.call('ZADD', K[4], 0, entry_member(new_name, se.typ, se.ino))
+  redis.call('ZADD', K[4], '0', entry_member(new_name, se.typ, se.ino))
   if not same_dir then
     local before = stat_snap(sa)
     sa.parent = moved_parent(sa, parent8, np8)

@@ -36,7 +36,7 @@ OPS.restore = function(K, A)
   if nc > 0 then check_type(K[4], 'zset') end
   -- Writes.
   for _, l in ipairs(links) do
-    redis.call('ZADD', l[1], 0, entry_member(l[2], typ, ino8))
+    redis.call('ZADD', l[1], '0', entry_member(l[2], typ, ino8))
   end
   put_attr(K[1], new)
   if typ == T_LNK then redis.call('SET', K[2], VER .. A[2]) end
