@@ -13,7 +13,8 @@ pub struct SessionRow {
     /// The stored session.
     #[serde(flatten)]
     pub session: Session,
-    /// Seconds until it expires (negative: expired that long ago, not yet cleaned up).
+    /// Seconds until it expires (negative: expired that long ago, not yet cleaned up; a
+    /// session whose close in parts has begun expired at the epoch, `Session::FENCED`).
     pub expires_in: f64,
     /// What it holds; `None` when it vanished while being read.
     pub holdings: Option<SessionHoldings>,
@@ -81,7 +82,10 @@ impl Status {
         )?;
         for r in &self.sessions {
             let i = &r.session.info;
-            let expires = if r.expires_in >= 0.0 {
+            let expires = if r.session.is_fenced() {
+                // Its close in parts has begun (Session::FENCED): the next cleanup ends it.
+                "CLOSING".to_string()
+            } else if r.expires_in >= 0.0 {
                 format!("in {:.0}s", r.expires_in)
             } else {
                 format!("EXPIRED {:.0}s", -r.expires_in)

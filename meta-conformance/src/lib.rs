@@ -138,6 +138,7 @@ macro_rules! __case_list {
             ],
             session_bulk: [
                 many_released_at_once, many_held_at_close, close_beside_many_held_elsewhere,
+                crashed_holding_many_is_cleaned_up, close_in_parts_fences_the_session,
             ],
             model: [randomized_vs_memory],
         }

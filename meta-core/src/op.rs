@@ -365,7 +365,8 @@ pub enum Op {
     /// adjusted. Overwrites the attributes of an existing inode (the root).
     Restore(Box<RestoreRecord>),
     /// Register a session (see [`crate::session`]): store its description and expiry.
-    /// EEXIST when the ID is taken.
+    /// EEXIST when the ID is taken; EINVAL for session 0 or an expiry at the epoch (the
+    /// fence, [`crate::session::Session::FENCED`]).
     OpenSession {
         /// The description; `info.sid` is the new session's ID (from `nextSession`).
         info: Box<SessionInfo>,
@@ -373,7 +374,9 @@ pub enum Op {
         expire: Timespec,
     },
     /// Move a session's expiry on (the heartbeat). ENOENT when the session is gone (another
-    /// client cleaned it up after it expired).
+    /// client cleaned it up after it expired) or fenced (its close in parts has begun: see
+    /// `CloseSession`'s `at_most`); EINVAL when `expire` is the fence itself
+    /// ([`crate::session::Session::FENCED`], the epoch), which only a close sets.
     Heartbeat {
         /// The session.
         sid: Sid,
@@ -390,6 +393,15 @@ pub enum Op {
         /// inside the op; EAGAIN when it has not, e.g. a heartbeat came in meanwhile). `None`
         /// closes unconditionally (a client closing its own session).
         expired_before: Option<Timespec>,
+        /// `None`: the whole close in this op. `Some(n)` (n ≥ 1): one part of a close, for a
+        /// session that holds more than one transaction of the store may carry (etcd's
+        /// `--max-txn-ops`): the op releases at most n of what the session holds (open
+        /// inodes first, then locks); when something is left, it keeps the record but
+        /// fences the session ([`crate::session::Session::FENCED`]: its heartbeat is refused
+        /// from then on) instead of deleting it. Send parts until one answers ENOENT. A
+        /// backend with no limit per transaction may close the whole session in the first
+        /// part (Redis does).
+        at_most: Option<std::num::NonZeroU32>,
     },
     /// Claim the cleanup of expired sessions: succeeds (and records `now_ms`) when no client
     /// claimed it in the last `every_ms` milliseconds, else EAGAIN. Keeps the cleanup to
@@ -401,7 +413,7 @@ pub enum Op {
         every_ms: i64,
     },
     /// Record that session `sid` holds `ino` open (open(2)). ENOENT when the inode or the
-    /// session does not exist. Idempotent.
+    /// session does not exist or is fenced (its close in parts has begun). Idempotent.
     Open {
         /// The session.
         sid: Sid,
@@ -422,7 +434,7 @@ pub enum Op {
     },
     /// BSD flock(2), non-blocking (`LOCK_NB`): set `owner`'s lock on `ino` to `typ`.
     /// EAGAIN when another owner holds a conflicting lock; ENOENT when the inode or the
-    /// session does not exist. Unlock of a lock not held succeeds.
+    /// session does not exist or is fenced. Unlock of a lock not held succeeds.
     Flock {
         /// The inode.
         ino: Ino,
@@ -434,7 +446,7 @@ pub enum Op {
     /// POSIX byte-range lock, fcntl(2) `F_SETLK` (non-blocking): set `owner`'s locks over
     /// `start..=end` to `typ`, splitting and merging its ranges as fcntl(2) describes.
     /// EAGAIN when another owner holds a conflicting range; EINVAL when `start > end`;
-    /// ENOENT when the inode or the session does not exist.
+    /// ENOENT when the inode or the session does not exist, or the session is fenced.
     Setlk {
         /// The inode.
         ino: Ino,

@@ -4,6 +4,11 @@
 //!   the `nextSession` counter, a description ([`SessionInfo`]) and an expiry refreshed by a
 //!   heartbeat. A session whose expiry passed is cleaned by any other client: its open files
 //!   are released and its locks dropped, in one atomic op ([`crate::Op::CloseSession`]).
+//!   A session that holds more than one transaction of a store may carry (etcd's
+//!   `--max-txn-ops`) is closed in parts instead: the first part *fences* it (its expiry
+//!   becomes [`Session::FENCED`], after which its heartbeat is refused, so its client can
+//!   never come back to a half-released session), each part releases some of what it holds,
+//!   and the last deletes the record.
 //! - An **open file** record says "session S holds inode I open". When the last link of an
 //!   inode that some session holds open goes (unlink, rmdir, rename over it), the inode is
 //!   kept ("sustained"): nlink 0, readable and writable by inode number, in no directory. It
@@ -85,6 +90,19 @@ pub struct Session {
     pub info: SessionInfo,
     /// The session expires at this time unless a heartbeat moves it on.
     pub expire: Timespec,
+}
+
+impl Session {
+    /// The expiry of a session whose close is under way in parts (the Unix epoch, which no
+    /// heartbeat sets: a heartbeat sets now plus five beats): the session stays listed, as
+    /// expired, until its last part deletes it, and [`crate::Op::Heartbeat`] refuses it with
+    /// ENOENT, as it refuses a session already gone.
+    pub const FENCED: Timespec = Timespec { sec: 0, nsec: 0 };
+
+    /// Whether the session is fenced (see [`Session::FENCED`]).
+    pub fn is_fenced(&self) -> bool {
+        self.expire == Session::FENCED
+    }
 }
 
 /// What a session holds (for `meta status`, fsck and dump).

@@ -347,14 +347,36 @@ impl KvRead for EtcdTxn {
         end: &[u8],
         keep: &meta_core::kv::KeyFilter,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        if start >= end {
+        self.scan_where_at_most(start, end, keep, usize::MAX).await
+    }
+
+    /// As `scan_where`, keeping the first `limit` kept keys: when more follow, the range
+    /// recorded (one check) ends just after the last key returned, so the commit checks
+    /// nothing about the keys past it, which the caller did not see.
+    async fn scan_where_at_most(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        keep: &meta_core::kv::KeyFilter,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if start >= end || limit == 0 {
             return Ok(Vec::new());
         }
         let (mut kvs, _) = self.range(start, Some(end), usize::MAX).await?;
         kvs.retain(|(k, _, _)| keep(k));
+        let mut seen_end = end.to_vec();
+        if kvs.len() > limit {
+            kvs.truncate(limit);
+            if let Some((last, _, _)) = kvs.last() {
+                // The smallest key above `last`.
+                seen_end = last.clone();
+                seen_end.push(0);
+            }
+        }
         if self.record {
             let mut st = self.state();
-            st.reads.range(start, end);
+            st.reads.range(start, &seen_end);
             for (k, v, m) in &kvs {
                 st.reads.key(k, *m);
                 st.cache.insert(k.clone(), (Some(v.clone()), *m));

@@ -560,9 +560,13 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
             }
             call(keys, vec![fixed, list])
         }
+        // A part of a close (`at_most`) closes the whole session here: one script has no
+        // limit on the records it writes, so a part is never needed, and doing it all in the
+        // first part is what the op allows.
         Op::CloseSession {
             sid,
             expired_before,
+            at_most: _,
         } => {
             let fixed = Record::new("close_session")
                 .bytes(&sid.to_be_bytes())

@@ -138,6 +138,7 @@ fn batches() -> Vec<(&'static str, Vec<Op>)> {
             vec![Op::CloseSession {
                 sid: SID,
                 expired_before: None,
+                at_most: None,
             }],
         ),
         (

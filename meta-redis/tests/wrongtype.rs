@@ -345,6 +345,7 @@ fn cases() -> Vec<(&'static str, Op)> {
             Op::CloseSession {
                 sid: SID,
                 expired_before: None,
+                at_most: None,
             },
         ),
         (

@@ -318,6 +318,7 @@ impl Gen {
             15..=19 => Op::CloseSession {
                 sid: self.sid(view),
                 expired_before: if self.pct(50) { None } else { Some(time) },
+                at_most: None,
             },
             20..=44 => Op::Open {
                 sid: self.sid(view),

@@ -370,6 +370,7 @@ pub async fn lifecycle_and_errors(ctx: &TestCtx) -> Result<()> {
             Op::CloseSession {
                 sid: own,
                 expired_before: Some(t(-1_000_000_000, 0)),
+                at_most: None,
             },
             WouldBlock,
         ),
@@ -392,6 +393,7 @@ pub async fn lifecycle_and_errors(ctx: &TestCtx) -> Result<()> {
             Op::CloseSession {
                 sid: sc,
                 expired_before: None,
+                at_most: None,
             },
             Op::Open { sid: sc, ino: g },
             created,

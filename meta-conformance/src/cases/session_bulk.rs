@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use meta_core::LockType;
+use meta_core::{LockType, Session, SessionHoldings};
 
 use super::prelude::*;
 
@@ -170,4 +170,164 @@ pub async fn close_beside_many_held_elsewhere(ctx: &TestCtx) -> Result<()> {
     );
     counters_exact(&*ctx.backend(), "after the close").await?;
     fsck_clean(&*ctx.backend(), "after the close").await
+}
+
+/// A client that crashes (dropped without close, its heartbeat stopped) while it holds 200
+/// files open, 100 of them unlinked (sustained) and 40 locked: once it expired, another
+/// client's cleanup releases all of it (the sustained inodes pending deletion, the others
+/// intact, the locks free). On etcd the session's close is larger than one transaction
+/// (128 operations by default), so the cleanup goes in parts ([`Op::CloseSession`]'s
+/// `at_most`); before parts existed it failed there with `Unsupported` every time.
+pub async fn crashed_holding_many_is_cleaned_up(ctx: &TestCtx) -> Result<()> {
+    let a = ctx.meta();
+    let mut fast = MetaOptions::default();
+    fast.heartbeat = std::time::Duration::from_millis(50);
+    let c = ctx.open_meta(fast).await?;
+    let sid = c.session_id().context("a read-write Meta has a session")?;
+    let (dir, _) = a.mkdir(ME, ROOT, b"crashed", 0o755).await?;
+    let held = create_held(&c, dir, 200, true).await?;
+    for (name, _) in held.iter().step_by(2) {
+        c.unlink(ME, dir, name.as_bytes()).await?;
+    }
+    c.flush().await?;
+    // The crash: every handle dropped without close, so the heartbeat stops.
+    drop(c);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let cleaned = a
+            .clean_expired_sessions()
+            .await
+            .context("cleanup of a crashed session holding 200 files")?;
+        if cleaned.contains(&sid) {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the crashed session was not cleaned up 30 s after its last heartbeat"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    expect_err(
+        a.session_holdings(sid).await,
+        NotFound,
+        "the cleaned session's holdings",
+    )?;
+    let files: Vec<Ino> = held.iter().map(|&(_, f)| f).collect();
+    check_released(&a, &files, "after the cleanup").await?;
+    for (i, f) in files.iter().enumerate().skip(5).step_by(10) {
+        a.flock(*f, 2, LockType::Write)
+            .await
+            .with_context(|| format!("file {i} is free to lock"))?;
+    }
+    counters_exact(&*ctx.backend(), "after the cleanup").await?;
+    fsck_clean(&*ctx.backend(), "after the cleanup").await
+}
+
+/// A session's close in parts of 5 ([`Op::CloseSession`] with `at_most`), 10 open files (5
+/// unlinked) and 2 flocks held: after the first part the session is gone or fenced (listed
+/// with the epoch as its expiry and what it still holds, its heartbeat and new opens refused
+/// with ENOENT, so its client cannot come back to it half-released); each part releases 5 of its
+/// holdings; parts go on until one answers ENOENT, and then everything is released as by a
+/// close in one op. Only such a close fences: a heartbeat to the fence is EINVAL. (Redis
+/// closes the whole session in the first part.)
+pub async fn close_in_parts_fences_the_session(ctx: &TestCtx) -> Result<()> {
+    let a = ctx.meta();
+    let be = ctx.backend();
+    let c = ctx.open_meta(MetaOptions::default()).await?;
+    let sid = c.session_id().context("a read-write Meta has a session")?;
+    let (dir, _) = a.mkdir(ME, ROOT, b"parts", 0o755).await?;
+    let held = create_held(&c, dir, 10, true).await?;
+    for (name, _) in held.iter().step_by(2) {
+        c.unlink(ME, dir, name.as_bytes()).await?;
+    }
+    c.flush().await?;
+    // Its client stops (no heartbeat can come in meanwhile); the session stays.
+    drop(c);
+    let files: Vec<Ino> = held.iter().map(|&(_, f)| f).collect();
+    let count = |h: &SessionHoldings| h.open.len() + h.flocks.len() + h.plocks.len();
+    let mut left = count(&a.session_holdings(sid).await?);
+    ensure!(
+        left == 12,
+        "10 open files and 2 flocks held, not {left} holdings"
+    );
+    // Only a close sets the fence: a heartbeat to it is refused (and changes nothing).
+    let fence = Op::Heartbeat {
+        sid,
+        expire: Session::FENCED,
+    };
+    expect_err(
+        apply1(&*be, fence).await?,
+        InvalidArgument,
+        "a heartbeat to the fence",
+    )?;
+    let part = std::num::NonZeroU32::new(5).context("5 is not 0")?;
+    let mut parts = 0;
+    loop {
+        let r = apply1(
+            &*be,
+            Op::CloseSession {
+                sid,
+                expired_before: None,
+                at_most: Some(part),
+            },
+        )
+        .await?;
+        if parts > 0 && kind_of(&r) == Some(NotFound) {
+            break;
+        }
+        ok(r, format!("part {} of the close", parts + 1))?;
+        parts += 1;
+        ensure!(
+            parts <= 3,
+            "12 holdings in parts of 5 took more than 3 parts"
+        );
+        let beat = Op::Heartbeat {
+            sid,
+            expire: Timespec::now(),
+        };
+        expect_err(
+            apply1(&*be, beat).await?,
+            NotFound,
+            format!("a heartbeat after part {parts}"),
+        )?;
+        // Nor does it take new opens: the parts end.
+        let reopen = Op::Open { sid, ino: files[1] };
+        expect_err(
+            apply1(&*be, reopen).await?,
+            NotFound,
+            format!("an open after part {parts}"),
+        )?;
+        match a.session_holdings(sid).await {
+            Err(e) if e.kind() == NotFound => {}
+            Ok(h) => {
+                let now = count(&h);
+                ensure!(
+                    now + 5 == left,
+                    "part {parts} left {now} of {left} holdings, not 5 fewer"
+                );
+                left = now;
+                let all = a.sessions().await?;
+                let s = all
+                    .iter()
+                    .find(|s| s.info.sid == sid)
+                    .context("a session with holdings left is listed")?;
+                ensure!(
+                    s.is_fenced(),
+                    "after part {parts}: expiry {:?}, not the fence",
+                    s.expire
+                );
+            }
+            Err(e) => bail!("holdings after part {parts}: {e}"),
+        }
+    }
+    ensure!(
+        !a.sessions().await?.iter().any(|s| s.info.sid == sid),
+        "the session is listed after its last part"
+    );
+    check_released(&a, &files, "after the close in parts").await?;
+    a.flock(files[5], 2, LockType::Write)
+        .await
+        .context("file 5's flock is gone with the session")?;
+    counters_exact(&*be, "after the close in parts").await?;
+    fsck_clean(&*be, "after the close in parts").await
 }

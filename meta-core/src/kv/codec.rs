@@ -450,6 +450,12 @@ pub fn encode_session(s: &Session) -> Vec<u8> {
     v
 }
 
+/// The expiry of a session record, without decoding its description (whether the session
+/// is fenced: [`Session::FENCED`]). Errors: `Corrupted`.
+pub fn session_expiry(buf: &[u8]) -> Result<Timespec> {
+    Reader::new(buf, "session")?.time()
+}
+
 /// Decodes a session record. Errors: `Corrupted`.
 pub fn decode_session(buf: &[u8]) -> Result<Session> {
     let mut r = Reader::new(buf, "session")?;

@@ -40,6 +40,23 @@ pub trait KvRead: Send + Sync {
         let all = self.scan(start, end, usize::MAX).await?;
         Ok(all.into_iter().filter(|(k, _)| keep(k)).collect())
     }
+
+    /// The first `limit` pairs of [`KvRead::scan_where`]. A store that checks a
+    /// transaction's reads at commit should check only the range up to the last pair
+    /// returned (when there are more) and those pairs' keys, so that reading a few of many
+    /// kept keys costs a few checks; the default scans it all and records what
+    /// `scan_where` records.
+    async fn scan_where_at_most(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        keep: &KeyFilter,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut all = self.scan_where(start, end, keep).await?;
+        all.truncate(limit);
+        Ok(all)
+    }
 }
 
 /// A synchronous ordered KV store with atomic multi-key commits: what [`crate::kv::KvBackend`] needs.

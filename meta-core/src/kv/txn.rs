@@ -114,18 +114,40 @@ impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
         prefix: &[u8],
         keep: &crate::kv::store::KeyFilter,
     ) -> Result<Vec<Vec<u8>>> {
+        self.keys_where_at_most(prefix, keep, usize::MAX).await
+    }
+
+    /// The first `limit` of [`KvTxn::keys_where`], reading no more than that many kept keys
+    /// (plus as many as the overlay deletes) from the store ([`KvRead::scan_where_at_most`]).
+    pub async fn keys_where_at_most(
+        &self,
+        prefix: &[u8],
+        keep: &crate::kv::store::KeyFilter,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>> {
         let end = prefix_end(prefix);
-        let mut keys: std::collections::BTreeSet<Vec<u8>> = self
-            .reader
-            .scan_where(prefix, &end, keep)
-            .await?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
         let range = (
             std::ops::Bound::Included(prefix.to_vec()),
-            std::ops::Bound::Excluded(end),
+            std::ops::Bound::Excluded(end.clone()),
         );
+        // Every key the overlay deletes may hide one the store returns: read that many more,
+        // so that the first `limit` after the merge are the first `limit` there are (the
+        // store's keys past the last one read are all greater than those).
+        let deleted = [&self.batch, &self.op]
+            .iter()
+            .flat_map(|l| l.range::<Vec<u8>, _>(range.clone()))
+            .filter(|(k, v)| v.is_none() && keep(k))
+            .count();
+        let read = match limit.saturating_add(deleted) {
+            usize::MAX => self.reader.scan_where(prefix, &end, keep).await?,
+            n => {
+                self.reader
+                    .scan_where_at_most(prefix, &end, keep, n)
+                    .await?
+            }
+        };
+        let mut keys: std::collections::BTreeSet<Vec<u8>> =
+            read.into_iter().map(|(k, _)| k).collect();
         for layer in [&self.batch, &self.op] {
             for (k, v) in layer.range::<Vec<u8>, _>(range.clone()) {
                 if !keep(k) {
@@ -138,7 +160,7 @@ impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
                 }
             }
         }
-        Ok(keys.into_iter().collect())
+        Ok(keys.into_iter().take(limit).collect())
     }
 
     /// Reads a key through the overlay.
@@ -413,14 +435,20 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
     }
     async fn has_session(&mut self, sid: Sid) -> Result<bool> {
         let key = session_key(sid);
+        let takes = |v: Option<&Vec<u8>>| -> Result<bool> {
+            match v {
+                Some(b) => Ok(session_expiry(b)? != Session::FENCED),
+                None => Ok(false),
+            }
+        };
         if let Some(v) = self.op.get(&key).or_else(|| self.batch.get(&key)) {
-            return Ok(v.is_some());
+            return takes(v.as_ref());
         }
         // Every create-and-open of a batch asks about the same session: read it once.
         if let Some(&known) = self.sessions.get(&sid) {
             return Ok(known);
         }
-        let known = self.reader.get(&key).await?.is_some();
+        let known = takes(self.reader.get(&key).await?.as_ref())?;
         self.sessions.insert(sid, known);
         Ok(known)
     }
@@ -460,9 +488,12 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
         // Every open of the volume is scanned, but only this session's are checked one by one
         // at commit (see KvRead::scan_where): a new open of the session would also have read
         // its session record, which the ops that call this read and change.
+        self.session_opens_at_most(sid, usize::MAX).await
+    }
+    async fn session_opens_at_most(&mut self, sid: Sid, n: usize) -> Result<Vec<Ino>> {
         let mine = move |k: &[u8]| parse_open_key(k).is_none_or(|(_, s)| s == sid);
         let mut out = Vec::new();
-        for k in self.keys_where(&[OPEN_TAG], &mine).await? {
+        for k in self.keys_where_at_most(&[OPEN_TAG], &mine, n).await? {
             let (ino, _) =
                 parse_open_key(&k).ok_or_else(|| err::corrupted(format!("open-file key {k:?}")))?;
             out.push(ino);
@@ -509,11 +540,22 @@ impl<R: KvRead + ?Sized> TxnView for KvTxn<'_, R> {
         Ok(())
     }
     async fn session_locks(&mut self, sid: Sid) -> Result<Vec<(Ino, LockKind, u64)>> {
+        self.session_locks_at_most(sid, usize::MAX).await
+    }
+    async fn session_locks_at_most(
+        &mut self,
+        sid: Sid,
+        n: usize,
+    ) -> Result<Vec<(Ino, LockKind, u64)>> {
         let mut out = Vec::new();
         for kind in [LockKind::Flock, LockKind::Plock] {
+            if out.len() >= n {
+                break;
+            }
             // As session_opens: locks are taken by ops that read the session record.
             let mine = move |k: &[u8]| parse_lock_key(kind, k).is_none_or(|(_, o)| o.sid == sid);
-            for k in self.keys_where(&[kind.tag()], &mine).await? {
+            let left = n - out.len();
+            for k in self.keys_where_at_most(&[kind.tag()], &mine, left).await? {
                 let (ino, o) = parse_lock_key(kind, &k)
                     .ok_or_else(|| err::corrupted(format!("lock key {k:?}")))?;
                 out.push((ino, kind, o.owner));
@@ -590,6 +632,90 @@ mod tests {
             assert_eq!(t.write_cost(), recount(&t));
         }
         assert!(t.batch_bytes > 0, "the walk kept some writes");
+    }
+
+    /// A store of fixed pairs whose `scan_where_at_most` returns no more than it is asked for
+    /// (as etcd's does), recording the largest limit asked.
+    struct Fixed(Vec<(Vec<u8>, Vec<u8>)>, std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl KvRead for Fixed {
+        async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            Ok(self
+                .0
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone()))
+        }
+        async fn scan(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            limit: usize,
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|(k, _)| k.as_slice() >= start && k.as_slice() < end)
+                .take(limit)
+                .cloned()
+                .collect())
+        }
+        async fn scan_where_at_most(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            keep: &crate::kv::store::KeyFilter,
+            limit: usize,
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            self.1.fetch_max(limit, std::sync::atomic::Ordering::SeqCst);
+            let mut all = self.scan_where(start, end, keep).await?;
+            all.truncate(limit);
+            Ok(all)
+        }
+    }
+
+    /// `keys_where_at_most` is the first `limit` of `keys_where` whatever the overlay deletes
+    /// or adds before, among or after the store's keys, and asks the store for no more than
+    /// `limit` plus the overlay's deletes.
+    #[tokio::test]
+    async fn keys_where_at_most_is_a_prefix_of_keys_where() {
+        // Keys p00..p19; odd ones are "another session's" (rejected by the filter).
+        let pairs = (0..20u8).map(|i| (vec![b'p', i], vec![i])).collect();
+        let r = Fixed(pairs, Default::default());
+        let keep = |k: &[u8]| k.get(1).is_none_or(|b| b % 2 == 0);
+        let mut t = KvTxn::new(&r);
+        // Deleted: p00, p04, p06 and (after the fold) p08, all kept by the filter, and p03
+        // (rejected); added: p01, p05, p07, p09 (rejected: odd) and p30 (past the store's keys).
+        for k in [0u8, 4, 6, 3] {
+            t.set(vec![b'p', k], None);
+        }
+        t.release_savepoint().await.expect("fold");
+        for k in [1u8, 7, 9, 30, 5] {
+            t.set(vec![b'p', k], Some(vec![1]));
+        }
+        t.set(vec![b'p', 8], None);
+        let all = t.keys_where(b"p", &keep).await.expect("all");
+        assert_eq!(
+            all,
+            [2u8, 10, 12, 14, 16, 18, 30]
+                .iter()
+                .map(|&i| vec![b'p', i])
+                .collect::<Vec<_>>()
+        );
+        for limit in 0..=all.len() + 2 {
+            r.1.store(0, std::sync::atomic::Ordering::SeqCst);
+            let some = t
+                .keys_where_at_most(b"p", &keep, limit)
+                .await
+                .expect("some");
+            assert_eq!(some, all[..limit.min(all.len())], "limit {limit}");
+            // 4 kept deletes in the overlay (p00, p04, p06, p08).
+            assert!(
+                r.1.load(std::sync::atomic::Ordering::SeqCst) <= limit + 4,
+                "limit {limit}: asked the store for more"
+            );
+        }
     }
 
     /// Whether a session or a quota exists is read once per transaction, and again after

@@ -106,12 +106,13 @@ pub fn precheck(op: &Op) -> Result<()> {
             }
             check_chunks(chunks)
         }
-        Op::OpenSession { info, .. } => {
+        Op::OpenSession { info, expire } => {
             if info.sid == 0 {
                 return Err(err::invalid("session 0 is never valid"));
             }
-            Ok(())
+            check_expiry(*expire)
         }
+        Op::Heartbeat { expire, .. } => check_expiry(*expire),
         Op::ClaimCleanup { every_ms, .. } => {
             if *every_ms <= 0 {
                 return Err(err::invalid(format!("cleanup lease of {every_ms} ms")));
@@ -130,12 +131,23 @@ pub fn precheck(op: &Op) -> Result<()> {
         | Op::CompactChunk { .. }
         | Op::ClearPendingFile { .. }
         | Op::ClearPendingSlice { .. }
-        | Op::Heartbeat { .. }
         | Op::CloseSession { .. }
         | Op::Open { .. }
         | Op::Release { .. }
         | Op::Flock { .. } => Ok(()),
     }
+}
+
+/// A session's expiry, as registered or refreshed: never the fence of a session whose close
+/// in parts has begun ([`crate::session::Session::FENCED`]), which only that close sets.
+/// Errors: `InvalidArgument`.
+fn check_expiry(expire: crate::types::Timespec) -> Result<()> {
+    if expire == crate::session::Session::FENCED {
+        return Err(err::invalid(
+            "a session's expiry cannot be the epoch: it marks a session whose close has begun",
+        ));
+    }
+    Ok(())
 }
 
 /// The rules of [`Imported`]: only a regular file has a length or a slice, the length is at

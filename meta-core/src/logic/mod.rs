@@ -143,10 +143,12 @@ pub trait TxnView: Send {
     /// session's record from being deleted until the transaction ends when the op adds a
     /// record that belongs to the session (SQL: a shared row lock, see meta-sql).
     async fn get_session(&mut self, sid: Sid) -> Result<Option<Session>>;
-    /// Whether session `sid` exists (the same locking duty as [`TxnView::get_session`]);
-    /// stores override it to skip decoding the session's description.
+    /// Whether session `sid` exists and takes new records: not fenced, i.e. its close in
+    /// parts has not begun (`Session::FENCED`). The same locking duty as
+    /// [`TxnView::get_session`]; stores override it to skip decoding the session's
+    /// description.
     async fn has_session(&mut self, sid: Sid) -> Result<bool> {
-        Ok(self.get_session(sid).await?.is_some())
+        Ok(self.get_session(sid).await?.is_some_and(|s| !s.is_fenced()))
     }
     /// Stores a session (insert or replace).
     async fn put_session(&mut self, session: &Session) -> Result<()>;
@@ -160,6 +162,14 @@ pub trait TxnView: Send {
     async fn set_open(&mut self, sid: Sid, ino: Ino, open: bool) -> Result<()>;
     /// The inodes session `sid` holds open, increasing.
     async fn session_opens(&mut self, sid: Sid) -> Result<Vec<Ino>>;
+    /// The first `n` of [`TxnView::session_opens`]. A store that checks a transaction's
+    /// reads at commit one by one (etcd) overrides it to read, and check, no more than
+    /// those (a close in parts, `Op::CloseSession`'s `at_most`); the default reads all.
+    async fn session_opens_at_most(&mut self, sid: Sid, n: usize) -> Result<Vec<Ino>> {
+        let mut all = self.session_opens(sid).await?;
+        all.truncate(n);
+        Ok(all)
+    }
     /// The flocks on `ino`, by owner.
     async fn get_flocks(&mut self, ino: Ino) -> Result<Vec<(LockOwner, LockType)>>;
     /// Sets `owner`'s flock on `ino` (`Unlock` removes the record).
@@ -171,6 +181,16 @@ pub trait TxnView: Send {
     -> Result<()>;
     /// Every lock record of session `sid`: inode, kind and owner.
     async fn session_locks(&mut self, sid: Sid) -> Result<Vec<(Ino, LockKind, u64)>>;
+    /// The first `n` of [`TxnView::session_locks`] (see [`TxnView::session_opens_at_most`]).
+    async fn session_locks_at_most(
+        &mut self,
+        sid: Sid,
+        n: usize,
+    ) -> Result<Vec<(Ino, LockKind, u64)>> {
+        let mut all = self.session_locks(sid).await?;
+        all.truncate(n);
+        Ok(all)
+    }
 
     /// "Add `nlink_delta` to directory `dir`'s nlink and raise its mtime/ctime to `time`", where
     /// `current` is the directory's attributes as read in this transaction. Returns the new
@@ -447,7 +467,8 @@ async fn dispatch<V: TxnView + ?Sized>(v: &mut V, op: &Op, limits: &Limits) -> R
         Op::CloseSession {
             sid,
             expired_before,
-        } => session::close_session(v, *sid, *expired_before).await,
+            at_most,
+        } => session::close_session(v, *sid, *expired_before, *at_most).await,
         Op::ClaimCleanup { now_ms, every_ms } => {
             session::claim_cleanup(v, *now_ms, *every_ms).await
         }

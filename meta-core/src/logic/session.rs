@@ -26,7 +26,9 @@ async fn session_record<V: TxnView + ?Sized>(v: &mut V, sid: Sid) -> Result<Sess
     v.get_session(sid).await?.ok_or_else(|| no_session(sid))
 }
 
-/// ENOENT unless session `sid` exists (for ops that add a record belonging to it).
+/// ENOENT unless session `sid` exists and is not fenced (for ops that add a record belonging
+/// to it: a session whose close in parts has begun takes none, so the parts end and its
+/// client learns at once that the session is gone).
 pub(super) async fn live_session<V: TxnView + ?Sized>(v: &mut V, sid: Sid) -> Result<()> {
     if v.has_session(sid).await? {
         Ok(())
@@ -57,6 +59,11 @@ pub(super) async fn heartbeat<V: TxnView + ?Sized>(
     expire: Timespec,
 ) -> Result<OpOutput> {
     let mut s = session_record(v, sid).await?;
+    if s.is_fenced() {
+        return Err(err::not_found(format!(
+            "session {sid} expired and its cleanup is under way"
+        )));
+    }
     s.expire = expire;
     v.put_session(&s).await?;
     Ok(OpOutput::Done)
@@ -89,12 +96,15 @@ async fn drop_locks_on<V: TxnView + ?Sized>(v: &mut V, sid: Sid, ino: Ino) -> Re
     Ok(())
 }
 
+/// [`crate::Op::CloseSession`]: the whole close, or with `at_most` one part of it (at most
+/// that many open inodes and locks released; the session fenced when something is left).
 pub(super) async fn close_session<V: TxnView + ?Sized>(
     v: &mut V,
     sid: Sid,
     expired_before: Option<Timespec>,
+    at_most: Option<std::num::NonZeroU32>,
 ) -> Result<OpOutput> {
-    let s = session_record(v, sid).await?;
+    let mut s = session_record(v, sid).await?;
     if let Some(t) = expired_before
         && s.expire >= t
     {
@@ -103,18 +113,44 @@ pub(super) async fn close_session<V: TxnView + ?Sized>(
             s.expire.sec, s.expire.nsec
         )));
     }
-    for ino in v.session_opens(sid).await? {
+    // A part reads one holding more than it releases, to know whether something is left
+    // (and no more: on etcd every holding read is a check of the transaction).
+    let (opens, locks, left) = match at_most {
+        None => (
+            v.session_opens(sid).await?,
+            v.session_locks(sid).await?,
+            false,
+        ),
+        Some(n) => {
+            let n = n.get() as usize;
+            let mut opens = v.session_opens_at_most(sid, n.saturating_add(1)).await?;
+            let mut locks = Vec::new();
+            if opens.len() <= n {
+                locks = v.session_locks_at_most(sid, n - opens.len() + 1).await?;
+            }
+            let left = opens.len() + locks.len() > n;
+            opens.truncate(n);
+            locks.truncate(n - opens.len());
+            (opens, locks, left)
+        }
+    };
+    for ino in opens {
         v.set_open(sid, ino, false).await?;
         delete_if_unheld(v, ino).await?;
     }
-    for (ino, kind, owner) in v.session_locks(sid).await? {
+    for (ino, kind, owner) in locks {
         let o = LockOwner { sid, owner };
         match kind {
             LockKind::Flock => v.set_flock(ino, o, LockType::Unlock).await?,
             LockKind::Plock => v.set_plocks(ino, o, &[]).await?,
         }
     }
-    v.delete_session(sid).await?;
+    if left {
+        s.expire = Session::FENCED;
+        v.put_session(&s).await?;
+    } else {
+        v.delete_session(sid).await?;
+    }
     Ok(OpOutput::Done)
 }
 
@@ -206,7 +242,8 @@ pub async fn list_locks<V: TxnView + ?Sized>(
 
 /// What session `sid` holds: open inodes and locks. ENOENT when the session does not exist.
 pub async fn session_holdings<V: TxnView + ?Sized>(v: &mut V, sid: Sid) -> Result<SessionHoldings> {
-    live_session(v, sid).await?;
+    // (A fenced session's too: what is left for the next part of its close.)
+    session_record(v, sid).await?;
     let mut h = SessionHoldings {
         open: v.session_opens(sid).await?,
         ..SessionHoldings::default()

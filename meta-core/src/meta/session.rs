@@ -2,6 +2,7 @@
 //! (see [`crate::session`] for the model); open files are in `open.rs`.
 
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -243,12 +244,7 @@ impl Meta {
         // answer was lost finds the session gone: NotFound, which is success here).
         let mut tries = 1;
         loop {
-            let r = self
-                .submit_unchecked(Op::CloseSession {
-                    sid,
-                    expired_before: None,
-                })
-                .await;
+            let r = self.close_session_op(sid, None).await;
             match r {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
@@ -266,12 +262,14 @@ impl Meta {
     }
 
     /// Cleans up every session of the volume that expired (other than this client's): each
-    /// in one atomic op that releases its open files and drops its locks, re-checking the
-    /// expiry inside the op. Returns the sessions cleaned. The heartbeat calls this when it
-    /// wins the cleanup lease ([`Op::ClaimCleanup`]); an explicit call does not take the
-    /// lease. Errors: those of the backend (a session cleaned by another client meanwhile is
-    /// skipped; one that fails is logged and the others are still cleaned, then the first
-    /// failure is returned).
+    /// in one atomic op that releases its open files and drops its locks (or, on a store
+    /// that refuses that op as too large, in parts of up to 16, fenced at the first: see
+    /// [`Op::CloseSession`]'s `at_most`),
+    /// re-checking the expiry inside the op. Returns the sessions cleaned. The heartbeat
+    /// calls this when it wins the cleanup lease ([`Op::ClaimCleanup`]); an explicit call
+    /// does not take the lease. Errors: those of the backend (a session cleaned by another
+    /// client meanwhile is skipped; one that fails is logged and the others are still
+    /// cleaned, then the first failure is returned).
     pub async fn clean_expired_sessions(&self) -> Result<Vec<Sid>> {
         let now = Timespec::now();
         let own = self.session_id();
@@ -282,13 +280,7 @@ impl Meta {
             if Some(sid) == own || s.expire >= now {
                 continue;
             }
-            match self
-                .submit(Op::CloseSession {
-                    sid,
-                    expired_before: Some(now),
-                })
-                .await
-            {
+            match self.close_session_op(sid, Some(now)).await {
                 Ok(_) => cleaned.push(sid),
                 Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::WouldBlock) => {}
                 // One session that cannot be cleaned does not hold up the others.
@@ -299,6 +291,54 @@ impl Meta {
             }
         }
         first_err.map_or(Ok(cleaned), Err)
+    }
+
+    /// Closes session `sid` ([`Op::CloseSession`], expired before `expired_before` when
+    /// given): in one op, or, when the store refuses that op as too large for one transaction
+    /// (`Unsupported`: etcd's `--max-txn-ops`, which a session holding a few dozen files
+    /// with xattrs passes), in parts of at most [`CLOSE_PART`] open inodes and locks each,
+    /// halved while a part is still refused, until a part finds the session gone. The first
+    /// part fences the session, so its client, should it come back, finds it gone rather
+    /// than half-released. Errors: the first op's (ENOENT when the session does not exist,
+    /// EAGAIN when it has not expired), a part's, or `Unsupported` when even a part of one
+    /// is refused or the parts do not end (more than [`CLOSE_PARTS_MAX`]).
+    async fn close_session_op(&self, sid: Sid, expired_before: Option<Timespec>) -> Result<()> {
+        let close = |at_most| Op::CloseSession {
+            sid,
+            expired_before,
+            at_most,
+        };
+        // (The engine's own close runs while `Meta::close` refuses new ops.)
+        let own = expired_before.is_none();
+        let send = |op| async move {
+            if own {
+                self.submit_unchecked(op).await
+            } else {
+                self.submit(op).await
+            }
+        };
+        match send(close(None)).await {
+            Err(e) if e.kind() == ErrorKind::Unsupported => {
+                debug!(sid, "closing the session in parts: {e}");
+            }
+            r => return r.map(|_| ()),
+        }
+        let mut part = CLOSE_PART;
+        for _ in 0..CLOSE_PARTS_MAX {
+            match send(close(NonZeroU32::new(part))).await {
+                Ok(_) => {}
+                // The last part deleted the session (or a cleanup elsewhere finished it).
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Unsupported && part > 1 => part /= 2,
+                Err(e) => return Err(e.context_prefix(format!("close in parts of {part}"))),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "session {sid} still holds files or locks after {CLOSE_PARTS_MAX} parts of its close"
+            ),
+        ))
     }
 
     /// Every session of the volume (expired ones not yet cleaned up included).
@@ -460,5 +500,13 @@ async fn heartbeat_loop(
 /// (`Unavailable`, `Indeterminate`, `Conflict`); past them the session is left to expire and
 /// be cleaned up by another client.
 const CLOSE_TRIES: u32 = 3;
+/// Open inodes and locks released per part of a session's close in parts
+/// ([`Meta::close_session_op`]) at first: 16 releases fit etcd's default of 128 operations per
+/// transaction in the common case, as [`super::open::RELEASE_CHUNK`] says.
+const CLOSE_PART: u32 = 16;
+/// Most parts of one session's close in parts: a million open inodes and locks at 16 per
+/// part, far more than a client holds; what is still left then (a client that keeps adding
+/// to a fenced session) is an error rather than an endless loop.
+const CLOSE_PARTS_MAX: u32 = 65_536;
 /// Pause before the second try of a session's close; the third waits twice as long.
 const CLOSE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
