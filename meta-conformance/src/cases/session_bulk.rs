@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use meta_core::{LockType, Session, SessionHoldings};
+use meta_core::{LockType, Session, SessionHoldings, Sid};
 
 use super::prelude::*;
 
@@ -49,10 +49,36 @@ async fn check_released(m: &Meta, files: &[Ino], when: &str) -> Result<()> {
     Ok(())
 }
 
+/// After session `sid`, which held `files` from `create_held` open (the even ones unlinked),
+/// was closed or cleaned up: its holdings are ENOENT, every file is released
+/// (`check_released`), the kept files it flocked (5, 15, ...) can be write-locked by another
+/// owner, and the counters and fsck are clean.
+async fn check_gone_with_all(
+    ctx: &TestCtx,
+    a: &Meta,
+    sid: Sid,
+    files: &[Ino],
+    when: &str,
+) -> Result<()> {
+    expect_err(
+        a.session_holdings(sid).await,
+        NotFound,
+        format!("the session's holdings {when}"),
+    )?;
+    check_released(a, files, when).await?;
+    for (i, f) in files.iter().enumerate().skip(5).step_by(10) {
+        a.flock(*f, 2, LockType::Write)
+            .await
+            .with_context(|| format!("file {i} is free to lock {when}"))?;
+    }
+    counters_exact(&*ctx.backend(), when).await?;
+    fsck_clean(&*ctx.backend(), when).await
+}
+
 /// 200 files created open by one client, with 3 xattrs each, 100 of them unlinked (sustained)
-/// and 40 locked, all closed together: every release reaches the backend (the sustained inodes become pending
-/// deletion, the locks go), another client can lock the files, and the session holds
-/// nothing afterwards.
+/// and 40 locked, all closed together: every release reaches the backend (the sustained
+/// inodes become pending deletion, the locks go), another client can lock the files, and the
+/// session holds nothing afterwards.
 pub async fn many_released_at_once(ctx: &TestCtx) -> Result<()> {
     let a = ctx.meta();
     let sid = a.session_id().context("a read-write Meta has a session")?;
@@ -118,19 +144,7 @@ pub async fn many_held_at_close(ctx: &TestCtx) -> Result<()> {
     c.close()
         .await
         .context("close of a session holding 200 files")?;
-    expect_err(
-        a.session_holdings(sid).await,
-        NotFound,
-        "the closed session's holdings",
-    )?;
-    check_released(&a, &files, "after the close").await?;
-    for (i, f) in files.iter().enumerate().skip(5).step_by(10) {
-        a.flock(*f, 2, LockType::Write)
-            .await
-            .with_context(|| format!("file {i} is free to lock"))?;
-    }
-    counters_exact(&*ctx.backend(), "after the close").await?;
-    fsck_clean(&*ctx.backend(), "after the close").await
+    check_gone_with_all(ctx, &a, sid, &files, "after the close").await
 }
 
 /// A client that closes its session while another client holds 200 files open, 40 of them
@@ -207,20 +221,8 @@ pub async fn crashed_holding_many_is_cleaned_up(ctx: &TestCtx) -> Result<()> {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    expect_err(
-        a.session_holdings(sid).await,
-        NotFound,
-        "the cleaned session's holdings",
-    )?;
     let files: Vec<Ino> = held.iter().map(|&(_, f)| f).collect();
-    check_released(&a, &files, "after the cleanup").await?;
-    for (i, f) in files.iter().enumerate().skip(5).step_by(10) {
-        a.flock(*f, 2, LockType::Write)
-            .await
-            .with_context(|| format!("file {i} is free to lock"))?;
-    }
-    counters_exact(&*ctx.backend(), "after the cleanup").await?;
-    fsck_clean(&*ctx.backend(), "after the cleanup").await
+    check_gone_with_all(ctx, &a, sid, &files, "after the cleanup").await
 }
 
 /// A session's close in parts of 5 ([`Op::CloseSession`] with `at_most`), 10 open files (5

@@ -132,18 +132,23 @@ impl<'a, R: KvRead + ?Sized> KvTxn<'a, R> {
         );
         // Every key the overlay deletes may hide one the store returns: read that many more,
         // so that the first `limit` after the merge are the first `limit` there are (the
-        // store's keys past the last one read are all greater than those).
-        let deleted = [&self.batch, &self.op]
-            .iter()
-            .flat_map(|l| l.range::<Vec<u8>, _>(range.clone()))
-            .filter(|(k, v)| v.is_none() && keep(k))
-            .count();
-        let read = match limit.saturating_add(deleted) {
-            usize::MAX => self.reader.scan_where(prefix, &end, keep).await?,
-            n => {
-                self.reader
-                    .scan_where_at_most(prefix, &end, keep, n)
-                    .await?
+        // store's keys past the last one read are all greater than those). No limit: read
+        // everything, without counting.
+        let read = if limit == usize::MAX {
+            self.reader.scan_where(prefix, &end, keep).await?
+        } else {
+            let deleted = [&self.batch, &self.op]
+                .iter()
+                .flat_map(|l| l.range::<Vec<u8>, _>(range.clone()))
+                .filter(|(k, v)| v.is_none() && keep(k))
+                .count();
+            match limit.saturating_add(deleted) {
+                usize::MAX => self.reader.scan_where(prefix, &end, keep).await?,
+                n => {
+                    self.reader
+                        .scan_where_at_most(prefix, &end, keep, n)
+                        .await?
+                }
             }
         };
         let mut keys: std::collections::BTreeSet<Vec<u8>> =
