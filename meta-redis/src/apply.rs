@@ -24,7 +24,7 @@ use redis::{Pipeline, Value, pipe};
 use crate::Inner;
 use crate::calls::CallArgs;
 use crate::error::{Stage, classify, did_not_run};
-use crate::plan::{Call, Known, kind_from_name, plan, shared_keys};
+use crate::plan::{Call, Known, kind_from_name, plan};
 use crate::reply::{bytes, internal, list, quota_of, split_member};
 use crate::scripts::Entry as Fn;
 
@@ -201,7 +201,7 @@ async fn send(
     groups: &[std::ops::Range<usize>],
     declared: bool,
 ) -> Result<Vec<Result<(Stop, Vec<Value>)>>> {
-    let shared = shared_keys(&inner.layout);
+    let shared = &inner.shared;
     let sequence = (groups.len() > 1).then(|| inner.layout.sequence(rand::random()));
     let tag = inner.layout.tag().as_bytes();
     let flags: &[u8] = if declared { b"s" } else { b"" };

@@ -62,6 +62,8 @@ pub struct RedisBackend {
 pub(crate) struct Inner {
     pub(crate) conn: Conn,
     pub(crate) layout: Layout,
+    /// The keys every library call declares first ([`plan::shared_keys`]), built once.
+    pub(crate) shared: [String; 9],
     pub(crate) library: Library,
     /// True when the library is called as Redis Functions, false as scripts.
     pub(crate) functions: AtomicBool,
@@ -99,10 +101,12 @@ impl RedisBackend {
             }
             Target::Cluster(nodes) => connect_cluster(nodes, &opts, &shown).await?,
         };
+        let layout = Layout::new(&opts.prefix);
         let b = RedisBackend {
             inner: Arc::new(Inner {
                 conn,
-                layout: Layout::new(&opts.prefix),
+                shared: plan::shared_keys(&layout),
+                layout,
                 library: Library::new(),
                 functions: AtomicBool::new(true),
                 target: shown,
