@@ -8,8 +8,8 @@ use meta_core::session::{
 };
 use meta_core::types::{CHUNK_BITS, CHUNK_SIZE};
 use meta_core::{
-    Counter, Entry, Error, ErrorKind, Ino, LockKind, LockOwner, LockType, Op, Pending, Result,
-    SetAttrMask, Slice, Timespec,
+    Counter, Entry, Error, ErrorKind, FileType, Ino, LockKind, LockOwner, LockType, Op, Pending,
+    Result, SetAttrMask, Slice, Timespec,
 };
 
 use crate::layout::Layout;
@@ -190,12 +190,10 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                 .bytes(&opener.to_be_bytes())
                 .caller(caller)
                 .finish()?;
-            let mut keys = vec![
-                l.attr(*parent),
-                l.entries(*parent),
-                l.attr(*ino),
-                l.symlink(*ino),
-            ];
+            let mut keys = vec![l.attr(*parent), l.entries(*parent), l.attr(*ino)];
+            if *typ == FileType::Symlink {
+                keys.push(l.symlink(*ino));
+            }
             if let Some(sid) = opened_by {
                 keys.extend([l.openers(*ino), l.session_opens(*sid)]);
             }
@@ -544,17 +542,22 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
         }
         Op::Release { sid, inos } => {
             let fixed = Record::new("release").bytes(&sid.to_be_bytes()).finish()?;
-            let mut keys = vec![l.session_opens(*sid), l.session_locks(*sid)];
+            let per_inode = if declared { 6 } else { 2 };
+            let mut keys = Vec::with_capacity(2 + per_inode * inos.len());
+            keys.extend([l.session_opens(*sid), l.session_locks(*sid)]);
             let mut list = Vec::with_capacity(9 * inos.len());
             for &(ino, drop_locks) in inos {
-                keys.extend([
-                    l.attr(ino),
-                    l.openers(ino),
-                    l.locks(LockKind::Flock, ino),
-                    l.locks(LockKind::Plock, ino),
-                    l.symlink(ino),
-                    l.xattrs(ino),
-                ]);
+                keys.extend([l.attr(ino), l.openers(ino)]);
+                // The keys only a lock drop or a deletion touches, which the body derives
+                // unless keys are strict.
+                if declared {
+                    keys.extend([
+                        l.locks(LockKind::Flock, ino),
+                        l.locks(LockKind::Plock, ino),
+                        l.symlink(ino),
+                        l.xattrs(ino),
+                    ]);
+                }
                 list.extend_from_slice(&ino8(ino));
                 list.push(u8::from(drop_locks));
             }

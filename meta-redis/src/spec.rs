@@ -53,7 +53,7 @@ macro_rules! layouts {
 
 layouts! {
     1 "mknod"
-        keys "parent_attr parent_entries attr symlink [openers session_opens] [chunk]"
+        keys "parent_attr parent_entries attr [symlink] [openers session_opens] [chunk]"
         fixed ">c8c8BHc4c4c4c12c8c4c4 parent ino type mode uid gid rdev time opener caller_uid caller_gid"
         args "name target groups [imported]";
     2 "link"
@@ -129,7 +129,7 @@ layouts! {
         fixed ">c8c8 ino sid"
         args "";
     20 "release"
-        keys "session_opens session_locks (attr openers flocks plocks symlink xattrs)..."
+        keys "session_opens session_locks (attr openers [flocks plocks symlink xattrs])..."
         fixed ">c8 sid"
         args "inodes";
     21 "lock"

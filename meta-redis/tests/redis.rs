@@ -13,8 +13,8 @@ use anyhow::{Context, bail, ensure};
 use common::{CLUSTER_ENV, STANDALONE_ENV, open, server, unique_prefix, with_prefix};
 use meta_conformance::proxy::{Mode, Proxy};
 use meta_core::{
-    Backend, Caller, ErrorKind, FileType, Ino, Meta, MetaOptions, Op, OpOutput, RenameFlags,
-    Setting, Timespec,
+    Backend, Caller, ErrorKind, FileType, Ino, LockType, Meta, MetaOptions, Op, OpOutput,
+    RenameFlags, Setting, Timespec,
 };
 use meta_redis::{RedisBackend, normalize_url, parse_url};
 
@@ -474,6 +474,70 @@ async fn erase_removes_every_key_of_the_volume_only() -> anyhow::Result<()> {
     );
     other.erase().await?;
     Ok(())
+}
+
+/// The release that deletes a sustained inode deletes every key of it: the symlink target,
+/// the xattrs, the openers set and the session's locks on it (a symlink and a regular file
+/// with an xattr and a flock). By default the release op
+/// derives those keys from the inode number, with `strict_keys=true` the client declares
+/// them; a wrong key in either way would leave it behind (a stray).
+async fn released_sustained_inodes_leave_no_key(query: &str) -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "released_sustained_inodes_leave_no_key") else {
+        return Ok(());
+    };
+    let url = common::with_param(&url, query);
+    let (b, _) = fresh(&url).await?;
+    let m = Meta::open(Arc::new(b.clone()), MetaOptions::default(), None).await?;
+    let (d, _) = m.mkdir(ME, Ino::ROOT, b"d", 0o755).await?;
+    let (f, _) = m.create(ME, d, b"f", 0o644).await?;
+    let (l, _) = m.symlink(ME, d, b"l", b"f").await?;
+    m.open_file(f).await?;
+    m.open_file(l).await?;
+    m.setxattr(ME, f, b"user.x", b"1", Default::default())
+        .await?;
+    m.flock(f, 7, LockType::Write).await?;
+    for name in [&b"f"[..], b"l"] {
+        m.unlink(ME, d, name).await?;
+    }
+    ensure!(
+        m.getattr(f).await?.nlink == 0,
+        "an open file lost its last name but was not sustained"
+    );
+    let held = strays(&b).await?;
+    ensure!(!held.is_empty(), "no key holds the opens, xattrs and lock");
+    for ino in [f, l] {
+        m.release_file(ino).await?;
+    }
+    m.flush().await?;
+    for ino in [f, l] {
+        let e = m.getattr(ino).await.err();
+        ensure!(
+            e.as_ref().map(|e| e.kind()) == Some(ErrorKind::NotFound),
+            "inode {ino} is still there after its release: {e:?}"
+        );
+    }
+    let left: Vec<String> = strays(&b)
+        .await?
+        .into_iter()
+        .filter(|k| k != "sessions")
+        .collect();
+    ensure!(
+        left.is_empty(),
+        "keys left after the releases ({query:?}): {left:?}, before them {held:?}"
+    );
+    m.close().await?;
+    b.erase().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn released_sustained_inodes_leave_no_key_derived() -> anyhow::Result<()> {
+    released_sustained_inodes_leave_no_key("").await
+}
+
+#[tokio::test]
+async fn released_sustained_inodes_leave_no_key_declared() -> anyhow::Result<()> {
+    released_sustained_inodes_leave_no_key("strict_keys=true").await
 }
 
 /// An op that meets a key of the wrong Redis type in the middle of a call (a damaged

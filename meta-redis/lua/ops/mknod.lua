@@ -1,23 +1,25 @@
 -- mknod: create an inode of any type under a directory (logic::namespace::mknod), optionally
 -- opened by a session and, for `meta import`, with its recorded times, length and first
 -- slice.
--- KEYS: parent_attr parent_entries attr symlink [openers session_opens] [chunk]
+-- KEYS: parent_attr parent_entries attr [symlink] [openers session_opens] [chunk]
 -- FIXED: >c8c8BHc4c4c4c12c8c4c4 parent ino type mode uid gid rdev time opener caller_uid caller_gid
 -- ARGS: name target groups [imported]
--- imported: atime12 mtime12 ctime12 length8 [slice24]; openers/session_opens present when
--- opener is not zero, chunk (chunk 0, which is not indexed) when the imported record has a
--- slice. uid/gid own the new inode; the caller (caller_uid, caller_gid and `groups`, its
--- supplementary groups packed 4 bytes each) needs search and write permission on the parent.
+-- imported: atime12 mtime12 ctime12 length8 [slice24]; symlink present for a symbolic link
+-- only, openers/session_opens when opener is not zero, chunk (chunk 0, which is not indexed)
+-- when the imported record has a slice. uid/gid own the new inode; the caller (caller_uid,
+-- caller_gid and `groups`, its supplementary groups packed 4 bytes each) needs search and
+-- write permission on the parent.
 -- Reply: {'ok', attr, parent attr}
 OPS.mknod = function(K, A)
   local parent8, ino8, typ, mode, uid, gid, rdev, time, opener, cuid, cgid =
     struct.unpack('>c8c8BHc4c4c4c12c8c4c4', A[1])
   local name, imported = A[2], A[5]
   local c = perm_caller(cuid, cgid, A[4])
-  local kop, kso, kchunk
-  local ko = 5
+  local ksym, kop, kso, kchunk
+  local ko = 4
+  if typ == T_LNK then ksym, ko = K[4], 5 end
   if opener ~= ZERO8 then
-    kop, kso, ko = K[5], K[6], 7
+    kop, kso, ko = K[ko], K[ko + 1], ko + 2
   end
   local atime, mtime, ctime, length, slice = time, time, time, ZERO8, nil
   if imported then
@@ -79,7 +81,7 @@ OPS.mknod = function(K, A)
     stat_parent(ino8, parent8)
   end
   redis.call('ZADD', K[2], '0', entry_member(name, typ, ino8))
-  if typ == T_LNK then redis.call('SET', K[4], VER .. A[3]) end
+  if ksym then redis.call('SET', ksym, VER .. A[3]) end
   if append then append() end
   add_counter(S.used, sp)
   add_counter(S.total, 1)
