@@ -212,6 +212,24 @@ local function is_open(kopeners)
   return redis.call('SCARD', kopeners) > 0
 end
 
+-- Removes `member` from each openers set of `keys` (the first `n`), the first writes of an op
+-- that read none of those sets before: each SREM is its own type check. A key of the wrong
+-- type (a damaged volume) fails the op there, once the SREMs before it are undone, so that
+-- nothing of the op stays written.
+local function forget_openers(keys, n, member)
+  local removed = {}
+  for j = 1, n do
+    local r = redis.pcall('SREM', keys[j], member)
+    if type(r) == 'table' and r.err then
+      for i = 1, j - 1 do
+        if removed[i] == 1 then redis.call('SADD', keys[i], member) end
+      end
+      error(r)
+    end
+    removed[j] = r
+  end
+end
+
 -- logic::remove_inode, sustained case: the last link went while the inode is open; it stays
 -- with nlink 0 and ctime `time`. Returns the encoded attributes.
 local function sustain_inode(kattr, a, time)

@@ -123,6 +123,11 @@ fn setup() -> Vec<Op> {
         },
         mknod(10, "p", 16, FileType::Regular),
         write(16, 0, 1003),
+        mknod(10, "q", 17, FileType::Regular),
+        Op::Open {
+            sid: SID,
+            ino: Ino(17),
+        },
         Op::Unlink {
             parent: Ino(10),
             name: b"p".to_vec(),
@@ -312,6 +317,14 @@ fn cases() -> Vec<(&'static str, Op)> {
             Op::Release {
                 sid: SID,
                 inos: vec![(Ino(15), true)],
+            },
+        ),
+        (
+            // A damaged openers set of the second inode: the first one's SREM is undone.
+            "release of two",
+            Op::Release {
+                sid: SID,
+                inos: vec![(Ino(17), false), (Ino(15), true)],
             },
         ),
         (

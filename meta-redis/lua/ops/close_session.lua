@@ -80,9 +80,12 @@ OPS.close_session = function(K, A)
     end
     drops[j] = { key = key, fields = session_fields(key, sid8) }
   end
-  -- Writes.
+  -- Writes: the openers sets first (an inode with links left had its set not read:
+  -- forget_openers checks their types as it goes).
+  local kops = {}
+  for i, p in ipairs(plan) do kops[i] = p.openers end
+  forget_openers(kops, n, sid8)
   for _, p in ipairs(plan) do
-    redis.call('SREM', p.openers, sid8)
     if p.delete then delete_inode(p.kattr, p.ksymlink, p.kxattr, p.ino8, p.a) end
   end
   for _, d in ipairs(drops) do

@@ -8,8 +8,8 @@
 -- the six (strict_keys) or the first two (else; the body derives the others when a lock drop
 -- or a deletion needs them) from K[3 + w (i - 1)] on, in the order above.
 -- Reply: {'ok'}
--- The common inode (links left, no locks to drop) costs an openers-set check, its
--- attributes' GET and one SREM; the session's set loses all the op's inodes in one SREM.
+-- The common inode (links left, no locks to drop) costs its attributes' GET and one SREM of
+-- its openers set; the session's set loses all the op's inodes in one SREM.
 OPS.release = function(K, A)
   local sid8 = struct.unpack('>c8', A[1])
   redis.call('SCARD', K[1])
@@ -28,13 +28,13 @@ OPS.release = function(K, A)
       local kattr, kop = K[b + 1], K[b + 2]
       -- Forgetting an open the session does not have changes nothing; a sustained inode
       -- (nlink 0) nobody else holds is deleted. The link count alone (`attr_unlinked`)
-      -- decides; the whole record is decoded only for an inode with no link left. (The
-      -- SISMEMBER is also what finds a wrong-type openers key before any write.)
-      local held = redis.call('SISMEMBER', kop, sid8)
+      -- decides; the whole record is decoded, and the openers set read, only for an inode
+      -- with no link left.
       local raw = raw_attr(kattr)
       local a, delete = nil, false
       if raw and attr_unlinked(raw) then
         a = dec_attr(raw, ino8)
+        local held = redis.call('SISMEMBER', kop, sid8)
         delete = a.nlink == 0 and redis.call('SCARD', kop) - held == 0
       end
       any = any or delete
@@ -58,9 +58,9 @@ OPS.release = function(K, A)
     end
   end
   if any then check_deletion(dirs) end
-  -- Writes.
+  -- Writes: the openers sets first (forget_openers checks their types as it goes).
+  forget_openers(kops, n, sid8)
   for j = 1, n do
-    redis.call('SREM', kops[j], sid8)
     local r = rare[j]
     if r then
       local ino8 = inos[j]
