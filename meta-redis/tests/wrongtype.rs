@@ -128,6 +128,19 @@ fn setup() -> Vec<Op> {
             sid: SID,
             ino: Ino(17),
         },
+        // Sustained: open, then its last name removed.
+        mknod(10, "r", 18, FileType::Regular),
+        write(18, 0, 1004),
+        Op::Open {
+            sid: SID,
+            ino: Ino(18),
+        },
+        Op::Unlink {
+            parent: Ino(10),
+            name: b"r".to_vec(),
+            caller: ME,
+            time: t(4),
+        },
         Op::Unlink {
             parent: Ino(10),
             name: b"p".to_vec(),
@@ -325,6 +338,15 @@ fn cases() -> Vec<(&'static str, Op)> {
             Op::Release {
                 sid: SID,
                 inos: vec![(Ino(17), false), (Ino(15), true)],
+            },
+        ),
+        (
+            // The sustained inode is deleted: its attributes (read with the other's in one
+            // MGET, which answers nil for a key of the wrong type) among the keys planted.
+            "release deleting a sustained inode",
+            Op::Release {
+                sid: SID,
+                inos: vec![(Ino(17), false), (Ino(18), false)],
             },
         ),
         (
