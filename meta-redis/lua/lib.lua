@@ -272,25 +272,6 @@ local function raw_attr(key)
   return v
 end
 
--- Reads the attribute records of `keys` the batch has not read yet with one MGET per 512
--- (what raw_attr then finds in the cache): an op that reads many inodes' attributes. MGET
--- answers nil for a missing key and for one of the wrong type alike, so those are left to
--- raw_attr's GET, which tells them apart.
-local function prefetch_attrs(keys)
-  local want = {}
-  for _, k in ipairs(keys) do
-    if AC[k] == nil then want[#want + 1] = k end
-  end
-  for i = 1, #want, 512 do
-    local last = math.min(i + 511, #want)
-    local vs = redis.call('MGET', unpack(want, i, last))
-    for j = i, last do
-      local v = vs[j - i + 1]
-      if v and AC[want[j]] == nil then AC[want[j]] = v end
-    end
-  end
-end
-
 -- Decoded attributes, or nil when absent. The table is the batch's cached copy: an op
 -- changes it only in its write phase, and then stores it with put_attr.
 local function get_attr(key, ino8)

@@ -341,8 +341,7 @@ fn cases() -> Vec<(&'static str, Op)> {
             },
         ),
         (
-            // The sustained inode is deleted: its attributes (read with the other's in one
-            // MGET, which answers nil for a key of the wrong type) among the keys planted.
+            // The sustained inode is deleted: its attributes among the keys planted.
             "release deleting a sustained inode",
             Op::Release {
                 sid: SID,

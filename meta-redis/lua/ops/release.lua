@@ -8,8 +8,8 @@
 -- the six (strict_keys) or the first two (else; the body derives the others when a lock drop
 -- or a deletion needs them) from K[3 + w (i - 1)] on, in the order above.
 -- Reply: {'ok'}
--- The common inode (links left, no locks to drop) costs one SREM of its openers set; the
--- attributes are read with one MGET, and the session's set loses the inodes with one SREM.
+-- The common inode (links left, no locks to drop) costs its attributes' GET and one SREM of
+-- its openers set; the session's set loses all the op's inodes in one SREM.
 OPS.release = function(K, A)
   local sid8 = struct.unpack('>c8', A[1])
   redis.call('SCARD', K[1])
@@ -20,11 +20,7 @@ OPS.release = function(K, A)
   local inos, kops, rare, seen = {}, {}, {}, {}
   local n, any, dirs = 0, false, false
   local w = S.strict and 6 or 2
-  local count = math.floor(#s / 9)
-  local kattrs = {}
-  for i = 1, count do kattrs[i] = K[3 + w * (i - 1)] end
-  prefetch_attrs(kattrs)
-  for i = 1, count do
+  for i = 1, #s / 9 do
     local ino8 = string.sub(s, 9 * i - 8, 9 * i - 1)
     if not seen[ino8] then
       seen[ino8] = true
