@@ -270,6 +270,9 @@ struct BenchSessionsArgs {
     /// Plain/tracked pairs of create+write+close runs, in ABBA order.
     #[arg(long, default_value_t = 4)]
     rounds: u32,
+    /// Run only the plain or only the tracked half of each pair (to profile one of them).
+    #[arg(long, value_enum)]
+    only: Option<bench_sessions::Half>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -511,6 +514,7 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome> {
                 tasks: a.tasks,
                 pairs: a.pairs,
                 rounds: a.rounds,
+                only: a.only,
                 url: cli.url.clone(),
             })
             .await?;

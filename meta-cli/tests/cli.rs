@@ -90,6 +90,57 @@ fn bench_json_on_memory() {
     );
 }
 
+/// `bench-sessions` runs plain/tracked pairs in ABBA order and gives the tracking cost;
+/// `--only` runs one half and says the cost was not measured.
+#[test]
+fn bench_sessions_json_and_one_half() {
+    let run = |extra: &[&str]| -> Value {
+        let mut args = vec![
+            os("bench-sessions"),
+            os("--files"),
+            os("40"),
+            os("--tasks"),
+            os("2"),
+            os("--pairs"),
+            os("2"),
+            os("--rounds"),
+            os("2"),
+            os("--json"),
+        ];
+        args.extend(extra.iter().map(|a| os(a)));
+        let out = ok(&meta("memory://", &args), "bench-sessions");
+        serde_json::from_str(&out).expect("bench-sessions JSON")
+    };
+    let whats = |v: &Value| -> Vec<String> {
+        v["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r["what"].as_str().expect("what").to_string())
+            .filter(|w| w.starts_with("create"))
+            .collect()
+    };
+    let both = run(&[]);
+    let halves: Vec<bool> = whats(&both).iter().map(|w| w.contains("tracked")).collect();
+    assert_eq!(halves, [false, true, true, false], "ABBA order");
+    assert!(both["tracking_cost_percent"].is_f64(), "{both}");
+    let tracked = run(&["--only", "tracked"]);
+    let w = whats(&tracked);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w.iter().all(|w| w.contains("tracked")), "{w:?}");
+    assert!(tracked["tracking_cost_percent"].is_null(), "{tracked}");
+    let bad = meta(
+        "memory://",
+        &[os("bench-sessions"), os("--only"), os("both")],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--only"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
 #[test]
 fn bench_compare_prints_ratios() {
     let out = ok(
