@@ -47,8 +47,9 @@ OPS.release = function(K, A)
         if w == 6 then
           r.flocks, r.plocks, r.ksymlink, r.kxattr = K[b + 3], K[b + 4], K[b + 5], K[b + 6]
         else
-          r.flocks, r.plocks, r.ksymlink, r.kxattr =
-            ikey('lf', ino8), ikey('lp', ino8), ikey('s', ino8), ikey('x', ino8)
+          local _
+          _, r.ksymlink, r.kxattr = inode_keys(ino8)
+          r.flocks, r.plocks = ikey('lf', ino8), ikey('lp', ino8)
         end
         if drop then
           r.ff, r.pf = session_fields(r.flocks, sid8), session_fields(r.plocks, sid8)
