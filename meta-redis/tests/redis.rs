@@ -478,9 +478,9 @@ async fn erase_removes_every_key_of_the_volume_only() -> anyhow::Result<()> {
 
 /// The release that deletes a sustained inode deletes every key of it: the symlink target,
 /// the xattrs, the openers set and the session's locks on it (a symlink and a regular file
-/// with an xattr and a flock). By default the release op
-/// derives those keys from the inode number, with `strict_keys=true` the client declares
-/// them; a wrong key in either way would leave it behind (a stray).
+/// with an xattr and a flock). By default the release op derives those keys from the inode
+/// number, with `strict_keys=true` the client declares them; a wrong key in either way would
+/// leave it behind (a stray).
 async fn released_sustained_inodes_leave_no_key(query: &str) -> anyhow::Result<()> {
     let Some(url) = server(STANDALONE_ENV, "released_sustained_inodes_leave_no_key") else {
         return Ok(());
