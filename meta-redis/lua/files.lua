@@ -206,33 +206,45 @@ end
 
 
 
--- Whether some session holds an inode open (its openers SET is not empty). A check-phase
--- read: a wrong-type key fails here, before any write.
-local function is_open(kopeners)
-  return redis.call('SCARD', kopeners) > 0
+-- Whether some session holds an inode open (its openers SET is not empty): then
+-- { kopeners, kkept }, what remove_inode needs to keep it; else false. A check-phase read: a
+-- wrong-type key fails here, before any write.
+local function is_open(kopeners, kkept)
+  return redis.call('SCARD', kopeners) > 0 and { kopeners, kkept }
+end
+
+-- Puts `member` back into the sets of `keys` (the first `n`) that forget_openers removed it
+-- from (`removed`).
+local function unforget_openers(keys, n, member, removed)
+  for i = 1, n do
+    if removed[i] == 1 then redis.call('SADD', keys[i], member) end
+  end
 end
 
 -- Removes `member` from each openers set of `keys` (the first `n`), the first writes of an op
 -- that read none of those sets before: each SREM is its own type check. A key of the wrong
 -- type (a damaged volume) fails the op there, once the SREMs before it are undone, so that
--- nothing of the op stays written.
+-- nothing of the op stays written. Returns, per key, 1 when `member` was there, else 0.
 local function forget_openers(keys, n, member)
   local removed = {}
   for j = 1, n do
     local r = redis.pcall('SREM', keys[j], member)
     if type(r) == 'table' and r.err then
-      for i = 1, j - 1 do
-        if removed[i] == 1 then redis.call('SADD', keys[i], member) end
-      end
+      unforget_openers(keys, j - 1, member, removed)
       error(r)
     end
     removed[j] = r
   end
+  return removed
 end
 
 -- logic::remove_inode, sustained case: the last link went while the inode is open; it stays
--- with nlink 0 and ctime `time`. Returns the encoded attributes.
-local function sustain_inode(kattr, a, time)
+-- with nlink 0 and ctime `time`, and its openers set (`kept`: its key, then the kept
+-- openers key) is renamed to the kept openers set, so that a release finds the sessions of a
+-- live inode in the one set and those of a sustained inode in the other (see release.lua).
+-- Returns the encoded attributes.
+local function sustain_inode(kattr, a, time, kept)
+  redis.call('RENAME', kept[1], kept[2])
   a.nlink = 0
   a.ctime = time
   return put_attr(kattr, a)
@@ -240,14 +252,14 @@ end
 
 -- logic::namespace::remove_inode: the last link of inode `ino8` (attributes `a`) is gone; it
 -- is charged to no directory from now on (a directory's quota goes), and is kept (`sustain`:
--- some session holds it open) or deleted. Write phase: the op ran stat_check_attr,
--- restat_check (`restated`: which made the statistics change itself), has_quotas for a
--- directory, and check_deletion unless sustained. Returns the sustained inode's encoded
--- attributes, or false when deleted.
+-- some session holds it open; then { openers key, kept openers key }) or deleted. Write
+-- phase: the op ran stat_check_attr, restat_check (`restated`: which made the statistics
+-- change itself), has_quotas for a directory, and check_deletion unless sustained. Returns
+-- the sustained inode's encoded attributes, or false when deleted.
 local function remove_inode(kattr, ksymlink, kxattr, ino8, a, sustain, time, restated)
   if not restated then restat(ino8, a, nil) end
   if a.typ == T_DIR and has_quotas() then quota_drop(ino8) end
-  if sustain then return sustain_inode(kattr, a, time) end
+  if sustain then return sustain_inode(kattr, a, time, sustain) end
   delete_inode(kattr, ksymlink, kxattr, ino8, a)
   return false
 end

@@ -179,10 +179,10 @@ local function ikey(kind, ino8)
   return S.tag .. kind .. dec(ino8)
 end
 
--- The attribute, symlink, xattr, openers and entries keys of an inode.
+-- The attribute, symlink, xattr, openers, entries and kept openers keys of an inode.
 local function inode_keys(ino8)
   local t, n = S.tag, dec(ino8)
-  return t .. 'i' .. n, t .. 's' .. n, t .. 'x' .. n, t .. 'o' .. n, t .. 'd' .. n
+  return t .. 'i' .. n, t .. 's' .. n, t .. 'x' .. n, t .. 'o' .. n, t .. 'd' .. n, t .. 'u' .. n
 end
 
 -- The key of chunk `indx` of an inode.

@@ -189,6 +189,14 @@ impl Layout {
         self.ino_key("o", ino)
     }
 
+    /// `{prefix}u{ino}`: the sessions holding a sustained inode (nlink 0) open, a set of
+    /// 8-byte session IDs: the op that removes the last name of an open inode renames its
+    /// [`Layout::openers`] set to this one, so a release finds a live inode's session in the
+    /// first set with one command and never reads the attributes.
+    pub fn kept_openers(&self, ino: Ino) -> String {
+        self.ino_key("u", ino)
+    }
+
     /// `{prefix}so{sid}`: the inodes a session holds open, a set of 8-byte inode numbers.
     pub fn session_opens(&self, sid: Sid) -> String {
         self.numbered("so", sid)
@@ -244,6 +252,7 @@ mod tests {
             assert_eq!(l.xattrs(ino), format!("{{v}}x{d}"));
             assert_eq!(l.chunk_index(ino), format!("{{v}}k{d}"));
             assert_eq!(l.openers(ino), format!("{{v}}o{d}"));
+            assert_eq!(l.kept_openers(ino), format!("{{v}}u{d}"));
             assert_eq!(l.chunk(ino, u32::MAX), format!("{{v}}c{d}_4294967295"));
             assert_eq!(l.locks(LockKind::Flock, ino), format!("{{v}}lf{d}"));
             assert_eq!(l.locks(LockKind::Plock, ino), format!("{{v}}lp{d}"));

@@ -257,7 +257,7 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                     // The directory's own entries: rmdir checks them empty and deletes them.
                     keys.push(l.entries(t));
                 }
-                keys.extend([l.symlink(t), l.xattrs(t), l.openers(t)]);
+                keys.extend([l.symlink(t), l.xattrs(t), l.openers(t), l.kept_openers(t)]);
             }
             call(keys, vec![fixed, name.clone(), groups_arg(caller)])
         }
@@ -296,6 +296,7 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                     l.symlink(di),
                     l.xattrs(di),
                     l.openers(di),
+                    l.kept_openers(di),
                 ]);
                 let mut chain = Vec::with_capacity(8 * k.chain.len());
                 for &c in &k.chain {
@@ -536,22 +537,29 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
                 .bytes(&sid.to_be_bytes())
                 .finish()?;
             call(
-                vec![l.attr(*ino), l.openers(*ino), l.session_opens(*sid)],
+                vec![
+                    l.attr(*ino),
+                    l.openers(*ino),
+                    l.kept_openers(*ino),
+                    l.session_opens(*sid),
+                ],
                 vec![fixed],
             )
         }
         Op::Release { sid, inos } => {
             let fixed = Record::new("release").bytes(&sid.to_be_bytes()).finish()?;
-            let per_inode = if declared { 6 } else { 2 };
+            let per_inode = if declared { 7 } else { 1 };
             let mut keys = Vec::with_capacity(2 + per_inode * inos.len());
             keys.extend([l.session_opens(*sid), l.session_locks(*sid)]);
             let mut list = Vec::with_capacity(9 * inos.len());
             for &(ino, drop_locks) in inos {
-                keys.extend([l.attr(ino), l.openers(ino)]);
-                // The keys only a lock drop or a deletion touches, which the body derives
-                // unless keys are strict.
+                keys.push(l.openers(ino));
+                // The keys only a sustained inode, a lock drop or a deletion touches, which
+                // the body derives unless keys are strict.
                 if declared {
                     keys.extend([
+                        l.kept_openers(ino),
+                        l.attr(ino),
                         l.locks(LockKind::Flock, ino),
                         l.locks(LockKind::Plock, ino),
                         l.symlink(ino),
@@ -584,7 +592,13 @@ pub(crate) fn plan(l: &Layout, op: &Op, k: &Known, declared: bool) -> Result<Cal
             }
             let mut inos = Vec::with_capacity(8 * k.opens.len());
             for &ino in &k.opens {
-                keys.extend([l.attr(ino), l.openers(ino), l.symlink(ino), l.xattrs(ino)]);
+                keys.extend([
+                    l.attr(ino),
+                    l.openers(ino),
+                    l.symlink(ino),
+                    l.xattrs(ino),
+                    l.kept_openers(ino),
+                ]);
                 inos.extend_from_slice(&ino8(ino));
             }
             let mut places = Vec::with_capacity(9 * k.places.len());

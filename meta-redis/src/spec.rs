@@ -61,15 +61,15 @@ layouts! {
         fixed ">c8c8c12c4c4 ino parent time caller_uid caller_gid"
         args "name groups";
     3 "unlink"
-        keys "parent_attr parent_entries [attr symlink xattrs openers]"
+        keys "parent_attr parent_entries [attr symlink xattrs openers kept_openers]"
         fixed ">c8c12c8c4c4 parent time expected caller_uid caller_gid"
         args "name groups";
     4 "rmdir"
-        keys "parent_attr parent_entries [attr entries symlink xattrs openers]"
+        keys "parent_attr parent_entries [attr entries symlink xattrs openers kept_openers]"
         fixed ">c8c12c8c4c4 parent time expected caller_uid caller_gid"
         args "name groups";
     5 "rename"
-        keys "parent_attr parent_entries new_parent_attr new_parent_entries [attr replaced_attr replaced_entries replaced_symlink replaced_xattrs replaced_openers chain_attr...]"
+        keys "parent_attr parent_entries new_parent_attr new_parent_entries [attr replaced_attr replaced_entries replaced_symlink replaced_xattrs replaced_openers replaced_kept_openers chain_attr...]"
         fixed ">c8c8Bc12c8c8c4c4 parent new_parent flags time expected expected_replaced caller_uid caller_gid"
         args "name new_name groups [chain]";
     6 "setattr"
@@ -117,7 +117,7 @@ layouts! {
         fixed ">c8c12 sid expire"
         args "";
     17 "close_session"
-        keys "session_opens session_locks [(attr openers symlink xattrs)... lock_hash...]"
+        keys "session_opens session_locks [(attr openers symlink xattrs kept_openers)... lock_hash...]"
         fixed ">c8Bc12 sid has_before before"
         args "[inodes places]";
     18 "claim_cleanup"
@@ -125,11 +125,11 @@ layouts! {
         fixed ""
         args "now every";
     19 "open"
-        keys "attr openers session_opens"
+        keys "attr openers kept_openers session_opens"
         fixed ">c8c8 ino sid"
         args "";
     20 "release"
-        keys "session_opens session_locks (attr openers [flocks plocks symlink xattrs])..."
+        keys "session_opens session_locks (openers [kept_openers attr flocks plocks symlink xattrs])..."
         fixed ">c8 sid"
         args "inodes";
     21 "lock"

@@ -540,6 +540,78 @@ async fn released_sustained_inodes_leave_no_key_declared() -> anyhow::Result<()>
     released_sustained_inodes_leave_no_key("strict_keys=true").await
 }
 
+/// Removing the last name of an open inode renames its openers set (`{P}o{ino}`) to its kept
+/// openers set (`{P}u{ino}`), where a release looks only when the first set did not have
+/// its session. A volume sustained by a library from before the kept openers set has the
+/// sessions in the openers set instead: a session that opens the inode now goes to the kept
+/// set, its release counts the older sessions too, and the cleanup of the last older session
+/// (a `close_session` op, as for a crashed client) deletes the inode.
+async fn sustained_inodes_keep_their_openers_apart(query: &str) -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "sustained_inodes_keep_their_openers_apart") else {
+        return Ok(());
+    };
+    let url = common::with_param(&url, query);
+    let (b, _) = fresh(&url).await?;
+    let a = Meta::open(Arc::new(b.clone()), MetaOptions::default(), None).await?;
+    let (f, _) = a.create_open(ME, Ino::ROOT, b"f", 0o644).await?;
+    a.unlink(ME, Ino::ROOT, b"f").await?;
+    let (live, kept) = (b.layout().openers(f), b.layout().kept_openers(f));
+    let exists = |k: String| {
+        let b = b.clone();
+        async move { anyhow::Ok(b.query(redis::cmd("EXISTS").arg(k)).await? == redis::Value::Int(1)) }
+    };
+    ensure!(
+        !exists(live.clone()).await? && exists(kept.clone()).await?,
+        "the unlink of an open file did not move its openers to {kept} ({query:?})"
+    );
+    // As an older library leaves it.
+    b.query(redis::cmd("RENAME").arg(&kept).arg(&live)).await?;
+    let other = Meta::open(Arc::new(b.clone()), MetaOptions::default(), None).await?;
+    other.open_file(f).await?;
+    ensure!(
+        exists(kept.clone()).await?,
+        "an open of a sustained inode missed {kept}"
+    );
+    other.release_file(f).await?;
+    other.flush().await?;
+    ensure!(
+        other.getattr(f).await?.nlink == 0,
+        "released while an older session still holds it ({query:?})"
+    );
+    let sid = a.session_id().context("no session")?;
+    drop(a);
+    let r = b
+        .apply(&[Op::CloseSession {
+            sid,
+            expired_before: None,
+            at_most: None,
+        }])
+        .await?;
+    ensure!(r[0].is_ok(), "cleanup of the older session: {r:?}");
+    let e = other.getattr(f).await.err().map(|e| e.kind());
+    ensure!(
+        e == Some(ErrorKind::NotFound),
+        "the close of the last session left the sustained inode: {e:?} ({query:?})"
+    );
+    ensure!(
+        !exists(live).await? && !exists(kept).await?,
+        "openers keys left ({query:?})"
+    );
+    other.close().await?;
+    b.erase().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn sustained_inodes_keep_their_openers_apart_derived() -> anyhow::Result<()> {
+    sustained_inodes_keep_their_openers_apart("").await
+}
+
+#[tokio::test]
+async fn sustained_inodes_keep_their_openers_apart_declared() -> anyhow::Result<()> {
+    sustained_inodes_keep_their_openers_apart("strict_keys=true").await
+}
+
 /// An op that meets a key of the wrong Redis type in the middle of a call (a damaged
 /// volume) fails alone with `Corrupted`: the ops before it are applied, the call stops
 /// there, and the ops after it run in the next round, in order.

@@ -3,10 +3,10 @@
 -- record. The session's open inodes and lock places are read here, their keys derived; or
 -- (strict_keys) the client read them beforehand and declares their keys: if they changed,
 -- the op asks for a retry.
--- KEYS: session_opens session_locks [(attr openers symlink xattrs)... lock_hash...]
+-- KEYS: session_opens session_locks [(attr openers symlink xattrs kept_openers)... lock_hash...]
 -- FIXED: >c8Bc12 sid has_before before
 -- ARGS: [inodes places]
--- inodes: the open inodes (ino8 each; the keys of inode i are the four from K[3 + 4 (i - 1)]
+-- inodes: the open inodes (ino8 each; the keys of inode i are the five from K[3 + 5 (i - 1)]
 -- on); places: the lock places ('F'/'P' .. ino8 each; their lock hashes follow). has_before:
 -- 1 = close only when the session expired before `before` (else WouldBlock).
 -- Reply: {'ok'}
@@ -48,28 +48,35 @@ OPS.close_session = function(K, A)
   local plan = {}
   local any, dirs = false, false
   for i = 1, n do
-    local ino8, b = ino_list[i], 2 + 4 * (i - 1)
+    local ino8, b = ino_list[i], 2 + 5 * (i - 1)
     if #ino8 ~= 8 then fail('Corrupted', 'session ' .. dec(sid8) .. ': undecodable open inode') end
-    local kattr, kop, ksym, kx
+    local kattr, kop, ksym, kx, kk, _
     if declared then
-      kattr, kop, ksym, kx = K[b + 1], K[b + 2], K[b + 3], K[b + 4]
+      kattr, kop, ksym, kx, kk = K[b + 1], K[b + 2], K[b + 3], K[b + 4], K[b + 5]
     else
-      kattr, ksym, kx, kop = inode_keys(ino8)
+      kattr, ksym, kx, kop, _, kk = inode_keys(ino8)
     end
     local a = get_attr(kattr, ino8)
-    local delete = a and a.nlink == 0 and redis.call('SCARD', kop) == 1
-      and redis.call('SISMEMBER', kop, sid8) == 1
+    -- A sustained inode's sessions are in its kept openers set (and, when a library from
+    -- before that set sustained it, in its openers set): it goes when this was the last.
+    local delete, kept = false, false
+    if a and a.nlink == 0 then
+      kept = redis.call('SISMEMBER', kk, sid8) == 1
+      local others = redis.call('SCARD', kk) + redis.call('SCARD', kop)
+        - (kept and 1 or 0) - redis.call('SISMEMBER', kop, sid8)
+      delete = others == 0
+    end
     any = any or delete
     dirs = dirs or (delete and a.typ == T_DIR)
     plan[i] = { ino8 = ino8, a = a, delete = delete, kattr = kattr, openers = kop,
-      ksymlink = ksym, kxattr = kx }
+      ksymlink = ksym, kxattr = kx, kept = kept and kk }
   end
   if any then check_deletion(dirs) end
   local drops = {}
   for j = 1, #places do
     local key
     if declared then
-      key = K[2 + 4 * n + j]
+      key = K[2 + 5 * n + j]
     else
       local p = places[j]
       local tag = string.sub(p, 1, 1)
@@ -86,6 +93,7 @@ OPS.close_session = function(K, A)
   for i, p in ipairs(plan) do kops[i] = p.openers end
   forget_openers(kops, n, sid8)
   for _, p in ipairs(plan) do
+    if p.kept then redis.call('SREM', p.kept, sid8) end
     if p.delete then delete_inode(p.kattr, p.ksymlink, p.kxattr, p.ino8, p.a) end
   end
   for _, d in ipairs(drops) do

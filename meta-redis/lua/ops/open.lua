@@ -1,15 +1,17 @@
--- open: record that a session holds an inode open (logic::session::open).
--- KEYS: attr openers session_opens
+-- open: record that a session holds an inode open (logic::session::open): in the inode's
+-- openers set, or for a sustained inode (nlink 0) in its kept openers set (see release.lua).
+-- KEYS: attr openers kept_openers session_opens
 -- FIXED: >c8c8 ino sid
 -- ARGS:
 -- Reply: {'ok', attr}
 OPS.open = function(K, A)
   local ino8, sid8 = struct.unpack('>c8c8', A[1])
-  existing_attr(K[1], ino8)
+  local a = existing_attr(K[1], ino8)
   live_session(sid8)
-  check_set(K[3])
-  -- Writes.
-  redis.call('SADD', K[2], sid8)
-  redis.call('SADD', K[3], ino8)
+  local kop = a.nlink == 0 and K[3] or K[2]
+  check_set(K[4])
+  -- Writes (the first one, to the openers set, is its own type check).
+  redis.call('SADD', kop, sid8)
+  redis.call('SADD', K[4], ino8)
   return { 'ok', raw_attr(K[1]) }
 end

@@ -3,13 +3,13 @@
 -- ancestors of the destination directory (checked when a directory moves: it must not go
 -- below itself), are derived from what is read; or (strict_keys) declared by the client,
 -- which read them beforehand: the inodes both names pointed to (`expected`,
--- `expected_replaced`; keys attr..replaced_openers) and, when a directory moves to another
+-- `expected_replaced`; keys attr..replaced_kept_openers) and, when a directory moves to another
 -- directory, the chain of ancestors of the destination (and, for EXCHANGE, of the source)
 -- directory (`chain`: 8-byte inode numbers, keys chain_attr...). A name that now points
 -- elsewhere, or an ancestor outside the chain, asks for a retry. The caller (caller_uid,
 -- caller_gid, `groups`: supplementary groups, 4 bytes each) is checked as
 -- logic::namespace::rename checks it (search on both parents, then check_rename_permissions).
--- KEYS: parent_attr parent_entries new_parent_attr new_parent_entries [attr replaced_attr replaced_entries replaced_symlink replaced_xattrs replaced_openers chain_attr...]
+-- KEYS: parent_attr parent_entries new_parent_attr new_parent_entries [attr replaced_attr replaced_entries replaced_symlink replaced_xattrs replaced_openers replaced_kept_openers chain_attr...]
 -- FIXED: >c8c8Bc12c8c8c4c4 parent new_parent flags time expected expected_replaced caller_uid caller_gid
 -- ARGS: name new_name groups [chain]
 -- Reply: {'ok', ino8, attr, parent attr, new parent attr, replaced ino8 or nil,
@@ -76,7 +76,7 @@ OPS.rename = function(K, A)
   local chain = nil
   if declared then
     chain = {}
-    for i, r in ipairs(records(A[5], 0)) do chain[r[1]] = K[10 + i] end
+    for i, r in ipairs(records(A[5], 0)) do chain[r[1]] = K[11 + i] end
   end
 
   local spa = dir_attr(K[1], parent8)
@@ -100,12 +100,12 @@ OPS.rename = function(K, A)
   end
   if exchange and not de then fail('NotFound', dst()) end
   if declared and de and de.ino ~= expected_rep then retry('entry ' .. dst() .. ' changed') end
-  -- The replaced inode's keys: attributes, entries, symlink, xattrs, openers.
-  local kda, kdd, kds, kdx, kdo
+  -- The replaced inode's keys: attributes, entries, symlink, xattrs, openers, kept openers.
+  local kda, kdd, kds, kdx, kdo, kdk
   if declared then
-    kda, kdd, kds, kdx, kdo = K[6], K[7], K[8], K[9], K[10]
+    kda, kdd, kds, kdx, kdo, kdk = K[6], K[7], K[8], K[9], K[10], K[11]
   elseif de then
-    kda, kds, kdx, kdo, kdd = inode_keys(de.ino)
+    kda, kds, kdx, kdo, kdd, kdk = inode_keys(de.ino)
   end
   local s_is_dir = se.typ == T_DIR
   if s_is_dir and not same_dir then check_not_below(np8, se.ino, chain) end
@@ -168,7 +168,7 @@ OPS.rename = function(K, A)
       drop = da.nlink <= 1
     end
     if drop then
-      sustain = is_open(kdo)
+      sustain = is_open(kdo, kdk)
       stat_check_attr(de.ino, da)
       if not sustain then check_deletion(d_is_dir) end
       -- logic::namespace::remove_inode: uncharged, and a directory's quota goes (before the

@@ -3,7 +3,7 @@
 -- from the entry, or (strict_keys) declared by the client, which read the entry beforehand
 -- (`expected`); a changed entry asks for a retry. The caller (caller_uid, caller_gid,
 -- `groups`: supplementary groups, 4 bytes each) is checked as for unlink.
--- KEYS: parent_attr parent_entries [attr entries symlink xattrs openers]
+-- KEYS: parent_attr parent_entries [attr entries symlink xattrs openers kept_openers]
 -- FIXED: >c8c12c8c4c4 parent time expected caller_uid caller_gid
 -- ARGS: name groups
 -- Reply: {'ok', target ino8, sustained attr or nil, parent attr}
@@ -15,12 +15,12 @@ OPS.rmdir = function(K, A)
   perm_check_search(pa, parent8, c, 'rmdir')
   local e = get_entry(K[2], name)
   if not e then fail('NotFound', dec(parent8) .. '/' .. show(name)) end
-  local kattr, kents, ksym, kx, kop
+  local kattr, kents, ksym, kx, kop, kkept
   if K[3] then
     if e.ino ~= expected then retry('entry ' .. show(name) .. ' changed') end
-    kattr, kents, ksym, kx, kop = K[3], K[4], K[5], K[6], K[7]
+    kattr, kents, ksym, kx, kop, kkept = K[3], K[4], K[5], K[6], K[7], K[8]
   else
-    kattr, ksym, kx, kop, kents = inode_keys(e.ino)
+    kattr, ksym, kx, kop, kents, kkept = inode_keys(e.ino)
   end
   -- may_delete: write permission, the sticky bit, then the type.
   local a
@@ -32,7 +32,7 @@ OPS.rmdir = function(K, A)
   perm_check_delete(pa, parent8, a, c, 'rmdir')
   if e.typ ~= T_DIR then fail('NotADirectory', dec(parent8) .. '/' .. show(name)) end
   if has_entries(kents) then fail('NotEmpty', dec(parent8) .. '/' .. show(name)) end
-  local sustain = is_open(kop)
+  local sustain = is_open(kop, kkept)
   stat_check_attr(e.ino, a)
   restat_check(e.ino, a, nil)
   -- Its quota goes (logic::namespace::remove_inode), sustained or not.

@@ -5,7 +5,7 @@
 -- The caller (caller_uid, caller_gid, `groups`: supplementary groups, 4 bytes each) needs
 -- search permission on the parent, then write permission (EACCES), then passes the sticky-bit
 -- rule (EPERM), all before the entry's type is checked (may_delete).
--- KEYS: parent_attr parent_entries [attr symlink xattrs openers]
+-- KEYS: parent_attr parent_entries [attr symlink xattrs openers kept_openers]
 -- FIXED: >c8c12c8c4c4 parent time expected caller_uid caller_gid
 -- ARGS: name groups
 -- Reply: {'ok', target ino8, target attr or nil when gone, parent attr}
@@ -17,19 +17,19 @@ OPS.unlink = function(K, A)
   perm_check_search(pa, parent8, c, 'unlink')
   local e = get_entry(K[2], name)
   if not e then fail('NotFound', dec(parent8) .. '/' .. show(name)) end
-  local kattr, ksym, kx, kop
+  local kattr, ksym, kx, kop, kkept, _
   if K[3] then
     if e.ino ~= expected then retry('entry ' .. show(name) .. ' changed') end
-    kattr, ksym, kx, kop = K[3], K[4], K[5], K[6]
+    kattr, ksym, kx, kop, kkept = K[3], K[4], K[5], K[6], K[7]
   else
-    kattr, ksym, kx, kop = inode_keys(e.ino)
+    kattr, ksym, kx, kop, _, kkept = inode_keys(e.ino)
   end
   local a = get_attr(kattr, e.ino)
   perm_check_delete(pa, parent8, a, c, 'unlink')
   if e.typ == T_DIR then fail('IsADirectory', dec(parent8) .. '/' .. show(name)) end
   local sustain, restated = false, false
   if a and a.nlink <= 1 then
-    sustain = is_open(kop)
+    sustain = is_open(kop, kkept)
     if not sustain then check_deletion(a.typ == T_DIR) end
     stat_check_attr(e.ino, a)
     restated = restat_check(e.ino, a, nil, true)
