@@ -213,6 +213,16 @@ local function is_open(kopeners, kkept)
   return redis.call('SCARD', kopeners) > 0 and { kopeners, kkept }
 end
 
+-- Who holds a sustained inode open: its sessions are in its kept openers set `kkept` and,
+-- when a library from before that set sustained it, in its openers set `kopeners`. Returns
+-- whether session `sid8` is in the kept set, and how many sessions other than `sid8` are in
+-- either set. Check-phase reads: a wrong-type key fails here.
+local function sustained_holders(kopeners, kkept, sid8)
+  local kept = redis.call('SISMEMBER', kkept, sid8)
+  local mine = kept + redis.call('SISMEMBER', kopeners, sid8)
+  return kept == 1, redis.call('SCARD', kkept) + redis.call('SCARD', kopeners) - mine
+end
+
 -- Puts `member` back into the sets of `keys` (the first `n`) that forget_openers removed it
 -- from (`removed`).
 local function unforget_openers(keys, n, member, removed)

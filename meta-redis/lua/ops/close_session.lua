@@ -57,13 +57,11 @@ OPS.close_session = function(K, A)
       kattr, ksym, kx, kop, _, kk = inode_keys(ino8)
     end
     local a = get_attr(kattr, ino8)
-    -- A sustained inode's sessions are in its kept openers set (and, when a library from
-    -- before that set sustained it, in its openers set): it goes when this was the last.
+    -- A sustained inode goes when this session was the last to hold it.
     local delete, kept = false, false
     if a and a.nlink == 0 then
-      kept = redis.call('SISMEMBER', kk, sid8) == 1
-      local others = redis.call('SCARD', kk) + redis.call('SCARD', kop)
-        - (kept and 1 or 0) - redis.call('SISMEMBER', kop, sid8)
+      local others
+      kept, others = sustained_holders(kop, kk, sid8)
       delete = others == 0
     end
     any = any or delete

@@ -43,34 +43,29 @@ OPS.release = function(K, A)
   -- The inodes whose openers set did not have the session: a sustained one it holds is
   -- deleted when no other session holds it. What decides is read now, after those first
   -- writes: a failure undoes them (as forget_openers does), so the op still changes nothing.
-  local kept = nil
-  for j = 1, n do
-    if removed[j] == 0 then
-      kept = kept or {}
-      kept[#kept + 1] = j
-    end
-  end
+  local missed = false
+  for j = 1, n do missed = missed or removed[j] == 0 end
   local rare = {}
-  if kept then
+  if missed then
     local ok, err = pcall(function()
       local any, dirs = false, false
-      for _, j in ipairs(kept) do
-        local ino8, b = inos[j], base[j]
-        local kattr, ksym, kx, kk, _
-        if strict then
-          kk, kattr, ksym, kx = K[b + 2], K[b + 3], K[b + 6], K[b + 7]
-        else
-          kattr, ksym, kx, _, _, kk = inode_keys(ino8)
-        end
-        if redis.call('SISMEMBER', kk, sid8) == 1 then
-          -- Another session's, in either set (a volume sustained by a library from before
-          -- the kept openers set has its sessions in the openers set).
-          local others = redis.call('SCARD', kk) - 1 + redis.call('SCARD', kops[j])
-          local a = get_attr(kattr, ino8)
-          local delete = a ~= nil and a.nlink == 0 and others == 0
-          any = any or delete
-          dirs = dirs or (delete and a.typ == T_DIR)
-          rare[j] = { kk = kk, a = a, delete = delete, kattr = kattr, ksym = ksym, kx = kx }
+      for j = 1, n do
+        if removed[j] == 0 then
+          local ino8, b = inos[j], base[j]
+          local kattr, ksym, kx, kk, _
+          if strict then
+            kk, kattr, ksym, kx = K[b + 2], K[b + 3], K[b + 6], K[b + 7]
+          else
+            kattr, ksym, kx, _, _, kk = inode_keys(ino8)
+          end
+          local kept, others = sustained_holders(kops[j], kk, sid8)
+          if kept then
+            local a = get_attr(kattr, ino8)
+            local delete = a ~= nil and a.nlink == 0 and others == 0
+            any = any or delete
+            dirs = dirs or (delete and a.typ == T_DIR)
+            rare[j] = { kk = kk, a = a, delete = delete, kattr = kattr, ksym = ksym, kx = kx }
+          end
         end
       end
       if any then check_deletion(dirs) end
