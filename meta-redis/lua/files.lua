@@ -37,10 +37,14 @@ local function delete_inode(kattr, ksymlink, kxattr, ino8, a)
     stat_reset(ino8)
     if has_quotas() then quota_drop(ino8) end
   end
-  if a.typ == T_LNK then
-    redis.call('DEL', ksymlink, kxattr)
-  else
-    redis.call('DEL', kxattr)
+  -- (An inode whose record says it never had an xattr has no hash to delete.)
+  local kx = a.hintbits % 32 < 16 and kxattr -- not HINT.NO_XATTRS
+  if a.typ == T_LNK and kx then
+    redis.call('DEL', ksymlink, kx)
+  elseif a.typ == T_LNK then
+    redis.call('DEL', ksymlink)
+  elseif kx then
+    redis.call('DEL', kx)
   end
   if a.typ == T_REG and a.length ~= ZERO8 then
     redis.call('HSET', S.pf, ino8, a.length)
@@ -207,9 +211,11 @@ end
 
 
 -- Whether some session holds an inode open (its openers SET is not empty): then
--- { kopeners, kkept }, what remove_inode needs to keep it; else false. A check-phase read: a
--- wrong-type key fails here, before any write.
-local function is_open(kopeners, kkept)
+-- { kopeners, kkept }, what remove_inode needs to keep it; else false. Its attributes `a`
+-- (nil when missing) may say that it never was (HINT.NEVER_OPENED): then nothing is read.
+-- A check-phase read: a wrong-type key fails here, before any write.
+local function is_open(a, kopeners, kkept)
+  if a and a.hintbits >= 32 then return false end -- HINT.NEVER_OPENED
   return redis.call('SCARD', kopeners) > 0 and { kopeners, kkept }
 end
 

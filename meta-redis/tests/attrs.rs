@@ -12,10 +12,11 @@ use anyhow::ensure;
 use common::{STANDALONE_ENV, open, server, unique_prefix};
 use meta_conformance::util::slice;
 use meta_core::kv::{ATTR_BYTES, ATTR_COMPACT_MIN, ATTR_COMPACT_VERSION, decode_attr};
-use meta_core::kv::{SHAPE_LENGTH, SHAPE_MTIME, encode_attr, encode_attr_compact};
+use meta_core::kv::{HINT_NEVER_OPENED, HINT_NO_XATTRS, SHAPE_LENGTH, SHAPE_MTIME};
+use meta_core::kv::{encode_attr, encode_attr_compact};
 use meta_core::{
     Attr, Backend, Caller, ErrorKind, Ino, Meta, MetaOptions, Pending, SetAttrMask, SetAttrValues,
-    Setting,
+    Setting, XattrFlags,
 };
 use meta_redis::RedisBackend;
 use redis::Value;
@@ -46,6 +47,28 @@ async fn chmod(m: &Meta, ino: Ino) -> meta_core::Result<Attr> {
 
 fn is_compact(v: &[u8]) -> bool {
     v.first() == Some(&ATTR_COMPACT_VERSION)
+}
+
+/// The byte of a compact record that holds its shape and hint bits.
+const SHAPE_BYTE: usize = 17;
+
+/// The hint bits of a compact record.
+fn hints(v: &[u8]) -> u8 {
+    v.get(SHAPE_BYTE)
+        .map_or(0, |s| s & (HINT_NO_XATTRS | HINT_NEVER_OPENED))
+}
+
+/// A compact record without its hint bits: what `encode_attr_compact` writes.
+fn unhinted(v: &[u8]) -> Vec<u8> {
+    let mut v = v.to_vec();
+    if let Some(s) = v.get_mut(SHAPE_BYTE) {
+        *s &= !(HINT_NO_XATTRS | HINT_NEVER_OPENED);
+    }
+    v
+}
+
+async fn exists(b: &RedisBackend, key: String) -> anyhow::Result<bool> {
+    Ok(b.query(redis::cmd("EXISTS").arg(key)).await? == Value::Int(1))
 }
 
 #[tokio::test]
@@ -82,7 +105,7 @@ async fn records_are_compact_and_the_full_form_is_still_read() -> anyhow::Result
     m.flush().await?;
     let v = raw(&b, f).await?;
     ensure!(
-        is_compact(&v) && v == encode_attr_compact(&wa),
+        is_compact(&v) && unhinted(&v) == encode_attr_compact(&wa),
         "after a write: {v:?}"
     );
 
@@ -104,8 +127,8 @@ async fn records_are_compact_and_the_full_form_is_still_read() -> anyhow::Result
     m.flush().await?;
     let v = raw(&b, f).await?;
     ensure!(
-        is_compact(&v) && decode_attr(&v)? == ca,
-        "after a chmod: {v:?}"
+        is_compact(&v) && decode_attr(&v)? == ca && hints(&v) == 0,
+        "after a chmod of a record without hints: {v:?}"
     );
     ensure!(ca.length == 1 && ca.mode & 0o7777 == 0o600);
 
@@ -154,6 +177,107 @@ async fn records_are_compact_and_the_full_form_is_still_read() -> anyhow::Result
         );
     }
     put(&b, g, &encode_attr_compact(&ga)).await?;
+    m.close().await?;
+    b.erase().await?;
+    Ok(())
+}
+
+/// The hints in a record's shape byte (`meta_core::kv::HINT_*`): a create sets both (only
+/// "no xattrs" for a create that opens); the first setxattr and the first open clear theirs
+/// in the same op; an unlink then does what the cleared hint would have spared (the xattr
+/// hash deleted, the open inode kept). A record without hints (written before them) is
+/// treated as having xattrs and openers.
+#[tokio::test]
+async fn hints_are_set_at_create_and_cleared_before_they_could_lie() -> anyhow::Result<()> {
+    let Some(url) = server(STANDALONE_ENV, "attrs") else {
+        return Ok(());
+    };
+    let b = open(&url, &unique_prefix("hints")).await?;
+    Meta::format(&b, &Setting::new("hints"), false).await?;
+    let m = Meta::open(Arc::new(b.clone()), MetaOptions::default(), None).await?;
+    let (d, _) = m.mkdir(ME, Ino::ROOT, b"d", 0o755).await?;
+    let both = HINT_NO_XATTRS | HINT_NEVER_OPENED;
+    let (x, _) = m.create(ME, d, b"x", 0o644).await?;
+    let (o, _) = m.create(ME, d, b"o", 0o644).await?;
+    let (co, _) = m.create_open(ME, d, b"co", 0o644).await?;
+    m.flush().await?;
+    ensure!(hints(&raw(&b, x).await?) == both, "a new file");
+    ensure!(hints(&raw(&b, d).await?) == both, "a new directory");
+    ensure!(
+        hints(&raw(&b, co).await?) == HINT_NO_XATTRS,
+        "a file created open"
+    );
+
+    // setxattr: the hash is written and the hint goes; the unlink deletes the hash.
+    m.setxattr(ME, x, b"user.a", b"1", XattrFlags::NONE).await?;
+    m.flush().await?;
+    ensure!(
+        hints(&raw(&b, x).await?) == HINT_NEVER_OPENED,
+        "after setxattr"
+    );
+    ensure!(exists(&b, b.layout().xattrs(x)).await?, "no xattr hash");
+    m.unlink(ME, d, b"x").await?;
+    m.flush().await?;
+    ensure!(
+        !exists(&b, b.layout().xattrs(x)).await?,
+        "xattrs left by unlink"
+    );
+
+    // open: the hint goes; the unlink keeps the open inode (nlink 0) until its release.
+    m.open_file(o).await?;
+    m.flush().await?;
+    ensure!(hints(&raw(&b, o).await?) == HINT_NO_XATTRS, "after open");
+    m.unlink(ME, d, b"o").await?;
+    m.flush().await?;
+    ensure!(b.get_attr(o).await?.nlink == 0, "the open file was deleted");
+    m.release_file(o).await?;
+    m.unlink(ME, d, b"co").await?;
+    m.flush().await?;
+    ensure!(
+        b.get_attr(co).await?.nlink == 0,
+        "the file created open was deleted"
+    );
+    m.release_file(co).await?;
+    m.flush().await?;
+    for ino in [o, co] {
+        let e = b.get_attr(ino).await.map(|_| ());
+        ensure!(
+            e.map_err(|e| e.kind()) == Err(ErrorKind::NotFound),
+            "inode {ino:?} outlived its release"
+        );
+    }
+
+    // A record without hints (as written before them) whose inode has an xattr hash: the
+    // unlink still deletes the hash.
+    let (y, ya) = m.create(ME, d, b"y", 0o644).await?;
+    m.flush().await?;
+    b.query(
+        redis::cmd("HSET")
+            .arg(b.layout().xattrs(y))
+            .arg("user.b")
+            .arg("\x012"),
+    )
+    .await?;
+    put(&b, y, &encode_attr_compact(&ya)).await?;
+    m.unlink(ME, d, b"y").await?;
+    m.flush().await?;
+    ensure!(
+        !exists(&b, b.layout().xattrs(y)).await?,
+        "xattrs left by unlink"
+    );
+
+    // A hint bit the library does not know is damage.
+    let (z, za) = m.create(ME, d, b"z", 0o644).await?;
+    m.flush().await?;
+    let mut odd = encode_attr_compact(&za);
+    odd[SHAPE_BYTE] |= 0x40;
+    put(&b, z, &odd).await?;
+    let e = chmod(&m, z).await.map(|_| ());
+    ensure!(
+        e.as_ref().map_err(|e| e.kind()) == Err(ErrorKind::Corrupted),
+        "setattr over unknown shape bits: {e:?}"
+    );
+    put(&b, z, &encode_attr_compact(&za)).await?;
     m.close().await?;
     b.erase().await?;
     Ok(())

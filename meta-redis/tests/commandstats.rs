@@ -186,6 +186,13 @@ async fn one_mode(url: &str, mode: Scripting) -> anyhow::Result<()> {
     // No read before the call: each op reads its entry (one ZRANGEBYLEX) and derives the
     // keys of the inode it names.
     ensure!(calls(&s, "zrangebylex") == N, "{N} unlinks: {s:?}");
+    // The records say these files never had an xattr nor an opener (the hint bits of
+    // meta_core::kv): no SCARD of an openers set, and one DEL (the attributes' write-back),
+    // not one more per file for its xattr hash.
+    ensure!(
+        calls(&s, "scard") == 0 && calls(&s, "del") == 1,
+        "{N} unlinks of files never opened, without xattrs: {s:?}"
+    );
     ensure!(calls(&s, "hget") == reads, "{mode:?}, {N} unlinks: {s:?}");
     for t in ["watch", "multi", "exec"] {
         ensure!(calls(&s, t) == 0, "{N} unlinks used {t}: {s:?}");

@@ -109,7 +109,9 @@ pub fn encode_attr(a: &Attr) -> Vec<u8> {
 /// ([`SHAPE_LENGTH`]), a non-zero rdev ([`SHAPE_RDEV`]). A new empty file (three equal times,
 /// length 0) takes 38 bytes, which Redis keeps inline with its key object (values of at most
 /// 44 bytes are "embstr" strings), 32 bytes less than the 73 of [`encode_attr`].
-/// The form is canonical: one attribute record has one encoding. [`decode_attr`] reads both.
+/// The form is canonical: one attribute record has one encoding of its fields. The shape byte
+/// may also carry a backend's hints ([`HINT_NO_XATTRS`], [`HINT_NEVER_OPENED`]), which add no
+/// bytes and no attribute; this function never sets them. [`decode_attr`] reads both forms.
 pub fn encode_attr_compact(a: &Attr) -> Vec<u8> {
     let mut shape = 0;
     if a.mtime != a.ctime {
@@ -159,6 +161,17 @@ pub const SHAPE_LENGTH: u8 = 4;
 /// The compact form's shape bit: rdev is stored (it is not 0).
 pub const SHAPE_RDEV: u8 = 8;
 
+/// A hint bit of the compact form's shape byte, not an attribute: the inode has no extended
+/// attributes, so deleting it need not delete an xattr key. Set only by a backend that writes
+/// the record at the inode's creation and clears the bit at its first `setxattr` (meta-redis);
+/// a record without it says nothing. [`decode_attr`] accepts and drops it.
+pub const HINT_NO_XATTRS: u8 = 0x10;
+/// A hint bit of the compact form's shape byte, not an attribute: no session has ever held
+/// the inode open, so removing its last name need not look for openers. Set only by a backend
+/// that writes the record at a creation without an opener and clears the bit at the first
+/// `open` (meta-redis); a record without it says nothing. [`decode_attr`] accepts and drops it.
+pub const HINT_NEVER_OPENED: u8 = 0x20;
+
 fn decode_attr_compact(buf: &[u8]) -> Result<Attr> {
     let mut r = Reader {
         buf: &buf[1..],
@@ -171,7 +184,8 @@ fn decode_attr_compact(buf: &[u8]) -> Result<Attr> {
     let nlink = r.u32()?;
     let flags = r.u8()?;
     let shape = r.u8()?;
-    if shape & !(SHAPE_MTIME | SHAPE_ATIME | SHAPE_LENGTH | SHAPE_RDEV) != 0 {
+    let known = SHAPE_MTIME | SHAPE_ATIME | SHAPE_LENGTH | SHAPE_RDEV;
+    if shape & !(known | HINT_NO_XATTRS | HINT_NEVER_OPENED) != 0 {
         return Err(err::corrupted(format!(
             "attr: unknown shape bits {shape:#04x}"
         )));
@@ -538,7 +552,17 @@ mod tests {
         wide[17] |= SHAPE_LENGTH;
         wide.extend_from_slice(&0u64.to_be_bytes());
         let mut odd = encode_attr_compact(&fresh);
-        odd[17] |= 0x10;
+        odd[17] |= 0x40;
+        // The hint bits carry no attribute: the same record with or without them.
+        for hint in [
+            HINT_NO_XATTRS,
+            HINT_NEVER_OPENED,
+            HINT_NO_XATTRS | HINT_NEVER_OPENED,
+        ] {
+            let mut hinted = encode_attr_compact(&written);
+            hinted[17] |= hint;
+            assert_eq!(decode_attr(&hinted).unwrap(), written);
+        }
         let full = encode_attr_compact(&a);
         for bad in [
             wide,

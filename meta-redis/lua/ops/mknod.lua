@@ -56,6 +56,8 @@ OPS.mknod = function(K, A)
     typ = typ, mode = mode, uid = uid, gid = gid, rdev = rdev,
     atime = atime, mtime = mtime, ctime = ctime,
     nlink = is_dir and 2 or 1, length = length, parent = parent8, flags = '\0',
+    -- New: no xattr hash, and no openers set unless a session opens it here (lib.lua).
+    hintbits = kop and 16 or 48, -- HINT.NO_XATTRS, + HINT.NEVER_OPENED
   }
   local sp = space(a)
   check_quota(sp, 1)

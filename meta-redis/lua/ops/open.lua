@@ -13,5 +13,7 @@ OPS.open = function(K, A)
   -- Writes (the first one, to the openers set, is its own type check).
   redis.call('SADD', kop, sid8)
   redis.call('SADD', K[4], ino8)
+  -- Its openers set is written now: the record must stop saying it never was (lib.lua).
+  if HINT.clear(a, HINT.NEVER_OPENED) then put_attr(K[1], a) end
   return { 'ok', raw_attr(K[1]) }
 end

@@ -168,7 +168,7 @@ OPS.rename = function(K, A)
       drop = da.nlink <= 1
     end
     if drop then
-      sustain = is_open(kdo, kdk)
+      sustain = is_open(da, kdo, kdk)
       stat_check_attr(de.ino, da)
       if not sustain then check_deletion(d_is_dir) end
       -- logic::namespace::remove_inode: uncharged, and a directory's quota goes (before the

@@ -32,7 +32,7 @@ OPS.rmdir = function(K, A)
   perm_check_delete(pa, parent8, a, c, 'rmdir')
   if e.typ ~= T_DIR then fail('NotADirectory', dec(parent8) .. '/' .. show(name)) end
   if has_entries(kents) then fail('NotEmpty', dec(parent8) .. '/' .. show(name)) end
-  local sustain = is_open(kop, kkept)
+  local sustain = is_open(a, kop, kkept)
   stat_check_attr(e.ino, a)
   restat_check(e.ino, a, nil)
   -- Its quota goes (logic::namespace::remove_inode), sustained or not.

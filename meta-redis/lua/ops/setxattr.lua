@@ -19,5 +19,7 @@ OPS.setxattr = function(K, A)
   if flags == 2 and not cur then fail('NoData', 'xattr ' .. show(name) .. ' of ' .. dec(ino8)) end
   -- Writes.
   redis.call('HSET', K[2], name, VER .. A[3])
+  -- Its xattr hash is written now: the record must stop saying it never was (lib.lua).
+  if HINT.clear(a, HINT.NO_XATTRS) then put_attr(K[1], a) end
   return { 'ok' }
 end

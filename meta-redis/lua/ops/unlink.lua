@@ -29,7 +29,7 @@ OPS.unlink = function(K, A)
   if e.typ == T_DIR then fail('IsADirectory', dec(parent8) .. '/' .. show(name)) end
   local sustain, restated = false, false
   if a and a.nlink <= 1 then
-    sustain = is_open(kop, kkept)
+    sustain = is_open(a, kop, kkept)
     if not sustain then check_deletion(a.typ == T_DIR) end
     stat_check_attr(e.ino, a)
     restated = restat_check(e.ino, a, nil, true)
