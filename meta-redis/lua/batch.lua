@@ -61,8 +61,6 @@ local function flush_batch()
   -- (The caches stay as they are until the next call's begin_batch.)
 end
 
-local NSHARED = 9
-
 -- OPS[code] for each op code, filled in by the registration the Rust side appends.
 local OP_BY_CODE = {}
 
@@ -75,6 +73,9 @@ local function slice(t, from, count)
 end
 
 local function batch(keys, argv, once)
+  -- (The number of shared keys. A local of this function, not of the library's main chunk,
+  -- which Lua 5.1 limits to 200 locals: lib.lua, "One table, not more locals".)
+  local NSHARED = 9
   local seq, pos, count
   local kp, ap = NSHARED + 1, 5
   if argv[3] ~= '' then

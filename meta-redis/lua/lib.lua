@@ -281,8 +281,8 @@ end
 -- function call costing more than the test. The field's name is chosen for Lua 5.1's string
 -- hash: `hintbits` falls in a slot of the 16-slot table that the other twelve fields leave
 -- free (`hint` fell on a slot that a colliding field had taken, and an unlink cost ≈ 1.4k
--- instructions more, by callgrind). (One table, not more locals: a Lua chunk has at most 200, and the library's
--- main chunk is near that.)
+-- instructions more, by callgrind). (One table, not more locals: a Lua chunk has at most
+-- 200, and the library's main chunk is within a few of it.)
 local HINT = { NO_XATTRS = 16, NEVER_OPENED = 32 }
 
 -- Attributes `a` without hint `h`; true when it had it (the record must be written again).
