@@ -37,15 +37,9 @@ local function delete_inode(kattr, ksymlink, kxattr, ino8, a)
     stat_reset(ino8)
     if has_quotas() then quota_drop(ino8) end
   end
-  -- (An inode whose record says it never had an xattr has no hash to delete.)
-  local kx = a.hintbits % 32 < 16 and kxattr -- not HINT.NO_XATTRS
-  if a.typ == T_LNK and kx then
-    redis.call('DEL', ksymlink, kx)
-  elseif a.typ == T_LNK then
-    redis.call('DEL', ksymlink)
-  elseif kx then
-    redis.call('DEL', kx)
-  end
+  if a.typ == T_LNK then redis.call('DEL', ksymlink) end
+  -- (An inode whose record says it never had an xattr, HINT.NO_XATTRS, has no hash.)
+  if a.hintbits % 32 < 16 then redis.call('DEL', kxattr) end
   if a.typ == T_REG and a.length ~= ZERO8 then
     redis.call('HSET', S.pf, ino8, a.length)
   end

@@ -58,18 +58,17 @@ end
 --       attr (compact form, kv::encode_attr_compact)
 -- Reply: {'ok'} or {'exists', stored record}
 local function format(keys, argv)
-  -- The `layout` field of a volume's directory statistics hash (written by `format`): what the
-  -- other fields hold. It is longer than hash-max-listpack-value (64 bytes by default), so the
-  -- hash is a hashtable from the start: a listpack (up to hash-max-listpack-entries fields)
-  -- would scan its fields at every HGET / HSET of a record.
+  -- The `layout` field of a volume's directory statistics hash: what the other fields hold
+  -- (a local here, not of the library's main chunk, which Lua 5.1 limits to 200 locals). It
+  -- is longer than hash-max-listpack-value (64 bytes by default), so the hash is a hashtable
+  -- from the start: a listpack (up to hash-max-listpack-entries fields) would scan its
+  -- fields at every HGET / HSET of a record.
   local STATS_LAYOUT = 'meta directory statistics: field = 8-byte big-endian directory inode, '
     .. 'value = 32 bytes, three big-endian i64: the inodes charged to it, their lengths, their '
     .. 'space, then its parent directory (8-byte inode; a 24-byte value, written before '
     .. 'directory quotas, has none; a missing field is all zeros). This field is longer than '
     .. 'hash-max-listpack-value so that the hash is a hashtable: constant-time field access at '
     .. 'any size.'
-  -- (A local of this function, not of the library's main chunk, which Lua 5.1 limits to 200
-  -- locals.)
   local cur = redis.call('GET', keys[1])
   if cur then return { 'exists', cur } end
   if string.sub(argv[2], -2) == ' 1' then
